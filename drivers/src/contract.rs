@@ -1,0 +1,188 @@
+//! The device contract: what a driver reports and how outputs are driven.
+//!
+//! An input driver turns a device's bytes into [`Input`]s and hands them to its
+//! [`InputSink`]; the daemon's decision loop reads them all from one bounded
+//! channel. An output driver ([`Output`]) sets one line on or off: for a lock,
+//! on means unlocked. Drivers know nothing of holders, doors or policy.
+
+use crate::error::DriverError;
+use async_trait::async_trait;
+use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use tokio::sync::mpsc;
+
+/// The longest card UID we accept, in bytes (ISO 14443 triple-size UIDs are 10).
+pub const MAX_UID_LEN: usize = 10;
+
+/// A card UID, fixed-size so it moves without allocating.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct CardUid {
+    bytes: [u8; MAX_UID_LEN],
+    len: u8,
+}
+
+impl CardUid {
+    /// A UID from raw bytes; `None` when empty or longer than [`MAX_UID_LEN`].
+    pub fn from_bytes(b: &[u8]) -> Option<Self> {
+        if b.is_empty() || b.len() > MAX_UID_LEN {
+            return None;
+        }
+        let mut bytes = [0u8; MAX_UID_LEN];
+        bytes[..b.len()].copy_from_slice(b);
+        Some(CardUid { bytes, len: b.len() as u8 })
+    }
+
+    /// A UID from hex text; colons, dashes and spaces between bytes are allowed.
+    pub fn parse_hex(s: &str) -> Option<Self> {
+        let mut out = [0u8; MAX_UID_LEN];
+        let mut n = 0usize;
+        let mut hi: Option<u8> = None;
+        for c in s.trim().chars() {
+            if matches!(c, ':' | '-' | ' ') {
+                continue;
+            }
+            let d = c.to_digit(16)? as u8;
+            match hi.take() {
+                None => hi = Some(d),
+                Some(h) => {
+                    if n == MAX_UID_LEN {
+                        return None;
+                    }
+                    out[n] = (h << 4) | d;
+                    n += 1;
+                }
+            }
+        }
+        if hi.is_some() {
+            return None;
+        }
+        Self::from_bytes(&out[..n])
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..self.len as usize]
+    }
+
+    /// Lower-case hex, the canonical text form.
+    pub fn to_hex(&self) -> String {
+        self.as_bytes().iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+impl fmt::Debug for CardUid {
+    // A UID is an identifier, not a secret, but keep it out of debug dumps anyway.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "CardUid(<{} bytes>)", self.len)
+    }
+}
+
+/// One thing an input device saw.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Input {
+    /// A keypad key: `0`-`9`, `*` or `#`.
+    Key(char),
+    /// A card was presented.
+    Card(CardUid),
+    /// A QR or barcode payload was scanned.
+    Qr(String),
+}
+
+impl fmt::Debug for Input {
+    // Never print a key press or a QR payload: together they are secrets.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Input::Key(_) => write!(f, "Key(<redacted>)"),
+            Input::Card(c) => write!(f, "Card({c:?})"),
+            Input::Qr(q) => write!(f, "Qr(<{} bytes>)", q.len()),
+        }
+    }
+}
+
+/// A device's health as the supervisor sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Health {
+    Online,
+    Offline(DriverError),
+}
+
+/// What reaches the decision loop from a device.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Report {
+    Input(Input),
+    Health(Health),
+}
+
+/// A report tagged with the index of the device (its place in `[[devices]]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceReport {
+    pub device: usize,
+    pub report: Report,
+}
+
+/// Where an input driver sends what it reads. Cheap to clone.
+#[derive(Clone)]
+pub struct InputSink {
+    device: usize,
+    tx: mpsc::Sender<DeviceReport>,
+    online: Arc<AtomicBool>,
+    dropped: Arc<AtomicU64>,
+}
+
+impl InputSink {
+    pub fn new(device: usize, tx: mpsc::Sender<DeviceReport>) -> Self {
+        InputSink { device, tx, online: Arc::new(AtomicBool::new(false)), dropped: Arc::default() }
+    }
+
+    pub fn device(&self) -> usize {
+        self.device
+    }
+
+    /// Hands an input to the decision loop without waiting. When the loop is
+    /// that far behind, the input is dropped and counted: a flooding device
+    /// must not stall the others.
+    pub fn input(&self, input: Input) {
+        self.send(Report::Input(input));
+    }
+
+    /// Marks the device online (reported once per transition).
+    pub fn online(&self) {
+        if !self.online.swap(true, Ordering::SeqCst) {
+            self.send(Report::Health(Health::Online));
+        }
+    }
+
+    /// Marks the device offline (reported once per transition).
+    pub fn offline(&self, err: DriverError) {
+        if self.online.swap(false, Ordering::SeqCst) {
+            self.send(Report::Health(Health::Offline(err)));
+        }
+    }
+
+    /// Inputs dropped because the decision loop was full.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+
+    fn send(&self, report: Report) {
+        if self.tx.try_send(DeviceReport { device: self.device, report }).is_err() {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// An input device. `run` opens it and reads until it fails or ends.
+#[async_trait]
+pub trait InputDriver: Send {
+    /// Reads the device, reporting through `sink`, and calls `sink.online()`
+    /// once open. `Err` means "restart me after a backoff"; `Ok(())` means the
+    /// source ended for good (standard input closed) and is not restarted.
+    /// The future is dropped at shutdown, so it must be cancel-safe.
+    async fn run(&mut self, sink: &InputSink) -> Result<(), DriverError>;
+}
+
+/// An output line: a lock relay, an LED, a buzzer. For a lock, `on` is unlocked.
+#[async_trait]
+pub trait Output: Send {
+    async fn set(&mut self, on: bool) -> Result<(), DriverError>;
+}

@@ -1,0 +1,43 @@
+//! `sim_lock`: a lock that only logs. Each change is a log line with its
+//! timestamp (`lock unlocked` / `lock locked`), which the demo and the
+//! end-to-end tests read.
+
+use crate::contract::Output;
+use crate::error::DriverError;
+use crate::settings::{ConfigErrors, Section};
+use async_trait::async_trait;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SimLockConfig;
+
+impl SimLockConfig {
+    pub fn parse(_sec: &mut Section<'_>, _errs: &mut ConfigErrors) -> Self {
+        SimLockConfig
+    }
+}
+
+pub struct SimLock {
+    id: String,
+}
+
+impl SimLock {
+    pub fn new(id: &str) -> Self {
+        SimLock { id: id.to_string() }
+    }
+}
+
+#[async_trait]
+impl Output for SimLock {
+    async fn set(&mut self, on: bool) -> Result<(), DriverError> {
+        let at = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis())
+            .unwrap_or(0);
+        if on {
+            tracing::info!(device = %self.id, at_ms = at as u64, "lock unlocked");
+        } else {
+            tracing::info!(device = %self.id, at_ms = at as u64, "lock locked");
+        }
+        Ok(())
+    }
+}
