@@ -1,0 +1,13 @@
+//! porterd: the access-control daemon of a package room.
+//!
+//! Layout:
+//! - [`access`]: the decision core, keypad entry and lockout. Pure and
+//!   synchronous: no I/O, no tokio tasks, no allocation on the decision path.
+//! - [`store`]: sled behind a narrow interface, keyed hashes, records.
+//! - [`provision`]: the key operations (one library API for the admin socket
+//!   and MQTT), the command and reply schema, the admin socket.
+//! - [`runtime`]: wiring: devices, the decision loop, doors, the audit writer,
+//!   shutdown.
+//! - [`config`]: raw TOML and environment to a validated [`config::Config`].
+
+pub mod access;

@@ -1,0 +1,140 @@
+//! Brute-force lockout of one input device. Sans-IO: the caller passes the
+//! wall-clock time (unix ms, since the state outlives restarts) and the local
+//! day number (for the daily cap).
+//!
+//! After `threshold` consecutive failures the device is locked for `base`,
+//! doubling with each further failure up to `max`. Independently, after
+//! `daily_cap` failures in one local day the device refuses entries until the
+//! day ends or an operator clears it: this also stops an insider who resets
+//! the consecutive count with their own valid PIN between guesses.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LockoutPolicy {
+    pub threshold: u32,
+    pub base_ms: u64,
+    pub max_ms: u64,
+    pub daily_cap: u32,
+}
+
+impl Default for LockoutPolicy {
+    fn default() -> Self {
+        LockoutPolicy { threshold: 5, base_ms: 30_000, max_ms: 3_600_000, daily_cap: 20 }
+    }
+}
+
+/// Why a device is locked, as reported in `lockout.engaged`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engaged {
+    /// Locked until this time (unix ms).
+    Until(i64),
+    /// The daily cap was reached: locked until the local day ends or cleared.
+    DailyCap,
+}
+
+/// The persisted lockout state of one device.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LockoutState {
+    pub consecutive: u32,
+    pub locked_until_ms: i64,
+    pub day: i32,
+    pub day_failures: u32,
+}
+
+impl LockoutState {
+    /// Whether entries at this device are refused now.
+    pub fn is_locked(&self, p: &LockoutPolicy, now_ms: i64, day: i32) -> bool {
+        now_ms < self.locked_until_ms || (self.day == day && self.day_failures >= p.daily_cap)
+    }
+
+    /// Records a failed attempt; returns what engaged, if anything.
+    pub fn failure(&mut self, p: &LockoutPolicy, now_ms: i64, day: i32) -> Option<Engaged> {
+        if self.day != day {
+            self.day = day;
+            self.day_failures = 0;
+        }
+        self.day_failures = self.day_failures.saturating_add(1);
+        self.consecutive = self.consecutive.saturating_add(1);
+        if self.day_failures >= p.daily_cap {
+            return Some(Engaged::DailyCap);
+        }
+        if self.consecutive >= p.threshold {
+            let doublings = (self.consecutive - p.threshold).min(40);
+            let ms = p.base_ms.saturating_mul(1u64 << doublings).min(p.max_ms);
+            self.locked_until_ms = now_ms.saturating_add(ms as i64);
+            return Some(Engaged::Until(self.locked_until_ms));
+        }
+        None
+    }
+
+    /// A granted attempt resets the consecutive count (not the daily one).
+    pub fn success(&mut self) {
+        self.consecutive = 0;
+    }
+
+    /// An operator's `lockout.clear`.
+    pub fn clear(&mut self) {
+        *self = LockoutState { day: self.day, ..LockoutState::default() };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn progressive_lockout_doubles_to_the_cap() {
+        let p = LockoutPolicy { daily_cap: 1000, ..Default::default() };
+        let mut s = LockoutState::default();
+        let mut now = 1_000_000i64;
+        for _ in 0..4 {
+            assert_eq!(s.failure(&p, now, 1), None);
+        }
+        let mut waits = Vec::new();
+        for _ in 0..10 {
+            match s.failure(&p, now, 1) {
+                Some(Engaged::Until(t)) => {
+                    assert!(s.is_locked(&p, t - 1, 1));
+                    assert!(!s.is_locked(&p, t, 1));
+                    waits.push((t - now) / 1000);
+                    now = t;
+                }
+                o => panic!("{o:?}"),
+            }
+        }
+        assert_eq!(waits, [30, 60, 120, 240, 480, 960, 1920, 3600, 3600, 3600]);
+    }
+
+    #[test]
+    fn success_resets_consecutive_but_not_the_daily_cap() {
+        let p = LockoutPolicy::default();
+        let mut s = LockoutState::default();
+        for i in 1..=19 {
+            assert_eq!(s.failure(&p, 0, 7), None, "failure {i}");
+            if i % 4 == 0 {
+                s.success();
+            }
+        }
+        assert_eq!(s.failure(&p, 0, 7), Some(Engaged::DailyCap));
+        assert!(s.is_locked(&p, i64::MAX - 1, 7));
+        // A new day lifts the daily cap.
+        assert!(!s.is_locked(&p, 0, 8));
+        // The consecutive count carries over midnight: this is its fifth.
+        assert_eq!(s.failure(&p, 0, 8), Some(Engaged::Until(30_000)));
+        assert_eq!(s.day_failures, 1);
+    }
+
+    #[test]
+    fn clear_unlocks() {
+        let p = LockoutPolicy::default();
+        let mut s = LockoutState::default();
+        for _ in 0..5 {
+            s.failure(&p, 0, 1);
+        }
+        assert!(s.is_locked(&p, 1, 1));
+        s.clear();
+        assert!(!s.is_locked(&p, 1, 1));
+        assert_eq!(s.failure(&p, 1, 1), None);
+    }
+}

@@ -1,0 +1,181 @@
+//! Table tests of `decide`, and a property test against a naive reference.
+
+use super::schedule::{LocalTime, Window};
+use super::*;
+use proptest::prelude::*;
+
+fn kh(n: u8) -> KeyHash {
+    KeyHash([n; 32])
+}
+
+fn holder(id: &str) -> Holder {
+    Holder {
+        id: id.into(),
+        role: Role::Courier,
+        enabled: true,
+        doors: DoorSet::All,
+        valid_from_ms: None,
+        valid_until_ms: None,
+        schedule: vec![],
+    }
+}
+
+fn snap(entries: Vec<(KeyHash, Holder, KeyKind, bool)>) -> Snapshot {
+    let mut s = Snapshot::default();
+    for (k, h, kind, active) in entries {
+        s.keys.insert(k, KeyEntry { holder: Arc::new(h), kind, active });
+    }
+    s
+}
+
+fn req(key: KeyHash, kind: KeyKind) -> Request {
+    Request {
+        door: 0,
+        device: 0,
+        kind,
+        key,
+        now_ms: 1_000_000,
+        local: LocalTime { weekday: 2, minute: 12 * 60 },
+        device_locked: false,
+    }
+}
+
+#[test]
+fn table() {
+    let weekday_mornings = vec![Window { days: 0x1f, from: 7 * 60, to: 11 * 60 }];
+    let s = snap(vec![
+        (kh(1), holder("ok"), KeyKind::Pin, true),
+        (kh(2), holder("inactive"), KeyKind::Pin, false),
+        (kh(3), Holder { enabled: false, ..holder("disabled") }, KeyKind::Pin, true),
+        (kh(4), Holder { valid_from_ms: Some(2_000_000), ..holder("future") }, KeyKind::Pin, true),
+        (kh(5), Holder { valid_until_ms: Some(1_000_000), ..holder("past") }, KeyKind::Pin, true),
+        (kh(6), Holder { doors: DoorSet::Mask(0b10), ..holder("door1") }, KeyKind::Card, true),
+        (kh(7), Holder { schedule: weekday_mornings, ..holder("mornings") }, KeyKind::Qr, true),
+        (kh(8), Holder { valid_until_ms: Some(1_000_001), ..holder("last-ms") }, KeyKind::Pin, true),
+    ]);
+    let cases: Vec<(Request, Option<Reason>)> = vec![
+        (req(kh(1), KeyKind::Pin), None),
+        (Request { device_locked: true, ..req(kh(1), KeyKind::Pin) }, Some(Reason::LockedOut)),
+        (req(kh(99), KeyKind::Pin), Some(Reason::Unknown)),
+        (req(kh(2), KeyKind::Pin), Some(Reason::Inactive)),
+        (req(kh(3), KeyKind::Pin), Some(Reason::HolderDisabled)),
+        (req(kh(4), KeyKind::Pin), Some(Reason::NotYetValid)),
+        (req(kh(5), KeyKind::Pin), Some(Reason::Expired)),
+        (req(kh(8), KeyKind::Pin), None),
+        (req(kh(6), KeyKind::Card), Some(Reason::WrongDoor)),
+        (Request { door: 1, ..req(kh(6), KeyKind::Card) }, None),
+        (req(kh(7), KeyKind::Qr), Some(Reason::OutsideSchedule)),
+        (Request { local: LocalTime { weekday: 0, minute: 7 * 60 }, ..req(kh(7), KeyKind::Qr) }, None),
+        (Request { local: LocalTime { weekday: 5, minute: 8 * 60 }, ..req(kh(7), KeyKind::Qr) }, Some(Reason::OutsideSchedule)),
+        (req(kh(1), KeyKind::Card), Some(Reason::Unknown)),
+    ];
+    for (i, (r, want)) in cases.iter().enumerate() {
+        let d = decide(&s, r);
+        assert_eq!(d.reason(), *want, "case {i}");
+        if want.is_none() {
+            assert!(d.is_grant());
+        }
+        if let Some(Reason::Inactive | Reason::Expired) = want {
+            assert!(d.holder().is_some(), "case {i} names its holder");
+        }
+    }
+}
+
+/// The spec written a second way: collect every failing check, then report
+/// the one of highest priority.
+fn reference(entries: &[(KeyHash, Holder, KeyKind, bool)], r: &Request) -> Option<Reason> {
+    if r.device_locked {
+        return Some(Reason::LockedOut);
+    }
+    let Some((_, h, kind, active)) = entries.iter().rev().find(|(k, ..)| *k == r.key) else {
+        return Some(Reason::Unknown);
+    };
+    if *kind != r.kind {
+        return Some(Reason::Unknown);
+    }
+    let mut failing = vec![];
+    if !active {
+        failing.push((0, Reason::Inactive));
+    }
+    if !h.enabled {
+        failing.push((1, Reason::HolderDisabled));
+    }
+    if let Some(f) = h.valid_from_ms {
+        if r.now_ms < f {
+            failing.push((2, Reason::NotYetValid));
+        }
+    }
+    if let Some(u) = h.valid_until_ms {
+        if r.now_ms >= u {
+            failing.push((3, Reason::Expired));
+        }
+    }
+    let door_ok = match h.doors {
+        DoorSet::All => true,
+        DoorSet::Mask(m) => (m >> r.door) & 1 == 1,
+    };
+    if !door_ok {
+        failing.push((4, Reason::WrongDoor));
+    }
+    // Minute-of-week arithmetic instead of the window's own logic.
+    let now = r.local.weekday as u32 * 1440 + r.local.minute as u32;
+    let in_window = |w: &Window| {
+        (0..7u32).filter(|d| w.days >> d & 1 == 1).any(|d| {
+            let start = d * 1440 + w.from as u32;
+            let len = if w.to > w.from { (w.to - w.from) as u32 } else { 1440 - w.from as u32 + w.to as u32 };
+            let rel = (now + 7 * 1440 - start) % (7 * 1440);
+            rel < len
+        })
+    };
+    if !h.schedule.is_empty() && !h.schedule.iter().any(in_window) {
+        failing.push((5, Reason::OutsideSchedule));
+    }
+    failing.sort_by_key(|f| f.0);
+    failing.first().map(|f| f.1)
+}
+
+fn arb_kind() -> impl Strategy<Value = KeyKind> {
+    prop_oneof![Just(KeyKind::Pin), Just(KeyKind::Qr), Just(KeyKind::Card)]
+}
+
+fn arb_holder() -> impl Strategy<Value = Holder> {
+    (
+        any::<bool>(),
+        prop_oneof![Just(DoorSet::All), (0u64..16).prop_map(DoorSet::Mask)],
+        proptest::option::of(0i64..200),
+        proptest::option::of(0i64..200),
+        proptest::collection::vec(
+            (1u8..128, 0u16..1440, 1u16..1441).prop_map(|(days, from, to)| Window { days, from, to }),
+            0..3,
+        ),
+    )
+        .prop_map(|(enabled, doors, vf, vu, schedule)| Holder {
+            id: "h".into(),
+            role: Role::Staff,
+            enabled,
+            doors,
+            valid_from_ms: vf,
+            valid_until_ms: vu,
+            schedule,
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2000))]
+    #[test]
+    fn matches_the_reference(
+        entries in proptest::collection::vec((0u8..8, arb_holder(), arb_kind(), any::<bool>()), 0..8),
+        key in 0u8..10,
+        kind in arb_kind(),
+        door in 0u8..4,
+        now_ms in 0i64..200,
+        weekday in 0u8..7,
+        minute in 0u16..1440,
+        locked in proptest::bool::weighted(0.1),
+    ) {
+        let entries: Vec<_> = entries.into_iter().map(|(k, h, kd, a)| (kh(k), h, kd, a)).collect();
+        let s = snap(entries.clone());
+        let r = Request { door, device: 0, kind, key: kh(key), now_ms, local: LocalTime { weekday, minute }, device_locked: locked };
+        prop_assert_eq!(decide(&s, &r).reason(), reference(&entries, &r));
+    }
+}
