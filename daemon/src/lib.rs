@@ -11,3 +11,4 @@
 //! - [`config`]: raw TOML and environment to a validated [`config::Config`].
 
 pub mod access;
+pub mod store;

@@ -1,0 +1,168 @@
+//! The store: sled behind a narrow interface.
+//!
+//! Everything lives in one sled tree under short key prefixes, so that any
+//! change, however many records it touches, is one atomic [`Batch`], flushed
+//! before [`Store::apply`] returns. Nothing above this module names sled: the
+//! interface is open, get, scan, apply a batch, flush, export.
+//!
+//! - [`secret`]: the device secret and the keyed hash of PINs, tokens, UIDs.
+//! - [`records`]: the typed records and their key layout.
+
+pub mod records;
+pub mod secret;
+
+use std::path::Path;
+
+/// The schema this build reads and writes. Startup refuses any other.
+pub const SCHEMA_VERSION: u32 = 1;
+const SCHEMA_KEY: &[u8] = b"m/schema";
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("store: {0}")]
+    Sled(#[from] sled::Error),
+    #[error("store at {path} has schema version {found}, this build reads {SCHEMA_VERSION}; {hint}")]
+    Schema { path: String, found: String, hint: &'static str },
+    #[error("store: corrupt record {key}: {detail}")]
+    Corrupt { key: String, detail: String },
+}
+
+/// A set of writes applied atomically.
+#[derive(Debug, Default)]
+pub struct Batch {
+    ops: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+}
+
+impl Batch {
+    pub fn put(&mut self, key: impl Into<Vec<u8>>, value: impl Into<Vec<u8>>) {
+        self.ops.push((key.into(), Some(value.into())));
+    }
+    pub fn remove(&mut self, key: impl Into<Vec<u8>>) {
+        self.ops.push((key.into(), None));
+    }
+    pub fn is_empty(&self) -> bool {
+        self.ops.is_empty()
+    }
+    pub fn len(&self) -> usize {
+        self.ops.len()
+    }
+}
+
+/// The open store.
+#[derive(Clone)]
+pub struct Store {
+    db: sled::Db,
+}
+
+impl Store {
+    /// Opens (creating if needed) the store in `dir`, with a page cache of
+    /// `cache_bytes`, and checks its schema version.
+    pub fn open(dir: &Path, cache_bytes: u64) -> Result<Store, StoreError> {
+        let db = sled::Config::new()
+            .path(dir)
+            .cache_capacity(cache_bytes)
+            .mode(sled::Mode::LowSpace)
+            .open()?;
+        Self::check_schema(db, dir)
+    }
+
+    /// A store in a temporary folder that vanishes on drop (tests, benches).
+    pub fn temporary() -> Result<Store, StoreError> {
+        let db = sled::Config::new().temporary(true).open()?;
+        Self::check_schema(db, Path::new("<temporary>"))
+    }
+
+    fn check_schema(db: sled::Db, dir: &Path) -> Result<Store, StoreError> {
+        match db.get(SCHEMA_KEY)? {
+            None => {
+                if db.iter().next().is_some() {
+                    return Err(StoreError::Schema {
+                        path: dir.display().to_string(),
+                        found: "none".into(),
+                        hint: "this folder holds data that is not a Porter store; point data_dir elsewhere",
+                    });
+                }
+                db.insert(SCHEMA_KEY, SCHEMA_VERSION.to_string().as_bytes())?;
+                db.flush()?;
+            }
+            Some(v) if v.as_ref() == SCHEMA_VERSION.to_string().as_bytes() => {}
+            Some(v) => {
+                return Err(StoreError::Schema {
+                    path: dir.display().to_string(),
+                    found: String::from_utf8_lossy(&v).into_owned(),
+                    hint: "run the Porter version that wrote it, or export and re-provision",
+                })
+            }
+        }
+        Ok(Store { db })
+    }
+
+    pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.db.get(key)?.map(|v| v.to_vec()))
+    }
+
+    /// Every record whose key starts with `prefix`, in key order.
+    pub fn scan(&self, prefix: &[u8]) -> impl Iterator<Item = Result<(Vec<u8>, Vec<u8>), StoreError>> {
+        self.db.scan_prefix(prefix).map(|r| r.map(|(k, v)| (k.to_vec(), v.to_vec())).map_err(StoreError::from))
+    }
+
+    /// Records after `start` (exclusive) that share `prefix`, in key order.
+    pub fn scan_after(
+        &self,
+        prefix: &[u8],
+        start: &[u8],
+    ) -> impl Iterator<Item = Result<(Vec<u8>, Vec<u8>), StoreError>> {
+        let prefix = prefix.to_vec();
+        let mut lower = start.to_vec();
+        lower.push(0);
+        self.db
+            .range(lower..)
+            .map(|r| r.map(|(k, v)| (k.to_vec(), v.to_vec())).map_err(StoreError::from))
+            .take_while(move |r| r.as_ref().map(|(k, _)| k.starts_with(&prefix)).unwrap_or(true))
+    }
+
+    /// The last record under `prefix`, by key order.
+    pub fn last(&self, prefix: &[u8]) -> Result<Option<(Vec<u8>, Vec<u8>)>, StoreError> {
+        Ok(self.db.scan_prefix(prefix).next_back().transpose()?.map(|(k, v)| (k.to_vec(), v.to_vec())))
+    }
+
+    /// Applies `batch` atomically and flushes it to disk before returning:
+    /// once this returns `Ok`, a crash cannot lose the change.
+    pub fn apply(&self, batch: Batch) -> Result<(), StoreError> {
+        self.apply_unflushed(batch)?;
+        self.flush()
+    }
+
+    /// Applies `batch` atomically without waiting for the disk; callers that
+    /// group many batches into one flush use this and then [`Store::flush`].
+    pub fn apply_unflushed(&self, batch: Batch) -> Result<(), StoreError> {
+        let mut b = sled::Batch::default();
+        for (k, v) in batch.ops {
+            match v {
+                Some(v) => b.insert(k, v),
+                None => b.remove(k),
+            }
+        }
+        self.db.apply_batch(b)?;
+        Ok(())
+    }
+
+    /// Waits until everything applied so far is on disk.
+    pub fn flush(&self) -> Result<(), StoreError> {
+        self.db.flush()?;
+        Ok(())
+    }
+
+    /// Every record as (key, value), for backups and diagnostics.
+    pub fn export(&self) -> impl Iterator<Item = Result<(Vec<u8>, Vec<u8>), StoreError>> {
+        self.scan(b"")
+    }
+
+    /// Bytes on disk.
+    pub fn size_on_disk(&self) -> u64 {
+        self.db.size_on_disk().unwrap_or(0)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,158 @@
+//! Typed records and the key layout of the store.
+//!
+//! | prefix | key | value |
+//! | --- | --- | --- |
+//! | `m/` | `schema`, `generation`, `seq` | text |
+//! | `h/` | holder id | [`HolderRecord`] as JSON |
+//! | `k/` | 32-byte keyed hash | holder id: the lookup and duplicate index |
+//! | `t/` | 32-byte keyed hash of a deleted PIN | deletion time: a tombstone |
+//! | `l/` | device id | lockout state as JSON |
+//! | `a/` | seq, 8 bytes big-endian | audit event as JSON |
+//!
+//! Keys are never stored in plaintext: a record keeps the hex of the keyed
+//! hash, and a card keeps only a four-hex-digit hint for people to recognise it.
+
+use crate::access::schedule::{self, Window};
+use crate::access::{DoorSet, Holder, KeyHash, KeyKind, Role};
+use serde::{Deserialize, Serialize};
+
+pub const HOLDER: &[u8] = b"h/";
+pub const KEY: &[u8] = b"k/";
+pub const TOMBSTONE: &[u8] = b"t/";
+pub const LOCKOUT: &[u8] = b"l/";
+pub const AUDIT: &[u8] = b"a/";
+pub const GENERATION: &[u8] = b"m/generation";
+pub const SEQ: &[u8] = b"m/seq";
+
+pub fn prefixed(prefix: &[u8], rest: &[u8]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(prefix.len() + rest.len());
+    k.extend_from_slice(prefix);
+    k.extend_from_slice(rest);
+    k
+}
+
+pub fn holder_key(id: &str) -> Vec<u8> {
+    prefixed(HOLDER, id.as_bytes())
+}
+pub fn key_key(h: &KeyHash) -> Vec<u8> {
+    prefixed(KEY, &h.0)
+}
+pub fn tombstone_key(h: &KeyHash) -> Vec<u8> {
+    prefixed(TOMBSTONE, &h.0)
+}
+pub fn audit_key(seq: u64) -> Vec<u8> {
+    prefixed(AUDIT, &seq.to_be_bytes())
+}
+pub fn lockout_key(device: &str) -> Vec<u8> {
+    prefixed(LOCKOUT, device.as_bytes())
+}
+
+/// One stored key (PIN or QR token).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyRecord {
+    /// Hex of the keyed hash.
+    pub hash: String,
+    pub active: bool,
+    pub created_ms: i64,
+}
+
+/// One stored key card.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CardRecord {
+    pub hash: String,
+    /// The last four hex digits of the UID, for people to tell cards apart.
+    pub hint: String,
+    pub active: bool,
+    pub created_ms: i64,
+}
+
+/// A weekly window as stored: day mask (bit 0 = Monday), minutes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WindowRecord {
+    pub days: u8,
+    pub from: u16,
+    pub to: u16,
+}
+
+/// A holder and its keys.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HolderRecord {
+    pub id: String,
+    pub name: String,
+    pub role: Role,
+    /// `None`: every door.
+    pub doors: Option<Vec<String>>,
+    pub valid_from_ms: Option<i64>,
+    pub valid_until_ms: Option<i64>,
+    pub schedule: Vec<WindowRecord>,
+    pub enabled: bool,
+    pub pin: Option<KeyRecord>,
+    pub qr: Option<KeyRecord>,
+    pub cards: Vec<CardRecord>,
+    pub created_ms: i64,
+    pub updated_ms: i64,
+}
+
+pub fn hash_from_hex(s: &str) -> Option<KeyHash> {
+    let v = hex::decode(s).ok()?;
+    Some(KeyHash(v.try_into().ok()?))
+}
+
+impl HolderRecord {
+    /// Every key of this holder: (hash, kind, active).
+    pub fn keys(&self) -> Vec<(KeyHash, KeyKind, bool)> {
+        let mut out = Vec::with_capacity(2 + self.cards.len());
+        let mut add = |hash: &str, kind, active| {
+            if let Some(h) = hash_from_hex(hash) {
+                out.push((h, kind, active));
+            }
+        };
+        if let Some(p) = &self.pin {
+            add(&p.hash, KeyKind::Pin, p.active);
+        }
+        if let Some(q) = &self.qr {
+            add(&q.hash, KeyKind::Qr, q.active);
+        }
+        for c in &self.cards {
+            add(&c.hash, KeyKind::Card, c.active);
+        }
+        out
+    }
+
+    /// The decision core's view, with door ids resolved against this
+    /// controller's doors (ids of other controllers' doors are ignored).
+    pub fn to_access(&self, doors: &[String]) -> Holder {
+        let doors = match &self.doors {
+            None => DoorSet::All,
+            Some(list) => DoorSet::Mask(
+                list.iter()
+                    .filter_map(|d| doors.iter().position(|x| x == d))
+                    .filter(|i| *i < 64)
+                    .fold(0u64, |m, i| m | (1u64 << i)),
+            ),
+        };
+        Holder {
+            id: self.id.clone(),
+            role: self.role,
+            enabled: self.enabled,
+            doors,
+            valid_from_ms: self.valid_from_ms,
+            valid_until_ms: self.valid_until_ms,
+            schedule: self.schedule.iter().map(|w| Window { days: w.days, from: w.from, to: w.to }).collect(),
+        }
+    }
+}
+
+/// Unix ms as RFC 3339 UTC with milliseconds.
+pub fn rfc3339(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+        .unwrap_or_default()
+}
+
+/// Renders a stored window for people: `{"days": ["mon", ...], "from": "07:00", "to": "21:00"}`.
+pub fn window_json(w: &WindowRecord) -> serde_json::Value {
+    let days: Vec<&str> =
+        (0..7).filter(|d| w.days & (1 << d) != 0).map(|d| schedule::DAY_NAMES[d]).collect();
+    serde_json::json!({"days": days, "from": schedule::format_hhmm(w.from), "to": schedule::format_hhmm(w.to)})
+}
