@@ -11,4 +11,5 @@
 //! - [`config`]: raw TOML and environment to a validated [`config::Config`].
 
 pub mod access;
+pub mod provision;
 pub mod store;

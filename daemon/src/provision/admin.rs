@@ -1,0 +1,99 @@
+//! The local admin socket: one JSON command per line in, one JSON reply per
+//! line out. `porterctl` is its client. Mode 0660, so only root and the
+//! `porter` group reach it.
+
+use super::command::{self, Control, MAX_COMMAND_BYTES};
+use super::keys::KeyService;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+
+/// Connections served at once; more wait.
+const MAX_CONNECTIONS: usize = 16;
+
+/// Binds the socket at `path`, replacing a stale one, with mode 0660.
+pub fn bind(path: &Path) -> std::io::Result<UnixListener> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    match std::fs::remove_file(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    let l = UnixListener::bind(path)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))?;
+    Ok(l)
+}
+
+/// Serves the socket until `cancel` fires; then removes it.
+pub async fn serve(
+    listener: UnixListener,
+    path: PathBuf,
+    svc: Arc<KeyService>,
+    ctl: Arc<dyn Control>,
+    cancel: CancellationToken,
+) {
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    loop {
+        let stream = tokio::select! {
+            _ = cancel.cancelled() => break,
+            r = listener.accept() => match r {
+                Ok((s, _)) => s,
+                Err(e) => {
+                    tracing::warn!(error = %e, "admin socket: accept failed");
+                    continue;
+                }
+            },
+        };
+        let Ok(permit) = slots.clone().acquire_owned().await else { break };
+        let (svc, ctl, cancel) = (svc.clone(), ctl.clone(), cancel.clone());
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = cancel.cancelled() => {}
+                r = connection(stream, svc, ctl) => if let Err(e) = r {
+                    tracing::debug!(error = %e, "admin connection ended");
+                },
+            }
+            drop(permit);
+        });
+    }
+    let _ = std::fs::remove_file(&path);
+}
+
+async fn connection(stream: UnixStream, svc: Arc<KeyService>, ctl: Arc<dyn Control>) -> std::io::Result<()> {
+    let (r, mut w) = stream.into_split();
+    let mut lines = BufReader::new(r);
+    let mut buf = Vec::new();
+    loop {
+        buf.clear();
+        // Bounded read: a line longer than the limit is answered and skipped.
+        let n = (&mut lines).take(MAX_COMMAND_BYTES as u64 + 1).read_until(b'\n', &mut buf).await?;
+        if n == 0 {
+            return Ok(());
+        }
+        let reply = if buf.len() > MAX_COMMAND_BYTES && !buf.ends_with(b"\n") {
+            // Drain the rest of the oversized line.
+            let mut rest = Vec::new();
+            lines.read_until(b'\n', &mut rest).await?;
+            command::parse(&vec![b' '; MAX_COMMAND_BYTES + 1]).err().unwrap_or_default()
+        } else {
+            match command::parse(buf.trim_ascii()) {
+                Err(reply) => reply,
+                Ok(cmd) => {
+                    let (svc, ctl) = (svc.clone(), ctl.clone());
+                    tokio::task::spawn_blocking(move || command::execute(&svc, ctl.as_ref(), &cmd))
+                        .await
+                        .unwrap_or_else(|e| serde_json::json!({"ok": false, "error": {"code": "internal", "message": e.to_string()}}))
+                }
+            }
+        };
+        let mut out = serde_json::to_vec(&reply).unwrap_or_default();
+        out.push(b'\n');
+        w.write_all(&out).await?;
+    }
+}

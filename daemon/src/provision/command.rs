@@ -1,0 +1,288 @@
+//! The command and reply schema shared by the admin socket and MQTT, and the
+//! dispatcher from an op name to the key operations.
+//!
+//! Command: `{"id": "c-1842", "op": "pin.generate", "args": {"holder": "courier-ups"}}`.
+//! Reply: `{"id": "c-1842", "ok": true, "result": {...}}` or
+//! `{"id": ..., "ok": false, "error": {"code": "duplicate", "message": "..."}}`.
+
+use super::error::{ErrorCode, OpError};
+use super::keys::{HolderSpec, KeyService};
+use crate::access::schedule;
+use crate::access::Role;
+use crate::store::records::WindowRecord;
+use porter_drivers::CardUid;
+use serde_json::{json, Map, Value};
+
+/// The largest command accepted, in bytes.
+pub const MAX_COMMAND_BYTES: usize = 256 * 1024;
+
+/// Every op of the contract, in documentation order.
+pub const OPS: &[&str] = &[
+    "holder.put", "holder.get", "holder.list", "holder.delete",
+    "pin.generate", "pin.set", "pin.activate", "pin.deactivate", "pin.delete",
+    "qr.generate", "qr.activate", "qr.deactivate", "qr.delete",
+    "card.assign", "card.activate", "card.deactivate", "card.delete",
+    "enroll.start", "door.unlock", "lockout.clear",
+    "sync.begin", "sync.put", "sync.commit", "state.get",
+];
+
+/// What the running daemon does for ops that act on doors and devices.
+pub trait Control: Send + Sync {
+    /// Opens `door` for `ms` (the door's unlock time when `None`).
+    fn unlock(&self, door: &str, ms: Option<u64>) -> Result<Value, OpError>;
+    /// Clears the lockout of `device`, or of every device.
+    fn clear_lockout(&self, device: Option<&str>) -> Result<Value, OpError>;
+}
+
+/// A parsed command.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Command {
+    pub id: Value,
+    pub op: String,
+    pub args: Map<String, Value>,
+}
+
+/// Parses a command; on failure returns the reply to send (with the id when
+/// one could be read).
+pub fn parse(bytes: &[u8]) -> Result<Command, Value> {
+    if bytes.len() > MAX_COMMAND_BYTES {
+        return Err(error_reply(&Value::Null, &OpError::invalid(format!("command is {} bytes; the limit is {MAX_COMMAND_BYTES}", bytes.len()))));
+    }
+    let v: Value = serde_json::from_slice(bytes)
+        .map_err(|e| error_reply(&Value::Null, &OpError::invalid(format!("not JSON: {e}"))))?;
+    let Value::Object(mut obj) = v else {
+        return Err(error_reply(&Value::Null, &OpError::invalid("a command is a JSON object with id, op and args")));
+    };
+    let id = obj.remove("id").unwrap_or(Value::Null);
+    if !(id.is_string() || id.is_number()) {
+        return Err(error_reply(&id, &OpError::invalid("`id` must be a string or a number")));
+    }
+    let op = match obj.remove("op") {
+        Some(Value::String(s)) => s,
+        _ => return Err(error_reply(&id, &OpError::invalid("`op` must be a string such as \"pin.generate\""))),
+    };
+    let args = match obj.remove("args") {
+        None | Some(Value::Null) => Map::new(),
+        Some(Value::Object(m)) => m,
+        Some(_) => return Err(error_reply(&id, &OpError::invalid("`args` must be an object"))),
+    };
+    if let Some(k) = obj.keys().next() {
+        return Err(error_reply(&id, &OpError::invalid(format!("unknown field `{k}`; a command has id, op and args"))));
+    }
+    Ok(Command { id, op, args })
+}
+
+pub fn ok_reply(id: &Value, result: Value) -> Value {
+    json!({"id": id, "ok": true, "result": result})
+}
+
+pub fn error_reply(id: &Value, e: &OpError) -> Value {
+    json!({"id": id, "ok": false, "error": {"code": e.code, "message": e.message}})
+}
+
+/// Runs one command and returns its reply. Blocking (it waits for the disk):
+/// call it from a blocking thread.
+pub fn execute(svc: &KeyService, ctl: &dyn Control, cmd: &Command) -> Value {
+    match dispatch(svc, ctl, cmd) {
+        Ok(v) => ok_reply(&cmd.id, v),
+        Err(e) => error_reply(&cmd.id, &e),
+    }
+}
+
+/// Typed access to `args`, each error naming the argument.
+struct Args<'a> {
+    m: &'a Map<String, Value>,
+    known: &'static [&'static str],
+}
+
+impl<'a> Args<'a> {
+    fn new(m: &'a Map<String, Value>, known: &'static [&'static str]) -> Result<Self, OpError> {
+        if let Some(k) = m.keys().find(|k| !known.contains(&k.as_str())) {
+            return Err(OpError::invalid(format!("unknown argument `{k}`; this op takes: {}", known.join(", "))));
+        }
+        Ok(Args { m, known })
+    }
+    fn get(&self, k: &str) -> Option<&'a Value> {
+        debug_assert!(self.known.contains(&k));
+        self.m.get(k).filter(|v| !v.is_null())
+    }
+    fn opt_str(&self, k: &str) -> Result<Option<&'a str>, OpError> {
+        match self.get(k) {
+            None => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s)),
+            Some(_) => Err(OpError::invalid(format!("`{k}` must be a string"))),
+        }
+    }
+    fn str(&self, k: &str) -> Result<&'a str, OpError> {
+        self.opt_str(k)?.ok_or_else(|| OpError::invalid(format!("missing argument `{k}`")))
+    }
+    fn opt_u64(&self, k: &str) -> Result<Option<u64>, OpError> {
+        match self.get(k) {
+            None => Ok(None),
+            Some(Value::Number(n)) if n.as_u64().is_some() => Ok(n.as_u64()),
+            // porterctl passes key=value as text; accept decimal text for numbers.
+            Some(Value::String(s)) if s.parse::<u64>().is_ok() => Ok(s.parse().ok()),
+            Some(_) => Err(OpError::invalid(format!("`{k}` must be a whole number"))),
+        }
+    }
+    fn opt_bool(&self, k: &str) -> Result<Option<bool>, OpError> {
+        match self.get(k) {
+            None => Ok(None),
+            Some(Value::Bool(b)) => Ok(Some(*b)),
+            Some(Value::String(s)) if s == "true" || s == "false" => Ok(Some(s == "true")),
+            Some(_) => Err(OpError::invalid(format!("`{k}` must be true or false"))),
+        }
+    }
+    fn holder(&self) -> Result<&'a str, OpError> {
+        let id = self.str("holder")?;
+        check_id(id)?;
+        Ok(id)
+    }
+    fn uid(&self) -> Result<CardUid, OpError> {
+        CardUid::parse_hex(self.str("uid")?)
+            .ok_or_else(|| OpError::invalid("`uid` must be the card's UID in hex, 1 to 10 bytes (such as 04a1b2c3)"))
+    }
+}
+
+/// Holder ids: 1-64 characters of letters, digits, `.`, `_` and `-`.
+pub fn check_id(id: &str) -> Result<(), OpError> {
+    if id.is_empty() || id.len() > 64 || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b)) {
+        return Err(OpError::invalid("`holder` must be 1-64 characters of letters, digits, `.`, `_` and `-`"));
+    }
+    Ok(())
+}
+
+fn parse_time(k: &str, v: Option<&str>) -> Result<Option<i64>, OpError> {
+    v.map(|s| {
+        chrono::DateTime::parse_from_rfc3339(s)
+            .map(|t| t.timestamp_millis())
+            .map_err(|_| OpError::invalid(format!("`{k}` must be an RFC 3339 time such as 2026-11-25T16:00:00Z")))
+    })
+    .transpose()
+}
+
+fn parse_schedule(v: Option<&Value>) -> Result<Vec<WindowRecord>, OpError> {
+    let bad = |i: usize, what: &str| OpError::invalid(format!("`schedule[{i}]`: {what}; a window is {{\"days\": [\"mon\", ...], \"from\": \"07:00\", \"to\": \"21:00\"}}"));
+    let Some(v) = v else { return Ok(vec![]) };
+    let Value::Array(items) = v else {
+        return Err(OpError::invalid("`schedule` must be an array of windows"));
+    };
+    if items.len() > 16 {
+        return Err(OpError::invalid("`schedule` holds at most 16 windows"));
+    }
+    items
+        .iter()
+        .enumerate()
+        .map(|(i, w)| {
+            let Value::Object(w) = w else { return Err(bad(i, "not an object")) };
+            if let Some(k) = w.keys().find(|k| !["days", "from", "to"].contains(&k.as_str())) {
+                return Err(bad(i, &format!("unknown field `{k}`")));
+            }
+            let days = match w.get("days") {
+                None => 0x7f,
+                Some(Value::String(s)) => schedule::parse_days(s).ok_or_else(|| bad(i, "unknown day"))?,
+                Some(Value::Array(ds)) => ds.iter().try_fold(0u8, |m, d| {
+                    d.as_str().and_then(schedule::parse_days).map(|b| m | b).ok_or_else(|| bad(i, "days are mon, tue, wed, thu, fri, sat, sun, daily, weekdays or weekends"))
+                })?,
+                Some(_) => return Err(bad(i, "`days` must be a list of day names")),
+            };
+            let t = |k: &str| w.get(k).and_then(Value::as_str).and_then(schedule::parse_hhmm).ok_or_else(|| bad(i, &format!("`{k}` must be HH:MM")));
+            let (from, to) = (t("from")?, t("to")?);
+            if days == 0 || from == to {
+                return Err(bad(i, "a window needs at least one day and from != to"));
+            }
+            Ok(WindowRecord { days, from, to })
+        })
+        .collect()
+}
+
+fn dispatch(svc: &KeyService, ctl: &dyn Control, cmd: &Command) -> Result<Value, OpError> {
+    let a = &cmd.args;
+    let done = || Ok(json!({}));
+    match cmd.op.as_str() {
+        "holder.put" => {
+            let a = Args::new(a, &["holder", "name", "role", "doors", "valid_from", "valid_until", "schedule", "enabled"])?;
+            let id = a.holder()?;
+            let name = a.opt_str("name")?.unwrap_or(id);
+            if name.len() > 128 {
+                return Err(OpError::invalid("`name` is at most 128 bytes"));
+            }
+            let role = a.str("role").and_then(|r| Role::parse(r).ok_or_else(|| OpError::invalid("`role` must be courier, staff, resident or manager")))?;
+            let doors = match a.get("doors") {
+                None => None,
+                Some(Value::String(s)) if s == "*" => None,
+                Some(Value::String(s)) => Some(s.split(',').map(|d| d.trim().to_string()).filter(|d| !d.is_empty()).collect()),
+                Some(Value::Array(ds)) => Some(
+                    ds.iter()
+                        .map(|d| d.as_str().map(String::from).ok_or_else(|| OpError::invalid("`doors` must be \"*\" or a list of door ids")))
+                        .collect::<Result<Vec<_>, _>>()?,
+                ),
+                Some(_) => return Err(OpError::invalid("`doors` must be \"*\" or a list of door ids")),
+            };
+            let valid_from_ms = parse_time("valid_from", a.opt_str("valid_from")?)?;
+            let valid_until_ms = parse_time("valid_until", a.opt_str("valid_until")?)?;
+            if let (Some(f), Some(u)) = (valid_from_ms, valid_until_ms) {
+                if u <= f {
+                    return Err(OpError::invalid("`valid_until` must be after `valid_from`"));
+                }
+            }
+            let spec = HolderSpec {
+                id: id.to_string(),
+                name: name.to_string(),
+                role,
+                doors,
+                valid_from_ms,
+                valid_until_ms,
+                schedule: parse_schedule(a.get("schedule"))?,
+                enabled: a.opt_bool("enabled")?.unwrap_or(true),
+            };
+            svc.holder_put(spec)
+        }
+        "holder.get" => svc.holder_get(Args::new(a, &["holder"])?.holder()?),
+        "holder.list" => {
+            let a = Args::new(a, &["role", "after", "limit"])?;
+            let role = a.opt_str("role")?.map(|r| Role::parse(r).ok_or_else(|| OpError::invalid("`role` must be courier, staff, resident or manager"))).transpose()?;
+            let limit = a.opt_u64("limit")?.unwrap_or(100);
+            if !(1..=1000).contains(&limit) {
+                return Err(OpError::invalid("`limit` must be from 1 to 1000"));
+            }
+            svc.holder_list(role, a.opt_str("after")?, limit as usize)
+        }
+        "holder.delete" => svc.holder_delete(Args::new(a, &["holder"])?.holder()?).and_then(|_| done()),
+        "pin.generate" => svc.pin_generate(Args::new(a, &["holder"])?.holder()?).map(|pin| json!({"pin": pin})),
+        "pin.set" => {
+            let a = Args::new(a, &["holder", "pin"])?;
+            svc.pin_set(a.holder()?, a.str("pin")?).and_then(|_| done())
+        }
+        "pin.activate" => svc.pin_set_active(Args::new(a, &["holder"])?.holder()?, true).and_then(|_| done()),
+        "pin.deactivate" => svc.pin_set_active(Args::new(a, &["holder"])?.holder()?, false).and_then(|_| done()),
+        "pin.delete" => svc.pin_delete(Args::new(a, &["holder"])?.holder()?).and_then(|_| done()),
+        "qr.generate" => svc.qr_generate(Args::new(a, &["holder"])?.holder()?).map(|t| json!({"token": t})),
+        "qr.activate" => svc.qr_set_active(Args::new(a, &["holder"])?.holder()?, true).and_then(|_| done()),
+        "qr.deactivate" => svc.qr_set_active(Args::new(a, &["holder"])?.holder()?, false).and_then(|_| done()),
+        "qr.delete" => svc.qr_delete(Args::new(a, &["holder"])?.holder()?).and_then(|_| done()),
+        "card.assign" => {
+            let a = Args::new(a, &["holder", "uid"])?;
+            svc.card_assign(a.holder()?, &a.uid()?).and_then(|_| done())
+        }
+        "card.activate" => svc.card_set_active(&Args::new(a, &["uid"])?.uid()?, true).map(|h| json!({"holder": h})),
+        "card.deactivate" => svc.card_set_active(&Args::new(a, &["uid"])?.uid()?, false).map(|h| json!({"holder": h})),
+        "card.delete" => svc.card_delete(&Args::new(a, &["uid"])?.uid()?).map(|h| json!({"holder": h})),
+        "door.unlock" => {
+            let a = Args::new(a, &["door", "ms"])?;
+            let ms = a.opt_u64("ms")?;
+            if ms.is_some_and(|ms| !(100..=3_600_000).contains(&ms)) {
+                return Err(OpError::invalid("`ms` must be from 100 to 3600000"));
+            }
+            ctl.unlock(a.str("door")?, ms)
+        }
+        "lockout.clear" => ctl.clear_lockout(Args::new(a, &["device"])?.opt_str("device")?),
+        "state.get" => {
+            Args::new(a, &[])?;
+            serde_json::to_value(svc.state()?).map_err(|e| OpError::internal(e.to_string()))
+        }
+        "enroll.start" => Err(OpError::new(ErrorCode::Unsupported, "enroll.start is not available in this version: enrolment at the room comes with the package-room flows")),
+        "sync.begin" | "sync.put" | "sync.commit" => Err(OpError::new(ErrorCode::Unsupported, format!("{} is not available in this version: full sync comes with MQTT provisioning", cmd.op))),
+        other => Err(OpError::new(ErrorCode::Unsupported, format!("unknown op `{other}`; ops are: {}", OPS.join(", ")))),
+    }
+}

@@ -1,0 +1,492 @@
+//! The key operations: one library API that the admin socket uses now and
+//! MQTT uses too. Every change is one atomic store batch, flushed, and then
+//! swapped into the live decision snapshot before the call returns, so "ok"
+//! means on disk and deciding.
+//!
+//! Writers are serialised by one mutex; readers (the decision loop) never
+//! take it: they load the snapshot through `arc-swap`.
+
+use super::error::OpError;
+use crate::access::{KeyEntry, KeyHash, KeyKind, Role, Snapshot};
+use crate::store::records::{self, CardRecord, HolderRecord, KeyRecord, WindowRecord};
+use crate::store::secret::KeyHasher;
+use crate::store::{Batch, Store};
+use arc_swap::ArcSwap;
+use base64::Engine;
+use porter_drivers::CardUid;
+use sha2::Digest;
+use std::sync::{Arc, Mutex};
+
+/// The most key cards one holder may have.
+pub const MAX_CARDS: usize = 32;
+/// Attempts to draw an unused, non-trivial PIN before giving up.
+const PIN_DRAWS: usize = 10_000;
+
+/// What `holder.put` sets; keys are untouched.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HolderSpec {
+    pub id: String,
+    pub name: String,
+    pub role: Role,
+    pub doors: Option<Vec<String>>,
+    pub valid_from_ms: Option<i64>,
+    pub valid_until_ms: Option<i64>,
+    pub schedule: Vec<WindowRecord>,
+    pub enabled: bool,
+}
+
+/// Counts and digest for `state.get`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct StateView {
+    pub generation: u64,
+    pub holders: u64,
+    pub pins: u64,
+    pub qr: u64,
+    pub cards: u64,
+    pub digest: String,
+}
+
+pub struct KeyService {
+    store: Store,
+    hasher: KeyHasher,
+    live: Arc<ArcSwap<Snapshot>>,
+    doors: Vec<String>,
+    pin_length: usize,
+    write: Mutex<()>,
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// Whether a PIN is too easy to guess: one digit repeated, a run up or down
+/// (wrapping, as 890123), or a block of two or three repeated (121212, 123123).
+pub fn is_trivial(pin: &[u8]) -> bool {
+    let n = pin.len();
+    if n < 2 {
+        return true;
+    }
+    let step = |d: i8| pin.windows(2).all(|w| (w[1] as i8 - w[0] as i8).rem_euclid(10) == d.rem_euclid(10));
+    let period = |p: usize| n > p && (p..n).all(|i| pin[i] == pin[i - p]);
+    step(0) || step(1) || step(-1) || period(2) || period(3)
+}
+
+impl KeyService {
+    /// Opens the service over `store` and builds the live snapshot from it.
+    pub fn open(store: Store, hasher: KeyHasher, doors: Vec<String>, pin_length: usize) -> Result<Self, OpError> {
+        let svc = KeyService {
+            store,
+            hasher,
+            live: Arc::new(ArcSwap::from_pointee(Snapshot::default())),
+            doors,
+            pin_length,
+            write: Mutex::new(()),
+        };
+        let mut snap = Snapshot::default();
+        for r in svc.store.scan(records::HOLDER) {
+            let (_, v) = r?;
+            let rec: HolderRecord = serde_json::from_slice(&v).map_err(|e| OpError::internal(format!("corrupt holder record: {e}")))?;
+            svc.index_into(&mut snap, &rec);
+        }
+        svc.live.store(Arc::new(snap));
+        Ok(svc)
+    }
+
+    /// The live snapshot the decision loop reads.
+    pub fn live(&self) -> Arc<ArcSwap<Snapshot>> {
+        self.live.clone()
+    }
+
+    pub fn hasher(&self) -> &KeyHasher {
+        &self.hasher
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn pin_length(&self) -> usize {
+        self.pin_length
+    }
+
+    fn index_into(&self, snap: &mut Snapshot, rec: &HolderRecord) {
+        let holder = Arc::new(rec.to_access(&self.doors));
+        for (h, kind, active) in rec.keys() {
+            snap.keys.insert(h, KeyEntry { holder: holder.clone(), kind, active });
+        }
+    }
+
+    fn load(&self, id: &str) -> Result<Option<HolderRecord>, OpError> {
+        match self.store.get(&records::holder_key(id))? {
+            None => Ok(None),
+            Some(v) => serde_json::from_slice(&v).map(Some).map_err(|e| OpError::internal(format!("corrupt holder record {id}: {e}"))),
+        }
+    }
+
+    fn owner_of(&self, h: &KeyHash) -> Result<Option<String>, OpError> {
+        Ok(self.store.get(&records::key_key(h))?.map(|v| String::from_utf8_lossy(&v).into_owned()))
+    }
+
+    fn is_tombstoned(&self, h: &KeyHash) -> Result<bool, OpError> {
+        Ok(self.store.get(&records::tombstone_key(h))?.is_some())
+    }
+
+    /// Writes the change from `old` to `new` (either may be absent) plus
+    /// `batch` atomically, flushes, then swaps the live snapshot.
+    fn commit(&self, old: Option<&HolderRecord>, new: Option<&HolderRecord>, mut batch: Batch) -> Result<(), OpError> {
+        let old_keys = old.map(|o| o.keys()).unwrap_or_default();
+        let new_keys = new.map(|n| n.keys()).unwrap_or_default();
+        for (h, ..) in &old_keys {
+            if !new_keys.iter().any(|(n, ..)| n == h) {
+                batch.remove(records::key_key(h));
+            }
+        }
+        match (old, new) {
+            (_, Some(n)) => {
+                for (h, ..) in &new_keys {
+                    batch.put(records::key_key(h), n.id.as_bytes().to_vec());
+                }
+                batch.put(records::holder_key(&n.id), serde_json::to_vec(n).map_err(|e| OpError::internal(e.to_string()))?);
+            }
+            (Some(o), None) => batch.remove(records::holder_key(&o.id)),
+            (None, None) => {}
+        }
+        self.store.apply(batch)?;
+        let cur = self.live.load_full();
+        let mut snap = Snapshot { keys: cur.keys.clone() };
+        for (h, ..) in &old_keys {
+            snap.keys.remove(h);
+        }
+        if let Some(n) = new {
+            self.index_into(&mut snap, n);
+        }
+        self.live.store(Arc::new(snap));
+        Ok(())
+    }
+
+    /// Loads holder `id`, lets `f` change it (and add to the batch), commits.
+    fn modify<T>(&self, id: &str, f: impl FnOnce(&Self, &mut HolderRecord, &mut Batch) -> Result<T, OpError>) -> Result<T, OpError> {
+        let _w = self.write.lock().map_err(|_| OpError::internal("writer lock poisoned"))?;
+        let old = self.load(id)?.ok_or_else(|| OpError::not_found(format!("no holder `{id}`")))?;
+        let mut rec = old.clone();
+        let mut batch = Batch::default();
+        let out = f(self, &mut rec, &mut batch)?;
+        if rec != old {
+            rec.updated_ms = now_ms();
+            self.commit(Some(&old), Some(&rec), batch)?;
+        }
+        Ok(out)
+    }
+
+    // ---- holders ----
+
+    /// Creates the holder or replaces its profile; its keys are kept.
+    pub fn holder_put(&self, spec: HolderSpec) -> Result<serde_json::Value, OpError> {
+        let _w = self.write.lock().map_err(|_| OpError::internal("writer lock poisoned"))?;
+        let old = self.load(&spec.id)?;
+        let now = now_ms();
+        let rec = HolderRecord {
+            id: spec.id,
+            name: spec.name,
+            role: spec.role,
+            doors: spec.doors,
+            valid_from_ms: spec.valid_from_ms,
+            valid_until_ms: spec.valid_until_ms,
+            schedule: spec.schedule,
+            enabled: spec.enabled,
+            pin: old.as_ref().and_then(|o| o.pin.clone()),
+            qr: old.as_ref().and_then(|o| o.qr.clone()),
+            cards: old.as_ref().map(|o| o.cards.clone()).unwrap_or_default(),
+            created_ms: old.as_ref().map(|o| o.created_ms).unwrap_or(now),
+            updated_ms: now,
+        };
+        self.commit(old.as_ref(), Some(&rec), Batch::default())?;
+        Ok(view(&rec))
+    }
+
+    pub fn holder_get(&self, id: &str) -> Result<serde_json::Value, OpError> {
+        self.load(id)?.map(|r| view(&r)).ok_or_else(|| OpError::not_found(format!("no holder `{id}`")))
+    }
+
+    /// Holders in id order after `after`, at most `limit`, optionally of one
+    /// role; `next` is the cursor for the following page.
+    pub fn holder_list(&self, role: Option<Role>, after: Option<&str>, limit: usize) -> Result<serde_json::Value, OpError> {
+        let start = records::holder_key(after.unwrap_or(""));
+        let iter: Box<dyn Iterator<Item = _>> = match after {
+            Some(_) => Box::new(self.store.scan_after(records::HOLDER, &start)),
+            None => Box::new(self.store.scan(records::HOLDER)),
+        };
+        let mut out = Vec::new();
+        let mut next = None;
+        for r in iter {
+            let (_, v) = r?;
+            let rec: HolderRecord = serde_json::from_slice(&v).map_err(|e| OpError::internal(e.to_string()))?;
+            if role.is_some_and(|r| r != rec.role) {
+                continue;
+            }
+            if out.len() == limit {
+                next = out.last().and_then(|v: &serde_json::Value| v["holder"].as_str().map(String::from));
+                break;
+            }
+            out.push(view(&rec));
+        }
+        Ok(serde_json::json!({"holders": out, "next": next}))
+    }
+
+    /// Deletes the holder and all its keys; its PIN becomes a tombstone.
+    pub fn holder_delete(&self, id: &str) -> Result<(), OpError> {
+        let _w = self.write.lock().map_err(|_| OpError::internal("writer lock poisoned"))?;
+        let old = self.load(id)?.ok_or_else(|| OpError::not_found(format!("no holder `{id}`")))?;
+        let mut batch = Batch::default();
+        tombstone(&old.pin, &mut batch);
+        self.commit(Some(&old), None, batch)
+    }
+
+    // ---- PINs ----
+
+    fn check_pin_free(&self, h: &KeyHash, holder: &str) -> Result<bool, OpError> {
+        match self.owner_of(h)? {
+            Some(owner) if owner == holder => Ok(true),
+            Some(_) => Err(OpError::duplicate("this PIN is in use by another holder; choose another")),
+            None if self.is_tombstoned(h)? => Err(OpError::duplicate("this PIN was used before and deleted; a deleted PIN is never reused, choose another")),
+            None => Ok(false),
+        }
+    }
+
+    /// Draws a fresh PIN for the holder, replacing (and tombstoning) any old one.
+    pub fn pin_generate(&self, id: &str) -> Result<String, OpError> {
+        self.modify(id, |svc, rec, batch| {
+            for _ in 0..PIN_DRAWS {
+                let pin = random_pin(svc.pin_length)?;
+                if is_trivial(pin.as_bytes()) {
+                    continue;
+                }
+                let h = svc.hasher.hash(KeyKind::Pin, pin.as_bytes());
+                if svc.owner_of(&h)?.is_some() || svc.is_tombstoned(&h)? {
+                    continue;
+                }
+                tombstone(&rec.pin, batch);
+                rec.pin = Some(KeyRecord { hash: hex::encode(h.0), active: true, created_ms: now_ms() });
+                return Ok(pin);
+            }
+            Err(OpError::internal("no unused PIN could be drawn; the PIN space is nearly exhausted: raise keys.pin_length"))
+        })
+    }
+
+    /// Sets the holder's PIN to `pin` (the portal's "customise" with its duplicate check).
+    pub fn pin_set(&self, id: &str, pin: &str) -> Result<(), OpError> {
+        if pin.len() != self.pin_length || !pin.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(OpError::invalid(format!("a PIN is exactly {} digits", self.pin_length)));
+        }
+        if is_trivial(pin.as_bytes()) {
+            return Err(OpError::invalid("this PIN is too easy to guess (a repeated digit, a run such as 123456, or a repeated block); choose another"));
+        }
+        let h = self.hasher.hash(KeyKind::Pin, pin.as_bytes());
+        self.modify(id, |svc, rec, batch| {
+            if svc.check_pin_free(&h, &rec.id)? {
+                return Ok(());
+            }
+            tombstone(&rec.pin, batch);
+            rec.pin = Some(KeyRecord { hash: hex::encode(h.0), active: true, created_ms: now_ms() });
+            Ok(())
+        })
+    }
+
+    pub fn pin_set_active(&self, id: &str, active: bool) -> Result<(), OpError> {
+        self.modify(id, |_, rec, _| match rec.pin.as_mut() {
+            Some(p) => {
+                p.active = active;
+                Ok(())
+            }
+            None => Err(OpError::not_found(format!("holder `{id}` has no PIN"))),
+        })
+    }
+
+    pub fn pin_delete(&self, id: &str) -> Result<(), OpError> {
+        self.modify(id, |_, rec, batch| {
+            if rec.pin.is_none() {
+                return Err(OpError::not_found(format!("holder `{id}` has no PIN")));
+            }
+            tombstone(&rec.pin, batch);
+            rec.pin = None;
+            Ok(())
+        })
+    }
+
+    // ---- QR tokens ----
+
+    /// Draws a fresh QR token (128 random bits, URL-safe base64), replacing any old one.
+    pub fn qr_generate(&self, id: &str) -> Result<String, OpError> {
+        self.modify(id, |svc, rec, _| {
+            let mut raw = [0u8; 16];
+            getrandom::fill(&mut raw).map_err(|e| OpError::internal(format!("no randomness: {e}")))?;
+            let token = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw);
+            let h = svc.hasher.hash(KeyKind::Qr, token.as_bytes());
+            rec.qr = Some(KeyRecord { hash: hex::encode(h.0), active: true, created_ms: now_ms() });
+            Ok(token)
+        })
+    }
+
+    pub fn qr_set_active(&self, id: &str, active: bool) -> Result<(), OpError> {
+        self.modify(id, |_, rec, _| match rec.qr.as_mut() {
+            Some(q) => {
+                q.active = active;
+                Ok(())
+            }
+            None => Err(OpError::not_found(format!("holder `{id}` has no QR code"))),
+        })
+    }
+
+    pub fn qr_delete(&self, id: &str) -> Result<(), OpError> {
+        self.modify(id, |_, rec, _| match rec.qr.take() {
+            Some(_) => Ok(()),
+            None => Err(OpError::not_found(format!("holder `{id}` has no QR code"))),
+        })
+    }
+
+    // ---- key cards ----
+
+    /// Assigns a card to the holder; a card of another holder is `duplicate`.
+    pub fn card_assign(&self, id: &str, uid: &CardUid) -> Result<(), OpError> {
+        let h = self.hasher.hash(KeyKind::Card, uid.as_bytes());
+        let hex_uid = uid.to_hex();
+        self.modify(id, |svc, rec, _| {
+            match svc.owner_of(&h)? {
+                Some(owner) if owner == rec.id => return Ok(()),
+                Some(_) => return Err(OpError::duplicate("this card is assigned to another holder; delete it there first")),
+                None => {}
+            }
+            if rec.cards.len() >= MAX_CARDS {
+                return Err(OpError::invalid(format!("a holder has at most {MAX_CARDS} cards")));
+            }
+            rec.cards.push(CardRecord {
+                hash: hex::encode(h.0),
+                hint: hex_uid[hex_uid.len().saturating_sub(4)..].to_string(),
+                active: true,
+                created_ms: now_ms(),
+            });
+            Ok(())
+        })
+    }
+
+    fn card_owner(&self, uid: &CardUid) -> Result<(String, String), OpError> {
+        let h = self.hasher.hash(KeyKind::Card, uid.as_bytes());
+        let owner = self.owner_of(&h)?.ok_or_else(|| OpError::not_found("no holder has this card"))?;
+        Ok((owner, hex::encode(h.0)))
+    }
+
+    pub fn card_set_active(&self, uid: &CardUid, active: bool) -> Result<String, OpError> {
+        let (owner, hash) = self.card_owner(uid)?;
+        self.modify(&owner, |_, rec, _| {
+            rec.cards.iter_mut().filter(|c| c.hash == hash).for_each(|c| c.active = active);
+            Ok(())
+        })?;
+        Ok(owner)
+    }
+
+    pub fn card_delete(&self, uid: &CardUid) -> Result<String, OpError> {
+        let (owner, hash) = self.card_owner(uid)?;
+        self.modify(&owner, |_, rec, _| {
+            rec.cards.retain(|c| c.hash != hash);
+            Ok(())
+        })?;
+        Ok(owner)
+    }
+
+    // ---- state ----
+
+    /// Counts and the digest described in docs/ops.md.
+    pub fn state(&self) -> Result<StateView, OpError> {
+        let generation = self
+            .store
+            .get(records::GENERATION)?
+            .and_then(|v| String::from_utf8_lossy(&v).parse().ok())
+            .unwrap_or(0);
+        let mut s = StateView { generation, holders: 0, pins: 0, qr: 0, cards: 0, digest: String::new() };
+        let mut digest = sha2::Sha256::new();
+        for r in self.store.scan(records::HOLDER) {
+            let (_, v) = r?;
+            let rec: HolderRecord = serde_json::from_slice(&v).map_err(|e| OpError::internal(e.to_string()))?;
+            s.holders += 1;
+            s.pins += u64::from(rec.pin.is_some());
+            s.qr += u64::from(rec.qr.is_some());
+            s.cards += rec.cards.len() as u64;
+            digest.update(digest_line(&rec).as_bytes());
+        }
+        s.digest = hex::encode(digest.finalize());
+        Ok(s)
+    }
+}
+
+/// One holder's line of the state digest:
+/// `holder:role:enabled:pin:qr:active_cards/cards\n`, where enabled is 0 or 1
+/// and pin and qr are `-` (none), `a` (active) or `i` (inactive).
+pub fn digest_line(rec: &HolderRecord) -> String {
+    let k = |k: &Option<KeyRecord>| match k {
+        None => "-",
+        Some(k) if k.active => "a",
+        Some(_) => "i",
+    };
+    let active_cards = rec.cards.iter().filter(|c| c.active).count();
+    format!(
+        "{}:{}:{}:{}:{}:{}/{}\n",
+        rec.id,
+        rec.role.as_str(),
+        u8::from(rec.enabled),
+        k(&rec.pin),
+        k(&rec.qr),
+        active_cards,
+        rec.cards.len()
+    )
+}
+
+fn tombstone(pin: &Option<KeyRecord>, batch: &mut Batch) {
+    if let Some(h) = pin.as_ref().and_then(|p| records::hash_from_hex(&p.hash)) {
+        batch.put(records::tombstone_key(&h), now_ms().to_string().into_bytes());
+    }
+}
+
+/// `len` uniform decimal digits from the OS CSPRNG (rejection sampling, so no
+/// digit is favoured).
+fn random_pin(len: usize) -> Result<String, OpError> {
+    let mut out = String::with_capacity(len);
+    let mut buf = [0u8; 32];
+    while out.len() < len {
+        getrandom::fill(&mut buf).map_err(|e| OpError::internal(format!("no randomness: {e}")))?;
+        for b in buf {
+            if b < 250 && out.len() < len {
+                out.push(char::from(b'0' + b % 10));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// A holder as `holder.get` shows it: never a PIN, token or full card UID.
+pub fn view(rec: &HolderRecord) -> serde_json::Value {
+    let key = |k: &Option<KeyRecord>| {
+        k.as_ref().map(|k| serde_json::json!({"active": k.active, "created": records::rfc3339(k.created_ms)}))
+    };
+    serde_json::json!({
+        "holder": rec.id,
+        "name": rec.name,
+        "role": rec.role.as_str(),
+        "doors": match &rec.doors { None => serde_json::json!("*"), Some(d) => serde_json::json!(d) },
+        "valid_from": rec.valid_from_ms.map(records::rfc3339),
+        "valid_until": rec.valid_until_ms.map(records::rfc3339),
+        "schedule": rec.schedule.iter().map(records::window_json).collect::<Vec<_>>(),
+        "enabled": rec.enabled,
+        "keys": {
+            "pin": key(&rec.pin),
+            "qr": key(&rec.qr),
+            "cards": rec.cards.iter().map(|c| serde_json::json!({
+                "id": &c.hash[..16], "hint": c.hint, "active": c.active, "created": records::rfc3339(c.created_ms)
+            })).collect::<Vec<_>>(),
+        },
+        "created": records::rfc3339(rec.created_ms),
+        "updated": records::rfc3339(rec.updated_ms),
+    })
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,163 @@
+use super::*;
+use crate::access::{decide, schedule::LocalTime, Reason, Request};
+use crate::provision::ErrorCode;
+use crate::store::secret::KeyHasher;
+
+fn svc() -> KeyService {
+    KeyService::open(Store::temporary().unwrap(), KeyHasher::new(b"test-secret-0123"), vec!["main".into(), "back".into()], 6).unwrap()
+}
+
+fn spec(id: &str) -> HolderSpec {
+    HolderSpec {
+        id: id.into(),
+        name: id.to_uppercase(),
+        role: Role::Courier,
+        doors: None,
+        valid_from_ms: None,
+        valid_until_ms: None,
+        schedule: vec![],
+        enabled: true,
+    }
+}
+
+fn try_key(s: &KeyService, kind: KeyKind, value: impl AsRef<[u8]>) -> Option<Reason> {
+    let snap = s.live().load_full();
+    let r = Request {
+        door: 0,
+        device: 0,
+        kind,
+        key: s.hasher().hash(kind, value.as_ref()),
+        now_ms: now_ms(),
+        local: LocalTime { weekday: 0, minute: 600 },
+        device_locked: false,
+    };
+    decide(&snap, &r).reason()
+}
+
+#[test]
+fn trivial_pins() {
+    for p in ["000000", "123456", "111111", "654321", "890123", "121212", "123123", "987654"] {
+        assert!(is_trivial(p.as_bytes()), "{p}");
+    }
+    for p in ["483920", "102938", "112233"] {
+        assert!(!is_trivial(p.as_bytes()), "{p}");
+    }
+}
+
+#[test]
+fn generated_pins_open_and_are_never_shown_again() {
+    let s = svc();
+    s.holder_put(spec("courier-ups")).unwrap();
+    let pin = s.pin_generate("courier-ups").unwrap();
+    assert_eq!(pin.len(), 6);
+    assert!(!is_trivial(pin.as_bytes()));
+    assert_eq!(try_key(&s, KeyKind::Pin, &pin), None);
+    let view = s.holder_get("courier-ups").unwrap().to_string();
+    assert!(!view.contains(&pin), "{view}");
+    assert!(view.contains("\"pin\":{\"active\":true"), "{view}");
+
+    s.pin_set_active("courier-ups", false).unwrap();
+    assert_eq!(try_key(&s, KeyKind::Pin, &pin), Some(Reason::Inactive));
+    s.pin_set_active("courier-ups", true).unwrap();
+    assert_eq!(try_key(&s, KeyKind::Pin, &pin), None);
+}
+
+#[test]
+fn pin_set_checks_duplicates_and_tombstones() {
+    let s = svc();
+    s.holder_put(spec("a")).unwrap();
+    s.holder_put(spec("b")).unwrap();
+    s.pin_set("a", "483920").unwrap();
+    assert_eq!(s.pin_set("b", "483920").unwrap_err().code, ErrorCode::Duplicate);
+    s.pin_set("a", "483920").unwrap(); // the same holder again: fine
+    assert_eq!(s.pin_set("b", "123456").unwrap_err().code, ErrorCode::Invalid);
+    assert_eq!(s.pin_set("b", "48392").unwrap_err().code, ErrorCode::Invalid);
+    assert_eq!(s.pin_set("nobody", "502817").unwrap_err().code, ErrorCode::NotFound);
+
+    // Replacing a PIN retires the old one for good.
+    s.pin_set("a", "502817").unwrap();
+    assert_eq!(try_key(&s, KeyKind::Pin, "483920"), Some(Reason::Unknown));
+    assert_eq!(s.pin_set("b", "483920").unwrap_err().code, ErrorCode::Duplicate);
+    s.pin_delete("a").unwrap();
+    assert_eq!(s.pin_set("a", "502817").unwrap_err().code, ErrorCode::Duplicate);
+    assert_eq!(s.pin_delete("a").unwrap_err().code, ErrorCode::NotFound);
+}
+
+#[test]
+fn cards_and_qr() {
+    let s = svc();
+    s.holder_put(spec("a")).unwrap();
+    s.holder_put(spec("b")).unwrap();
+    let uid = CardUid::parse_hex("04a1b2c3").unwrap();
+    s.card_assign("a", &uid).unwrap();
+    s.card_assign("a", &uid).unwrap();
+    assert_eq!(s.card_assign("b", &uid).unwrap_err().code, ErrorCode::Duplicate);
+    assert_eq!(try_key(&s, KeyKind::Card, uid.as_bytes()), None);
+    assert_eq!(s.card_set_active(&uid, false).unwrap(), "a");
+    assert_eq!(try_key(&s, KeyKind::Card, uid.as_bytes()), Some(Reason::Inactive));
+    let view = s.holder_get("a").unwrap();
+    assert_eq!(view["keys"]["cards"][0]["hint"], "b2c3");
+    assert_eq!(view["keys"]["cards"][0]["active"], false);
+    s.card_delete(&uid).unwrap();
+    assert_eq!(s.card_delete(&uid).unwrap_err().code, ErrorCode::NotFound);
+    s.card_assign("b", &uid).unwrap();
+
+    let token = s.qr_generate("a").unwrap();
+    assert!(token.len() >= 22 && token.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
+    assert_eq!(try_key(&s, KeyKind::Qr, &token), None);
+    let token2 = s.qr_generate("a").unwrap();
+    assert_eq!(try_key(&s, KeyKind::Qr, &token), Some(Reason::Unknown));
+    s.qr_set_active("a", false).unwrap();
+    assert_eq!(try_key(&s, KeyKind::Qr, &token2), Some(Reason::Inactive));
+    s.qr_delete("a").unwrap();
+    assert_eq!(try_key(&s, KeyKind::Qr, &token2), Some(Reason::Unknown));
+}
+
+#[test]
+fn holder_changes_reach_the_snapshot_and_delete_tombstones_the_pin() {
+    let s = svc();
+    s.holder_put(spec("a")).unwrap();
+    s.pin_set("a", "483920").unwrap();
+    s.holder_put(HolderSpec { enabled: false, ..spec("a") }).unwrap();
+    assert_eq!(try_key(&s, KeyKind::Pin, "483920"), Some(Reason::HolderDisabled));
+    s.holder_put(HolderSpec { doors: Some(vec!["back".into()]), ..spec("a") }).unwrap();
+    assert_eq!(try_key(&s, KeyKind::Pin, "483920"), Some(Reason::WrongDoor));
+    s.holder_delete("a").unwrap();
+    assert_eq!(try_key(&s, KeyKind::Pin, "483920"), Some(Reason::Unknown));
+    s.holder_put(spec("a")).unwrap();
+    assert_eq!(s.pin_set("a", "483920").unwrap_err().code, ErrorCode::Duplicate);
+    assert_eq!(s.state().unwrap().pins, 0);
+}
+
+#[test]
+fn list_pages_and_state_counts() {
+    let s = svc();
+    for i in 0..25 {
+        s.holder_put(HolderSpec { role: if i % 5 == 0 { Role::Staff } else { Role::Courier }, ..spec(&format!("h{i:02}")) }).unwrap();
+    }
+    let p1 = s.holder_list(None, None, 10).unwrap();
+    assert_eq!(p1["holders"].as_array().unwrap().len(), 10);
+    assert_eq!(p1["next"], "h09");
+    let p3 = s.holder_list(None, Some("h19"), 10).unwrap();
+    assert_eq!(p3["holders"].as_array().unwrap().len(), 5);
+    assert_eq!(p3["next"], serde_json::Value::Null);
+    let staff = s.holder_list(Some(Role::Staff), None, 100).unwrap();
+    assert_eq!(staff["holders"].as_array().unwrap().len(), 5);
+    s.pin_generate("h03").unwrap();
+    let st = s.state().unwrap();
+    assert_eq!((st.holders, st.pins, st.qr, st.cards), (25, 1, 0, 0));
+    assert_eq!(st.digest.len(), 64);
+}
+
+#[test]
+fn survives_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let open = || KeyService::open(Store::open(dir.path(), 1 << 20).unwrap(), KeyHasher::new(b"test-secret-0123"), vec!["main".into()], 6).unwrap();
+    let pin = {
+        let s = open();
+        s.holder_put(spec("a")).unwrap();
+        s.pin_generate("a").unwrap()
+    };
+    let s = open();
+    assert_eq!(try_key(&s, KeyKind::Pin, &pin), None);
+}
