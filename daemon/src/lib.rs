@@ -11,5 +11,6 @@
 //! - [`config`]: raw TOML and environment to a validated [`config::Config`].
 
 pub mod access;
+pub mod config;
 pub mod provision;
 pub mod store;

@@ -1,0 +1,401 @@
+//! Raw TOML plus `PORTER_` environment overrides, to a validated [`Config`].
+//!
+//! The `config` crate merges the file and the environment (`PORTER_DATA_DIR`
+//! for a top-level key, `PORTER_MQTT__URL` for a nested one) into one tree;
+//! [`Section`] then walks it, collecting every error with its key path and a
+//! hint, and rejecting unknown keys. After this module, nothing checks the
+//! config again: a [`Config`] is valid by construction. Every key is
+//! documented, with its default, in docs/config.md.
+
+use crate::access::lockout::LockoutPolicy;
+use porter_drivers::settings::{ConfigErrors, Section};
+use porter_drivers::{Claim, KindConfig, Role};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The demo configuration embedded in the binary (`porterd --demo`).
+pub const DEMO_TOML: &str = include_str!("../../configs/demo.toml");
+
+/// The default config path.
+pub const DEFAULT_PATH: &str = "/etc/porter/porter.toml";
+
+/// The most doors one controller drives (a door set is a 64-bit mask).
+pub const MAX_DOORS: usize = 64;
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub site: String,
+    pub controller: String,
+    pub data_dir: PathBuf,
+    pub secret_file: PathBuf,
+    pub timezone: chrono_tz::Tz,
+    pub log_level: String,
+    pub store: StoreConfig,
+    pub keys: KeysConfig,
+    pub keypad: KeypadConfig,
+    pub lockout: LockoutPolicy,
+    pub audit: AuditConfig,
+    pub admin: AdminConfig,
+    pub mqtt: Option<MqttConfig>,
+    pub demo: DemoConfig,
+    pub doors: Vec<DoorConfig>,
+    pub devices: Vec<DeviceConfig>,
+}
+
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    pub cache_capacity: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct KeysConfig {
+    pub pin_length: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct KeypadConfig {
+    pub entry_timeout: Duration,
+    pub submit_at_length: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct AuditConfig {
+    pub retain: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct AdminConfig {
+    pub socket: PathBuf,
+}
+
+#[derive(Debug, Clone)]
+pub struct MqttConfig {
+    pub url: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct DemoConfig {
+    pub seed: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct DoorConfig {
+    pub id: String,
+    /// Index into `devices` of the lock output.
+    pub lock: usize,
+    pub unlock: Duration,
+    /// Index into `devices` of the door contact, when wired.
+    pub contact: Option<usize>,
+}
+
+#[derive(Debug, Clone)]
+pub struct DeviceConfig {
+    pub id: String,
+    pub kind: KindConfig,
+    /// Index into `doors` of the door an input reports to.
+    pub door: Option<usize>,
+}
+
+impl Config {
+    /// Loads `path` with `PORTER_` environment overrides.
+    pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            let mut errs = ConfigErrors::default();
+            errs.push(path.display().to_string(), format!("cannot read the config file: {e}"), Some(format!("pass an existing file with --config (the default is {DEFAULT_PATH})")));
+            errs
+        })?;
+        Self::from_toml(&text)
+    }
+
+    /// Parses TOML text with `PORTER_` environment overrides.
+    pub fn from_toml(text: &str) -> Result<Config, ConfigErrors> {
+        Self::from_toml_with_env(text, std::env::vars())
+    }
+
+    /// Parses TOML text with the overrides found in `env`.
+    pub fn from_toml_with_env(text: &str, env: impl Iterator<Item = (String, String)>) -> Result<Config, ConfigErrors> {
+        let env: HashMap<String, String> = env.filter(|(k, _)| k.starts_with("PORTER_")).collect();
+        let raw = config::Config::builder()
+            .add_source(config::File::from_str(text, config::FileFormat::Toml))
+            .add_source(
+                config::Environment::with_prefix("PORTER")
+                    .prefix_separator("_")
+                    .separator("__")
+                    .try_parsing(true)
+                    .source(Some(env)),
+            )
+            .build()
+            .and_then(|c| c.try_deserialize::<serde_json::Value>())
+            .map_err(|e| {
+                let mut errs = ConfigErrors::default();
+                errs.push("(file)", format!("not valid TOML: {e}"), Some("check quoting and brackets near the line named".into()));
+                errs
+            })?;
+        let mut errs = ConfigErrors::default();
+        let cfg = validate(&raw, &mut errs);
+        match cfg {
+            Some(c) if errs.is_empty() => Ok(c),
+            _ => Err(errs),
+        }
+    }
+}
+
+fn valid_id(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+fn id_field(sec: &mut Section<'_>, key: &'static str, what: &str, errs: &mut ConfigErrors) -> Option<String> {
+    let v = sec.string(key, &format!("give the {what} an id such as \"main\""), errs)?;
+    if !valid_id(&v) {
+        errs.push(sec.key_path(key), format!("`{v}` is not a valid id"), Some("use 1-64 letters, digits, `-` or `_`".into()));
+        return None;
+    }
+    Some(v)
+}
+
+fn validate(raw: &serde_json::Value, errs: &mut ConfigErrors) -> Option<Config> {
+    let mut top = Section::new("", raw, errs)?;
+    let segment_hint = "letters, digits, `-` and `_` only: it is an MQTT topic segment";
+    let segment = |top: &mut Section<'_>, key: &'static str, errs: &mut ConfigErrors| {
+        let v = top.string(key, &format!("set {key} = \"...\" ({segment_hint})"), errs);
+        if let Some(s) = &v {
+            if !valid_id(s) {
+                errs.push(key, format!("`{s}` cannot be used"), Some(segment_hint.into()));
+            }
+        }
+        v
+    };
+    let site = segment(&mut top, "site", errs);
+    let controller = segment(&mut top, "controller", errs);
+    let data_dir = top.string("data_dir", "set data_dir = \"/var/lib/porter\"", errs).map(PathBuf::from);
+    let secret_file = top.string("secret_file", "set secret_file = \"/etc/porter/device.key\"", errs).map(PathBuf::from);
+    let tz_name = top.string_or("timezone", "UTC", errs);
+    let timezone = tz_name.parse::<chrono_tz::Tz>().map_err(|_| {
+        errs.push("timezone", format!("unknown time zone `{tz_name}`"), Some("use an IANA name such as \"America/New_York\" or \"UTC\"".into()));
+    });
+    let log_level = top.string_or("log_level", "info", errs);
+    if !["error", "warn", "info", "debug", "trace"].contains(&log_level.as_str()) {
+        errs.push("log_level", format!("unknown level `{log_level}`"), Some("use error, warn, info, debug or trace".into()));
+    }
+
+    let store = {
+        let mut s = top.opt_table("store", errs);
+        let mb = s.as_mut().map(|s| s.u64_or("cache_capacity_mb", 8, 1..=4096, errs)).unwrap_or(8);
+        if let Some(s) = s {
+            s.finish(errs);
+        }
+        StoreConfig { cache_capacity: mb * 1024 * 1024 }
+    };
+    let keys = {
+        let mut s = top.opt_table("keys", errs);
+        let n = s.as_mut().map(|s| s.u64_or("pin_length", 6, 4..=8, errs)).unwrap_or(6);
+        if let Some(s) = s {
+            s.finish(errs);
+        }
+        KeysConfig { pin_length: n as usize }
+    };
+    let keypad = {
+        let mut s = top.opt_table("keypad", errs);
+        let (t, sal) = match s.as_mut() {
+            Some(s) => (s.u64_or("entry_timeout_ms", 5000, 500..=60_000, errs), s.bool_or("submit_at_length", false, errs)),
+            None => (5000, false),
+        };
+        if let Some(s) = s {
+            s.finish(errs);
+        }
+        KeypadConfig { entry_timeout: Duration::from_millis(t), submit_at_length: sal }
+    };
+    let lockout = {
+        let d = LockoutPolicy::default();
+        let mut s = top.opt_table("lockout", errs);
+        let p = match s.as_mut() {
+            Some(s) => LockoutPolicy {
+                threshold: s.u64_or("threshold", d.threshold.into(), 1..=100, errs) as u32,
+                base_ms: s.u64_or("base_s", d.base_ms / 1000, 1..=86_400, errs) * 1000,
+                max_ms: s.u64_or("max_s", d.max_ms / 1000, 1..=86_400, errs) * 1000,
+                daily_cap: s.u64_or("daily_cap", d.daily_cap.into(), 1..=100_000, errs) as u32,
+            },
+            None => d,
+        };
+        if let Some(s) = s {
+            if p.max_ms < p.base_ms {
+                errs.push(s.key_path("max_s"), "max_s is shorter than base_s", Some("make max_s at least base_s".into()));
+            }
+            s.finish(errs);
+        }
+        p
+    };
+    let audit = {
+        let mut s = top.opt_table("audit", errs);
+        let r = s.as_mut().map(|s| s.u64_or("retain", 100_000, 1000..=10_000_000, errs)).unwrap_or(100_000);
+        if let Some(s) = s {
+            s.finish(errs);
+        }
+        AuditConfig { retain: r }
+    };
+    let admin = {
+        let mut s = top.opt_table("admin", errs);
+        let p = s.as_mut().map(|s| s.string_or("socket", "/run/porter/admin.sock", errs)).unwrap_or_else(|| "/run/porter/admin.sock".into());
+        if let Some(s) = s {
+            s.finish(errs);
+        }
+        AdminConfig { socket: PathBuf::from(p) }
+    };
+    let mqtt = top.opt_table("mqtt", errs).and_then(|mut s| {
+        let url = s.string("url", "set url = \"mqtts://broker.example:8883\", or remove [mqtt] to run standalone", errs);
+        if let Some(u) = &url {
+            if !(u.starts_with("mqtt://") || u.starts_with("mqtts://")) {
+                errs.push(s.key_path("url"), format!("`{u}` is not an MQTT URL"), Some("use mqtt://host:1883 or mqtts://host:8883".into()));
+            }
+        }
+        s.finish(errs);
+        url.map(|url| MqttConfig { url })
+    });
+    let demo = {
+        let mut s = top.opt_table("demo", errs);
+        let seed = s.as_mut().map(|s| s.bool_or("seed", false, errs)).unwrap_or(false);
+        if let Some(s) = s {
+            s.finish(errs);
+        }
+        DemoConfig { seed }
+    };
+
+    // Devices first (doors refer to them), then doors, then the cross-checks.
+    struct RawDevice {
+        path: String,
+        id: Option<String>,
+        kind: Option<KindConfig>,
+        door: Option<String>,
+    }
+    let mut devices_raw = Vec::new();
+    for mut d in top.tables("devices", errs) {
+        let id = id_field(&mut d, "id", "device", errs);
+        let kind_name = d.string("kind", &format!("set kind to one of: {}", porter_drivers::KINDS.join(", ")), errs);
+        let door = d.opt_string("door", errs);
+        let kind = kind_name.and_then(|k| KindConfig::parse(&k, &mut d, errs));
+        devices_raw.push(RawDevice { path: d.path().to_string(), id, kind, door });
+        d.finish(errs);
+    }
+    struct RawDoor {
+        path: String,
+        id: Option<String>,
+        lock: Option<String>,
+        unlock_ms: u64,
+        contact: Option<String>,
+    }
+    let mut doors_raw = Vec::new();
+    for mut d in top.tables("doors", errs) {
+        let id = id_field(&mut d, "id", "door", errs);
+        let lock = d.string("lock", "name the id of the lock output device (such as a sim_lock or gpio_relay)", errs);
+        let unlock_ms = d.u64_or("unlock_ms", 5000, 100..=600_000, errs);
+        let contact = d.opt_string("contact", errs);
+        doors_raw.push(RawDoor { path: d.path().to_string(), id, lock, unlock_ms, contact });
+        d.finish(errs);
+    }
+    top.finish(errs);
+
+    let dup = |items: Vec<(&String, &String)>, what: &str, errs: &mut ConfigErrors| {
+        let mut seen: HashMap<&String, &String> = HashMap::new();
+        for (id, path) in items {
+            if let Some(first) = seen.insert(id, path) {
+                errs.push(format!("{path}.id"), format!("{what} id `{id}` is used twice (first at {first})"), Some("give each one its own id".into()));
+            }
+        }
+    };
+    dup(devices_raw.iter().filter_map(|d| d.id.as_ref().map(|i| (i, &d.path))).collect(), "device", errs);
+    dup(doors_raw.iter().filter_map(|d| d.id.as_ref().map(|i| (i, &d.path))).collect(), "door", errs);
+    if doors_raw.len() > MAX_DOORS {
+        errs.push("doors", format!("{} doors; one controller drives at most {MAX_DOORS}", doors_raw.len()), None);
+    }
+    let mut claims: HashMap<Claim, String> = HashMap::new();
+    for d in &devices_raw {
+        for c in d.kind.iter().flat_map(|k| k.claims()) {
+            if let Some(first) = claims.insert(c.clone(), d.path.clone()) {
+                errs.push(d.path.clone(), format!("{c:?} is already used by {first}"), Some("each port, line or stream can belong to one device only".into()));
+            }
+        }
+    }
+
+    let device_index = |id: &str| devices_raw.iter().position(|d| d.id.as_deref() == Some(id));
+    let door_index = |id: &str| doors_raw.iter().position(|d| d.id.as_deref() == Some(id));
+    let device_ids = || devices_raw.iter().filter_map(|d| d.id.clone()).collect::<Vec<_>>().join(", ");
+    let door_ids = || doors_raw.iter().filter_map(|d| d.id.clone()).collect::<Vec<_>>().join(", ");
+
+    let mut doors = Vec::new();
+    let mut locks_used: HashMap<usize, String> = HashMap::new();
+    for d in &doors_raw {
+        let lock = d.lock.as_deref().and_then(|l| match device_index(l) {
+            None => {
+                errs.push(format!("{}.lock", d.path), format!("no device with id `{l}`"), Some(format!("devices are: {}", device_ids())));
+                None
+            }
+            Some(i) if devices_raw[i].kind.as_ref().is_some_and(|k| k.role() != Role::Output) => {
+                errs.push(format!("{}.lock", d.path), format!("device `{l}` is an input, not a lock output"), Some("point lock at an output device such as a sim_lock".into()));
+                None
+            }
+            Some(i) => {
+                if let Some(first) = locks_used.insert(i, d.path.clone()) {
+                    errs.push(format!("{}.lock", d.path), format!("lock `{l}` already drives {first}"), Some("give each door its own lock output".into()));
+                }
+                Some(i)
+            }
+        });
+        let contact = d.contact.as_deref().and_then(|c| match device_index(c) {
+            None => {
+                errs.push(format!("{}.contact", d.path), format!("no device with id `{c}`"), Some(format!("devices are: {}", device_ids())));
+                None
+            }
+            Some(i) => Some(i),
+        });
+        if let (Some(id), Some(lock)) = (&d.id, lock) {
+            doors.push(DoorConfig { id: id.clone(), lock, unlock: Duration::from_millis(d.unlock_ms), contact });
+        }
+    }
+
+    let mut devices = Vec::new();
+    for d in &devices_raw {
+        let door = match (&d.door, &d.kind) {
+            (Some(door), _) => match door_index(door) {
+                Some(i) => Some(i),
+                None => {
+                    errs.push(format!("{}.door", d.path), format!("no door with id `{door}`"), Some(format!("doors are: {}", door_ids())));
+                    None
+                }
+            },
+            (None, Some(k)) if k.role() == Role::Input => {
+                errs.push(format!("{}.door", d.path), "an input device needs the door it opens", Some(format!("set door = \"...\" to one of: {}", door_ids())));
+                None
+            }
+            _ => None,
+        };
+        if let (Some(id), Some(kind)) = (&d.id, &d.kind) {
+            devices.push(DeviceConfig { id: id.clone(), kind: kind.clone(), door });
+        }
+    }
+    if devices.len() > u16::MAX as usize {
+        errs.push("devices", "too many devices", None);
+    }
+
+    Some(Config {
+        site: site?,
+        controller: controller?,
+        data_dir: data_dir?,
+        secret_file: secret_file?,
+        timezone: timezone.ok()?,
+        log_level,
+        store,
+        keys,
+        keypad,
+        lockout,
+        audit,
+        admin,
+        mqtt,
+        demo,
+        doors,
+        devices,
+    })
+}
+
+#[cfg(test)]
+mod tests;

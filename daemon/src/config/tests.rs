@@ -1,0 +1,96 @@
+use super::*;
+
+fn no_env() -> std::iter::Empty<(String, String)> {
+    std::iter::empty()
+}
+
+#[test]
+fn the_demo_config_is_valid() {
+    let c = Config::from_toml_with_env(DEMO_TOML, no_env()).unwrap();
+    assert_eq!(c.doors.len(), 1);
+    assert_eq!(c.devices.len(), 2);
+    assert_eq!(c.keys.pin_length, 6);
+    assert_eq!(c.lockout, LockoutPolicy::default());
+    assert!(c.demo.seed);
+    assert_eq!(c.devices[0].door, Some(0));
+}
+
+#[test]
+fn environment_overrides_top_level_and_nested_keys() {
+    let env = vec![
+        ("PORTER_DATA_DIR".to_string(), "/tmp/elsewhere".to_string()),
+        ("PORTER_KEYS__PIN_LENGTH".to_string(), "8".to_string()),
+        ("PORTER_ADMIN__SOCKET".to_string(), "/tmp/a.sock".to_string()),
+        ("HOME".to_string(), "/root".to_string()),
+    ];
+    let c = Config::from_toml_with_env(DEMO_TOML, env.into_iter()).unwrap();
+    assert_eq!(c.data_dir, PathBuf::from("/tmp/elsewhere"));
+    assert_eq!(c.keys.pin_length, 8);
+    assert_eq!(c.admin.socket, PathBuf::from("/tmp/a.sock"));
+}
+
+#[test]
+fn every_error_is_reported_with_its_path() {
+    let text = r#"
+site = "oak street"
+data_dir = "./d"
+secret_file = "./k"
+timezone = "Mars/Olympus"
+colour = "blue"
+
+[keys]
+pin_length = 12
+
+[lockout]
+treshold = 3
+
+[[doors]]
+id = "main"
+lock = "keypad1"
+
+[[doors]]
+id = "back"
+lock = "nope"
+
+[[devices]]
+id = "keypad1"
+kind = "console"
+door = "main"
+
+[[devices]]
+id = "keypad2"
+kind = "console"
+
+[[devices]]
+id = "relay"
+kind = "warp_drive"
+door = "side"
+"#;
+    let errs = Config::from_toml_with_env(text, no_env()).unwrap_err();
+    let paths: Vec<&str> = errs.0.iter().map(|e| e.path.as_str()).collect();
+    for want in [
+        "site",
+        "controller",
+        "timezone",
+        "colour",
+        "keys.pin_length",
+        "lockout.treshold",
+        "doors[0].lock",
+        "doors[1].lock",
+        "devices[1].door",
+        "devices[1]",
+        "devices[2].kind",
+        "devices[2].door",
+    ] {
+        assert!(paths.contains(&want), "missing {want} in {errs}");
+    }
+    let treshold = errs.0.iter().find(|e| e.path == "lockout.treshold").unwrap();
+    assert!(treshold.hint.as_deref().unwrap().contains("did you mean `threshold`"), "{treshold}");
+}
+
+#[test]
+fn a_broken_toml_file_is_one_clear_error() {
+    let errs = Config::from_toml_with_env("site = \"x\n", no_env()).unwrap_err();
+    assert_eq!(errs.len(), 1);
+    assert!(errs.0[0].message.contains("TOML"), "{errs}");
+}
