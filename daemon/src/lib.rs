@@ -13,4 +13,5 @@
 pub mod access;
 pub mod config;
 pub mod provision;
+pub mod runtime;
 pub mod store;

@@ -1,1 +1,108 @@
-fn main() {}
+//! `porterd`: the daemon. `porterd --config FILE` runs it; `porterd
+//! check-config --config FILE` validates a config and exits 64 when invalid;
+//! `--demo` uses the embedded demo config instead of a file.
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use porterd::config::{Config, DEFAULT_PATH, DEMO_TOML};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Exit status for an invalid configuration (EX_USAGE... EX_DATAERR is 65;
+/// the contract fixes 64).
+const EXIT_CONFIG: u8 = 64;
+
+#[derive(Parser)]
+#[command(name = "porterd", version, about = "Porter: the access-control daemon for package rooms")]
+struct Cli {
+    /// The config file.
+    #[arg(long, global = true, default_value = DEFAULT_PATH)]
+    config: PathBuf,
+    /// Use the embedded demo config (console keypad, simulated lock, data in ./data).
+    #[arg(long, global = true)]
+    demo: bool,
+    #[command(subcommand)]
+    cmd: Option<Cmd>,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Validate the config without touching hardware or the store.
+    CheckConfig,
+    /// Print the embedded demo config.
+    DemoConfig,
+}
+
+fn load(cli: &Cli) -> Result<Config, ExitCode> {
+    let r = if cli.demo { Config::from_toml(DEMO_TOML) } else { Config::load(&cli.config) };
+    r.map_err(|errs| {
+        let source = if cli.demo { "embedded demo config".to_string() } else { cli.config.display().to_string() };
+        eprintln!("porterd: {source}: {} error(s):", errs.len());
+        for e in &errs.0 {
+            eprintln!("  {e}");
+        }
+        ExitCode::from(EXIT_CONFIG)
+    })
+}
+
+fn init_logging(level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("{level},sled=warn")));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM"),
+        _ = int.recv() => tracing::info!("SIGINT"),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.cmd {
+        Some(Cmd::DemoConfig) => {
+            print!("{DEMO_TOML}");
+            return ExitCode::SUCCESS;
+        }
+        Some(Cmd::CheckConfig) => {
+            return match load(&cli) {
+                Ok(c) => {
+                    println!("config OK: site {}, controller {}, {} door(s), {} device(s)", c.site, c.controller, c.doors.len(), c.devices.len());
+                    ExitCode::SUCCESS
+                }
+                Err(code) => code,
+            };
+        }
+        None => {}
+    }
+    let cfg = match load(&cli) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    init_logging(&cfg.log_level);
+    match serve(cfg) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("porterd: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn serve(cfg: Config) -> anyhow::Result<()> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .thread_name("porterd")
+        .build()
+        .context("starting the runtime")?;
+    rt.block_on(porterd::runtime::run(cfg, shutdown_signal()))?;
+    // Standard input's reader thread may be blocked in read(); do not wait for it.
+    rt.shutdown_timeout(std::time::Duration::from_millis(100));
+    Ok(())
+}

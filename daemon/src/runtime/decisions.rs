@@ -1,0 +1,215 @@
+//! The decision loop: one task that owns every input device's keypad entry
+//! and lockout state, turns what devices report into requests, decides, opens
+//! doors, and only then logs and records.
+//!
+//! Nothing on the path from a report to the door command waits: the snapshot
+//! is an `arc-swap` load, the door command a `try_send`. Logging, the audit
+//! write and lockout persistence follow the door command.
+
+use super::audit::{Audit, Draft};
+use super::clock::{self, Clock};
+use super::doors::DoorHandle;
+use crate::access::keypad::{KeyOutcome, KeypadEntry};
+use crate::access::lockout::{Engaged, LockoutPolicy, LockoutState};
+use crate::access::{decide, Decision, KeyHash, KeyKind, Request, Snapshot};
+use crate::store::records;
+use crate::store::secret::KeyHasher;
+use arc_swap::ArcSwap;
+use porter_drivers::{DeviceReport, Health, Input, Report};
+use serde_json::{json, Map, Value};
+use std::sync::Arc;
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+/// Requests from the admin side to the loop.
+pub enum ControlMsg {
+    /// Clears the lockout of one device (or all); replies with the devices cleared.
+    ClearLockout { device: Option<String>, reply: oneshot::Sender<Result<Vec<String>, String>> },
+}
+
+/// Per-device state.
+pub struct DeviceState {
+    pub id: String,
+    pub door: Option<u8>,
+    pub keypad: KeypadEntry,
+    pub lockout: LockoutState,
+}
+
+pub struct DecisionLoop {
+    pub live: Arc<ArcSwap<Snapshot>>,
+    pub hasher: KeyHasher,
+    pub devices: Vec<DeviceState>,
+    pub doors: Vec<DoorHandle>,
+    pub policy: LockoutPolicy,
+    pub tz: chrono_tz::Tz,
+    pub clock: Arc<dyn Clock>,
+    pub audit: Audit,
+}
+
+/// Loads each device's persisted lockout state.
+pub fn load_lockouts(store: &crate::store::Store, ids: &[String]) -> Vec<LockoutState> {
+    ids.iter()
+        .map(|id| {
+            store
+                .get(&records::lockout_key(id))
+                .ok()
+                .flatten()
+                .and_then(|v| serde_json::from_slice(&v).ok())
+                .unwrap_or_default()
+        })
+        .collect()
+}
+
+impl DecisionLoop {
+    /// Runs until `cancel` fires, then handles what is already queued.
+    pub async fn run(mut self, mut reports: mpsc::Receiver<DeviceReport>, mut control: mpsc::Receiver<ControlMsg>, cancel: CancellationToken) {
+        loop {
+            tokio::select! {
+                biased;
+                Some(r) = reports.recv() => self.report(r),
+                Some(c) = control.recv() => self.control(c),
+                _ = cancel.cancelled() => break,
+            }
+        }
+        while let Ok(r) = reports.try_recv() {
+            self.report(r);
+        }
+    }
+
+    fn control(&mut self, c: ControlMsg) {
+        match c {
+            ControlMsg::ClearLockout { device, reply } => {
+                let mut cleared = Vec::new();
+                for d in self.devices.iter_mut().filter(|d| device.as_deref().is_none_or(|x| x == d.id)) {
+                    if d.door.is_none() {
+                        continue;
+                    }
+                    d.lockout.clear();
+                    self.audit.lockout(&d.id, d.lockout);
+                    cleared.push(d.id.clone());
+                }
+                if let (Some(dev), true) = (&device, cleared.is_empty()) {
+                    let _ = reply.send(Err(format!("no input device `{dev}`")));
+                    return;
+                }
+                let now = self.clock.now_ms();
+                for id in &cleared {
+                    tracing::info!(device = %id, "lockout cleared");
+                    self.audit.record(Draft { ts_ms: now, kind: "lockout.cleared", fields: fields(&[("device", json!(id))]) });
+                }
+                let _ = reply.send(Ok(cleared));
+            }
+        }
+    }
+
+    fn report(&mut self, r: DeviceReport) {
+        let Some(dev) = self.devices.get(r.device) else { return };
+        match r.report {
+            Report::Health(h) => {
+                let now = self.clock.now_ms();
+                let (kind, mut f) = match &h {
+                    Health::Online => ("device.online", Map::new()),
+                    Health::Offline(e) => ("device.offline", fields(&[("error", json!(e.to_string())), ("error_kind", json!(e.kind.as_str()))])),
+                };
+                f.insert("device".into(), json!(dev.id));
+                tracing::info!(device = %dev.id, event = kind, "device health");
+                self.audit.record(Draft { ts_ms: now, kind, fields: f });
+            }
+            Report::Input(input) => self.input(r.device, input),
+        }
+    }
+
+    fn input(&mut self, device: usize, input: Input) {
+        match input {
+            Input::Key(k) => {
+                let outcome = self.devices[device].keypad.key(k, tokio::time::Instant::now());
+                if let KeyOutcome::Submit(entry) = outcome {
+                    // An over-long entry hashes as empty, which is never a PIN.
+                    self.present(device, KeyKind::Pin, entry.digits().unwrap_or(b""));
+                }
+            }
+            Input::Card(uid) => self.present(device, KeyKind::Card, uid.as_bytes()),
+            Input::Qr(text) => self.present(device, KeyKind::Qr, text.as_bytes()),
+        }
+    }
+
+    /// Decides one presented key at `device` and acts on it.
+    pub fn present(&mut self, device: usize, kind: KeyKind, value: &[u8]) {
+        let now_ms = self.clock.now_ms();
+        let (local, day) = clock::local(self.tz, now_ms);
+        let dev = &mut self.devices[device];
+        let Some(door) = dev.door else { return };
+        let locked = dev.lockout.is_locked(&self.policy, now_ms, day);
+        let key = if locked { KeyHash([0; 32]) } else { self.hasher.hash(kind, value) };
+        let snap = self.live.load();
+        let req = Request { door, device: device as u16, kind, key, now_ms, local, device_locked: locked };
+        let decision = decide(&snap, &req);
+        let door_h = &self.doors[door as usize];
+        let opened = decision.is_grant() && door_h.open(door_h.unlock);
+
+        // The lock has its command; everything below may take its time.
+        let holder = decision.holder().map(|h| h.id.clone());
+        let engaged = match decision {
+            Decision::Grant { .. } => {
+                if dev.lockout.consecutive > 0 {
+                    dev.lockout.success();
+                    self.audit.lockout(&dev.id, dev.lockout);
+                }
+                None
+            }
+            Decision::Deny { reason: crate::access::Reason::LockedOut, .. } => None,
+            Decision::Deny { .. } => {
+                let e = dev.lockout.failure(&self.policy, now_ms, day);
+                self.audit.lockout(&dev.id, dev.lockout);
+                e
+            }
+        };
+        let door_id = &door_h.id;
+        let mut f = fields(&[
+            ("door", json!(door_id)),
+            ("device", json!(dev.id)),
+            ("key", json!(kind.as_str())),
+            ("holder", json!(holder)),
+        ]);
+        match decision.reason() {
+            None => {
+                tracing::info!(door = %door_id, device = %dev.id, key = kind.as_str(), holder = holder.as_deref().unwrap_or(""), "access granted");
+                if !opened {
+                    tracing::error!(door = %door_id, "door command queue full: the lock was not opened");
+                }
+                self.audit.record(Draft { ts_ms: now_ms, kind: "access.granted", fields: f });
+            }
+            Some(reason) => {
+                tracing::info!(door = %door_id, device = %dev.id, key = kind.as_str(), holder = holder.as_deref().unwrap_or(""), reason = reason.as_str(), "access denied");
+                f.insert("reason".into(), json!(reason.as_str()));
+                self.audit.record(Draft { ts_ms: now_ms, kind: "access.denied", fields: f });
+            }
+        }
+        if let Some(e) = engaged {
+            let until = match e {
+                Engaged::Until(t) => json!(records::rfc3339(t)),
+                Engaged::DailyCap => Value::Null,
+            };
+            let why = match e {
+                Engaged::Until(_) => "consecutive_failures",
+                Engaged::DailyCap => "daily_cap",
+            };
+            tracing::warn!(device = %dev.id, why, failures = dev.lockout.consecutive, "lockout engaged");
+            self.audit.record(Draft {
+                ts_ms: now_ms,
+                kind: "lockout.engaged",
+                fields: fields(&[
+                    ("door", json!(door_id)),
+                    ("device", json!(dev.id)),
+                    ("why", json!(why)),
+                    ("until", until),
+                    ("failures_today", json!(dev.lockout.day_failures)),
+                ]),
+            });
+        }
+    }
+}
+
+fn fields(kv: &[(&str, Value)]) -> Map<String, Value> {
+    kv.iter().map(|(k, v)| (k.to_string(), v.clone())).collect()
+}

@@ -1,0 +1,244 @@
+//! Wiring: open the store, drive every lock to its safe state, start the
+//! doors, the audit writer, the decision loop, the input drivers under
+//! supervision and the admin socket; on shutdown undo it in order.
+//!
+//! - [`doors`]: one task per door owning its lock.
+//! - [`decisions`]: the decision loop.
+//! - [`audit`]: the audit log, its writer thread and the event bus.
+//! - [`clock`]: the injectable wall clock and local time.
+//!
+//! Shutdown order (one grace period for all of it): stop the admin socket and
+//! the input drivers, let the decision loop finish what is queued, relock
+//! every door, let the audit writer write what is queued, flush the store.
+
+pub mod audit;
+pub mod clock;
+pub mod decisions;
+pub mod doors;
+
+use crate::access::keypad::KeypadEntry;
+use crate::config::Config;
+use crate::provision::{admin, Control, ErrorCode, KeyService, OpError};
+use crate::store::{secret, Store};
+use clock::{Clock, SystemClock};
+use decisions::{ControlMsg, DecisionLoop, DeviceState};
+use doors::DoorHandle;
+use porter_drivers::{supervise, Backoff, InputSink, Role};
+use serde_json::{json, Value};
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+/// How long shutdown may take before the process gives up waiting.
+pub const GRACE: Duration = Duration::from_secs(10);
+/// Reports queued from all devices to the decision loop.
+const REPORT_QUEUE: usize = 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Secret(#[from] secret::SecretError),
+    #[error("cannot open the store in {dir}: {source}")]
+    Store { dir: String, source: crate::store::StoreError },
+    #[error("cannot load the keys: {0}")]
+    Keys(OpError),
+    #[error("cannot start the audit writer: {0}")]
+    Audit(std::io::Error),
+}
+
+/// What `door.unlock` and `lockout.clear` reach.
+struct RuntimeControl {
+    doors: Vec<DoorHandle>,
+    control: mpsc::Sender<ControlMsg>,
+    audit: audit::Audit,
+    clock: Arc<dyn Clock>,
+}
+
+impl Control for RuntimeControl {
+    fn unlock(&self, door: &str, ms: Option<u64>) -> Result<Value, OpError> {
+        let d = self.doors.iter().find(|d| d.id == door).ok_or_else(|| {
+            let ids: Vec<&str> = self.doors.iter().map(|d| d.id.as_str()).collect();
+            OpError::not_found(format!("no door `{door}`; doors are: {}", ids.join(", ")))
+        })?;
+        let dur = ms.map(Duration::from_millis).unwrap_or(d.unlock);
+        if !d.open(dur) {
+            return Err(OpError::internal("the door's command queue is full; try again"));
+        }
+        tracing::info!(door, ms = dur.as_millis() as u64, "door unlocked by command");
+        let mut f = serde_json::Map::new();
+        f.insert("door".into(), json!(door));
+        f.insert("ms".into(), json!(dur.as_millis() as u64));
+        f.insert("by".into(), json!("command"));
+        self.audit.record(audit::Draft { ts_ms: self.clock.now_ms(), kind: "door.unlocked", fields: f });
+        Ok(json!({"door": door, "ms": dur.as_millis() as u64}))
+    }
+
+    fn clear_lockout(&self, device: Option<&str>) -> Result<Value, OpError> {
+        let (tx, rx) = oneshot::channel();
+        self.control
+            .blocking_send(ControlMsg::ClearLockout { device: device.map(String::from), reply: tx })
+            .map_err(|_| OpError::internal("the decision loop is stopping"))?;
+        match rx.blocking_recv() {
+            Ok(Ok(cleared)) => Ok(json!({"cleared": cleared})),
+            Ok(Err(msg)) => Err(OpError::new(ErrorCode::NotFound, msg)),
+            Err(_) => Err(OpError::internal("the decision loop is stopping")),
+        }
+    }
+}
+
+/// Seeds the demo's courier on an empty store and says how to try it.
+fn seed_demo(svc: &KeyService, cfg: &Config) -> Result<(), OpError> {
+    if svc.state()?.holders > 0 {
+        return Ok(());
+    }
+    svc.holder_put(crate::provision::keys::HolderSpec {
+        id: "courier-ups".into(),
+        name: "UPS".into(),
+        role: crate::access::Role::Courier,
+        doors: None,
+        valid_from_ms: None,
+        valid_until_ms: None,
+        schedule: vec![],
+        enabled: true,
+    })?;
+    let pin = svc.pin_generate("courier-ups")?;
+    let door = cfg.doors.first().map(|d| d.id.as_str()).unwrap_or("main");
+    // Printed once, to the terminal of whoever started the demo; never logged.
+    println!(
+        "\nPorter demo: courier `courier-ups` (UPS) has PIN {pin}.\n\
+         Type {pin}# and press Enter to open door `{door}`; five wrong PINs engage the lockout.\n\
+         Other keys: card:<hex uid>, qr:<token>. Admin: porterctl --socket {} state.get\n",
+        cfg.admin.socket.display()
+    );
+    Ok(())
+}
+
+/// Runs the daemon until `shutdown` resolves.
+pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), StartError> {
+    run_with_clock(cfg, shutdown, Arc::new(SystemClock)).await
+}
+
+/// [`run`] with an injected clock.
+pub async fn run_with_clock(cfg: Config, shutdown: impl Future<Output = ()>, clock: Arc<dyn Clock>) -> Result<(), StartError> {
+    let secret = secret::load_or_create(&cfg.secret_file)?;
+    let hasher = secret::KeyHasher::new(&secret);
+    drop(secret);
+    let store_dir = cfg.data_dir.join("store");
+    let store = Store::open(&store_dir, cfg.store.cache_capacity)
+        .map_err(|source| StartError::Store { dir: store_dir.display().to_string(), source })?;
+    let door_ids: Vec<String> = cfg.doors.iter().map(|d| d.id.clone()).collect();
+    let svc = Arc::new(KeyService::open(store.clone(), hasher.clone(), door_ids, cfg.keys.pin_length).map_err(StartError::Keys)?);
+    tracing::info!(dir = %store_dir.display(), holders = svc.state().map(|s| s.holders).unwrap_or(0), "store open");
+
+    // Locks first: every door locked before any input is read.
+    let doors_cancel = CancellationToken::new();
+    let mut doors = Vec::new();
+    let mut door_tasks = Vec::new();
+    for d in &cfg.doors {
+        let dev = &cfg.devices[d.lock];
+        let out = dev.kind.output_driver(&dev.id).expect("config guarantees locks are outputs");
+        let (h, t) = doors::start(d.id.clone(), d.unlock, out, doors_cancel.clone()).await;
+        doors.push(h);
+        door_tasks.push(t);
+    }
+
+    let (audit, audit_thread) = audit::start(store.clone(), cfg.audit.retain).map_err(StartError::Audit)?;
+    if cfg.mqtt.is_some() {
+        tracing::warn!("[mqtt] is configured, but this build does not speak MQTT yet: running standalone");
+    }
+    if cfg.demo.seed {
+        if let Err(e) = seed_demo(&svc, &cfg) {
+            tracing::error!(error = %e, "demo seeding failed");
+        }
+    }
+
+    // The decision loop.
+    let device_ids: Vec<String> = cfg.devices.iter().map(|d| d.id.clone()).collect();
+    let lockouts = decisions::load_lockouts(&store, &device_ids);
+    let devices = cfg
+        .devices
+        .iter()
+        .zip(lockouts)
+        .map(|(d, lockout)| DeviceState {
+            id: d.id.clone(),
+            door: d.door.map(|i| i as u8),
+            keypad: KeypadEntry::new(cfg.keys.pin_length, cfg.keypad.entry_timeout, cfg.keypad.submit_at_length),
+            lockout,
+        })
+        .collect();
+    let (report_tx, report_rx) = mpsc::channel(REPORT_QUEUE);
+    let (control_tx, control_rx) = mpsc::channel(16);
+    let loop_cancel = CancellationToken::new();
+    let decision_loop = DecisionLoop {
+        live: svc.live(),
+        hasher,
+        devices,
+        doors: doors.clone(),
+        policy: cfg.lockout,
+        tz: cfg.timezone,
+        clock: clock.clone(),
+        audit: audit.clone(),
+    };
+    let loop_task = tokio::spawn(decision_loop.run(report_rx, control_rx, loop_cancel.clone()));
+
+    // Inputs, supervised.
+    let inputs_cancel = CancellationToken::new();
+    let mut input_tasks = Vec::new();
+    for (i, d) in cfg.devices.iter().enumerate() {
+        if d.kind.role() != Role::Input {
+            continue;
+        }
+        let Some(driver) = d.kind.input_driver() else { continue };
+        let sink = InputSink::new(i, report_tx.clone());
+        let (id, cancel) = (d.id.clone(), inputs_cancel.clone());
+        input_tasks.push(tokio::spawn(async move { supervise(&id, driver, sink, cancel, Backoff::default()).await }));
+    }
+    drop(report_tx);
+
+    // The admin socket. Failing to bind it is loud but not fatal: the room
+    // must keep deciding access.
+    let ctl: Arc<dyn Control> = Arc::new(RuntimeControl { doors, control: control_tx, audit: audit.clone(), clock });
+    let admin_task = match admin::bind(&cfg.admin.socket) {
+        Ok(listener) => Some(tokio::spawn(admin::serve(listener, cfg.admin.socket.clone(), svc.clone(), ctl.clone(), inputs_cancel.clone()))),
+        Err(e) => {
+            tracing::error!(socket = %cfg.admin.socket.display(), error = %e, "cannot open the admin socket; porterctl will not reach this daemon (fix admin.socket or its folder's permissions)");
+            None
+        }
+    };
+    tracing::info!(site = %cfg.site, controller = %cfg.controller, doors = cfg.doors.len(), devices = cfg.devices.len(), admin = %cfg.admin.socket.display(), "porterd ready");
+
+    shutdown.await;
+    tracing::info!("shutting down");
+    let stop = async {
+        inputs_cancel.cancel();
+        for t in input_tasks {
+            let _ = t.await;
+        }
+        if let Some(t) = admin_task {
+            let _ = t.await;
+        }
+        loop_cancel.cancel();
+        let _ = loop_task.await;
+        drop(ctl);
+        doors_cancel.cancel();
+        for t in door_tasks {
+            let _ = t.await;
+        }
+    };
+    if tokio::time::timeout(GRACE, stop).await.is_err() {
+        tracing::error!("shutdown took longer than {GRACE:?}; stopping anyway");
+    }
+    // The writer ends once the last Audit clone is gone (an admin request
+    // still finishing may hold one briefly), after writing what is queued.
+    drop(audit);
+    if tokio::time::timeout(GRACE, tokio::task::spawn_blocking(move || audit_thread.join())).await.is_err() {
+        tracing::error!("the audit writer did not finish in time");
+    }
+    if let Err(e) = store.flush() {
+        tracing::error!(error = %e, "final store flush failed");
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
