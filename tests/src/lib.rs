@@ -1,0 +1,237 @@
+//! Helpers for end-to-end tests: the real `porterd` and `porterctl` binaries
+//! run as processes in a temporary folder, driven through standard input and
+//! the admin socket, observed through their logs.
+//!
+//! Waits are on conditions with deadlines (a line appearing in the log), never
+//! fixed sleeps.
+
+use serde_json::Value;
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Condvar, Mutex, Once};
+use std::time::{Duration, Instant};
+
+/// How long any single expected thing may take before a test fails.
+pub const DEADLINE: Duration = Duration::from_secs(20);
+
+/// The folder holding the workspace's built binaries.
+pub fn bin_dir() -> PathBuf {
+    // target/<profile>/deps/<test binary> -> target/<profile>
+    let exe = std::env::current_exe().expect("current_exe");
+    exe.parent().and_then(Path::parent).expect("target dir").to_path_buf()
+}
+
+/// The path of a workspace binary. The first call per test process runs
+/// `cargo build -p porterd --bins` (a no-op when up to date), so a test never
+/// runs a stale daemon after `cargo test -p porter-tests`.
+pub fn bin(name: &str) -> PathBuf {
+    static BUILD: Once = Once::new();
+    BUILD.call_once(|| {
+        let mut cmd = Command::new(env!("CARGO"));
+        cmd.args(["build", "--quiet", "-p", "porterd", "--bins"]);
+        if bin_dir().file_name().is_some_and(|p| p == "release") {
+            cmd.arg("--release");
+        }
+        let status = cmd.status().expect("running cargo build");
+        assert!(status.success(), "cargo build -p porterd --bins failed");
+    });
+    let p = bin_dir().join(name);
+    assert!(p.exists(), "{} not found", p.display());
+    p
+}
+
+/// Log lines collected from a child's stream, with a condition variable so
+/// tests can wait for one to appear.
+#[derive(Clone, Default)]
+pub struct Lines(Arc<(Mutex<Vec<String>>, Condvar)>);
+
+impl Lines {
+    fn follow(stream: impl std::io::Read + Send + 'static, echo: &'static str) -> Lines {
+        let lines = Lines::default();
+        let l = lines.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stream).lines() {
+                let Ok(line) = line else { break };
+                if std::env::var_os("PORTER_TEST_ECHO").is_some() {
+                    eprintln!("[{echo}] {line}");
+                }
+                let (m, cv) = &*l.0;
+                m.lock().unwrap().push(line);
+                cv.notify_all();
+            }
+        });
+        lines
+    }
+
+    /// Every line so far.
+    pub fn all(&self) -> Vec<String> {
+        self.0 .0.lock().unwrap().clone()
+    }
+
+    pub fn len(&self) -> usize {
+        self.0 .0.lock().unwrap().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Waits for the first line at or after index `from` for which `pred`
+    /// holds; returns its index and text.
+    pub fn wait(&self, from: usize, what: &str, pred: impl Fn(&str) -> bool) -> (usize, String) {
+        let (m, cv) = &*self.0;
+        let deadline = Instant::now() + DEADLINE;
+        let mut g = m.lock().unwrap();
+        loop {
+            if let Some((i, l)) = g.iter().enumerate().skip(from).find(|(_, l)| pred(l)) {
+                return (i, l.clone());
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            assert!(!left.is_zero(), "timed out waiting for {what}; log so far:\n{}", g.join("\n"));
+            g = cv.wait_timeout(g, left).unwrap().0;
+        }
+    }
+
+    /// Waits for a line containing every one of `parts`, at or after `from`.
+    pub fn wait_for(&self, from: usize, parts: &[&str]) -> (usize, String) {
+        self.wait(from, &format!("{parts:?}"), |l| parts.iter().all(|p| l.contains(p)))
+    }
+
+    /// Whether any line at or after `from` contains every one of `parts`.
+    pub fn has(&self, from: usize, parts: &[&str]) -> bool {
+        self.all().iter().skip(from).any(|l| parts.iter().all(|p| l.contains(p)))
+    }
+}
+
+/// A config like the demo's, in `dir`, with the given extra TOML appended.
+pub fn config_text(dir: &Path, unlock_ms: u64, seed: bool, extra: &str) -> String {
+    format!(
+        r#"site = "test"
+controller = "room-1"
+data_dir = "{d}/data"
+secret_file = "{d}/data/device.key"
+
+[admin]
+socket = "{d}/admin.sock"
+
+[demo]
+seed = {seed}
+
+[[doors]]
+id = "main"
+lock = "lock1"
+unlock_ms = {unlock_ms}
+
+[[devices]]
+id = "keypad1"
+kind = "console"
+door = "main"
+
+[[devices]]
+id = "lock1"
+kind = "sim_lock"
+{extra}
+"#,
+        d = dir.display()
+    )
+}
+
+/// A running porterd.
+pub struct Daemon {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    pub log: Lines,
+    pub out: Lines,
+    pub config: PathBuf,
+    pub socket: PathBuf,
+}
+
+impl Daemon {
+    /// Starts porterd on `config` and waits until it says it is ready.
+    pub fn start(config: &Path, socket: &Path) -> Daemon {
+        let mut child = Command::new(bin("porterd"))
+            .arg("--config")
+            .arg(config)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawning porterd");
+        let log = Lines::follow(child.stderr.take().unwrap(), "porterd");
+        let out = Lines::follow(child.stdout.take().unwrap(), "stdout");
+        let stdin = child.stdin.take();
+        let d = Daemon { child, stdin, log, out, config: config.to_path_buf(), socket: socket.to_path_buf() };
+        d.log.wait_for(0, &["porterd ready"]);
+        d
+    }
+
+    /// Types a line on the console keypad.
+    pub fn type_line(&mut self, line: &str) {
+        let s = self.stdin.as_mut().expect("stdin open");
+        writeln!(s, "{line}").expect("writing to porterd");
+        s.flush().unwrap();
+    }
+
+    /// Runs `porterctl --socket ... OP ARGS`; returns its exit code and reply.
+    pub fn ctl(&self, op: &str, args: &[&str]) -> (i32, Value) {
+        ctl(&self.socket, op, args)
+    }
+
+    /// Sends SIGTERM and waits for the exit.
+    pub fn stop(mut self) -> (ExitStatus, Lines) {
+        let st = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status().expect("kill");
+        assert!(st.success());
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return (status, self.log.clone());
+            }
+            assert!(Instant::now() < deadline, "porterd did not stop after SIGTERM");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    pub fn id(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs porterctl against `socket`.
+pub fn ctl(socket: &Path, op: &str, args: &[&str]) -> (i32, Value) {
+    let out = Command::new(bin("porterctl"))
+        .arg("--socket")
+        .arg(socket)
+        .arg(op)
+        .args(args)
+        .output()
+        .expect("running porterctl");
+    let code = out.status.code().unwrap_or(-1);
+    let v = serde_json::from_slice(&out.stdout).unwrap_or_else(|_| {
+        Value::String(format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+    });
+    (code, v)
+}
+
+/// Runs `porterd check-config --config FILE`.
+pub fn check_config(config: &Path) -> (i32, String, String) {
+    let out = Command::new(bin("porterd")).arg("check-config").arg("--config").arg(config).output().expect("porterd");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The workspace's root folder.
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}

@@ -1,0 +1,195 @@
+//! The real porterd, driven through its console keypad and porterctl.
+
+use porter_tests::{check_config, config_text, workspace_root, Daemon};
+use std::path::PathBuf;
+
+fn setup(unlock_ms: u64, seed: bool) -> (tempfile::TempDir, PathBuf, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("porter.toml");
+    std::fs::write(&cfg, config_text(dir.path(), unlock_ms, seed, "")).unwrap();
+    let sock = dir.path().join("admin.sock");
+    (dir, cfg, sock)
+}
+
+fn demo_pin(d: &Daemon) -> String {
+    let (_, line) = d.out.wait_for(0, &["has PIN"]);
+    line.split("has PIN ").nth(1).unwrap().trim_end_matches('.').to_string()
+}
+
+#[test]
+fn demo_pin_opens_the_door_which_then_relocks() {
+    let (_dir, cfg, sock) = setup(300, true);
+    let mut d = Daemon::start(&cfg, &sock);
+    let pin = demo_pin(&d);
+    assert_eq!(pin.len(), 6, "{pin}");
+    let mark = d.log.len();
+    d.type_line(&format!("{pin}#"));
+    let (g, _) = d.log.wait_for(mark, &["access granted", "door=main", "device=keypad1", "holder=\"courier-ups\""]);
+    let (u, _) = d.log.wait_for(mark, &["lock unlocked", "device=lock1"]);
+    let (l, _) = d.log.wait_for(u, &["lock locked", "device=lock1"]);
+    assert!(g < l && u < l);
+    // The PIN never reaches the log.
+    assert!(!d.log.all().iter().any(|l| l.contains(&pin)), "PIN logged");
+    let (status, _) = d.stop();
+    assert!(status.success());
+}
+
+#[test]
+fn porterctl_provisions_and_a_generated_pin_opens() {
+    let (_dir, cfg, sock) = setup(200, false);
+    let mut d = Daemon::start(&cfg, &sock);
+    let (code, v) = d.ctl("holder.put", &["holder=courier-fedex", "name=FedEx", "role=courier"]);
+    assert_eq!(code, 0, "{v}");
+    assert_eq!(v["result"]["role"], "courier");
+    let (code, v) = d.ctl("pin.generate", &["holder=courier-fedex"]);
+    assert_eq!(code, 0, "{v}");
+    let pin = v["result"]["pin"].as_str().unwrap().to_string();
+
+    let mark = d.log.len();
+    d.type_line(&format!("{pin}#"));
+    d.log.wait_for(mark, &["access granted", "holder=\"courier-fedex\""]);
+
+    // holder.get never shows the PIN.
+    let (code, v) = d.ctl("holder.get", &["holder=courier-fedex"]);
+    assert_eq!(code, 0);
+    assert!(!v.to_string().contains(&pin));
+    assert_eq!(v["result"]["keys"]["pin"]["active"], true);
+
+    // Customising to a PIN in use is refused as duplicate, with a non-zero exit.
+    d.ctl("holder.put", &["holder=courier-dhl", "role=courier"]);
+    let (code, v) = d.ctl("pin.set", &["holder=courier-dhl", &format!("pin={pin}")]);
+    assert_eq!(code, 1);
+    assert_eq!(v["error"]["code"], "duplicate", "{v}");
+
+    // Deactivated: denied as inactive.
+    assert_eq!(d.ctl("pin.deactivate", &["holder=courier-fedex"]).0, 0);
+    let mark = d.log.len();
+    d.type_line(&format!("{pin}#"));
+    d.log.wait_for(mark, &["access denied", "reason=\"inactive\""]);
+
+    // A card and a QR code on the same console.
+    assert_eq!(d.ctl("card.assign", &["holder=courier-dhl", "uid=04:A1:B2:C3"]).0, 0);
+    let (_, v) = d.ctl("qr.generate", &["holder=courier-dhl"]);
+    let token = v["result"]["token"].as_str().unwrap().to_string();
+    let mark = d.log.len();
+    d.type_line("card:04a1b2c3");
+    d.log.wait_for(mark, &["access granted", "key=\"card\"", "holder=\"courier-dhl\""]);
+    let mark = d.log.len();
+    d.type_line(&format!("qr:{token}"));
+    d.log.wait_for(mark, &["access granted", "key=\"qr\"", "holder=\"courier-dhl\""]);
+    assert!(!d.log.all().iter().any(|l| l.contains(&token)), "QR token logged");
+
+    // Errors: unknown op, bad arguments, unknown holder.
+    let (code, v) = d.ctl("pin.frobnicate", &[]);
+    assert_eq!((code, v["error"]["code"].as_str()), (1, Some("unsupported")));
+    let (code, v) = d.ctl("holder.put", &["holder=x y", "role=courier"]);
+    assert_eq!((code, v["error"]["code"].as_str()), (1, Some("invalid")));
+    let (code, v) = d.ctl("pin.generate", &["holder=nobody"]);
+    assert_eq!((code, v["error"]["code"].as_str()), (1, Some("not_found")));
+
+    let (code, v) = d.ctl("state.get", &[]);
+    assert_eq!(code, 0);
+    assert_eq!(v["result"]["holders"], 2);
+    assert_eq!(v["result"]["cards"], 1);
+    let (code, v) = d.ctl("door.unlock", &["door=main", "ms=150"]);
+    assert_eq!(code, 0, "{v}");
+    assert!(d.stop().0.success());
+}
+
+#[test]
+fn five_wrong_pins_engage_the_lockout_and_a_restart_keeps_it() {
+    let (_dir, cfg, sock) = setup(200, true);
+    let mut d = Daemon::start(&cfg, &sock);
+    let pin = demo_pin(&d);
+    let wrong = if pin == "502817" { "502818" } else { "502817" };
+    let mark = d.log.len();
+    for _ in 0..5 {
+        d.type_line(&format!("{wrong}#"));
+    }
+    d.log.wait_for(mark, &["lockout engaged", "device=keypad1"]);
+    // The right PIN is now refused too.
+    let mark = d.log.len();
+    d.type_line(&format!("{pin}#"));
+    d.log.wait_for(mark, &["access denied", "reason=\"locked_out\""]);
+    assert!(d.stop().0.success());
+
+    let mut d = Daemon::start(&cfg, &sock);
+    let mark = d.log.len();
+    d.type_line(&format!("{pin}#"));
+    d.log.wait_for(mark, &["access denied", "reason=\"locked_out\""]);
+
+    let (code, v) = d.ctl("lockout.clear", &["device=keypad1"]);
+    assert_eq!(code, 0, "{v}");
+    assert_eq!(v["result"]["cleared"][0], "keypad1");
+    let mark = d.log.len();
+    d.type_line(&format!("{pin}#"));
+    d.log.wait_for(mark, &["access granted"]);
+    let (code, v) = d.ctl("lockout.clear", &["device=nope"]);
+    assert_eq!((code, v["error"]["code"].as_str()), (1, Some("not_found")));
+    assert!(d.stop().0.success());
+}
+
+#[test]
+fn shutdown_relocks_an_open_door() {
+    let (_dir, cfg, sock) = setup(600_000, true);
+    let mut d = Daemon::start(&cfg, &sock);
+    let pin = demo_pin(&d);
+    let mark = d.log.len();
+    d.type_line(&format!("{pin}#"));
+    let (u, _) = d.log.wait_for(mark, &["lock unlocked"]);
+    let (status, log) = d.stop();
+    assert!(status.success());
+    let (s, _) = log.wait_for(u, &["shutting down"]);
+    log.wait_for(s, &["lock locked", "device=lock1"]);
+}
+
+#[test]
+fn garbage_on_the_console_and_the_socket_loses_nothing() {
+    let (_dir, cfg, sock) = setup(200, true);
+    let mut d = Daemon::start(&cfg, &sock);
+    let pin = demo_pin(&d);
+    d.type_line("hello there");
+    d.type_line("card:zz");
+    let mark = d.log.len();
+    d.log.wait_for(0, &["line not understood"]);
+    // Raw garbage on the admin socket gets a typed error reply.
+    {
+        use std::io::{BufRead, BufReader, Write};
+        let mut s = std::os::unix::net::UnixStream::connect(&sock).unwrap();
+        s.write_all(b"{not json\n[1,2]\n{\"id\":7,\"op\":\"holder.get\",\"args\":{\"holder\":5}}\n").unwrap();
+        let mut r = BufReader::new(s);
+        for want_id in [serde_json::Value::Null, serde_json::Value::Null, serde_json::json!(7)] {
+            let mut line = String::new();
+            r.read_line(&mut line).unwrap();
+            let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+            assert_eq!(v["ok"], false, "{v}");
+            assert_eq!(v["error"]["code"], "invalid", "{v}");
+            assert_eq!(v["id"], want_id);
+        }
+    }
+    d.type_line(&format!("{pin}#"));
+    d.log.wait_for(mark, &["access granted"]);
+    assert!(d.stop().0.success());
+}
+
+#[test]
+fn check_config_accepts_the_shipped_configs_and_names_every_error() {
+    for entry in std::fs::read_dir(workspace_root().join("configs")).unwrap() {
+        let p = entry.unwrap().path();
+        if p.extension().is_some_and(|e| e == "toml") {
+            let (code, out, err) = check_config(&p);
+            assert_eq!(code, 0, "{}: {out}{err}", p.display());
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.toml");
+    let text = config_text(dir.path(), 70, false, "\n[keys]\npin_length = 3\n").replace("site = \"test\"", "site = \"a b\"\nsiet = 1");
+    std::fs::write(&bad, text).unwrap();
+    let (code, _, err) = check_config(&bad);
+    assert_eq!(code, 64, "{err}");
+    for path in ["site:", "siet:", "keys.pin_length:", "doors[0].unlock_ms:"] {
+        assert!(err.contains(path), "missing {path} in:\n{err}");
+    }
+    let (code, _, err) = check_config(&dir.path().join("missing.toml"));
+    assert_eq!(code, 64, "{err}");
+}
