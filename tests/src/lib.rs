@@ -181,8 +181,8 @@ impl Daemon {
 
     /// Sends SIGTERM and waits for the exit.
     pub fn stop(mut self) -> (ExitStatus, Lines) {
-        let st = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status().expect("kill");
-        assert!(st.success());
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("SIGTERM");
         let deadline = Instant::now() + DEADLINE;
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Runs Porter's whole test suite on a fresh Debian machine that has only Rust:
+# installs the system packages the tests use, then runs every test of the
+# workspace. This is the README's test command and what CI runs.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# System packages the tests need, installed when missing. The foundation's
+# tests need none beyond Rust; MQTT, PC/SC and serial tests add theirs here
+# (mosquitto, pcscd, vsmartcard-vpcd, socat, libpcsclite-dev, ...).
+PACKAGES=(ca-certificates)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing: ${missing[*]}"
+  if [ "$(id -u)" = 0 ]; then SUDO=; elif command -v sudo >/dev/null; then SUDO=sudo; else
+    echo "cannot install ${missing[*]}: run as root or install them yourself" >&2; exit 1; fi
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+cargo test --workspace --locked "$@"
