@@ -213,3 +213,163 @@ impl DecisionLoop {
 fn fields(kv: &[(&str, Value)]) -> Map<String, Value> {
     kv.iter().map(|(k, v)| (k.to_string(), v.clone())).collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::provision::keys::{HolderSpec, KeyService};
+    use crate::runtime::{audit, doors};
+    use crate::store::Store;
+    use porter_drivers::fake::FakeOutput;
+    use porter_drivers::CardUid;
+    use std::sync::atomic::{AtomicI64, Ordering};
+    use std::time::Duration;
+
+    struct FixedClock(AtomicI64);
+    impl Clock for FixedClock {
+        fn now_ms(&self) -> i64 {
+            self.0.load(Ordering::SeqCst)
+        }
+    }
+
+    struct Rig {
+        svc: KeyService,
+        lp: DecisionLoop,
+        lock: FakeOutput,
+        events: tokio::sync::broadcast::Receiver<Arc<audit::Event>>,
+        clock: Arc<FixedClock>,
+        store: Store,
+    }
+
+    async fn rig() -> Rig {
+        let store = Store::temporary().unwrap();
+        let hasher = KeyHasher::new(b"decision-loop-test");
+        let svc = KeyService::open(store.clone(), hasher.clone(), vec!["main".into()], 6).unwrap();
+        let lock = FakeOutput::default();
+        let (door, _task) = doors::start("main".into(), Duration::from_secs(2), Box::new(lock.clone()), CancellationToken::new()).await;
+        let (audit, _thread) = audit::start(store.clone(), 10_000).unwrap();
+        let events = audit.subscribe();
+        // 2026-11-25 is a Wednesday; noon UTC.
+        let clock = Arc::new(FixedClock(AtomicI64::new(1_795_608_000_000)));
+        let lp = DecisionLoop {
+            live: svc.live(),
+            hasher,
+            devices: vec![DeviceState {
+                id: "keypad1".into(),
+                door: Some(0),
+                keypad: KeypadEntry::new(6, Duration::from_secs(5), false),
+                lockout: LockoutState::default(),
+            }],
+            doors: vec![door],
+            policy: LockoutPolicy::default(),
+            tz: chrono_tz::UTC,
+            clock: clock.clone(),
+            audit,
+        };
+        Rig { svc, lp, lock, events, clock, store }
+    }
+
+    fn keys(lp: &mut DecisionLoop, s: &str) {
+        for c in s.chars() {
+            lp.report(DeviceReport { device: 0, report: Report::Input(Input::Key(c)) });
+        }
+    }
+
+    /// The next durable event. The writer is a real thread, so this waits on
+    /// the real clock (a paused tokio clock would time out at once).
+    async fn next_event(rx: &mut tokio::sync::broadcast::Receiver<Arc<audit::Event>>) -> Value {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            match rx.try_recv() {
+                Ok(e) => return e.json.clone(),
+                Err(tokio::sync::broadcast::error::TryRecvError::Empty) => {
+                    assert!(std::time::Instant::now() < deadline, "no event within 10 s");
+                    tokio::task::yield_now().await;
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
+    }
+
+    fn spec(id: &str) -> HolderSpec {
+        HolderSpec { id: id.into(), name: id.into(), role: crate::access::Role::Courier, doors: None, valid_from_ms: None, valid_until_ms: None, schedule: vec![], enabled: true }
+    }
+
+    #[tokio::test]
+    async fn a_pin_opens_the_door_and_is_recorded_without_the_secret() {
+        let mut r = rig().await;
+        r.svc.holder_put(spec("courier-ups")).unwrap();
+        let pin = r.svc.pin_generate("courier-ups").unwrap();
+        keys(&mut r.lp, &format!("{pin}#"));
+        let e = next_event(&mut r.events).await;
+        assert_eq!(e["type"], "access.granted");
+        assert_eq!(e["holder"], "courier-ups");
+        assert_eq!(e["door"], "main");
+        assert_eq!(e["device"], "keypad1");
+        assert_eq!(e["key"], "pin");
+        assert_eq!(e["ts"], "2026-11-25T12:00:00.000Z");
+        assert!(!e.to_string().contains(&pin));
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while r.lock.states().len() < 2 && std::time::Instant::now() < deadline {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(r.lock.states()[..2], [false, true]);
+
+        let uid = CardUid::parse_hex("04a1b2c3").unwrap();
+        r.lp.report(DeviceReport { device: 0, report: Report::Input(Input::Card(uid)) });
+        let e = next_event(&mut r.events).await;
+        assert_eq!((e["type"].as_str(), e["reason"].as_str(), e["key"].as_str()), (Some("access.denied"), Some("unknown"), Some("card")));
+        assert!(e["seq"].as_u64().unwrap() > 1);
+    }
+
+    #[tokio::test]
+    async fn lockout_engages_is_recorded_and_persisted_and_clears() {
+        let mut r = rig().await;
+        r.svc.holder_put(spec("a")).unwrap();
+        let pin = r.svc.pin_generate("a").unwrap();
+        let wrong = if pin == "502817" { "502818" } else { "502817" };
+        for _ in 0..5 {
+            keys(&mut r.lp, &format!("{wrong}#"));
+        }
+        let mut types = Vec::new();
+        for _ in 0..6 {
+            types.push(next_event(&mut r.events).await["type"].as_str().unwrap().to_string());
+        }
+        assert_eq!(types, ["access.denied", "access.denied", "access.denied", "access.denied", "access.denied", "lockout.engaged"]);
+        keys(&mut r.lp, &format!("{pin}#"));
+        assert_eq!(next_event(&mut r.events).await["reason"], "locked_out");
+        // Persisted: a new loop over the same store starts locked out.
+        let saved = load_lockouts(&r.store, &["keypad1".to_string()]);
+        assert!(saved[0].is_locked(&LockoutPolicy::default(), r.clock.now_ms(), saved[0].day));
+        // 30 s later the keypad takes entries again, and a success resets it.
+        r.clock.0.fetch_add(30_000, Ordering::SeqCst);
+        keys(&mut r.lp, &format!("{pin}#"));
+        assert_eq!(next_event(&mut r.events).await["type"], "access.granted");
+        assert_eq!(r.lp.devices[0].lockout.consecutive, 0);
+        // An operator clear.
+        for _ in 0..5 {
+            keys(&mut r.lp, &format!("{wrong}#"));
+        }
+        let (tx, rx) = oneshot::channel();
+        r.lp.control(ControlMsg::ClearLockout { device: None, reply: tx });
+        assert_eq!(rx.await.unwrap().unwrap(), ["keypad1"]);
+        assert!(!r.lp.devices[0].lockout.is_locked(&r.lp.policy, r.clock.now_ms(), 0));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_pause_between_keys_drops_the_entry() {
+        let mut r = rig().await;
+        r.svc.holder_put(spec("a")).unwrap();
+        let pin = r.svc.pin_generate("a").unwrap();
+        keys(&mut r.lp, &pin[..3]);
+        tokio::time::advance(Duration::from_secs(6)).await;
+        keys(&mut r.lp, &format!("{}#", &pin[3..]));
+        let e = next_event(&mut r.events).await;
+        assert_eq!(e["reason"], "unknown", "the first three digits were dropped");
+        keys(&mut r.lp, &pin[..3]);
+        tokio::time::advance(Duration::from_secs(4)).await;
+        keys(&mut r.lp, &format!("{}#", &pin[3..]));
+        assert_eq!(next_event(&mut r.events).await["type"], "access.granted");
+    }
+}
