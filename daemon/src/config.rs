@@ -102,7 +102,11 @@ impl Config {
     pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
         let text = std::fs::read_to_string(path).map_err(|e| {
             let mut errs = ConfigErrors::default();
-            errs.push(path.display().to_string(), format!("cannot read the config file: {e}"), Some(format!("pass an existing file with --config (the default is {DEFAULT_PATH})")));
+            errs.push(
+                path.display().to_string(),
+                format!("cannot read the config file: {e}"),
+                Some(format!("pass an existing file with --config (the default is {DEFAULT_PATH})")),
+            );
             errs
         })?;
         Self::from_toml(&text)
@@ -129,7 +133,11 @@ impl Config {
             .and_then(|c| c.try_deserialize::<serde_json::Value>())
             .map_err(|e| {
                 let mut errs = ConfigErrors::default();
-                errs.push("(file)", format!("not valid TOML: {e}"), Some("check quoting and brackets near the line named".into()));
+                errs.push(
+                    "(file)",
+                    format!("not valid TOML: {e}"),
+                    Some("check quoting and brackets near the line named".into()),
+                );
                 errs
             })?;
         let mut errs = ConfigErrors::default();
@@ -148,7 +156,11 @@ fn valid_id(s: &str) -> bool {
 fn id_field(sec: &mut Section<'_>, key: &'static str, what: &str, errs: &mut ConfigErrors) -> Option<String> {
     let v = sec.string(key, &format!("give the {what} an id such as \"main\""), errs)?;
     if !valid_id(&v) {
-        errs.push(sec.key_path(key), format!("`{v}` is not a valid id"), Some("use 1-64 letters, digits, `-` or `_`".into()));
+        errs.push(
+            sec.key_path(key),
+            format!("`{v}` is not a valid id"),
+            Some("use 1-64 letters, digits, `-` or `_`".into()),
+        );
         return None;
     }
     Some(v)
@@ -169,14 +181,23 @@ fn validate(raw: &serde_json::Value, errs: &mut ConfigErrors) -> Option<Config> 
     let site = segment(&mut top, "site", errs);
     let controller = segment(&mut top, "controller", errs);
     let data_dir = top.string("data_dir", "set data_dir = \"/var/lib/porter\"", errs).map(PathBuf::from);
-    let secret_file = top.string("secret_file", "set secret_file = \"/etc/porter/device.key\"", errs).map(PathBuf::from);
+    let secret_file =
+        top.string("secret_file", "set secret_file = \"/etc/porter/device.key\"", errs).map(PathBuf::from);
     let tz_name = top.string_or("timezone", "UTC", errs);
     let timezone = tz_name.parse::<chrono_tz::Tz>().map_err(|_| {
-        errs.push("timezone", format!("unknown time zone `{tz_name}`"), Some("use an IANA name such as \"America/New_York\" or \"UTC\"".into()));
+        errs.push(
+            "timezone",
+            format!("unknown time zone `{tz_name}`"),
+            Some("use an IANA name such as \"America/New_York\" or \"UTC\"".into()),
+        );
     });
     let log_level = top.string_or("log_level", "info", errs);
     if !["error", "warn", "info", "debug", "trace"].contains(&log_level.as_str()) {
-        errs.push("log_level", format!("unknown level `{log_level}`"), Some("use error, warn, info, debug or trace".into()));
+        errs.push(
+            "log_level",
+            format!("unknown level `{log_level}`"),
+            Some("use error, warn, info, debug or trace".into()),
+        );
     }
 
     let store = {
@@ -198,7 +219,9 @@ fn validate(raw: &serde_json::Value, errs: &mut ConfigErrors) -> Option<Config> 
     let keypad = {
         let mut s = top.opt_table("keypad", errs);
         let (t, sal) = match s.as_mut() {
-            Some(s) => (s.u64_or("entry_timeout_ms", 5000, 500..=60_000, errs), s.bool_or("submit_at_length", false, errs)),
+            Some(s) => {
+                (s.u64_or("entry_timeout_ms", 5000, 500..=60_000, errs), s.bool_or("submit_at_length", false, errs))
+            }
             None => (5000, false),
         };
         if let Some(s) = s {
@@ -220,7 +243,11 @@ fn validate(raw: &serde_json::Value, errs: &mut ConfigErrors) -> Option<Config> 
         };
         if let Some(s) = s {
             if p.max_ms < p.base_ms {
-                errs.push(s.key_path("max_s"), "max_s is shorter than base_s", Some("make max_s at least base_s".into()));
+                errs.push(
+                    s.key_path("max_s"),
+                    "max_s is shorter than base_s",
+                    Some("make max_s at least base_s".into()),
+                );
             }
             s.finish(errs);
         }
@@ -236,17 +263,25 @@ fn validate(raw: &serde_json::Value, errs: &mut ConfigErrors) -> Option<Config> 
     };
     let admin = {
         let mut s = top.opt_table("admin", errs);
-        let p = s.as_mut().map(|s| s.string_or("socket", "/run/porter/admin.sock", errs)).unwrap_or_else(|| "/run/porter/admin.sock".into());
+        let p = s
+            .as_mut()
+            .map(|s| s.string_or("socket", "/run/porter/admin.sock", errs))
+            .unwrap_or_else(|| "/run/porter/admin.sock".into());
         if let Some(s) = s {
             s.finish(errs);
         }
         AdminConfig { socket: PathBuf::from(p) }
     };
     let mqtt = top.opt_table("mqtt", errs).and_then(|mut s| {
-        let url = s.string("url", "set url = \"mqtts://broker.example:8883\", or remove [mqtt] to run standalone", errs);
+        let url =
+            s.string("url", "set url = \"mqtts://broker.example:8883\", or remove [mqtt] to run standalone", errs);
         if let Some(u) = &url {
             if !(u.starts_with("mqtt://") || u.starts_with("mqtts://")) {
-                errs.push(s.key_path("url"), format!("`{u}` is not an MQTT URL"), Some("use mqtt://host:1883 or mqtts://host:8883".into()));
+                errs.push(
+                    s.key_path("url"),
+                    format!("`{u}` is not an MQTT URL"),
+                    Some("use mqtt://host:1883 or mqtts://host:8883".into()),
+                );
             }
         }
         s.finish(errs);
@@ -299,7 +334,11 @@ fn validate(raw: &serde_json::Value, errs: &mut ConfigErrors) -> Option<Config> 
         let mut seen: HashMap<&String, &String> = HashMap::new();
         for (id, path) in items {
             if let Some(first) = seen.insert(id, path) {
-                errs.push(format!("{path}.id"), format!("{what} id `{id}` is used twice (first at {first})"), Some("give each one its own id".into()));
+                errs.push(
+                    format!("{path}.id"),
+                    format!("{what} id `{id}` is used twice (first at {first})"),
+                    Some("give each one its own id".into()),
+                );
             }
         }
     };
@@ -312,7 +351,11 @@ fn validate(raw: &serde_json::Value, errs: &mut ConfigErrors) -> Option<Config> 
     for d in &devices_raw {
         for c in d.kind.iter().flat_map(|k| k.claims()) {
             if let Some(first) = claims.insert(c.clone(), d.path.clone()) {
-                errs.push(d.path.clone(), format!("{c:?} is already used by {first}"), Some("each port, line or stream can belong to one device only".into()));
+                errs.push(
+                    d.path.clone(),
+                    format!("{c:?} is already used by {first}"),
+                    Some("each port, line or stream can belong to one device only".into()),
+                );
             }
         }
     }
@@ -327,23 +370,39 @@ fn validate(raw: &serde_json::Value, errs: &mut ConfigErrors) -> Option<Config> 
     for d in &doors_raw {
         let lock = d.lock.as_deref().and_then(|l| match device_index(l) {
             None => {
-                errs.push(format!("{}.lock", d.path), format!("no device with id `{l}`"), Some(format!("devices are: {}", device_ids())));
+                errs.push(
+                    format!("{}.lock", d.path),
+                    format!("no device with id `{l}`"),
+                    Some(format!("devices are: {}", device_ids())),
+                );
                 None
             }
             Some(i) if devices_raw[i].kind.as_ref().is_some_and(|k| k.role() != Role::Output) => {
-                errs.push(format!("{}.lock", d.path), format!("device `{l}` is an input, not a lock output"), Some("point lock at an output device such as a sim_lock".into()));
+                errs.push(
+                    format!("{}.lock", d.path),
+                    format!("device `{l}` is an input, not a lock output"),
+                    Some("point lock at an output device such as a sim_lock".into()),
+                );
                 None
             }
             Some(i) => {
                 if let Some(first) = locks_used.insert(i, d.path.clone()) {
-                    errs.push(format!("{}.lock", d.path), format!("lock `{l}` already drives {first}"), Some("give each door its own lock output".into()));
+                    errs.push(
+                        format!("{}.lock", d.path),
+                        format!("lock `{l}` already drives {first}"),
+                        Some("give each door its own lock output".into()),
+                    );
                 }
                 Some(i)
             }
         });
         let contact = d.contact.as_deref().and_then(|c| match device_index(c) {
             None => {
-                errs.push(format!("{}.contact", d.path), format!("no device with id `{c}`"), Some(format!("devices are: {}", device_ids())));
+                errs.push(
+                    format!("{}.contact", d.path),
+                    format!("no device with id `{c}`"),
+                    Some(format!("devices are: {}", device_ids())),
+                );
                 None
             }
             Some(i) => Some(i),
@@ -359,12 +418,20 @@ fn validate(raw: &serde_json::Value, errs: &mut ConfigErrors) -> Option<Config> 
             (Some(door), _) => match door_index(door) {
                 Some(i) => Some(i),
                 None => {
-                    errs.push(format!("{}.door", d.path), format!("no door with id `{door}`"), Some(format!("doors are: {}", door_ids())));
+                    errs.push(
+                        format!("{}.door", d.path),
+                        format!("no door with id `{door}`"),
+                        Some(format!("doors are: {}", door_ids())),
+                    );
                     None
                 }
             },
             (None, Some(k)) if k.role() == Role::Input => {
-                errs.push(format!("{}.door", d.path), "an input device needs the door it opens", Some(format!("set door = \"...\" to one of: {}", door_ids())));
+                errs.push(
+                    format!("{}.door", d.path),
+                    "an input device needs the door it opens",
+                    Some(format!("set door = \"...\" to one of: {}", door_ids())),
+                );
                 None
             }
             _ => None,

@@ -103,7 +103,8 @@ impl Console {
 impl InputDriver for Console {
     async fn run(&mut self, sink: &InputSink) -> Result<(), DriverError> {
         if self.rx.is_none() {
-            self.rx = stdin_lines().lock().map_err(|_| DriverError::new(ErrorKind::Other, "stdin reader poisoned"))?.take();
+            self.rx =
+                stdin_lines().lock().map_err(|_| DriverError::new(ErrorKind::Other, "stdin reader poisoned"))?.take();
         }
         let Some(rx) = self.rx.as_mut() else {
             return Err(DriverError::new(ErrorKind::Other, "standard input is already read by another console device"));
@@ -115,7 +116,10 @@ impl InputDriver for Console {
                 Line::Blank => {}
                 Line::Garbled => {
                     self.garbled += 1;
-                    tracing::warn!(garbled = self.garbled, "console: line not understood; expected keys (0-9 * #), card:<hex uid> or qr:<text>");
+                    tracing::warn!(
+                        garbled = self.garbled,
+                        "console: line not understood; expected keys (0-9 * #), card:<hex uid> or qr:<text>"
+                    );
                 }
             }
         }

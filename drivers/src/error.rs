@@ -52,14 +52,11 @@ impl DriverError {
     pub fn io(path: &str, e: &std::io::Error) -> Self {
         use std::io::ErrorKind as K;
         match e.kind() {
-            K::PermissionDenied => DriverError::new(
-                ErrorKind::PermissionDenied,
-                format!("{path}: permission denied"),
-            )
-            .with_hint(
-                "add the `porter` user to the device's group (dialout for serial ports, \
+            K::PermissionDenied => DriverError::new(ErrorKind::PermissionDenied, format!("{path}: permission denied"))
+                .with_hint(
+                    "add the `porter` user to the device's group (dialout for serial ports, \
                  input for input devices, gpio for GPIO) or install Porter's udev rules",
-            ),
+                ),
             K::NotFound => DriverError::new(ErrorKind::NotFound, format!("{path}: no such device")),
             K::UnexpectedEof | K::BrokenPipe | K::ConnectionReset => {
                 DriverError::new(ErrorKind::Disconnected, format!("{path}: {e}"))

@@ -152,12 +152,7 @@ impl<'a> Section<'a> {
     }
 
     /// An optional whole number within `range`.
-    pub fn opt_u64(
-        &mut self,
-        key: &'static str,
-        range: RangeInclusive<u64>,
-        errs: &mut ConfigErrors,
-    ) -> Option<u64> {
+    pub fn opt_u64(&mut self, key: &'static str, range: RangeInclusive<u64>, errs: &mut ConfigErrors) -> Option<u64> {
         let v = self.raw(key)?;
         let n = match v {
             Value::Number(n) => n.as_u64(),
@@ -222,11 +217,9 @@ impl<'a> Section<'a> {
         let path = self.key_path(key);
         match self.raw(key) {
             None => Vec::new(),
-            Some(Value::Array(items)) => items
-                .iter()
-                .enumerate()
-                .filter_map(|(i, v)| Section::new(format!("{path}[{i}]"), v, errs))
-                .collect(),
+            Some(Value::Array(items)) => {
+                items.iter().enumerate().filter_map(|(i, v)| Section::new(format!("{path}[{i}]"), v, errs)).collect()
+            }
             Some(other) => {
                 errs.push(
                     path,
@@ -265,8 +258,7 @@ impl<'a> Section<'a> {
 
     /// Reports every key of this table that no accessor asked for.
     pub fn finish(self, errs: &mut ConfigErrors) {
-        let mut unknown: Vec<&String> =
-            self.map.keys().filter(|k| !self.seen.iter().any(|s| s == k)).collect();
+        let mut unknown: Vec<&String> = self.map.keys().filter(|k| !self.seen.iter().any(|s| s == k)).collect();
         unknown.sort();
         let mut known: Vec<&str> = self.seen.clone();
         known.sort_unstable();

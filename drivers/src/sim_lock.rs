@@ -29,10 +29,7 @@ impl SimLock {
 #[async_trait]
 impl Output for SimLock {
     async fn set(&mut self, on: bool) -> Result<(), DriverError> {
-        let at = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis())
-            .unwrap_or(0);
+        let at = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);
         if on {
             tracing::info!(device = %self.id, at_ms = at as u64, "lock unlocked");
         } else {

@@ -2,11 +2,11 @@
 //! times; after each kill, reopen the store and check that every operation the
 //! process reported done is there (and that the store opens at all).
 
+use porter_drivers::CardUid;
 use porter_tests::bin;
 use porterd::access::{decide, schedule::LocalTime, KeyKind, Request};
 use porterd::provision::keys::KeyService;
 use porterd::store::{secret, Store};
-use porter_drivers::CardUid;
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -100,14 +100,23 @@ fn acknowledged_operations_survive_sigkill() {
         start += 1000;
 
         let key = secret::load_or_create(&dir.path().join("device.key")).unwrap();
-        let store = Store::open(&dir.path().join("store"), 4 << 20).unwrap_or_else(|e| panic!("round {round}: store does not open: {e}"));
+        let store = Store::open(&dir.path().join("store"), 4 << 20)
+            .unwrap_or_else(|e| panic!("round {round}: store does not open: {e}"));
         let svc = KeyService::open(store, secret::KeyHasher::new(&key), vec!["main".into()], 6).unwrap();
         let snap = svc.live().load_full();
         for (id, e) in &expect {
             let got = svc.holder_get(id);
             assert_eq!(got.is_ok(), e.exists, "round {round}: holder {id}: {got:?}");
             let try_key = |kind, v: &[u8]| {
-                let r = Request { door: 0, device: 0, kind, key: svc.hasher().hash(kind, v), now_ms: 0, local: LocalTime { weekday: 0, minute: 0 }, device_locked: false };
+                let r = Request {
+                    door: 0,
+                    device: 0,
+                    kind,
+                    key: svc.hasher().hash(kind, v),
+                    now_ms: 0,
+                    local: LocalTime { weekday: 0, minute: 0 },
+                    device_locked: false,
+                };
                 decide(&snap, &r).is_grant()
             };
             if let Some(pin) = &e.pin {
@@ -121,4 +130,3 @@ fn acknowledged_operations_survive_sigkill() {
     }
     assert!(total_lines >= 50, "the writer reported only {total_lines} operations in 50 rounds");
 }
-

@@ -183,7 +183,8 @@ fn check_config_accepts_the_shipped_configs_and_names_every_error() {
     }
     let dir = tempfile::tempdir().unwrap();
     let bad = dir.path().join("bad.toml");
-    let text = config_text(dir.path(), 70, false, "\n[keys]\npin_length = 3\n").replace("site = \"test\"", "site = \"a b\"\nsiet = 1");
+    let text = config_text(dir.path(), 70, false, "\n[keys]\npin_length = 3\n")
+        .replace("site = \"test\"", "site = \"a b\"\nsiet = 1");
     std::fs::write(&bad, text).unwrap();
     let (code, _, err) = check_config(&bad);
     assert_eq!(code, 64, "{err}");

@@ -59,8 +59,7 @@ impl Hasher for PassThrough {
 }
 
 pub type KeyHasherBuilder = BuildHasherDefault<PassThrough>;
-pub type KeyMap =
-    imbl::GenericHashMap<KeyHash, KeyEntry, KeyHasherBuilder, imbl::shared_ptr::DefaultSharedPtr>;
+pub type KeyMap = imbl::GenericHashMap<KeyHash, KeyEntry, KeyHasherBuilder, imbl::shared_ptr::DefaultSharedPtr>;
 
 /// Which kind of key was presented.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -66,7 +66,10 @@ fn table() {
         (Request { door: 1, ..req(kh(6), KeyKind::Card) }, None),
         (req(kh(7), KeyKind::Qr), Some(Reason::OutsideSchedule)),
         (Request { local: LocalTime { weekday: 0, minute: 7 * 60 }, ..req(kh(7), KeyKind::Qr) }, None),
-        (Request { local: LocalTime { weekday: 5, minute: 8 * 60 }, ..req(kh(7), KeyKind::Qr) }, Some(Reason::OutsideSchedule)),
+        (
+            Request { local: LocalTime { weekday: 5, minute: 8 * 60 }, ..req(kh(7), KeyKind::Qr) },
+            Some(Reason::OutsideSchedule),
+        ),
         (req(kh(1), KeyKind::Card), Some(Reason::Unknown)),
     ];
     for (i, (r, want)) in cases.iter().enumerate() {

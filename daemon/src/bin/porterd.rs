@@ -76,7 +76,13 @@ fn main() -> ExitCode {
         Some(Cmd::CheckConfig) => {
             return match load(&cli) {
                 Ok(c) => {
-                    println!("config OK: site {}, controller {}, {} door(s), {} device(s)", c.site, c.controller, c.doors.len(), c.devices.len());
+                    println!(
+                        "config OK: site {}, controller {}, {} door(s), {} device(s)",
+                        c.site,
+                        c.controller,
+                        c.doors.len(),
+                        c.devices.len()
+                    );
                     ExitCode::SUCCESS
                 }
                 Err(code) => code,

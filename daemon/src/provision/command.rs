@@ -18,12 +18,30 @@ pub const MAX_COMMAND_BYTES: usize = 256 * 1024;
 
 /// Every op of the contract, in documentation order.
 pub const OPS: &[&str] = &[
-    "holder.put", "holder.get", "holder.list", "holder.delete",
-    "pin.generate", "pin.set", "pin.activate", "pin.deactivate", "pin.delete",
-    "qr.generate", "qr.activate", "qr.deactivate", "qr.delete",
-    "card.assign", "card.activate", "card.deactivate", "card.delete",
-    "enroll.start", "door.unlock", "lockout.clear",
-    "sync.begin", "sync.put", "sync.commit", "state.get",
+    "holder.put",
+    "holder.get",
+    "holder.list",
+    "holder.delete",
+    "pin.generate",
+    "pin.set",
+    "pin.activate",
+    "pin.deactivate",
+    "pin.delete",
+    "qr.generate",
+    "qr.activate",
+    "qr.deactivate",
+    "qr.delete",
+    "card.assign",
+    "card.activate",
+    "card.deactivate",
+    "card.delete",
+    "enroll.start",
+    "door.unlock",
+    "lockout.clear",
+    "sync.begin",
+    "sync.put",
+    "sync.commit",
+    "state.get",
 ];
 
 /// What the running daemon does for ops that act on doors and devices.
@@ -46,7 +64,10 @@ pub struct Command {
 /// one could be read).
 pub fn parse(bytes: &[u8]) -> Result<Command, Value> {
     if bytes.len() > MAX_COMMAND_BYTES {
-        return Err(error_reply(&Value::Null, &OpError::invalid(format!("command is {} bytes; the limit is {MAX_COMMAND_BYTES}", bytes.len()))));
+        return Err(error_reply(
+            &Value::Null,
+            &OpError::invalid(format!("command is {} bytes; the limit is {MAX_COMMAND_BYTES}", bytes.len())),
+        ));
     }
     let v: Value = serde_json::from_slice(bytes)
         .map_err(|e| error_reply(&Value::Null, &OpError::invalid(format!("not JSON: {e}"))))?;
@@ -162,7 +183,11 @@ fn parse_time(k: &str, v: Option<&str>) -> Result<Option<i64>, OpError> {
 }
 
 fn parse_schedule(v: Option<&Value>) -> Result<Vec<WindowRecord>, OpError> {
-    let bad = |i: usize, what: &str| OpError::invalid(format!("`schedule[{i}]`: {what}; a window is {{\"days\": [\"mon\", ...], \"from\": \"07:00\", \"to\": \"21:00\"}}"));
+    let bad = |i: usize, what: &str| {
+        OpError::invalid(format!(
+            "`schedule[{i}]`: {what}; a window is {{\"days\": [\"mon\", ...], \"from\": \"07:00\", \"to\": \"21:00\"}}"
+        ))
+    };
     let Some(v) = v else { return Ok(vec![]) };
     let Value::Array(items) = v else {
         return Err(OpError::invalid("`schedule` must be an array of windows"));
@@ -182,11 +207,18 @@ fn parse_schedule(v: Option<&Value>) -> Result<Vec<WindowRecord>, OpError> {
                 None => 0x7f,
                 Some(Value::String(s)) => schedule::parse_days(s).ok_or_else(|| bad(i, "unknown day"))?,
                 Some(Value::Array(ds)) => ds.iter().try_fold(0u8, |m, d| {
-                    d.as_str().and_then(schedule::parse_days).map(|b| m | b).ok_or_else(|| bad(i, "days are mon, tue, wed, thu, fri, sat, sun, daily, weekdays or weekends"))
+                    d.as_str().and_then(schedule::parse_days).map(|b| m | b).ok_or_else(|| {
+                        bad(i, "days are mon, tue, wed, thu, fri, sat, sun, daily, weekdays or weekends")
+                    })
                 })?,
                 Some(_) => return Err(bad(i, "`days` must be a list of day names")),
             };
-            let t = |k: &str| w.get(k).and_then(Value::as_str).and_then(schedule::parse_hhmm).ok_or_else(|| bad(i, &format!("`{k}` must be HH:MM")));
+            let t = |k: &str| {
+                w.get(k)
+                    .and_then(Value::as_str)
+                    .and_then(schedule::parse_hhmm)
+                    .ok_or_else(|| bad(i, &format!("`{k}` must be HH:MM")))
+            };
             let (from, to) = (t("from")?, t("to")?);
             if days == 0 || from == to {
                 return Err(bad(i, "a window needs at least one day and from != to"));
@@ -201,20 +233,29 @@ fn dispatch(svc: &KeyService, ctl: &dyn Control, cmd: &Command) -> Result<Value,
     let done = || Ok(json!({}));
     match cmd.op.as_str() {
         "holder.put" => {
-            let a = Args::new(a, &["holder", "name", "role", "doors", "valid_from", "valid_until", "schedule", "enabled"])?;
+            let a =
+                Args::new(a, &["holder", "name", "role", "doors", "valid_from", "valid_until", "schedule", "enabled"])?;
             let id = a.holder()?;
             let name = a.opt_str("name")?.unwrap_or(id);
             if name.len() > 128 {
                 return Err(OpError::invalid("`name` is at most 128 bytes"));
             }
-            let role = a.str("role").and_then(|r| Role::parse(r).ok_or_else(|| OpError::invalid("`role` must be courier, staff, resident or manager")))?;
+            let role = a.str("role").and_then(|r| {
+                Role::parse(r).ok_or_else(|| OpError::invalid("`role` must be courier, staff, resident or manager"))
+            })?;
             let doors = match a.get("doors") {
                 None => None,
                 Some(Value::String(s)) if s == "*" => None,
-                Some(Value::String(s)) => Some(s.split(',').map(|d| d.trim().to_string()).filter(|d| !d.is_empty()).collect()),
+                Some(Value::String(s)) => {
+                    Some(s.split(',').map(|d| d.trim().to_string()).filter(|d| !d.is_empty()).collect())
+                }
                 Some(Value::Array(ds)) => Some(
                     ds.iter()
-                        .map(|d| d.as_str().map(String::from).ok_or_else(|| OpError::invalid("`doors` must be \"*\" or a list of door ids")))
+                        .map(|d| {
+                            d.as_str()
+                                .map(String::from)
+                                .ok_or_else(|| OpError::invalid("`doors` must be \"*\" or a list of door ids"))
+                        })
                         .collect::<Result<Vec<_>, _>>()?,
                 ),
                 Some(_) => return Err(OpError::invalid("`doors` must be \"*\" or a list of door ids")),
@@ -241,7 +282,12 @@ fn dispatch(svc: &KeyService, ctl: &dyn Control, cmd: &Command) -> Result<Value,
         "holder.get" => svc.holder_get(Args::new(a, &["holder"])?.holder()?),
         "holder.list" => {
             let a = Args::new(a, &["role", "after", "limit"])?;
-            let role = a.opt_str("role")?.map(|r| Role::parse(r).ok_or_else(|| OpError::invalid("`role` must be courier, staff, resident or manager"))).transpose()?;
+            let role = a
+                .opt_str("role")?
+                .map(|r| {
+                    Role::parse(r).ok_or_else(|| OpError::invalid("`role` must be courier, staff, resident or manager"))
+                })
+                .transpose()?;
             let limit = a.opt_u64("limit")?.unwrap_or(100);
             if !(1..=1000).contains(&limit) {
                 return Err(OpError::invalid("`limit` must be from 1 to 1000"));
@@ -281,8 +327,16 @@ fn dispatch(svc: &KeyService, ctl: &dyn Control, cmd: &Command) -> Result<Value,
             Args::new(a, &[])?;
             serde_json::to_value(svc.state()?).map_err(|e| OpError::internal(e.to_string()))
         }
-        "enroll.start" => Err(OpError::new(ErrorCode::Unsupported, "enroll.start is not available in this version: enrolment at the room comes with the package-room flows")),
-        "sync.begin" | "sync.put" | "sync.commit" => Err(OpError::new(ErrorCode::Unsupported, format!("{} is not available in this version: full sync comes with MQTT provisioning", cmd.op))),
-        other => Err(OpError::new(ErrorCode::Unsupported, format!("unknown op `{other}`; ops are: {}", OPS.join(", ")))),
+        "enroll.start" => Err(OpError::new(
+            ErrorCode::Unsupported,
+            "enroll.start is not available in this version: enrolment at the room comes with the package-room flows",
+        )),
+        "sync.begin" | "sync.put" | "sync.commit" => Err(OpError::new(
+            ErrorCode::Unsupported,
+            format!("{} is not available in this version: full sync comes with MQTT provisioning", cmd.op),
+        )),
+        other => {
+            Err(OpError::new(ErrorCode::Unsupported, format!("unknown op `{other}`; ops are: {}", OPS.join(", "))))
+        }
     }
 }

@@ -85,7 +85,8 @@ impl KeyService {
         let mut snap = Snapshot::default();
         for r in svc.store.scan(records::HOLDER) {
             let (_, v) = r?;
-            let rec: HolderRecord = serde_json::from_slice(&v).map_err(|e| OpError::internal(format!("corrupt holder record: {e}")))?;
+            let rec: HolderRecord =
+                serde_json::from_slice(&v).map_err(|e| OpError::internal(format!("corrupt holder record: {e}")))?;
             svc.index_into(&mut snap, &rec);
         }
         svc.live.store(Arc::new(snap));
@@ -119,7 +120,9 @@ impl KeyService {
     fn load(&self, id: &str) -> Result<Option<HolderRecord>, OpError> {
         match self.store.get(&records::holder_key(id))? {
             None => Ok(None),
-            Some(v) => serde_json::from_slice(&v).map(Some).map_err(|e| OpError::internal(format!("corrupt holder record {id}: {e}"))),
+            Some(v) => serde_json::from_slice(&v)
+                .map(Some)
+                .map_err(|e| OpError::internal(format!("corrupt holder record {id}: {e}"))),
         }
     }
 
@@ -146,7 +149,10 @@ impl KeyService {
                 for (h, ..) in &new_keys {
                     batch.put(records::key_key(h), n.id.as_bytes().to_vec());
                 }
-                batch.put(records::holder_key(&n.id), serde_json::to_vec(n).map_err(|e| OpError::internal(e.to_string()))?);
+                batch.put(
+                    records::holder_key(&n.id),
+                    serde_json::to_vec(n).map_err(|e| OpError::internal(e.to_string()))?,
+                );
             }
             (Some(o), None) => batch.remove(records::holder_key(&o.id)),
             (None, None) => {}
@@ -165,7 +171,11 @@ impl KeyService {
     }
 
     /// Loads holder `id`, lets `f` change it (and add to the batch), commits.
-    fn modify<T>(&self, id: &str, f: impl FnOnce(&Self, &mut HolderRecord, &mut Batch) -> Result<T, OpError>) -> Result<T, OpError> {
+    fn modify<T>(
+        &self,
+        id: &str,
+        f: impl FnOnce(&Self, &mut HolderRecord, &mut Batch) -> Result<T, OpError>,
+    ) -> Result<T, OpError> {
         let _w = self.write.lock().map_err(|_| OpError::internal("writer lock poisoned"))?;
         let old = self.load(id)?.ok_or_else(|| OpError::not_found(format!("no holder `{id}`")))?;
         let mut rec = old.clone();
@@ -210,7 +220,12 @@ impl KeyService {
 
     /// Holders in id order after `after`, at most `limit`, optionally of one
     /// role; `next` is the cursor for the following page.
-    pub fn holder_list(&self, role: Option<Role>, after: Option<&str>, limit: usize) -> Result<serde_json::Value, OpError> {
+    pub fn holder_list(
+        &self,
+        role: Option<Role>,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<serde_json::Value, OpError> {
         let start = records::holder_key(after.unwrap_or(""));
         let iter: Box<dyn Iterator<Item = _>> = match after {
             Some(_) => Box::new(self.store.scan_after(records::HOLDER, &start)),
@@ -248,7 +263,9 @@ impl KeyService {
         match self.owner_of(h)? {
             Some(owner) if owner == holder => Ok(true),
             Some(_) => Err(OpError::duplicate("this PIN is in use by another holder; choose another")),
-            None if self.is_tombstoned(h)? => Err(OpError::duplicate("this PIN was used before and deleted; a deleted PIN is never reused, choose another")),
+            None if self.is_tombstoned(h)? => Err(OpError::duplicate(
+                "this PIN was used before and deleted; a deleted PIN is never reused, choose another",
+            )),
             None => Ok(false),
         }
     }
@@ -269,7 +286,9 @@ impl KeyService {
                 rec.pin = Some(KeyRecord { hash: hex::encode(h.0), active: true, created_ms: now_ms() });
                 return Ok(pin);
             }
-            Err(OpError::internal("no unused PIN could be drawn; the PIN space is nearly exhausted: raise keys.pin_length"))
+            Err(OpError::internal(
+                "no unused PIN could be drawn; the PIN space is nearly exhausted: raise keys.pin_length",
+            ))
         })
     }
 
@@ -353,7 +372,9 @@ impl KeyService {
         self.modify(id, |svc, rec, _| {
             match svc.owner_of(&h)? {
                 Some(owner) if owner == rec.id => return Ok(()),
-                Some(_) => return Err(OpError::duplicate("this card is assigned to another holder; delete it there first")),
+                Some(_) => {
+                    return Err(OpError::duplicate("this card is assigned to another holder; delete it there first"))
+                }
                 None => {}
             }
             if rec.cards.len() >= MAX_CARDS {
@@ -397,11 +418,8 @@ impl KeyService {
 
     /// Counts and the digest described in docs/ops.md.
     pub fn state(&self) -> Result<StateView, OpError> {
-        let generation = self
-            .store
-            .get(records::GENERATION)?
-            .and_then(|v| String::from_utf8_lossy(&v).parse().ok())
-            .unwrap_or(0);
+        let generation =
+            self.store.get(records::GENERATION)?.and_then(|v| String::from_utf8_lossy(&v).parse().ok()).unwrap_or(0);
         let mut s = StateView { generation, holders: 0, pins: 0, qr: 0, cards: 0, digest: String::new() };
         let mut digest = sha2::Sha256::new();
         for r in self.store.scan(records::HOLDER) {

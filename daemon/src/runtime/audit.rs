@@ -87,9 +87,8 @@ pub fn start(store: Store, retain: u64) -> std::io::Result<(Audit, std::thread::
         .flatten()
         .and_then(|v| String::from_utf8_lossy(&v).parse::<u64>().ok())
         .unwrap_or(0);
-    let handle = std::thread::Builder::new()
-        .name("audit-writer".into())
-        .spawn(move || writer(store, rx, bus, last, retain))?;
+    let handle =
+        std::thread::Builder::new().name("audit-writer".into()).spawn(move || writer(store, rx, bus, last, retain))?;
     Ok((audit, handle))
 }
 

@@ -25,7 +25,8 @@ impl Clock for SystemClock {
 /// occurs and 01:30 on a fall-back night occurs twice, as on the wall.
 pub fn local(tz: chrono_tz::Tz, ms: i64) -> (LocalTime, i32) {
     let t = chrono::DateTime::from_timestamp_millis(ms).unwrap_or_default().with_timezone(&tz);
-    let lt = LocalTime { weekday: t.weekday().num_days_from_monday() as u8, minute: (t.hour() * 60 + t.minute()) as u16 };
+    let lt =
+        LocalTime { weekday: t.weekday().num_days_from_monday() as u8, minute: (t.hour() * 60 + t.minute()) as u16 };
     (lt, t.date_naive().num_days_from_ce())
 }
 

@@ -62,7 +62,12 @@ pub fn load_lockouts(store: &crate::store::Store, ids: &[String]) -> Vec<Lockout
 
 impl DecisionLoop {
     /// Runs until `cancel` fires, then handles what is already queued.
-    pub async fn run(mut self, mut reports: mpsc::Receiver<DeviceReport>, mut control: mpsc::Receiver<ControlMsg>, cancel: CancellationToken) {
+    pub async fn run(
+        mut self,
+        mut reports: mpsc::Receiver<DeviceReport>,
+        mut control: mpsc::Receiver<ControlMsg>,
+        cancel: CancellationToken,
+    ) {
         loop {
             tokio::select! {
                 biased;
@@ -95,7 +100,11 @@ impl DecisionLoop {
                 let now = self.clock.now_ms();
                 for id in &cleared {
                     tracing::info!(device = %id, "lockout cleared");
-                    self.audit.record(Draft { ts_ms: now, kind: "lockout.cleared", fields: fields(&[("device", json!(id))]) });
+                    self.audit.record(Draft {
+                        ts_ms: now,
+                        kind: "lockout.cleared",
+                        fields: fields(&[("device", json!(id))]),
+                    });
                 }
                 let _ = reply.send(Ok(cleared));
             }
@@ -109,7 +118,10 @@ impl DecisionLoop {
                 let now = self.clock.now_ms();
                 let (kind, mut f) = match &h {
                     Health::Online => ("device.online", Map::new()),
-                    Health::Offline(e) => ("device.offline", fields(&[("error", json!(e.to_string())), ("error_kind", json!(e.kind.as_str()))])),
+                    Health::Offline(e) => (
+                        "device.offline",
+                        fields(&[("error", json!(e.to_string())), ("error_kind", json!(e.kind.as_str()))]),
+                    ),
                 };
                 f.insert("device".into(), json!(dev.id));
                 tracing::info!(device = %dev.id, event = kind, "device health");
@@ -246,7 +258,8 @@ mod tests {
         let hasher = KeyHasher::new(b"decision-loop-test");
         let svc = KeyService::open(store.clone(), hasher.clone(), vec!["main".into()], 6).unwrap();
         let lock = FakeOutput::default();
-        let (door, _task) = doors::start("main".into(), Duration::from_secs(2), Box::new(lock.clone()), CancellationToken::new()).await;
+        let (door, _task) =
+            doors::start("main".into(), Duration::from_secs(2), Box::new(lock.clone()), CancellationToken::new()).await;
         let (audit, _thread) = audit::start(store.clone(), 10_000).unwrap();
         let events = audit.subscribe();
         // 2026-11-25 is a Wednesday; noon UTC.
@@ -293,7 +306,16 @@ mod tests {
     }
 
     fn spec(id: &str) -> HolderSpec {
-        HolderSpec { id: id.into(), name: id.into(), role: crate::access::Role::Courier, doors: None, valid_from_ms: None, valid_until_ms: None, schedule: vec![], enabled: true }
+        HolderSpec {
+            id: id.into(),
+            name: id.into(),
+            role: crate::access::Role::Courier,
+            doors: None,
+            valid_from_ms: None,
+            valid_until_ms: None,
+            schedule: vec![],
+            enabled: true,
+        }
     }
 
     #[tokio::test]
@@ -319,7 +341,10 @@ mod tests {
         let uid = CardUid::parse_hex("04a1b2c3").unwrap();
         r.lp.report(DeviceReport { device: 0, report: Report::Input(Input::Card(uid)) });
         let e = next_event(&mut r.events).await;
-        assert_eq!((e["type"].as_str(), e["reason"].as_str(), e["key"].as_str()), (Some("access.denied"), Some("unknown"), Some("card")));
+        assert_eq!(
+            (e["type"].as_str(), e["reason"].as_str(), e["key"].as_str()),
+            (Some("access.denied"), Some("unknown"), Some("card"))
+        );
         assert!(e["seq"].as_u64().unwrap() > 1);
     }
 
@@ -336,7 +361,10 @@ mod tests {
         for _ in 0..6 {
             types.push(next_event(&mut r.events).await["type"].as_str().unwrap().to_string());
         }
-        assert_eq!(types, ["access.denied", "access.denied", "access.denied", "access.denied", "access.denied", "lockout.engaged"]);
+        assert_eq!(
+            types,
+            ["access.denied", "access.denied", "access.denied", "access.denied", "access.denied", "lockout.engaged"]
+        );
         keys(&mut r.lp, &format!("{pin}#"));
         assert_eq!(next_event(&mut r.events).await["reason"], "locked_out");
         // Persisted: a new loop over the same store starts locked out.

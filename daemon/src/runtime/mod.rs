@@ -90,7 +90,15 @@ impl Control for RuntimeControl {
 
 /// Seeds the demo's courier on an empty store and says how to try it.
 fn seed_demo(svc: &KeyService, cfg: &Config) -> Result<(), OpError> {
+    let sock = cfg.admin.socket.display();
     if svc.state()?.holders > 0 {
+        // PINs are shown once; on a later start say how to get a new one.
+        println!(
+            "\nPorter demo: the store in {} already has holders, so no PIN is shown again.\n\
+             New PIN: porterctl --socket {sock} pin.generate holder=courier-ups (or delete {} to start over)\n",
+            cfg.data_dir.display(),
+            cfg.data_dir.display()
+        );
         return Ok(());
     }
     svc.holder_put(crate::provision::keys::HolderSpec {
@@ -109,8 +117,7 @@ fn seed_demo(svc: &KeyService, cfg: &Config) -> Result<(), OpError> {
     println!(
         "\nPorter demo: courier `courier-ups` (UPS) has PIN {pin}.\n\
          Type {pin}# and press Enter to open door `{door}`; five wrong PINs engage the lockout.\n\
-         Other keys: card:<hex uid>, qr:<token>. Admin: porterctl --socket {} state.get\n",
-        cfg.admin.socket.display()
+         Other keys: card:<hex uid>, qr:<token>. Admin: porterctl --socket {sock} state.get\n"
     );
     Ok(())
 }
@@ -121,7 +128,11 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
 }
 
 /// [`run`] with an injected clock.
-pub async fn run_with_clock(cfg: Config, shutdown: impl Future<Output = ()>, clock: Arc<dyn Clock>) -> Result<(), StartError> {
+pub async fn run_with_clock(
+    cfg: Config,
+    shutdown: impl Future<Output = ()>,
+    clock: Arc<dyn Clock>,
+) -> Result<(), StartError> {
     let secret = secret::load_or_create(&cfg.secret_file)?;
     let hasher = secret::KeyHasher::new(&secret);
     drop(secret);
@@ -129,7 +140,9 @@ pub async fn run_with_clock(cfg: Config, shutdown: impl Future<Output = ()>, clo
     let store = Store::open(&store_dir, cfg.store.cache_capacity)
         .map_err(|source| StartError::Store { dir: store_dir.display().to_string(), source })?;
     let door_ids: Vec<String> = cfg.doors.iter().map(|d| d.id.clone()).collect();
-    let svc = Arc::new(KeyService::open(store.clone(), hasher.clone(), door_ids, cfg.keys.pin_length).map_err(StartError::Keys)?);
+    let svc = Arc::new(
+        KeyService::open(store.clone(), hasher.clone(), door_ids, cfg.keys.pin_length).map_err(StartError::Keys)?,
+    );
     tracing::info!(dir = %store_dir.display(), holders = svc.state().map(|s| s.holders).unwrap_or(0), "store open");
 
     // Locks first: every door locked before any input is read.
@@ -201,7 +214,13 @@ pub async fn run_with_clock(cfg: Config, shutdown: impl Future<Output = ()>, clo
     // must keep deciding access.
     let ctl: Arc<dyn Control> = Arc::new(RuntimeControl { doors, control: control_tx, audit: audit.clone(), clock });
     let admin_task = match admin::bind(&cfg.admin.socket) {
-        Ok(listener) => Some(tokio::spawn(admin::serve(listener, cfg.admin.socket.clone(), svc.clone(), ctl.clone(), inputs_cancel.clone()))),
+        Ok(listener) => Some(tokio::spawn(admin::serve(
+            listener,
+            cfg.admin.socket.clone(),
+            svc.clone(),
+            ctl.clone(),
+            inputs_cancel.clone(),
+        ))),
         Err(e) => {
             tracing::error!(socket = %cfg.admin.socket.display(), error = %e, "cannot open the admin socket; porterctl will not reach this daemon (fix admin.socket or its folder's permissions)");
             None

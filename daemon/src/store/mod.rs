@@ -27,6 +27,9 @@ pub enum StoreError {
     Corrupt { key: String, detail: String },
 }
 
+/// One stored record: key and value.
+pub type Record = (Vec<u8>, Vec<u8>);
+
 /// A set of writes applied atomically.
 #[derive(Debug, Default)]
 pub struct Batch {
@@ -58,11 +61,7 @@ impl Store {
     /// Opens (creating if needed) the store in `dir`, with a page cache of
     /// `cache_bytes`, and checks its schema version.
     pub fn open(dir: &Path, cache_bytes: u64) -> Result<Store, StoreError> {
-        let db = sled::Config::new()
-            .path(dir)
-            .cache_capacity(cache_bytes)
-            .mode(sled::Mode::LowSpace)
-            .open()?;
+        let db = sled::Config::new().path(dir).cache_capacity(cache_bytes).mode(sled::Mode::LowSpace).open()?;
         Self::check_schema(db, dir)
     }
 
@@ -102,16 +101,12 @@ impl Store {
     }
 
     /// Every record whose key starts with `prefix`, in key order.
-    pub fn scan(&self, prefix: &[u8]) -> impl Iterator<Item = Result<(Vec<u8>, Vec<u8>), StoreError>> {
+    pub fn scan(&self, prefix: &[u8]) -> impl Iterator<Item = Result<Record, StoreError>> {
         self.db.scan_prefix(prefix).map(|r| r.map(|(k, v)| (k.to_vec(), v.to_vec())).map_err(StoreError::from))
     }
 
     /// Records after `start` (exclusive) that share `prefix`, in key order.
-    pub fn scan_after(
-        &self,
-        prefix: &[u8],
-        start: &[u8],
-    ) -> impl Iterator<Item = Result<(Vec<u8>, Vec<u8>), StoreError>> {
+    pub fn scan_after(&self, prefix: &[u8], start: &[u8]) -> impl Iterator<Item = Result<Record, StoreError>> {
         let prefix = prefix.to_vec();
         let mut lower = start.to_vec();
         lower.push(0);
@@ -122,7 +117,7 @@ impl Store {
     }
 
     /// The last record under `prefix`, by key order.
-    pub fn last(&self, prefix: &[u8]) -> Result<Option<(Vec<u8>, Vec<u8>)>, StoreError> {
+    pub fn last(&self, prefix: &[u8]) -> Result<Option<Record>, StoreError> {
         Ok(self.db.scan_prefix(prefix).next_back().transpose()?.map(|(k, v)| (k.to_vec(), v.to_vec())))
     }
 
@@ -154,7 +149,7 @@ impl Store {
     }
 
     /// Every record as (key, value), for backups and diagnostics.
-    pub fn export(&self) -> impl Iterator<Item = Result<(Vec<u8>, Vec<u8>), StoreError>> {
+    pub fn export(&self) -> impl Iterator<Item = Result<Record, StoreError>> {
         self.scan(b"")
     }
 

@@ -152,7 +152,6 @@ pub fn rfc3339(ms: i64) -> String {
 
 /// Renders a stored window for people: `{"days": ["mon", ...], "from": "07:00", "to": "21:00"}`.
 pub fn window_json(w: &WindowRecord) -> serde_json::Value {
-    let days: Vec<&str> =
-        (0..7).filter(|d| w.days & (1 << d) != 0).map(|d| schedule::DAY_NAMES[d]).collect();
+    let days: Vec<&str> = (0..7).filter(|d| w.days & (1 << d) != 0).map(|d| schedule::DAY_NAMES[d]).collect();
     serde_json::json!({"days": days, "from": schedule::format_hhmm(w.from), "to": schedule::format_hhmm(w.to)})
 }

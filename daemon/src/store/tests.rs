@@ -17,7 +17,7 @@ enum Op {
 
 fn key(k: u8) -> Vec<u8> {
     // Two prefixes so scans have something to separate.
-    vec![if k % 2 == 0 { b'x' } else { b'y' }, b'/', k / 2]
+    vec![if k.is_multiple_of(2) { b'x' } else { b'y' }, b'/', k / 2]
 }
 
 fn arb_op() -> impl Strategy<Value = Op> {

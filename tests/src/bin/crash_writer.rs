@@ -7,10 +7,10 @@
 //! Lines: `holder ID`, `pin ID PIN`, `card ID UID`, `delete ID`.
 //! (PINs are printed because this is a test tool working on throwaway data.)
 
+use porter_drivers::CardUid;
 use porterd::access::Role;
 use porterd::provision::keys::{HolderSpec, KeyService};
 use porterd::store::{secret, Store};
-use porter_drivers::CardUid;
 use std::io::Write;
 use std::path::PathBuf;
 

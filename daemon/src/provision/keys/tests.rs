@@ -4,7 +4,13 @@ use crate::provision::ErrorCode;
 use crate::store::secret::KeyHasher;
 
 fn svc() -> KeyService {
-    KeyService::open(Store::temporary().unwrap(), KeyHasher::new(b"test-secret-0123"), vec!["main".into(), "back".into()], 6).unwrap()
+    KeyService::open(
+        Store::temporary().unwrap(),
+        KeyHasher::new(b"test-secret-0123"),
+        vec!["main".into(), "back".into()],
+        6,
+    )
+    .unwrap()
 }
 
 fn spec(id: &str) -> HolderSpec {
@@ -133,7 +139,11 @@ fn holder_changes_reach_the_snapshot_and_delete_tombstones_the_pin() {
 fn list_pages_and_state_counts() {
     let s = svc();
     for i in 0..25 {
-        s.holder_put(HolderSpec { role: if i % 5 == 0 { Role::Staff } else { Role::Courier }, ..spec(&format!("h{i:02}")) }).unwrap();
+        s.holder_put(HolderSpec {
+            role: if i % 5 == 0 { Role::Staff } else { Role::Courier },
+            ..spec(&format!("h{i:02}"))
+        })
+        .unwrap();
     }
     let p1 = s.holder_list(None, None, 10).unwrap();
     assert_eq!(p1["holders"].as_array().unwrap().len(), 10);
@@ -152,7 +162,15 @@ fn list_pages_and_state_counts() {
 #[test]
 fn survives_reopen() {
     let dir = tempfile::tempdir().unwrap();
-    let open = || KeyService::open(Store::open(dir.path(), 1 << 20).unwrap(), KeyHasher::new(b"test-secret-0123"), vec!["main".into()], 6).unwrap();
+    let open = || {
+        KeyService::open(
+            Store::open(dir.path(), 1 << 20).unwrap(),
+            KeyHasher::new(b"test-secret-0123"),
+            vec!["main".into()],
+            6,
+        )
+        .unwrap()
+    };
     let pin = {
         let s = open();
         s.holder_put(spec("a")).unwrap();
