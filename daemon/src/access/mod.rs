@@ -1,6 +1,7 @@
 //! The access decision: pure, synchronous, no I/O, no allocation.
 //!
-//! [`decide`] takes a [`Snapshot`] (the live index of keys, swapped whole by
+//! [`decide`] takes a [`Snapshot`] (the live index of keys: a flat hash map
+//! plus a small persistent overlay of recent changes, swapped whole by
 //! provisioning through `arc-swap`) and a fixed-size [`Request`] (the keyed
 //! hash of what was presented, door and device indices, the time) and returns
 //! a [`Decision`]. It never touches the store, never waits and never
@@ -59,7 +60,11 @@ impl Hasher for PassThrough {
 }
 
 pub type KeyHasherBuilder = BuildHasherDefault<PassThrough>;
-pub type KeyMap = imbl::GenericHashMap<KeyHash, KeyEntry, KeyHasherBuilder, imbl::shared_ptr::DefaultSharedPtr>;
+/// The flat index: one probe, so few cache misses on a cold lookup.
+pub type FlatMap = std::collections::HashMap<KeyHash, KeyEntry, KeyHasherBuilder>;
+/// Changes since the flat index was last rebuilt: `None` is a removal.
+pub type DeltaMap =
+    imbl::GenericHashMap<KeyHash, Option<KeyEntry>, KeyHasherBuilder, imbl::shared_ptr::DefaultSharedPtr>;
 
 /// Which kind of key was presented.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -139,24 +144,124 @@ pub struct Holder {
     pub schedule: Vec<Window>,
 }
 
+/// A copy of the holder's checks kept inside each key entry, so that a
+/// decision reads one entry and nothing else unless the holder has a schedule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rule {
+    pub enabled: bool,
+    pub scheduled: bool,
+    pub doors: DoorSet,
+    pub valid_from_ms: Option<i64>,
+    pub valid_until_ms: Option<i64>,
+}
+
+impl Rule {
+    pub fn of(h: &Holder) -> Rule {
+        Rule {
+            enabled: h.enabled,
+            scheduled: !h.schedule.is_empty(),
+            doors: h.doors,
+            valid_from_ms: h.valid_from_ms,
+            valid_until_ms: h.valid_until_ms,
+        }
+    }
+}
+
 /// One key in the live index.
 #[derive(Debug, Clone)]
 pub struct KeyEntry {
     pub holder: Arc<Holder>,
+    pub rule: Rule,
     pub kind: KeyKind,
     pub active: bool,
 }
 
-/// The live, immutable decision index. Provisioning builds a new one (sharing
-/// structure with the old through `imbl`) and swaps it in whole.
+impl KeyEntry {
+    pub fn new(holder: Arc<Holder>, kind: KeyKind, active: bool) -> Self {
+        KeyEntry { rule: Rule::of(&holder), holder, kind, active }
+    }
+}
+
+/// Rebuild the flat index once this many changes have piled up.
+pub const COMPACT_AT: usize = 2048;
+
+/// The live, immutable decision index: a flat hash map, plus the changes made
+/// since it was built in a persistent map that provisioning clones in O(1).
+/// Provisioning builds a new snapshot and swaps it in whole; every
+/// [`COMPACT_AT`] changes it folds the changes into a new flat map, so a
+/// single change never copies the whole index, and a lookup is one probe of
+/// a usually empty overlay plus one probe of the flat map.
 #[derive(Debug, Clone, Default)]
 pub struct Snapshot {
-    pub keys: KeyMap,
+    base: Arc<FlatMap>,
+    delta: DeltaMap,
 }
 
 impl Snapshot {
+    /// A snapshot over a flat map built in one go (at start, after a sync).
+    pub fn from_flat(base: FlatMap) -> Self {
+        Snapshot { base: Arc::new(base), delta: DeltaMap::default() }
+    }
+
     pub fn get(&self, h: &KeyHash) -> Option<&KeyEntry> {
-        self.keys.get(h)
+        if !self.delta.is_empty() {
+            if let Some(d) = self.delta.get(h) {
+                return d.as_ref();
+            }
+        }
+        self.base.get(h)
+    }
+
+    pub fn insert(&mut self, h: KeyHash, e: KeyEntry) {
+        self.delta.insert(h, Some(e));
+    }
+
+    pub fn remove(&mut self, h: &KeyHash) {
+        self.delta.insert(*h, None);
+    }
+
+    /// Folds the pending changes into a new flat map.
+    pub fn compact(&mut self) {
+        if self.delta.is_empty() {
+            return;
+        }
+        let mut base = FlatMap::clone(&self.base);
+        for (h, e) in std::mem::take(&mut self.delta) {
+            match e {
+                Some(e) => base.insert(h, e),
+                None => base.remove(&h),
+            };
+        }
+        self.base = Arc::new(base);
+    }
+
+    /// [`Snapshot::compact`] once enough changes have piled up.
+    pub fn maybe_compact(&mut self) {
+        if self.delta.len() >= COMPACT_AT {
+            self.compact();
+        }
+    }
+
+    /// Keys in the index (walks the overlay; not for the decision path).
+    pub fn len(&self) -> usize {
+        let mut n = self.base.len();
+        for (h, e) in self.delta.iter() {
+            match (self.base.contains_key(h), e.is_some()) {
+                (false, true) => n += 1,
+                (true, false) => n -= 1,
+                _ => {}
+            }
+        }
+        n
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Changes not yet folded into the flat map.
+    pub fn pending(&self) -> usize {
+        self.delta.len()
     }
 }
 
@@ -238,7 +343,10 @@ pub fn decide<'a>(snap: &'a Snapshot, req: &Request) -> Decision<'a> {
     let Some(entry) = snap.get(&req.key) else {
         return Decision::Deny { reason: Reason::Unknown, holder: None };
     };
+    // Taking the reference reads no memory of the holder itself: only the
+    // schedule check below follows the pointer.
     let h: &Holder = &entry.holder;
+    let r = &entry.rule;
     let deny = |reason| Decision::Deny { reason, holder: Some(h) };
     if entry.kind != req.kind {
         // Cannot happen with tagged hashes; refuse rather than trust it.
@@ -247,19 +355,19 @@ pub fn decide<'a>(snap: &'a Snapshot, req: &Request) -> Decision<'a> {
     if !entry.active {
         return deny(Reason::Inactive);
     }
-    if !h.enabled {
+    if !r.enabled {
         return deny(Reason::HolderDisabled);
     }
-    if h.valid_from_ms.is_some_and(|t| req.now_ms < t) {
+    if r.valid_from_ms.is_some_and(|t| req.now_ms < t) {
         return deny(Reason::NotYetValid);
     }
-    if h.valid_until_ms.is_some_and(|t| req.now_ms >= t) {
+    if r.valid_until_ms.is_some_and(|t| req.now_ms >= t) {
         return deny(Reason::Expired);
     }
-    if !h.doors.contains(req.door) {
+    if !r.doors.contains(req.door) {
         return deny(Reason::WrongDoor);
     }
-    if !schedule::allows(&h.schedule, req.local) {
+    if r.scheduled && !schedule::allows(&h.schedule, req.local) {
         return deny(Reason::OutsideSchedule);
     }
     Decision::Grant { holder: h }

@@ -20,12 +20,22 @@ fn holder(id: &str) -> Holder {
     }
 }
 
-fn snap(entries: Vec<(KeyHash, Holder, KeyKind, bool)>) -> Snapshot {
+/// A snapshot of `entries`; the first `flat` of them folded into the flat
+/// map, the rest left in the overlay, so both paths are exercised.
+fn snap_split(entries: Vec<(KeyHash, Holder, KeyKind, bool)>, flat: usize) -> Snapshot {
     let mut s = Snapshot::default();
-    for (k, h, kind, active) in entries {
-        s.keys.insert(k, KeyEntry { holder: Arc::new(h), kind, active });
+    for (i, (k, h, kind, active)) in entries.into_iter().enumerate() {
+        if i == flat {
+            s.compact();
+        }
+        s.insert(k, KeyEntry::new(Arc::new(h), kind, active));
     }
     s
+}
+
+fn snap(entries: Vec<(KeyHash, Holder, KeyKind, bool)>) -> Snapshot {
+    let n = entries.len();
+    snap_split(entries, n / 2)
 }
 
 fn req(key: KeyHash, kind: KeyKind) -> Request {
@@ -175,10 +185,38 @@ proptest! {
         weekday in 0u8..7,
         minute in 0u16..1440,
         locked in proptest::bool::weighted(0.1),
+        flat in 0usize..9,
     ) {
         let entries: Vec<_> = entries.into_iter().map(|(k, h, kd, a)| (kh(k), h, kd, a)).collect();
-        let s = snap(entries.clone());
+        let s = snap_split(entries.clone(), flat);
         let r = Request { door, device: 0, kind, key: kh(key), now_ms, local: LocalTime { weekday, minute }, device_locked: locked };
         prop_assert_eq!(decide(&s, &r).reason(), reference(&entries, &r));
+    }
+}
+
+proptest! {
+    /// The snapshot's overlay and compaction against a plain map.
+    #[test]
+    fn snapshot_behaves_like_a_map(ops in proptest::collection::vec((0u8..3, 0u8..24), 1..200)) {
+        let mut s = Snapshot::default();
+        let mut model = std::collections::HashMap::new();
+        for (op, k) in ops {
+            match op {
+                0 => {
+                    s.insert(kh(k), KeyEntry::new(Arc::new(holder(&k.to_string())), KeyKind::Pin, true));
+                    model.insert(k, ());
+                }
+                1 => {
+                    s.remove(&kh(k));
+                    model.remove(&k);
+                }
+                _ => s.compact(),
+            }
+            prop_assert_eq!(s.len(), model.len());
+            for probe in 0u8..24 {
+                let got = s.get(&kh(probe)).map(|e| e.holder.id.clone());
+                prop_assert_eq!(got, model.get(&probe).map(|_| probe.to_string()));
+            }
+        }
     }
 }

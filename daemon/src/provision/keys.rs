@@ -7,7 +7,7 @@
 //! take it: they load the snapshot through `arc-swap`.
 
 use super::error::OpError;
-use crate::access::{KeyEntry, KeyHash, KeyKind, Role, Snapshot};
+use crate::access::{FlatMap, KeyEntry, KeyHash, KeyKind, Role, Snapshot};
 use crate::store::records::{self, CardRecord, HolderRecord, KeyRecord, WindowRecord};
 use crate::store::secret::KeyHasher;
 use crate::store::{Batch, Store};
@@ -82,14 +82,14 @@ impl KeyService {
             pin_length,
             write: Mutex::new(()),
         };
-        let mut snap = Snapshot::default();
+        let mut flat = FlatMap::default();
         for r in svc.store.scan(records::HOLDER) {
             let (_, v) = r?;
             let rec: HolderRecord =
                 serde_json::from_slice(&v).map_err(|e| OpError::internal(format!("corrupt holder record: {e}")))?;
-            svc.index_into(&mut snap, &rec);
+            flat.extend(svc.entries(&rec));
         }
-        svc.live.store(Arc::new(snap));
+        svc.live.store(Arc::new(Snapshot::from_flat(flat)));
         Ok(svc)
     }
 
@@ -110,11 +110,10 @@ impl KeyService {
         self.pin_length
     }
 
-    fn index_into(&self, snap: &mut Snapshot, rec: &HolderRecord) {
+    /// The live-index entries of one holder's keys.
+    fn entries(&self, rec: &HolderRecord) -> impl Iterator<Item = (KeyHash, KeyEntry)> {
         let holder = Arc::new(rec.to_access(&self.doors));
-        for (h, kind, active) in rec.keys() {
-            snap.keys.insert(h, KeyEntry { holder: holder.clone(), kind, active });
-        }
+        rec.keys().into_iter().map(move |(h, kind, active)| (h, KeyEntry::new(holder.clone(), kind, active)))
     }
 
     fn load(&self, id: &str) -> Result<Option<HolderRecord>, OpError> {
@@ -159,13 +158,16 @@ impl KeyService {
         }
         self.store.apply(batch)?;
         let cur = self.live.load_full();
-        let mut snap = Snapshot { keys: cur.keys.clone() };
+        let mut snap = Snapshot::clone(&cur);
         for (h, ..) in &old_keys {
-            snap.keys.remove(h);
+            snap.remove(h);
         }
         if let Some(n) = new {
-            self.index_into(&mut snap, n);
+            for (h, e) in self.entries(n) {
+                snap.insert(h, e);
+            }
         }
+        snap.maybe_compact();
         self.live.store(Arc::new(snap));
         Ok(())
     }
