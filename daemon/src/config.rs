@@ -41,6 +41,8 @@ pub struct Config {
     pub demo: DemoConfig,
     pub doors: Vec<DoorConfig>,
     pub devices: Vec<DeviceConfig>,
+    /// `PORTER_*` variables that name no config key and were ignored.
+    pub env_ignored: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -118,16 +120,36 @@ impl Config {
     }
 
     /// Parses TOML text with the overrides found in `env`.
+    ///
+    /// `PORTER_<KEY>` and `PORTER_<SECTION>__<KEY>` go through the `config`
+    /// crate. Keys inside `[[doors]]` and `[[devices]]` are addressed by index,
+    /// `PORTER_DEVICES__1__DOOR`, which the `config` crate cannot do, so those
+    /// are applied here to the merged tree. A variable whose first part names
+    /// no top-level key (`PORTER_LOG`) is not Porter's: it is ignored and
+    /// listed in [`Config::env_ignored`] rather than failing the config.
     pub fn from_toml_with_env(text: &str, env: impl Iterator<Item = (String, String)>) -> Result<Config, ConfigErrors> {
-        let env: HashMap<String, String> = env.filter(|(k, _)| k.starts_with("PORTER_")).collect();
-        let raw = config::Config::builder()
+        let mut plain = HashMap::new();
+        let mut indexed = Vec::new();
+        let mut ignored = Vec::new();
+        for (name, value) in env {
+            let Some(rest) = name.strip_prefix("PORTER_") else { continue };
+            let parts: Vec<String> = rest.split("__").map(|p| p.to_ascii_lowercase()).collect();
+            if !TOP_LEVEL.contains(&parts[0].as_str()) {
+                ignored.push(name);
+            } else if parts.iter().any(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit())) {
+                indexed.push((name, parts, value));
+            } else {
+                plain.insert(name, value);
+            }
+        }
+        let mut raw = config::Config::builder()
             .add_source(config::File::from_str(text, config::FileFormat::Toml))
             .add_source(
                 config::Environment::with_prefix("PORTER")
                     .prefix_separator("_")
                     .separator("__")
                     .try_parsing(true)
-                    .source(Some(env)),
+                    .source(Some(plain)),
             )
             .build()
             .and_then(|c| c.try_deserialize::<serde_json::Value>())
@@ -141,11 +163,93 @@ impl Config {
                 errs
             })?;
         let mut errs = ConfigErrors::default();
+        for (name, parts, value) in indexed {
+            apply_indexed(&mut raw, &name, &parts, &value, &mut errs);
+        }
         let cfg = validate(&raw, &mut errs);
         match cfg {
-            Some(c) if errs.is_empty() => Ok(c),
+            Some(mut c) if errs.is_empty() => {
+                ignored.sort();
+                c.env_ignored = ignored;
+                Ok(c)
+            }
             _ => Err(errs),
         }
+    }
+}
+
+/// The top-level keys and sections, as the environment may name them.
+const TOP_LEVEL: &[&str] = &[
+    "site",
+    "controller",
+    "data_dir",
+    "secret_file",
+    "timezone",
+    "log_level",
+    "store",
+    "keys",
+    "keypad",
+    "lockout",
+    "audit",
+    "admin",
+    "mqtt",
+    "demo",
+    "doors",
+    "devices",
+];
+
+/// Sets `tree[parts...] = value` for a variable such as
+/// `PORTER_DEVICES__1__DOOR`; the indexed entry must exist in the file.
+fn apply_indexed(tree: &mut serde_json::Value, name: &str, parts: &[String], value: &str, errs: &mut ConfigErrors) {
+    use serde_json::Value;
+    let mut path = String::new();
+    let mut node = tree;
+    for (i, part) in parts.iter().enumerate() {
+        let last = i + 1 == parts.len();
+        let next: &mut Value = match (node, part.parse::<usize>()) {
+            (Value::Array(items), Ok(ix)) => {
+                path.push_str(&format!("[{ix}]"));
+                let len = items.len();
+                match items.get_mut(ix) {
+                    Some(v) => v,
+                    None => {
+                        errs.push(
+                            path,
+                            format!("{name} names entry {ix}, but the file has {len} of them"),
+                            Some("override only entries the file defines; indexes start at 0".into()),
+                        );
+                        return;
+                    }
+                }
+            }
+            (Value::Object(map), _) => {
+                if !path.is_empty() {
+                    path.push('.');
+                }
+                path.push_str(part);
+                if last {
+                    let v = if let Ok(n) = value.parse::<i64>() {
+                        Value::from(n)
+                    } else if let Ok(b) = value.parse::<bool>() {
+                        Value::from(b)
+                    } else {
+                        Value::from(value)
+                    };
+                    map.insert(part.clone(), v);
+                    return;
+                }
+                map.entry(part.clone()).or_insert_with(|| Value::Object(Default::default()))
+            }
+            _ => {
+                errs.push(
+                    if path.is_empty() { part.clone() } else { path },
+                    format!("{name} does not fit the file's structure"),
+                    Some("use PORTER_DEVICES__<index>__<key> for keys of [[devices]] entries".into()),
+                );
+                return;
+            }
+        };
+        node = next;
     }
 }
 
@@ -353,7 +457,7 @@ fn validate(raw: &serde_json::Value, errs: &mut ConfigErrors) -> Option<Config> 
             if let Some(first) = claims.insert(c.clone(), d.path.clone()) {
                 errs.push(
                     d.path.clone(),
-                    format!("{c:?} is already used by {first}"),
+                    format!("{c} is already used by {first}"),
                     Some("each port, line or stream can belong to one device only".into()),
                 );
             }
@@ -405,6 +509,14 @@ fn validate(raw: &serde_json::Value, errs: &mut ConfigErrors) -> Option<Config> 
                 );
                 None
             }
+            Some(i) if devices_raw[i].kind.as_ref().is_some_and(|k| k.role() != Role::Input) => {
+                errs.push(
+                    format!("{}.contact", d.path),
+                    format!("device `{c}` is an output, not a door contact"),
+                    Some("point contact at the input device wired to the door's contact".into()),
+                );
+                None
+            }
             Some(i) => Some(i),
         });
         if let (Some(id), Some(lock)) = (&d.id, lock) {
@@ -415,6 +527,14 @@ fn validate(raw: &serde_json::Value, errs: &mut ConfigErrors) -> Option<Config> 
     let mut devices = Vec::new();
     for d in &devices_raw {
         let door = match (&d.door, &d.kind) {
+            (Some(_), Some(k)) if k.role() == Role::Output => {
+                errs.push(
+                    format!("{}.door", d.path),
+                    "an output device has no door of its own",
+                    Some("remove door here; a door names its lock with `lock = \"...\"` in [[doors]]".into()),
+                );
+                None
+            }
             (Some(door), _) => match door_index(door) {
                 Some(i) => Some(i),
                 None => {
@@ -461,6 +581,7 @@ fn validate(raw: &serde_json::Value, errs: &mut ConfigErrors) -> Option<Config> 
         demo,
         doors,
         devices,
+        env_ignored: Vec::new(),
     })
 }
 

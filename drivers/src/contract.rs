@@ -8,7 +8,7 @@
 use crate::error::DriverError;
 use async_trait::async_trait;
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 use tokio::sync::mpsc;
 
@@ -125,13 +125,18 @@ pub struct DeviceReport {
 pub struct InputSink {
     device: usize,
     tx: mpsc::Sender<DeviceReport>,
-    online: Arc<AtomicBool>,
+    /// [`UNKNOWN`], [`ONLINE`] or [`OFFLINE`]: health is reported on change.
+    health: Arc<AtomicU8>,
     dropped: Arc<AtomicU64>,
 }
 
+const UNKNOWN: u8 = 0;
+const ONLINE: u8 = 1;
+const OFFLINE: u8 = 2;
+
 impl InputSink {
     pub fn new(device: usize, tx: mpsc::Sender<DeviceReport>) -> Self {
-        InputSink { device, tx, online: Arc::new(AtomicBool::new(false)), dropped: Arc::default() }
+        InputSink { device, tx, health: Arc::new(AtomicU8::new(UNKNOWN)), dropped: Arc::default() }
     }
 
     pub fn device(&self) -> usize {
@@ -147,14 +152,15 @@ impl InputSink {
 
     /// Marks the device online (reported once per transition).
     pub fn online(&self) {
-        if !self.online.swap(true, Ordering::SeqCst) {
+        if self.health.swap(ONLINE, Ordering::SeqCst) != ONLINE {
             self.send(Report::Health(Health::Online));
         }
     }
 
-    /// Marks the device offline (reported once per transition).
+    /// Marks the device offline (reported once per transition, including a
+    /// device that fails before it was ever online).
     pub fn offline(&self, err: DriverError) {
-        if self.online.swap(false, Ordering::SeqCst) {
+        if self.health.swap(OFFLINE, Ordering::SeqCst) != OFFLINE {
             self.send(Report::Health(Health::Offline(err)));
         }
     }

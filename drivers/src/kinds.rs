@@ -26,6 +26,15 @@ pub enum Claim {
     Path(String),
 }
 
+impl std::fmt::Display for Claim {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Claim::Stdin => f.write_str("standard input"),
+            Claim::Path(p) => f.write_str(p),
+        }
+    }
+}
+
 /// A device's validated, kind-specific configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum KindConfig {

@@ -2,6 +2,7 @@
 //! when it fails, stop it when told.
 
 use crate::contract::{InputDriver, InputSink};
+use crate::error::{DriverError, ErrorKind};
 use std::time::Duration;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -77,6 +78,7 @@ pub async fn supervise(
         match result {
             Ok(()) => {
                 tracing::info!(device = name, "device input ended");
+                sink.offline(DriverError::new(ErrorKind::Disconnected, "the device's input ended for good"));
                 return Ended::Finished;
             }
             Err(e) => {
@@ -99,7 +101,6 @@ pub async fn supervise(
 mod tests {
     use super::*;
     use crate::contract::{DeviceReport, Health, Report};
-    use crate::error::{DriverError, ErrorKind};
     use async_trait::async_trait;
     use std::sync::atomic::{AtomicU32, Ordering};
     use std::sync::Arc;
@@ -156,7 +157,35 @@ mod tests {
                 health.push(matches!(h, Health::Online));
             }
         }
-        assert_eq!(health, [true, false, true, false, true, false, true]);
+        assert_eq!(health, [true, false, true, false, true, false, true, false]);
+    }
+
+    struct NeverOpens;
+
+    #[async_trait]
+    impl InputDriver for NeverOpens {
+        async fn run(&mut self, _sink: &InputSink) -> Result<(), DriverError> {
+            Err(DriverError::new(ErrorKind::NotFound, "/dev/ttyUSB9: no such device"))
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_device_that_never_opens_is_reported_offline_once() {
+        let (tx, mut rx) = mpsc::channel::<DeviceReport>(16);
+        let cancel = CancellationToken::new();
+        let task = tokio::spawn(supervise(
+            "missing",
+            Box::new(NeverOpens),
+            InputSink::new(0, tx),
+            cancel.clone(),
+            Backoff::new(Duration::from_millis(100), Duration::from_secs(1)),
+        ));
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        cancel.cancel();
+        task.await.unwrap();
+        let reports: Vec<Report> = std::iter::from_fn(|| rx.try_recv().ok()).map(|r| r.report).collect();
+        assert_eq!(reports.len(), 1, "{reports:?}");
+        assert!(matches!(&reports[0], Report::Health(Health::Offline(e)) if e.kind == ErrorKind::NotFound));
     }
 
     #[tokio::test(start_paused = true)]

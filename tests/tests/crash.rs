@@ -99,7 +99,7 @@ fn acknowledged_operations_survive_sigkill() {
         }
         start += 1000;
 
-        let key = secret::load_or_create(&dir.path().join("device.key")).unwrap();
+        let key = secret::load_or_create(&dir.path().join("device.key"), false).unwrap();
         let store = Store::open(&dir.path().join("store"), 4 << 20)
             .unwrap_or_else(|e| panic!("round {round}: store does not open: {e}"));
         let svc = KeyService::open(store, secret::KeyHasher::new(&key), vec!["main".into()], 6).unwrap();

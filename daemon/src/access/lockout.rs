@@ -3,7 +3,8 @@
 //! day number (for the daily cap).
 //!
 //! After `threshold` consecutive failures the device is locked for `base`,
-//! doubling with each further failure up to `max`. Independently, after
+//! doubling with each further failure up to `max`; both counts start over
+//! with each local day. Independently, after
 //! `daily_cap` failures in one local day the device refuses entries until the
 //! day ends or an operator clears it: this also stops an insider who resets
 //! the consecutive count with their own valid PIN between guesses.
@@ -51,8 +52,12 @@ impl LockoutState {
     /// Records a failed attempt; returns what engaged, if anything.
     pub fn failure(&mut self, p: &LockoutPolicy, now_ms: i64, day: i32) -> Option<Engaged> {
         if self.day != day {
+            // A new local day starts both counts over, so a keypad left with
+            // a long lockout after an attack does not punish tomorrow's first
+            // typo with an hour's wait.
             self.day = day;
             self.day_failures = 0;
+            self.consecutive = 0;
         }
         self.day_failures = self.day_failures.saturating_add(1);
         self.consecutive = self.consecutive.saturating_add(1);
@@ -120,9 +125,9 @@ mod tests {
         assert!(s.is_locked(&p, i64::MAX - 1, 7));
         // A new day lifts the daily cap.
         assert!(!s.is_locked(&p, 0, 8));
-        // The consecutive count carries over midnight: this is its fifth.
-        assert_eq!(s.failure(&p, 0, 8), Some(Engaged::Until(30_000)));
-        assert_eq!(s.day_failures, 1);
+        // A new day starts the consecutive count over too.
+        assert_eq!(s.failure(&p, 0, 8), None);
+        assert_eq!((s.day_failures, s.consecutive), (1, 1));
     }
 
     #[test]

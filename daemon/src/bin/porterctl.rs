@@ -2,7 +2,7 @@
 //!
 //! `porterctl [--socket PATH | --config FILE] OP [key=value ...] [key:=JSON ...]`
 //! `key=value` passes text; `key:=value` passes JSON (`doors:='["main"]'`,
-//! `enabled:=false`). Exits 0 when the reply is ok, 1 when it is an error,
+//! `enabled:=false`); `key=-` reads the text from standard input (for a PIN). Exits 0 when the reply is ok, 1 when it is an error,
 //! 2 when the daemon cannot be reached.
 
 use clap::Parser;
@@ -35,6 +35,7 @@ const OPS_HELP: &str = "Examples:
   porterctl holder.put holder=courier-ups name=UPS role=courier
   porterctl pin.generate holder=courier-ups
   porterctl pin.set holder=courier-ups pin=482913
+  echo 482913 | porterctl pin.set holder=courier-ups pin=-     (keeps the PIN out of ps and history)
   porterctl card.assign holder=courier-ups uid=04a1b2c3
   porterctl holder.put holder=staff-ann role=staff doors:='[\"main\"]' schedule:='[{\"days\":\"weekdays\",\"from\":\"07:00\",\"to\":\"19:00\"}]'
   porterctl door.unlock door=main ms=3000
@@ -48,6 +49,12 @@ fn parse_args(args: &[String]) -> Result<Map<String, Value>, String> {
         if let Some((k, v)) = a.split_once(":=") {
             let v: Value = serde_json::from_str(v).map_err(|e| format!("{a}: the value after := must be JSON: {e}"))?;
             m.insert(k.to_string(), v);
+        } else if let Some((k, "-")) = a.split_once('=') {
+            // Secrets (pin=-) are read from standard input, so they stay out
+            // of the process list and the shell history.
+            let mut line = String::new();
+            std::io::stdin().read_line(&mut line).map_err(|e| format!("{k}: reading standard input: {e}"))?;
+            m.insert(k.to_string(), Value::String(line.trim_end_matches(['\r', '\n']).to_string()));
         } else if let Some((k, v)) = a.split_once('=') {
             m.insert(k.to_string(), Value::String(v.to_string()));
         } else {

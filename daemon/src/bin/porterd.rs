@@ -76,6 +76,9 @@ fn main() -> ExitCode {
         Some(Cmd::CheckConfig) => {
             return match load(&cli) {
                 Ok(c) => {
+                    for v in &c.env_ignored {
+                        eprintln!("porterd: warning: {v} names no config key and is ignored");
+                    }
                     println!(
                         "config OK: site {}, controller {}, {} door(s), {} device(s)",
                         c.site,
@@ -95,6 +98,9 @@ fn main() -> ExitCode {
         Err(code) => return code,
     };
     init_logging(&cfg.log_level);
+    for v in &cfg.env_ignored {
+        tracing::warn!(variable = %v, "environment variable names no config key and is ignored");
+    }
     match serve(cfg) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

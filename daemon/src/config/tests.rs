@@ -65,6 +65,16 @@ kind = "console"
 id = "relay"
 kind = "warp_drive"
 door = "side"
+
+[[devices]]
+id = "lock2"
+kind = "sim_lock"
+door = "main"
+
+[[doors]]
+id = "back"
+lock = "lock2"
+contact = "lock2"
 "#;
     let errs = Config::from_toml_with_env(text, no_env()).unwrap_err();
     let paths: Vec<&str> = errs.0.iter().map(|e| e.path.as_str()).collect();
@@ -81,9 +91,12 @@ door = "side"
         "devices[1]",
         "devices[2].kind",
         "devices[2].door",
+        "devices[3].door",
+        "doors[2].contact",
     ] {
         assert!(paths.contains(&want), "missing {want} in {errs}");
     }
+    assert!(errs.0.iter().any(|e| e.message == "standard input is already used by devices[0]"), "{errs}");
     let treshold = errs.0.iter().find(|e| e.path == "lockout.treshold").unwrap();
     assert!(treshold.hint.as_deref().unwrap().contains("did you mean `threshold`"), "{treshold}");
 }
@@ -93,4 +106,25 @@ fn a_broken_toml_file_is_one_clear_error() {
     let errs = Config::from_toml_with_env("site = \"x\n", no_env()).unwrap_err();
     assert_eq!(errs.len(), 1);
     assert!(errs.0[0].message.contains("TOML"), "{errs}");
+}
+
+#[test]
+fn environment_overrides_array_entries_and_ignores_foreign_variables() {
+    let env = vec![
+        ("PORTER_DOORS__0__UNLOCK_MS".to_string(), "1234".to_string()),
+        ("PORTER_DEVICES__0__ID".to_string(), "front-keypad".to_string()),
+        ("PORTER_LOG".to_string(), "debug".to_string()),
+    ];
+    let c = Config::from_toml_with_env(DEMO_TOML, env.into_iter()).unwrap();
+    assert_eq!(c.doors[0].unlock, Duration::from_millis(1234));
+    assert_eq!(c.devices[0].id, "front-keypad");
+    assert_eq!(c.env_ignored, ["PORTER_LOG"]);
+
+    let env = vec![
+        ("PORTER_DOORS__3__UNLOCK_MS".to_string(), "1234".to_string()),
+        ("PORTER_KEYS__PIN_LENGHT".to_string(), "7".to_string()),
+    ];
+    let errs = Config::from_toml_with_env(DEMO_TOML, env.into_iter()).unwrap_err();
+    let paths: Vec<&str> = errs.0.iter().map(|e| e.path.as_str()).collect();
+    assert_eq!(paths, ["doors[3]", "keys.pin_lenght"], "{errs}");
 }

@@ -317,8 +317,8 @@ fn dispatch(svc: &KeyService, ctl: &dyn Control, cmd: &Command) -> Result<Value,
         "door.unlock" => {
             let a = Args::new(a, &["door", "ms"])?;
             let ms = a.opt_u64("ms")?;
-            if ms.is_some_and(|ms| !(100..=3_600_000).contains(&ms)) {
-                return Err(OpError::invalid("`ms` must be from 100 to 3600000"));
+            if ms.is_some_and(|ms| !(100..=600_000).contains(&ms)) {
+                return Err(OpError::invalid("`ms` must be from 100 to 600000 (ten minutes, as for unlock_ms)"));
             }
             ctl.unlock(a.str("door")?, ms)
         }

@@ -67,7 +67,9 @@ pub fn is_trivial(pin: &[u8]) -> bool {
         return true;
     }
     let step = |d: i8| pin.windows(2).all(|w| (w[1] as i8 - w[0] as i8).rem_euclid(10) == d.rem_euclid(10));
-    let period = |p: usize| n > p && (p..n).all(|i| pin[i] == pin[i - p]);
+    // A block must repeat at least twice to count (1212, 123123), so a
+    // four-digit PIN is not refused merely for starting and ending alike.
+    let period = |p: usize| n >= 2 * p && (p..n).all(|i| pin[i] == pin[i - p]);
     step(0) || step(1) || step(-1) || period(2) || period(3)
 }
 

@@ -14,7 +14,7 @@ use crate::store::{Batch, Store};
 use serde_json::{Map, Value};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::{broadcast, mpsc, oneshot};
 
 /// Drafts waiting for the writer; beyond this they are counted and dropped.
 pub const QUEUE: usize = 8192;
@@ -38,7 +38,8 @@ pub struct Event {
 
 enum Msg {
     Event(Draft),
-    Lockout(String, LockoutState),
+    /// A lockout state, and who to tell once it is on disk.
+    Lockout(String, LockoutState, Option<oneshot::Sender<()>>),
 }
 
 /// The sending side, cloned wherever events are produced.
@@ -60,9 +61,19 @@ impl Audit {
 
     /// Queues a device's lockout state for persistence.
     pub fn lockout(&self, device: &str, s: LockoutState) {
-        if self.tx.try_send(Msg::Lockout(device.to_string(), s)).is_err() {
+        if self.tx.try_send(Msg::Lockout(device.to_string(), s, None)).is_err() {
             tracing::error!(device, "audit queue full: lockout state not persisted");
         }
+    }
+
+    /// Queues a device's lockout state; the receiver completes once it is on
+    /// disk (and errs if it could not be written).
+    pub fn lockout_durable(&self, device: &str, s: LockoutState) -> oneshot::Receiver<()> {
+        let (done, rx) = oneshot::channel();
+        if self.tx.try_send(Msg::Lockout(device.to_string(), s, Some(done))).is_err() {
+            tracing::error!(device, "audit queue full: lockout state not persisted");
+        }
+        rx
     }
 
     /// Events as they become durable.
@@ -103,6 +114,7 @@ fn writer(store: Store, mut rx: mpsc::Receiver<Msg>, bus: broadcast::Sender<Arc<
         }
         let mut batch = Batch::default();
         let mut events = Vec::new();
+        let mut waiting = Vec::new();
         for m in msgs {
             match m {
                 Msg::Event(d) => {
@@ -119,8 +131,9 @@ fn writer(store: Store, mut rx: mpsc::Receiver<Msg>, bus: broadcast::Sender<Arc<
                     }
                     events.push(Event { seq, json });
                 }
-                Msg::Lockout(device, s) => {
+                Msg::Lockout(device, s, done) => {
                     batch.put(records::lockout_key(&device), serde_json::to_vec(&s).unwrap_or_default());
+                    waiting.extend(done);
                 }
             }
         }
@@ -131,6 +144,9 @@ fn writer(store: Store, mut rx: mpsc::Receiver<Msg>, bus: broadcast::Sender<Arc<
         }
         for e in events {
             let _ = bus.send(Arc::new(e));
+        }
+        for w in waiting {
+            let _ = w.send(());
         }
     }
 }

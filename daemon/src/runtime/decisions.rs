@@ -23,9 +23,13 @@ use tokio_util::sync::CancellationToken;
 
 /// Requests from the admin side to the loop.
 pub enum ControlMsg {
-    /// Clears the lockout of one device (or all); replies with the devices cleared.
-    ClearLockout { device: Option<String>, reply: oneshot::Sender<Result<Vec<String>, String>> },
+    /// Clears the lockout of one device (or all); replies with the devices
+    /// cleared and, for each, a receiver that completes once it is on disk.
+    ClearLockout { device: Option<String>, reply: oneshot::Sender<Result<Cleared, String>> },
 }
+
+/// The devices a `lockout.clear` cleared, and the wait for their persistence.
+pub type Cleared = Vec<(String, oneshot::Receiver<()>)>;
 
 /// Per-device state.
 pub struct DeviceState {
@@ -90,15 +94,14 @@ impl DecisionLoop {
                         continue;
                     }
                     d.lockout.clear();
-                    self.audit.lockout(&d.id, d.lockout);
-                    cleared.push(d.id.clone());
+                    cleared.push((d.id.clone(), self.audit.lockout_durable(&d.id, d.lockout)));
                 }
                 if let (Some(dev), true) = (&device, cleared.is_empty()) {
                     let _ = reply.send(Err(format!("no input device `{dev}`")));
                     return;
                 }
                 let now = self.clock.now_ms();
-                for id in &cleared {
+                for (id, _) in &cleared {
                     tracing::info!(device = %id, "lockout cleared");
                     self.audit.record(Draft {
                         ts_ms: now,
@@ -188,6 +191,7 @@ impl DecisionLoop {
                 tracing::info!(door = %door_id, device = %dev.id, key = kind.as_str(), holder = holder.as_deref().unwrap_or(""), "access granted");
                 if !opened {
                     tracing::error!(door = %door_id, "door command queue full: the lock was not opened");
+                    f.insert("lock".into(), json!("not_driven"));
                 }
                 self.audit.record(Draft { ts_ms: now_ms, kind: "access.granted", fields: f });
             }
@@ -381,7 +385,9 @@ mod tests {
         }
         let (tx, rx) = oneshot::channel();
         r.lp.control(ControlMsg::ClearLockout { device: None, reply: tx });
-        assert_eq!(rx.await.unwrap().unwrap(), ["keypad1"]);
+        let cleared = rx.await.unwrap().unwrap();
+        assert_eq!(cleared.len(), 1);
+        assert_eq!(cleared[0].0, "keypad1");
         assert!(!r.lp.devices[0].lockout.is_locked(&r.lp.policy, r.clock.now_ms(), 0));
     }
 

@@ -81,7 +81,17 @@ impl Control for RuntimeControl {
             .blocking_send(ControlMsg::ClearLockout { device: device.map(String::from), reply: tx })
             .map_err(|_| OpError::internal("the decision loop is stopping"))?;
         match rx.blocking_recv() {
-            Ok(Ok(cleared)) => Ok(json!({"cleared": cleared})),
+            Ok(Ok(cleared)) => {
+                let mut ids = Vec::new();
+                // `ok` means on disk, as for every other op.
+                for (id, durable) in cleared {
+                    durable
+                        .blocking_recv()
+                        .map_err(|_| OpError::internal(format!("the cleared lockout of `{id}` could not be saved")))?;
+                    ids.push(id);
+                }
+                Ok(json!({"cleared": ids}))
+            }
             Ok(Err(msg)) => Err(OpError::new(ErrorCode::NotFound, msg)),
             Err(_) => Err(OpError::internal("the decision loop is stopping")),
         }
@@ -133,12 +143,15 @@ pub async fn run_with_clock(
     shutdown: impl Future<Output = ()>,
     clock: Arc<dyn Clock>,
 ) -> Result<(), StartError> {
-    let secret = secret::load_or_create(&cfg.secret_file)?;
-    let hasher = secret::KeyHasher::new(&secret);
-    drop(secret);
     let store_dir = cfg.data_dir.join("store");
     let store = Store::open(&store_dir, cfg.store.cache_capacity)
         .map_err(|source| StartError::Store { dir: store_dir.display().to_string(), source })?;
+    // A new secret would silently invalidate every stored key: make one only
+    // for a store that holds none.
+    let empty = store.scan(crate::store::records::KEY).next().is_none();
+    let secret = secret::load_or_create(&cfg.secret_file, empty)?;
+    let hasher = secret::KeyHasher::new(&secret);
+    drop(secret);
     let door_ids: Vec<String> = cfg.doors.iter().map(|d| d.id.clone()).collect();
     let svc = Arc::new(
         KeyService::open(store.clone(), hasher.clone(), door_ids, cfg.keys.pin_length).map_err(StartError::Keys)?,
@@ -230,6 +243,7 @@ pub async fn run_with_clock(
 
     shutdown.await;
     tracing::info!("shutting down");
+    let deadline = tokio::time::Instant::now() + GRACE;
     let stop = async {
         inputs_cancel.cancel();
         for t in input_tasks {
@@ -246,13 +260,13 @@ pub async fn run_with_clock(
             let _ = t.await;
         }
     };
-    if tokio::time::timeout(GRACE, stop).await.is_err() {
+    if tokio::time::timeout_at(deadline, stop).await.is_err() {
         tracing::error!("shutdown took longer than {GRACE:?}; stopping anyway");
     }
     // The writer ends once the last Audit clone is gone (an admin request
     // still finishing may hold one briefly), after writing what is queued.
     drop(audit);
-    if tokio::time::timeout(GRACE, tokio::task::spawn_blocking(move || audit_thread.join())).await.is_err() {
+    if tokio::time::timeout_at(deadline, tokio::task::spawn_blocking(move || audit_thread.join())).await.is_err() {
         tracing::error!("the audit writer did not finish in time");
     }
     if let Err(e) = store.flush() {

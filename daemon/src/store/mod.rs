@@ -13,6 +13,9 @@ pub mod secret;
 
 use std::path::Path;
 
+/// How long [`Store::open`] waits for another handle to let go of the folder.
+pub const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+
 /// The schema this build reads and writes. Startup refuses any other.
 pub const SCHEMA_VERSION: u32 = 1;
 const SCHEMA_KEY: &[u8] = b"m/schema";
@@ -23,6 +26,8 @@ pub enum StoreError {
     Sled(#[from] sled::Error),
     #[error("store at {path} has schema version {found}, this build reads {SCHEMA_VERSION}; {hint}")]
     Schema { path: String, found: String, hint: &'static str },
+    #[error("store at {path} is in use by another process (is another porterd running with this data_dir?)")]
+    Locked { path: String },
     #[error("store: corrupt record {key}: {detail}")]
     Corrupt { key: String, detail: String },
 }
@@ -60,9 +65,28 @@ pub struct Store {
 impl Store {
     /// Opens (creating if needed) the store in `dir`, with a page cache of
     /// `cache_bytes`, and checks its schema version.
+    ///
+    /// sled holds an exclusive file lock while open, and releases it a moment
+    /// after the last handle is dropped (its flusher thread lets go last), so
+    /// a lock conflict is retried for up to [`LOCK_WAIT`] before it is
+    /// reported as another process using the folder.
     pub fn open(dir: &Path, cache_bytes: u64) -> Result<Store, StoreError> {
-        let db = sled::Config::new().path(dir).cache_capacity(cache_bytes).mode(sled::Mode::LowSpace).open()?;
-        Self::check_schema(db, dir)
+        let deadline = std::time::Instant::now() + LOCK_WAIT;
+        let mut pause = std::time::Duration::from_millis(5);
+        loop {
+            match sled::Config::new().path(dir).cache_capacity(cache_bytes).mode(sled::Mode::LowSpace).open() {
+                Ok(db) => return Self::check_schema(db, dir),
+                // sled reports the lock conflict only as text.
+                Err(sled::Error::Io(e)) if e.to_string().contains("could not acquire lock") => {
+                    if std::time::Instant::now() >= deadline {
+                        return Err(StoreError::Locked { path: dir.display().to_string() });
+                    }
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(std::time::Duration::from_millis(200));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
     }
 
     /// A store in a temporary folder that vanishes on drop (tests, benches).

@@ -24,11 +24,13 @@ pub enum SecretError {
     Io { path: String, source: std::io::Error, hint: &'static str },
     #[error("secret_file {path} holds {len} bytes; it needs at least 16 (delete it to have a new one made, which invalidates every stored key)")]
     TooShort { path: String, len: usize },
+    #[error("secret_file {path} is missing, but the store holds keys made with it: restore the file from a backup, or move data_dir aside to start with an empty store")]
+    Missing { path: String },
 }
 
 /// Reads the secret at `path`, creating it (mode 0600, 32 random bytes) when
-/// absent. Warns when its mode lets others read it.
-pub fn load_or_create(path: &Path) -> Result<Vec<u8>, SecretError> {
+/// absent and `may_create`. Warns when its mode lets others read it.
+pub fn load_or_create(path: &Path, may_create: bool) -> Result<Vec<u8>, SecretError> {
     let io = |source, hint| SecretError::Io { path: path.display().to_string(), source, hint };
     match std::fs::read(path) {
         Ok(bytes) => {
@@ -41,6 +43,9 @@ pub fn load_or_create(path: &Path) -> Result<Vec<u8>, SecretError> {
                 }
             }
             Ok(bytes)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !may_create => {
+            Err(SecretError::Missing { path: path.display().to_string() })
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -91,10 +96,11 @@ mod tests {
     fn creates_a_private_secret_once() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("sub/device.key");
-        let a = load_or_create(&p).unwrap();
+        assert!(matches!(load_or_create(&p, false), Err(SecretError::Missing { .. })));
+        let a = load_or_create(&p, true).unwrap();
         assert_eq!(a.len(), SECRET_LEN);
         assert_eq!(std::fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o600);
-        assert_eq!(load_or_create(&p).unwrap(), a);
+        assert_eq!(load_or_create(&p, false).unwrap(), a);
     }
 
     #[test]

@@ -79,6 +79,14 @@ proptest! {
 }
 
 #[test]
+fn a_store_in_use_is_reported_as_such() {
+    let dir = tempfile::tempdir().unwrap();
+    let _held = Store::open(dir.path(), 1 << 20).unwrap();
+    let err = Store::open(dir.path(), 1 << 20).err().unwrap();
+    assert!(matches!(err, StoreError::Locked { .. }), "{err}");
+}
+
+#[test]
 fn refuses_another_schema_version() {
     let dir = tempfile::tempdir().unwrap();
     {

@@ -18,7 +18,7 @@ fn main() {
     let mut args = std::env::args().skip(1);
     let dir = PathBuf::from(args.next().expect("DATA_DIR"));
     let start: u64 = args.next().expect("START").parse().expect("START is a number");
-    let key = secret::load_or_create(&dir.join("device.key")).expect("secret");
+    let key = secret::load_or_create(&dir.join("device.key"), true).expect("secret");
     let store = Store::open(&dir.join("store"), 4 << 20).expect("store");
     let svc = KeyService::open(store, secret::KeyHasher::new(&key), vec!["main".into()], 6).expect("keys");
     let out = std::io::stdout();

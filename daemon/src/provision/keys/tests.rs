@@ -45,7 +45,8 @@ fn trivial_pins() {
     for p in ["000000", "123456", "111111", "654321", "890123", "121212", "123123", "987654"] {
         assert!(is_trivial(p.as_bytes()), "{p}");
     }
-    for p in ["483920", "102938", "112233"] {
+    assert!(is_trivial(b"1212"));
+    for p in ["483920", "102938", "112233", "5915", "59154"] {
         assert!(!is_trivial(p.as_bytes()), "{p}");
     }
 }
