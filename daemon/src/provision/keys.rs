@@ -35,6 +35,22 @@ pub struct HolderSpec {
     pub enabled: bool,
 }
 
+impl HolderSpec {
+    /// An enabled holder with every door, no schedule and no validity dates.
+    pub fn new(id: &str, name: &str, role: Role) -> Self {
+        HolderSpec {
+            id: id.into(),
+            name: name.into(),
+            role,
+            doors: None,
+            valid_from_ms: None,
+            valid_until_ms: None,
+            schedule: vec![],
+            enabled: true,
+        }
+    }
+}
+
 /// Counts and digest for `state.get`.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct StateView {

@@ -310,16 +310,7 @@ mod tests {
     }
 
     fn spec(id: &str) -> HolderSpec {
-        HolderSpec {
-            id: id.into(),
-            name: id.into(),
-            role: crate::access::Role::Courier,
-            doors: None,
-            valid_from_ms: None,
-            valid_until_ms: None,
-            schedule: vec![],
-            enabled: true,
-        }
+        HolderSpec::new(id, id, crate::access::Role::Courier)
     }
 
     #[tokio::test]

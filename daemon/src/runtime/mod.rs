@@ -111,16 +111,7 @@ fn seed_demo(svc: &KeyService, cfg: &Config) -> Result<(), OpError> {
         );
         return Ok(());
     }
-    svc.holder_put(crate::provision::keys::HolderSpec {
-        id: "courier-ups".into(),
-        name: "UPS".into(),
-        role: crate::access::Role::Courier,
-        doors: None,
-        valid_from_ms: None,
-        valid_until_ms: None,
-        schedule: vec![],
-        enabled: true,
-    })?;
+    svc.holder_put(crate::provision::keys::HolderSpec::new("courier-ups", "UPS", crate::access::Role::Courier))?;
     let pin = svc.pin_generate("courier-ups")?;
     let door = cfg.doors.first().map(|d| d.id.as_str()).unwrap_or("main");
     // Printed once, to the terminal of whoever started the demo; never logged.

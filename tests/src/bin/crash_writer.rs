@@ -25,17 +25,7 @@ fn main() {
     let mut out = out.lock();
     for i in start.. {
         let id = format!("h{i}");
-        let spec = HolderSpec {
-            id: id.clone(),
-            name: id.clone(),
-            role: Role::Courier,
-            doors: None,
-            valid_from_ms: None,
-            valid_until_ms: None,
-            schedule: vec![],
-            enabled: true,
-        };
-        svc.holder_put(spec).expect("holder.put");
+        svc.holder_put(HolderSpec::new(&id, &id, Role::Courier)).expect("holder.put");
         writeln!(out, "holder {id}").unwrap();
         out.flush().unwrap();
         let pin = svc.pin_generate(&id).expect("pin.generate");

@@ -14,16 +14,7 @@ fn svc() -> KeyService {
 }
 
 fn spec(id: &str) -> HolderSpec {
-    HolderSpec {
-        id: id.into(),
-        name: id.to_uppercase(),
-        role: Role::Courier,
-        doors: None,
-        valid_from_ms: None,
-        valid_until_ms: None,
-        schedule: vec![],
-        enabled: true,
-    }
+    HolderSpec::new(id, &id.to_uppercase(), Role::Courier)
 }
 
 fn try_key(s: &KeyService, kind: KeyKind, value: impl AsRef<[u8]>) -> Option<Reason> {
