@@ -144,25 +144,48 @@ pub struct Holder {
     pub schedule: Vec<Window>,
 }
 
+/// Schedules of up to this many windows are copied into each key entry.
+pub const INLINE_WINDOWS: usize = 2;
+
 /// A copy of the holder's checks kept inside each key entry, so that a
-/// decision reads one entry and nothing else unless the holder has a schedule.
+/// decision reads the entry and nothing else, unless the holder's schedule
+/// has more than [`INLINE_WINDOWS`] windows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Rule {
     pub enabled: bool,
-    pub scheduled: bool,
     pub doors: DoorSet,
     pub valid_from_ms: Option<i64>,
     pub valid_until_ms: Option<i64>,
+    /// The schedule when short enough: `windows[..n]`; `n == u8::MAX` means
+    /// read it from the holder.
+    windows: [Window; INLINE_WINDOWS],
+    n: u8,
 }
 
 impl Rule {
     pub fn of(h: &Holder) -> Rule {
+        let mut windows = [Window { days: 0, from: 0, to: 0 }; INLINE_WINDOWS];
+        let n = if h.schedule.len() <= INLINE_WINDOWS {
+            windows[..h.schedule.len()].copy_from_slice(&h.schedule);
+            h.schedule.len() as u8
+        } else {
+            u8::MAX
+        };
         Rule {
             enabled: h.enabled,
-            scheduled: !h.schedule.is_empty(),
             doors: h.doors,
             valid_from_ms: h.valid_from_ms,
             valid_until_ms: h.valid_until_ms,
+            windows,
+            n,
+        }
+    }
+
+    /// Whether the schedule allows `t`; `holder` is read only for a long schedule.
+    pub fn allows(&self, holder: &Holder, t: schedule::LocalTime) -> bool {
+        match self.n {
+            u8::MAX => schedule::allows(&holder.schedule, t),
+            n => schedule::allows(&self.windows[..n as usize], t),
         }
     }
 }
@@ -343,8 +366,8 @@ pub fn decide<'a>(snap: &'a Snapshot, req: &Request) -> Decision<'a> {
     let Some(entry) = snap.get(&req.key) else {
         return Decision::Deny { reason: Reason::Unknown, holder: None };
     };
-    // Taking the reference reads no memory of the holder itself: only the
-    // schedule check below follows the pointer.
+    // Taking the reference reads no memory of the holder itself: only a
+    // schedule too long to copy into the entry follows the pointer.
     let h: &Holder = &entry.holder;
     let r = &entry.rule;
     let deny = |reason| Decision::Deny { reason, holder: Some(h) };
@@ -367,7 +390,7 @@ pub fn decide<'a>(snap: &'a Snapshot, req: &Request) -> Decision<'a> {
     if !r.doors.contains(req.door) {
         return deny(Reason::WrongDoor);
     }
-    if r.scheduled && !schedule::allows(&h.schedule, req.local) {
+    if !r.allows(h, req.local) {
         return deny(Reason::OutsideSchedule);
     }
     Decision::Grant { holder: h }
