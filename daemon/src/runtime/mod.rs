@@ -40,8 +40,9 @@ const REPORT_QUEUE: usize = 1024;
 pub enum StartError {
     #[error(transparent)]
     Secret(#[from] secret::SecretError),
-    #[error("cannot open the store in {dir}: {source}")]
-    Store { dir: String, source: crate::store::StoreError },
+    // Not a `source`: the message already includes it, once.
+    #[error("cannot open the store in {dir}: {err}")]
+    Store { dir: String, err: crate::store::StoreError },
     #[error("cannot load the keys: {0}")]
     Keys(OpError),
     #[error("cannot start the audit writer: {0}")]
@@ -136,7 +137,7 @@ pub async fn run_with_clock(
 ) -> Result<(), StartError> {
     let store_dir = cfg.data_dir.join("store");
     let store = Store::open(&store_dir, cfg.store.cache_capacity)
-        .map_err(|source| StartError::Store { dir: store_dir.display().to_string(), source })?;
+        .map_err(|err| StartError::Store { dir: store_dir.display().to_string(), err })?;
     // A new secret would silently invalidate every stored key: make one only
     // for a store that holds none.
     let empty = store.scan(crate::store::records::KEY).next().is_none();
