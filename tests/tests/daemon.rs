@@ -114,6 +114,7 @@ fn five_wrong_pins_engage_the_lockout_and_a_restart_keeps_it() {
     assert!(d.stop().0.success());
 
     let mut d = Daemon::start(&cfg, &sock);
+    d.log.wait_for(0, &["lockout restored", "device=keypad1"]);
     let mark = d.log.len();
     d.type_line(&format!("{pin}#"));
     d.log.wait_for(mark, &["access denied", "reason=\"locked_out\""]);

@@ -34,8 +34,7 @@ struct Cli {
 const OPS_HELP: &str = "Examples:
   porterctl holder.put holder=courier-ups name=UPS role=courier
   porterctl pin.generate holder=courier-ups
-  porterctl pin.set holder=courier-ups pin=482913
-  echo 482913 | porterctl pin.set holder=courier-ups pin=-     (keeps the PIN out of ps and history)
+  porterctl pin.set holder=courier-ups pin=-     (type the PIN and Enter: it stays out of ps and shell history)
   porterctl card.assign holder=courier-ups uid=04a1b2c3
   porterctl holder.put holder=staff-ann role=staff doors:='[\"main\"]' schedule:='[{\"days\":\"weekdays\",\"from\":\"07:00\",\"to\":\"19:00\"}]'
   porterctl door.unlock door=main ms=3000
@@ -53,7 +52,10 @@ fn parse_args(args: &[String]) -> Result<Map<String, Value>, String> {
             // Secrets (pin=-) are read from standard input, so they stay out
             // of the process list and the shell history.
             let mut line = String::new();
-            std::io::stdin().read_line(&mut line).map_err(|e| format!("{k}: reading standard input: {e}"))?;
+            let n = std::io::stdin().read_line(&mut line).map_err(|e| format!("{k}: reading standard input: {e}"))?;
+            if n == 0 {
+                return Err(format!("{k}=-: standard input was empty; type the value and press Enter"));
+            }
             m.insert(k.to_string(), Value::String(line.trim_end_matches(['\r', '\n']).to_string()));
         } else if let Some((k, v)) = a.split_once('=') {
             m.insert(k.to_string(), Value::String(v.to_string()));

@@ -104,8 +104,8 @@ fn main() -> ExitCode {
     match serve(cfg) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
+            // The log goes to standard error already: say it once.
             tracing::error!("{e:#}");
-            eprintln!("porterd: {e:#}");
             ExitCode::FAILURE
         }
     }

@@ -210,7 +210,8 @@ impl DecisionLoop {
                 Engaged::Until(_) => "consecutive_failures",
                 Engaged::DailyCap => "daily_cap",
             };
-            tracing::warn!(device = %dev.id, why, failures = dev.lockout.consecutive, "lockout engaged");
+            let until_text = until.as_str().unwrap_or("the end of the local day").to_string();
+            tracing::warn!(device = %dev.id, why, until = %until_text, consecutive = dev.lockout.consecutive, failures_today = dev.lockout.day_failures, "lockout engaged");
             self.audit.record(Draft {
                 ts_ms: now_ms,
                 kind: "lockout.engaged",

@@ -102,11 +102,15 @@ impl Control for RuntimeControl {
 /// Seeds the demo's courier on an empty store and says how to try it.
 fn seed_demo(svc: &KeyService, cfg: &Config) -> Result<(), OpError> {
     let sock = cfg.admin.socket.display();
+    // From a cargo checkout, porterctl is not on PATH: say how to run it there.
+    let in_cargo = std::env::current_exe().is_ok_and(|p| p.components().any(|c| c.as_os_str() == "target"));
+    let ctl = if in_cargo { "cargo run --bin porterctl --" } else { "porterctl" };
+    let n = cfg.lockout.threshold;
     if svc.state()?.holders > 0 {
         // PINs are shown once; on a later start say how to get a new one.
         println!(
             "\nPorter demo: the store in {} already has holders, so no PIN is shown again.\n\
-             New PIN: porterctl --socket {sock} pin.generate holder=courier-ups (or delete {} to start over)\n",
+             New PIN: {ctl} --socket {sock} pin.generate holder=courier-ups (or delete {} to start over)\n",
             cfg.data_dir.display(),
             cfg.data_dir.display()
         );
@@ -118,8 +122,8 @@ fn seed_demo(svc: &KeyService, cfg: &Config) -> Result<(), OpError> {
     // Printed once, to the terminal of whoever started the demo; never logged.
     println!(
         "\nPorter demo: courier `courier-ups` (UPS) has PIN {pin}.\n\
-         Type {pin}# and press Enter to open door `{door}`; five wrong PINs engage the lockout.\n\
-         Other keys: card:<hex uid>, qr:<token>. Admin: porterctl --socket {sock} state.get\n"
+         Type {pin}# and press Enter to open door `{door}`; {n} wrong PINs in a row engage the lockout.\n\
+         Other keys: card:<hex uid>, qr:<token>. Admin: {ctl} --socket {sock} state.get\n"
     );
     Ok(())
 }
@@ -175,6 +179,17 @@ pub async fn run_with_clock(
     // The decision loop.
     let device_ids: Vec<String> = cfg.devices.iter().map(|d| d.id.clone()).collect();
     let lockouts = decisions::load_lockouts(&store, &device_ids);
+    let (_, today) = clock::local(cfg.timezone, clock.now_ms());
+    for (id, l) in device_ids.iter().zip(&lockouts) {
+        if l.is_locked(&cfg.lockout, clock.now_ms(), today) {
+            let until = if l.locked_until_ms > clock.now_ms() {
+                crate::store::records::rfc3339(l.locked_until_ms)
+            } else {
+                "the end of the local day".into()
+            };
+            tracing::warn!(device = %id, %until, failures_today = l.day_failures, "lockout restored from before the restart (porterctl lockout.clear lifts it)");
+        }
+    }
     let devices = cfg
         .devices
         .iter()
@@ -231,7 +246,8 @@ pub async fn run_with_clock(
             None
         }
     };
-    tracing::info!(site = %cfg.site, controller = %cfg.controller, doors = cfg.doors.len(), devices = cfg.devices.len(), admin = %cfg.admin.socket.display(), "porterd ready");
+    let admin = if admin_task.is_some() { cfg.admin.socket.display().to_string() } else { "unavailable".into() };
+    tracing::info!(site = %cfg.site, controller = %cfg.controller, doors = cfg.doors.len(), devices = cfg.devices.len(), %admin, "porterd ready");
 
     shutdown.await;
     tracing::info!("shutting down");

@@ -22,7 +22,7 @@ pub const SECRET_LEN: usize = 32;
 pub enum SecretError {
     #[error("secret_file {path}: {source}; {hint}")]
     Io { path: String, source: std::io::Error, hint: &'static str },
-    #[error("secret_file {path} holds {len} bytes; it needs at least 16 (delete it to have a new one made, which invalidates every stored key)")]
+    #[error("secret_file {path} holds {len} bytes, not a Porter secret (at least 16): restore it from a backup; with an empty store, deleting it makes a new one")]
     TooShort { path: String, len: usize },
     #[error("secret_file {path} is missing, but the store holds keys made with it: restore the file from a backup, or move data_dir aside to start with an empty store")]
     Missing { path: String },
