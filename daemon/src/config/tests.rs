@@ -128,3 +128,19 @@ fn environment_overrides_array_entries_and_ignores_foreign_variables() {
     let paths: Vec<&str> = errs.0.iter().map(|e| e.path.as_str()).collect();
     assert_eq!(paths, ["doors[3]", "keys.pin_lenght"], "{errs}");
 }
+
+#[test]
+fn mqtt_urls() {
+    assert_eq!(parse_mqtt_url("mqtt://localhost"), Some((false, "localhost".into(), 1883)));
+    assert_eq!(parse_mqtt_url("mqtts://broker.example:8884/"), Some((true, "broker.example".into(), 8884)));
+    assert_eq!(parse_mqtt_url("mqtt://[::1]:1999"), Some((false, "::1".into(), 1999)));
+    assert_eq!(parse_mqtt_url("http://x"), None);
+    assert_eq!(parse_mqtt_url("mqtt://:1883"), None);
+    assert_eq!(parse_mqtt_url("mqtt://h:0"), None);
+    let text = format!("{DEMO_TOML}\n[mqtt]\nurl = \"mqtt://127.0.0.1:1999\"\n");
+    let c = Config::from_toml_with_env(&text, no_env()).unwrap();
+    let m = c.mqtt.unwrap();
+    assert_eq!(m.client_id, "porter-demo-room-1");
+    assert!(!m.clean_start);
+    assert_eq!(m.keep_alive, Duration::from_secs(30));
+}
