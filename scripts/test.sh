@@ -5,10 +5,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# System packages the tests need, installed when missing. The foundation's
-# tests need none beyond Rust; MQTT, PC/SC and serial tests add theirs here
-# (mosquitto, pcscd, vsmartcard-vpcd, socat, libpcsclite-dev, ...).
-PACKAGES=(ca-certificates)
+# System packages the tests need, installed when missing: a real broker and
+# its command-line clients for the MQTT tests. PC/SC and serial tests add
+# theirs here (pcscd, vsmartcard-vpcd, socat, libpcsclite-dev, ...).
+PACKAGES=(ca-certificates mosquitto mosquitto-clients)
 
 missing=()
 for p in "${PACKAGES[@]}"; do

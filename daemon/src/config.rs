@@ -92,11 +92,8 @@ pub struct MqttConfig {
 
 /// Splits `mqtt[s]://host[:port][/]` into (tls, host, port).
 pub fn parse_mqtt_url(u: &str) -> Option<(bool, String, u16)> {
-    let (tls, rest) = if let Some(r) = u.strip_prefix("mqtts://") {
-        (true, r)
-    } else {
-        (false, u.strip_prefix("mqtt://")?)
-    };
+    let (tls, rest) =
+        if let Some(r) = u.strip_prefix("mqtts://") { (true, r) } else { (false, u.strip_prefix("mqtt://")?) };
     let rest = rest.strip_suffix('/').unwrap_or(rest);
     let default_port = if tls { 8883 } else { 1883 };
     let (host, port) = if let Some(r) = rest.strip_prefix('[') {

@@ -53,7 +53,7 @@ impl Lines {
         std::thread::spawn(move || {
             for line in BufReader::new(stream).lines() {
                 let Ok(line) = line else { break };
-                if std::env::var_os("PORTER_TEST_ECHO").is_some() {
+                if std::env::var_os("TEST_ECHO").is_some() {
                     eprintln!("[{echo}] {line}");
                 }
                 let (m, cv) = &*l.0;
@@ -179,6 +179,12 @@ impl Daemon {
         ctl(&self.socket, op, args)
     }
 
+    /// Sends SIGKILL and waits for the exit.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// Sends SIGTERM and waits for the exit.
     pub fn stop(mut self) -> (ExitStatus, Lines) {
         let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
@@ -234,4 +240,142 @@ pub fn check_config(config: &Path) -> (i32, String, String) {
 /// The workspace's root folder.
 pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+/// A free TCP port on loopback (bound, read, released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A real Mosquitto broker on a free port, with its own config, for one test.
+pub struct Broker {
+    child: Option<Child>,
+    pub port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl Broker {
+    /// Starts mosquitto on a free port and waits until it accepts connections.
+    pub fn start() -> Broker {
+        let dir = tempfile::tempdir().unwrap();
+        // Started as root, mosquitto drops to its own user: let it write its
+        // persistence file here.
+        std::fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+        let mut b = Broker { child: None, port: free_port(), dir };
+        b.restart();
+        b
+    }
+
+    fn conf(&self) -> PathBuf {
+        let p = self.dir.path().join("mosquitto.conf");
+        std::fs::write(
+            &p,
+            format!(
+                "listener {} 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location {}/\nautosave_interval 1\n",
+                self.port,
+                self.dir.path().display()
+            ),
+        )
+        .unwrap();
+        p
+    }
+
+    /// (Re)starts the broker on the same port.
+    pub fn restart(&mut self) {
+        let conf = self.conf();
+        let child = Command::new(mosquitto())
+            .arg("-c")
+            .arg(&conf)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawning mosquitto (apt-get install mosquitto)");
+        self.child = Some(child);
+        let deadline = Instant::now() + DEADLINE;
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(Instant::now() < deadline, "mosquitto did not listen on {}", self.port);
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Stops the broker: SIGTERM (graceful) or SIGKILL.
+    pub fn stop(&mut self, graceful: bool) {
+        if let Some(mut c) = self.child.take() {
+            let sig = if graceful { nix::sys::signal::Signal::SIGTERM } else { nix::sys::signal::Signal::SIGKILL };
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(c.id() as i32), sig);
+            let _ = c.wait();
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("mqtt://127.0.0.1:{}", self.port)
+    }
+
+    /// `mosquitto_sub -v` on `topic`, its lines collected. The subscriber
+    /// keeps a persistent session (`-c -i id`) so it misses nothing across
+    /// broker restarts.
+    pub fn subscribe(&self, topic: &str, id: &str) -> Subscriber {
+        let mut child = Command::new("mosquitto_sub")
+            .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-V", "mqttv5", "-q", "1", "-v", "-c", "-i", id])
+            .args(["-x", "3600", "-t", topic])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawning mosquitto_sub (apt-get install mosquitto-clients)");
+        let lines = Lines::follow(child.stdout.take().unwrap(), "sub");
+        Subscriber { child, lines }
+    }
+
+    /// Publishes one QoS 1 message with `mosquitto_pub`.
+    pub fn publish(&self, topic: &str, payload: &str) {
+        let st = Command::new("mosquitto_pub")
+            .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-V", "mqttv5", "-q", "1", "-t", topic, "-s"])
+            .stdin(Stdio::piped())
+            .spawn()
+            .and_then(|mut c| {
+                // -s: the message from standard input, so it may be large.
+                c.stdin.take().unwrap().write_all(payload.as_bytes())?;
+                c.wait()
+            })
+            .expect("mosquitto_pub");
+        assert!(st.success(), "mosquitto_pub failed");
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        self.stop(false);
+    }
+}
+
+fn mosquitto() -> PathBuf {
+    for p in ["/usr/sbin/mosquitto", "/usr/bin/mosquitto"] {
+        if Path::new(p).exists() {
+            return PathBuf::from(p);
+        }
+    }
+    PathBuf::from("mosquitto")
+}
+
+/// A running `mosquitto_sub`.
+pub struct Subscriber {
+    child: Child,
+    pub lines: Lines,
+}
+
+impl Subscriber {
+    /// Waits for a message on `topic` whose JSON satisfies `pred`; returns it.
+    pub fn wait_json(&self, from: usize, topic: &str, what: &str, pred: impl Fn(&Value) -> bool) -> (usize, Value) {
+        let (i, line) = self.lines.wait(from, what, |l| {
+            l.split_once(' ').is_some_and(|(t, p)| t == topic && serde_json::from_str(p).is_ok_and(|v| pred(&v)))
+        });
+        (i, serde_json::from_str(line.split_once(' ').unwrap().1).unwrap())
+    }
+}
+
+impl Drop for Subscriber {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

@@ -64,8 +64,15 @@ pub struct Command {
 /// one could be read).
 pub fn parse(bytes: &[u8]) -> Result<Command, Value> {
     if bytes.len() > MAX_COMMAND_BYTES {
+        // Still answer with the command's id when it can be read: the
+        // transport already bounds how large `bytes` can be.
+        let id = serde_json::from_slice::<Value>(bytes)
+            .ok()
+            .and_then(|v| v.get("id").cloned())
+            .filter(|id| id.is_string() || id.is_number())
+            .unwrap_or(Value::Null);
         return Err(error_reply(
-            &Value::Null,
+            &id,
             &OpError::invalid(format!("command is {} bytes; the limit is {MAX_COMMAND_BYTES}", bytes.len())),
         ));
     }

@@ -48,7 +48,12 @@ pub struct DecisionLoop {
     pub tz: chrono_tz::Tz,
     pub clock: Arc<dyn Clock>,
     pub audit: Audit,
+    /// Each input device's health, for the status document.
+    pub health: HealthMap,
 }
+
+/// Device id to `online`, `offline` or `unknown`.
+pub type HealthMap = Arc<std::sync::Mutex<std::collections::BTreeMap<String, &'static str>>>;
 
 /// Loads each device's persisted lockout state.
 pub fn load_lockouts(store: &crate::store::Store, ids: &[String]) -> Vec<LockoutState> {
@@ -128,6 +133,9 @@ impl DecisionLoop {
                 };
                 f.insert("device".into(), json!(dev.id));
                 tracing::info!(device = %dev.id, event = kind, "device health");
+                if let Ok(mut m) = self.health.lock() {
+                    m.insert(dev.id.clone(), if matches!(h, Health::Online) { "online" } else { "offline" });
+                }
                 self.audit.record(Draft { ts_ms: now, kind, fields: f });
             }
             Report::Input(input) => self.input(r.device, input),
@@ -283,6 +291,7 @@ mod tests {
             tz: chrono_tz::UTC,
             clock: clock.clone(),
             audit,
+            health: HealthMap::default(),
         };
         Rig { svc, lp, lock, events, clock, store }
     }

@@ -18,7 +18,7 @@ pub mod doors;
 
 use crate::access::keypad::KeypadEntry;
 use crate::config::Config;
-use crate::provision::{admin, Control, ErrorCode, KeyService, OpError};
+use crate::provision::{admin, mqtt, Control, ErrorCode, KeyService, OpError};
 use crate::store::{secret, Store};
 use clock::{Clock, SystemClock};
 use decisions::{ControlMsg, DecisionLoop, DeviceState};
@@ -47,6 +47,8 @@ pub enum StartError {
     Keys(OpError),
     #[error("cannot start the audit writer: {0}")]
     Audit(std::io::Error),
+    #[error("{0}")]
+    Mqtt(mqtt::SetupError),
 }
 
 /// What `door.unlock` and `lockout.clear` reach.
@@ -167,9 +169,10 @@ pub async fn run_with_clock(
     }
 
     let (audit, audit_thread) = audit::start(store.clone(), cfg.audit.retain).map_err(StartError::Audit)?;
-    if cfg.mqtt.is_some() {
-        tracing::warn!("[mqtt] is configured, but this build does not speak MQTT yet: running standalone");
-    }
+    let mqtt_opts = match &cfg.mqtt {
+        Some(m) => Some(mqtt::options(m, &mqtt::Topics::new(&cfg.site, &cfg.controller)).map_err(StartError::Mqtt)?),
+        None => None,
+    };
     if cfg.demo.seed {
         if let Err(e) = seed_demo(&svc, &cfg) {
             tracing::error!(error = %e, "demo seeding failed");
@@ -201,6 +204,12 @@ pub async fn run_with_clock(
             lockout,
         })
         .collect();
+    let health: decisions::HealthMap = Default::default();
+    if let Ok(mut h) = health.lock() {
+        for d in cfg.devices.iter().filter(|d| d.kind.role() == Role::Input) {
+            h.insert(d.id.clone(), "unknown");
+        }
+    }
     let (report_tx, report_rx) = mpsc::channel(REPORT_QUEUE);
     let (control_tx, control_rx) = mpsc::channel(16);
     let loop_cancel = CancellationToken::new();
@@ -213,6 +222,7 @@ pub async fn run_with_clock(
         tz: cfg.timezone,
         clock: clock.clone(),
         audit: audit.clone(),
+        health: health.clone(),
     };
     let loop_task = tokio::spawn(decision_loop.run(report_rx, control_rx, loop_cancel.clone()));
 
@@ -246,6 +256,35 @@ pub async fn run_with_clock(
             None
         }
     };
+    let mqtt_cancel = CancellationToken::new();
+    let mqtt_task = mqtt_opts.map(|opts| {
+        let started = std::time::Instant::now();
+        let (svc2, store2, health2) = (svc.clone(), store.clone(), health.clone());
+        let status = Arc::new(move || {
+            let mut m = serde_json::Map::new();
+            m.insert("version".into(), json!(env!("CARGO_PKG_VERSION")));
+            if let Ok(s) = svc2.state() {
+                m.insert("generation".into(), json!(s.generation));
+                m.insert("holders".into(), json!(s.holders));
+                m.insert("pins".into(), json!(s.pins));
+                m.insert("qr".into(), json!(s.qr));
+                m.insert("cards".into(), json!(s.cards));
+            }
+            let num = |k: &[u8]| -> u64 {
+                store2.get(k).ok().flatten().and_then(|v| String::from_utf8_lossy(&v).parse().ok()).unwrap_or(0)
+            };
+            m.insert("outbox".into(), json!(num(crate::store::records::SEQ).saturating_sub(num(b"m/events_acked"))));
+            if let Ok(h) = health2.lock() {
+                m.insert("devices".into(), json!(*h));
+            }
+            m.insert("uptime_s".into(), json!(started.elapsed().as_secs()));
+            m
+        });
+        let deps =
+            mqtt::Deps { svc: svc.clone(), ctl: ctl.clone(), audit: audit.clone(), store: store.clone(), status };
+        let topics = mqtt::Topics::new(&cfg.site, &cfg.controller);
+        tokio::spawn(mqtt::run(opts, topics, deps, mqtt_cancel.clone()))
+    });
     let admin = if admin_task.is_some() { cfg.admin.socket.display().to_string() } else { "unavailable".into() };
     tracing::info!(site = %cfg.site, controller = %cfg.controller, doors = cfg.doors.len(), devices = cfg.devices.len(), %admin, "porterd ready");
 
@@ -262,11 +301,16 @@ pub async fn run_with_clock(
         }
         loop_cancel.cancel();
         let _ = loop_task.await;
-        drop(ctl);
         doors_cancel.cancel();
         for t in door_tasks {
             let _ = t.await;
         }
+        // Last, so the events of the shutdown itself still go out.
+        mqtt_cancel.cancel();
+        if let Some(t) = mqtt_task {
+            let _ = t.await;
+        }
+        drop(ctl);
     };
     if tokio::time::timeout_at(deadline, stop).await.is_err() {
         tracing::error!("shutdown took longer than {GRACE:?}; stopping anyway");

@@ -1,0 +1,400 @@
+//! The MQTT side of the contract: commands in, replies and events out, a
+//! retained status with a Last Will.
+//!
+//! One task owns the rumqttc event loop and does all publishing, so that it
+//! alone knows what it asked for and what the broker confirmed:
+//! - commands arriving on `P/cmd` and `porter/{site}/all/cmd` go, in order, to
+//!   one worker task that applies them (flushed and live) and hands back the
+//!   reply; the loop publishes the reply, then sends the PUBACK (manual acks),
+//!   so a command the broker saw acknowledged is never lost;
+//! - events are read from the audit log, in `seq` order, and published; the
+//!   highest seq the broker has confirmed is kept in the store, and after
+//!   every reconnect publishing starts again just after it (at least once).
+//!
+//! Confirmation without per-packet bookkeeping: rumqttc tells when a publish
+//! goes out (`Outgoing::Publish`) and how many are unacknowledged
+//! (`state.inflight()`). When everything this loop asked for has gone out and
+//! nothing is unacknowledged, every event asked for so far is confirmed. On a
+//! disconnect the loop drops rumqttc's pending queue (which would be lost on a
+//! new session anyway, or resent and confuse the count) and re-drives all of
+//! it itself: subscriptions, status, unconfirmed events. Replies in flight at
+//! a disconnect are not resent: the unacknowledged command is redelivered
+//! (persistent session), or the portal repeats it, and the stored reply for
+//! its id answers.
+
+use super::command::{self, Control, MAX_COMMAND_BYTES};
+use super::keys::KeyService;
+use super::replies::{self, Replies};
+use crate::config::MqttConfig;
+use crate::runtime::audit::{self, Audit};
+use crate::store::Store;
+use bytes::Bytes;
+use porter_drivers::Backoff;
+use rumqttc::v5::mqttbytes::v5::{Filter, LastWill, Packet, Publish, PublishProperties};
+use rumqttc::v5::mqttbytes::QoS;
+use rumqttc::v5::{AsyncClient, Event, EventLoop, MqttOptions};
+use rumqttc::Outgoing;
+use serde_json::{json, Value};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+/// Events asked for but not yet confirmed, at most.
+const WINDOW: u64 = 64;
+/// How often the retained status is refreshed.
+const STATUS_EVERY: Duration = Duration::from_secs(60);
+/// The key of the highest confirmed event seq.
+const ACKED: &[u8] = b"m/events_acked";
+
+/// The controller's topics.
+#[derive(Debug, Clone)]
+pub struct Topics {
+    pub cmd: String,
+    pub all_cmd: String,
+    pub reply: String,
+    pub events: String,
+    pub status: String,
+}
+
+impl Topics {
+    pub fn new(site: &str, controller: &str) -> Self {
+        let p = format!("porter/{site}/{controller}");
+        Topics {
+            cmd: format!("{p}/cmd"),
+            all_cmd: format!("porter/{site}/all/cmd"),
+            reply: format!("{p}/reply"),
+            events: format!("{p}/events"),
+            status: format!("{p}/status"),
+        }
+    }
+}
+
+/// What the MQTT side needs from the rest of the daemon.
+#[derive(Clone)]
+pub struct Deps {
+    pub svc: Arc<KeyService>,
+    pub ctl: Arc<dyn Control>,
+    pub audit: Audit,
+    pub store: Store,
+    /// The status document (without `state`), built on demand.
+    pub status: Arc<dyn Fn() -> serde_json::Map<String, Value> + Send + Sync>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error("mqtt.{key}: {path}: {err}")]
+    File { key: &'static str, path: String, err: String },
+    #[error("mqtt TLS: {0}")]
+    Tls(String),
+}
+
+fn read_file(key: &'static str, p: &std::path::Path) -> Result<Vec<u8>, SetupError> {
+    std::fs::read(p).map_err(|e| SetupError::File { key, path: p.display().to_string(), err: e.to_string() })
+}
+
+fn tls_config(cfg: &MqttConfig) -> Result<rustls::ClientConfig, SetupError> {
+    let mut roots = rustls::RootCertStore::empty();
+    match &cfg.ca_file {
+        Some(p) => {
+            for c in rustls_pemfile::certs(&mut read_file("ca_file", p)?.as_slice()) {
+                let c = c.map_err(|e| SetupError::File {
+                    key: "ca_file",
+                    path: p.display().to_string(),
+                    err: e.to_string(),
+                })?;
+                roots.add(c).map_err(|e| SetupError::Tls(e.to_string()))?;
+            }
+        }
+        None => {
+            for c in rustls_native_certs::load_native_certs().certs {
+                let _ = roots.add(c);
+            }
+        }
+    }
+    if roots.is_empty() {
+        return Err(SetupError::Tls("no CA certificates: set mqtt.ca_file".into()));
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| SetupError::Tls(e.to_string()))?
+        .with_root_certificates(roots);
+    match (&cfg.cert_file, &cfg.key_file) {
+        (Some(c), Some(k)) => {
+            let certs = rustls_pemfile::certs(&mut read_file("cert_file", c)?.as_slice())
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| SetupError::File {
+                    key: "cert_file",
+                    path: c.display().to_string(),
+                    err: e.to_string(),
+                })?;
+            let key = rustls_pemfile::private_key(&mut read_file("key_file", k)?.as_slice())
+                .map_err(|e| SetupError::File { key: "key_file", path: k.display().to_string(), err: e.to_string() })?
+                .ok_or_else(|| SetupError::File {
+                    key: "key_file",
+                    path: k.display().to_string(),
+                    err: "no private key in it".into(),
+                })?;
+            builder.with_client_auth_cert(certs, key).map_err(|e| SetupError::Tls(e.to_string()))
+        }
+        _ => Ok(builder.with_no_client_auth()),
+    }
+}
+
+/// The connection options: reading the password and TLS files happens here,
+/// once, so a missing file is a start-up error and not a reconnect loop.
+pub fn options(cfg: &MqttConfig, topics: &Topics) -> Result<MqttOptions, SetupError> {
+    let mut o = MqttOptions::new(cfg.client_id.clone(), cfg.host.clone(), cfg.port);
+    o.set_keep_alive(cfg.keep_alive);
+    o.set_clean_start(cfg.clean_start);
+    if !cfg.clean_start {
+        o.set_session_expiry_interval(Some(cfg.session_expiry_s));
+    }
+    o.set_manual_acks(true);
+    o.set_max_packet_size(Some(cfg.max_packet_bytes));
+    o.set_last_will(LastWill::new(&topics.status, r#"{"state":"offline"}"#, QoS::AtLeastOnce, true, None));
+    let mut net = rumqttc::NetworkOptions::new();
+    net.set_tcp_nodelay(true);
+    o.set_network_options(net);
+    if let Some(user) = &cfg.username {
+        let password = match &cfg.password_file {
+            Some(p) => {
+                String::from_utf8_lossy(&read_file("password_file", p)?).trim_end_matches(['\r', '\n']).to_string()
+            }
+            None => String::new(),
+        };
+        o.set_credentials(user.clone(), password);
+    }
+    if cfg.tls {
+        o.set_transport(rumqttc::Transport::tls_with_config(rumqttc::TlsConfiguration::Rustls(Arc::new(tls_config(
+            cfg,
+        )?))));
+    }
+    Ok(o)
+}
+
+/// A command applied, waiting for its reply to be published and its PUBACK sent.
+struct Done {
+    command: Publish,
+    reply_topic: String,
+    correlation: Option<Bytes>,
+    reply: Vec<u8>,
+}
+
+/// Counts for the "everything asked for is confirmed" test.
+#[derive(Debug, Default)]
+struct Outbox {
+    /// Highest event seq the broker confirmed.
+    acked: u64,
+    /// Highest event seq asked for on this connection.
+    asked: u64,
+    /// QoS 1 publishes asked for on this connection (events, replies, status).
+    issued: u64,
+    /// Of those, gone out to the network.
+    sent: u64,
+}
+
+impl Outbox {
+    fn reset(&mut self) {
+        self.asked = self.acked;
+        self.issued = 0;
+        self.sent = 0;
+    }
+}
+
+/// Runs the MQTT session until `cancel` fires.
+pub async fn run(opts: MqttOptions, topics: Topics, deps: Deps, cancel: CancellationToken) {
+    let (client, mut el) = AsyncClient::new(opts, 1024);
+    let (work_tx, work_rx) = mpsc::channel::<Publish>(256);
+    let (done_tx, mut done_rx) = mpsc::channel::<Done>(256);
+    let worker = tokio::spawn(work(work_rx, done_tx, deps.clone(), topics.reply.clone()));
+    let mut wake = deps.audit.subscribe();
+    let mut out = Outbox {
+        acked: deps.store.get(ACKED).ok().flatten().and_then(|v| String::from_utf8_lossy(&v).parse().ok()).unwrap_or(0),
+        ..Default::default()
+    };
+    out.reset();
+    let mut backoff = Backoff::new(Duration::from_millis(250), Duration::from_secs(30));
+    let mut connected = false;
+    let mut dropped_commands = 0u64;
+    let mut status_tick = tokio::time::interval(STATUS_EVERY);
+    let publish = |out: &mut Outbox, topic: &str, retain: bool, payload: Vec<u8>, props: Option<PublishProperties>| {
+        let r = match props {
+            Some(p) => client.try_publish_with_properties(topic, QoS::AtLeastOnce, retain, payload, p),
+            None => client.try_publish(topic, QoS::AtLeastOnce, retain, payload),
+        };
+        if r.is_ok() {
+            out.issued += 1;
+        }
+        r.is_ok()
+    };
+    let status = |online: bool| {
+        let mut s = (deps.status)();
+        s.insert("state".into(), json!(if online { "online" } else { "offline" }));
+        serde_json::to_vec(&s).unwrap_or_default()
+    };
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => break,
+            ev = el.poll() => match ev {
+                Ok(Event::Incoming(Packet::ConnAck(ack))) => {
+                    connected = true;
+                    backoff.reset();
+                    out.reset();
+                    tracing::info!(session_present = ack.session_present, "mqtt connected");
+                    let filters = vec![Filter::new(&topics.cmd, QoS::AtLeastOnce), Filter::new(&topics.all_cmd, QoS::AtLeastOnce)];
+                    if let Err(e) = client.try_subscribe_many(filters) {
+                        tracing::error!(error = %e, "mqtt: cannot subscribe");
+                    }
+                    publish(&mut out, &topics.status, true, status(true), None);
+                }
+                Ok(Event::Incoming(Packet::Publish(p))) => {
+                    if p.topic == topics.cmd.as_bytes() || p.topic == topics.all_cmd.as_bytes() {
+                        if work_tx.try_send(p).is_err() {
+                            // Not acknowledged: the broker delivers it again.
+                            dropped_commands += 1;
+                            tracing::warn!(dropped_commands, "mqtt: command queue full; the command will be redelivered");
+                        }
+                    } else {
+                        let _ = client.try_ack(&p);
+                    }
+                }
+                Ok(Event::Outgoing(Outgoing::Publish(_))) => out.sent += 1,
+                Ok(_) => {}
+                Err(e) => {
+                    if connected {
+                        tracing::warn!(error = %e, "mqtt disconnected");
+                    } else {
+                        tracing::debug!(error = %e, "mqtt connect failed");
+                    }
+                    connected = false;
+                    el.pending.clear();
+                    out.reset();
+                    let delay = backoff.next_delay();
+                    tokio::select! {
+                        _ = cancel.cancelled() => break,
+                        _ = tokio::time::sleep(delay) => {}
+                    }
+                }
+            },
+            Some(d) = done_rx.recv() => {
+                let props = PublishProperties { correlation_data: d.correlation, ..Default::default() };
+                if connected {
+                    publish(&mut out, &d.reply_topic, false, d.reply, Some(props));
+                    let _ = client.try_ack(&d.command);
+                }
+            }
+            r = wake.recv() => if let Err(tokio::sync::broadcast::error::RecvError::Closed) = r {
+                wake = deps.audit.subscribe();
+            },
+            _ = status_tick.tick() => if connected {
+                publish(&mut out, &topics.status, true, status(true), None);
+            },
+        }
+        if connected {
+            confirm(&mut out, &el, &deps.store);
+            while out.asked < out.acked + WINDOW {
+                let batch = audit::read(&deps.store, out.asked, (out.acked + WINDOW - out.asked) as usize);
+                if batch.is_empty() {
+                    break;
+                }
+                let mut stop = false;
+                for e in batch {
+                    let seq = e["seq"].as_u64().unwrap_or(0);
+                    if !publish(&mut out, &topics.events, false, serde_json::to_vec(&e).unwrap_or_default(), None) {
+                        stop = true;
+                        break;
+                    }
+                    out.asked = seq;
+                }
+                if stop {
+                    break;
+                }
+            }
+        }
+    }
+    drop(work_tx);
+    worker.abort();
+    if connected {
+        // A clean shutdown says offline itself, before the Last Will would.
+        let _ = client.try_publish(&topics.status, QoS::AtLeastOnce, true, status(false));
+        let _ = client.try_disconnect();
+        let _ = tokio::time::timeout(Duration::from_secs(2), async {
+            loop {
+                match el.poll().await {
+                    Ok(Event::Outgoing(Outgoing::Disconnect)) | Err(_) => break,
+                    Ok(_) => {}
+                }
+            }
+        })
+        .await;
+    }
+    tracing::info!("mqtt stopped");
+}
+
+/// Everything asked for has gone out and nothing is unacknowledged: the
+/// events asked for so far are confirmed.
+fn confirm(out: &mut Outbox, el: &EventLoop, store: &Store) {
+    if out.asked > out.acked && out.sent == out.issued && el.state.inflight() == 0 && el.pending.is_empty() {
+        out.acked = out.asked;
+        let mut b = crate::store::Batch::default();
+        b.put(ACKED.to_vec(), out.acked.to_string().into_bytes());
+        // Unflushed: losing it in a crash only resends some events.
+        if let Err(e) = store.apply_unflushed(b) {
+            tracing::error!(error = %e, "mqtt: cannot record confirmed events");
+        }
+    }
+}
+
+/// The command worker: applies commands one at a time, in arrival order, so
+/// that PUBACKs go out in the order the commands came (as MQTT requires).
+async fn work(mut rx: mpsc::Receiver<Publish>, done: mpsc::Sender<Done>, deps: Deps, default_reply: String) {
+    let replies = Arc::new(Replies::new(deps.store.clone()));
+    while let Some(p) = rx.recv().await {
+        let props = p.properties.clone().unwrap_or_default();
+        let reply_topic = props
+            .response_topic
+            .filter(|t| !t.is_empty() && !t.contains(['+', '#']))
+            .unwrap_or_else(|| default_reply.clone());
+        let reply = handle(&deps, &replies, p.payload.clone()).await;
+        let d = Done {
+            command: p,
+            reply_topic,
+            correlation: props.correlation_data,
+            reply: serde_json::to_vec(&reply).unwrap_or_default(),
+        };
+        if done.send(d).await.is_err() {
+            break;
+        }
+    }
+}
+
+async fn handle(deps: &Deps, replies: &Arc<Replies>, payload: Bytes) -> Value {
+    if payload.len() > MAX_COMMAND_BYTES {
+        tracing::warn!(bytes = payload.len(), "mqtt: oversized command refused");
+    }
+    let cmd = match command::parse(&payload) {
+        Ok(c) => c,
+        Err(reply) => {
+            tracing::warn!(error = %reply["error"]["message"], "mqtt: malformed command");
+            return reply;
+        }
+    };
+    let key = replies::id_key(&cmd.id);
+    if let Some(stored) = key.as_deref().and_then(|k| replies.get(k)) {
+        tracing::info!(op = %cmd.op, "mqtt: repeated command id; sending the stored reply");
+        return stored;
+    }
+    let (svc, ctl, replies) = (deps.svc.clone(), deps.ctl.clone(), replies.clone());
+    tokio::task::spawn_blocking(move || {
+        let reply = command::execute(&svc, ctl.as_ref(), &cmd);
+        if let Some(k) = key {
+            replies.put(&k, &reply);
+        }
+        tracing::info!(op = %cmd.op, ok = reply["ok"] == json!(true), "mqtt command");
+        reply
+    })
+    .await
+    .unwrap_or_else(|e| json!({"ok": false, "error": {"code": "internal", "message": e.to_string()}}))
+}

@@ -1,0 +1,138 @@
+//! Idempotency by command id: a command whose id was seen before is not
+//! applied again; its stored reply is sent again.
+//!
+//! Replies are kept in memory (the newest [`MEMORY`]) and on disk (the newest
+//! [`DISK`]). A reply that carries a secret (a new PIN or QR token) is kept
+//! whole only in memory: on disk its secret is replaced by `null` with
+//! `"redacted": true`, because PINs and tokens are never stored in plaintext.
+//! So a repeat after a restart says the key was made but cannot show it again;
+//! the portal then generates a new one under a new id.
+
+use crate::store::{Batch, Store};
+use serde_json::Value;
+use std::collections::{HashMap, VecDeque};
+use std::sync::Mutex;
+
+/// Replies kept whole in memory.
+pub const MEMORY: usize = 4096;
+/// Replies kept (redacted) on disk.
+pub const DISK: u64 = 50_000;
+
+const REPLY: &[u8] = b"r/";
+const REPLY_ORDER: &[u8] = b"q/";
+const REPLY_SEQ: &[u8] = b"m/reply_seq";
+
+pub struct Replies {
+    store: Store,
+    mem: Mutex<(HashMap<String, Value>, VecDeque<String>)>,
+    seq: Mutex<u64>,
+}
+
+/// The id as a key: `s:` + text or `n:` + number; `None` for no id.
+pub fn id_key(id: &Value) -> Option<String> {
+    match id {
+        Value::String(s) if !s.is_empty() => Some(format!("s:{s}")),
+        Value::Number(n) => Some(format!("n:{n}")),
+        _ => None,
+    }
+}
+
+/// The reply as stored on disk: secrets replaced by null.
+pub fn redact(reply: &Value) -> Value {
+    let mut r = reply.clone();
+    if let Some(result) = r.get_mut("result").and_then(Value::as_object_mut) {
+        let mut redacted = false;
+        for k in ["pin", "token"] {
+            if let Some(v) = result.get_mut(k) {
+                *v = Value::Null;
+                redacted = true;
+            }
+        }
+        if redacted {
+            result.insert("redacted".into(), Value::Bool(true));
+        }
+    }
+    r
+}
+
+impl Replies {
+    pub fn new(store: Store) -> Self {
+        let seq =
+            store.get(REPLY_SEQ).ok().flatten().and_then(|v| String::from_utf8_lossy(&v).parse().ok()).unwrap_or(0);
+        Replies { store, mem: Mutex::new((HashMap::new(), VecDeque::new())), seq: Mutex::new(seq) }
+    }
+
+    /// The stored reply to a command with this id, if any.
+    pub fn get(&self, key: &str) -> Option<Value> {
+        if let Some(v) = self.mem.lock().ok()?.0.get(key) {
+            return Some(v.clone());
+        }
+        let mut k = REPLY.to_vec();
+        k.extend_from_slice(key.as_bytes());
+        self.store.get(&k).ok().flatten().and_then(|v| serde_json::from_slice(&v).ok())
+    }
+
+    /// Remembers the reply to the command with this id.
+    pub fn put(&self, key: &str, reply: &Value) {
+        if let Ok(mut m) = self.mem.lock() {
+            if m.0.insert(key.to_string(), reply.clone()).is_none() {
+                m.1.push_back(key.to_string());
+            }
+            while m.1.len() > MEMORY {
+                if let Some(old) = m.1.pop_front() {
+                    m.0.remove(&old);
+                }
+            }
+        }
+        let Ok(mut seq) = self.seq.lock() else { return };
+        *seq += 1;
+        let mut b = Batch::default();
+        let mut k = REPLY.to_vec();
+        k.extend_from_slice(key.as_bytes());
+        b.put(k.clone(), serde_json::to_vec(&redact(reply)).unwrap_or_default());
+        let mut order = REPLY_ORDER.to_vec();
+        order.extend_from_slice(&seq.to_be_bytes());
+        b.put(order, k);
+        if *seq > DISK {
+            let mut old = REPLY_ORDER.to_vec();
+            old.extend_from_slice(&(*seq - DISK).to_be_bytes());
+            if let Ok(Some(old_key)) = self.store.get(&old) {
+                b.remove(old_key);
+            }
+            b.remove(old);
+        }
+        b.put(REPLY_SEQ.to_vec(), seq.to_string().into_bytes());
+        // Not flushed here: the change itself was flushed before this reply
+        // was made, and a reply lost in a crash only means a redelivered
+        // command runs again, which every op tolerates.
+        if let Err(e) = self.store.apply_unflushed(b) {
+            tracing::error!(error = %e, "storing a reply failed");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn repeats_are_answered_from_memory_then_disk_redacted() {
+        let dir = tempfile::tempdir().unwrap();
+        let reply = json!({"id": "c-1", "ok": true, "result": {"pin": "483920"}});
+        {
+            let r = Replies::new(Store::open(dir.path(), 1 << 20).unwrap());
+            assert_eq!(r.get("s:c-1"), None);
+            r.put("s:c-1", &reply);
+            assert_eq!(r.get("s:c-1"), Some(reply.clone()));
+            r.store.flush().unwrap();
+        }
+        let r = Replies::new(Store::open(dir.path(), 1 << 20).unwrap());
+        let again = r.get("s:c-1").unwrap();
+        assert_eq!(again["result"]["pin"], Value::Null);
+        assert_eq!(again["result"]["redacted"], true);
+        assert!(!again.to_string().contains("483920"));
+        assert_eq!(id_key(&json!(7)).as_deref(), Some("n:7"));
+        assert_eq!(id_key(&json!(null)), None);
+    }
+}

@@ -1,0 +1,181 @@
+//! The MQTT contract against a real Mosquitto on a free port, with a portal
+//! stand-in made of mosquitto_pub and mosquitto_sub.
+
+use porter_tests::{config_text, Broker, Daemon};
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
+
+const P: &str = "porter/test/room-1";
+
+fn start(broker: &Broker, keep_alive_s: u64) -> (tempfile::TempDir, Daemon) {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("porter.toml");
+    let mqtt = format!("\n[mqtt]\nurl = \"{}\"\nkeep_alive_s = {keep_alive_s}\n", broker.url());
+    std::fs::write(&cfg, config_text(dir.path(), 200, false, &mqtt)).unwrap();
+    let sock = dir.path().join("admin.sock");
+    let d = Daemon::start(&cfg, &sock);
+    d.log.wait_for(0, &["mqtt connected"]);
+    (dir, d)
+}
+
+fn cmd(broker: &Broker, id: &str, op: &str, args: Value) {
+    broker.publish(&format!("{P}/cmd"), &json!({"id": id, "op": op, "args": args}).to_string());
+}
+
+fn reply(sub: &porter_tests::Subscriber, id: &str) -> Value {
+    sub.wait_json(0, &format!("{P}/reply"), &format!("reply {id}"), |v| v["id"] == id).1
+}
+
+#[test]
+fn a_portal_stand_in_provisions_and_watches_over_mqtt() {
+    let broker = Broker::start();
+    let sub = broker.subscribe(&format!("{P}/#"), "portal-1");
+    let (_dir, mut d) = start(&broker, 5);
+    sub.wait_json(0, &format!("{P}/status"), "status online", |v| v["state"] == "online");
+
+    cmd(&broker, "c-1", "holder.put", json!({"holder": "courier-ups", "name": "UPS", "role": "courier"}));
+    assert_eq!(reply(&sub, "c-1")["ok"], true);
+    cmd(&broker, "c-2", "pin.generate", json!({"holder": "courier-ups"}));
+    let r = reply(&sub, "c-2");
+    let pin = r["result"]["pin"].as_str().unwrap().to_string();
+    // The same id again: not applied twice, the same reply.
+    let mark = sub.lines.len();
+    cmd(&broker, "c-2", "pin.generate", json!({"holder": "courier-ups"}));
+    let (_, again) = sub.wait_json(mark, &format!("{P}/reply"), "repeated reply", |v| v["id"] == "c-2");
+    assert_eq!(again, r);
+    d.log.wait_for(0, &["repeated command id"]);
+
+    cmd(&broker, "c-3", "holder.put", json!({"holder": "courier-dhl", "role": "courier"}));
+    reply(&sub, "c-3");
+    cmd(&broker, "c-4", "pin.set", json!({"holder": "courier-dhl", "pin": pin}));
+    assert_eq!(reply(&sub, "c-4")["error"]["code"], "duplicate");
+    cmd(&broker, "c-5", "qr.generate", json!({"holder": "courier-dhl"}));
+    assert!(reply(&sub, "c-5")["result"]["token"].is_string());
+    cmd(&broker, "c-6", "card.assign", json!({"holder": "courier-dhl", "uid": "04a1b2c3"}));
+    assert_eq!(reply(&sub, "c-6")["ok"], true);
+    cmd(&broker, "c-7", "pin.deactivate", json!({"holder": "courier-ups"}));
+    assert_eq!(reply(&sub, "c-7")["ok"], true);
+    cmd(&broker, "c-8", "pin.activate", json!({"holder": "courier-ups"}));
+    assert_eq!(reply(&sub, "c-8")["ok"], true);
+    cmd(&broker, "c-9", "holder.get", json!({"holder": "nobody"}));
+    assert_eq!(reply(&sub, "c-9")["error"]["code"], "not_found");
+    cmd(&broker, "c-10", "no.such.op", json!({}));
+    assert_eq!(reply(&sub, "c-10")["error"]["code"], "unsupported");
+    cmd(&broker, "c-11", "pin.generate", json!({"holder": 5}));
+    assert_eq!(reply(&sub, "c-11")["error"]["code"], "invalid");
+
+    // Malformed and oversized commands get typed replies and do not break the session.
+    let mark = sub.lines.len();
+    broker.publish(&format!("{P}/cmd"), "{not json");
+    sub.wait_json(mark, &format!("{P}/reply"), "invalid reply", |v| {
+        v["error"]["code"] == "invalid" && v["id"].is_null()
+    });
+    let big = json!({"id": "c-big", "op": "state.get", "args": {"pad": "x".repeat(300_000)}}).to_string();
+    broker.publish(&format!("{P}/cmd"), &big);
+    assert_eq!(reply(&sub, "c-big")["error"]["code"], "invalid");
+    cmd(&broker, "c-12", "state.get", json!({}));
+    let st = reply(&sub, "c-12");
+    assert_eq!((st["result"]["holders"].as_u64(), st["result"]["cards"].as_u64()), (Some(2), Some(1)));
+    assert!(!d.log.has(0, &["mqtt disconnected"]), "the session dropped");
+
+    // A decision at the door reaches the portal as an event.
+    let mark = sub.lines.len();
+    d.type_line(&format!("{pin}#"));
+    let (_, e) = sub.wait_json(mark, &format!("{P}/events"), "access.granted", |v| v["type"] == "access.granted");
+    assert_eq!(e["holder"], "courier-ups");
+    assert!(e["seq"].as_u64().unwrap() >= 1);
+    assert!(!e.to_string().contains(&pin));
+    d.type_line("card:04a1b2c3");
+    sub.wait_json(mark, &format!("{P}/events"), "card grant", |v| v["type"] == "access.granted" && v["key"] == "card");
+
+    // The fleet topic reaches this controller too.
+    broker.publish("porter/test/all/cmd", &json!({"id": "f-1", "op": "state.get"}).to_string());
+    assert_eq!(reply(&sub, "f-1")["ok"], true);
+
+    // Clean shutdown: the status says offline.
+    let mark = sub.lines.len();
+    assert!(d.stop().0.success());
+    sub.wait_json(mark, &format!("{P}/status"), "status offline", |v| v["state"] == "offline");
+}
+
+#[test]
+fn replies_go_to_the_response_topic_with_the_correlation_data() {
+    let broker = Broker::start();
+    let (_dir, _d) = start(&broker, 5);
+    let out = std::process::Command::new("mosquitto_rr")
+        .args(["-h", "127.0.0.1", "-p", &broker.port.to_string(), "-V", "mqttv5", "-q", "1"])
+        .args(["-t", &format!("{P}/cmd"), "-e", "portal/replies/42", "-W", "10"])
+        .args(["-m", &json!({"id": "rr-1", "op": "state.get"}).to_string()])
+        .output()
+        .expect("mosquitto_rr");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["id"], "rr-1");
+    assert_eq!(v["ok"], true);
+}
+
+#[test]
+fn the_last_will_marks_a_killed_daemon_offline_within_one_and_a_half_keep_alives() {
+    let broker = Broker::start();
+    let sub = broker.subscribe(&format!("{P}/status"), "portal-lw");
+    let (_dir, d) = start(&broker, 5);
+    sub.wait_json(0, &format!("{P}/status"), "status online", |v| v["state"] == "online");
+    let mark = sub.lines.len();
+    let killed = Instant::now();
+    d.kill();
+    sub.wait_json(mark, &format!("{P}/status"), "last will", |v| v == &json!({"state": "offline"}));
+    let took = killed.elapsed();
+    assert!(took <= Duration::from_millis(7_500 + 500), "the Last Will took {took:?}");
+}
+
+#[test]
+fn events_reach_the_portal_across_broker_restarts() {
+    let mut broker = Broker::start();
+    let sub = broker.subscribe(&format!("{P}/events"), "portal-ev");
+    let (_dir, d) = start(&broker, 5);
+    // Events at about 10 per second (door.unlock through the admin socket
+    // records door.unlocked), while the broker is stopped and started.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let producer = {
+        let (sock, stop) = (d.socket.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut n = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                let (code, _) = porter_tests::ctl(&sock, "door.unlock", &["door=main", "ms=100"]);
+                assert_eq!(code, 0);
+                n += 1;
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            n
+        })
+    };
+    for round in 0..4 {
+        std::thread::sleep(Duration::from_millis(700));
+        broker.stop(true);
+        std::thread::sleep(Duration::from_millis(300 + 100 * round));
+        broker.restart();
+        d.log.wait(d.log.len().saturating_sub(50), "reconnect", |l| l.contains("mqtt connected"));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let produced = producer.join().unwrap();
+    assert!(produced >= 20, "only {produced} events produced");
+    // Every seq from 1 to the last produced arrives, duplicates allowed.
+    let last = produced + 1; // device.online is seq 1
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let seen: std::collections::BTreeSet<u64> = sub
+            .lines
+            .all()
+            .iter()
+            .filter_map(|l| l.split_once(' ').and_then(|(_, p)| serde_json::from_str::<Value>(p).ok()))
+            .filter_map(|v| v["seq"].as_u64())
+            .collect();
+        let missing: Vec<u64> = (1..=last).filter(|s| !seen.contains(s)).collect();
+        if missing.is_empty() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "events never delivered: {missing:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
