@@ -6,7 +6,7 @@
 //! `{"id": ..., "ok": false, "error": {"code": "duplicate", "message": "..."}}`.
 
 use super::error::{ErrorCode, OpError};
-use super::keys::{HolderSpec, KeyService};
+use super::keys::{HolderSpec, KeyService, SyncHolder};
 use crate::access::schedule;
 use crate::access::Role;
 use crate::store::records::WindowRecord;
@@ -235,57 +235,115 @@ fn parse_schedule(v: Option<&Value>) -> Result<Vec<WindowRecord>, OpError> {
         .collect()
 }
 
+const HOLDER_ARGS: &[&str] = &["holder", "name", "role", "doors", "valid_from", "valid_until", "schedule", "enabled"];
+const SYNC_HOLDER_ARGS: &[&str] =
+    &["holder", "name", "role", "doors", "valid_from", "valid_until", "schedule", "enabled", "pin", "qr", "cards"];
+/// Holders per `sync.put`.
+pub const SYNC_PUT_MAX: usize = 1000;
+
+/// A key given as its text or as `{"<field>": text, "active": bool}`.
+fn key_arg(v: Option<&Value>, field: &str, what: &str) -> Result<Option<(String, bool)>, OpError> {
+    let bad = || OpError::invalid(format!("`{what}` must be a string or {{\"{field}\": \"...\", \"active\": true}}"));
+    match v {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some((s.clone(), true))),
+        Some(Value::Object(o)) => {
+            let text = o.get(field).and_then(Value::as_str).ok_or_else(bad)?;
+            let active = match o.get("active") {
+                None => true,
+                Some(Value::Bool(b)) => *b,
+                Some(_) => return Err(bad()),
+            };
+            Ok(Some((text.to_string(), active)))
+        }
+        Some(_) => Err(bad()),
+    }
+}
+
+/// One holder of `sync.put`: the fields of `holder.put` plus its keys.
+fn sync_holder(v: &Value, pin_length: usize) -> Result<SyncHolder, OpError> {
+    let Value::Object(m) = v else { return Err(OpError::invalid("each holder is an object")) };
+    let a = Args::new(m, SYNC_HOLDER_ARGS)?;
+    let spec = holder_spec(&a)?;
+    let at = |e: OpError| OpError::new(e.code, format!("holder `{}`: {}", spec.id, e.message));
+    let pin = key_arg(a.get("pin"), "pin", "pin").map_err(at)?;
+    if let Some((p, _)) = &pin {
+        if p.len() != pin_length || !p.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(at(OpError::invalid(format!("a PIN is exactly {pin_length} digits"))));
+        }
+    }
+    let qr = key_arg(a.get("qr"), "token", "qr").map_err(at)?;
+    let cards = match a.get("cards") {
+        None => vec![],
+        Some(Value::Array(cs)) => cs
+            .iter()
+            .map(|c| {
+                let (uid, active) =
+                    key_arg(Some(c), "uid", "cards[]")?.ok_or_else(|| OpError::invalid("a card needs its uid"))?;
+                let uid =
+                    CardUid::parse_hex(&uid).ok_or_else(|| OpError::invalid("a card uid is 1 to 10 bytes of hex"))?;
+                Ok((uid, active))
+            })
+            .collect::<Result<Vec<_>, OpError>>()
+            .map_err(at)?,
+        Some(_) => return Err(at(OpError::invalid("`cards` must be a list"))),
+    };
+    if cards.len() > super::keys::MAX_CARDS {
+        return Err(at(OpError::invalid(format!("a holder has at most {} cards", super::keys::MAX_CARDS))));
+    }
+    Ok(SyncHolder { spec, pin, qr, cards })
+}
+
+/// The holder fields of `holder.put` (and of each holder of `sync.put`).
+fn holder_spec(a: &Args<'_>) -> Result<HolderSpec, OpError> {
+    let id = a.holder()?;
+    let name = a.opt_str("name")?.unwrap_or(id);
+    if name.len() > 128 {
+        return Err(OpError::invalid("`name` is at most 128 bytes"));
+    }
+    let role = a.str("role").and_then(|r| {
+        Role::parse(r).ok_or_else(|| OpError::invalid("`role` must be courier, staff, resident or manager"))
+    })?;
+    let doors = match a.get("doors") {
+        None => None,
+        Some(Value::String(s)) if s == "*" => None,
+        Some(Value::String(s)) => Some(s.split(',').map(|d| d.trim().to_string()).filter(|d| !d.is_empty()).collect()),
+        Some(Value::Array(ds)) => Some(
+            ds.iter()
+                .map(|d| {
+                    d.as_str()
+                        .map(String::from)
+                        .ok_or_else(|| OpError::invalid("`doors` must be \"*\" or a list of door ids"))
+                })
+                .collect::<Result<Vec<_>, _>>()?,
+        ),
+        Some(_) => return Err(OpError::invalid("`doors` must be \"*\" or a list of door ids")),
+    };
+    let valid_from_ms = parse_time("valid_from", a.opt_str("valid_from")?)?;
+    let valid_until_ms = parse_time("valid_until", a.opt_str("valid_until")?)?;
+    if let (Some(f), Some(u)) = (valid_from_ms, valid_until_ms) {
+        if u <= f {
+            return Err(OpError::invalid("`valid_until` must be after `valid_from`"));
+        }
+    }
+    let spec = HolderSpec {
+        id: id.to_string(),
+        name: name.to_string(),
+        role,
+        doors,
+        valid_from_ms,
+        valid_until_ms,
+        schedule: parse_schedule(a.get("schedule"))?,
+        enabled: a.opt_bool("enabled")?.unwrap_or(true),
+    };
+    Ok(spec)
+}
+
 fn dispatch(svc: &KeyService, ctl: &dyn Control, cmd: &Command) -> Result<Value, OpError> {
     let a = &cmd.args;
     let done = || Ok(json!({}));
     match cmd.op.as_str() {
-        "holder.put" => {
-            let a =
-                Args::new(a, &["holder", "name", "role", "doors", "valid_from", "valid_until", "schedule", "enabled"])?;
-            let id = a.holder()?;
-            let name = a.opt_str("name")?.unwrap_or(id);
-            if name.len() > 128 {
-                return Err(OpError::invalid("`name` is at most 128 bytes"));
-            }
-            let role = a.str("role").and_then(|r| {
-                Role::parse(r).ok_or_else(|| OpError::invalid("`role` must be courier, staff, resident or manager"))
-            })?;
-            let doors = match a.get("doors") {
-                None => None,
-                Some(Value::String(s)) if s == "*" => None,
-                Some(Value::String(s)) => {
-                    Some(s.split(',').map(|d| d.trim().to_string()).filter(|d| !d.is_empty()).collect())
-                }
-                Some(Value::Array(ds)) => Some(
-                    ds.iter()
-                        .map(|d| {
-                            d.as_str()
-                                .map(String::from)
-                                .ok_or_else(|| OpError::invalid("`doors` must be \"*\" or a list of door ids"))
-                        })
-                        .collect::<Result<Vec<_>, _>>()?,
-                ),
-                Some(_) => return Err(OpError::invalid("`doors` must be \"*\" or a list of door ids")),
-            };
-            let valid_from_ms = parse_time("valid_from", a.opt_str("valid_from")?)?;
-            let valid_until_ms = parse_time("valid_until", a.opt_str("valid_until")?)?;
-            if let (Some(f), Some(u)) = (valid_from_ms, valid_until_ms) {
-                if u <= f {
-                    return Err(OpError::invalid("`valid_until` must be after `valid_from`"));
-                }
-            }
-            let spec = HolderSpec {
-                id: id.to_string(),
-                name: name.to_string(),
-                role,
-                doors,
-                valid_from_ms,
-                valid_until_ms,
-                schedule: parse_schedule(a.get("schedule"))?,
-                enabled: a.opt_bool("enabled")?.unwrap_or(true),
-            };
-            svc.holder_put(spec)
-        }
+        "holder.put" => svc.holder_put(holder_spec(&Args::new(a, HOLDER_ARGS)?)?),
         "holder.get" => svc.holder_get(Args::new(a, &["holder"])?.holder()?),
         "holder.list" => {
             let a = Args::new(a, &["role", "after", "limit"])?;
@@ -338,10 +396,26 @@ fn dispatch(svc: &KeyService, ctl: &dyn Control, cmd: &Command) -> Result<Value,
             ErrorCode::Unsupported,
             "enroll.start is not available in this version: enrolment at the room comes with the package-room flows",
         )),
-        "sync.begin" | "sync.put" | "sync.commit" => Err(OpError::new(
-            ErrorCode::Unsupported,
-            format!("{} is not available in this version: full sync comes with MQTT provisioning", cmd.op),
-        )),
+        "sync.begin" => {
+            let a = Args::new(a, &["generation"])?;
+            let g = a.opt_u64("generation")?.ok_or_else(|| OpError::invalid("missing argument `generation`"))?;
+            svc.sync_begin(g)
+        }
+        "sync.put" => {
+            let a = Args::new(a, &["holders"])?;
+            let Some(Value::Array(hs)) = a.get("holders") else {
+                return Err(OpError::invalid("`holders` must be a list of holders"));
+            };
+            if hs.len() > SYNC_PUT_MAX {
+                return Err(OpError::invalid(format!("at most {SYNC_PUT_MAX} holders per sync.put")));
+            }
+            let hs = hs.iter().map(|h| sync_holder(h, svc.pin_length())).collect::<Result<Vec<_>, _>>()?;
+            svc.sync_put(hs)
+        }
+        "sync.commit" => {
+            Args::new(a, &[])?;
+            svc.sync_commit()
+        }
         other => {
             Err(OpError::new(ErrorCode::Unsupported, format!("unknown op `{other}`; ops are: {}", OPS.join(", "))))
         }

@@ -8,13 +8,14 @@
 
 use super::error::OpError;
 use crate::access::{FlatMap, KeyEntry, KeyHash, KeyKind, Role, Snapshot};
-use crate::store::records::{self, CardRecord, HolderRecord, KeyRecord, WindowRecord};
+use crate::store::records::{self, CardRecord, HolderRecord, KeyRecord, Space, WindowRecord};
 use crate::store::secret::KeyHasher;
 use crate::store::{Batch, Store};
 use arc_swap::ArcSwap;
 use base64::Engine;
 use porter_drivers::CardUid;
 use sha2::Digest;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// The most key cards one holder may have.
@@ -51,6 +52,22 @@ impl HolderSpec {
     }
 }
 
+/// One holder of a full sync, with its keys in plaintext (hashed on arrival).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyncHolder {
+    pub spec: HolderSpec,
+    pub pin: Option<(String, bool)>,
+    pub qr: Option<(String, bool)>,
+    pub cards: Vec<(CardUid, bool)>,
+}
+
+/// An open sync, as kept in the store.
+#[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize)]
+struct SyncState {
+    generation: u64,
+    holders: u64,
+}
+
 /// Counts and digest for `state.get`.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct StateView {
@@ -69,6 +86,8 @@ pub struct KeyService {
     doors: Vec<String>,
     pin_length: usize,
     write: Mutex<()>,
+    /// The live space (`records::Space`), flipped by a sync commit.
+    space: AtomicU8,
 }
 
 fn now_ms() -> i64 {
@@ -92,6 +111,7 @@ pub fn is_trivial(pin: &[u8]) -> bool {
 impl KeyService {
     /// Opens the service over `store` and builds the live snapshot from it.
     pub fn open(store: Store, hasher: KeyHasher, doors: Vec<String>, pin_length: usize) -> Result<Self, OpError> {
+        let store_for_space = store.clone();
         let svc = KeyService {
             store,
             hasher,
@@ -99,16 +119,29 @@ impl KeyService {
             doors,
             pin_length,
             write: Mutex::new(()),
+            space: AtomicU8::new(records::active_space(&store_for_space).0),
         };
+        svc.reload()?;
+        Ok(svc)
+    }
+
+    /// The live space.
+    fn space(&self) -> Space {
+        Space(self.space.load(Ordering::SeqCst))
+    }
+
+    /// Rebuilds the live snapshot from the live space, in one go.
+    fn reload(&self) -> Result<(), OpError> {
         let mut flat = FlatMap::default();
-        for r in svc.store.scan(records::HOLDER) {
+        for r in self.store.scan(&self.space().holders()) {
             let (_, v) = r?;
             let rec: HolderRecord =
                 serde_json::from_slice(&v).map_err(|e| OpError::internal(format!("corrupt holder record: {e}")))?;
-            flat.extend(svc.entries(&rec));
+            flat.extend(self.entries(&rec));
         }
-        svc.live.store(Arc::new(Snapshot::from_flat(flat)));
-        Ok(svc)
+        flat.shrink_to_fit();
+        self.live.store(Arc::new(Snapshot::from_flat(flat)));
+        Ok(())
     }
 
     /// The live snapshot the decision loop reads.
@@ -135,7 +168,7 @@ impl KeyService {
     }
 
     fn load(&self, id: &str) -> Result<Option<HolderRecord>, OpError> {
-        match self.store.get(&records::holder_key(id))? {
+        match self.store.get(&records::holder_key(self.space(), id))? {
             None => Ok(None),
             Some(v) => serde_json::from_slice(&v)
                 .map(Some)
@@ -144,7 +177,7 @@ impl KeyService {
     }
 
     fn owner_of(&self, h: &KeyHash) -> Result<Option<String>, OpError> {
-        Ok(self.store.get(&records::key_key(h))?.map(|v| String::from_utf8_lossy(&v).into_owned()))
+        Ok(self.store.get(&records::key_key(self.space(), h))?.map(|v| String::from_utf8_lossy(&v).into_owned()))
     }
 
     fn is_tombstoned(&self, h: &KeyHash) -> Result<bool, OpError> {
@@ -154,24 +187,25 @@ impl KeyService {
     /// Writes the change from `old` to `new` (either may be absent) plus
     /// `batch` atomically, flushes, then swaps the live snapshot.
     fn commit(&self, old: Option<&HolderRecord>, new: Option<&HolderRecord>, mut batch: Batch) -> Result<(), OpError> {
+        let space = self.space();
         let old_keys = old.map(|o| o.keys()).unwrap_or_default();
         let new_keys = new.map(|n| n.keys()).unwrap_or_default();
         for (h, ..) in &old_keys {
             if !new_keys.iter().any(|(n, ..)| n == h) {
-                batch.remove(records::key_key(h));
+                batch.remove(records::key_key(space, h));
             }
         }
         match (old, new) {
             (_, Some(n)) => {
                 for (h, ..) in &new_keys {
-                    batch.put(records::key_key(h), n.id.as_bytes().to_vec());
+                    batch.put(records::key_key(space, h), n.id.as_bytes().to_vec());
                 }
                 batch.put(
-                    records::holder_key(&n.id),
+                    records::holder_key(space, &n.id),
                     serde_json::to_vec(n).map_err(|e| OpError::internal(e.to_string()))?,
                 );
             }
-            (Some(o), None) => batch.remove(records::holder_key(&o.id)),
+            (Some(o), None) => batch.remove(records::holder_key(space, &o.id)),
             (None, None) => {}
         }
         self.store.apply(batch)?;
@@ -246,10 +280,11 @@ impl KeyService {
         after: Option<&str>,
         limit: usize,
     ) -> Result<serde_json::Value, OpError> {
-        let start = records::holder_key(after.unwrap_or(""));
+        let space = self.space();
+        let start = records::holder_key(space, after.unwrap_or(""));
         let iter: Box<dyn Iterator<Item = _>> = match after {
-            Some(_) => Box::new(self.store.scan_after(records::HOLDER, &start)),
-            None => Box::new(self.store.scan(records::HOLDER)),
+            Some(_) => Box::new(self.store.scan_after(&space.holders(), &start)),
+            None => Box::new(self.store.scan(&space.holders())),
         };
         let mut out = Vec::new();
         let mut next = None;
@@ -434,15 +469,188 @@ impl KeyService {
         Ok(owner)
     }
 
+    // ---- full sync ----
+
+    /// `sync.begin`: opens a full replace at `generation` (which must be newer
+    /// than the live one). The set is staged in the space that is not live,
+    /// cleared first; the live set keeps deciding until the commit.
+    pub fn sync_begin(&self, generation: u64) -> Result<serde_json::Value, OpError> {
+        let _w = self.write.lock().map_err(|_| OpError::internal("writer lock poisoned"))?;
+        let live = self.generation()?;
+        if generation <= live {
+            return Err(OpError::new(
+                super::error::ErrorCode::Stale,
+                format!("generation {generation} is not newer than the live generation {live}"),
+            ));
+        }
+        let staging = self.space().other();
+        self.clear_space(staging)?;
+        let mut b = Batch::default();
+        b.put(records::SYNC.to_vec(), serde_json::to_vec(&SyncState { generation, holders: 0 }).unwrap_or_default());
+        self.store.apply(b)?;
+        Ok(serde_json::json!({"generation": generation}))
+    }
+
+    /// Deletes every holder and key of `space`, in bounded batches.
+    fn clear_space(&self, space: Space) -> Result<(), OpError> {
+        for prefix in [space.holders(), space.keys()] {
+            loop {
+                let mut b = Batch::default();
+                for r in self.store.scan(&prefix).take(1000) {
+                    b.remove(r?.0);
+                }
+                if b.is_empty() {
+                    break;
+                }
+                self.store.apply_unflushed(b)?;
+            }
+        }
+        self.store.flush()?;
+        Ok(())
+    }
+
+    fn open_sync(&self) -> Result<SyncState, OpError> {
+        self.store
+            .get(records::SYNC)?
+            .and_then(|v| serde_json::from_slice(&v).ok())
+            .ok_or_else(|| OpError::invalid("no sync is open: send sync.begin first"))
+    }
+
+    /// `sync.put`: stages holders with their keys (plaintext in, keyed hashes
+    /// stored). A holder staged twice is replaced; a key staged for two
+    /// holders, or a deleted PIN, is refused as `duplicate`.
+    pub fn sync_put(&self, holders: Vec<SyncHolder>) -> Result<serde_json::Value, OpError> {
+        let _w = self.write.lock().map_err(|_| OpError::internal("writer lock poisoned"))?;
+        let mut state = self.open_sync()?;
+        let staging = self.space().other();
+        let mut batch = Batch::default();
+        // Keys staged by this very call, so duplicates inside it are caught too.
+        let mut claimed: std::collections::HashMap<KeyHash, String> = std::collections::HashMap::new();
+        let now = now_ms();
+        for h in holders {
+            let old: Option<HolderRecord> = self
+                .store
+                .get(&records::holder_key(staging, &h.spec.id))?
+                .and_then(|v| serde_json::from_slice(&v).ok());
+            let mut rec = HolderRecord {
+                id: h.spec.id.clone(),
+                name: h.spec.name,
+                role: h.spec.role,
+                doors: h.spec.doors,
+                valid_from_ms: h.spec.valid_from_ms,
+                valid_until_ms: h.spec.valid_until_ms,
+                schedule: h.spec.schedule,
+                enabled: h.spec.enabled,
+                pin: None,
+                qr: None,
+                cards: vec![],
+                created_ms: now,
+                updated_ms: now,
+            };
+            let mut claim = |kind: KeyKind, value: &[u8], what: &str| -> Result<KeyHash, OpError> {
+                let hash = self.hasher.hash(kind, value);
+                let staged_owner = self
+                    .store
+                    .get(&records::key_key(staging, &hash))?
+                    .map(|v| String::from_utf8_lossy(&v).into_owned());
+                let other = claimed.get(&hash).cloned().or(staged_owner).filter(|o| *o != rec.id);
+                if let Some(o) = other {
+                    return Err(OpError::duplicate(format!("{what} of `{}` is also given to `{o}`", rec.id)));
+                }
+                if kind == KeyKind::Pin && self.is_tombstoned(&hash)? {
+                    return Err(OpError::duplicate(format!(
+                        "the PIN of `{}` was used before and deleted; a deleted PIN is never reused",
+                        rec.id
+                    )));
+                }
+                claimed.insert(hash, rec.id.clone());
+                Ok(hash)
+            };
+            if let Some((pin, active)) = &h.pin {
+                let hash = claim(KeyKind::Pin, pin.as_bytes(), "the PIN")?;
+                rec.pin = Some(KeyRecord { hash: hex::encode(hash.0), active: *active, created_ms: now });
+            }
+            if let Some((token, active)) = &h.qr {
+                let hash = claim(KeyKind::Qr, token.as_bytes(), "the QR token")?;
+                rec.qr = Some(KeyRecord { hash: hex::encode(hash.0), active: *active, created_ms: now });
+            }
+            for (uid, active) in &h.cards {
+                let hash = claim(KeyKind::Card, uid.as_bytes(), "a card")?;
+                let hex_uid = uid.to_hex();
+                rec.cards.push(CardRecord {
+                    hash: hex::encode(hash.0),
+                    hint: hex_uid[hex_uid.len().saturating_sub(4)..].to_string(),
+                    active: *active,
+                    created_ms: now,
+                });
+            }
+            if let Some(o) = &old {
+                for (k, ..) in o.keys() {
+                    batch.remove(records::key_key(staging, &k));
+                }
+            } else {
+                state.holders += 1;
+            }
+            for (k, ..) in rec.keys() {
+                batch.put(records::key_key(staging, &k), rec.id.as_bytes().to_vec());
+            }
+            batch.put(
+                records::holder_key(staging, &rec.id),
+                serde_json::to_vec(&rec).map_err(|e| OpError::internal(e.to_string()))?,
+            );
+        }
+        batch.put(records::SYNC.to_vec(), serde_json::to_vec(&state).unwrap_or_default());
+        self.store.apply(batch)?;
+        Ok(serde_json::json!({"staged": state.holders}))
+    }
+
+    /// `sync.commit`: makes the staged set live in one atomic step.
+    pub fn sync_commit(&self) -> Result<serde_json::Value, OpError> {
+        let _w = self.write.lock().map_err(|_| OpError::internal("writer lock poisoned"))?;
+        let state = self.open_sync()?;
+        let (live, staging) = (self.space(), self.space().other());
+        // PINs of the live set that the new set drops become tombstones. They
+        // are written before the flip: a tombstone for a PIN still live is
+        // harmless, a missing one would let a dropped PIN come back.
+        let mut b = Batch::default();
+        for r in self.store.scan(&live.holders()) {
+            let rec: HolderRecord = serde_json::from_slice(&r?.1).map_err(|e| OpError::internal(e.to_string()))?;
+            if let Some(h) = rec.pin.as_ref().and_then(|p| records::hash_from_hex(&p.hash)) {
+                if self.store.get(&records::key_key(staging, &h))?.is_none() {
+                    b.put(records::tombstone_key(&h), now_ms().to_string().into_bytes());
+                }
+            }
+            if b.len() >= 1000 {
+                self.store.apply_unflushed(std::mem::take(&mut b))?;
+            }
+        }
+        b.put(records::ACTIVE.to_vec(), staging.as_str().as_bytes().to_vec());
+        b.put(records::GENERATION.to_vec(), state.generation.to_string().into_bytes());
+        b.remove(records::SYNC.to_vec());
+        self.store.apply(b)?;
+        self.space.store(staging.0, Ordering::SeqCst);
+        self.reload()?;
+        let s = self.state_unlocked()?;
+        Ok(serde_json::to_value(s).map_err(|e| OpError::internal(e.to_string()))?)
+    }
+
+    fn generation(&self) -> Result<u64, OpError> {
+        Ok(self.store.get(records::GENERATION)?.and_then(|v| String::from_utf8_lossy(&v).parse().ok()).unwrap_or(0))
+    }
+
     // ---- state ----
 
     /// Counts and the digest described in docs/ops.md.
     pub fn state(&self) -> Result<StateView, OpError> {
+        self.state_unlocked()
+    }
+
+    fn state_unlocked(&self) -> Result<StateView, OpError> {
         let generation =
             self.store.get(records::GENERATION)?.and_then(|v| String::from_utf8_lossy(&v).parse().ok()).unwrap_or(0);
         let mut s = StateView { generation, holders: 0, pins: 0, qr: 0, cards: 0, digest: String::new() };
         let mut digest = sha2::Sha256::new();
-        for r in self.store.scan(records::HOLDER) {
+        for r in self.store.scan(&self.space().holders()) {
             let (_, v) = r?;
             let rec: HolderRecord = serde_json::from_slice(&v).map_err(|e| OpError::internal(e.to_string()))?;
             s.holders += 1;

@@ -146,7 +146,10 @@ pub async fn run_with_clock(
         .map_err(|err| StartError::Store { dir: store_dir.display().to_string(), err })?;
     // A new secret would silently invalidate every stored key: make one only
     // for a store that holds none.
-    let empty = store.scan(crate::store::records::KEY).next().is_none();
+    let empty = {
+        use crate::store::records::Space;
+        [Space::A, Space::B].iter().all(|s| store.scan(&s.keys()).next().is_none())
+    };
     let secret = secret::load_or_create(&cfg.secret_file, empty)?;
     let hasher = secret::KeyHasher::new(&secret);
     drop(secret);

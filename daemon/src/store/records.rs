@@ -2,12 +2,17 @@
 //!
 //! | prefix | key | value |
 //! | --- | --- | --- |
-//! | `m/` | `schema`, `generation`, `seq` | text |
-//! | `h/` | holder id | [`HolderRecord`] as JSON |
-//! | `k/` | 32-byte keyed hash | holder id: the lookup and duplicate index |
+//! | `m/` | `schema`, `generation`, `seq`, `active`, `sync`, ... | text |
+//! | `h/<space>/` | holder id | [`HolderRecord`] as JSON |
+//! | `k/<space>/` | 32-byte keyed hash | holder id: the lookup and duplicate index |
 //! | `t/` | 32-byte keyed hash of a deleted PIN | deletion time: a tombstone |
 //! | `l/` | device id | lockout state as JSON |
 //! | `a/` | seq, 8 bytes big-endian | audit event as JSON |
+//!
+//! Holders and their key index live in one of two spaces, `a` and `b`;
+//! `m/active` names the live one. A full sync stages the new set in the other
+//! space and commits by flipping `m/active` in one small batch, so a crash or
+//! a lost broker in the middle leaves the old set fully in force.
 //!
 //! Keys are never stored in plaintext: a record keeps the hex of the keyed
 //! hash, and a card keeps only a four-hex-digit hint for people to recognise it.
@@ -16,8 +21,48 @@ use crate::access::schedule::{self, Window};
 use crate::access::{DoorSet, Holder, KeyHash, KeyKind, Role};
 use serde::{Deserialize, Serialize};
 
-pub const HOLDER: &[u8] = b"h/";
-pub const KEY: &[u8] = b"k/";
+/// One of the two spaces holders and keys live in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Space(pub u8);
+
+impl Space {
+    pub const A: Space = Space(b'a');
+    pub const B: Space = Space(b'b');
+
+    pub fn other(self) -> Space {
+        if self == Space::A {
+            Space::B
+        } else {
+            Space::A
+        }
+    }
+    /// The prefix of holder records in this space.
+    pub fn holders(self) -> Vec<u8> {
+        vec![b'h', b'/', self.0, b'/']
+    }
+    /// The prefix of the key index in this space.
+    pub fn keys(self) -> Vec<u8> {
+        vec![b'k', b'/', self.0, b'/']
+    }
+    pub fn as_str(self) -> &'static str {
+        if self == Space::A {
+            "a"
+        } else {
+            "b"
+        }
+    }
+}
+
+/// The live space, as recorded in the store (`a` when never set).
+pub fn active_space(store: &crate::store::Store) -> Space {
+    match store.get(ACTIVE).ok().flatten().as_deref() {
+        Some(b"b") => Space::B,
+        _ => Space::A,
+    }
+}
+
+pub const ACTIVE: &[u8] = b"m/active";
+pub const SYNC: &[u8] = b"m/sync";
 pub const TOMBSTONE: &[u8] = b"t/";
 pub const LOCKOUT: &[u8] = b"l/";
 pub const AUDIT: &[u8] = b"a/";
@@ -31,11 +76,11 @@ pub fn prefixed(prefix: &[u8], rest: &[u8]) -> Vec<u8> {
     k
 }
 
-pub fn holder_key(id: &str) -> Vec<u8> {
-    prefixed(HOLDER, id.as_bytes())
+pub fn holder_key(space: Space, id: &str) -> Vec<u8> {
+    prefixed(&space.holders(), id.as_bytes())
 }
-pub fn key_key(h: &KeyHash) -> Vec<u8> {
-    prefixed(KEY, &h.0)
+pub fn key_key(space: Space, h: &KeyHash) -> Vec<u8> {
+    prefixed(&space.keys(), &h.0)
 }
 pub fn tombstone_key(h: &KeyHash) -> Vec<u8> {
     prefixed(TOMBSTONE, &h.0)

@@ -2,6 +2,7 @@ use super::*;
 use crate::access::{decide, schedule::LocalTime, Reason, Request};
 use crate::provision::ErrorCode;
 use crate::store::secret::KeyHasher;
+use porter_drivers::CardUid;
 
 fn svc() -> KeyService {
     KeyService::open(
@@ -170,4 +171,73 @@ fn survives_reopen() {
     };
     let s = open();
     assert_eq!(try_key(&s, KeyKind::Pin, &pin), None);
+}
+
+fn sync_holder(id: &str, pin: Option<&str>, card: Option<&str>) -> SyncHolder {
+    SyncHolder {
+        spec: spec(id),
+        pin: pin.map(|p| (p.to_string(), true)),
+        qr: None,
+        cards: card.map(|c| vec![(CardUid::parse_hex(c).unwrap(), true)]).unwrap_or_default(),
+    }
+}
+
+#[test]
+fn a_full_sync_replaces_the_set_atomically() {
+    let dir = tempfile::tempdir().unwrap();
+    let open = || {
+        KeyService::open(
+            Store::open(dir.path(), 1 << 20).unwrap(),
+            KeyHasher::new(b"test-secret-0123"),
+            vec!["main".into()],
+            6,
+        )
+        .unwrap()
+    };
+    {
+        let s = open();
+        s.holder_put(spec("old")).unwrap();
+        s.pin_set("old", "483920").unwrap();
+        assert_eq!(s.sync_put(vec![]).unwrap_err().code, ErrorCode::Invalid, "no sync open");
+        s.sync_begin(5).unwrap();
+        s.sync_put(vec![sync_holder("new-1", Some("502817"), Some("04a1b2c3")), sync_holder("new-2", None, None)])
+            .unwrap();
+        // Staged only: the old set still decides, the new one does not yet.
+        assert_eq!(try_key(&s, KeyKind::Pin, "483920"), None);
+        assert_eq!(try_key(&s, KeyKind::Pin, "502817"), Some(Reason::Unknown));
+        assert_eq!(s.state().unwrap().holders, 1);
+        // The daemon dies here: nothing committed.
+    }
+    {
+        let s = open();
+        assert_eq!(try_key(&s, KeyKind::Pin, "483920"), None, "the old set is fully in force");
+        assert_eq!(s.state().unwrap().generation, 0);
+        // The sync can go on after the restart, and duplicates are refused.
+        let dup = s.sync_put(vec![sync_holder("new-3", Some("502817"), None)]).unwrap_err();
+        assert_eq!(dup.code, ErrorCode::Duplicate, "{dup:?}");
+        let dup = s.sync_put(vec![sync_holder("x", None, Some("04a1b2c3"))]).unwrap_err();
+        assert_eq!(dup.code, ErrorCode::Duplicate);
+        let r = s.sync_commit().unwrap();
+        assert_eq!(r["generation"], 5);
+        assert_eq!(r["holders"], 2);
+        assert_eq!(try_key(&s, KeyKind::Pin, "502817"), None);
+        assert_eq!(try_key(&s, KeyKind::Card, [0x04, 0xa1, 0xb2, 0xc3]), None);
+        assert_eq!(try_key(&s, KeyKind::Pin, "483920"), Some(Reason::Unknown));
+        assert!(s.holder_get("old").is_err());
+        // The dropped PIN is retired for good; older generations are stale.
+        s.holder_put(spec("again")).unwrap();
+        assert_eq!(s.pin_set("again", "483920").unwrap_err().code, ErrorCode::Duplicate);
+        assert_eq!(s.sync_begin(5).unwrap_err().code, ErrorCode::Stale);
+        assert_eq!(s.sync_commit().unwrap_err().code, ErrorCode::Invalid, "the sync is closed");
+    }
+    let s = open();
+    assert_eq!(s.state().unwrap().generation, 5);
+    assert_eq!(try_key(&s, KeyKind::Pin, "502817"), None, "the new set survives a restart");
+    // A second sync stages in the other space and flips back.
+    s.sync_begin(6).unwrap();
+    s.sync_put(vec![sync_holder("only", Some("730194"), None)]).unwrap();
+    s.sync_commit().unwrap();
+    assert_eq!(s.state().unwrap().holders, 1);
+    assert_eq!(try_key(&s, KeyKind::Pin, "730194"), None);
+    assert_eq!(try_key(&s, KeyKind::Pin, "502817"), Some(Reason::Unknown));
 }
