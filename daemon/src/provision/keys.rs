@@ -631,7 +631,7 @@ impl KeyService {
         self.space.store(staging.0, Ordering::SeqCst);
         self.reload()?;
         let s = self.state_unlocked()?;
-        Ok(serde_json::to_value(s).map_err(|e| OpError::internal(e.to_string()))?)
+        serde_json::to_value(s).map_err(|e| OpError::internal(e.to_string()))
     }
 
     fn generation(&self) -> Result<u64, OpError> {
