@@ -9,13 +9,18 @@ const P: &str = "porter/test/room-1";
 
 fn start(broker: &Broker, keep_alive_s: u64) -> (tempfile::TempDir, Daemon) {
     let dir = tempfile::tempdir().unwrap();
+    let d = start_in(&dir, broker, keep_alive_s);
+    (dir, d)
+}
+
+/// Starts porterd with its config and data in `dir` (again, after a kill).
+fn start_in(dir: &tempfile::TempDir, broker: &Broker, keep_alive_s: u64) -> Daemon {
     let cfg = dir.path().join("porter.toml");
     let mqtt = format!("\n[mqtt]\nurl = \"{}\"\nkeep_alive_s = {keep_alive_s}\n", broker.url());
     std::fs::write(&cfg, config_text(dir.path(), 200, false, &mqtt)).unwrap();
-    let sock = dir.path().join("admin.sock");
-    let d = Daemon::start(&cfg, &sock);
+    let d = Daemon::start(&cfg, &dir.path().join("admin.sock"));
     d.log.wait_for(0, &["mqtt connected"]);
-    (dir, d)
+    d
 }
 
 fn cmd(broker: &Broker, id: &str, op: &str, args: Value) {
@@ -177,5 +182,132 @@ fn events_reach_the_portal_across_broker_restarts() {
         }
         assert!(Instant::now() < deadline, "events never delivered: {missing:?}");
         std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn a_sync_cut_short_by_a_crash_leaves_the_old_set_in_force() {
+    let broker = Broker::start();
+    let sub = broker.subscribe(&format!("{P}/reply"), "portal-sync");
+    let dir = tempfile::tempdir().unwrap();
+    let d = start_in(&dir, &broker, 5);
+    cmd(&broker, "s-1", "holder.put", json!({"holder": "old", "role": "courier"}));
+    reply(&sub, "s-1");
+    cmd(&broker, "s-2", "pin.set", json!({"holder": "old", "pin": "483920"}));
+    assert_eq!(reply(&sub, "s-2")["ok"], true);
+    cmd(&broker, "s-3", "sync.begin", json!({"generation": 7}));
+    assert_eq!(reply(&sub, "s-3")["ok"], true);
+    let holders = json!([{"holder": "new", "role": "courier", "pin": "502817", "cards": ["04a1b2c3"]}]);
+    cmd(&broker, "s-4", "sync.put", json!({"holders": holders}));
+    assert_eq!(reply(&sub, "s-4")["result"]["staged"], 1);
+    d.kill();
+
+    let mut d = start_in(&dir, &broker, 5);
+    let mark = d.log.len();
+    d.type_line("483920#");
+    d.log.wait_for(mark, &["access granted", "holder=\"old\""]);
+    d.type_line("502817#");
+    d.log.wait_for(mark, &["access denied", "reason=\"unknown\""]);
+
+    // The portal starts the sync again and commits it.
+    cmd(&broker, "s-5", "sync.begin", json!({"generation": 7}));
+    assert_eq!(reply(&sub, "s-5")["ok"], true);
+    cmd(&broker, "s-6", "sync.put", json!({"holders": holders}));
+    assert_eq!(reply(&sub, "s-6")["ok"], true);
+    cmd(&broker, "s-7", "sync.commit", json!({}));
+    let r = reply(&sub, "s-7");
+    assert_eq!((r["result"]["generation"].as_u64(), r["result"]["holders"].as_u64()), (Some(7), Some(1)), "{r}");
+    let mark = d.log.len();
+    d.type_line("502817#");
+    d.log.wait_for(mark, &["access granted", "holder=\"new\""]);
+    d.type_line("card:04a1b2c3");
+    d.log.wait_for(mark, &["access granted", "key=\"card\""]);
+    d.type_line("483920#");
+    d.log.wait_for(mark, &["access denied", "reason=\"unknown\""]);
+    cmd(&broker, "s-8", "sync.begin", json!({"generation": 7}));
+    assert_eq!(reply(&sub, "s-8")["error"]["code"], "stale");
+}
+
+#[test]
+fn commands_acknowledged_ok_survive_sigkill_at_random_points() {
+    let broker = Broker::start();
+    let sub = broker.subscribe(&format!("{P}/reply"), "portal-kill");
+    let dir = tempfile::tempdir().unwrap();
+    let mut d = Some(start_in(&dir, &broker, 5));
+    // 500 commands through one mosquitto_pub, one message per line.
+    let lines: String =
+        (0..500).map(|i| json!({"id": format!("k-{i}"), "op": "holder.put", "args": {"holder": format!("h{i:03}"), "role": "courier"}}).to_string() + "\n").collect();
+    let port = broker.port.to_string();
+    // mosquitto_pub -l may drop its last messages when its input closes, so
+    // the input stays open until every command has been answered.
+    let (finish, finished) = std::sync::mpsc::channel::<()>();
+    let publisher = std::thread::spawn(move || {
+        use std::io::Write;
+        let mut c = std::process::Command::new("mosquitto_pub")
+            .args(["-h", "127.0.0.1", "-p", &port, "-V", "mqttv5", "-q", "1", "-t", &format!("{P}/cmd"), "-l"])
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = c.stdin.take().unwrap();
+        for chunk in lines.lines().collect::<Vec<_>>().chunks(50) {
+            for l in chunk {
+                writeln!(stdin, "{l}").unwrap();
+            }
+            std::thread::sleep(Duration::from_millis(40));
+        }
+        let _ = finished.recv();
+        drop(stdin);
+        assert!(c.wait().unwrap().success());
+    });
+    // Kill the daemon whenever some more replies have arrived, then restart it.
+    let mut seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64 | 1;
+    eprintln!("seed {seed}");
+    for _ in 0..4 {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let target = sub.lines.len() + 20 + (seed % 60) as usize;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while sub.lines.len() < target && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        std::thread::sleep(Duration::from_micros(seed % 5000));
+        d.take().unwrap().kill();
+        d = Some(start_in(&dir, &broker, 5));
+    }
+    // Wait until every command has been answered at least once.
+    let ok_ids = || -> std::collections::BTreeSet<String> {
+        sub.lines
+            .all()
+            .iter()
+            .filter_map(|l| l.split_once(' ').and_then(|(_, p)| serde_json::from_str::<Value>(p).ok()))
+            .filter(|v| v["ok"] == true)
+            .filter_map(|v| v["id"].as_str().map(String::from))
+            .collect()
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while ok_ids().len() < 500 {
+        if Instant::now() > deadline {
+            let ok = ok_ids();
+            let missing: Vec<usize> = (0..500).filter(|i| !ok.contains(&format!("k-{i}"))).collect();
+            panic!(
+                "only {} of 500 commands answered; missing {missing:?}; daemon log:\n{}",
+                ok.len(),
+                d.as_ref().unwrap().log.all().join("\n")
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    finish.send(()).unwrap();
+    publisher.join().unwrap();
+    // Every command answered ok is in the store after all those kills.
+    let d = d.unwrap();
+    let (code, v) = d.ctl("holder.list", &["limit=1000"]);
+    assert_eq!(code, 0, "{v}");
+    let have: std::collections::BTreeSet<String> =
+        v["result"]["holders"].as_array().unwrap().iter().map(|h| h["holder"].as_str().unwrap().to_string()).collect();
+    for id in ok_ids() {
+        let n: usize = id[2..].parse().unwrap();
+        assert!(have.contains(&format!("h{n:03}")), "{id} was acknowledged ok but h{n:03} is missing");
     }
 }

@@ -40,6 +40,15 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+/// Commands the broker may have outstanding with us (MQTT v5 Receive
+/// Maximum). Commands are acknowledged only once applied. Brokers do not all
+/// honour it when a session resumes (Mosquitto 2.0 sends the whole queue), so
+/// commands beyond the worker's queue wait in a backlog, bounded by bytes.
+pub const RECEIVE_MAXIMUM: u16 = 32;
+/// Bytes of commands waiting at most; beyond it a command is dropped
+/// unacknowledged (and redelivered by the broker after a reconnect).
+const BACKLOG_BYTES: usize = 64 << 20;
+
 /// Events asked for but not yet confirmed, at most.
 const WINDOW: u64 = 64;
 /// How often the retained status is refreshed.
@@ -152,6 +161,7 @@ pub fn options(cfg: &MqttConfig, topics: &Topics) -> Result<MqttOptions, SetupEr
         o.set_session_expiry_interval(Some(cfg.session_expiry_s));
     }
     o.set_manual_acks(true);
+    o.set_receive_maximum(Some(RECEIVE_MAXIMUM));
     o.set_max_packet_size(Some(cfg.max_packet_bytes));
     o.set_last_will(LastWill::new(&topics.status, r#"{"state":"offline"}"#, QoS::AtLeastOnce, true, None));
     let mut net = rumqttc::NetworkOptions::new();
@@ -206,7 +216,9 @@ impl Outbox {
 /// Runs the MQTT session until `cancel` fires.
 pub async fn run(opts: MqttOptions, topics: Topics, deps: Deps, cancel: CancellationToken) {
     let (client, mut el) = AsyncClient::new(opts, 1024);
-    let (work_tx, work_rx) = mpsc::channel::<Publish>(256);
+    let (work_tx, work_rx) = mpsc::channel::<Publish>(RECEIVE_MAXIMUM as usize);
+    let mut backlog: std::collections::VecDeque<Publish> = Default::default();
+    let mut backlog_bytes = 0usize;
     let (done_tx, mut done_rx) = mpsc::channel::<Done>(256);
     let worker = tokio::spawn(work(work_rx, done_tx, deps.clone(), topics.reply.clone()));
     let mut wake = deps.audit.subscribe();
@@ -251,10 +263,14 @@ pub async fn run(opts: MqttOptions, topics: Topics, deps: Deps, cancel: Cancella
                 }
                 Ok(Event::Incoming(Packet::Publish(p))) => {
                     if p.topic == topics.cmd.as_bytes() || p.topic == topics.all_cmd.as_bytes() {
-                        if work_tx.try_send(p).is_err() {
-                            // Not acknowledged: the broker delivers it again.
+                        if backlog_bytes + p.payload.len() > BACKLOG_BYTES {
+                            // Unacknowledged: the broker delivers it again
+                            // after the next reconnect.
                             dropped_commands += 1;
-                            tracing::warn!(dropped_commands, "mqtt: command queue full; the command will be redelivered");
+                            tracing::error!(dropped_commands, "mqtt: command backlog full; command left unacknowledged");
+                        } else {
+                            backlog_bytes += p.payload.len();
+                            backlog.push_back(p);
                         }
                     } else {
                         let _ = client.try_ack(&p);
@@ -291,6 +307,17 @@ pub async fn run(opts: MqttOptions, topics: Topics, deps: Deps, cancel: Cancella
             _ = status_tick.tick() => if connected {
                 publish(&mut out, &topics.status, true, status(true), None);
             },
+        }
+        // Commands to the worker, in arrival order, as it has room.
+        while let Some(p) = backlog.pop_front() {
+            let len = p.payload.len();
+            match work_tx.try_send(p) {
+                Ok(()) => backlog_bytes -= len,
+                Err(mpsc::error::TrySendError::Full(p)) | Err(mpsc::error::TrySendError::Closed(p)) => {
+                    backlog.push_front(p);
+                    break;
+                }
+            }
         }
         if connected {
             confirm(&mut out, &el, &deps.store);
