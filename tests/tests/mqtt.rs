@@ -311,3 +311,42 @@ fn commands_acknowledged_ok_survive_sigkill_at_random_points() {
         assert!(have.contains(&format!("h{n:03}")), "{id} was acknowledged ok but h{n:03} is missing");
     }
 }
+
+#[test]
+fn porterctl_speaks_mqtt_as_the_portal_would() {
+    let broker = Broker::start();
+    let (dir, _d) = start(&broker, 5);
+    let ctl = |args: &[&str]| {
+        let out = std::process::Command::new(porter_tests::bin("porterctl"))
+            .args(["--mqtt", &broker.url(), "--site", "test", "--controller", "room-1", "--timeout", "10"])
+            .args(args)
+            .output()
+            .unwrap();
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+        (out.status.code(), v, String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let (code, v, err) = ctl(&["holder.put", "holder=courier-usps", "name=USPS", "role=courier"]);
+    assert_eq!(code, Some(0), "{v} {err}");
+    let (code, v, _) = ctl(&["pin.generate", "holder=courier-usps"]);
+    assert_eq!(code, Some(0));
+    let pin = v["result"]["pin"].as_str().unwrap().to_string();
+    let (code, v, _) = ctl(&["pin.set", "holder=courier-usps", &format!("pin={pin}")]);
+    assert_eq!((code, v["ok"].as_bool()), (Some(0), Some(true)));
+    let (code, v, _) = ctl(&["holder.get", "holder=nobody"]);
+    assert_eq!((code, v["error"]["code"].as_str()), (Some(1), Some("not_found")));
+    // --config supplies the site, controller and connection settings.
+    let out = std::process::Command::new(porter_tests::bin("porterctl"))
+        .arg("--config")
+        .arg(dir.path().join("porter.toml"))
+        .args(["--mqtt", &broker.url(), "state.get"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // A controller that does not answer: a clear timeout, exit 2.
+    let out = std::process::Command::new(porter_tests::bin("porterctl"))
+        .args(["--mqtt", &broker.url(), "--site", "test", "--controller", "nobody", "--timeout", "1", "state.get"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no reply within 1 s"));
+}

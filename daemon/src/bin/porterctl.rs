@@ -1,4 +1,5 @@
-//! `porterctl`: send one op to the daemon's admin socket and print the reply.
+//! `porterctl`: send one op to the daemon's admin socket (or, with `--mqtt`,
+//! through the broker as the portal would) and print the reply.
 //!
 //! `porterctl [--socket PATH | --config FILE] OP [key=value ...] [key:=JSON ...]`
 //! `key=value` passes text; `key:=value` passes JSON (`doors:='["main"]'`,
@@ -25,6 +26,32 @@ struct Cli {
     /// Seconds to wait for the reply.
     #[arg(long, default_value_t = 10)]
     timeout: u64,
+    /// Send the op over MQTT, as the portal would, instead of the admin
+    /// socket, through the broker at this URL. With --config, the site,
+    /// controller, TLS files and credentials default to the config's.
+    #[arg(long, value_name = "URL")]
+    mqtt: Option<String>,
+    /// With --mqtt: the site (default: from --config).
+    #[arg(long)]
+    site: Option<String>,
+    /// With --mqtt: the controller (default: from --config).
+    #[arg(long)]
+    controller: Option<String>,
+    /// With --mqtt: the CA certificate for mqtts://.
+    #[arg(long)]
+    ca_file: Option<PathBuf>,
+    /// With --mqtt: client certificate for mutual TLS.
+    #[arg(long)]
+    cert_file: Option<PathBuf>,
+    /// With --mqtt: client key for mutual TLS.
+    #[arg(long)]
+    key_file: Option<PathBuf>,
+    /// With --mqtt: user name.
+    #[arg(long)]
+    username: Option<String>,
+    /// With --mqtt: a file holding the password.
+    #[arg(long)]
+    password_file: Option<PathBuf>,
     /// The op, such as holder.put or pin.generate.
     op: String,
     /// Arguments: key=text or key:=json.
@@ -40,7 +67,9 @@ const OPS_HELP: &str = "Examples:
   porterctl door.unlock door=main ms=3000
   porterctl lockout.clear device=keypad1
   porterctl state.get
-The ops and their arguments are in docs/ops.md.";
+  porterctl --mqtt mqtts://broker:8883 --site oak-street --controller room-1 --ca-file ca.pem state.get
+  porterctl --config /etc/porter/porter.toml --mqtt mqtts://broker:8883 state.get
+The ops and their arguments are in docs/ops.md; MQTT in docs/mqtt.md.";
 
 fn parse_args(args: &[String]) -> Result<Map<String, Value>, String> {
     let mut m = Map::new();
@@ -87,6 +116,19 @@ fn main() -> ExitCode {
         Ok(a) => a,
         Err(e) => return fail(e),
     };
+    if cli.mqtt.is_some() {
+        return match over_mqtt(&cli, args) {
+            Ok(v) => {
+                println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+                if v["ok"] == Value::Bool(true) {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::from(1)
+                }
+            }
+            Err(e) => fail(e),
+        };
+    }
     let path = match socket_path(&cli) {
         Ok(p) => p,
         Err(e) => return fail(e),
@@ -121,4 +163,109 @@ fn main() -> ExitCode {
     } else {
         ExitCode::from(1)
     }
+}
+
+/// Publishes the op to the controller's command topic with a Response Topic
+/// and Correlation Data of its own, and waits for the matching reply.
+fn over_mqtt(cli: &Cli, args: Map<String, Value>) -> Result<Value, String> {
+    use porterd::config::{parse_mqtt_url, Config, MqttConfig};
+    use rumqttc::v5::mqttbytes::v5::{Packet, PublishProperties};
+    use rumqttc::v5::mqttbytes::QoS;
+    use rumqttc::v5::{AsyncClient, Event};
+
+    let cfg = match &cli.config {
+        Some(c) => Some(Config::load(c).map_err(|e| format!("{}: {e}", c.display()))?),
+        None => None,
+    };
+    let from_cfg = cfg.as_ref().and_then(|c| c.mqtt.clone());
+    let url = cli.mqtt.clone().unwrap_or_default();
+    let (tls, host, port) = parse_mqtt_url(&url)
+        .ok_or_else(|| format!("`{url}` is not an MQTT URL (mqtt://host:1883 or mqtts://host:8883)"))?;
+    let site =
+        cli.site.clone().or_else(|| cfg.as_ref().map(|c| c.site.clone())).ok_or("--mqtt needs --site (or --config)")?;
+    let controller = cli
+        .controller
+        .clone()
+        .or_else(|| cfg.as_ref().map(|c| c.controller.clone()))
+        .ok_or("--mqtt needs --controller (or --config)")?;
+    let base = from_cfg.unwrap_or(MqttConfig {
+        url: url.clone(),
+        host: host.clone(),
+        port,
+        tls,
+        client_id: String::new(),
+        username: None,
+        password_file: None,
+        ca_file: None,
+        cert_file: None,
+        key_file: None,
+        keep_alive: Duration::from_secs(30),
+        clean_start: true,
+        session_expiry_s: 0,
+        max_packet_bytes: 1 << 20,
+    });
+    let m = MqttConfig {
+        url,
+        host,
+        port,
+        tls,
+        username: cli.username.clone().or(base.username.clone()),
+        password_file: cli.password_file.clone().or(base.password_file.clone()),
+        ca_file: cli.ca_file.clone().or(base.ca_file.clone()),
+        cert_file: cli.cert_file.clone().or(base.cert_file.clone()),
+        key_file: cli.key_file.clone().or(base.key_file.clone()),
+        ..base
+    };
+    let nonce = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+    let client_id = format!("porterctl-{}-{nonce}", std::process::id());
+    let mut opts = porterd::provision::mqtt::connection(&m, &client_id).map_err(|e| e.to_string())?;
+    opts.set_clean_start(true);
+    opts.set_max_packet_size(Some(m.max_packet_bytes));
+    let reply_topic = format!("porterctl/{client_id}/reply");
+    let cmd_topic = format!("porter/{site}/{controller}/cmd");
+    let id = format!("ctl-{nonce}");
+    let cmd = serde_json::json!({"id": id, "op": cli.op, "args": args});
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
+    rt.block_on(async {
+        let (client, mut el) = AsyncClient::new(opts, 16);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(cli.timeout);
+        let mut sent = false;
+        loop {
+            let ev = tokio::time::timeout_at(deadline, el.poll()).await.map_err(|_| {
+                format!(
+                    "no reply within {} s (is porterd connected to this broker? site {site}, controller {controller})",
+                    cli.timeout
+                )
+            })?;
+            match ev {
+                Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                    client.subscribe(&reply_topic, QoS::AtLeastOnce).await.map_err(|e| e.to_string())?;
+                }
+                Ok(Event::Incoming(Packet::SubAck(_))) if !sent => {
+                    let props = PublishProperties {
+                        response_topic: Some(reply_topic.clone()),
+                        correlation_data: Some(id.clone().into_bytes().into()),
+                        ..Default::default()
+                    };
+                    let payload = serde_json::to_vec(&cmd).unwrap_or_default();
+                    client
+                        .publish_with_properties(&cmd_topic, QoS::AtLeastOnce, false, payload, props)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    sent = true;
+                }
+                Ok(Event::Incoming(Packet::Publish(p))) => {
+                    let corr = p.properties.as_ref().and_then(|pp| pp.correlation_data.as_ref());
+                    if corr.is_some_and(|c| c.as_ref() == id.as_bytes()) {
+                        let v: Value =
+                            serde_json::from_slice(&p.payload).map_err(|e| format!("reply is not JSON: {e}"))?;
+                        let _ = client.disconnect().await;
+                        return Ok(v);
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => return Err(format!("cannot reach the broker at {}:{}: {e}", m.host, m.port)),
+            }
+        }
+    })
 }

@@ -86,6 +86,8 @@ pub struct Deps {
     pub ctl: Arc<dyn Control>,
     pub audit: Audit,
     pub store: Store,
+    /// The broker's address, for messages.
+    pub broker: String,
     /// The status document (without `state`), built on demand.
     pub status: Arc<dyn Fn() -> serde_json::Map<String, Value> + Send + Sync>,
 }
@@ -122,7 +124,10 @@ fn tls_config(cfg: &MqttConfig) -> Result<rustls::ClientConfig, SetupError> {
         }
     }
     if roots.is_empty() {
-        return Err(SetupError::Tls("no CA certificates: set mqtt.ca_file".into()));
+        return Err(SetupError::Tls(match &cfg.ca_file {
+            Some(p) => format!("mqtt.ca_file {} holds no PEM certificate", p.display()),
+            None => "the system has no CA certificates: set mqtt.ca_file".into(),
+        }));
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = rustls::ClientConfig::builder_with_provider(provider)
@@ -154,8 +159,7 @@ fn tls_config(cfg: &MqttConfig) -> Result<rustls::ClientConfig, SetupError> {
 /// The connection options: reading the password and TLS files happens here,
 /// once, so a missing file is a start-up error and not a reconnect loop.
 pub fn options(cfg: &MqttConfig, topics: &Topics) -> Result<MqttOptions, SetupError> {
-    let mut o = MqttOptions::new(cfg.client_id.clone(), cfg.host.clone(), cfg.port);
-    o.set_keep_alive(cfg.keep_alive);
+    let mut o = connection(cfg, &cfg.client_id)?;
     o.set_clean_start(cfg.clean_start);
     if !cfg.clean_start {
         o.set_session_expiry_interval(Some(cfg.session_expiry_s));
@@ -164,6 +168,14 @@ pub fn options(cfg: &MqttConfig, topics: &Topics) -> Result<MqttOptions, SetupEr
     o.set_receive_maximum(Some(RECEIVE_MAXIMUM));
     o.set_max_packet_size(Some(cfg.max_packet_bytes));
     o.set_last_will(LastWill::new(&topics.status, r#"{"state":"offline"}"#, QoS::AtLeastOnce, true, None));
+    Ok(o)
+}
+
+/// What every client of the broker shares (the daemon and `porterctl --mqtt`):
+/// address, keep-alive, TCP_NODELAY, credentials, TLS.
+pub fn connection(cfg: &MqttConfig, client_id: &str) -> Result<MqttOptions, SetupError> {
+    let mut o = MqttOptions::new(client_id, cfg.host.clone(), cfg.port);
+    o.set_keep_alive(cfg.keep_alive);
     let mut net = rumqttc::NetworkOptions::new();
     net.set_tcp_nodelay(true);
     o.set_network_options(net);
@@ -229,6 +241,7 @@ pub async fn run(opts: MqttOptions, topics: Topics, deps: Deps, cancel: Cancella
     out.reset();
     let mut backoff = Backoff::new(Duration::from_millis(250), Duration::from_secs(30));
     let mut connected = false;
+    let mut last_failure: Option<String> = None;
     let mut dropped_commands = 0u64;
     let mut status_tick = tokio::time::interval(STATUS_EVERY);
     let publish = |out: &mut Outbox, topic: &str, retain: bool, payload: Vec<u8>, props: Option<PublishProperties>| {
@@ -252,6 +265,7 @@ pub async fn run(opts: MqttOptions, topics: Topics, deps: Deps, cancel: Cancella
             ev = el.poll() => match ev {
                 Ok(Event::Incoming(Packet::ConnAck(ack))) => {
                     connected = true;
+                    last_failure = None;
                     backoff.reset();
                     out.reset();
                     tracing::info!(session_present = ack.session_present, "mqtt connected");
@@ -279,11 +293,18 @@ pub async fn run(opts: MqttOptions, topics: Topics, deps: Deps, cancel: Cancella
                 Ok(Event::Outgoing(Outgoing::Publish(_))) => out.sent += 1,
                 Ok(_) => {}
                 Err(e) => {
+                    // Say why once, and again when the reason changes (a wrong
+                    // CA, password or certificate must show at info level);
+                    // repeats of the same failure only at debug.
+                    let why = e.to_string();
                     if connected {
-                        tracing::warn!(error = %e, "mqtt disconnected");
+                        tracing::warn!(error = %why, "mqtt disconnected");
+                    } else if last_failure.as_deref() != Some(why.as_str()) {
+                        tracing::warn!(error = %why, broker = %deps.broker, "mqtt connect failed; retrying with backoff");
                     } else {
-                        tracing::debug!(error = %e, "mqtt connect failed");
+                        tracing::debug!(error = %why, "mqtt connect failed");
                     }
+                    last_failure = Some(why);
                     connected = false;
                     el.pending.clear();
                     out.reset();

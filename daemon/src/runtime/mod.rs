@@ -283,8 +283,15 @@ pub async fn run_with_clock(
             m.insert("uptime_s".into(), json!(started.elapsed().as_secs()));
             m
         });
-        let deps =
-            mqtt::Deps { svc: svc.clone(), ctl: ctl.clone(), audit: audit.clone(), store: store.clone(), status };
+        let broker = cfg.mqtt.as_ref().map(|m| m.url.clone()).unwrap_or_default();
+        let deps = mqtt::Deps {
+            svc: svc.clone(),
+            ctl: ctl.clone(),
+            audit: audit.clone(),
+            store: store.clone(),
+            broker,
+            status,
+        };
         let topics = mqtt::Topics::new(&cfg.site, &cfg.controller);
         tokio::spawn(mqtt::run(opts, topics, deps, mqtt_cancel.clone()))
     });

@@ -1,0 +1,552 @@
+//! TLS, mutual TLS and username/password against a real Mosquitto, through
+//! the real porterd.
+//!
+//! Each test makes its certificates at run time with the `openssl` command
+//! line (a private CA, a server certificate for 127.0.0.1 and localhost,
+//! client certificates), starts its own broker with the listener it needs,
+//! and talks to porterd like a portal would: mosquitto_sub and mosquitto_pub
+//! with the same kind of credentials. A refused daemon is watched for a few
+//! seconds: it must never say "mqtt connected", the broker must show why it
+//! was refused (more than once: the daemon keeps retrying), and the daemon
+//! must still decide at its door.
+
+use porter_tests::{config_text, free_port, Daemon, DEADLINE};
+use serde_json::{json, Value};
+use std::io::{BufRead, BufReader};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+const P: &str = "porter/test/room-1";
+/// How long a refused porterd is watched for a connection that must not happen.
+const REFUSED_FOR: Duration = Duration::from_secs(3);
+
+/// Makes a folder (and, later, the files in it) readable by mosquitto, which
+/// drops from root to its own user.
+fn open_dir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    dir
+}
+
+/// Test certificates, made with the `openssl` command line in a temp folder.
+struct Pki {
+    dir: tempfile::TempDir,
+}
+
+impl Pki {
+    /// The main CA (`ca`) and a server certificate it signed for 127.0.0.1
+    /// and localhost (`server`).
+    fn new() -> Pki {
+        let pki = Pki { dir: open_dir() };
+        pki.ca("ca", "Porter Test CA");
+        pki.issue(
+            "ca",
+            "server",
+            "localhost",
+            "extendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1,DNS:localhost\n",
+            false,
+        );
+        pki
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn openssl(&self, args: &[&str]) {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(self.dir.path())
+            .output()
+            .expect("running openssl (apt-get install openssl)");
+        assert!(out.status.success(), "openssl {args:?} failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    /// A self-signed CA: `NAME.crt` and `NAME.key`.
+    fn ca(&self, name: &str, cn: &str) {
+        let (key, crt, subj) = (format!("{name}.key"), format!("{name}.crt"), format!("/CN={cn}"));
+        self.openssl(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            &key,
+            "-out",
+            &crt,
+            "-days",
+            "2",
+            "-subj",
+            &subj,
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign",
+        ]);
+        self.readable(&[&key, &crt]);
+    }
+
+    /// `NAME.crt` for subject CN `cn`, signed by CA `ca`, with the given
+    /// extensions. `rsa`: a 2048-bit RSA key in the traditional PKCS#1 form
+    /// (`BEGIN RSA PRIVATE KEY`), as older installer tooling makes them;
+    /// otherwise a P-256 key in PKCS#8.
+    fn issue(&self, ca: &str, name: &str, cn: &str, ext: &str, rsa: bool) {
+        let (key, csr, crt, extf) =
+            (format!("{name}.key"), format!("{name}.csr"), format!("{name}.crt"), format!("{name}.ext"));
+        if rsa {
+            self.openssl(&["genrsa", "-traditional", "-out", &key, "2048"]);
+        } else {
+            self.openssl(&["genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", &key]);
+        }
+        self.openssl(&["req", "-new", "-key", &key, "-out", &csr, "-subj", &format!("/CN={cn}")]);
+        std::fs::write(
+            self.path(&extf),
+            format!("basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\n{ext}"),
+        )
+        .unwrap();
+        self.openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            &csr,
+            "-CA",
+            &format!("{ca}.crt"),
+            "-CAkey",
+            &format!("{ca}.key"),
+            "-CAcreateserial",
+            "-out",
+            &crt,
+            "-days",
+            "2",
+            "-extfile",
+            &extf,
+        ]);
+        self.readable(&[&key, &crt]);
+    }
+
+    /// A client certificate for TLS client authentication.
+    fn client(&self, ca: &str, name: &str, cn: &str, rsa: bool) {
+        self.issue(ca, name, cn, "extendedKeyUsage=clientAuth\n", rsa);
+    }
+
+    fn readable(&self, files: &[&str]) {
+        for f in files {
+            std::fs::set_permissions(self.path(f), std::fs::Permissions::from_mode(0o644)).unwrap();
+        }
+    }
+
+    /// The broker's TLS listener lines: our CA, our server certificate.
+    fn listener_tls(&self) -> String {
+        format!(
+            "cafile {}\ncertfile {}\nkeyfile {}\n",
+            self.path("ca.crt").display(),
+            self.path("server.crt").display(),
+            self.path("server.key").display()
+        )
+    }
+
+    /// mosquitto_pub/sub options trusting our CA, with a client certificate.
+    fn client_args(&self, cert: Option<&str>) -> Vec<String> {
+        let mut a = vec!["--cafile".to_string(), self.path("ca.crt").display().to_string()];
+        if let Some(c) = cert {
+            a.extend(["--cert".to_string(), self.path(&format!("{c}.crt")).display().to_string()]);
+            a.extend(["--key".to_string(), self.path(&format!("{c}.key")).display().to_string()]);
+        }
+        a
+    }
+}
+
+/// A Mosquitto with a custom listener config, its log in a file.
+struct Mosquitto {
+    child: Child,
+    port: u16,
+    log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Mosquitto {
+    /// Starts mosquitto with `listener PORT 127.0.0.1` followed by `lines`
+    /// and waits until it runs.
+    fn start(lines: &str) -> Mosquitto {
+        Mosquitto::start_in(open_dir(), lines)
+    }
+
+    /// The same, with its config and log in `dir` (which may hold files the
+    /// config names).
+    fn start_in(dir: tempfile::TempDir, lines: &str) -> Mosquitto {
+        let port = free_port();
+        let conf = dir.path().join("mosquitto.conf");
+        std::fs::write(&conf, format!("listener {port} 127.0.0.1\n{lines}")).unwrap();
+        let log = dir.path().join("mosquitto.log");
+        // Its standard error (the default log destination) into a file we own.
+        let err = std::fs::File::create(&log).unwrap();
+        let child = Command::new(mosquitto())
+            .arg("-c")
+            .arg(&conf)
+            .stdout(Stdio::null())
+            .stderr(err)
+            .spawn()
+            .expect("spawning mosquitto (apt-get install mosquitto)");
+        let mut m = Mosquitto { child, port, log, _dir: dir };
+        let deadline = Instant::now() + DEADLINE;
+        while !m.has(0, &["mosquitto version", "running"]) {
+            if let Some(st) = m.child.try_wait().unwrap() {
+                panic!(
+                    "mosquitto exited ({st}); config:\n{}\nlog:\n{}",
+                    std::fs::read_to_string(&conf).unwrap(),
+                    m.text()
+                );
+            }
+            assert!(Instant::now() < deadline, "mosquitto did not start; log:\n{}", m.text());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        m
+    }
+
+    fn text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn lines(&self) -> Vec<String> {
+        self.text().lines().map(String::from).collect()
+    }
+
+    fn count(&self, from: usize, parts: &[&str]) -> usize {
+        self.lines().iter().skip(from).filter(|l| parts.iter().all(|p| l.contains(p))).count()
+    }
+
+    fn has(&self, from: usize, parts: &[&str]) -> bool {
+        self.count(from, parts) > 0
+    }
+
+    /// Waits for a log line at or after line `from` containing every one of `parts`.
+    fn wait_for(&self, from: usize, parts: &[&str]) -> String {
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            if let Some(l) = self.lines().into_iter().skip(from).find(|l| parts.iter().all(|p| l.contains(p))) {
+                return l;
+            }
+            assert!(Instant::now() < deadline, "mosquitto never logged {parts:?}; log:\n{}", self.text());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn tool(&self, name: &str, auth: &[String]) -> Command {
+        let mut c = Command::new(name);
+        c.args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-V", "mqttv5", "-q", "1"]).args(auth);
+        c
+    }
+
+    /// `mosquitto_sub -v` on `P/#` with the given credentials.
+    fn subscribe(&self, auth: &[String]) -> Sub {
+        let mut child = self
+            .tool("mosquitto_sub", auth)
+            .args(["-v", "-t", &format!("{P}/#")])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawning mosquitto_sub (apt-get install mosquitto-clients)");
+        let (tx, rx) = mpsc::channel();
+        for stream in [
+            Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
+            Box::new(child.stderr.take().unwrap()),
+        ] {
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines() {
+                    let Ok(line) = line else { break };
+                    if tx.send(line).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        Sub { child, rx, seen: Vec::new() }
+    }
+
+    /// Sends one command to porterd with mosquitto_pub and the given credentials.
+    fn command(&self, auth: &[String], id: &str, op: &str, args: Value) {
+        let out = self
+            .tool("mosquitto_pub", auth)
+            .args(["-t", &format!("{P}/cmd"), "-m", &json!({"id": id, "op": op, "args": args}).to_string()])
+            .output()
+            .expect("mosquitto_pub");
+        assert!(out.status.success(), "mosquitto_pub failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+}
+
+impl Drop for Mosquitto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn mosquitto() -> PathBuf {
+    ["/usr/sbin/mosquitto", "/usr/bin/mosquitto"]
+        .into_iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists())
+        .unwrap_or_else(|| PathBuf::from("mosquitto"))
+}
+
+/// A running `mosquitto_sub -v`: its output lines (stdout and stderr).
+struct Sub {
+    child: Child,
+    rx: mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Sub {
+    /// Waits for a message on `P/<sub>` whose JSON satisfies `pred`.
+    fn wait_json(&mut self, sub: &str, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+        let topic = format!("{P}/{sub}");
+        let matches = |l: &str| {
+            l.split_once(' ')
+                .filter(|(t, _)| *t == topic)
+                .and_then(|(_, p)| serde_json::from_str::<Value>(p).ok())
+                .filter(|v| pred(v))
+        };
+        if let Some(v) = self.seen.iter().find_map(|l| matches(l)) {
+            return v;
+        }
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.rx.recv_timeout(left) {
+                Ok(l) => {
+                    let v = matches(&l);
+                    self.seen.push(l);
+                    if let Some(v) = v {
+                        return v;
+                    }
+                }
+                Err(_) => panic!("timed out waiting for {what}; mosquitto_sub output:\n{}", self.seen.join("\n")),
+            }
+        }
+    }
+}
+
+impl Drop for Sub {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts porterd (demo seeding on, so its console has a PIN) with the given
+/// `[mqtt]` keys; waits until it is ready, not until it connects.
+fn porterd(mqtt: &str) -> (tempfile::TempDir, Daemon) {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("porter.toml");
+    let extra = format!("\n[mqtt]\nkeep_alive_s = 5\n{mqtt}");
+    std::fs::write(&cfg, config_text(dir.path(), 200, true, &extra)).unwrap();
+    let d = Daemon::start(&cfg, &dir.path().join("admin.sock"));
+    (dir, d)
+}
+
+fn q(p: &Path) -> String {
+    format!("\"{}\"", p.display())
+}
+
+/// The demo PIN opens the door: the daemon is up and deciding.
+fn still_decides(d: &mut Daemon) {
+    let (_, line) = d.out.wait_for(0, &["has PIN"]);
+    let pin = line.split("has PIN ").nth(1).unwrap().trim_end_matches('.').to_string();
+    let mark = d.log.len();
+    d.type_line(&format!("{pin}#"));
+    d.log.wait_for(mark, &["access granted", "holder=\"courier-ups\""]);
+}
+
+/// porterd is refused by `broker` for `reason` (a mosquitto log line, seen
+/// from line `from` on): it keeps retrying, never connects within
+/// [`REFUSED_FOR`], and goes on deciding at its door; it then stops cleanly.
+fn assert_refused(broker: &Mosquitto, from: usize, mut d: Daemon, reason: &[&str]) {
+    let not_connected = |d: &Daemon| {
+        assert!(!d.log.has(0, &["mqtt connected"]), "porterd connected; broker log:\n{}", broker.text());
+    };
+    // The first refusal, for that reason (and not a connection instead).
+    let deadline = Instant::now() + DEADLINE;
+    while !broker.has(from, reason) {
+        not_connected(&d);
+        assert!(Instant::now() < deadline, "mosquitto never logged {reason:?}; log:\n{}", broker.text());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Then a few seconds of retries, none of which connects.
+    let until = Instant::now() + REFUSED_FOR;
+    while Instant::now() < until {
+        not_connected(&d);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    not_connected(&d);
+    let n = broker.count(from, reason);
+    assert!(n >= 2, "porterd tried {n} time(s) in {REFUSED_FOR:?}, not retrying; broker log:\n{}", broker.text());
+    still_decides(&mut d);
+    assert!(d.stop().0.success(), "porterd did not stop cleanly");
+}
+
+/// The portal's side over an authenticated connection: status online, a
+/// command and its reply, and the door's decision as an event.
+fn round_trip(broker: &Mosquitto, auth: &[String], d: &mut Daemon) {
+    let mut sub = broker.subscribe(auth);
+    // The retained status: the subscription is live.
+    sub.wait_json("status", "status online", |v| v["state"] == "online");
+    broker.command(auth, "t-1", "holder.put", json!({"holder": "courier-dhl", "role": "courier"}));
+    assert_eq!(sub.wait_json("reply", "reply t-1", |v| v["id"] == "t-1")["ok"], true);
+    broker.command(auth, "t-2", "pin.generate", json!({"holder": "courier-dhl"}));
+    let r = sub.wait_json("reply", "reply t-2", |v| v["id"] == "t-2");
+    let pin = r["result"]["pin"].as_str().unwrap_or_else(|| panic!("no PIN in {r}")).to_string();
+    d.type_line(&format!("{pin}#"));
+    let e =
+        sub.wait_json("events", "access.granted", |v| v["type"] == "access.granted" && v["holder"] == "courier-dhl");
+    assert_eq!(e["key"], "pin");
+}
+
+#[test]
+fn mqtts_with_the_ca_file_connects_and_carries_commands_replies_and_events() {
+    let pki = Pki::new();
+    let broker = Mosquitto::start(&format!("{}allow_anonymous true\n", pki.listener_tls()));
+    let (_dir, mut d) =
+        porterd(&format!("url = \"mqtts://127.0.0.1:{}\"\nca_file = {}\n", broker.port, q(&pki.path("ca.crt"))));
+    d.log.wait_for(0, &["mqtt connected"]);
+    broker.wait_for(0, &["New client connected", "as porter-test-room-1"]);
+    round_trip(&broker, &pki.client_args(None), &mut d);
+    assert!(!d.log.has(0, &["mqtt disconnected"]), "the session dropped");
+    assert!(d.stop().0.success());
+}
+
+#[test]
+fn mqtts_with_an_unrelated_ca_file_is_refused_and_the_daemon_keeps_deciding() {
+    let pki = Pki::new();
+    pki.ca("other-ca", "Somebody Else's CA");
+    let broker = Mosquitto::start(&format!("{}allow_anonymous true\n", pki.listener_tls()));
+    let (_dir, d) =
+        porterd(&format!("url = \"mqtts://127.0.0.1:{}\"\nca_file = {}\n", broker.port, q(&pki.path("other-ca.crt"))));
+    // rustls rejects the server's chain and says so: alert unknown_ca.
+    assert_refused(&broker, 0, d, &["alert unknown ca"]);
+}
+
+#[test]
+fn mqtts_without_a_ca_file_does_not_trust_a_private_ca() {
+    // No ca_file: the system's roots, which do not hold the test CA.
+    let pki = Pki::new();
+    let broker = Mosquitto::start(&format!("{}allow_anonymous true\n", pki.listener_tls()));
+    let (_dir, d) = porterd(&format!("url = \"mqtts://127.0.0.1:{}\"\n", broker.port));
+    assert_refused(&broker, 0, d, &["alert unknown ca"]);
+}
+
+/// A broker requiring a client certificate from our CA, whose CN becomes the
+/// MQTT username; anonymous clients are refused.
+fn mtls_broker(pki: &Pki) -> Mosquitto {
+    Mosquitto::start(&format!(
+        "{}require_certificate true\nuse_identity_as_username true\nallow_anonymous false\n",
+        pki.listener_tls()
+    ))
+}
+
+#[test]
+fn mutual_tls_with_a_client_certificate_connects_under_its_identity() {
+    let pki = Pki::new();
+    // porterd's key: RSA in PKCS#1 form; the portal's: P-256 in PKCS#8.
+    pki.client("ca", "porterd", "porterd-room-1", true);
+    pki.client("ca", "portal", "portal", false);
+    let broker = mtls_broker(&pki);
+    let (_dir, mut d) = porterd(&format!(
+        "url = \"mqtts://127.0.0.1:{}\"\nca_file = {}\ncert_file = {}\nkey_file = {}\n",
+        broker.port,
+        q(&pki.path("ca.crt")),
+        q(&pki.path("porterd.crt")),
+        q(&pki.path("porterd.key"))
+    ));
+    d.log.wait_for(0, &["mqtt connected"]);
+    // The broker knows the daemon by its certificate.
+    broker.wait_for(0, &["New client connected", "as porter-test-room-1", "u'porterd-room-1'"]);
+    round_trip(&broker, &pki.client_args(Some("portal")), &mut d);
+    assert!(d.stop().0.success());
+}
+
+#[test]
+fn mutual_tls_without_a_client_certificate_is_refused() {
+    let pki = Pki::new();
+    let broker = mtls_broker(&pki);
+    let (_dir, d) =
+        porterd(&format!("url = \"mqtts://127.0.0.1:{}\"\nca_file = {}\n", broker.port, q(&pki.path("ca.crt"))));
+    assert_refused(&broker, 0, d, &["peer did not return a certificate"]);
+}
+
+#[test]
+fn mutual_tls_with_a_certificate_from_another_ca_is_refused() {
+    let pki = Pki::new();
+    pki.ca("other-ca", "Somebody Else's CA");
+    pki.client("other-ca", "stranger", "porterd-room-1", false);
+    let broker = mtls_broker(&pki);
+    let (_dir, d) = porterd(&format!(
+        "url = \"mqtts://127.0.0.1:{}\"\nca_file = {}\ncert_file = {}\nkey_file = {}\n",
+        broker.port,
+        q(&pki.path("ca.crt")),
+        q(&pki.path("stranger.crt")),
+        q(&pki.path("stranger.key"))
+    ));
+    assert_refused(&broker, 0, d, &["certificate verify failed"]);
+}
+
+/// A plain broker that refuses anonymous clients and knows `porter` /
+/// `s3cret` and `portal` / `portal-pw`.
+fn password_broker() -> Mosquitto {
+    let dir = open_dir();
+    let pw = dir.path().join("passwd");
+    for (i, (user, pass)) in [("porter", "s3cret"), ("portal", "portal-pw")].into_iter().enumerate() {
+        let mut c = Command::new("mosquitto_passwd");
+        c.arg("-b");
+        if i == 0 {
+            c.arg("-c");
+        }
+        let out = c.arg(&pw).args([user, pass]).output().expect("running mosquitto_passwd (apt-get install mosquitto)");
+        assert!(out.status.success(), "mosquitto_passwd: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    std::fs::set_permissions(&pw, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let lines = format!("allow_anonymous false\npassword_file {}\n", pw.display());
+    Mosquitto::start_in(dir, &lines)
+}
+
+fn portal_password() -> Vec<String> {
+    ["-u", "portal", "-P", "portal-pw"].map(String::from).to_vec()
+}
+
+/// porterd with username `porter` and a password file holding `password`
+/// and a trailing newline, on `broker`.
+fn porterd_with_password(broker: &Mosquitto, password: &str) -> (tempfile::TempDir, Daemon, tempfile::TempDir) {
+    let secrets = tempfile::tempdir().unwrap();
+    let pw = secrets.path().join("mqtt.password");
+    std::fs::write(&pw, format!("{password}\n")).unwrap();
+    std::fs::set_permissions(&pw, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let (dir, d) = porterd(&format!(
+        "url = \"mqtt://127.0.0.1:{}\"\nusername = \"porter\"\npassword_file = {}\n",
+        broker.port,
+        q(&pw)
+    ));
+    (dir, d, secrets)
+}
+
+#[test]
+fn username_and_password_file_connect() {
+    let broker = password_broker();
+    let (_dir, mut d, _secrets) = porterd_with_password(&broker, "s3cret");
+    d.log.wait_for(0, &["mqtt connected"]);
+    broker.wait_for(0, &["New client connected", "as porter-test-room-1", "u'porter'"]);
+    round_trip(&broker, &portal_password(), &mut d);
+    assert!(d.stop().0.success());
+}
+
+#[test]
+fn a_wrong_password_is_refused_and_the_daemon_keeps_deciding() {
+    let broker = password_broker();
+    let (_dir, d, _secrets) = porterd_with_password(&broker, "s3cret-not");
+    assert_refused(&broker, 0, d, &["disconnected, not authorised"]);
+}
