@@ -266,12 +266,15 @@ impl Broker {
         b
     }
 
+    /// The broker persists after every change (`autosave_on_changes`), so a
+    /// SIGKILL loses no message it acknowledged: what a site broker that must
+    /// not lose events needs too (see docs/mqtt.md).
     fn conf(&self) -> PathBuf {
         let p = self.dir.path().join("mosquitto.conf");
         std::fs::write(
             &p,
             format!(
-                "listener {} 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location {}/\nautosave_interval 1\n",
+                "listener {} 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location {}/\nautosave_on_changes true\nautosave_interval 1\n",
                 self.port,
                 self.dir.path().display()
             ),

@@ -154,10 +154,11 @@ fn events_reach_the_portal_across_broker_restarts() {
             n
         })
     };
-    for round in 0..4 {
-        std::thread::sleep(Duration::from_millis(700));
-        broker.stop(true);
-        std::thread::sleep(Duration::from_millis(300 + 100 * round));
+    // Ten restarts, every other one a SIGKILL of the broker.
+    for round in 0..10 {
+        std::thread::sleep(Duration::from_millis(600));
+        broker.stop(round % 2 == 0);
+        std::thread::sleep(Duration::from_millis(200 + 50 * round));
         broker.restart();
         d.log.wait(d.log.len().saturating_sub(50), "reconnect", |l| l.contains("mqtt connected"));
     }
