@@ -324,6 +324,13 @@ fn validate(raw: &serde_json::Value, errs: &mut ConfigErrors) -> Option<Config> 
     };
     let site = segment(&mut top, "site", errs);
     let controller = segment(&mut top, "controller", errs);
+    if controller.as_deref() == Some("all") {
+        errs.push(
+            "controller",
+            "`all` is reserved: porter/{site}/all/cmd reaches every controller of the site",
+            Some("give this controller its own name, such as \"room-1\"".into()),
+        );
+    }
     let data_dir = top.string("data_dir", "set data_dir = \"/var/lib/porter\"", errs).map(PathBuf::from);
     let secret_file =
         top.string("secret_file", "set secret_file = \"/etc/porter/device.key\"", errs).map(PathBuf::from);
@@ -455,7 +462,7 @@ fn validate(raw: &serde_json::Value, errs: &mut ConfigErrors) -> Option<Config> 
         let keep_alive = Duration::from_secs(s.u64_or("keep_alive_s", 30, 5..=3600, errs));
         let clean_start = s.bool_or("clean_start", false, errs);
         let session_expiry_s = s.u64_or("session_expiry_s", 86_400, 0..=u32::MAX as u64, errs) as u32;
-        let max_packet_bytes = (s.u64_or("max_packet_kb", 1024, 16..=65_536, errs) * 1024) as u32;
+        let max_packet_bytes = (s.u64_or("max_packet_kb", 2048, 16..=65_536, errs) * 1024) as u32;
         s.finish(errs);
         let (tls, host, port) = parsed?;
         Some(MqttConfig {

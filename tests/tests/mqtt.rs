@@ -36,7 +36,13 @@ fn a_portal_stand_in_provisions_and_watches_over_mqtt() {
     let broker = Broker::start();
     let sub = broker.subscribe(&format!("{P}/#"), "portal-1");
     let (_dir, mut d) = start(&broker, 5);
-    sub.wait_json(0, &format!("{P}/status"), "status online", |v| v["state"] == "online");
+    let (online_at, _) = sub.wait_json(0, &format!("{P}/status"), "status online", |v| v["state"] == "online");
+    // A connect attempt cut short would make the broker publish the Last Will.
+    assert!(
+        !sub.lines.all()[..online_at].iter().any(|l| l.contains("offline")),
+        "a spurious offline before online: {:?}",
+        sub.lines.all()
+    );
 
     cmd(&broker, "c-1", "holder.put", json!({"holder": "courier-ups", "name": "UPS", "role": "courier"}));
     assert_eq!(reply(&sub, "c-1")["ok"], true);
@@ -48,6 +54,7 @@ fn a_portal_stand_in_provisions_and_watches_over_mqtt() {
     cmd(&broker, "c-2", "pin.generate", json!({"holder": "courier-ups"}));
     let (_, again) = sub.wait_json(mark, &format!("{P}/reply"), "repeated reply", |v| v["id"] == "c-2");
     assert_eq!(again, r);
+    assert_eq!(r["controller"], "room-1");
     d.log.wait_for(0, &["repeated command id"]);
 
     cmd(&broker, "c-3", "holder.put", json!({"holder": "courier-dhl", "role": "courier"}));
@@ -75,9 +82,12 @@ fn a_portal_stand_in_provisions_and_watches_over_mqtt() {
     sub.wait_json(mark, &format!("{P}/reply"), "invalid reply", |v| {
         v["error"]["code"] == "invalid" && v["id"].is_null()
     });
-    let big = json!({"id": "c-big", "op": "state.get", "args": {"pad": "x".repeat(300_000)}}).to_string();
+    // Over the 1 MiB command limit, under the 2 MiB packet limit: a typed reply.
+    let big = json!({"id": "c-big", "op": "state.get", "args": {"pad": "x".repeat(1_200_000)}}).to_string();
     broker.publish(&format!("{P}/cmd"), &big);
-    assert_eq!(reply(&sub, "c-big")["error"]["code"], "invalid");
+    let r = reply(&sub, "c-big");
+    assert_eq!(r["error"]["code"], "invalid");
+    assert!(r["error"]["message"].as_str().unwrap().contains("the limit is 1048576"), "{r}");
     cmd(&broker, "c-12", "state.get", json!({}));
     let st = reply(&sub, "c-12");
     assert_eq!((st["result"]["holders"].as_u64(), st["result"]["cards"].as_u64()), (Some(2), Some(1)));

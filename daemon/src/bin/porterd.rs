@@ -76,6 +76,14 @@ fn main() -> ExitCode {
         Some(Cmd::CheckConfig) => {
             return match load(&cli) {
                 Ok(c) => {
+                    // The files [mqtt] names are read here too, as the daemon will.
+                    if let Some(m) = &c.mqtt {
+                        let topics = porterd::provision::mqtt::Topics::new(&c.site, &c.controller);
+                        if let Err(e) = porterd::provision::mqtt::options(m, &topics) {
+                            eprintln!("porterd: {}: 1 error(s):\n  {e}", cli.config.display());
+                            return ExitCode::from(EXIT_CONFIG);
+                        }
+                    }
                     for v in &c.env_ignored {
                         eprintln!("porterd: warning: {v} names no config key and is ignored");
                     }

@@ -14,7 +14,7 @@ use porter_drivers::CardUid;
 use serde_json::{json, Map, Value};
 
 /// The largest command accepted, in bytes.
-pub const MAX_COMMAND_BYTES: usize = 256 * 1024;
+pub const MAX_COMMAND_BYTES: usize = 1024 * 1024;
 
 /// Every op of the contract, in documentation order.
 pub const OPS: &[&str] = &[

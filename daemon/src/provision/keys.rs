@@ -527,6 +527,18 @@ impl KeyService {
         // Keys staged by this very call, so duplicates inside it are caught too.
         let mut claimed: std::collections::HashMap<KeyHash, String> = std::collections::HashMap::new();
         let now = now_ms();
+        let mut seen = std::collections::HashSet::new();
+        for h in &holders {
+            if !seen.insert(h.spec.id.as_str()) {
+                return Err(OpError::invalid(format!("holder `{}` is listed twice in this sync.put", h.spec.id)));
+            }
+            if h.pin.as_ref().is_some_and(|(p, _)| is_trivial(p.as_bytes())) {
+                return Err(OpError::invalid(format!(
+                    "holder `{}`: this PIN is too easy to guess (a repeated digit, a run such as 123456, or a repeated block)",
+                    h.spec.id
+                )));
+            }
+        }
         for h in holders {
             let old: Option<HolderRecord> = self
                 .store

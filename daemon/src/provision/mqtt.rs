@@ -59,6 +59,9 @@ const ACKED: &[u8] = b"m/events_acked";
 /// The controller's topics.
 #[derive(Debug, Clone)]
 pub struct Topics {
+    /// This controller's name, added to every reply so that replies to a
+    /// fleet command can be told apart.
+    pub controller: String,
     pub cmd: String,
     pub all_cmd: String,
     pub reply: String,
@@ -70,6 +73,7 @@ impl Topics {
     pub fn new(site: &str, controller: &str) -> Self {
         let p = format!("porter/{site}/{controller}");
         Topics {
+            controller: controller.to_string(),
             cmd: format!("{p}/cmd"),
             all_cmd: format!("porter/{site}/all/cmd"),
             reply: format!("{p}/reply"),
@@ -232,7 +236,7 @@ pub async fn run(opts: MqttOptions, topics: Topics, deps: Deps, cancel: Cancella
     let mut backlog: std::collections::VecDeque<Publish> = Default::default();
     let mut backlog_bytes = 0usize;
     let (done_tx, mut done_rx) = mpsc::channel::<Done>(256);
-    let worker = tokio::spawn(work(work_rx, done_tx, deps.clone(), topics.reply.clone()));
+    let worker = tokio::spawn(work(work_rx, done_tx, deps.clone(), topics.reply.clone(), topics.controller.clone()));
     let mut wake = deps.audit.subscribe();
     let mut out = Outbox {
         acked: deps.store.get(ACKED).ok().flatten().and_then(|v| String::from_utf8_lossy(&v).parse().ok()).unwrap_or(0),
@@ -259,107 +263,94 @@ pub async fn run(opts: MqttOptions, topics: Topics, deps: Deps, cancel: Cancella
         s.insert("state".into(), json!(if online { "online" } else { "offline" }));
         serde_json::to_vec(&s).unwrap_or_default()
     };
-    loop {
-        tokio::select! {
-            _ = cancel.cancelled() => break,
-            ev = el.poll() => match ev {
-                Ok(Event::Incoming(Packet::ConnAck(ack))) => {
-                    connected = true;
-                    last_failure = None;
-                    backoff.reset();
-                    out.reset();
-                    tracing::info!(session_present = ack.session_present, "mqtt connected");
-                    let filters = vec![Filter::new(&topics.cmd, QoS::AtLeastOnce), Filter::new(&topics.all_cmd, QoS::AtLeastOnce)];
-                    if let Err(e) = client.try_subscribe_many(filters) {
-                        tracing::error!(error = %e, "mqtt: cannot subscribe");
-                    }
-                    publish(&mut out, &topics.status, true, status(true), None);
+    'session: loop {
+        // One poll future lives until it completes: rumqttc's poll is not
+        // safe to cancel (a connect cut short makes the broker publish our
+        // Last Will), so other work happens while it is pending, never
+        // instead of it.
+        let ev = {
+            let fut = el.poll();
+            tokio::pin!(fut);
+            loop {
+                tokio::select! {
+                    ev = &mut fut => break ev,
+                    _ = cancel.cancelled() => break 'session,
+                    Some(d) = done_rx.recv() => if connected {
+                        let props = PublishProperties { correlation_data: d.correlation, ..Default::default() };
+                        publish(&mut out, &d.reply_topic, false, d.reply, Some(props));
+                        let _ = client.try_ack(&d.command);
+                    },
+                    r = wake.recv() => if let Err(tokio::sync::broadcast::error::RecvError::Closed) = r {
+                        wake = deps.audit.subscribe();
+                    },
+                    _ = status_tick.tick() => if connected {
+                        publish(&mut out, &topics.status, true, status(true), None);
+                    },
                 }
-                Ok(Event::Incoming(Packet::Publish(p))) => {
-                    if p.topic == topics.cmd.as_bytes() || p.topic == topics.all_cmd.as_bytes() {
-                        if backlog_bytes + p.payload.len() > BACKLOG_BYTES {
-                            // Unacknowledged: the broker delivers it again
-                            // after the next reconnect.
-                            dropped_commands += 1;
-                            tracing::error!(dropped_commands, "mqtt: command backlog full; command left unacknowledged");
-                        } else {
-                            backlog_bytes += p.payload.len();
-                            backlog.push_back(p);
-                        }
-                    } else {
-                        let _ = client.try_ack(&p);
-                    }
-                }
-                Ok(Event::Outgoing(Outgoing::Publish(_))) => out.sent += 1,
-                Ok(_) => {}
-                Err(e) => {
-                    // Say why once, and again when the reason changes (a wrong
-                    // CA, password or certificate must show at info level);
-                    // repeats of the same failure only at debug.
-                    let why = e.to_string();
-                    if connected {
-                        tracing::warn!(error = %why, "mqtt disconnected");
-                    } else if last_failure.as_deref() != Some(why.as_str()) {
-                        tracing::warn!(error = %why, broker = %deps.broker, "mqtt connect failed; retrying with backoff");
-                    } else {
-                        tracing::debug!(error = %why, "mqtt connect failed");
-                    }
-                    last_failure = Some(why);
-                    connected = false;
-                    el.pending.clear();
-                    out.reset();
-                    let delay = backoff.next_delay();
-                    tokio::select! {
-                        _ = cancel.cancelled() => break,
-                        _ = tokio::time::sleep(delay) => {}
-                    }
-                }
-            },
-            Some(d) = done_rx.recv() => {
-                let props = PublishProperties { correlation_data: d.correlation, ..Default::default() };
+                feed(&mut backlog, &mut backlog_bytes, &work_tx);
                 if connected {
-                    publish(&mut out, &d.reply_topic, false, d.reply, Some(props));
-                    let _ = client.try_ack(&d.command);
+                    pump(&mut out, &deps.store, &mut |out, payload| publish(out, &topics.events, false, payload, None));
                 }
             }
-            r = wake.recv() => if let Err(tokio::sync::broadcast::error::RecvError::Closed) = r {
-                wake = deps.audit.subscribe();
-            },
-            _ = status_tick.tick() => if connected {
+        };
+        match ev {
+            Ok(Event::Incoming(Packet::ConnAck(ack))) => {
+                connected = true;
+                last_failure = None;
+                backoff.reset();
+                out.reset();
+                tracing::info!(session_present = ack.session_present, "mqtt connected");
+                let filters =
+                    vec![Filter::new(&topics.cmd, QoS::AtLeastOnce), Filter::new(&topics.all_cmd, QoS::AtLeastOnce)];
+                if let Err(e) = client.try_subscribe_many(filters) {
+                    tracing::error!(error = %e, "mqtt: cannot subscribe");
+                }
                 publish(&mut out, &topics.status, true, status(true), None);
-            },
-        }
-        // Commands to the worker, in arrival order, as it has room.
-        while let Some(p) = backlog.pop_front() {
-            let len = p.payload.len();
-            match work_tx.try_send(p) {
-                Ok(()) => backlog_bytes -= len,
-                Err(mpsc::error::TrySendError::Full(p)) | Err(mpsc::error::TrySendError::Closed(p)) => {
-                    backlog.push_front(p);
-                    break;
+            }
+            Ok(Event::Incoming(Packet::Publish(p))) => {
+                if p.topic == topics.cmd.as_bytes() || p.topic == topics.all_cmd.as_bytes() {
+                    if backlog_bytes + p.payload.len() > BACKLOG_BYTES {
+                        // Unacknowledged: the broker delivers it again after
+                        // the next reconnect.
+                        dropped_commands += 1;
+                        tracing::error!(dropped_commands, "mqtt: command backlog full; command left unacknowledged");
+                    } else {
+                        backlog_bytes += p.payload.len();
+                        backlog.push_back(p);
+                    }
+                } else {
+                    let _ = client.try_ack(&p);
+                }
+            }
+            Ok(Event::Outgoing(Outgoing::Publish(_))) => out.sent += 1,
+            Ok(_) => {}
+            Err(e) => {
+                // Say why once, and again when the reason changes (a wrong CA,
+                // password or certificate must show at info level); repeats of
+                // the same failure only at debug.
+                let why = e.to_string();
+                if connected {
+                    tracing::warn!(error = %why, "mqtt disconnected");
+                } else if last_failure.as_deref() != Some(why.as_str()) {
+                    tracing::warn!(error = %why, broker = %deps.broker, "mqtt connect failed; retrying with backoff");
+                } else {
+                    tracing::debug!(error = %why, "mqtt connect failed");
+                }
+                last_failure = Some(why);
+                connected = false;
+                el.pending.clear();
+                out.reset();
+                let delay = backoff.next_delay();
+                tokio::select! {
+                    _ = cancel.cancelled() => break 'session,
+                    _ = tokio::time::sleep(delay) => {}
                 }
             }
         }
+        feed(&mut backlog, &mut backlog_bytes, &work_tx);
         if connected {
             confirm(&mut out, &el, &deps.store);
-            while out.asked < out.acked + WINDOW {
-                let batch = audit::read(&deps.store, out.asked, (out.acked + WINDOW - out.asked) as usize);
-                if batch.is_empty() {
-                    break;
-                }
-                let mut stop = false;
-                for e in batch {
-                    let seq = e["seq"].as_u64().unwrap_or(0);
-                    if !publish(&mut out, &topics.events, false, serde_json::to_vec(&e).unwrap_or_default(), None) {
-                        stop = true;
-                        break;
-                    }
-                    out.asked = seq;
-                }
-                if stop {
-                    break;
-                }
-            }
+            pump(&mut out, &deps.store, &mut |out, payload| publish(out, &topics.events, false, payload, None));
         }
     }
     drop(work_tx);
@@ -381,6 +372,38 @@ pub async fn run(opts: MqttOptions, topics: Topics, deps: Deps, cancel: Cancella
     tracing::info!("mqtt stopped");
 }
 
+/// Hands waiting commands to the worker, in arrival order, as it has room.
+fn feed(backlog: &mut std::collections::VecDeque<Publish>, bytes: &mut usize, work: &mpsc::Sender<Publish>) {
+    while let Some(p) = backlog.pop_front() {
+        let len = p.payload.len();
+        match work.try_send(p) {
+            Ok(()) => *bytes -= len,
+            Err(mpsc::error::TrySendError::Full(p)) | Err(mpsc::error::TrySendError::Closed(p)) => {
+                backlog.push_front(p);
+                break;
+            }
+        }
+    }
+}
+
+/// Asks for the next stored events, in seq order, up to [`WINDOW`] beyond
+/// the confirmed one.
+fn pump(out: &mut Outbox, store: &Store, publish: &mut dyn FnMut(&mut Outbox, Vec<u8>) -> bool) {
+    while out.asked < out.acked + WINDOW {
+        let batch = audit::read(store, out.asked, (out.acked + WINDOW - out.asked) as usize);
+        if batch.is_empty() {
+            return;
+        }
+        for e in batch {
+            let seq = e["seq"].as_u64().unwrap_or(0);
+            if !publish(out, serde_json::to_vec(&e).unwrap_or_default()) {
+                return;
+            }
+            out.asked = seq;
+        }
+    }
+}
+
 /// Everything asked for has gone out and nothing is unacknowledged: the
 /// events asked for so far are confirmed.
 fn confirm(out: &mut Outbox, el: &EventLoop, store: &Store) {
@@ -397,7 +420,13 @@ fn confirm(out: &mut Outbox, el: &EventLoop, store: &Store) {
 
 /// The command worker: applies commands one at a time, in arrival order, so
 /// that PUBACKs go out in the order the commands came (as MQTT requires).
-async fn work(mut rx: mpsc::Receiver<Publish>, done: mpsc::Sender<Done>, deps: Deps, default_reply: String) {
+async fn work(
+    mut rx: mpsc::Receiver<Publish>,
+    done: mpsc::Sender<Done>,
+    deps: Deps,
+    default_reply: String,
+    controller: String,
+) {
     let replies = Arc::new(Replies::new(deps.store.clone()));
     while let Some(p) = rx.recv().await {
         let props = p.properties.clone().unwrap_or_default();
@@ -405,7 +434,10 @@ async fn work(mut rx: mpsc::Receiver<Publish>, done: mpsc::Sender<Done>, deps: D
             .response_topic
             .filter(|t| !t.is_empty() && !t.contains(['+', '#']))
             .unwrap_or_else(|| default_reply.clone());
-        let reply = handle(&deps, &replies, p.payload.clone()).await;
+        let mut reply = handle(&deps, &replies, p.payload.clone()).await;
+        if let Some(o) = reply.as_object_mut() {
+            o.insert("controller".into(), json!(controller));
+        }
         let d = Done {
             command: p,
             reply_topic,

@@ -72,8 +72,14 @@ impl Replies {
         self.store.get(&k).ok().flatten().and_then(|v| serde_json::from_slice(&v).ok())
     }
 
-    /// Remembers the reply to the command with this id.
+    /// Remembers the reply to the command with this id, on disk before it
+    /// returns (so a repeat after a crash is not applied twice). `internal`
+    /// errors are not remembered: they are transient, and a retry with the
+    /// same id must be able to succeed.
     pub fn put(&self, key: &str, reply: &Value) {
+        if reply["error"]["code"] == "internal" {
+            return;
+        }
         if let Ok(mut m) = self.mem.lock() {
             if m.0.insert(key.to_string(), reply.clone()).is_none() {
                 m.1.push_back(key.to_string());
@@ -102,10 +108,7 @@ impl Replies {
             b.remove(old);
         }
         b.put(REPLY_SEQ.to_vec(), seq.to_string().into_bytes());
-        // Not flushed here: the change itself was flushed before this reply
-        // was made, and a reply lost in a crash only means a redelivered
-        // command runs again, which every op tolerates.
-        if let Err(e) = self.store.apply_unflushed(b) {
+        if let Err(e) = self.store.apply(b) {
             tracing::error!(error = %e, "storing a reply failed");
         }
     }

@@ -47,8 +47,6 @@ pub enum StartError {
     Keys(OpError),
     #[error("cannot start the audit writer: {0}")]
     Audit(std::io::Error),
-    #[error("{0}")]
-    Mqtt(mqtt::SetupError),
 }
 
 /// What `door.unlock` and `lockout.clear` reach.
@@ -172,8 +170,16 @@ pub async fn run_with_clock(
     }
 
     let (audit, audit_thread) = audit::start(store.clone(), cfg.audit.retain).map_err(StartError::Audit)?;
+    // A broken [mqtt] file (a missing CA or password file) must not stop the
+    // room: say so loudly and run standalone. check-config reports it too.
     let mqtt_opts = match &cfg.mqtt {
-        Some(m) => Some(mqtt::options(m, &mqtt::Topics::new(&cfg.site, &cfg.controller)).map_err(StartError::Mqtt)?),
+        Some(m) => match mqtt::options(m, &mqtt::Topics::new(&cfg.site, &cfg.controller)) {
+            Ok(o) => Some(o),
+            Err(e) => {
+                tracing::error!(error = %e, "MQTT cannot start; running standalone until fixed and restarted");
+                None
+            }
+        },
         None => None,
     };
     if cfg.demo.seed {

@@ -241,3 +241,17 @@ fn a_full_sync_replaces_the_set_atomically() {
     assert_eq!(try_key(&s, KeyKind::Pin, "730194"), None);
     assert_eq!(try_key(&s, KeyKind::Pin, "502817"), Some(Reason::Unknown));
 }
+
+#[test]
+fn sync_put_refuses_a_holder_twice_and_trivial_pins() {
+    let s = svc();
+    s.sync_begin(1).unwrap();
+    let e = s.sync_put(vec![sync_holder("a", Some("502817"), None), sync_holder("a", None, None)]).unwrap_err();
+    assert_eq!(e.code, ErrorCode::Invalid);
+    assert!(e.message.contains("listed twice"), "{e:?}");
+    let e = s.sync_put(vec![sync_holder("b", Some("111111"), None)]).unwrap_err();
+    assert_eq!(e.code, ErrorCode::Invalid);
+    // Nothing of a refused message was staged.
+    s.sync_put(vec![sync_holder("c", Some("502817"), None)]).unwrap();
+    assert_eq!(s.sync_commit().unwrap()["holders"], 1);
+}
