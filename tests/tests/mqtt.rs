@@ -36,7 +36,12 @@ fn a_portal_stand_in_provisions_and_watches_over_mqtt() {
     let broker = Broker::start();
     let sub = broker.subscribe(&format!("{P}/#"), "portal-1");
     let (_dir, mut d) = start(&broker, 5);
-    let (online_at, _) = sub.wait_json(0, &format!("{P}/status"), "status online", |v| v["state"] == "online");
+    let (online_at, status) = sub.wait_json(0, &format!("{P}/status"), "status online", |v| v["state"] == "online");
+    for k in ["version", "generation", "holders", "pins", "qr", "cards", "outbox", "uptime_s"] {
+        assert!(!status[k].is_null(), "status lacks {k}: {status}");
+    }
+    assert_eq!(status["devices"]["keypad1"], "online", "{status}");
+    assert!(status["clock"]["synchronized"].is_boolean(), "{status}");
     // A connect attempt cut short would make the broker publish the Last Will.
     assert!(
         !sub.lines.all()[..online_at].iter().any(|l| l.contains("offline")),

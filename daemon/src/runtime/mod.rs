@@ -287,6 +287,7 @@ pub async fn run_with_clock(
                 m.insert("devices".into(), json!(*h));
             }
             m.insert("uptime_s".into(), json!(started.elapsed().as_secs()));
+            m.insert("clock".into(), json!({"synchronized": clock::system_clock_synchronized()}));
             m
         });
         let broker = cfg.mqtt.as_ref().map(|m| m.url.clone()).unwrap_or_default();
