@@ -150,16 +150,19 @@ pub const INLINE_WINDOWS: usize = 2;
 /// A copy of the holder's checks kept inside each key entry, so that a
 /// decision reads the entry and nothing else, unless the holder's schedule
 /// has more than [`INLINE_WINDOWS`] windows.
+///
+/// Packed, since there is one per key (40 bytes): the door mask with every
+/// bit set for all doors, absent validity dates as the extreme instants.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Rule {
-    pub enabled: bool,
-    pub doors: DoorSet,
-    pub valid_from_ms: Option<i64>,
-    pub valid_until_ms: Option<i64>,
+    doors: u64,
+    valid_from_ms: i64,
+    valid_until_ms: i64,
     /// The schedule when short enough: `windows[..n]`; `n == u8::MAX` means
     /// read it from the holder.
     windows: [Window; INLINE_WINDOWS],
     n: u8,
+    pub enabled: bool,
 }
 
 impl Rule {
@@ -173,12 +176,30 @@ impl Rule {
         };
         Rule {
             enabled: h.enabled,
-            doors: h.doors,
-            valid_from_ms: h.valid_from_ms,
-            valid_until_ms: h.valid_until_ms,
+            doors: match h.doors {
+                DoorSet::All => u64::MAX,
+                DoorSet::Mask(m) => m,
+            },
+            valid_from_ms: h.valid_from_ms.unwrap_or(i64::MIN),
+            valid_until_ms: h.valid_until_ms.unwrap_or(i64::MAX),
             windows,
             n,
         }
+    }
+
+    /// Whether `now_ms` is before the holder's first valid instant.
+    pub fn not_yet_valid(&self, now_ms: i64) -> bool {
+        now_ms < self.valid_from_ms
+    }
+
+    /// Whether `now_ms` is at or past the holder's end of validity.
+    pub fn expired(&self, now_ms: i64) -> bool {
+        self.valid_until_ms != i64::MAX && now_ms >= self.valid_until_ms
+    }
+
+    /// Whether the holder may use door `door`.
+    pub fn door(&self, door: u8) -> bool {
+        door < 64 && self.doors & (1u64 << door) != 0
     }
 
     /// Whether the schedule allows `t`; `holder` is read only for a long schedule.
@@ -381,13 +402,13 @@ pub fn decide<'a>(snap: &'a Snapshot, req: &Request) -> Decision<'a> {
     if !r.enabled {
         return deny(Reason::HolderDisabled);
     }
-    if r.valid_from_ms.is_some_and(|t| req.now_ms < t) {
+    if r.not_yet_valid(req.now_ms) {
         return deny(Reason::NotYetValid);
     }
-    if r.valid_until_ms.is_some_and(|t| req.now_ms >= t) {
+    if r.expired(req.now_ms) {
         return deny(Reason::Expired);
     }
-    if !r.doors.contains(req.door) {
+    if !r.door(req.door) {
         return deny(Reason::WrongDoor);
     }
     if !r.allows(h, req.local) {

@@ -132,14 +132,16 @@ impl KeyService {
 
     /// Rebuilds the live snapshot from the live space, in one go.
     fn reload(&self) -> Result<(), OpError> {
-        let mut flat = FlatMap::default();
+        // Sized once from the key index, so the map never grows (and never
+        // holds an old and a new table at once) while it fills.
+        let keys = self.store.scan(&self.space().keys()).count();
+        let mut flat = FlatMap::with_capacity_and_hasher(keys, Default::default());
         for r in self.store.scan(&self.space().holders()) {
             let (_, v) = r?;
             let rec: HolderRecord =
                 serde_json::from_slice(&v).map_err(|e| OpError::internal(format!("corrupt holder record: {e}")))?;
             flat.extend(self.entries(&rec));
         }
-        flat.shrink_to_fit();
         self.live.store(Arc::new(Snapshot::from_flat(flat)));
         Ok(())
     }
