@@ -5,23 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# System packages the tests need, installed when missing: a real broker and
-# its command-line clients for the MQTT tests. PC/SC and serial tests add
-# theirs here (pcscd, vsmartcard-vpcd, socat, libpcsclite-dev, ...).
-PACKAGES=(ca-certificates mosquitto mosquitto-clients)
-
-missing=()
-for p in "${PACKAGES[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-  echo "installing: ${missing[*]}"
-  if [ "$(id -u)" = 0 ]; then SUDO=; elif command -v sudo >/dev/null; then SUDO=sudo; else
-    echo "cannot install ${missing[*]}: run as root or install them yourself" >&2; exit 1; fi
-  export DEBIAN_FRONTEND=noninteractive
-  $SUDO apt-get update -qq
-  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
-fi
+# System packages the tests need (a broker, pcscd with a virtual reader, ...).
+bash scripts/install-test-deps.sh
 
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT

@@ -86,6 +86,11 @@ pub enum Input {
     Card(CardUid),
     /// A QR or barcode payload was scanned.
     Qr(String),
+    /// A digital input's debounced level changed: `true` is active (a door
+    /// contact reporting the door open, an exit button pressed). What the
+    /// level means is the daemon's business: the door that names this device
+    /// as its `contact` or `exit_button` decides.
+    Level(bool),
 }
 
 impl fmt::Debug for Input {
@@ -95,6 +100,7 @@ impl fmt::Debug for Input {
             Input::Key(_) => write!(f, "Key(<redacted>)"),
             Input::Card(c) => write!(f, "Card({c:?})"),
             Input::Qr(q) => write!(f, "Qr(<{} bytes>)", q.len()),
+            Input::Level(on) => write!(f, "Level({on})"),
         }
     }
 }

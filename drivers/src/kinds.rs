@@ -82,15 +82,16 @@ impl KindConfig {
         }
     }
 
-    /// The input driver, for input kinds.
-    pub fn input_driver(&self) -> Option<Box<dyn InputDriver>> {
+    /// The input driver, for input kinds; `id` is the device's id, for logs.
+    pub fn input_driver(&self, id: &str) -> Option<Box<dyn InputDriver>> {
+        let _ = id;
         match self {
             KindConfig::Console(_) => Some(Box::new(Console::new())),
             KindConfig::SimLock(_) => None,
         }
     }
 
-    /// The output driver, for output kinds.
+    /// The output driver, for output kinds; `id` is the device's id, for logs.
     pub fn output_driver(&self, id: &str) -> Option<Box<dyn Output>> {
         match self {
             KindConfig::SimLock(_) => Some(Box::new(SimLock::new(id))),

@@ -153,6 +153,8 @@ impl DecisionLoop {
             }
             Input::Card(uid) => self.present(device, KeyKind::Card, uid.as_bytes()),
             Input::Qr(text) => self.present(device, KeyKind::Qr, text.as_bytes()),
+            // Door contacts and exit buttons: handled with door supervision.
+            Input::Level(_) => {}
         }
     }
 

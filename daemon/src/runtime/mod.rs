@@ -242,7 +242,7 @@ pub async fn run_with_clock(
         if d.kind.role() != Role::Input {
             continue;
         }
-        let Some(driver) = d.kind.input_driver() else { continue };
+        let Some(driver) = d.kind.input_driver(&d.id) else { continue };
         let sink = InputSink::new(i, report_tx.clone());
         let (id, cancel) = (d.id.clone(), inputs_cancel.clone());
         input_tasks.push(tokio::spawn(async move { supervise(&id, driver, sink, cancel, Backoff::default()).await }));

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Installs, when missing, the Debian packages that building and testing Porter
+# need on a fresh machine that has only Rust: a real broker and its clients
+# (MQTT tests), pcscd with the virtual reader vsmartcard-vpcd and the PC/SC
+# headers (the pcsc driver and its tests), socat (serial tests), pkg-config.
+set -euo pipefail
+
+PACKAGES=(ca-certificates pkg-config mosquitto mosquitto-clients libpcsclite-dev pcscd vsmartcard-vpcd socat openssl)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing: ${missing[*]}"
+  if [ "$(id -u)" = 0 ]; then SUDO=; elif command -v sudo >/dev/null; then SUDO=sudo; else
+    echo "cannot install ${missing[*]}: run as root or install them yourself" >&2; exit 1; fi
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
