@@ -366,3 +366,70 @@ fn porterctl_speaks_mqtt_as_the_portal_would() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no reply within 1 s"));
 }
+
+#[test]
+fn enroll_start_assigns_the_next_card_at_the_door_and_reports_it() {
+    let broker = Broker::start();
+    let sub = broker.subscribe(&format!("{P}/#"), "portal-enroll");
+    let (_dir, mut d) = start(&broker, 5);
+    cmd(&broker, "e-1", "holder.put", json!({"holder": "courier-fedex", "name": "FedEx", "role": "courier"}));
+    reply(&sub, "e-1");
+    cmd(&broker, "e-2", "holder.put", json!({"holder": "courier-dhl", "role": "courier"}));
+    reply(&sub, "e-2");
+    cmd(&broker, "e-3", "card.assign", json!({"holder": "courier-dhl", "uid": "0badcafe"}));
+    reply(&sub, "e-3");
+
+    // Errors a portal developer can act on.
+    cmd(&broker, "e-4", "enroll.start", json!({"holder": "nobody", "door": "main"}));
+    assert_eq!(reply(&sub, "e-4")["error"]["code"], "not_found");
+    cmd(&broker, "e-5", "enroll.start", json!({"holder": "courier-fedex", "door": "back"}));
+    let r = reply(&sub, "e-5");
+    assert_eq!(r["error"]["code"], "not_found");
+    assert!(r["error"]["message"].as_str().unwrap().contains("doors are: main"), "{r}");
+    cmd(&broker, "e-6", "enroll.start", json!({"holder": "courier-fedex", "door": "main", "timeout_s": 1}));
+    assert_eq!(reply(&sub, "e-6")["error"]["code"], "invalid");
+
+    // The window: the next card at the door is assigned and opens nothing.
+    let mark = sub.lines.len();
+    cmd(&broker, "e-7", "enroll.start", json!({"holder": "courier-fedex", "door": "main", "timeout_s": 60}));
+    let r = reply(&sub, "e-7");
+    assert_eq!(r["ok"], true, "{r}");
+    assert_eq!((r["result"]["door"].as_str(), r["result"]["timeout_s"].as_u64()), (Some("main"), Some(60)));
+    sub.wait_json(mark, &format!("{P}/events"), "enroll.started", |v| v["type"] == "enroll.started");
+    let sent = Instant::now();
+    d.type_line("card:04:C0:FF:EE");
+    let (_, e) = sub.wait_json(mark, &format!("{P}/events"), "card.enrolled", |v| v["type"] == "card.enrolled");
+    assert!(sent.elapsed() < Duration::from_secs(1), "card.enrolled took {:?}", sent.elapsed());
+    assert_eq!((e["holder"].as_str(), e["uid"].as_str()), (Some("courier-fedex"), Some("04c0ffee")), "{e}");
+    assert_eq!((e["door"].as_str(), e["device"].as_str()), (Some("main"), Some("keypad1")));
+    assert!(
+        !sub.lines.all()[mark..].iter().any(|l| l.contains("access.")),
+        "the enrolled card was also decided: {:?}",
+        &sub.lines.all()[mark..]
+    );
+    cmd(&broker, "e-8", "holder.get", json!({"holder": "courier-fedex"}));
+    assert_eq!(reply(&sub, "e-8")["result"]["keys"]["cards"].as_array().map(Vec::len), Some(1));
+
+    // The window is closed: the same card now opens the door.
+    d.type_line("card:04c0ffee");
+    let (_, e) = sub.wait_json(mark, &format!("{P}/events"), "card grant", |v| v["type"] == "access.granted");
+    assert_eq!(e["holder"], "courier-fedex");
+
+    // A card already assigned to someone else is refused.
+    cmd(&broker, "e-9", "enroll.start", json!({"holder": "courier-fedex", "door": "main"}));
+    reply(&sub, "e-9");
+    d.type_line("card:0badcafe");
+    let (_, e) = sub.wait_json(mark, &format!("{P}/events"), "enroll.refused", |v| v["type"] == "enroll.refused");
+    assert_eq!((e["reason"].as_str(), e["holder"].as_str()), (Some("duplicate"), Some("courier-fedex")), "{e}");
+    cmd(&broker, "e-10", "holder.get", json!({"holder": "courier-fedex"}));
+    assert_eq!(reply(&sub, "e-10")["result"]["keys"]["cards"].as_array().map(Vec::len), Some(1));
+
+    // A window nobody uses closes by itself.
+    cmd(&broker, "e-11", "enroll.start", json!({"holder": "courier-fedex", "door": "main", "timeout_s": 5}));
+    reply(&sub, "e-11");
+    let (_, e) = sub.wait_json(mark, &format!("{P}/events"), "enroll.expired", |v| v["type"] == "enroll.expired");
+    assert_eq!(e["holder"], "courier-fedex");
+    d.type_line("card:0a0b0c0d");
+    let (_, e) = sub.wait_json(mark, &format!("{P}/events"), "unknown card", |v| v["reason"] == "unknown");
+    assert_eq!(e["key"], "card");
+}

@@ -50,6 +50,9 @@ pub trait Control: Send + Sync {
     fn unlock(&self, door: &str, ms: Option<u64>) -> Result<Value, OpError>;
     /// Clears the lockout of `device`, or of every device.
     fn clear_lockout(&self, device: Option<&str>) -> Result<Value, OpError>;
+    /// Opens `door`'s enrolment window: the next card presented there is
+    /// assigned to `holder`.
+    fn enroll(&self, holder: &str, door: &str, window: std::time::Duration) -> Result<Value, OpError>;
 }
 
 /// A parsed command.
@@ -392,10 +395,25 @@ fn dispatch(svc: &KeyService, ctl: &dyn Control, cmd: &Command) -> Result<Value,
             Args::new(a, &[])?;
             serde_json::to_value(svc.state()?).map_err(|e| OpError::internal(e.to_string()))
         }
-        "enroll.start" => Err(OpError::new(
-            ErrorCode::Unsupported,
-            "enroll.start is not available in this version: enrolment at the room comes with the package-room flows",
-        )),
+        "enroll.start" => {
+            let a = Args::new(a, &["holder", "door", "timeout_s"])?;
+            let holder = a.holder()?;
+            let range = crate::runtime::enroll::WINDOW_RANGE_S;
+            let window = match a.opt_u64("timeout_s")? {
+                None => crate::runtime::enroll::DEFAULT_WINDOW,
+                Some(s) if range.contains(&s) => std::time::Duration::from_secs(s),
+                Some(_) => {
+                    return Err(OpError::invalid(format!(
+                        "`timeout_s` must be from {} to {} seconds",
+                        range.start(),
+                        range.end()
+                    )))
+                }
+            };
+            // The holder must exist now; the card is assigned when presented.
+            svc.holder_get(holder)?;
+            ctl.enroll(holder, a.str("door")?, window)
+        }
         "sync.begin" => {
             let a = Args::new(a, &["generation"])?;
             let g = a.opt_u64("generation")?.ok_or_else(|| OpError::invalid("missing argument `generation`"))?;

@@ -9,6 +9,7 @@
 use super::audit::{Audit, Draft};
 use super::clock::{self, Clock};
 use super::doors::DoorHandle;
+use super::enroll::EnrollJob;
 use crate::access::keypad::{KeyOutcome, KeypadEntry};
 use crate::access::lockout::{Engaged, LockoutPolicy, LockoutState};
 use crate::access::{decide, Decision, KeyHash, KeyKind, Request, Snapshot};
@@ -18,7 +19,9 @@ use arc_swap::ArcSwap;
 use porter_drivers::{DeviceReport, Health, Input, Report};
 use serde_json::{json, Map, Value};
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 /// Requests from the admin side to the loop.
@@ -26,6 +29,16 @@ pub enum ControlMsg {
     /// Clears the lockout of one device (or all); replies with the devices
     /// cleared and, for each, a receiver that completes once it is on disk.
     ClearLockout { device: Option<String>, reply: oneshot::Sender<Result<Cleared, String>> },
+    /// Opens `door`'s enrolment window for `holder` (replaces an open one);
+    /// replies with the window's end in unix ms.
+    Enroll { holder: String, door: String, window: Duration, reply: oneshot::Sender<Result<i64, String>> },
+}
+
+/// An open enrolment window at a door.
+#[derive(Debug, Clone)]
+pub struct Window {
+    pub holder: String,
+    pub until: Instant,
 }
 
 /// The devices a `lockout.clear` cleared, and the wait for their persistence.
@@ -50,6 +63,10 @@ pub struct DecisionLoop {
     pub audit: Audit,
     /// Each input device's health, for the status document.
     pub health: HealthMap,
+    /// Each door's open enrolment window.
+    pub windows: Vec<Option<Window>>,
+    /// Where a card caught by an enrolment window goes to be assigned.
+    pub enroller: mpsc::Sender<EnrollJob>,
 }
 
 /// Device id to `online`, `offline` or `unknown`.
@@ -78,10 +95,18 @@ impl DecisionLoop {
         cancel: CancellationToken,
     ) {
         loop {
+            let next_close = self.windows.iter().flatten().map(|w| w.until).min();
+            let close = async {
+                match next_close {
+                    Some(t) => tokio::time::sleep_until(t).await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 biased;
                 Some(r) = reports.recv() => self.report(r),
                 Some(c) = control.recv() => self.control(c),
+                _ = close => self.close_windows(Instant::now()),
                 _ = cancel.cancelled() => break,
             }
         }
@@ -115,6 +140,43 @@ impl DecisionLoop {
                     });
                 }
                 let _ = reply.send(Ok(cleared));
+            }
+            ControlMsg::Enroll { holder, door, window, reply } => {
+                let Some(i) = self.doors.iter().position(|d| d.id == door) else {
+                    let ids: Vec<&str> = self.doors.iter().map(|d| d.id.as_str()).collect();
+                    let _ = reply.send(Err(format!("no door `{door}`; doors are: {}", ids.join(", "))));
+                    return;
+                };
+                let now_ms = self.clock.now_ms();
+                let until_ms = now_ms + window.as_millis() as i64;
+                tracing::info!(door = %door, holder = %holder, window_s = window.as_secs(), "enrolment window open");
+                self.audit.record(Draft {
+                    ts_ms: now_ms,
+                    kind: "enroll.started",
+                    fields: fields(&[
+                        ("door", json!(door)),
+                        ("holder", json!(holder)),
+                        ("until", json!(records::rfc3339(until_ms))),
+                    ]),
+                });
+                self.windows[i] = Some(Window { holder, until: Instant::now() + window });
+                let _ = reply.send(Ok(until_ms));
+            }
+        }
+    }
+
+    /// Closes every window whose time is up, recording `enroll.expired`.
+    fn close_windows(&mut self, now: Instant) {
+        for (i, w) in self.windows.iter_mut().enumerate() {
+            if w.as_ref().is_some_and(|w| w.until <= now) {
+                let w = w.take().expect("checked");
+                let door = &self.doors[i].id;
+                tracing::info!(door = %door, holder = %w.holder, "enrolment window closed: no card presented");
+                self.audit.record(Draft {
+                    ts_ms: self.clock.now_ms(),
+                    kind: "enroll.expired",
+                    fields: fields(&[("door", json!(door)), ("holder", json!(w.holder))]),
+                });
             }
         }
     }
@@ -151,7 +213,26 @@ impl DecisionLoop {
                     self.present(device, KeyKind::Pin, entry.digits().unwrap_or(b""));
                 }
             }
-            Input::Card(uid) => self.present(device, KeyKind::Card, uid.as_bytes()),
+            Input::Card(uid) => {
+                // A card at a door with an open enrolment window is assigned,
+                // not decided: it opens nothing and counts for no lockout.
+                let door = self.devices[device].door.map(usize::from);
+                let window = door.and_then(|d| self.windows[d].take_if(|w| w.until > Instant::now()));
+                match (door, window) {
+                    (Some(d), Some(w)) => {
+                        let job = EnrollJob {
+                            holder: w.holder,
+                            uid,
+                            door: self.doors[d].id.clone(),
+                            device: self.devices[device].id.clone(),
+                        };
+                        if self.enroller.try_send(job).is_err() {
+                            tracing::error!(door = %self.doors[d].id, "enrolment queue full: card not enrolled");
+                        }
+                    }
+                    _ => self.present(device, KeyKind::Card, uid.as_bytes()),
+                }
+            }
             Input::Qr(text) => self.present(device, KeyKind::Qr, text.as_bytes()),
             // Door contacts and exit buttons: handled with door supervision.
             Input::Level(_) => {}
@@ -294,6 +375,8 @@ mod tests {
             clock: clock.clone(),
             audit,
             health: HealthMap::default(),
+            windows: vec![None],
+            enroller: mpsc::channel(4).0,
         };
         Rig { svc, lp, lock, events, clock, store }
     }

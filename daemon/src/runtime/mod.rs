@@ -15,6 +15,7 @@ pub mod audit;
 pub mod clock;
 pub mod decisions;
 pub mod doors;
+pub mod enroll;
 
 use crate::access::keypad::KeypadEntry;
 use crate::config::Config;
@@ -93,6 +94,22 @@ impl Control for RuntimeControl {
                 }
                 Ok(json!({"cleared": ids}))
             }
+            Ok(Err(msg)) => Err(OpError::new(ErrorCode::NotFound, msg)),
+            Err(_) => Err(OpError::internal("the decision loop is stopping")),
+        }
+    }
+
+    fn enroll(&self, holder: &str, door: &str, window: Duration) -> Result<Value, OpError> {
+        let (tx, rx) = oneshot::channel();
+        let msg = ControlMsg::Enroll { holder: holder.into(), door: door.into(), window, reply: tx };
+        self.control.blocking_send(msg).map_err(|_| OpError::internal("the decision loop is stopping"))?;
+        match rx.blocking_recv() {
+            Ok(Ok(until_ms)) => Ok(json!({
+                "holder": holder,
+                "door": door,
+                "timeout_s": window.as_secs(),
+                "until": crate::store::records::rfc3339(until_ms),
+            })),
             Ok(Err(msg)) => Err(OpError::new(ErrorCode::NotFound, msg)),
             Err(_) => Err(OpError::internal("the decision loop is stopping")),
         }
@@ -221,6 +238,8 @@ pub async fn run_with_clock(
     }
     let (report_tx, report_rx) = mpsc::channel(REPORT_QUEUE);
     let (control_tx, control_rx) = mpsc::channel(16);
+    let (enroll_tx, enroll_rx) = mpsc::channel(16);
+    let enroll_task = tokio::spawn(enroll::run(svc.clone(), audit.clone(), clock.clone(), enroll_rx, |_, _| {}));
     let loop_cancel = CancellationToken::new();
     let decision_loop = DecisionLoop {
         live: svc.live(),
@@ -232,6 +251,8 @@ pub async fn run_with_clock(
         clock: clock.clone(),
         audit: audit.clone(),
         health: health.clone(),
+        windows: vec![None; cfg.doors.len()],
+        enroller: enroll_tx,
     };
     let loop_task = tokio::spawn(decision_loop.run(report_rx, control_rx, loop_cancel.clone()));
 
@@ -318,6 +339,9 @@ pub async fn run_with_clock(
         }
         loop_cancel.cancel();
         let _ = loop_task.await;
+        // The loop held the only job sender: the enroller ends after the
+        // assignment it may be writing.
+        let _ = enroll_task.await;
         doors_cancel.cancel();
         for t in door_tasks {
             let _ = t.await;
