@@ -129,6 +129,26 @@ pub struct DoorConfig {
     pub unlock: Duration,
     /// Index into `devices` of the door contact, when wired.
     pub contact: Option<usize>,
+    /// Index into `devices` of the request-to-exit button, when wired.
+    pub exit_button: Option<usize>,
+    /// Indices into `devices` of the feedback outputs, when fitted.
+    pub led: Option<usize>,
+    pub buzzer: Option<usize>,
+    /// How long the door may stand open before `door.held_open`.
+    pub held_open: Duration,
+    /// Relock as soon as the contact reports the door closed again.
+    pub relock_on_close: bool,
+}
+
+/// What an input device is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    /// Reads keys, cards or QR codes for its door.
+    Credentials,
+    /// The door's contact: active means open.
+    Contact,
+    /// The door's request-to-exit button: active means pressed.
+    ExitButton,
 }
 
 #[derive(Debug, Clone)]
@@ -137,6 +157,8 @@ pub struct DeviceConfig {
     pub kind: KindConfig,
     /// Index into `doors` of the door an input reports to.
     pub door: Option<usize>,
+    /// What an input device is for (`Credentials` for outputs too).
+    pub purpose: Purpose,
 }
 
 impl Config {
@@ -512,15 +534,25 @@ fn validate(raw: &serde_json::Value, errs: &mut ConfigErrors) -> Option<Config> 
         id: Option<String>,
         lock: Option<String>,
         unlock_ms: u64,
-        contact: Option<String>,
+        refs: [(&'static str, Option<String>); 5],
+        held_open_s: u64,
+        relock_on_close: bool,
     }
     let mut doors_raw = Vec::new();
     for mut d in top.tables("doors", errs) {
         let id = id_field(&mut d, "id", "door", errs);
         let lock = d.string("lock", "name the id of the lock output device (such as a sim_lock or gpio_relay)", errs);
         let unlock_ms = d.u64_or("unlock_ms", 5000, 100..=600_000, errs);
-        let contact = d.opt_string("contact", errs);
-        doors_raw.push(RawDoor { path: d.path().to_string(), id, lock, unlock_ms, contact });
+        let refs = [
+            ("contact", d.opt_string("contact", errs)),
+            ("exit_button", d.opt_string("exit_button", errs)),
+            ("led", d.opt_string("led", errs)),
+            ("buzzer", d.opt_string("buzzer", errs)),
+            ("lock", None),
+        ];
+        let held_open_s = d.u64_or("held_open_s", 60, 1..=86_400, errs);
+        let relock_on_close = d.bool_or("relock_on_close", false, errs);
+        doors_raw.push(RawDoor { path: d.path().to_string(), id, lock, unlock_ms, refs, held_open_s, relock_on_close });
         d.finish(errs);
     }
     top.finish(errs);
@@ -561,62 +593,86 @@ fn validate(raw: &serde_json::Value, errs: &mut ConfigErrors) -> Option<Config> 
     let door_ids = || doors_raw.iter().filter_map(|d| d.id.clone()).collect::<Vec<_>>().join(", ");
 
     let mut doors = Vec::new();
-    let mut locks_used: HashMap<usize, String> = HashMap::new();
-    for d in &doors_raw {
-        let lock = d.lock.as_deref().and_then(|l| match device_index(l) {
-            None => {
+    // Each output and each contact or button belongs to one door, in one role.
+    let mut used: HashMap<usize, String> = HashMap::new();
+    let mut door_inputs: HashMap<usize, (usize, Purpose)> = HashMap::new();
+    for (di, d) in doors_raw.iter().enumerate() {
+        let mut resolve = |key: &str, name: &str, errs: &mut ConfigErrors| -> Option<usize> {
+            let path = format!("{}.{key}", d.path);
+            let want_output = matches!(key, "lock" | "led" | "buzzer");
+            let Some(i) = device_index(name) else {
+                errs.push(path, format!("no device with id `{name}`"), Some(format!("devices are: {}", device_ids())));
+                return None;
+            };
+            let kind = devices_raw[i].kind.as_ref();
+            if want_output && kind.is_some_and(|k| !k.can_output()) {
+                let hint = match key {
+                    "lock" => "point lock at an output device such as a sim_lock, gpio_relay or serial_relay",
+                    _ => "point it at an output device such as a gpio_relay or serial_relay channel",
+                };
+                errs.push(path, format!("device `{name}` is an input, not an output"), Some(hint.into()));
+                return None;
+            }
+            if !want_output && kind.is_some_and(|k| k.role() != Role::Input) {
                 errs.push(
-                    format!("{}.lock", d.path),
-                    format!("no device with id `{l}`"),
-                    Some(format!("devices are: {}", device_ids())),
+                    path,
+                    format!("device `{name}` is an output, not an input"),
+                    Some(format!("point {key} at the input device wired to the door's {}", key.replace('_', " "))),
                 );
-                None
+                return None;
             }
-            Some(i) if devices_raw[i].kind.as_ref().is_some_and(|k| k.role() != Role::Output) => {
+            if let Some(first) = used.insert(i, path.clone()) {
                 errs.push(
-                    format!("{}.lock", d.path),
-                    format!("device `{l}` is an input, not a lock output"),
-                    Some("point lock at an output device such as a sim_lock".into()),
+                    path,
+                    format!("device `{name}` is already used as {first}"),
+                    Some("give each door its own lock, contact, button and indicators".into()),
                 );
-                None
+                return None;
             }
-            Some(i) => {
-                if let Some(first) = locks_used.insert(i, d.path.clone()) {
-                    errs.push(
-                        format!("{}.lock", d.path),
-                        format!("lock `{l}` already drives {first}"),
-                        Some("give each door its own lock output".into()),
-                    );
-                }
-                Some(i)
+            Some(i)
+        };
+        let lock = d.lock.as_deref().and_then(|l| resolve("lock", l, errs));
+        let mut got = [None; 4];
+        for (slot, (key, name)) in got.iter_mut().zip(&d.refs) {
+            *slot = name.as_deref().and_then(|n| resolve(key, n, errs));
+        }
+        let [contact, exit_button, led, buzzer] = got;
+        for (i, p) in [(contact, Purpose::Contact), (exit_button, Purpose::ExitButton)] {
+            if let Some(i) = i {
+                door_inputs.insert(i, (di, p));
             }
-        });
-        let contact = d.contact.as_deref().and_then(|c| match device_index(c) {
-            None => {
-                errs.push(
-                    format!("{}.contact", d.path),
-                    format!("no device with id `{c}`"),
-                    Some(format!("devices are: {}", device_ids())),
-                );
-                None
-            }
-            Some(i) if devices_raw[i].kind.as_ref().is_some_and(|k| k.role() != Role::Input) => {
-                errs.push(
-                    format!("{}.contact", d.path),
-                    format!("device `{c}` is an output, not a door contact"),
-                    Some("point contact at the input device wired to the door's contact".into()),
-                );
-                None
-            }
-            Some(i) => Some(i),
-        });
+        }
         if let (Some(id), Some(lock)) = (&d.id, lock) {
-            doors.push(DoorConfig { id: id.clone(), lock, unlock: Duration::from_millis(d.unlock_ms), contact });
+            doors.push(DoorConfig {
+                id: id.clone(),
+                lock,
+                unlock: Duration::from_millis(d.unlock_ms),
+                contact,
+                exit_button,
+                led,
+                buzzer,
+                held_open: Duration::from_secs(d.held_open_s),
+                relock_on_close: d.relock_on_close,
+            });
         }
     }
 
     let mut devices = Vec::new();
-    for d in &devices_raw {
+    for (i, d) in devices_raw.iter().enumerate() {
+        if let Some(&(door, purpose)) = door_inputs.get(&i) {
+            if d.door.is_some() {
+                let what = if purpose == Purpose::Contact { "contact" } else { "exit_button" };
+                errs.push(
+                    format!("{}.door", d.path),
+                    format!("this device is a door's {what}, which reads no keys"),
+                    Some(format!("remove door here: the door that names it with `{what} = ...` is its door")),
+                );
+            }
+            if let (Some(id), Some(kind)) = (&d.id, &d.kind) {
+                devices.push(DeviceConfig { id: id.clone(), kind: kind.clone(), door: Some(door), purpose });
+            }
+            continue;
+        }
         let door = match (&d.door, &d.kind) {
             (Some(_), Some(k)) if k.role() == Role::Output => {
                 errs.push(
@@ -648,7 +704,7 @@ fn validate(raw: &serde_json::Value, errs: &mut ConfigErrors) -> Option<Config> 
             _ => None,
         };
         if let (Some(id), Some(kind)) = (&d.id, &d.kind) {
-            devices.push(DeviceConfig { id: id.clone(), kind: kind.clone(), door });
+            devices.push(DeviceConfig { id: id.clone(), kind: kind.clone(), door, purpose: Purpose::Credentials });
         }
     }
     if devices.len() > u16::MAX as usize {

@@ -8,11 +8,13 @@
 
 use super::audit::{Audit, Draft};
 use super::clock::{self, Clock};
-use super::doors::DoorHandle;
+use super::doors::{DoorCmd, DoorHandle};
 use super::enroll::EnrollJob;
+use super::feedback::Signal;
 use crate::access::keypad::{KeyOutcome, KeypadEntry};
 use crate::access::lockout::{Engaged, LockoutPolicy, LockoutState};
 use crate::access::{decide, Decision, KeyHash, KeyKind, Request, Snapshot};
+use crate::config::Purpose;
 use crate::store::records;
 use crate::store::secret::KeyHasher;
 use arc_swap::ArcSwap;
@@ -48,6 +50,8 @@ pub type Cleared = Vec<(String, oneshot::Receiver<()>)>;
 pub struct DeviceState {
     pub id: String,
     pub door: Option<u8>,
+    /// Credentials, or the door's contact or exit button.
+    pub purpose: Purpose,
     pub keypad: KeypadEntry,
     pub lockout: LockoutState,
 }
@@ -160,6 +164,7 @@ impl DecisionLoop {
                     ]),
                 });
                 self.windows[i] = Some(Window { holder, until: Instant::now() + window });
+                self.doors[i].signal(Signal::EnrollOpen(window));
                 let _ = reply.send(Ok(until_ms));
             }
         }
@@ -170,6 +175,7 @@ impl DecisionLoop {
         for (i, w) in self.windows.iter_mut().enumerate() {
             if w.as_ref().is_some_and(|w| w.until <= now) {
                 let w = w.take().expect("checked");
+                self.doors[i].signal(Signal::Off);
                 let door = &self.doors[i].id;
                 tracing::info!(door = %door, holder = %w.holder, "enrolment window closed: no card presented");
                 self.audit.record(Draft {
@@ -234,8 +240,22 @@ impl DecisionLoop {
                 }
             }
             Input::Qr(text) => self.present(device, KeyKind::Qr, text.as_bytes()),
-            // Door contacts and exit buttons: handled with door supervision.
-            Input::Level(_) => {}
+            Input::Level(active) => {
+                let dev = &self.devices[device];
+                let Some(door) = dev.door.map(usize::from) else { return };
+                let cmd = match (dev.purpose, active) {
+                    (Purpose::Contact, open) => DoorCmd::Contact(open),
+                    (Purpose::ExitButton, true) => DoorCmd::Exit,
+                    (Purpose::ExitButton, false) => return,
+                    (Purpose::Credentials, _) => {
+                        tracing::debug!(device = %dev.id, "a level from a device that reads keys: ignored");
+                        return;
+                    }
+                };
+                if !self.doors[door].send(cmd) {
+                    tracing::error!(door = %self.doors[door].id, "door command queue full: contact or button dropped");
+                }
+            }
         }
     }
 
@@ -252,6 +272,11 @@ impl DecisionLoop {
         let decision = decide(&snap, &req);
         let door_h = &self.doors[door as usize];
         let opened = decision.is_grant() && door_h.open(door_h.unlock);
+        door_h.signal(match decision.reason() {
+            None => Signal::Grant,
+            Some(crate::access::Reason::LockedOut) => Signal::Lockout,
+            Some(_) => Signal::Deny,
+        });
 
         // The lock has its command; everything below may take its time.
         let holder = decision.holder().map(|h| h.id.clone());
@@ -293,6 +318,7 @@ impl DecisionLoop {
             }
         }
         if let Some(e) = engaged {
+            door_h.signal(Signal::Lockout);
             let until = match e {
                 Engaged::Until(t) => json!(records::rfc3339(t)),
                 Engaged::DailyCap => Value::Null,
@@ -354,9 +380,15 @@ mod tests {
         let hasher = KeyHasher::new(b"decision-loop-test");
         let svc = KeyService::open(store.clone(), hasher.clone(), vec!["main".into()], 6).unwrap();
         let lock = FakeOutput::default();
-        let (door, _task) =
-            doors::start("main".into(), Duration::from_secs(2), Box::new(lock.clone()), CancellationToken::new()).await;
         let (audit, _thread) = audit::start(store.clone(), 10_000).unwrap();
+        let setup = doors::DoorSetup {
+            id: "main".into(),
+            unlock: Duration::from_secs(2),
+            held_open: Duration::from_secs(60),
+            relock_on_close: false,
+        };
+        let ev = doors::DoorEvents { audit: audit.clone(), clock: Arc::new(super::clock::SystemClock) };
+        let (door, _task) = doors::start(setup, Box::new(lock.clone()), Vec::new(), ev, CancellationToken::new()).await;
         let events = audit.subscribe();
         // 2026-11-25 is a Wednesday; noon UTC.
         let clock = Arc::new(FixedClock(AtomicI64::new(1_795_608_000_000)));
@@ -366,6 +398,7 @@ mod tests {
             devices: vec![DeviceState {
                 id: "keypad1".into(),
                 door: Some(0),
+                purpose: Purpose::Credentials,
                 keypad: KeypadEntry::new(6, Duration::from_secs(5), false),
                 lockout: LockoutState::default(),
             }],

@@ -2,8 +2,20 @@
 //! for the unlock time; another grant while open extends it; then it relocks.
 //! Locks are driven locked at start (before any input is read) and at
 //! shutdown, whatever state they were in.
+//!
+//! With a door contact, the same task supervises the door: `door.opened` and
+//! `door.closed` as the contact reports them, `door.forced` when the door
+//! opens while the lock is locked (no grant, no exit request), and
+//! `door.held_open` once the door has stood open for `held_open`. With
+//! `relock_on_close` the lock relocks as soon as the door closes after an
+//! opening. An exit button opens the door like a grant (`door.exit`).
 
+use super::audit::{Audit, Draft};
+use super::clock::Clock;
+use super::feedback::Signal;
 use porter_drivers::Output;
+use serde_json::{json, Map};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -12,6 +24,10 @@ use tokio_util::sync::CancellationToken;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DoorCmd {
     Unlock(Duration),
+    /// The contact's level: `true` is open.
+    Contact(bool),
+    /// The exit button was pressed.
+    Exit,
 }
 
 /// The sending side of a door, cloned into the decision loop and the admin.
@@ -20,13 +36,43 @@ pub struct DoorHandle {
     pub id: String,
     pub unlock: Duration,
     tx: mpsc::Sender<DoorCmd>,
+    indicators: Vec<mpsc::Sender<Signal>>,
 }
 
 impl DoorHandle {
     /// Asks the door to open without waiting; false when its queue is full.
     pub fn open(&self, d: Duration) -> bool {
-        self.tx.try_send(DoorCmd::Unlock(d)).is_ok()
+        self.send(DoorCmd::Unlock(d))
     }
+
+    /// Hands the door a command without waiting; false when its queue is full.
+    pub fn send(&self, cmd: DoorCmd) -> bool {
+        self.tx.try_send(cmd).is_ok()
+    }
+
+    /// Plays `signal` on the door's LED and buzzer, if it has them. A full
+    /// indicator queue drops the signal: feedback never holds anything up.
+    pub fn signal(&self, signal: Signal) {
+        for i in &self.indicators {
+            let _ = i.try_send(signal);
+        }
+    }
+}
+
+/// How a door behaves, from its `[[doors]]` entry.
+#[derive(Debug, Clone)]
+pub struct DoorSetup {
+    pub id: String,
+    pub unlock: Duration,
+    pub held_open: Duration,
+    pub relock_on_close: bool,
+}
+
+/// Where a door records what its contact saw.
+#[derive(Clone)]
+pub struct DoorEvents {
+    pub audit: Audit,
+    pub clock: Arc<dyn Clock>,
 }
 
 /// Drives a lock, logging a failure: a lock that cannot be driven must not
@@ -39,72 +85,229 @@ pub async fn drive(door: &str, out: &mut dyn Output, unlocked: bool) {
 
 /// Makes a door: drives its lock locked now, returns the handle and the task.
 pub async fn start(
-    id: String,
-    unlock: Duration,
+    setup: DoorSetup,
     mut out: Box<dyn Output>,
+    indicators: Vec<mpsc::Sender<Signal>>,
+    events: DoorEvents,
     cancel: CancellationToken,
 ) -> (DoorHandle, tokio::task::JoinHandle<()>) {
-    drive(&id, out.as_mut(), false).await;
+    drive(&setup.id, out.as_mut(), false).await;
     let (tx, rx) = mpsc::channel(32);
-    let handle = DoorHandle { id: id.clone(), unlock, tx };
-    let task = tokio::spawn(run(id, out, rx, cancel));
+    let handle = DoorHandle { id: setup.id.clone(), unlock: setup.unlock, tx, indicators };
+    let door = Door { setup, out, events, open_until: None, contact: None, held_since: None };
+    let task = tokio::spawn(door.run(rx, cancel));
     (handle, task)
 }
 
-async fn run(id: String, mut out: Box<dyn Output>, mut rx: mpsc::Receiver<DoorCmd>, cancel: CancellationToken) {
-    let mut open_until: Option<Instant> = None;
-    loop {
-        let relock = async {
-            match open_until {
-                Some(t) => tokio::time::sleep_until(t).await,
-                None => std::future::pending().await,
-            }
-        };
-        tokio::select! {
-            _ = cancel.cancelled() => break,
-            _ = relock => {
-                drive(&id, out.as_mut(), false).await;
-                open_until = None;
-            }
-            cmd = rx.recv() => match cmd {
-                None => break,
-                Some(DoorCmd::Unlock(d)) => {
-                    let until = Instant::now() + d;
-                    if open_until.is_none() {
-                        drive(&id, out.as_mut(), true).await;
-                    }
-                    open_until = Some(open_until.map_or(until, |t| t.max(until)));
+struct Door {
+    setup: DoorSetup,
+    out: Box<dyn Output>,
+    events: DoorEvents,
+    /// When the lock relocks; `None` while locked.
+    open_until: Option<Instant>,
+    /// The contact's last level (`true` open); `None` before its first report.
+    contact: Option<bool>,
+    /// While the door stands open and `door.held_open` is still to come.
+    held_since: Option<Instant>,
+}
+
+impl Door {
+    async fn run(mut self, mut rx: mpsc::Receiver<DoorCmd>, cancel: CancellationToken) {
+        loop {
+            let relock = sleep_until(self.open_until);
+            let held = sleep_until(self.held_since.map(|t| t + self.setup.held_open));
+            tokio::select! {
+                _ = cancel.cancelled() => break,
+                _ = relock => self.relock().await,
+                _ = held => {
+                    self.held_since = None;
+                    tracing::warn!(door = %self.setup.id, held_open_s = self.setup.held_open.as_secs(), "door held open");
+                    self.record("door.held_open", &[("held_open_s", json!(self.setup.held_open.as_secs()))]);
                 }
-            },
+                cmd = rx.recv() => match cmd {
+                    None => break,
+                    Some(DoorCmd::Unlock(d)) => self.unlock(d).await,
+                    Some(DoorCmd::Exit) => {
+                        tracing::info!(door = %self.setup.id, "exit button: door unlocked");
+                        self.record("door.exit", &[]);
+                        self.unlock(self.setup.unlock).await;
+                    }
+                    Some(DoorCmd::Contact(open)) => self.contact(open).await,
+                },
+            }
+        }
+        // Shutdown: locked, whatever state the door was in.
+        drive(&self.setup.id, self.out.as_mut(), false).await;
+    }
+
+    async fn unlock(&mut self, d: Duration) {
+        let until = Instant::now() + d;
+        if self.open_until.is_none() {
+            drive(&self.setup.id, self.out.as_mut(), true).await;
+        }
+        self.open_until = Some(self.open_until.map_or(until, |t| t.max(until)));
+    }
+
+    async fn relock(&mut self) {
+        drive(&self.setup.id, self.out.as_mut(), false).await;
+        self.open_until = None;
+    }
+
+    async fn contact(&mut self, open: bool) {
+        let before = self.contact.replace(open);
+        if before == Some(open) {
+            return;
+        }
+        if open {
+            // The first report after a start is the door's state, not an opening.
+            let forced = before.is_some() && self.open_until.is_none();
+            self.held_since = Some(Instant::now());
+            self.record("door.opened", &[]);
+            if forced {
+                tracing::warn!(door = %self.setup.id, "door forced: opened while locked");
+                self.record("door.forced", &[]);
+            }
+        } else {
+            self.held_since = None;
+            if before.is_some() {
+                self.record("door.closed", &[]);
+            }
+            if self.setup.relock_on_close && self.open_until.is_some() && before == Some(true) {
+                tracing::info!(door = %self.setup.id, "door closed: relocked at once");
+                self.relock().await;
+            }
         }
     }
-    // Shutdown: locked, whatever state the door was in.
-    drive(&id, out.as_mut(), false).await;
+
+    fn record(&self, kind: &'static str, extra: &[(&str, serde_json::Value)]) {
+        let mut f = Map::new();
+        f.insert("door".into(), json!(self.setup.id));
+        for (k, v) in extra {
+            f.insert((*k).into(), v.clone());
+        }
+        if matches!(kind, "door.opened" | "door.closed") {
+            tracing::info!(door = %self.setup.id, event = kind, "door contact");
+        }
+        self.events.audit.record(Draft { ts_ms: self.events.clock.now_ms(), kind, fields: f });
+    }
+}
+
+async fn sleep_until(t: Option<Instant>) {
+    match t {
+        Some(t) => tokio::time::sleep_until(t).await,
+        None => std::future::pending().await,
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::runtime::audit;
+    use crate::runtime::clock::SystemClock;
+    use crate::store::Store;
     use porter_drivers::fake::FakeOutput;
+
+    struct Rig {
+        door: DoorHandle,
+        task: tokio::task::JoinHandle<()>,
+        lock: FakeOutput,
+        cancel: CancellationToken,
+        events: tokio::sync::broadcast::Receiver<Arc<audit::Event>>,
+    }
+
+    async fn rig(relock_on_close: bool) -> Rig {
+        let (audit, _thread) = audit::start(Store::temporary().unwrap(), 10_000).unwrap();
+        let events = audit.subscribe();
+        let lock = FakeOutput::default();
+        let cancel = CancellationToken::new();
+        let setup = DoorSetup {
+            id: "main".into(),
+            unlock: Duration::from_secs(3),
+            held_open: Duration::from_secs(60),
+            relock_on_close,
+        };
+        let ev = DoorEvents { audit, clock: Arc::new(SystemClock) };
+        let (door, task) = start(setup, Box::new(lock.clone()), Vec::new(), ev, cancel.clone()).await;
+        Rig { door, task, lock, cancel, events }
+    }
+
+    /// The types of the events written so far, waiting (on the real clock:
+    /// the writer is a thread) until there are `n`.
+    async fn types(rx: &mut tokio::sync::broadcast::Receiver<Arc<audit::Event>>, n: usize) -> Vec<String> {
+        let mut out = Vec::new();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while out.len() < n {
+            match rx.try_recv() {
+                Ok(e) => out.push(e.json["type"].as_str().unwrap().to_string()),
+                Err(_) => {
+                    assert!(std::time::Instant::now() < deadline, "only {out:?} within 10 s");
+                    tokio::task::yield_now().await;
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            }
+        }
+        out
+    }
 
     #[tokio::test(start_paused = true)]
     async fn opens_extends_relocks_and_locks_at_shutdown() {
-        let fake = FakeOutput::default();
-        let cancel = CancellationToken::new();
-        let (door, task) = start("main".into(), Duration::from_secs(3), Box::new(fake.clone()), cancel.clone()).await;
-        assert_eq!(fake.states(), [false]);
-        assert!(door.open(Duration::from_secs(3)));
+        let r = rig(false).await;
+        assert_eq!(r.lock.states(), [false]);
+        assert!(r.door.open(Duration::from_secs(3)));
         tokio::time::sleep(Duration::from_secs(2)).await;
-        assert_eq!(fake.states(), [false, true]);
-        door.open(Duration::from_secs(3)); // extends to t=5s
+        assert_eq!(r.lock.states(), [false, true]);
+        r.door.open(Duration::from_secs(3)); // extends to t=5s
         tokio::time::sleep(Duration::from_millis(2500)).await;
-        assert_eq!(fake.states(), [false, true], "still open at 4.5 s");
+        assert_eq!(r.lock.states(), [false, true], "still open at 4.5 s");
         tokio::time::sleep(Duration::from_secs(1)).await;
-        assert_eq!(fake.states(), [false, true, false], "relocked by 5.5 s");
-        door.open(Duration::from_secs(60));
+        assert_eq!(r.lock.states(), [false, true, false], "relocked by 5.5 s");
+        r.door.open(Duration::from_secs(60));
         tokio::time::sleep(Duration::from_millis(10)).await;
-        cancel.cancel();
-        task.await.unwrap();
-        assert_eq!(fake.states(), [false, true, false, true, false]);
+        r.cancel.cancel();
+        r.task.await.unwrap();
+        assert_eq!(r.lock.states(), [false, true, false, true, false]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_contact_tells_opened_closed_forced_and_held_open() {
+        let mut r = rig(false).await;
+        // The first report is the door's state at start: closed, no event.
+        r.door.send(DoorCmd::Contact(false));
+        // A grant, then the door opens and closes: no alarm.
+        r.door.open(Duration::from_secs(3));
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        r.door.send(DoorCmd::Contact(true));
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        r.door.send(DoorCmd::Contact(false));
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        assert_eq!(types(&mut r.events, 2).await, ["door.opened", "door.closed"]);
+        // Opened while locked: forced; left open: held open, once.
+        r.door.send(DoorCmd::Contact(true));
+        tokio::time::sleep(Duration::from_secs(61)).await;
+        assert_eq!(types(&mut r.events, 3).await, ["door.opened", "door.forced", "door.held_open"]);
+        tokio::time::sleep(Duration::from_secs(120)).await;
+        r.door.send(DoorCmd::Contact(false));
+        assert_eq!(types(&mut r.events, 1).await, ["door.closed"]);
+        // The exit button opens the door: the opening that follows is not forced.
+        r.door.send(DoorCmd::Exit);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        r.door.send(DoorCmd::Contact(true));
+        assert_eq!(types(&mut r.events, 2).await, ["door.exit", "door.opened"]);
+        assert_eq!(r.lock.states(), [false, true, false, true]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn relock_on_close_relocks_as_soon_as_the_door_closes() {
+        let mut r = rig(true).await;
+        r.door.send(DoorCmd::Contact(false));
+        r.door.open(Duration::from_secs(30));
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        r.door.send(DoorCmd::Contact(true));
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert_eq!(r.lock.states(), [false, true]);
+        r.door.send(DoorCmd::Contact(false));
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        assert_eq!(r.lock.states(), [false, true, false], "relocked at the close, not after 30 s");
+        assert_eq!(types(&mut r.events, 2).await, ["door.opened", "door.closed"]);
     }
 }

@@ -16,6 +16,7 @@ pub mod clock;
 pub mod decisions;
 pub mod doors;
 pub mod enroll;
+pub mod feedback;
 
 use crate::access::keypad::KeypadEntry;
 use crate::config::Config;
@@ -174,19 +175,37 @@ pub async fn run_with_clock(
     );
     tracing::info!(dir = %store_dir.display(), holders = svc.state().map(|s| s.holders).unwrap_or(0), "store open");
 
-    // Locks first: every door locked before any input is read.
+    // The audit writer first: doors record what their contacts see.
+    let (audit, audit_thread) = audit::start(store.clone(), cfg.audit.retain).map_err(StartError::Audit)?;
+
+    // Locks next: every door locked before any input is read.
     let doors_cancel = CancellationToken::new();
     let mut doors = Vec::new();
     let mut door_tasks = Vec::new();
+    let events = doors::DoorEvents { audit: audit.clone(), clock: clock.clone() };
     for d in &cfg.doors {
         let dev = &cfg.devices[d.lock];
         let out = dev.kind.output_driver(&dev.id).expect("config guarantees locks are outputs");
-        let (h, t) = doors::start(d.id.clone(), d.unlock, out, doors_cancel.clone()).await;
+        let mut indicators = Vec::new();
+        for (line, idx) in [(feedback::Line::Led, d.led), (feedback::Line::Buzzer, d.buzzer)] {
+            let Some(dev) = idx.map(|i| &cfg.devices[i]) else { continue };
+            let out = dev.kind.output_driver(&dev.id).expect("config guarantees indicators are outputs");
+            let (tx, t) = feedback::start(dev.id.clone(), line, out, doors_cancel.clone());
+            indicators.push(tx);
+            door_tasks.push(t);
+        }
+        let setup = doors::DoorSetup {
+            id: d.id.clone(),
+            unlock: d.unlock,
+            held_open: d.held_open,
+            relock_on_close: d.relock_on_close,
+        };
+        let (h, t) = doors::start(setup, out, indicators, events.clone(), doors_cancel.clone()).await;
         doors.push(h);
         door_tasks.push(t);
     }
+    drop(events);
 
-    let (audit, audit_thread) = audit::start(store.clone(), cfg.audit.retain).map_err(StartError::Audit)?;
     // A broken [mqtt] file (a missing CA or password file) must not stop the
     // room: say so loudly and run standalone. check-config reports it too.
     let mqtt_opts = match &cfg.mqtt {
@@ -226,6 +245,7 @@ pub async fn run_with_clock(
         .map(|(d, lockout)| DeviceState {
             id: d.id.clone(),
             door: d.door.map(|i| i as u8),
+            purpose: d.purpose,
             keypad: KeypadEntry::new(cfg.keys.pin_length, cfg.keypad.entry_timeout, cfg.keypad.submit_at_length),
             lockout,
         })
@@ -239,7 +259,16 @@ pub async fn run_with_clock(
     let (report_tx, report_rx) = mpsc::channel(REPORT_QUEUE);
     let (control_tx, control_rx) = mpsc::channel(16);
     let (enroll_tx, enroll_rx) = mpsc::channel(16);
-    let enroll_task = tokio::spawn(enroll::run(svc.clone(), audit.clone(), clock.clone(), enroll_rx, |_, _| {}));
+    let signal_doors = doors.clone();
+    let signal = move |door: &str, outcome: enroll::Outcome| {
+        if let Some(d) = signal_doors.iter().find(|d| d.id == door) {
+            d.signal(match outcome {
+                enroll::Outcome::Enrolled => feedback::Signal::Enrolled,
+                enroll::Outcome::Refused => feedback::Signal::Refused,
+            });
+        }
+    };
+    let enroll_task = tokio::spawn(enroll::run(svc.clone(), audit.clone(), clock.clone(), enroll_rx, signal));
     let loop_cancel = CancellationToken::new();
     let decision_loop = DecisionLoop {
         live: svc.live(),
