@@ -1,0 +1,532 @@
+//! `wiegand`: a Wiegand card reader or keypad on two GPIO lines.
+//!
+//! Wiegand sends each bit as a short low pulse (about 50 us) on one of two
+//! lines that idle high: a pulse on D0 is a 0, on D1 a 1, about 1-2 ms apart.
+//! A frame ends when the lines stay quiet for `frame_gap_ms` (25 ms by
+//! default). Frames understood:
+//! - 26 bits (HID H10301): even parity bit, 8-bit facility, 16-bit card,
+//!   odd parity bit. The first bit makes bits 1-13 even, the last makes bits
+//!   14-26 odd. Reported as a 3-byte card UID (facility, card high, card low).
+//! - 34 bits: even parity over the first 16 data bits, odd over the last 16;
+//!   reported as the 4 data bytes.
+//! - 37 bits (HID H10304): 16-bit facility and 19-bit card. Bit 1 makes bits
+//!   1-19 even, bit 37 makes bits 19-37 odd (bit 19 counts in both, as in
+//!   HID's definition). The 35 data bits are reported as 5 bytes, big-endian,
+//!   the top 5 bits zero.
+//! - 4 bits: one key, 0-9, 10 = `*`, 11 = `#` (keypads in "4-bit burst" mode).
+//! - 8 bits: one key in the low nibble and its complement in the high nibble.
+//!
+//! Anything else is counted and dropped: a parity error, another length, a
+//! key code above 11, or noise (two pulses closer than any reader sends them,
+//! or edges lost to a full queue). Nothing a frame carries is ever logged: a
+//! card UID only as its length, keys not at all.
+//!
+//! The decoder ([`WiegandDecoder`]) is a pure state machine over (timestamp,
+//! bit) and "the gap elapsed"; [`Wiegand`] feeds it from the GPIO backend.
+
+use crate::contract::{CardUid, Input, InputDriver, InputSink};
+use crate::error::{DriverError, ErrorKind};
+use crate::gpio::{self, line_name, EdgeClock, GpioBackend, Pull, Trigger, EDGE_QUEUE};
+use crate::settings::{ConfigErrors, Section};
+use async_trait::async_trait;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Bits kept per frame; the longest valid frame is 37. Longer bursts are
+/// counted to their end and dropped as a bad length.
+pub const MAX_BITS: usize = 64;
+
+/// Two bit pulses closer than this are noise: Wiegand's shortest pulse
+/// interval is 200 us, so these cannot both be bits.
+pub const MIN_BIT_INTERVAL: Duration = Duration::from_micros(100);
+
+/// The default quiet time that ends a frame.
+pub const DEFAULT_FRAME_GAP_MS: u64 = 25;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WiegandConfig {
+    /// BCM line of D0 (the "0" line, usually green).
+    pub d0: u8,
+    /// BCM line of D1 (the "1" line, usually white).
+    pub d1: u8,
+    /// Quiet time that ends a frame.
+    pub frame_gap: Duration,
+}
+
+impl WiegandConfig {
+    pub fn parse(sec: &mut Section<'_>, errs: &mut ConfigErrors) -> Self {
+        let d0 = gpio::required_line(sec, "d0", errs);
+        let d1 = gpio::required_line(sec, "d1", errs);
+        if let (Some(a), Some(b)) = (d0, d1) {
+            if a == b {
+                errs.push(
+                    sec.key_path("d1"),
+                    format!("d0 and d1 are both GPIO {a}"),
+                    Some("wire D0 and D1 to two different GPIO lines".into()),
+                );
+            }
+        }
+        let gap = sec.u64_or("frame_gap_ms", DEFAULT_FRAME_GAP_MS, 3..=1000, errs);
+        WiegandConfig { d0: d0.unwrap_or(0), d1: d1.unwrap_or(0), frame_gap: Duration::from_millis(gap) }
+    }
+}
+
+/// What a finished frame was.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Frame {
+    Card(CardUid),
+    Key(char),
+    /// Dropped; the reason is counted.
+    Rejected(Reject),
+}
+
+/// Why a frame was dropped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reject {
+    /// A parity bit (or an 8-bit key's complement nibble) did not match.
+    Parity { bits: usize },
+    /// A length that is no format we know.
+    Length { bits: usize },
+    /// A 4- or 8-bit key code above 11.
+    KeyCode,
+    /// Pulses too close together, or edges lost.
+    Noise { bits: usize },
+}
+
+/// Decodes a whole frame of bits, in the order sent.
+pub fn decode(bits: &[bool]) -> Frame {
+    let ones = |r: std::ops::RangeInclusive<usize>| bits[r].iter().filter(|b| **b).count();
+    let value = |r: std::ops::RangeInclusive<usize>| bits[r].iter().fold(0u64, |v, b| (v << 1) | u64::from(*b));
+    let n = bits.len();
+    let card = |even: std::ops::RangeInclusive<usize>, odd: std::ops::RangeInclusive<usize>, bytes: usize| {
+        if ones(even) % 2 != 0 || ones(odd) % 2 != 1 {
+            return Frame::Rejected(Reject::Parity { bits: n });
+        }
+        let data = value(1..=n - 2).to_be_bytes();
+        match CardUid::from_bytes(&data[8 - bytes..]) {
+            Some(uid) => Frame::Card(uid),
+            None => Frame::Rejected(Reject::Length { bits: n }),
+        }
+    };
+    match n {
+        26 => card(0..=12, 13..=25, 3),
+        34 => card(0..=16, 17..=33, 4),
+        37 => card(0..=18, 18..=36, 5),
+        4 => key(value(0..=3) as u8),
+        8 => {
+            let v = value(0..=7) as u8;
+            if v >> 4 != !v & 0x0f {
+                Frame::Rejected(Reject::Parity { bits: n })
+            } else {
+                key(v & 0x0f)
+            }
+        }
+        _ => Frame::Rejected(Reject::Length { bits: n }),
+    }
+}
+
+fn key(code: u8) -> Frame {
+    match code {
+        0..=9 => Frame::Key(char::from(b'0' + code)),
+        10 => Frame::Key('*'),
+        11 => Frame::Key('#'),
+        _ => Frame::Rejected(Reject::KeyCode),
+    }
+}
+
+/// The sans-IO frame assembler: bits in with their timestamps, frames out.
+///
+/// D0 and D1 are reported by separate interrupt threads, so two bits may
+/// arrive out of order: bits are kept sorted by timestamp, not by arrival.
+#[derive(Debug, Clone)]
+pub struct WiegandDecoder {
+    gap: Duration,
+    bits: [(Duration, bool); MAX_BITS],
+    kept: usize,
+    /// Every bit of the frame, including those past [`MAX_BITS`].
+    count: usize,
+    last: Option<Duration>,
+    noisy: bool,
+}
+
+impl WiegandDecoder {
+    pub fn new(gap: Duration) -> Self {
+        WiegandDecoder { gap, bits: [(Duration::ZERO, false); MAX_BITS], kept: 0, count: 0, last: None, noisy: false }
+    }
+
+    /// A bit pulse at `at`. When the gap before it ended the previous frame,
+    /// that frame is returned.
+    pub fn bit(&mut self, at: Duration, one: bool) -> Option<Frame> {
+        let done = match self.last {
+            Some(last) if at >= last + self.gap => self.finish(),
+            _ => None,
+        };
+        // Noise: a pulse too close to a neighbour in time (either line).
+        let pos = self.bits[..self.kept].partition_point(|(t, _)| *t <= at);
+        let near = |i: usize| {
+            let t = self.bits[i].0;
+            t.abs_diff(at) < MIN_BIT_INTERVAL
+        };
+        if (pos > 0 && near(pos - 1)) || (pos < self.kept && near(pos)) {
+            self.noisy = true;
+        }
+        if self.kept < MAX_BITS {
+            self.bits.copy_within(pos..self.kept, pos + 1);
+            self.bits[pos] = (at, one);
+            self.kept += 1;
+        }
+        self.count += 1;
+        self.last = Some(self.last.map_or(at, |l| l.max(at)));
+        done
+    }
+
+    /// Marks the frame in progress (or the next, if none is) as damaged:
+    /// edges were lost.
+    pub fn poison(&mut self) {
+        self.noisy = true;
+    }
+
+    /// When the frame in progress ends if no bit comes first.
+    pub fn deadline(&self) -> Option<Duration> {
+        self.last.map(|l| l + self.gap)
+    }
+
+    /// The frame in progress, if the lines have been quiet for the gap by `now`.
+    pub fn gap_elapsed(&mut self, now: Duration) -> Option<Frame> {
+        match self.deadline() {
+            Some(d) if now >= d => self.finish(),
+            _ => None,
+        }
+    }
+
+    fn finish(&mut self) -> Option<Frame> {
+        let (count, noisy) = (self.count, self.noisy);
+        let mut bits = [false; MAX_BITS];
+        for (b, (_, one)) in bits.iter_mut().zip(&self.bits[..self.kept]) {
+            *b = *one;
+        }
+        let kept = self.kept;
+        self.kept = 0;
+        self.count = 0;
+        self.noisy = false;
+        self.last = None;
+        if count == 0 {
+            return None;
+        }
+        if noisy {
+            return Some(Frame::Rejected(Reject::Noise { bits: count }));
+        }
+        if count > kept {
+            return Some(Frame::Rejected(Reject::Length { bits: count }));
+        }
+        Some(decode(&bits[..kept]))
+    }
+}
+
+/// What a Wiegand driver has seen, readable while it runs.
+#[derive(Debug, Default)]
+pub struct WiegandCounters {
+    pub cards: AtomicU64,
+    pub keys: AtomicU64,
+    pub bad_parity: AtomicU64,
+    pub bad_length: AtomicU64,
+    pub bad_key: AtomicU64,
+    pub noise: AtomicU64,
+}
+
+impl WiegandCounters {
+    /// Every frame dropped, for whatever reason.
+    pub fn dropped(&self) -> u64 {
+        [&self.bad_parity, &self.bad_length, &self.bad_key, &self.noise].iter().map(|c| c.load(Ordering::Relaxed)).sum()
+    }
+}
+
+/// The Wiegand driver.
+pub struct Wiegand {
+    cfg: WiegandConfig,
+    id: String,
+    backend: Arc<dyn GpioBackend>,
+    counters: Arc<WiegandCounters>,
+}
+
+impl Wiegand {
+    /// A driver on the Raspberry Pi's GPIO.
+    pub fn new(cfg: WiegandConfig, id: &str) -> Self {
+        Self::with_backend(cfg, id, gpio::real())
+    }
+
+    pub fn with_backend(cfg: WiegandConfig, id: &str, backend: Arc<dyn GpioBackend>) -> Self {
+        Wiegand { cfg, id: id.to_string(), backend, counters: Arc::default() }
+    }
+
+    pub fn counters(&self) -> Arc<WiegandCounters> {
+        self.counters.clone()
+    }
+
+    fn report(&self, sink: &InputSink, frame: Frame) {
+        let c = &self.counters;
+        let bump = |a: &AtomicU64| a.fetch_add(1, Ordering::Relaxed) + 1;
+        match frame {
+            Frame::Card(uid) => {
+                bump(&c.cards);
+                tracing::debug!(device = %self.id, uid_len = uid.as_bytes().len(), "wiegand: card");
+                sink.input(Input::Card(uid));
+            }
+            Frame::Key(k) => {
+                bump(&c.keys);
+                sink.input(Input::Key(k));
+            }
+            Frame::Rejected(r) => {
+                let (reason, bits, n) = match r {
+                    Reject::Parity { bits } => ("bad parity", bits, bump(&c.bad_parity)),
+                    Reject::Length { bits } => ("unknown frame length", bits, bump(&c.bad_length)),
+                    Reject::KeyCode => ("key code out of range", 4, bump(&c.bad_key)),
+                    Reject::Noise { bits } => ("noise on the lines", bits, bump(&c.noise)),
+                };
+                tracing::warn!(
+                    device = %self.id,
+                    bits,
+                    count = n,
+                    dropped = c.dropped(),
+                    "wiegand: frame dropped: {reason}; check the wiring (D0/D1 swapped, shared ground, \
+                     a 5 V to 3.3 V level shifter) and the reader's output format"
+                );
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl InputDriver for Wiegand {
+    async fn run(&mut self, sink: &InputSink) -> Result<(), DriverError> {
+        let (d0, d1) = (self.cfg.d0, self.cfg.d1);
+        let (tx, mut rx) = gpio::edge_channel(EDGE_QUEUE);
+        // Both lines are owned by this future: dropping it (shutdown, or a
+        // restart) closes them and stops their interrupt threads.
+        let _d0 = self.backend.open_input(d0, Pull::Up, Trigger::Falling, tx.clone())?;
+        let _d1 = self.backend.open_input(d1, Pull::Up, Trigger::Falling, tx)?;
+        sink.online();
+        tracing::info!(device = %self.id, d0, d1, "wiegand: listening");
+        let mut dec = WiegandDecoder::new(self.cfg.frame_gap);
+        let mut clock = EdgeClock::default();
+        let mut lost = rx.dropped();
+        loop {
+            let edge = match dec.deadline() {
+                Some(deadline) => tokio::select! {
+                    e = rx.recv() => e,
+                    _ = tokio::time::sleep_until(clock.instant_of(deadline)) => {
+                        if let Some(f) = dec.gap_elapsed(deadline) {
+                            self.report(sink, f);
+                        }
+                        continue;
+                    }
+                },
+                None => rx.recv().await,
+            };
+            let Some(edge) = edge else {
+                return Err(DriverError::new(
+                    ErrorKind::Disconnected,
+                    format!("{}/{}: the GPIO lines were closed", line_name(d0), line_name(d1)),
+                ));
+            };
+            clock.saw(edge.at);
+            if rx.dropped() != lost {
+                lost = rx.dropped();
+                dec.poison();
+            }
+            if let Some(f) = dec.bit(edge.at, edge.line == d1) {
+                self.report(sink, f);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bits(s: &str) -> Vec<bool> {
+        s.chars().filter(|c| !c.is_whitespace()).map(|c| c == '1').collect()
+    }
+
+    fn uid(b: &[u8]) -> Frame {
+        Frame::Card(CardUid::from_bytes(b).unwrap())
+    }
+
+    /// H10301 facility 1, card 1: the well-known raw value 0x2020002.
+    #[test]
+    fn decodes_a_known_26_bit_frame() {
+        let f = bits("1 00000001 0000000000000001 0");
+        assert_eq!(f.iter().fold(0u32, |v, b| (v << 1) | u32::from(*b)), 0x2020002);
+        assert_eq!(decode(&f), uid(&[0x01, 0x00, 0x01]));
+        // Facility 123 (0x7b), card 4567 (0x11d7): seven ones in bits 2-13
+        // (even parity 1), five in bits 14-25 (odd parity 0).
+        assert_eq!(decode(&bits("1 01111011 0001000111010111 0")), uid(&[0x7b, 0x11, 0xd7]));
+    }
+
+    #[test]
+    fn decodes_known_34_and_37_bit_frames() {
+        // 34: data 0x0001_0001: one 1 in the first 16 (even parity 1), one in
+        // the last 16 (odd parity 0).
+        assert_eq!(decode(&bits("1 0000000000000001 0000000000000001 0")), uid(&[0, 1, 0, 1]));
+        // 37 (H10304): facility 1, card 1. Bits 2-19 hold one 1 (the
+        // facility's), so the even parity is 1; bits 19-36 hold one (the
+        // card's), so the odd parity is 0. Data 0b1 << 19 | 1 = 0x80001.
+        assert_eq!(decode(&bits("1 0000000000000001 0000000000000000001 0")), uid(&[0, 0, 0x08, 0x00, 0x01]));
+        // Bit 19 (the card's second bit) counts in both parities: set alone,
+        // it makes bits 1-19 even with parity 1 and bits 19-37 odd with parity 0.
+        assert_eq!(decode(&bits("1 0000000000000000 0100000000000000000 0")), uid(&[0, 0, 0x02, 0, 0]));
+        // Bit 18 (the card's first) counts in the even parity only.
+        assert_eq!(decode(&bits("1 0000000000000000 1000000000000000000 1")), uid(&[0, 0, 0x04, 0, 0]));
+        assert_eq!(
+            decode(&bits("0 0000000000000000 1000000000000000000 1")),
+            Frame::Rejected(Reject::Parity { bits: 37 })
+        );
+    }
+
+    #[test]
+    fn decodes_keys_and_rejects_bad_ones() {
+        assert_eq!(decode(&bits("0111")), Frame::Key('7'));
+        assert_eq!(decode(&bits("1010")), Frame::Key('*'));
+        assert_eq!(decode(&bits("1011")), Frame::Key('#'));
+        assert_eq!(decode(&bits("1100")), Frame::Rejected(Reject::KeyCode));
+        assert_eq!(decode(&bits("1010 0101")), Frame::Key('5'));
+        assert_eq!(decode(&bits("0100 1011")), Frame::Key('#'));
+        assert_eq!(decode(&bits("1011 0101")), Frame::Rejected(Reject::Parity { bits: 8 }));
+        assert_eq!(decode(&bits("0011 1100")), Frame::Rejected(Reject::KeyCode));
+        assert_eq!(decode(&bits("101")), Frame::Rejected(Reject::Length { bits: 3 }));
+        assert_eq!(decode(&bits(&"0".repeat(32))), Frame::Rejected(Reject::Length { bits: 32 }));
+    }
+
+    /// A reference encoder, written from the format tables, not from decode().
+    fn encode(len: usize, data: u64) -> Vec<bool> {
+        let d = len - 2;
+        let mut v: Vec<bool> = (0..len).map(|_| false).collect();
+        for i in 0..d {
+            v[1 + i] = (data >> (d - 1 - i)) & 1 == 1;
+        }
+        let (even, odd) = match len {
+            26 => (1..=12, 13..=24),
+            34 => (1..=16, 17..=32),
+            37 => (1..=18, 18..=35),
+            _ => unreachable!(),
+        };
+        let count = |r: std::ops::RangeInclusive<usize>| v[r].iter().filter(|b| **b).count();
+        let (e, o) = (count(even), count(odd));
+        v[0] = e % 2 == 1;
+        v[len - 1] = o % 2 == 0;
+        v
+    }
+
+    /// Model test: random data in every card length decodes to itself, and
+    /// any one flipped bit is caught by parity.
+    #[test]
+    fn every_single_bit_error_is_caught() {
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut rand = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for (len, bytes) in [(26usize, 3usize), (34, 4), (37, 5)] {
+            for _ in 0..200 {
+                let data = rand() & ((1u64 << (len - 2)) - 1);
+                let frame = encode(len, data);
+                assert_eq!(decode(&frame), uid(&data.to_be_bytes()[8 - bytes..]), "len {len} data {data:#x}");
+                for i in 0..len {
+                    let mut bad = frame.clone();
+                    bad[i] = !bad[i];
+                    assert_eq!(decode(&bad), Frame::Rejected(Reject::Parity { bits: len }), "len {len} bit {i}");
+                }
+            }
+        }
+    }
+
+    fn us(n: u64) -> Duration {
+        Duration::from_micros(n)
+    }
+
+    fn feed(dec: &mut WiegandDecoder, start: u64, frame: &[bool]) -> Vec<Frame> {
+        frame.iter().enumerate().filter_map(|(i, b)| dec.bit(us(start + 2000 * i as u64), *b)).collect()
+    }
+
+    #[test]
+    fn frames_end_at_the_gap() {
+        let mut dec = WiegandDecoder::new(Duration::from_millis(25));
+        assert_eq!(dec.deadline(), None);
+        assert!(feed(&mut dec, 0, &bits("0111")).is_empty());
+        let last = us(6000);
+        assert_eq!(dec.deadline(), Some(last + Duration::from_millis(25)));
+        assert_eq!(dec.gap_elapsed(last + Duration::from_millis(24)), None);
+        // The next frame's first bit, after the gap, closes the first frame.
+        let out = feed(&mut dec, 100_000, &bits("1011"));
+        assert_eq!(out, [Frame::Key('7')]);
+        assert_eq!(dec.gap_elapsed(us(200_000)), Some(Frame::Key('#')));
+        assert_eq!(dec.deadline(), None);
+        assert_eq!(dec.gap_elapsed(us(300_000)), None);
+    }
+
+    #[test]
+    fn out_of_order_bits_are_sorted_by_time() {
+        let mut dec = WiegandDecoder::new(Duration::from_millis(25));
+        // 0111 with the D0 bit (sent first) arriving last.
+        for (t, b) in [(2000, true), (4000, true), (6000, true), (0, false)] {
+            assert_eq!(dec.bit(us(t), b), None);
+        }
+        assert_eq!(dec.gap_elapsed(us(40_000)), Some(Frame::Key('7')));
+    }
+
+    #[test]
+    fn pulses_too_close_together_are_noise() {
+        let mut dec = WiegandDecoder::new(Duration::from_millis(25));
+        dec.bit(us(0), false);
+        dec.bit(us(2000), true);
+        dec.bit(us(2030), false); // both lines pulled at once
+        dec.bit(us(4000), true);
+        assert_eq!(dec.gap_elapsed(us(40_000)), Some(Frame::Rejected(Reject::Noise { bits: 4 })));
+        // The decoder is clean again.
+        feed(&mut dec, 100_000, &bits("0111"));
+        assert_eq!(dec.gap_elapsed(us(200_000)), Some(Frame::Key('7')));
+    }
+
+    #[test]
+    fn overlong_bursts_are_bounded_and_dropped() {
+        let mut dec = WiegandDecoder::new(Duration::from_millis(25));
+        let long = vec![true; 500];
+        assert!(feed(&mut dec, 0, &long).is_empty());
+        assert_eq!(dec.gap_elapsed(us(2_000_000)), Some(Frame::Rejected(Reject::Length { bits: 500 })));
+    }
+
+    #[test]
+    fn lost_edges_poison_the_frame() {
+        let mut dec = WiegandDecoder::new(Duration::from_millis(25));
+        feed(&mut dec, 0, &bits("01"));
+        dec.poison();
+        feed(&mut dec, 4000, &bits("11"));
+        assert_eq!(dec.gap_elapsed(us(100_000)), Some(Frame::Rejected(Reject::Noise { bits: 4 })));
+    }
+
+    #[test]
+    fn config_keys_are_checked() {
+        use serde_json::json;
+        let parse = |v: serde_json::Value| {
+            let mut errs = ConfigErrors::default();
+            let mut sec = Section::new("devices[0]", &v, &mut errs).unwrap();
+            let c = WiegandConfig::parse(&mut sec, &mut errs);
+            sec.finish(&mut errs);
+            (c, errs)
+        };
+        let (c, errs) = parse(json!({"d0": 17, "d1": 27}));
+        assert!(errs.is_empty(), "{errs}");
+        assert_eq!(c, WiegandConfig { d0: 17, d1: 27, frame_gap: Duration::from_millis(25) });
+        let (_, errs) = parse(json!({"d0": 17, "d1": 17, "frame_gap_ms": 1}));
+        let paths: Vec<&str> = errs.0.iter().map(|e| e.path.as_str()).collect();
+        assert_eq!(paths, ["devices[0].d1", "devices[0].frame_gap_ms"]);
+        let (_, errs) = parse(json!({"d1": 99, "chip": 0}));
+        let paths: Vec<&str> = errs.0.iter().map(|e| e.path.as_str()).collect();
+        assert_eq!(paths, ["devices[0].d0", "devices[0].d1", "devices[0].chip"]);
+        assert!(errs.0[0].hint.as_deref().unwrap().contains("BCM"));
+    }
+}
