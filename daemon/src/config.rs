@@ -693,7 +693,8 @@ fn validate(raw: &serde_json::Value, errs: &mut ConfigErrors) -> Option<Config> 
                     None
                 }
             },
-            (None, Some(k)) if k.role() == Role::Input => {
+            // An `exec` program that only drives a door's output needs no door.
+            (None, Some(k)) if k.role() == Role::Input && !used.contains_key(&i) => {
                 errs.push(
                     format!("{}.door", d.path),
                     "an input device needs the door it opens",

@@ -144,3 +144,73 @@ fn mqtt_urls() {
     assert!(!m.clean_start);
     assert_eq!(m.keep_alive, Duration::from_secs(30));
 }
+
+#[test]
+fn doors_name_their_contact_exit_button_and_indicators() {
+    let base = r#"
+site = "s"
+controller = "c"
+data_dir = "/tmp/x"
+secret_file = "/tmp/x/key"
+
+[[doors]]
+id = "main"
+lock = "relay"
+contact = "dc"
+exit_button = "rex"
+led = "led"
+buzzer = "buzz"
+held_open_s = 90
+relock_on_close = true
+
+[[devices]]
+id = "keypad1"
+kind = "console"
+door = "main"
+
+[[devices]]
+id = "relay"
+kind = "gpio_relay"
+line = 17
+
+[[devices]]
+id = "dc"
+kind = "gpio_input"
+line = 22
+
+[[devices]]
+id = "rex"
+kind = "gpio_input"
+line = 23
+
+[[devices]]
+id = "led"
+kind = "gpio_relay"
+line = 24
+
+[[devices]]
+id = "buzz"
+kind = "gpio_relay"
+line = 25
+"#;
+    let c = Config::from_toml_with_env(base, no_env()).unwrap();
+    let d = &c.doors[0];
+    assert_eq!((d.contact, d.exit_button, d.led, d.buzzer), (Some(2), Some(3), Some(4), Some(5)));
+    assert_eq!((d.held_open, d.relock_on_close), (Duration::from_secs(90), true));
+    assert_eq!((c.devices[2].door, c.devices[2].purpose), (Some(0), Purpose::Contact));
+    assert_eq!((c.devices[3].door, c.devices[3].purpose), (Some(0), Purpose::ExitButton));
+    assert_eq!(c.devices[0].purpose, Purpose::Credentials);
+
+    // Wrong roles, a device in two roles, a contact with a door of its own.
+    let bad = base
+        .replace("led = \"led\"", "led = \"dc\"")
+        .replace("buzzer = \"buzz\"", "buzzer = \"relay\"")
+        .replace("exit_button = \"rex\"", "exit_button = \"led\"")
+        .replace("line = 22\n", "line = 22\ndoor = \"main\"\n");
+    let errs = Config::from_toml_with_env(&bad, no_env()).unwrap_err();
+    let find = |path: &str| errs.0.iter().find(|e| e.path == path).unwrap_or_else(|| panic!("no {path} in {errs}"));
+    assert!(find("doors[0].led").message.contains("is an input, not an output"), "{errs}");
+    assert!(find("doors[0].buzzer").message.contains("already used as doors[0].lock"), "{errs}");
+    assert!(find("doors[0].exit_button").message.contains("is an output, not an input"), "{errs}");
+    assert!(find("devices[2].door").hint.as_deref().unwrap().contains("remove door here"), "{errs}");
+}
