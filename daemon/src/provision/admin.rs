@@ -84,15 +84,16 @@ async fn connection(stream: UnixStream, svc: Arc<KeyService>, ctl: Arc<dyn Contr
             lines.read_until(b'\n', &mut rest).await?;
             command::parse(&vec![b' '; MAX_COMMAND_BYTES + 1]).err().unwrap_or_default()
         } else {
-            match command::parse(buf.trim_ascii()) {
+            // Parsing and executing both run on a blocking thread: a large
+            // sync.put takes milliseconds to parse, and the async workers
+            // also carry the device drivers' reads.
+            let (svc, ctl, line) = (svc.clone(), ctl.clone(), std::mem::take(&mut buf));
+            tokio::task::spawn_blocking(move || match command::parse(line.trim_ascii()) {
                 Err(reply) => reply,
-                Ok(cmd) => {
-                    let (svc, ctl) = (svc.clone(), ctl.clone());
-                    tokio::task::spawn_blocking(move || command::execute(&svc, ctl.as_ref(), &cmd))
-                        .await
-                        .unwrap_or_else(|e| serde_json::json!({"ok": false, "error": {"code": "internal", "message": e.to_string()}}))
-                }
-            }
+                Ok(cmd) => command::execute(&svc, ctl.as_ref(), &cmd),
+            })
+            .await
+            .unwrap_or_else(|e| serde_json::json!({"ok": false, "error": {"code": "internal", "message": e.to_string()}}))
         };
         let mut out = serde_json::to_vec(&reply).unwrap_or_default();
         out.push(b'\n');

@@ -454,7 +454,12 @@ async fn handle(deps: &Deps, replies: &Arc<Replies>, payload: Bytes) -> Value {
     if payload.len() > MAX_COMMAND_BYTES {
         tracing::warn!(bytes = payload.len(), "mqtt: oversized command refused");
     }
-    let cmd = match command::parse(&payload) {
+    // Parsing a 1 MiB sync.put takes milliseconds: off the async workers,
+    // which also carry the device drivers' reads.
+    let parsed = tokio::task::spawn_blocking(move || command::parse(&payload))
+        .await
+        .unwrap_or_else(|e| Err(json!({"ok": false, "error": {"code": "internal", "message": e.to_string()}})));
+    let cmd = match parsed {
         Ok(c) => c,
         Err(reply) => {
             tracing::warn!(error = %reply["error"]["message"], "mqtt: malformed command");

@@ -1,0 +1,680 @@
+//! `exec`: an out-of-tree driver. The daemon starts a program and supervises
+//! it; the program writes one JSON object a line to its standard output and
+//! may read lock commands from its standard input. Anyone can write one, in
+//! any language.
+//!
+//! From the program (standard output), one object per line:
+//! - `{"key":"5"}`: keypad keys, `0`-`9`, `*`, `#`; several in one string
+//!   (`{"key":"4839#"}`) are reported one by one, up to [`MAX_KEYS_PER_LINE`].
+//! - `{"card":"04a1b2c3"}`: a card UID in hex, 1 to 10 bytes (`:`, `-` or
+//!   spaces between bytes allowed).
+//! - `{"qr":"..."}`: a QR or barcode payload, not empty.
+//! - `{"level":true}`: a contact or button level (`true` is active).
+//! - `{"health":"online"}`, `{"health":"offline","error":"..."}`: the
+//!   program's own device came or went (`error` optional).
+//!
+//! Each object holds exactly those fields. Blank lines are ignored; anything
+//! else (not JSON, another shape, a line longer than `max_line`) is counted
+//! and dropped with a warning that shows no payload.
+//!
+//! To the program (standard input), when a door uses the device as its lock:
+//! `{"lock":"unlocked"}` or `{"lock":"locked"}`, one a line. A newly started
+//! program is first told the last state Porter asked for, if any.
+//!
+//! The program exiting, for any reason, is a failure: the supervisor starts
+//! it again with backoff. Its standard error is logged at warn, line by line,
+//! bounded in length and rate.
+
+use crate::contract::{CardUid, Input, InputDriver, InputSink, Output};
+use crate::error::{DriverError, ErrorKind};
+use crate::settings::{ConfigErrors, Section};
+use async_trait::async_trait;
+use serde_json::{Map, Value};
+use std::collections::{BTreeMap, HashMap};
+use std::io;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex as StdMutex, OnceLock};
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::process::{ChildStdin, Command};
+use tokio::sync::Mutex;
+use tokio::time::{timeout, Instant};
+
+/// The default longest line from the program, in bytes.
+pub const DEFAULT_MAX_LINE: usize = 4096;
+/// The most keys one `{"key":...}` line may carry.
+pub const MAX_KEYS_PER_LINE: usize = 64;
+/// The longest `error` text of a health line kept, in characters.
+pub const MAX_ERROR_TEXT: usize = 200;
+/// The longest standard-error line logged, in bytes.
+const STDERR_MAX_LINE: usize = 1024;
+/// Standard-error lines logged per minute; more are counted, not shown.
+const STDERR_LINES_PER_MINUTE: u32 = 60;
+/// How long a program may take to exit after closing its standard output, and
+/// how long its last lines are read after it exited.
+const EXIT_GRACE: Duration = Duration::from_secs(2);
+/// How long a lock command may wait for room in the program's standard input.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(2);
+const ENOEXEC: i32 = 8;
+
+/// The `exec` kind's keys.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecConfig {
+    /// The program, as an absolute path.
+    pub command: String,
+    pub args: Vec<String>,
+    /// Added to the program's environment.
+    pub env: BTreeMap<String, String>,
+    /// The longest line accepted from the program, in bytes.
+    pub max_line: usize,
+}
+
+impl ExecConfig {
+    pub fn parse(sec: &mut Section<'_>, errs: &mut ConfigErrors) -> Self {
+        let command = sec
+            .string("command", "set command to the program's full path, such as /usr/local/lib/porter/reader", errs)
+            .unwrap_or_default();
+        if !command.is_empty() && !command.starts_with('/') {
+            errs.push(
+                sec.key_path("command"),
+                format!("`{command}` is not an absolute path"),
+                Some("write the program's full path; the daemon does not search PATH".into()),
+            );
+        }
+        let args = sec.opt_strings("args", errs).unwrap_or_default();
+        let mut env = BTreeMap::new();
+        let env_path = sec.key_path("env");
+        match sec.raw("env") {
+            None => {}
+            Some(Value::Object(map)) => {
+                for (k, v) in map {
+                    let path = format!("{env_path}.{k}");
+                    if k.is_empty() || k.contains(['=', '\0']) {
+                        errs.push(path, "not a valid variable name", Some("use letters, digits and _".into()));
+                        continue;
+                    }
+                    match v {
+                        Value::String(s) if !s.contains('\0') => {
+                            env.insert(k.clone(), s.clone());
+                        }
+                        _ => errs.push(path, "expected a string", Some("quote the value".into())),
+                    }
+                }
+            }
+            Some(_) => {
+                errs.push(env_path, "expected a table of strings", Some("write env = { NAME = \"value\" }".into()))
+            }
+        }
+        let max_line = sec.u64_or("max_line", DEFAULT_MAX_LINE as u64, 64..=1 << 20, errs) as usize;
+        ExecConfig { command, args, env, max_line }
+    }
+}
+
+/// One line from the program, understood.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Line {
+    Inputs(Vec<Input>),
+    Online,
+    /// The program's device went away; the text says why.
+    Offline(String),
+    Blank,
+    Garbled,
+}
+
+/// Parses one line from the program (without its newline).
+pub fn parse_line(line: &[u8]) -> Line {
+    if line.iter().all(u8::is_ascii_whitespace) {
+        return Line::Blank;
+    }
+    let Ok(obj) = serde_json::from_slice::<Map<String, Value>>(line) else {
+        return Line::Garbled;
+    };
+    let only = |key: &str| obj.len() == 1 && obj.contains_key(key);
+    if only("key") {
+        if let Some(Value::String(s)) = obj.get("key") {
+            let ok = !s.is_empty()
+                && s.len() <= MAX_KEYS_PER_LINE
+                && s.chars().all(|c| c.is_ascii_digit() || c == '*' || c == '#');
+            if ok {
+                return Line::Inputs(s.chars().map(Input::Key).collect());
+            }
+        }
+    } else if only("card") {
+        if let Some(uid) = obj.get("card").and_then(Value::as_str).and_then(CardUid::parse_hex) {
+            return Line::Inputs(vec![Input::Card(uid)]);
+        }
+    } else if only("qr") {
+        if let Some(s) = obj.get("qr").and_then(Value::as_str).filter(|s| !s.is_empty()) {
+            return Line::Inputs(vec![Input::Qr(s.to_string())]);
+        }
+    } else if only("level") {
+        if let Some(b) = obj.get("level").and_then(Value::as_bool) {
+            return Line::Inputs(vec![Input::Level(b)]);
+        }
+    } else if obj.contains_key("health") {
+        let error = obj.get("error");
+        let shape_ok = match error {
+            None => obj.len() == 1,
+            Some(Value::String(_)) => obj.len() == 2,
+            Some(_) => false,
+        };
+        match (shape_ok, obj.get("health").and_then(Value::as_str)) {
+            (true, Some("online")) if error.is_none() => return Line::Online,
+            (true, Some("offline")) => {
+                let mut why = String::from("the program reported its device offline");
+                if let Some(text) = error.and_then(Value::as_str).filter(|t| !t.is_empty()) {
+                    why.push_str(": ");
+                    why.extend(text.chars().take(MAX_ERROR_TEXT));
+                }
+                return Line::Offline(why);
+            }
+            _ => {}
+        }
+    }
+    Line::Garbled
+}
+
+/// A line read with a bound on its length.
+#[derive(Debug, PartialEq, Eq)]
+enum Frame {
+    Line(Vec<u8>),
+    TooLong,
+}
+
+/// Reads `\n`-terminated lines of at most `max` bytes. A longer line is
+/// reported once as [`Frame::TooLong`] and skipped to its end, so memory stays
+/// bounded. Cancel-safe: bytes read stay in `buf`.
+struct LineReader<R> {
+    reader: R,
+    buf: Vec<u8>,
+    max: usize,
+    discarding: bool,
+    eof: bool,
+}
+
+impl<R: AsyncRead + Unpin> LineReader<R> {
+    fn new(reader: R, max: usize) -> Self {
+        LineReader { reader, buf: Vec::new(), max, discarding: false, eof: false }
+    }
+
+    /// The next frame; `None` at end of stream. A last line without its
+    /// newline still counts.
+    async fn next(&mut self) -> io::Result<Option<Frame>> {
+        loop {
+            if let Some(f) = self.take_frame() {
+                return Ok(Some(f));
+            }
+            if self.eof {
+                return Ok(None);
+            }
+            let mut chunk = [0u8; 4096];
+            let n = self.reader.read(&mut chunk).await?;
+            if n == 0 {
+                self.eof = true;
+                let rest = std::mem::take(&mut self.buf);
+                if !rest.is_empty() && !self.discarding {
+                    return Ok(Some(Frame::Line(rest)));
+                }
+                return Ok(None);
+            }
+            self.buf.extend_from_slice(&chunk[..n]);
+        }
+    }
+
+    fn take_frame(&mut self) -> Option<Frame> {
+        loop {
+            match self.buf.iter().position(|b| *b == b'\n') {
+                Some(i) => {
+                    let rest = self.buf.split_off(i + 1);
+                    let mut line = std::mem::replace(&mut self.buf, rest);
+                    line.truncate(i);
+                    if self.discarding {
+                        self.discarding = false;
+                        continue;
+                    }
+                    if line.last() == Some(&b'\r') {
+                        line.pop();
+                    }
+                    return Some(if line.len() > self.max { Frame::TooLong } else { Frame::Line(line) });
+                }
+                None if self.buf.len() > self.max => {
+                    self.buf.clear();
+                    if self.discarding {
+                        return None;
+                    }
+                    self.discarding = true;
+                    return Some(Frame::TooLong);
+                }
+                None => return None,
+            }
+        }
+    }
+}
+
+/// What an exec device shares between its input driver, which owns the
+/// program, and its [`ExecOutput`], which writes lock commands to it.
+#[derive(Default)]
+struct Shared {
+    /// The running program's standard input; `None` when none runs.
+    stdin: Option<ChildStdin>,
+    /// The last state the output was asked for, told to each new program.
+    last: Option<bool>,
+}
+
+type Slot = Arc<Mutex<Shared>>;
+
+/// The process-wide registry of exec devices by id. Entries are never
+/// removed: there is one per configured exec device.
+fn slot(id: &str) -> Slot {
+    static SLOTS: OnceLock<StdMutex<HashMap<String, Slot>>> = OnceLock::new();
+    let mut slots = SLOTS.get_or_init(Default::default).lock().unwrap_or_else(|e| e.into_inner());
+    slots.entry(id.to_string()).or_default().clone()
+}
+
+fn command_line(on: bool) -> &'static [u8] {
+    if on {
+        b"{\"lock\":\"unlocked\"}\n"
+    } else {
+        b"{\"lock\":\"locked\"}\n"
+    }
+}
+
+/// Writes one lock command. A line this short is written to a pipe whole or
+/// not at all, so a timeout leaves no half line behind.
+async fn send(id: &str, stdin: &mut ChildStdin, on: bool) -> Result<(), DriverError> {
+    match timeout(WRITE_TIMEOUT, stdin.write_all(command_line(on))).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(DriverError::new(
+            ErrorKind::Disconnected,
+            format!("exec device `{id}`: its program closed its standard input ({e})"),
+        )),
+        Err(_) => Err(DriverError::new(
+            ErrorKind::Other,
+            format!("exec device `{id}`: its program is not reading its standard input"),
+        )
+        .with_hint("a program used as a lock must read its standard input line by line")),
+    }
+}
+
+/// Puts a program's standard input in the shared slot for its lifetime.
+struct Attached {
+    slot: Slot,
+}
+
+impl Attached {
+    async fn new(id: &str, slot: &Slot, mut stdin: ChildStdin) -> Self {
+        let mut shared = slot.lock().await;
+        if let Some(on) = shared.last {
+            if let Err(e) = send(id, &mut stdin, on).await {
+                tracing::warn!(device = %id, error = %e, "exec: could not tell the program the lock state");
+            }
+        }
+        shared.stdin = Some(stdin);
+        Attached { slot: slot.clone() }
+    }
+}
+
+impl Drop for Attached {
+    fn drop(&mut self) {
+        // When an output holds the lock, its write fails on the closed pipe
+        // and it clears the slot itself.
+        if let Ok(mut shared) = self.slot.try_lock() {
+            shared.stdin = None;
+        }
+    }
+}
+
+/// Logs the program's standard error, bounded in rate.
+struct StderrLog {
+    window: Instant,
+    shown: u32,
+    hidden: u64,
+}
+
+impl StderrLog {
+    fn new() -> Self {
+        StderrLog { window: Instant::now(), shown: 0, hidden: 0 }
+    }
+
+    fn line(&mut self, id: &str, frame: Frame) {
+        if self.window.elapsed() >= Duration::from_secs(60) {
+            if self.hidden > 0 {
+                tracing::warn!(device = %id, hidden = self.hidden, "exec: standard error lines not shown (over 60 a minute)");
+            }
+            *self = StderrLog::new();
+        }
+        if self.shown >= STDERR_LINES_PER_MINUTE {
+            self.hidden += 1;
+            return;
+        }
+        self.shown += 1;
+        match frame {
+            Frame::Line(l) => {
+                let text = String::from_utf8_lossy(&l);
+                tracing::warn!(device = %id, line = %text.trim_end(), "exec: program's standard error");
+            }
+            Frame::TooLong => {
+                tracing::warn!(device = %id, "exec: program's standard error: a line over 1024 bytes, not shown");
+            }
+        }
+    }
+}
+
+fn spawn_error(command: &str, e: &io::Error) -> DriverError {
+    match e.kind() {
+        io::ErrorKind::NotFound => DriverError::new(ErrorKind::NotFound, format!("{command}: no such program"))
+            .with_hint("set `command` to the full path of a program that exists on this machine"),
+        io::ErrorKind::PermissionDenied => DriverError::new(
+            ErrorKind::PermissionDenied,
+            format!("{command}: permission denied"),
+        )
+        .with_hint(
+            "make the program executable (chmod 755) and readable by the `porter` user, in directories it may enter",
+        ),
+        _ if e.raw_os_error() == Some(ENOEXEC) => {
+            DriverError::new(ErrorKind::Other, format!("{command}: not a program this machine can run"))
+                .with_hint("start a script with a #! line, such as #!/bin/sh; build a binary for this machine")
+        }
+        _ => DriverError::new(ErrorKind::Other, format!("{command}: cannot start it: {e}")),
+    }
+}
+
+/// Counts of what the driver dropped, kept across restarts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ExecStats {
+    /// Lines that were not one of the protocol's objects, or too long.
+    pub garbled: u64,
+    /// Times the program was started.
+    pub starts: u64,
+}
+
+/// The `exec` input driver: starts the program and reads its lines.
+pub struct Exec {
+    id: String,
+    cfg: ExecConfig,
+    slot: Slot,
+    stats: ExecStats,
+}
+
+impl Exec {
+    pub fn new(id: &str, cfg: ExecConfig) -> Self {
+        Exec { id: id.to_string(), cfg, slot: slot(id), stats: ExecStats::default() }
+    }
+
+    pub fn stats(&self) -> ExecStats {
+        self.stats
+    }
+
+    fn command(&self) -> Command {
+        let mut cmd = Command::new(&self.cfg.command);
+        cmd.args(&self.cfg.args);
+        // The daemon's own PORTER_ settings may hold secrets: not for the program.
+        for (k, _) in std::env::vars_os() {
+            if k.to_string_lossy().starts_with("PORTER_") {
+                cmd.env_remove(k);
+            }
+        }
+        cmd.envs(&self.cfg.env)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            // Dropping the run future (shutdown) kills the program.
+            .kill_on_drop(true);
+        cmd
+    }
+
+    fn handle(&mut self, frame: Frame, sink: &InputSink) {
+        let bytes = match frame {
+            Frame::Line(l) => match parse_line(&l) {
+                Line::Inputs(inputs) => return inputs.into_iter().for_each(|i| sink.input(i)),
+                Line::Online => return sink.online(),
+                Line::Offline(why) => {
+                    tracing::warn!(device = %self.id, "exec: the program reported its device offline");
+                    return sink.offline(DriverError::new(ErrorKind::Disconnected, why));
+                }
+                Line::Blank => return,
+                Line::Garbled => l.len(),
+            },
+            Frame::TooLong => self.cfg.max_line + 1,
+        };
+        self.stats.garbled += 1;
+        tracing::warn!(
+            device = %self.id,
+            garbled = self.stats.garbled,
+            bytes,
+            "exec: line not understood; expected one JSON object a line: key, card, qr, level or health"
+        );
+    }
+}
+
+#[async_trait]
+impl InputDriver for Exec {
+    async fn run(&mut self, sink: &InputSink) -> Result<(), DriverError> {
+        let program = self.cfg.command.clone();
+        let mut child = self.command().spawn().map_err(|e| spawn_error(&program, &e))?;
+        let (Some(stdin), Some(stdout), Some(stderr)) = (child.stdin.take(), child.stdout.take(), child.stderr.take())
+        else {
+            return Err(DriverError::new(ErrorKind::Other, format!("{program}: its pipes were not set up")));
+        };
+        self.stats.starts += 1;
+        let _attached = Attached::new(&self.id, &self.slot, stdin).await;
+        sink.online();
+        tracing::info!(device = %self.id, pid = child.id(), starts = self.stats.starts, "exec: program started");
+
+        let mut out = LineReader::new(stdout, self.cfg.max_line);
+        let mut err = LineReader::new(stderr, STDERR_MAX_LINE);
+        let mut err_open = true;
+        let mut err_log = StderrLog::new();
+        let status = loop {
+            tokio::select! {
+                biased;
+                frame = out.next() => match frame {
+                    Ok(Some(f)) => self.handle(f, sink),
+                    Ok(None) | Err(_) => match timeout(EXIT_GRACE, child.wait()).await {
+                        Ok(status) => break status,
+                        Err(_) => {
+                            let _ = child.kill().await;
+                            return Err(DriverError::new(
+                                ErrorKind::Protocol,
+                                format!("{program}: closed its standard output but kept running; stopped it"),
+                            ));
+                        }
+                    },
+                },
+                frame = err.next(), if err_open => match frame {
+                    Ok(Some(f)) => err_log.line(&self.id, f),
+                    Ok(None) | Err(_) => err_open = false,
+                },
+                status = child.wait() => {
+                    // Lines it wrote just before exiting may still be in the pipe;
+                    // a child it left behind may hold the pipe open, hence the bound.
+                    let _ = timeout(EXIT_GRACE, async {
+                        while let Ok(Some(f)) = out.next().await {
+                            self.handle(f, sink);
+                        }
+                    })
+                    .await;
+                    break status;
+                }
+            }
+        };
+        let status = status.map_err(|e| DriverError::new(ErrorKind::Other, format!("{program}: {e}")))?;
+        Err(DriverError::new(ErrorKind::Disconnected, format!("{program}: exited ({status})"))
+            .with_hint("the program's standard error is logged as warnings from this device"))
+    }
+}
+
+/// An exec device used as an output (a door's lock): writes
+/// `{"lock":"unlocked"}` / `{"lock":"locked"}` lines to the program that the
+/// device's input driver runs. Fails while no program runs; the program is
+/// told the last state when it starts.
+pub struct ExecOutput {
+    id: String,
+    slot: Slot,
+}
+
+impl ExecOutput {
+    pub fn new(id: &str) -> Self {
+        ExecOutput { id: id.to_string(), slot: slot(id) }
+    }
+}
+
+#[async_trait]
+impl Output for ExecOutput {
+    async fn set(&mut self, on: bool) -> Result<(), DriverError> {
+        let mut shared = self.slot.lock().await;
+        shared.last = Some(on);
+        let Some(stdin) = shared.stdin.as_mut() else {
+            return Err(DriverError::new(
+                ErrorKind::Disconnected,
+                format!("exec device `{}`: its program is not running; it is told the state when it starts", self.id),
+            ));
+        };
+        let r = send(&self.id, stdin, on).await;
+        if matches!(&r, Err(e) if e.kind == ErrorKind::Disconnected) {
+            shared.stdin = None;
+        }
+        r
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn parse(v: serde_json::Value) -> (ExecConfig, ConfigErrors) {
+        let mut errs = ConfigErrors::default();
+        let mut sec = Section::new("devices[1]", &v, &mut errs).unwrap();
+        let c = ExecConfig::parse(&mut sec, &mut errs);
+        sec.finish(&mut errs);
+        (c, errs)
+    }
+
+    #[test]
+    fn config_defaults_and_errors() {
+        let (c, errs) = parse(json!({"command": "/usr/local/bin/reader"}));
+        assert!(errs.is_empty(), "{errs}");
+        assert_eq!(
+            c,
+            ExecConfig { command: "/usr/local/bin/reader".into(), args: vec![], env: BTreeMap::new(), max_line: 4096 }
+        );
+        let (c, errs) = parse(json!({
+            "command": "/bin/sh", "args": ["-c", "exit 0"], "env": {"READER": "/dev/ttyUSB0"}, "max_line": 100
+        }));
+        assert!(errs.is_empty(), "{errs}");
+        assert_eq!(c.args, ["-c", "exit 0"]);
+        assert_eq!(c.env.get("READER").map(String::as_str), Some("/dev/ttyUSB0"));
+        assert_eq!(c.max_line, 100);
+
+        let (_, errs) = parse(json!({
+            "command": "reader.py", "args": ["-v", 3], "env": {"A": 1, "B=C": "x"}, "max_line": 1, "cmd": "x"
+        }));
+        let paths: Vec<&str> = errs.0.iter().map(|e| e.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "devices[1].command",
+                "devices[1].args[1]",
+                "devices[1].env.A",
+                "devices[1].env.B=C",
+                "devices[1].max_line",
+                "devices[1].cmd"
+            ]
+        );
+        assert!(errs.0[0].hint.as_deref().unwrap().contains("PATH"));
+        let (_, errs) = parse(json!({}));
+        assert_eq!(errs.0[0].path, "devices[1].command");
+    }
+
+    #[test]
+    fn parses_each_line_kind() {
+        let k = |c| Input::Key(c);
+        assert_eq!(parse_line(br#"{"key":"5"}"#), Line::Inputs(vec![k('5')]));
+        assert_eq!(parse_line(br#" {"key":"12*#"} "#), Line::Inputs(vec![k('1'), k('2'), k('*'), k('#')]));
+        assert_eq!(
+            parse_line(br#"{"card":"04:A1:b2:c3"}"#),
+            Line::Inputs(vec![Input::Card(CardUid::parse_hex("04a1b2c3").unwrap())])
+        );
+        assert_eq!(parse_line(br#"{"qr":"PRT1:x y"}"#), Line::Inputs(vec![Input::Qr("PRT1:x y".into())]));
+        assert_eq!(parse_line(br#"{"level":false}"#), Line::Inputs(vec![Input::Level(false)]));
+        assert_eq!(parse_line(br#"{"health":"online"}"#), Line::Online);
+        assert_eq!(
+            parse_line(br#"{"health":"offline"}"#),
+            Line::Offline("the program reported its device offline".into())
+        );
+        let long = "e".repeat(500);
+        match parse_line(json!({"health": "offline", "error": long}).to_string().as_bytes()) {
+            Line::Offline(why) => assert!(why.ends_with(&"e".repeat(MAX_ERROR_TEXT)) && why.len() < 260, "{why}"),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(parse_line(b"  \t"), Line::Blank);
+        assert_eq!(parse_line(b""), Line::Blank);
+    }
+
+    #[test]
+    fn rejects_every_other_shape() {
+        let too_many_keys = json!({"key": "1".repeat(MAX_KEYS_PER_LINE + 1)}).to_string();
+        for bad in [
+            "5",
+            "not json",
+            "{\"key\":\"5\"",
+            "[\"key\",\"5\"]",
+            "{\"key\":5}",
+            "{\"key\":\"\"}",
+            "{\"key\":\"5a\"}",
+            "{\"key\":\"1 2\"}",
+            too_many_keys.as_str(),
+            "{\"key\":\"5\",\"qr\":\"x\"}",
+            "{\"kye\":\"5\"}",
+            "{\"card\":\"xyz\"}",
+            "{\"card\":\"abc\"}",
+            "{\"card\":\"00112233445566778899aa\"}",
+            "{\"qr\":\"\"}",
+            "{\"qr\":7}",
+            "{\"level\":\"true\"}",
+            "{\"health\":\"sleepy\"}",
+            "{\"health\":\"online\",\"error\":\"x\"}",
+            "{\"health\":\"offline\",\"error\":3}",
+            "{\"health\":\"offline\",\"extra\":\"x\"}",
+        ] {
+            assert_eq!(parse_line(bad.as_bytes()), Line::Garbled, "{bad}");
+        }
+        assert_eq!(parse_line(b"{\"qr\":\"\xff\"}"), Line::Garbled);
+    }
+
+    #[tokio::test]
+    async fn line_reader_bounds_lines_and_keeps_a_last_unterminated_one() {
+        let data: &[u8] = b"short\r\nxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\nok\n\nlast";
+        let mut r = LineReader::new(data, 16);
+        let mut got = Vec::new();
+        while let Some(f) = r.next().await.unwrap() {
+            got.push(f);
+        }
+        let line = |s: &str| Frame::Line(s.as_bytes().to_vec());
+        assert_eq!(got, [line("short"), Frame::TooLong, line("ok"), line(""), line("last")]);
+
+        // A long line that arrives in pieces is reported once and skipped.
+        let (mut w, rd) = tokio::io::duplex(8);
+        let writer = tokio::spawn(async move {
+            w.write_all(&[b'z'; 100]).await.unwrap();
+            w.write_all(b"\n{\"key\":\"1\"}\n").await.unwrap();
+        });
+        let mut r = LineReader::new(rd, 16);
+        assert_eq!(r.next().await.unwrap(), Some(Frame::TooLong));
+        assert_eq!(r.next().await.unwrap(), Some(line("{\"key\":\"1\"}")));
+        writer.await.unwrap();
+        assert_eq!(r.next().await.unwrap(), None);
+    }
+
+    #[test]
+    fn spawn_errors_name_their_fix() {
+        let e = spawn_error("/opt/x", &io::Error::from_raw_os_error(2));
+        assert_eq!(e.kind, ErrorKind::NotFound);
+        let e = spawn_error("/opt/x", &io::Error::from_raw_os_error(13));
+        assert_eq!(e.kind, ErrorKind::PermissionDenied);
+        assert!(e.hint.unwrap().contains("chmod"));
+        let e = spawn_error("/opt/x", &io::Error::from_raw_os_error(ENOEXEC));
+        assert!(e.hint.unwrap().contains("#!"));
+    }
+}
