@@ -574,6 +574,15 @@ fn validate(raw: &serde_json::Value, errs: &mut ConfigErrors) -> Option<Config> 
     if doors_raw.len() > MAX_DOORS {
         errs.push("doors", format!("{} doors; one controller drives at most {MAX_DOORS}", doors_raw.len()), None);
     }
+    // Channels of one relay board share its port, so they must agree on its framing.
+    let relays: Vec<(String, &porter_drivers::serial_relay::SerialRelayConfig)> = devices_raw
+        .iter()
+        .filter_map(|d| match &d.kind {
+            Some(KindConfig::SerialRelay(c)) => Some((d.path.clone(), c)),
+            _ => None,
+        })
+        .collect();
+    porter_drivers::serial_relay::check_shared_ports(&relays, errs);
     let mut claims: HashMap<Claim, String> = HashMap::new();
     for d in &devices_raw {
         for c in d.kind.iter().flat_map(|k| k.claims()) {

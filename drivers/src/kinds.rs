@@ -6,11 +6,35 @@
 
 use crate::console::{Console, ConsoleConfig};
 use crate::contract::{InputDriver, Output};
+use crate::exec::{Exec, ExecConfig, ExecOutput};
+use crate::gpio::line_name;
+use crate::gpio_input::{GpioInput, GpioInputConfig};
+use crate::gpio_relay::{GpioRelay, GpioRelayConfig};
+use crate::hid::{Hid, HidConfig};
+use crate::pcsc::{Pcsc, PcscConfig};
+use crate::serial_keypad::{SerialKeypad, SerialKeypadConfig};
+use crate::serial_qr::{SerialQr, SerialQrConfig};
+use crate::serial_relay::{SerialRelay, SerialRelayConfig};
+use crate::serial_rfid::{SerialRfid, SerialRfidConfig};
 use crate::settings::{ConfigErrors, Section};
 use crate::sim_lock::{SimLock, SimLockConfig};
+use crate::wiegand::{Wiegand, WiegandConfig};
 
 /// Every kind this build knows, as written in `kind = "..."`.
-pub const KINDS: &[&str] = &["console", "sim_lock"];
+pub const KINDS: &[&str] = &[
+    "console",
+    "sim_lock",
+    "wiegand",
+    "gpio_input",
+    "gpio_relay",
+    "serial_keypad",
+    "serial_qr",
+    "serial_rfid",
+    "serial_relay",
+    "pcsc",
+    "hid",
+    "exec",
+];
 
 /// Whether a device reads credentials or drives a line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,7 +63,17 @@ impl std::fmt::Display for Claim {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum KindConfig {
     Console(ConsoleConfig),
+    Pcsc(PcscConfig),
     SimLock(SimLockConfig),
+    SerialKeypad(SerialKeypadConfig),
+    SerialQr(SerialQrConfig),
+    SerialRfid(SerialRfidConfig),
+    SerialRelay(SerialRelayConfig),
+    Wiegand(WiegandConfig),
+    GpioInput(GpioInputConfig),
+    GpioRelay(GpioRelayConfig),
+    Hid(HidConfig),
+    Exec(ExecConfig),
 }
 
 impl KindConfig {
@@ -49,6 +83,16 @@ impl KindConfig {
         match kind {
             "console" => Some(KindConfig::Console(ConsoleConfig::parse(sec, errs))),
             "sim_lock" => Some(KindConfig::SimLock(SimLockConfig::parse(sec, errs))),
+            "pcsc" => Some(KindConfig::Pcsc(PcscConfig::parse(sec, errs))),
+            "serial_keypad" => Some(KindConfig::SerialKeypad(SerialKeypadConfig::parse(sec, errs))),
+            "serial_qr" => Some(KindConfig::SerialQr(SerialQrConfig::parse(sec, errs))),
+            "serial_rfid" => Some(KindConfig::SerialRfid(SerialRfidConfig::parse(sec, errs))),
+            "serial_relay" => Some(KindConfig::SerialRelay(SerialRelayConfig::parse(sec, errs))),
+            "wiegand" => Some(KindConfig::Wiegand(WiegandConfig::parse(sec, errs))),
+            "gpio_input" => Some(KindConfig::GpioInput(GpioInputConfig::parse(sec, errs))),
+            "gpio_relay" => Some(KindConfig::GpioRelay(GpioRelayConfig::parse(sec, errs))),
+            "hid" => Some(KindConfig::Hid(HidConfig::parse(sec, errs))),
+            "exec" => Some(KindConfig::Exec(ExecConfig::parse(sec, errs))),
             other => {
                 errs.push(
                     sec.key_path("kind"),
@@ -64,13 +108,38 @@ impl KindConfig {
         match self {
             KindConfig::Console(_) => "console",
             KindConfig::SimLock(_) => "sim_lock",
+            KindConfig::Pcsc(_) => "pcsc",
+            KindConfig::SerialKeypad(_) => "serial_keypad",
+            KindConfig::SerialQr(_) => "serial_qr",
+            KindConfig::SerialRfid(_) => "serial_rfid",
+            KindConfig::SerialRelay(_) => "serial_relay",
+            KindConfig::Wiegand(_) => "wiegand",
+            KindConfig::GpioInput(_) => "gpio_input",
+            KindConfig::GpioRelay(_) => "gpio_relay",
+            KindConfig::Hid(_) => "hid",
+            KindConfig::Exec(_) => "exec",
         }
+    }
+
+    /// Whether a door may use this device as an output (a lock, an LED, a
+    /// buzzer): the output kinds, and `exec` programs, which take output
+    /// commands on their standard input.
+    pub fn can_output(&self) -> bool {
+        self.role() == Role::Output || self.kind() == "exec"
     }
 
     pub fn role(&self) -> Role {
         match self {
             KindConfig::Console(_) => Role::Input,
             KindConfig::SimLock(_) => Role::Output,
+            KindConfig::Pcsc(_) => Role::Input,
+            KindConfig::SerialKeypad(_) | KindConfig::SerialQr(_) | KindConfig::SerialRfid(_) => Role::Input,
+            KindConfig::SerialRelay(_) => Role::Output,
+            KindConfig::Wiegand(_) | KindConfig::GpioInput(_) => Role::Input,
+            KindConfig::GpioRelay(_) => Role::Output,
+            // An exec program is supervised as an input; a door may still
+            // use it as an output (see `can_output`).
+            KindConfig::Hid(_) | KindConfig::Exec(_) => Role::Input,
         }
     }
 
@@ -79,6 +148,17 @@ impl KindConfig {
         match self {
             KindConfig::Console(_) => vec![Claim::Stdin],
             KindConfig::SimLock(_) => vec![],
+            KindConfig::Pcsc(c) => vec![Claim::Path(c.claim())],
+            KindConfig::SerialKeypad(c) => vec![Claim::Path(c.serial.port.clone())],
+            KindConfig::SerialQr(c) => vec![Claim::Path(c.serial.port.clone())],
+            KindConfig::SerialRfid(c) => vec![Claim::Path(c.serial.port.clone())],
+            // Channels of one board share its port (see serial_relay).
+            KindConfig::SerialRelay(c) => vec![Claim::Path(format!("{}#{}", c.serial.port, c.channel))],
+            KindConfig::Wiegand(c) => vec![Claim::Path(line_name(c.d0)), Claim::Path(line_name(c.d1))],
+            KindConfig::GpioInput(c) => vec![Claim::Path(line_name(c.line))],
+            KindConfig::GpioRelay(c) => vec![Claim::Path(line_name(c.line))],
+            KindConfig::Hid(c) => vec![Claim::Path(c.path.clone())],
+            KindConfig::Exec(_) => vec![],
         }
     }
 
@@ -88,6 +168,16 @@ impl KindConfig {
         match self {
             KindConfig::Console(_) => Some(Box::new(Console::new())),
             KindConfig::SimLock(_) => None,
+            KindConfig::Pcsc(c) => Some(Box::new(Pcsc::new(id, c.clone()))),
+            KindConfig::SerialKeypad(c) => Some(Box::new(SerialKeypad::new(id, c.clone()))),
+            KindConfig::SerialQr(c) => Some(Box::new(SerialQr::new(id, c.clone()))),
+            KindConfig::SerialRfid(c) => Some(Box::new(SerialRfid::new(id, c.clone()))),
+            KindConfig::SerialRelay(_) => None,
+            KindConfig::Wiegand(c) => Some(Box::new(Wiegand::new(c.clone(), id))),
+            KindConfig::GpioInput(c) => Some(Box::new(GpioInput::new(c.clone(), id))),
+            KindConfig::GpioRelay(_) => None,
+            KindConfig::Hid(c) => Some(Box::new(Hid::new(id, c.clone()))),
+            KindConfig::Exec(c) => Some(Box::new(Exec::new(id, c.clone()))),
         }
     }
 
@@ -95,7 +185,15 @@ impl KindConfig {
     pub fn output_driver(&self, id: &str) -> Option<Box<dyn Output>> {
         match self {
             KindConfig::SimLock(_) => Some(Box::new(SimLock::new(id))),
+            KindConfig::Pcsc(_) => None,
+            KindConfig::SerialRelay(c) => Some(Box::new(SerialRelay::new(id, c.clone()))),
+            KindConfig::SerialKeypad(_) | KindConfig::SerialQr(_) | KindConfig::SerialRfid(_) => None,
+            KindConfig::GpioRelay(c) => Some(Box::new(GpioRelay::new(c.clone(), id))),
+            KindConfig::Wiegand(_) | KindConfig::GpioInput(_) => None,
             KindConfig::Console(_) => None,
+            KindConfig::Hid(_) => None,
+            // Lock commands go to the program run by the input driver.
+            KindConfig::Exec(_) => Some(Box::new(ExecOutput::new(id))),
         }
     }
 }

@@ -9,6 +9,12 @@
 //!   each kind parses its own keys with it.
 //! - [`kinds`]: the registry from `kind = "..."` to config and driver.
 //! - one module per kind: [`console`], [`sim_lock`].
+//! - the serial kinds [`serial_keypad`], [`serial_qr`], [`serial_rfid`] and
+//!   [`serial_relay`], with what they share in [`serial`].
+//! - [`hid`] (evdev scanners and keypads) and [`exec`] (a program the
+//!   daemon runs, speaking JSON lines).
+//! - the GPIO kinds [`wiegand`], [`gpio_input`] and [`gpio_relay`], on the
+//!   small GPIO trait in [`gpio`] (rppal on a Raspberry Pi, a fake in tests).
 //! - [`fake`]: test doubles.
 //!
 //! Drivers know nothing of holders, doors or policy: they turn bytes into
@@ -17,11 +23,23 @@
 pub mod console;
 pub mod contract;
 pub mod error;
+pub mod exec;
 pub mod fake;
+pub mod gpio;
+pub mod gpio_input;
+pub mod gpio_relay;
+pub mod hid;
 pub mod kinds;
+pub mod pcsc;
+pub mod serial;
+pub mod serial_keypad;
+pub mod serial_qr;
+pub mod serial_relay;
+pub mod serial_rfid;
 pub mod settings;
 pub mod sim_lock;
 pub mod supervise;
+pub mod wiegand;
 
 pub use contract::{CardUid, DeviceReport, Health, Input, InputDriver, InputSink, Output, Report};
 pub use error::{DriverError, ErrorKind};

@@ -5,6 +5,10 @@
 //! Waits are on conditions with deadlines (a line appearing in the log), never
 //! fixed sleeps.
 
+pub mod bench;
+pub mod pty;
+pub mod vpcd;
+
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};

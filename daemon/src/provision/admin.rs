@@ -93,7 +93,9 @@ async fn connection(stream: UnixStream, svc: Arc<KeyService>, ctl: Arc<dyn Contr
                 Ok(cmd) => command::execute(&svc, ctl.as_ref(), &cmd),
             })
             .await
-            .unwrap_or_else(|e| serde_json::json!({"ok": false, "error": {"code": "internal", "message": e.to_string()}}))
+            .unwrap_or_else(
+                |e| serde_json::json!({"ok": false, "error": {"code": "internal", "message": e.to_string()}}),
+            )
         };
         let mut out = serde_json::to_vec(&reply).unwrap_or_default();
         out.push(b'\n');
