@@ -30,6 +30,7 @@
 //! `PORTER_BENCH_QUICK=1` (or `-- --quick`) runs fewer round trips and syncs
 //! of 10,000 holders, for a smoke test.
 
+use porter_tests::bench::{goal, pins, report};
 use porter_tests::{config_text, Broker, Daemon};
 use rumqttc::v5::mqttbytes::v5::{Packet, PublishProperties};
 use rumqttc::v5::mqttbytes::QoS;
@@ -182,32 +183,6 @@ impl Portal {
 }
 
 /// Nearest-rank percentile of sorted `v`, in ms.
-fn pct(v: &[Duration], p: f64) -> f64 {
-    let i = ((p / 100.0 * v.len() as f64).ceil() as usize).clamp(1, v.len()) - 1;
-    v[i].as_secs_f64() * 1e3
-}
-
-/// Prints one distribution line; returns p50 in ms.
-fn report(what: &str, v: &mut [Duration]) -> f64 {
-    v.sort();
-    let mean = v.iter().map(Duration::as_secs_f64).sum::<f64>() / v.len() as f64 * 1e3;
-    println!(
-        "{what:<44} n={:<5} p50={:>7.3} ms  p99={:>7.3} ms  max={:>7.3} ms  mean={:>7.3} ms",
-        v.len(),
-        pct(v, 50.0),
-        pct(v, 99.0),
-        v[v.len() - 1].as_secs_f64() * 1e3,
-        mean
-    );
-    pct(v, 50.0)
-}
-
-fn goal(what: &str, value: f64, unit: &str, limit: f64) -> bool {
-    let met = value < limit;
-    println!("goal: {what:<52} {value:>9.2} {unit} < {limit} {unit}: {}", if met { "MET" } else { "MISSED" });
-    met
-}
-
 /// A field of /proc/<pid>/status in bytes (VmRSS, VmHWM, ...).
 fn proc_kb(pid: u32, field: &str) -> f64 {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
@@ -242,21 +217,6 @@ fn mem_line(what: &str, pid: u32, data: &Path) {
     );
 }
 
-/// Distinct 6-digit PINs, none trivial: i -> (i * 7919 + 104_729) mod 10^6 is
-/// a bijection on 0..10^6 (7919 is prime to 10); after the first `skip` of
-/// the sequence, `n` not in `avoid`.
-fn pins(skip: usize, n: usize, avoid: &std::collections::HashSet<String>) -> Vec<String> {
-    let v: Vec<String> = (0u64..1_000_000)
-        .map(|i| format!("{:06}", (i * 7919 + 104_729) % 1_000_000))
-        .filter(|p| !porterd::provision::keys::is_trivial(p.as_bytes()))
-        .skip(skip)
-        .filter(|p| !avoid.contains(p))
-        .take(n)
-        .collect();
-    assert_eq!(v.len(), n, "not enough PINs");
-    v
-}
-
 /// `pairs` x (holder.put of a new holder, pin.generate for it), then
 /// `gets` x state.get; prints each distribution; returns the write p50s.
 async fn round_trips(portal: &mut Portal, tag: &str, prefix: &str, pairs: usize, gets: usize) -> (f64, f64, f64) {
@@ -282,9 +242,9 @@ async fn round_trips(portal: &mut Portal, tag: &str, prefix: &str, pairs: usize,
     }
     portal.qos = QoS::AtLeastOnce;
     let mut writes: Vec<Duration> = puts.iter().chain(&gens).copied().collect();
-    let p_put = report(&format!("rt {tag} holder.put (flushed)"), &mut puts);
-    let p_gen = report(&format!("rt {tag} pin.generate (flushed)"), &mut gens);
-    let p_all = report(&format!("rt {tag} writes, both ops"), &mut writes);
+    let p_put = report(&format!("rt {tag} holder.put (flushed)"), &mut puts).0;
+    let p_gen = report(&format!("rt {tag} pin.generate (flushed)"), &mut gens).0;
+    let p_all = report(&format!("rt {tag} writes, both ops"), &mut writes).0;
     report(&format!("rt {tag} state.get"), &mut states);
     report(&format!("rt {tag} state.get, command at QoS 0"), &mut states0);
     (p_put, p_gen, p_all)

@@ -2,12 +2,13 @@
 //! the slave side through a symlink, as it would a udev name, and the test
 //! plays the keypad, scanner or relay board on the master side.
 
+use nix::fcntl::{fcntl, FcntlArg, FdFlag};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::pty::openpty;
 use nix::sys::termios::{cfmakeraw, tcgetattr, tcsetattr, SetArg};
 use std::fs::File;
 use std::io::{Read, Write};
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -24,6 +25,11 @@ impl Pty {
     /// an old link, as udev does when a device comes back).
     pub fn open(link: &Path) -> Pty {
         let p = openpty(None, None).expect("openpty");
+        // openpty's descriptors are inherited by children: a porterd started
+        // later would hold the master open, and an unplug would never show.
+        for fd in [&p.master, &p.slave] {
+            fcntl(fd.as_raw_fd(), FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC)).expect("FD_CLOEXEC");
+        }
         // Raw: no echo, no line editing, no CR/LF translation, on both ends'
         // line discipline (the slave's settings govern the pair).
         let mut t = tcgetattr(&p.slave).expect("tcgetattr");

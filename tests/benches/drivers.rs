@@ -1,0 +1,215 @@
+//! From the last byte of a credential on the wire to the relay command on the
+//! wire: the real porterd (release build) with a `serial_keypad` and a
+//! `serial_qr` on pty pairs, an LCUS `serial_relay` board on a third pty as
+//! the lock, and a door contact as an `exec` driver (`cat` of a FIFO).
+//!
+//! Each decision: write a PIN (or a QR token) but its last byte, take the
+//! time, write the last byte (`#`, or the scanner's CR), wait for the relay's
+//! "on" command on the relay pty, take the time. Then the door is opened and
+//! closed through the contact, and `relock_on_close` relocks it at once (the
+//! relay's "off" command), ready for the next decision. PIN and QR decisions
+//! alternate.
+//!
+//! Two runs of 10,000 decisions each: idle, and while full syncs of 100,000
+//! holders run back to back through the admin socket (the bench's two
+//! holders are part of every sync, so they stay valid across commits).
+//!
+//! Run with `cargo bench -p porter-tests --bench drivers`; `-- --quick` (or
+//! `PORTER_BENCH_QUICK=1`) makes 1,000 decisions and syncs of 10,000.
+
+use porter_tests::bench::{goal, pins, report};
+use porter_tests::pty::Pty;
+use porter_tests::Daemon;
+use serde_json::{json, Value};
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const P99_GOAL_MS: f64 = 1.0;
+const WAIT: Duration = Duration::from_secs(30);
+const PIN: &str = "583921";
+const TOKEN: &str = "bench-qr-token-5f0c2a9e7d314b68a1c0e4f2";
+
+fn config(dir: &Path) -> String {
+    let d = dir.display();
+    format!(
+        r#"site = "bench"
+controller = "room-1"
+data_dir = "{d}/data"
+secret_file = "{d}/data/device.key"
+
+[admin]
+socket = "{d}/admin.sock"
+
+[lockout]
+threshold = 100
+
+[[doors]]
+id = "main"
+lock = "relay"
+unlock_ms = 60000
+contact = "contact"
+relock_on_close = true
+
+[[devices]]
+id = "keypad"
+kind = "serial_keypad"
+door = "main"
+port = "{d}/keypad"
+
+[[devices]]
+id = "scanner"
+kind = "serial_qr"
+door = "main"
+port = "{d}/scanner"
+
+[[devices]]
+id = "relay"
+kind = "serial_relay"
+port = "{d}/relay"
+
+[[devices]]
+id = "contact"
+kind = "exec"
+command = "/bin/sh"
+args = ["-c", "exec cat {d}/contact.fifo"]
+"#
+    )
+}
+
+/// One admin-socket connection: a JSON line out, a JSON line back.
+struct Admin {
+    w: UnixStream,
+    r: BufReader<UnixStream>,
+}
+
+impl Admin {
+    fn connect(path: &Path) -> Admin {
+        let w = UnixStream::connect(path).expect("admin socket");
+        let r = BufReader::new(w.try_clone().unwrap());
+        Admin { w, r }
+    }
+
+    fn call(&mut self, op: &str, args: Value) -> Value {
+        let mut line = json!({"id": "bench", "op": op, "args": args}).to_string();
+        line.push('\n');
+        self.w.write_all(line.as_bytes()).unwrap();
+        let mut reply = String::new();
+        self.r.read_line(&mut reply).unwrap();
+        let v: Value = serde_json::from_str(&reply).unwrap();
+        assert_eq!(v["ok"], true, "{op}: {v}");
+        v
+    }
+}
+
+/// The bench's own two holders, as a sync sees them.
+fn bench_holders() -> Vec<Value> {
+    vec![
+        json!({"holder": "bench-pin", "role": "staff", "pin": PIN}),
+        json!({"holder": "bench-qr", "role": "staff", "qr": TOKEN}),
+    ]
+}
+
+/// Full syncs of `n` holders, one after another, until `stop`.
+fn syncs(socket: &Path, n: usize, stop: Arc<AtomicBool>, done: Arc<AtomicU64>) {
+    let avoid = [PIN.to_string()].into_iter().collect();
+    let pins = pins(0, n, &avoid);
+    let mut admin = Admin::connect(socket);
+    let mut generation = 2;
+    while !stop.load(Ordering::Relaxed) {
+        admin.call("sync.begin", json!({"generation": generation}));
+        admin.call("sync.put", json!({"holders": bench_holders()}));
+        for chunk in (0..n).collect::<Vec<_>>().chunks(1000) {
+            let hs: Vec<Value> = chunk
+                .iter()
+                .map(|&i| json!({"holder": format!("h{i:06}"), "role": "courier", "pin": pins[i]}))
+                .collect();
+            admin.call("sync.put", json!({"holders": hs}));
+        }
+        admin.call("sync.commit", json!({}));
+        done.fetch_add(1, Ordering::Relaxed);
+        generation += 1;
+    }
+}
+
+struct Rig {
+    keypad: Pty,
+    scanner: Pty,
+    relay: Pty,
+    contact: std::fs::File,
+}
+
+impl Rig {
+    /// One decision; returns the time from the last byte to the relay command.
+    fn decide(&mut self, qr: bool) -> Duration {
+        let (dev, body, last) =
+            if qr { (&mut self.scanner, TOKEN.as_bytes(), b"\r") } else { (&mut self.keypad, PIN.as_bytes(), b"#") };
+        dev.write(body);
+        let t0 = Instant::now();
+        dev.write(last);
+        let on = self.relay.read_exact(4, WAIT);
+        let took = t0.elapsed();
+        assert_eq!(on, [0xA0, 1, 1, 0xA2], "expected the relay's on command");
+        // Open and close the door: relock_on_close relocks at once.
+        self.contact.write_all(b"{\"level\":true}\n{\"level\":false}\n").unwrap();
+        assert_eq!(self.relay.read_exact(4, WAIT), [0xA0, 1, 0, 0xA1], "expected the relay's off command");
+        took
+    }
+
+    fn run(&mut self, label: &str, n: usize) -> f64 {
+        let mut v: Vec<Duration> = (0..n).map(|i| self.decide(i % 2 == 1)).collect();
+        report(label, &mut v).1
+    }
+}
+
+fn main() {
+    let quick = std::env::args().any(|a| a == "--quick") || std::env::var_os("PORTER_BENCH_QUICK").is_some();
+    let (decisions, holders) = if quick { (1_000, 10_000) } else { (10_000, 100_000) };
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path();
+    let keypad = Pty::open(&p.join("keypad"));
+    let scanner = Pty::open(&p.join("scanner"));
+    let mut relay = Pty::open(&p.join("relay"));
+    nix::unistd::mkfifo(&p.join("contact.fifo"), nix::sys::stat::Mode::S_IRWXU).unwrap();
+    std::fs::write(p.join("porter.toml"), config(p)).unwrap();
+    let socket = p.join("admin.sock");
+    let d = Daemon::start(&p.join("porter.toml"), &socket);
+    assert_eq!(relay.read_exact(4, WAIT), [0xA0, 1, 0, 0xA1], "locked at start");
+    let mut contact = std::fs::OpenOptions::new().write(true).open(p.join("contact.fifo")).unwrap();
+    contact.write_all(b"{\"level\":false}\n").unwrap();
+    for dev in ["keypad", "scanner", "contact"] {
+        d.log.wait_for(0, &["device health", &format!("device={dev}"), "device.online"]);
+    }
+    // The bench's holders, with a known PIN and QR token, by a first sync.
+    let mut admin = Admin::connect(&socket);
+    admin.call("sync.begin", json!({"generation": 1}));
+    admin.call("sync.put", json!({"holders": bench_holders()}));
+    admin.call("sync.commit", json!({}));
+    drop(admin);
+    let mut rig = Rig { keypad, scanner, relay, contact };
+
+    println!("porterd drivers bench: {decisions} decisions per run, syncs of {holders} holders");
+    let _ = rig.decide(false); // warm-up
+    let idle = rig.run("last byte -> relay command, idle", decisions);
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let done = Arc::new(AtomicU64::new(0));
+    let syncer = {
+        let (socket, stop, done) = (socket.clone(), stop.clone(), done.clone());
+        std::thread::spawn(move || syncs(&socket, holders, stop, done))
+    };
+    let busy = rig.run(&format!("last byte -> relay command, {holders}-holder syncs running"), decisions);
+    stop.store(true, Ordering::Relaxed);
+    syncer.join().unwrap();
+    println!("full syncs committed during the run: {}", done.load(Ordering::Relaxed));
+
+    let mut met = goal("p99, idle", idle, "ms", P99_GOAL_MS);
+    met &= goal(&format!("p99, during {holders}-holder syncs"), busy, "ms", P99_GOAL_MS);
+    drop(d);
+    if !met {
+        std::process::exit(1);
+    }
+}
