@@ -526,8 +526,13 @@ fn validate(raw: &serde_json::Value, errs: &mut ConfigErrors) -> Option<Config> 
         let kind_name = d.string("kind", &format!("set kind to one of: {}", porter_drivers::KINDS.join(", ")), errs);
         let door = d.opt_string("door", errs);
         let kind = kind_name.and_then(|k| KindConfig::parse(&k, &mut d, errs));
+        // Without a known kind, its keys cannot be told from typos: say only
+        // that the kind is unknown.
+        let known = kind.is_some();
         devices_raw.push(RawDevice { path: d.path().to_string(), id, kind, door });
-        d.finish(errs);
+        if known {
+            d.finish(errs);
+        }
     }
     struct RawDoor {
         path: String,
@@ -552,6 +557,17 @@ fn validate(raw: &serde_json::Value, errs: &mut ConfigErrors) -> Option<Config> 
         ];
         let held_open_s = d.u64_or("held_open_s", 60, 1..=86_400, errs);
         let relock_on_close = d.bool_or("relock_on_close", false, errs);
+        if refs[0].1.is_none() {
+            for key in ["held_open_s", "relock_on_close"] {
+                if d.has(key) {
+                    errs.push(
+                        d.key_path(key),
+                        "needs a door contact",
+                        Some("set contact = \"...\" to the door's contact device, or remove this key".into()),
+                    );
+                }
+            }
+        }
         doors_raw.push(RawDoor { path: d.path().to_string(), id, lock, unlock_ms, refs, held_open_s, relock_on_close });
         d.finish(errs);
     }
@@ -583,9 +599,25 @@ fn validate(raw: &serde_json::Value, errs: &mut ConfigErrors) -> Option<Config> 
         })
         .collect();
     porter_drivers::serial_relay::check_shared_ports(&relays, errs);
+    for (path, relay) in &relays {
+        let port = &relay.serial.port;
+        let other = devices_raw
+            .iter()
+            .find(|d| d.kind.as_ref().is_some_and(|k| k.claims().contains(&Claim::Path(port.clone()))));
+        if let Some(other) = other {
+            errs.push(
+                format!("{path}.port"),
+                format!("{port} is also read by {}", other.path),
+                Some("a relay board and an input device cannot share a serial port; give each its own".into()),
+            );
+        }
+    }
     let mut claims: HashMap<Claim, String> = HashMap::new();
     for d in &devices_raw {
-        for c in d.kind.iter().flat_map(|k| k.claims()) {
+        let mut own = d.kind.iter().flat_map(|k| k.claims()).collect::<Vec<_>>();
+        own.sort();
+        own.dedup();
+        for c in own {
             if let Some(first) = claims.insert(c.clone(), d.path.clone()) {
                 errs.push(
                     d.path.clone(),
@@ -620,6 +652,14 @@ fn validate(raw: &serde_json::Value, errs: &mut ConfigErrors) -> Option<Config> 
                     _ => "point it at an output device such as a gpio_relay or serial_relay channel",
                 };
                 errs.push(path, format!("device `{name}` is an input, not an output"), Some(hint.into()));
+                return None;
+            }
+            if !want_output && kind.is_some_and(|k| k.role() == Role::Input && !k.reports_levels()) {
+                errs.push(
+                    path,
+                    format!("device `{name}` reads keys or cards; it cannot report a {}", key.replace('_', " ")),
+                    Some("use a gpio_input (or an exec program writing {\"level\": ...}) here".into()),
+                );
                 return None;
             }
             if !want_output && kind.is_some_and(|k| k.role() != Role::Input) {
@@ -680,6 +720,16 @@ fn validate(raw: &serde_json::Value, errs: &mut ConfigErrors) -> Option<Config> 
             if let (Some(id), Some(kind)) = (&d.id, &d.kind) {
                 devices.push(DeviceConfig { id: id.clone(), kind: kind.clone(), door: Some(door), purpose });
             }
+            continue;
+        }
+        if d.kind.as_ref().is_some_and(|k| k.reports_levels() && k.kind() != "exec") {
+            // Reaching here, no door names it: its level would go nowhere.
+            let id = d.id.as_deref().unwrap_or("...");
+            errs.push(
+                d.path.clone(),
+                "a gpio_input reports a level, not keys: no door uses it",
+                Some(format!("name it in its door's [[doors]] entry as contact = \"{id}\" or exit_button = \"{id}\"")),
+            );
             continue;
         }
         let door = match (&d.door, &d.kind) {

@@ -134,6 +134,20 @@ pub struct InputSink {
     /// [`UNKNOWN`], [`ONLINE`] or [`OFFLINE`]: health is reported on change.
     health: Arc<AtomicU8>,
     dropped: Arc<AtomicU64>,
+    /// This device's inputs in the current one-second window, and the
+    /// window's start (ms since `EPOCH`), for the per-device cap.
+    window: Arc<(AtomicU64, AtomicU64)>,
+}
+
+/// The most inputs one device may hand the decision loop in a second. A
+/// person types a few keys a second and a scanner reads a few codes; a device
+/// past this is broken or attacked, and the cap keeps it from filling the
+/// queue that every device shares.
+pub const MAX_INPUTS_PER_SECOND: u64 = 200;
+
+fn ms_since_start() -> u64 {
+    static EPOCH: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    EPOCH.get_or_init(std::time::Instant::now).elapsed().as_millis() as u64
 }
 
 const UNKNOWN: u8 = 0;
@@ -142,7 +156,13 @@ const OFFLINE: u8 = 2;
 
 impl InputSink {
     pub fn new(device: usize, tx: mpsc::Sender<DeviceReport>) -> Self {
-        InputSink { device, tx, health: Arc::new(AtomicU8::new(UNKNOWN)), dropped: Arc::default() }
+        InputSink {
+            device,
+            tx,
+            health: Arc::new(AtomicU8::new(UNKNOWN)),
+            dropped: Arc::default(),
+            window: Arc::default(),
+        }
     }
 
     pub fn device(&self) -> usize {
@@ -150,9 +170,27 @@ impl InputSink {
     }
 
     /// Hands an input to the decision loop without waiting. When the loop is
-    /// that far behind, the input is dropped and counted: a flooding device
-    /// must not stall the others.
+    /// that far behind, or this device has sent more than
+    /// [`MAX_INPUTS_PER_SECOND`] this second, the input is dropped and
+    /// counted: a flooding device must not stall the others.
     pub fn input(&self, input: Input) {
+        let now = ms_since_start();
+        let (start, count) = &*self.window;
+        if now.saturating_sub(start.load(Ordering::Relaxed)) >= 1000 {
+            start.store(now, Ordering::Relaxed);
+            count.store(0, Ordering::Relaxed);
+        }
+        if count.fetch_add(1, Ordering::Relaxed) >= MAX_INPUTS_PER_SECOND {
+            let n = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+            if n == 1 || n.is_multiple_of(10_000) {
+                tracing::warn!(
+                    device_index = self.device,
+                    dropped = n,
+                    "a device sends more than {MAX_INPUTS_PER_SECOND} inputs a second: the rest is dropped"
+                );
+            }
+            return;
+        }
         self.send(Report::Input(input));
     }
 
@@ -171,7 +209,8 @@ impl InputSink {
         }
     }
 
-    /// Inputs dropped because the decision loop was full.
+    /// Inputs dropped because the decision loop was full or the device over
+    /// its cap.
     pub fn dropped(&self) -> u64 {
         self.dropped.load(Ordering::Relaxed)
     }
@@ -197,4 +236,22 @@ pub trait InputDriver: Send {
 #[async_trait]
 pub trait Output: Send {
     async fn set(&mut self, on: bool) -> Result<(), DriverError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_flooding_device_is_capped_per_second() {
+        let (tx, mut rx) = mpsc::channel(1000);
+        let sink = InputSink::new(0, tx);
+        for _ in 0..500 {
+            sink.input(Input::Key('1'));
+        }
+        let got = std::iter::from_fn(|| rx.try_recv().ok()).count() as u64;
+        // 200 a second; a window boundary inside the loop may let one more batch in.
+        assert!((MAX_INPUTS_PER_SECOND..=2 * MAX_INPUTS_PER_SECOND).contains(&got), "{got}");
+        assert_eq!(sink.dropped(), 500 - got);
+    }
 }

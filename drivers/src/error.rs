@@ -55,7 +55,7 @@ impl DriverError {
             K::PermissionDenied => DriverError::new(ErrorKind::PermissionDenied, format!("{path}: permission denied"))
                 .with_hint(
                     "add the `porter` user to the device's group (dialout for serial ports, \
-                 input for input devices, gpio for GPIO) or install Porter's udev rules",
+                 input for input devices, gpio for GPIO) or install Porter's udev rules (udev/60-porter.rules)",
                 ),
             K::NotFound => DriverError::new(ErrorKind::NotFound, format!("{path}: no such device")),
             K::UnexpectedEof | K::BrokenPipe | K::ConnectionReset => {

@@ -259,6 +259,10 @@ struct Shared {
     stdin: Option<ChildStdin>,
     /// The last state the output was asked for, told to each new program.
     last: Option<bool>,
+    /// Whether a program has been started: before the first one, a state is
+    /// only kept for it (the daemon drives its locks before it starts its
+    /// inputs), which is not a failure.
+    started: bool,
 }
 
 type Slot = Arc<Mutex<Shared>>;
@@ -310,6 +314,7 @@ impl Attached {
             }
         }
         shared.stdin = Some(stdin);
+        shared.started = true;
         Attached { slot: slot.clone() }
     }
 }
@@ -394,11 +399,12 @@ pub struct Exec {
     cfg: ExecConfig,
     slot: Slot,
     stats: ExecStats,
+    last_warn: Option<tokio::time::Instant>,
 }
 
 impl Exec {
     pub fn new(id: &str, cfg: ExecConfig) -> Self {
-        Exec { id: id.to_string(), cfg, slot: slot(id), stats: ExecStats::default() }
+        Exec { id: id.to_string(), cfg, slot: slot(id), stats: ExecStats::default(), last_warn: None }
     }
 
     pub fn stats(&self) -> ExecStats {
@@ -438,6 +444,9 @@ impl Exec {
             Frame::TooLong => self.cfg.max_line + 1,
         };
         self.stats.garbled += 1;
+        if !crate::serial::should_warn(&mut self.last_warn, tokio::time::Instant::now()) {
+            return;
+        }
         tracing::warn!(
             device = %self.id,
             garbled = self.stats.garbled,
@@ -525,6 +534,9 @@ impl Output for ExecOutput {
         let mut shared = self.slot.lock().await;
         shared.last = Some(on);
         let Some(stdin) = shared.stdin.as_mut() else {
+            if !shared.started {
+                return Ok(());
+            }
             return Err(DriverError::new(
                 ErrorKind::Disconnected,
                 format!("exec device `{}`: its program is not running; it is told the state when it starts", self.id),

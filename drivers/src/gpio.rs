@@ -224,7 +224,7 @@ pub fn rppal_error(line: u8, e: rppal::gpio::Error) -> DriverError {
         E::PermissionDenied(path) => {
             DriverError::new(ErrorKind::PermissionDenied, format!("{name}: {path}: permission denied")).with_hint(
                 "add the daemon's user to the `gpio` group, which owns /dev/gpiomem (/dev/gpiomem0 on a \
-                 Pi 5) and /dev/gpiochip* on Raspberry Pi OS, or install Porter's udev rule for GPIO, \
+                 Pi 5) and /dev/gpiochip* on Raspberry Pi OS, or install Porter's udev rules (udev/60-porter.rules), \
                  then restart porterd",
             )
         }

@@ -514,7 +514,7 @@ fn open_error(path: &str, e: &io::Error) -> DriverError {
     match e.raw_os_error() {
         _ if e.kind() == io::ErrorKind::PermissionDenied => {
             DriverError::new(ErrorKind::PermissionDenied, format!("{path}: permission denied")).with_hint(
-                "add the `porter` user to the `input` group, or install Porter's udev rules, which give it the device",
+                "add the `porter` user to the `input` group, or give it the device with a udev rule (the template in Porter's udev/60-porter.rules)",
             )
         }
         Some(ENOTTY) | Some(EINVAL) => DriverError::new(ErrorKind::Other, format!("{path}: not an evdev input device"))

@@ -94,11 +94,11 @@ impl KindConfig {
             "hid" => Some(KindConfig::Hid(HidConfig::parse(sec, errs))),
             "exec" => Some(KindConfig::Exec(ExecConfig::parse(sec, errs))),
             other => {
-                errs.push(
-                    sec.key_path("kind"),
-                    format!("unknown device kind `{other}`"),
-                    Some(format!("use one of: {}", KINDS.join(", "))),
-                );
+                let hint = match crate::settings::closest(other, KINDS) {
+                    Some(k) => format!("did you mean `{k}`? kinds are: {}", KINDS.join(", ")),
+                    None => format!("use one of: {}", KINDS.join(", ")),
+                };
+                errs.push(sec.key_path("kind"), format!("unknown device kind `{other}`"), Some(hint));
                 None
             }
         }
@@ -126,6 +126,12 @@ impl KindConfig {
     /// commands on their standard input.
     pub fn can_output(&self) -> bool {
         self.role() == Role::Output || self.kind() == "exec"
+    }
+
+    /// Whether the device reports levels (`Input::Level`), so that a door can
+    /// use it as its contact or exit button.
+    pub fn reports_levels(&self) -> bool {
+        matches!(self, KindConfig::GpioInput(_) | KindConfig::Exec(_))
     }
 
     pub fn role(&self) -> Role {

@@ -59,9 +59,10 @@ const READER_TROUBLE_LIMIT: u32 = 3;
 
 const PCSCD_HINT: &str = "start pcscd (Debian: `systemctl enable --now pcscd.socket`, or `pcscd` as root); \
      if it runs but refuses Porter's user, pcsc-lite built with polkit only lets root in unless a polkit rule \
-     allows the user: install the polkit rule shipped in Porter's package";
-const POLKIT_HINT: &str = "pcscd's polkit policy refuses this user: install the polkit rule shipped in \
-     Porter's package (it allows the `porter` user the actions org.debian.pcsc-lite.access_pcsc and \
+     allows the user: install Porter's polkit rule (packaging/polkit/50-porter-pcscd.rules)";
+const POLKIT_HINT: &str =
+    "pcscd's polkit policy refuses this user: install Porter's polkit rule, packaging/polkit/50-porter-pcscd.rules \
+     (it allows the `porter` user the actions org.debian.pcsc-lite.access_pcsc and \
      access_card), or run the daemon as root";
 
 /// A reader name pattern: a case-insensitive substring, or a glob (`*` any

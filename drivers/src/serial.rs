@@ -256,8 +256,9 @@ pub(crate) async fn read_loop(
     }
 }
 
-/// Rate limit for warnings: a noisy line must not flood the log.
-fn should_warn(last: &mut Option<Instant>, now: Instant) -> bool {
+/// Rate limit for warnings: a noisy device must not flood the log (at most
+/// one warning a second; the counters keep the totals).
+pub(crate) fn should_warn(last: &mut Option<Instant>, now: Instant) -> bool {
     match last {
         Some(t) if now.saturating_duration_since(*t) < WARN_EVERY => false,
         _ => {

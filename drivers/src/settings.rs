@@ -273,14 +273,22 @@ impl<'a> Section<'a> {
     }
 }
 
-/// The known key nearest to `word` by edit distance, when it is close.
-fn closest<'k>(word: &str, known: &[&'k str]) -> Option<&'k str> {
-    known
+/// The known word nearest to `word` by edit distance, when it is close, or
+/// one that `word` extends or abbreviates (`baudrate` for `baud`).
+pub fn closest<'k>(word: &str, known: &[&'k str]) -> Option<&'k str> {
+    let near = known
         .iter()
         .map(|k| (edit_distance(word, k), *k))
         .filter(|(d, k)| *d <= 2.max(k.len() / 3))
         .min_by_key(|(d, _)| *d)
-        .map(|(_, k)| k)
+        .map(|(_, k)| k);
+    near.or_else(|| {
+        known
+            .iter()
+            .copied()
+            .filter(|k| k.len() >= 3 && (word.starts_with(k) || k.starts_with(word)))
+            .max_by_key(|k| k.len())
+    })
 }
 
 fn edit_distance(a: &str, b: &str) -> usize {

@@ -146,3 +146,103 @@ fn a_qr_code_and_a_card_open_their_own_doors_through_one_relay_board() {
     seen.sort();
     assert_eq!(seen, [lcus(1, false), lcus(2, false)]);
 }
+
+#[test]
+fn a_flooding_device_does_not_stall_the_keypad_next_to_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path();
+    let d = p.display();
+    let mut keypad = Pty::open(&p.join("keypad"));
+    let mut relay = Pty::open(&p.join("relay"));
+    let text = format!(
+        r#"site = "test"
+controller = "room-1"
+data_dir = "{d}/data"
+secret_file = "{d}/data/device.key"
+
+[admin]
+socket = "{d}/admin.sock"
+
+[[doors]]
+id = "main"
+lock = "relay"
+unlock_ms = 100
+
+[[devices]]
+id = "keypad"
+kind = "serial_keypad"
+door = "main"
+port = "{d}/keypad"
+
+[[devices]]
+id = "flood"
+kind = "exec"
+door = "main"
+command = "/usr/bin/yes"
+args = ["{{\"key\":\"1\"}}"]
+
+[[devices]]
+id = "relay"
+kind = "serial_relay"
+port = "{d}/relay"
+"#
+    );
+    std::fs::write(p.join("porter.toml"), text).unwrap();
+    let d = Daemon::start(&p.join("porter.toml"), &p.join("admin.sock"));
+    assert_eq!(relay.read_exact(4, DEADLINE), lcus(1, false));
+    assert_eq!(d.ctl("holder.put", &["holder=staff-ann", "role=staff"]).0, 0);
+    let (code, r) = d.ctl("pin.generate", &["holder=staff-ann"]);
+    assert_eq!(code, 0, "{r}");
+    let pin = r["result"]["pin"].as_str().unwrap().to_string();
+    d.log.wait_for(0, &["device=flood", "device.online"]);
+    d.log.wait_for(0, &["inputs a second: the rest is dropped"]);
+    for _ in 0..5 {
+        keypad.write(format!("{pin}#").as_bytes());
+        assert_eq!(relay.read_exact(4, DEADLINE), lcus(1, true), "the keypad's grant did not reach the lock");
+        assert_eq!(relay.read_exact(4, DEADLINE), lcus(1, false));
+    }
+    d.log.wait_for(0, &["access granted", "device=keypad"]);
+}
+
+#[test]
+fn an_exec_lock_hears_locked_before_its_program_is_stopped() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path();
+    let d = p.display();
+    let text = format!(
+        r#"site = "test"
+controller = "room-1"
+data_dir = "{d}/data"
+secret_file = "{d}/data/device.key"
+
+[admin]
+socket = "{d}/admin.sock"
+
+[[doors]]
+id = "main"
+lock = "strike"
+
+[[devices]]
+id = "strike"
+kind = "exec"
+command = "/bin/sh"
+args = ["-c", "while read -r line; do echo \"$line\" >> {d}/lock.log; done"]
+"#
+    );
+    std::fs::write(p.join("porter.toml"), text).unwrap();
+    let d = Daemon::start(&p.join("porter.toml"), &p.join("admin.sock"));
+    let lines = || std::fs::read_to_string(p.join("lock.log")).unwrap_or_default();
+    let wait = |what: &str, pred: &dyn Fn(&str) -> bool| {
+        let deadline = std::time::Instant::now() + DEADLINE;
+        while !pred(&lines()) {
+            assert!(std::time::Instant::now() < deadline, "{what}; lock.log: {}", lines());
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    };
+    wait("locked at start", &|l| l.lines().last() == Some(r#"{"lock":"locked"}"#));
+    let (code, r) = d.ctl("door.unlock", &["door=main", "ms=600000"]);
+    assert_eq!(code, 0, "{r}");
+    wait("unlocked", &|l| l.lines().last() == Some(r#"{"lock":"unlocked"}"#));
+    assert!(d.stop().0.success());
+    assert_eq!(lines().lines().last(), Some(r#"{"lock":"locked"}"#), "the program was stopped before it heard locked");
+}

@@ -214,3 +214,65 @@ line = 25
     assert!(find("doors[0].exit_button").message.contains("is an output, not an input"), "{errs}");
     assert!(find("devices[2].door").hint.as_deref().unwrap().contains("remove door here"), "{errs}");
 }
+
+#[test]
+fn wirings_that_cannot_work_are_refused_with_their_fix() {
+    let text = r#"
+site = "s"
+controller = "c"
+data_dir = "/tmp/x"
+secret_file = "/tmp/x/key"
+
+[[doors]]
+id = "main"
+lock = "relay"
+contact = "keypad"
+held_open_s = 30
+
+[[doors]]
+id = "back"
+lock = "relay2"
+relock_on_close = true
+
+[[devices]]
+id = "keypad"
+kind = "serial_keypad"
+door = "main"
+port = "/dev/ttyUSB0"
+baudrate = 9600
+
+[[devices]]
+id = "relay"
+kind = "serial_relay"
+port = "/dev/ttyUSB0"
+
+[[devices]]
+id = "relay2"
+kind = "serial_relay"
+port = "/dev/ttyUSB1"
+
+[[devices]]
+id = "button"
+kind = "gpio_input"
+door = "main"
+line = 4
+
+[[devices]]
+id = "reader"
+kind = "wiegan"
+door = "main"
+d0 = 5
+d1 = 6
+"#;
+    let errs = Config::from_toml_with_env(text, no_env()).unwrap_err();
+    let find = |path: &str| errs.0.iter().find(|e| e.path == path).unwrap_or_else(|| panic!("no {path} in {errs}"));
+    assert!(find("doors[0].contact").message.contains("cannot report a contact"), "{errs}");
+    assert!(find("doors[1].relock_on_close").message.contains("needs a door contact"), "{errs}");
+    assert!(find("devices[0].baudrate").hint.as_deref().unwrap().contains("did you mean `baud`"), "{errs}");
+    assert!(find("devices[1].port").message.contains("is also read by devices[0]"), "{errs}");
+    assert!(find("devices[3]").hint.as_deref().unwrap().contains("exit_button = \"button\""), "{errs}");
+    assert!(find("devices[4].kind").hint.as_deref().unwrap().contains("did you mean `wiegand`"), "{errs}");
+    assert!(!errs.0.iter().any(|e| e.path == "devices[4].d0"), "keys of an unknown kind are not reported: {errs}");
+    // held_open_s with a contact that is refused is still only the contact's error.
+    assert!(!errs.0.iter().any(|e| e.path == "doors[0].held_open_s"), "{errs}");
+}

@@ -285,17 +285,27 @@ pub async fn run_with_clock(
     };
     let loop_task = tokio::spawn(decision_loop.run(report_rx, control_rx, loop_cancel.clone()));
 
-    // Inputs, supervised.
+    // Inputs, supervised. An input that also drives a door's output (an
+    // `exec` program taking lock commands) stops only after the doors have
+    // locked, so its program hears the final "locked".
     let inputs_cancel = CancellationToken::new();
+    let outputs_cancel = CancellationToken::new();
+    let drives_a_door = |i: usize| cfg.doors.iter().any(|d| [Some(d.lock), d.led, d.buzzer].contains(&Some(i)));
     let mut input_tasks = Vec::new();
+    let mut output_input_tasks = Vec::new();
     for (i, d) in cfg.devices.iter().enumerate() {
         if d.kind.role() != Role::Input {
             continue;
         }
         let Some(driver) = d.kind.input_driver(&d.id) else { continue };
         let sink = InputSink::new(i, report_tx.clone());
-        let (id, cancel) = (d.id.clone(), inputs_cancel.clone());
-        input_tasks.push(tokio::spawn(async move { supervise(&id, driver, sink, cancel, Backoff::default()).await }));
+        let (tasks, cancel) = if drives_a_door(i) {
+            (&mut output_input_tasks, outputs_cancel.clone())
+        } else {
+            (&mut input_tasks, inputs_cancel.clone())
+        };
+        let id = d.id.clone();
+        tasks.push(tokio::spawn(async move { supervise(&id, driver, sink, cancel, Backoff::default()).await }));
     }
     drop(report_tx);
 
@@ -373,6 +383,10 @@ pub async fn run_with_clock(
         let _ = enroll_task.await;
         doors_cancel.cancel();
         for t in door_tasks {
+            let _ = t.await;
+        }
+        outputs_cancel.cancel();
+        for t in output_input_tasks {
             let _ = t.await;
         }
         // Last, so the events of the shutdown itself still go out.
