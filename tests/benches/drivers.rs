@@ -1,7 +1,12 @@
 //! From the last byte of a credential on the wire to the relay command on the
 //! wire: the real porterd (release build) with a `serial_keypad` and a
-//! `serial_qr` on pty pairs, an LCUS `serial_relay` board on a third pty as
+//! `serial_qr` (four of each) on pty pairs, an LCUS `serial_relay` board on a third pty as
 //! the lock, and a door contact as an `exec` driver (`cat` of a FIFO).
+//!
+//! Four keypads and four scanners take turns, and each decision takes at
+//! least 3 ms, so that no device (the door contact reports two levels a
+//! decision) goes past the daemon's per-device cap of
+//! 1,000 inputs a second (a PIN is seven keys).
 //!
 //! Each decision: write a PIN (or a QR token) but its last byte, take the
 //! time, write the last byte (`#`, or the scanner's CR), wait for the relay's
@@ -33,8 +38,22 @@ const WAIT: Duration = Duration::from_secs(30);
 const PIN: &str = "583921";
 const TOKEN: &str = "bench-qr-token-5f0c2a9e7d314b68a1c0e4f2";
 
+/// Devices of each input kind: decisions rotate over them, so that no one
+/// device goes past the daemon's cap of 1,000 inputs a second.
+const PER_KIND: usize = 4;
+/// The shortest time one decision takes, for the same reason (the door
+/// contact reports two levels per decision).
+const PACE: Duration = Duration::from_millis(3);
+
 fn config(dir: &Path) -> String {
     let d = dir.display();
+    let mut inputs = String::new();
+    for i in 0..PER_KIND {
+        inputs += &format!(
+            "[[devices]]\nid = \"keypad{i}\"\nkind = \"serial_keypad\"\ndoor = \"main\"\nport = \"{d}/keypad{i}\"\n\n\
+             [[devices]]\nid = \"scanner{i}\"\nkind = \"serial_qr\"\ndoor = \"main\"\nport = \"{d}/scanner{i}\"\n\n"
+        );
+    }
     format!(
         r#"site = "bench"
 controller = "room-1"
@@ -54,18 +73,7 @@ unlock_ms = 60000
 contact = "contact"
 relock_on_close = true
 
-[[devices]]
-id = "keypad"
-kind = "serial_keypad"
-door = "main"
-port = "{d}/keypad"
-
-[[devices]]
-id = "scanner"
-kind = "serial_qr"
-door = "main"
-port = "{d}/scanner"
-
+{inputs}
 [[devices]]
 id = "relay"
 kind = "serial_relay"
@@ -94,8 +102,11 @@ impl Admin {
     }
 
     fn call(&mut self, op: &str, args: Value) -> Value {
-        let mut line = json!({"id": "bench", "op": op, "args": args}).to_string();
-        line.push('\n');
+        self.send(op, &line(op, args))
+    }
+
+    /// Sends a command line made beforehand.
+    fn send(&mut self, op: &str, line: &str) -> Value {
         self.w.write_all(line.as_bytes()).unwrap();
         let mut reply = String::new();
         self.r.read_line(&mut reply).unwrap();
@@ -103,6 +114,13 @@ impl Admin {
         assert_eq!(v["ok"], true, "{op}: {v}");
         v
     }
+}
+
+/// One command as an admin-socket line.
+fn line(op: &str, args: Value) -> String {
+    let mut line = json!({"id": "bench", "op": op, "args": args}).to_string();
+    line.push('\n');
+    line
 }
 
 /// The bench's own two holders, as a sync sees them.
@@ -113,40 +131,48 @@ fn bench_holders() -> Vec<Value> {
     ]
 }
 
-/// Full syncs of `n` holders, one after another, until `stop`.
+/// Full syncs of `n` holders, one after another, until `stop`. The commands
+/// are made beforehand: in the field a portal makes them, not the controller.
 fn syncs(socket: &Path, n: usize, stop: Arc<AtomicBool>, done: Arc<AtomicU64>) {
     let avoid = [PIN.to_string()].into_iter().collect();
     let pins = pins(0, n, &avoid);
+    let mut puts = vec![line("sync.put", json!({"holders": bench_holders()}))];
+    for chunk in (0..n).collect::<Vec<_>>().chunks(1000) {
+        let hs: Vec<Value> =
+            chunk.iter().map(|&i| json!({"holder": format!("h{i:06}"), "role": "courier", "pin": pins[i]})).collect();
+        puts.push(line("sync.put", json!({"holders": hs})));
+    }
+    let commit = line("sync.commit", json!({}));
     let mut admin = Admin::connect(socket);
     let mut generation = 2;
     while !stop.load(Ordering::Relaxed) {
         admin.call("sync.begin", json!({"generation": generation}));
-        admin.call("sync.put", json!({"holders": bench_holders()}));
-        for chunk in (0..n).collect::<Vec<_>>().chunks(1000) {
-            let hs: Vec<Value> = chunk
-                .iter()
-                .map(|&i| json!({"holder": format!("h{i:06}"), "role": "courier", "pin": pins[i]}))
-                .collect();
-            admin.call("sync.put", json!({"holders": hs}));
+        for put in &puts {
+            admin.send("sync.put", put);
         }
-        admin.call("sync.commit", json!({}));
+        admin.send("sync.commit", &commit);
         done.fetch_add(1, Ordering::Relaxed);
         generation += 1;
     }
 }
 
 struct Rig {
-    keypad: Pty,
-    scanner: Pty,
+    keypads: Vec<Pty>,
+    scanners: Vec<Pty>,
     relay: Pty,
     contact: std::fs::File,
 }
 
 impl Rig {
     /// One decision; returns the time from the last byte to the relay command.
-    fn decide(&mut self, qr: bool) -> Duration {
-        let (dev, body, last) =
-            if qr { (&mut self.scanner, TOKEN.as_bytes(), b"\r") } else { (&mut self.keypad, PIN.as_bytes(), b"#") };
+    fn decide(&mut self, i: usize) -> Duration {
+        let started = Instant::now();
+        let n = (i / 2) % PER_KIND;
+        let (dev, body, last) = if i % 2 == 1 {
+            (&mut self.scanners[n], TOKEN.as_bytes(), b"\r")
+        } else {
+            (&mut self.keypads[n], PIN.as_bytes(), b"#")
+        };
         dev.write(body);
         let t0 = Instant::now();
         dev.write(last);
@@ -156,11 +182,14 @@ impl Rig {
         // Open and close the door: relock_on_close relocks at once.
         self.contact.write_all(b"{\"level\":true}\n{\"level\":false}\n").unwrap();
         assert_eq!(self.relay.read_exact(4, WAIT), [0xA0, 1, 0, 0xA1], "expected the relay's off command");
+        if let Some(rest) = PACE.checked_sub(started.elapsed()) {
+            std::thread::sleep(rest);
+        }
         took
     }
 
     fn run(&mut self, label: &str, n: usize) -> f64 {
-        let mut v: Vec<Duration> = (0..n).map(|i| self.decide(i % 2 == 1)).collect();
+        let mut v: Vec<Duration> = (0..n).map(|i| self.decide(i)).collect();
         report(label, &mut v).1
     }
 }
@@ -170,8 +199,8 @@ fn main() {
     let (decisions, holders) = if quick { (1_000, 10_000) } else { (10_000, 100_000) };
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path();
-    let keypad = Pty::open(&p.join("keypad"));
-    let scanner = Pty::open(&p.join("scanner"));
+    let keypads: Vec<Pty> = (0..PER_KIND).map(|i| Pty::open(&p.join(format!("keypad{i}")))).collect();
+    let scanners: Vec<Pty> = (0..PER_KIND).map(|i| Pty::open(&p.join(format!("scanner{i}")))).collect();
     let mut relay = Pty::open(&p.join("relay"));
     nix::unistd::mkfifo(&p.join("contact.fifo"), nix::sys::stat::Mode::S_IRWXU).unwrap();
     std::fs::write(p.join("porter.toml"), config(p)).unwrap();
@@ -180,8 +209,9 @@ fn main() {
     assert_eq!(relay.read_exact(4, WAIT), [0xA0, 1, 0, 0xA1], "locked at start");
     let mut contact = std::fs::OpenOptions::new().write(true).open(p.join("contact.fifo")).unwrap();
     contact.write_all(b"{\"level\":false}\n").unwrap();
-    for dev in ["keypad", "scanner", "contact"] {
-        d.log.wait_for(0, &["device health", &format!("device={dev}"), "device.online"]);
+    let devices = (0..PER_KIND).flat_map(|i| [format!("keypad{i}"), format!("scanner{i}")]);
+    for dev in devices.chain(["contact".to_string()]) {
+        d.log.wait_for(0, &["device health", &format!("device={dev} "), "device.online"]);
     }
     // The bench's holders, with a known PIN and QR token, by a first sync.
     let mut admin = Admin::connect(&socket);
@@ -189,10 +219,12 @@ fn main() {
     admin.call("sync.put", json!({"holders": bench_holders()}));
     admin.call("sync.commit", json!({}));
     drop(admin);
-    let mut rig = Rig { keypad, scanner, relay, contact };
+    let mut rig = Rig { keypads, scanners, relay, contact };
 
     println!("porterd drivers bench: {decisions} decisions per run, syncs of {holders} holders");
-    let _ = rig.decide(false); // warm-up
+    for i in 0..2 * PER_KIND {
+        rig.decide(i); // warm-up: every device once
+    }
     let idle = rig.run("last byte -> relay command, idle", decisions);
 
     let stop = Arc::new(AtomicBool::new(false));

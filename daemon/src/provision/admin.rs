@@ -88,7 +88,7 @@ async fn connection(stream: UnixStream, svc: Arc<KeyService>, ctl: Arc<dyn Contr
             // sync.put takes milliseconds to parse, and the async workers
             // also carry the device drivers' reads.
             let (svc, ctl, line) = (svc.clone(), ctl.clone(), std::mem::take(&mut buf));
-            tokio::task::spawn_blocking(move || match command::parse(line.trim_ascii()) {
+            crate::provision::background(move || match command::parse(line.trim_ascii()) {
                 Err(reply) => reply,
                 Ok(cmd) => command::execute(&svc, ctl.as_ref(), &cmd),
             })

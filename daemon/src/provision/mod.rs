@@ -17,3 +17,35 @@ pub mod replies;
 pub use command::{Command, Control};
 pub use error::{ErrorCode, OpError};
 pub use keys::KeyService;
+
+/// How much lower than the decision path provisioning runs (a `nice` value).
+pub const BACKGROUND_NICE: i32 = 10;
+
+/// Runs provisioning work (parsing a command, a key operation, a sync with
+/// its HMACs and store flushes) on tokio's blocking pool, on a thread whose
+/// CPU priority is lowered: on a two-core controller a 100,000-holder sync
+/// must yield the cores to the drivers and the decision loop, which run on
+/// the async workers at normal priority. A pool thread keeps its lowered
+/// priority for later blocking work, which is all background work too.
+pub async fn background<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, tokio::task::JoinError> {
+    tokio::task::spawn_blocking(move || {
+        lower_this_thread();
+        f()
+    })
+    .await
+}
+
+#[allow(unsafe_code)]
+fn lower_this_thread() {
+    thread_local!(static LOWERED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) });
+    if !LOWERED.with(|l| l.replace(true)) {
+        // SAFETY: setpriority only changes scheduling; on Linux, PRIO_PROCESS
+        // with who = 0 names the calling thread alone.
+        let rc = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, BACKGROUND_NICE) };
+        if rc != 0 {
+            tracing::debug!(error = %std::io::Error::last_os_error(), "could not lower a provisioning thread's priority");
+        }
+    }
+}

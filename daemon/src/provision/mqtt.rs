@@ -456,7 +456,7 @@ async fn handle(deps: &Deps, replies: &Arc<Replies>, payload: Bytes) -> Value {
     }
     // Parsing a 1 MiB sync.put takes milliseconds: off the async workers,
     // which also carry the device drivers' reads.
-    let parsed = tokio::task::spawn_blocking(move || command::parse(&payload))
+    let parsed = crate::provision::background(move || command::parse(&payload))
         .await
         .unwrap_or_else(|e| Err(json!({"ok": false, "error": {"code": "internal", "message": e.to_string()}})));
     let cmd = match parsed {
@@ -472,7 +472,7 @@ async fn handle(deps: &Deps, replies: &Arc<Replies>, payload: Bytes) -> Value {
         return stored;
     }
     let (svc, ctl, replies) = (deps.svc.clone(), deps.ctl.clone(), replies.clone());
-    tokio::task::spawn_blocking(move || {
+    crate::provision::background(move || {
         let reply = command::execute(&svc, ctl.as_ref(), &cmd);
         if let Some(k) = key {
             replies.put(&k, &reply);

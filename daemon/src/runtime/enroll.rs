@@ -49,7 +49,7 @@ pub async fn run(
     while let Some(job) = jobs.recv().await {
         let s = svc.clone();
         let (holder, uid) = (job.holder.clone(), job.uid);
-        let result = tokio::task::spawn_blocking(move || s.card_assign(&holder, &uid))
+        let result = crate::provision::background(move || s.card_assign(&holder, &uid))
             .await
             .unwrap_or_else(|e| Err(crate::provision::OpError::internal(e.to_string())));
         let mut f = Map::new();

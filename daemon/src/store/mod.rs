@@ -74,7 +74,15 @@ impl Store {
         let deadline = std::time::Instant::now() + LOCK_WAIT;
         let mut pause = std::time::Duration::from_millis(5);
         loop {
-            match sled::Config::new().path(dir).cache_capacity(cache_bytes).mode(sled::Mode::LowSpace).open() {
+            // No periodic flusher thread: every change is flushed before it
+            // is reported done, and a flusher at normal priority would take
+            // CPU from the decision path during a large sync.
+            let config = sled::Config::new()
+                .path(dir)
+                .cache_capacity(cache_bytes)
+                .mode(sled::Mode::LowSpace)
+                .flush_every_ms(None);
+            match config.open() {
                 Ok(db) => return Self::check_schema(db, dir),
                 // sled reports the lock conflict only as text.
                 Err(sled::Error::Io(e)) if e.to_string().contains("could not acquire lock") => {
