@@ -49,3 +49,52 @@ impl InputDriver for FakeInput {
         Ok(())
     }
 }
+
+/// The receiving end of a sink, as a test reads it: each report waited for
+/// with a deadline, so a test fails instead of hanging.
+pub struct Reports {
+    rx: mpsc::Receiver<crate::contract::DeviceReport>,
+    deadline: std::time::Duration,
+}
+
+impl Reports {
+    /// A sink for device `device` and the reports it sends.
+    pub fn channel(device: usize, depth: usize, deadline: std::time::Duration) -> (InputSink, Reports) {
+        let (tx, rx) = mpsc::channel(depth);
+        (InputSink::new(device, tx), Reports { rx, deadline })
+    }
+
+    /// The next report; panics at the deadline or when every sink is gone.
+    pub async fn next(&mut self) -> crate::contract::Report {
+        let r = tokio::time::timeout(self.deadline, self.rx.recv())
+            .await
+            .expect("no report before the deadline")
+            .expect("the driver is gone");
+        r.report
+    }
+
+    /// The next report is the device going online.
+    pub async fn online(&mut self) {
+        assert_eq!(self.next().await, crate::contract::Report::Health(crate::contract::Health::Online));
+    }
+
+    /// The next report is an input; returns it.
+    pub async fn input(&mut self) -> Input {
+        match self.next().await {
+            crate::contract::Report::Input(i) => i,
+            other => panic!("expected an input, got {other:?}"),
+        }
+    }
+
+    /// A report already waiting, if any.
+    pub fn try_next(&mut self) -> Option<crate::contract::Report> {
+        self.rx.try_recv().ok().map(|r| r.report)
+    }
+
+    /// Asserts that nothing is reported for `quiet`.
+    pub async fn silent_for(&mut self, quiet: std::time::Duration) {
+        if let Ok(r) = tokio::time::timeout(quiet, self.rx.recv()).await {
+            panic!("unexpected report {r:?}");
+        }
+    }
+}

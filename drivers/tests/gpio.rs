@@ -6,14 +6,15 @@
 //! timing is exact and no test sleeps: each waits for a report with a
 //! deadline.
 
+use porter_drivers::fake::Reports;
 use porter_drivers::gpio::fake::FakeGpio;
 use porter_drivers::gpio::Pull;
 use porter_drivers::gpio_input::{GpioInput, GpioInputConfig};
 use porter_drivers::gpio_relay::{GpioRelay, GpioRelayConfig};
 use porter_drivers::wiegand::{Wiegand, WiegandConfig, WiegandCounters};
 use porter_drivers::{
-    CardUid, Claim, ConfigErrors, DeviceReport, DriverError, ErrorKind, Health, Input, InputDriver, InputSink,
-    KindConfig, Output, Report, Role, Section,
+    CardUid, Claim, ConfigErrors, DriverError, ErrorKind, Health, Input, InputDriver, InputSink, KindConfig, Output,
+    Report, Role, Section,
 };
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -64,35 +65,33 @@ fn uid(b: &[u8]) -> Input {
 }
 
 struct Running {
-    rx: mpsc::Receiver<DeviceReport>,
+    reports: Reports,
     task: JoinHandle<Result<(), DriverError>>,
+}
+
+impl std::ops::Deref for Running {
+    type Target = Reports;
+    fn deref(&self) -> &Reports {
+        &self.reports
+    }
+}
+
+impl std::ops::DerefMut for Running {
+    fn deref_mut(&mut self) -> &mut Reports {
+        &mut self.reports
+    }
 }
 
 impl Running {
     fn start(mut driver: impl InputDriver + 'static) -> Self {
-        let (tx, rx) = mpsc::channel(64);
-        let task = tokio::spawn(async move { driver.run(&InputSink::new(0, tx)).await });
-        Running { rx, task }
-    }
-
-    async fn next(&mut self) -> Report {
-        timeout(DEADLINE, self.rx.recv()).await.expect("no report before the deadline").expect("driver gone").report
-    }
-
-    async fn online(&mut self) {
-        assert_eq!(self.next().await, Report::Health(Health::Online));
-    }
-
-    async fn input(&mut self) -> Input {
-        match self.next().await {
-            Report::Input(i) => i,
-            other => panic!("expected an input, got {other:?}"),
-        }
+        let (sink, reports) = Reports::channel(0, 64, DEADLINE);
+        let task = tokio::spawn(async move { driver.run(&sink).await });
+        Running { reports, task }
     }
 
     /// Nothing more was reported (call once the driver is idle).
     fn quiet(&mut self) {
-        if let Ok(r) = self.rx.try_recv() {
+        if let Some(r) = self.reports.try_next() {
             panic!("unexpected report {r:?}");
         }
     }
@@ -270,7 +269,7 @@ async fn an_open_error_fails_the_run_before_online() {
     let mut r = Running::start(w);
     let res = timeout(DEADLINE, &mut r.task).await.unwrap().unwrap();
     assert_eq!(res, Err(denied));
-    assert!(r.rx.try_recv().is_err(), "never online");
+    assert!(r.try_next().is_none(), "never online");
     assert!(!fake.input_open(D0), "D0 released again");
 }
 

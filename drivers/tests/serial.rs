@@ -9,8 +9,9 @@
 use nix::fcntl::{fcntl, FcntlArg, OFlag};
 use nix::pty::openpty;
 use nix::sys::termios::{cfmakeraw, tcgetattr, tcsetattr, SetArg};
-use porter_drivers::contract::{CardUid, DeviceReport, Health, Input, InputDriver, InputSink, Output, Report};
+use porter_drivers::contract::{CardUid, Health, Input, InputDriver, InputSink, Output, Report};
 use porter_drivers::error::ErrorKind;
+use porter_drivers::fake::Reports;
 use porter_drivers::serial::{PortSettings, SerialStats};
 use porter_drivers::serial_keypad::{SerialKeypad, SerialKeypadConfig};
 use porter_drivers::serial_qr::{SerialQr, SerialQrConfig, Terminator};
@@ -113,48 +114,36 @@ fn settings(link: &Path) -> PortSettings {
 
 /// A driver running under the supervisor, as the daemon runs it.
 struct Running {
-    rx: mpsc::Receiver<DeviceReport>,
+    reports: Reports,
     cancel: CancellationToken,
     task: tokio::task::JoinHandle<()>,
 }
 
+impl std::ops::Deref for Running {
+    type Target = Reports;
+    fn deref(&self) -> &Reports {
+        &self.reports
+    }
+}
+
+impl std::ops::DerefMut for Running {
+    fn deref_mut(&mut self) -> &mut Reports {
+        &mut self.reports
+    }
+}
+
 impl Running {
     fn start(driver: Box<dyn InputDriver>) -> Running {
-        let (tx, rx) = mpsc::channel(256);
+        let (sink, reports) = Reports::channel(7, 256, DEADLINE);
         let cancel = CancellationToken::new();
         let backoff = Backoff::new(Duration::from_millis(20), Duration::from_millis(200));
         let task = tokio::spawn({
             let cancel = cancel.clone();
             async move {
-                supervise("test", driver, InputSink::new(7, tx), cancel, backoff).await;
+                supervise("test", driver, sink, cancel, backoff).await;
             }
         });
-        Running { rx, cancel, task }
-    }
-
-    async fn next(&mut self) -> Report {
-        let r =
-            timeout(DEADLINE, self.rx.recv()).await.expect("no report before the deadline").expect("channel closed");
-        assert_eq!(r.device, 7);
-        r.report
-    }
-
-    async fn online(&mut self) {
-        assert_eq!(self.next().await, Report::Health(Health::Online));
-    }
-
-    async fn input(&mut self) -> Input {
-        match self.next().await {
-            Report::Input(i) => i,
-            other => panic!("expected an input, got {other:?}"),
-        }
-    }
-
-    /// Asserts nothing is reported for `quiet`.
-    async fn silent_for(&mut self, quiet: Duration) {
-        if let Ok(r) = timeout(quiet, self.rx.recv()).await {
-            panic!("unexpected report {r:?}");
-        }
+        Running { reports, cancel, task }
     }
 
     async fn stop(self) {

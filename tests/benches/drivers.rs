@@ -24,7 +24,7 @@
 
 use porter_tests::bench::{goal, pins, report};
 use porter_tests::pty::Pty;
-use porter_tests::Daemon;
+use porter_tests::{config_head, Daemon};
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
@@ -54,15 +54,9 @@ fn config(dir: &Path) -> String {
              [[devices]]\nid = \"scanner{i}\"\nkind = \"serial_qr\"\ndoor = \"main\"\nport = \"{d}/scanner{i}\"\n\n"
         );
     }
+    let head = config_head(dir);
     format!(
-        r#"site = "bench"
-controller = "room-1"
-data_dir = "{d}/data"
-secret_file = "{d}/data/device.key"
-
-[admin]
-socket = "{d}/admin.sock"
-
+        r#"{head}
 [lockout]
 threshold = 100
 

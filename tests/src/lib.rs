@@ -111,14 +111,7 @@ impl Lines {
 /// A config like the demo's, in `dir`, with the given extra TOML appended.
 pub fn config_text(dir: &Path, unlock_ms: u64, seed: bool, extra: &str) -> String {
     format!(
-        r#"site = "test"
-controller = "room-1"
-data_dir = "{d}/data"
-secret_file = "{d}/data/device.key"
-
-[admin]
-socket = "{d}/admin.sock"
-
+        r#"{head}
 [demo]
 seed = {seed}
 
@@ -137,7 +130,23 @@ id = "lock1"
 kind = "sim_lock"
 {extra}
 "#,
-        d = dir.display()
+        head = config_head(dir),
+    )
+}
+
+/// The top of a test config: site `test`, controller `room-1`, the data,
+/// secret and admin socket under `dir`.
+pub fn config_head(dir: &Path) -> String {
+    let d = dir.display();
+    format!(
+        r#"site = "test"
+controller = "room-1"
+data_dir = "{d}/data"
+secret_file = "{d}/data/device.key"
+
+[admin]
+socket = "{d}/admin.sock"
+"#
     )
 }
 
@@ -196,6 +205,9 @@ impl Daemon {
         let deadline = Instant::now() + DEADLINE;
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
+                if !status.success() {
+                    eprintln!("porterd exited with {status} after SIGTERM; its log:\n{}", self.log.all().join("\n"));
+                }
                 return (status, self.log.clone());
             }
             assert!(Instant::now() < deadline, "porterd did not stop after SIGTERM");

@@ -5,7 +5,7 @@
 
 use porter_tests::pty::Pty;
 use porter_tests::vpcd::{Card, PcscLab, PORT_0};
-use porter_tests::{Daemon, DEADLINE};
+use porter_tests::{config_head, Daemon, DEADLINE};
 use std::io::Write;
 use std::path::Path;
 
@@ -16,16 +16,9 @@ fn lcus(channel: u8, on: bool) -> Vec<u8> {
 }
 
 fn config(dir: &Path) -> String {
-    let d = dir.display();
+    let (d, head) = (dir.display(), config_head(dir));
     format!(
-        r#"site = "test"
-controller = "room-1"
-data_dir = "{d}/data"
-secret_file = "{d}/data/device.key"
-
-[admin]
-socket = "{d}/admin.sock"
-
+        r#"{head}
 [[doors]]
 id = "front"
 lock = "relay-1"
@@ -154,15 +147,9 @@ fn a_flooding_device_does_not_stall_the_keypad_next_to_it() {
     let d = p.display();
     let mut keypad = Pty::open(&p.join("keypad"));
     let mut relay = Pty::open(&p.join("relay"));
+    let head = config_head(p);
     let text = format!(
-        r#"site = "test"
-controller = "room-1"
-data_dir = "{d}/data"
-secret_file = "{d}/data/device.key"
-
-[admin]
-socket = "{d}/admin.sock"
-
+        r#"{head}
 [[doors]]
 id = "main"
 lock = "relay"
@@ -208,16 +195,9 @@ port = "{d}/relay"
 fn an_exec_lock_hears_locked_before_its_program_is_stopped() {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path();
-    let d = p.display();
+    let (d, head) = (p.display(), config_head(p));
     let text = format!(
-        r#"site = "test"
-controller = "room-1"
-data_dir = "{d}/data"
-secret_file = "{d}/data/device.key"
-
-[admin]
-socket = "{d}/admin.sock"
-
+        r#"{head}
 [[doors]]
 id = "main"
 lock = "strike"

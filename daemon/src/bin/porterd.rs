@@ -56,14 +56,19 @@ fn init_logging(level: &str) {
         .init();
 }
 
-async fn shutdown_signal() {
+/// Installs the SIGTERM and SIGINT handlers now (a signal that arrives
+/// before the daemon waits for it must still stop it cleanly, not kill it)
+/// and returns the future that resolves on the first of them.
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
     use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM"),
-        _ = int.recv() => tracing::info!("SIGINT"),
-    }
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM"),
+            _ = int.recv() => tracing::info!("SIGINT"),
+        }
+    })
 }
 
 fn main() -> ExitCode {
@@ -126,7 +131,10 @@ fn serve(cfg: Config) -> anyhow::Result<()> {
         .thread_name("porterd")
         .build()
         .context("starting the runtime")?;
-    rt.block_on(porterd::runtime::run(cfg, shutdown_signal()))?;
+    rt.block_on(async {
+        let shutdown = shutdown_signal()?;
+        porterd::runtime::run(cfg, shutdown).await.map_err(anyhow::Error::from)
+    })?;
     // Standard input's reader thread may be blocked in read(); do not wait for it.
     rt.shutdown_timeout(std::time::Duration::from_millis(100));
     Ok(())
