@@ -38,6 +38,7 @@ use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 /// Commands the broker may have outstanding with us (MQTT v5 Receive
@@ -208,11 +209,21 @@ struct Done {
     reply: Vec<u8>,
 }
 
+/// Events the broker confirmed less than this long before a connection was
+/// lost are sent again after the reconnect: a broker that acknowledged them
+/// and then crashed may not have saved them yet (Mosquitto writes its
+/// database after the fact, even with `autosave_on_changes`).
+const REWIND: Duration = Duration::from_secs(3);
+
 /// Counts for the "everything asked for is confirmed" test.
 #[derive(Debug, Default)]
 struct Outbox {
     /// Highest event seq the broker confirmed.
     acked: u64,
+    /// Confirmations of the last [`REWIND`]: the confirmed seq and when.
+    recent: std::collections::VecDeque<(u64, Instant)>,
+    /// The confirmed seq as it was [`REWIND`] ago.
+    settled: u64,
     /// Highest event seq asked for on this connection.
     asked: u64,
     /// QoS 1 publishes asked for on this connection (events, replies, status).
@@ -222,6 +233,39 @@ struct Outbox {
 }
 
 impl Outbox {
+    /// Records that everything up to `acked` is confirmed, at `now`.
+    fn confirmed(&mut self, acked: u64, now: Instant) {
+        self.acked = acked;
+        self.recent.push_back((acked, now));
+        self.settle(now);
+    }
+
+    /// Moves confirmations older than [`REWIND`] at `now` into `settled`.
+    fn settle(&mut self, now: Instant) {
+        while let Some(&(seq, at)) = self.recent.front() {
+            if now.saturating_duration_since(at) <= REWIND {
+                break;
+            }
+            self.settled = seq;
+            self.recent.pop_front();
+        }
+    }
+
+    /// The connection was lost at `now`: what the broker confirmed in the
+    /// last [`REWIND`] is sent again on the next connection.
+    fn rewind(&mut self, now: Instant) {
+        self.settle(now);
+        if self.acked > self.settled {
+            tracing::info!(
+                from = self.settled + 1,
+                to = self.acked,
+                "mqtt: events confirmed just before the disconnect are sent again"
+            );
+        }
+        self.acked = self.settled.min(self.acked);
+        self.recent.clear();
+    }
+
     fn reset(&mut self) {
         self.asked = self.acked;
         self.issued = 0;
@@ -238,10 +282,9 @@ pub async fn run(opts: MqttOptions, topics: Topics, deps: Deps, cancel: Cancella
     let (done_tx, mut done_rx) = mpsc::channel::<Done>(256);
     let worker = tokio::spawn(work(work_rx, done_tx, deps.clone(), topics.reply.clone(), topics.controller.clone()));
     let mut wake = deps.audit.subscribe();
-    let mut out = Outbox {
-        acked: deps.store.get(ACKED).ok().flatten().and_then(|v| String::from_utf8_lossy(&v).parse().ok()).unwrap_or(0),
-        ..Default::default()
-    };
+    let acked =
+        deps.store.get(ACKED).ok().flatten().and_then(|v| String::from_utf8_lossy(&v).parse().ok()).unwrap_or(0);
+    let mut out = Outbox { acked, settled: acked, ..Default::default() };
     out.reset();
     let mut backoff = Backoff::new(Duration::from_millis(250), Duration::from_secs(30));
     let mut connected = false;
@@ -337,6 +380,9 @@ pub async fn run(opts: MqttOptions, topics: Topics, deps: Deps, cancel: Cancella
                     tracing::debug!(error = %why, "mqtt connect failed");
                 }
                 last_failure = Some(why);
+                if connected {
+                    out.rewind(Instant::now());
+                }
                 connected = false;
                 el.pending.clear();
                 out.reset();
@@ -408,7 +454,7 @@ fn pump(out: &mut Outbox, store: &Store, publish: &mut dyn FnMut(&mut Outbox, Ve
 /// events asked for so far are confirmed.
 fn confirm(out: &mut Outbox, el: &EventLoop, store: &Store) {
     if out.asked > out.acked && out.sent == out.issued && el.state.inflight() == 0 && el.pending.is_empty() {
-        out.acked = out.asked;
+        out.confirmed(out.asked, Instant::now());
         let mut b = crate::store::Batch::default();
         b.put(ACKED.to_vec(), out.acked.to_string().into_bytes());
         // Unflushed: losing it in a crash only resends some events.
@@ -482,4 +528,27 @@ async fn handle(deps: &Deps, replies: &Arc<Replies>, payload: Bytes) -> Value {
     })
     .await
     .unwrap_or_else(|e| json!({"ok": false, "error": {"code": "internal", "message": e.to_string()}}))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lost_connection_resends_what_was_confirmed_just_before() {
+        let t0 = Instant::now();
+        let mut out = Outbox { acked: 4, settled: 4, ..Default::default() };
+        out.confirmed(5, t0);
+        out.confirmed(8, t0 + Duration::from_secs(1));
+        out.confirmed(12, t0 + Duration::from_secs(5));
+        // Lost at 6 s: 12 was confirmed 1 s before, 8 and 5 more than 3 s before.
+        out.rewind(t0 + Duration::from_secs(6));
+        assert_eq!(out.acked, 8);
+        out.reset();
+        assert_eq!(out.asked, 8, "the next connection starts after 8");
+        // A connection lost long after its last confirmation resends nothing.
+        out.confirmed(20, t0 + Duration::from_secs(10));
+        out.rewind(t0 + Duration::from_secs(60));
+        assert_eq!(out.acked, 20);
+    }
 }
