@@ -88,6 +88,43 @@ pub struct KeyService {
     write: Mutex<()>,
     /// The live space (`records::Space`), flipped by a sync commit.
     space: AtomicU8,
+    /// Holders, PINs, QR tokens and cards of the live set, kept as they
+    /// change so that the status document needs no scan of the store.
+    counts: std::sync::Mutex<Counts>,
+}
+
+/// The live set's counts, as the status document shows them.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Counts {
+    pub holders: u64,
+    pub pins: u64,
+    pub qr: u64,
+    pub cards: u64,
+}
+
+impl Counts {
+    fn of(rec: &HolderRecord) -> Counts {
+        Counts {
+            holders: 1,
+            pins: u64::from(rec.pin.is_some()),
+            qr: u64::from(rec.qr.is_some()),
+            cards: rec.cards.len() as u64,
+        }
+    }
+
+    fn add(&mut self, c: Counts) {
+        self.holders += c.holders;
+        self.pins += c.pins;
+        self.qr += c.qr;
+        self.cards += c.cards;
+    }
+
+    fn sub(&mut self, c: Counts) {
+        self.holders = self.holders.saturating_sub(c.holders);
+        self.pins = self.pins.saturating_sub(c.pins);
+        self.qr = self.qr.saturating_sub(c.qr);
+        self.cards = self.cards.saturating_sub(c.cards);
+    }
 }
 
 fn now_ms() -> i64 {
@@ -120,6 +157,7 @@ impl KeyService {
             pin_length,
             write: Mutex::new(()),
             space: AtomicU8::new(records::active_space(&store_for_space).0),
+            counts: Default::default(),
         };
         svc.reload()?;
         Ok(svc)
@@ -136,13 +174,16 @@ impl KeyService {
         // holds an old and a new table at once) while it fills.
         let keys = self.store.scan(&self.space().keys()).count();
         let mut flat = FlatMap::with_capacity_and_hasher(keys, Default::default());
+        let mut counts = Counts::default();
         for r in self.store.scan(&self.space().holders()) {
             let (_, v) = r?;
             let rec: HolderRecord =
                 serde_json::from_slice(&v).map_err(|e| OpError::internal(format!("corrupt holder record: {e}")))?;
+            counts.add(Counts::of(&rec));
             flat.extend(self.entries(&rec));
         }
         self.live.store(Arc::new(Snapshot::from_flat(flat)));
+        *self.counts.lock().unwrap_or_else(|e| e.into_inner()) = counts;
         Ok(())
     }
 
@@ -223,7 +264,15 @@ impl KeyService {
         }
         snap.maybe_compact();
         self.live.store(Arc::new(snap));
+        let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+        old.map(Counts::of).into_iter().for_each(|c| counts.sub(c));
+        new.map(Counts::of).into_iter().for_each(|c| counts.add(c));
         Ok(())
+    }
+
+    /// The live set's counts, without a scan (for the status document).
+    pub fn counts(&self) -> Counts {
+        *self.counts.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Loads holder `id`, lets `f` change it (and add to the batch), commits.
@@ -648,7 +697,8 @@ impl KeyService {
         serde_json::to_value(s).map_err(|e| OpError::internal(e.to_string()))
     }
 
-    fn generation(&self) -> Result<u64, OpError> {
+    /// The generation of the last committed full sync (0 before any).
+    pub fn generation(&self) -> Result<u64, OpError> {
         Ok(self.store.get(records::GENERATION)?.and_then(|v| String::from_utf8_lossy(&v).parse().ok()).unwrap_or(0))
     }
 

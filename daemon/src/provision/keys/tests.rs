@@ -255,3 +255,49 @@ fn sync_put_refuses_a_holder_twice_and_trivial_pins() {
     s.sync_put(vec![sync_holder("c", Some("502817"), None)]).unwrap();
     assert_eq!(s.sync_commit().unwrap()["holders"], 1);
 }
+
+/// The counts kept for the status document agree with a scan of the store
+/// through every kind of change, a full sync and a reopen.
+#[test]
+fn kept_counts_agree_with_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let open = || {
+        KeyService::open(
+            Store::open(dir.path(), 1 << 20).unwrap(),
+            KeyHasher::new(b"test-secret-0123"),
+            vec!["main".into()],
+            6,
+        )
+        .unwrap()
+    };
+    let agree = |s: &KeyService| {
+        let (c, st) = (s.counts(), s.state().unwrap());
+        assert_eq!((c.holders, c.pins, c.qr, c.cards), (st.holders, st.pins, st.qr, st.cards));
+    };
+    let s = open();
+    for i in 0..6 {
+        s.holder_put(spec(&format!("h{i}"))).unwrap();
+    }
+    s.pin_generate("h0").unwrap();
+    s.pin_generate("h1").unwrap();
+    s.qr_generate("h1").unwrap();
+    s.card_assign("h2", &CardUid::parse_hex("04a1b2c3").unwrap()).unwrap();
+    s.card_assign("h2", &CardUid::parse_hex("04a1b2c4").unwrap()).unwrap();
+    agree(&s);
+    s.pin_delete("h0").unwrap();
+    s.qr_delete("h1").unwrap();
+    s.card_delete(&CardUid::parse_hex("04a1b2c3").unwrap()).unwrap();
+    s.holder_delete("h1").unwrap();
+    s.holder_put(spec("h2")).unwrap();
+    agree(&s);
+    assert_eq!(s.counts(), Counts { holders: 5, pins: 0, qr: 0, cards: 1 });
+    s.sync_begin(3).unwrap();
+    s.sync_put(vec![sync_holder("x", Some("483920"), Some("0a0b0c0d")), sync_holder("y", None, None)]).unwrap();
+    s.sync_commit().unwrap();
+    agree(&s);
+    assert_eq!(s.counts(), Counts { holders: 2, pins: 1, qr: 0, cards: 1 });
+    drop(s);
+    let s = open();
+    agree(&s);
+    assert_eq!(s.counts().holders, 2);
+}
