@@ -11,6 +11,7 @@ use crate::gpio::line_name;
 use crate::gpio_input::{GpioInput, GpioInputConfig};
 use crate::gpio_relay::{GpioRelay, GpioRelayConfig};
 use crate::hid::{Hid, HidConfig};
+#[cfg(feature = "pcsc")]
 use crate::pcsc::{Pcsc, PcscConfig};
 use crate::serial_keypad::{SerialKeypad, SerialKeypadConfig};
 use crate::serial_qr::{SerialQr, SerialQrConfig};
@@ -63,6 +64,7 @@ impl std::fmt::Display for Claim {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum KindConfig {
     Console(ConsoleConfig),
+    #[cfg(feature = "pcsc")]
     Pcsc(PcscConfig),
     SimLock(SimLockConfig),
     SerialKeypad(SerialKeypadConfig),
@@ -83,7 +85,20 @@ impl KindConfig {
         match kind {
             "console" => Some(KindConfig::Console(ConsoleConfig::parse(sec, errs))),
             "sim_lock" => Some(KindConfig::SimLock(SimLockConfig::parse(sec, errs))),
+            #[cfg(feature = "pcsc")]
             "pcsc" => Some(KindConfig::Pcsc(PcscConfig::parse(sec, errs))),
+            #[cfg(not(feature = "pcsc"))]
+            "pcsc" => {
+                errs.push(
+                    sec.key_path("kind"),
+                    "this porterd was built without PC/SC support",
+                    Some(
+                        "rebuild with `--features pcsc` (it needs libpcsclite-dev), as the Debian package is built"
+                            .into(),
+                    ),
+                );
+                None
+            }
             "serial_keypad" => Some(KindConfig::SerialKeypad(SerialKeypadConfig::parse(sec, errs))),
             "serial_qr" => Some(KindConfig::SerialQr(SerialQrConfig::parse(sec, errs))),
             "serial_rfid" => Some(KindConfig::SerialRfid(SerialRfidConfig::parse(sec, errs))),
@@ -108,6 +123,7 @@ impl KindConfig {
         match self {
             KindConfig::Console(_) => "console",
             KindConfig::SimLock(_) => "sim_lock",
+            #[cfg(feature = "pcsc")]
             KindConfig::Pcsc(_) => "pcsc",
             KindConfig::SerialKeypad(_) => "serial_keypad",
             KindConfig::SerialQr(_) => "serial_qr",
@@ -138,6 +154,7 @@ impl KindConfig {
         match self {
             KindConfig::Console(_) => Role::Input,
             KindConfig::SimLock(_) => Role::Output,
+            #[cfg(feature = "pcsc")]
             KindConfig::Pcsc(_) => Role::Input,
             KindConfig::SerialKeypad(_) | KindConfig::SerialQr(_) | KindConfig::SerialRfid(_) => Role::Input,
             KindConfig::SerialRelay(_) => Role::Output,
@@ -154,6 +171,7 @@ impl KindConfig {
         match self {
             KindConfig::Console(_) => vec![Claim::Stdin],
             KindConfig::SimLock(_) => vec![],
+            #[cfg(feature = "pcsc")]
             KindConfig::Pcsc(c) => vec![Claim::Path(c.claim())],
             KindConfig::SerialKeypad(c) => vec![Claim::Path(c.serial.port.clone())],
             KindConfig::SerialQr(c) => vec![Claim::Path(c.serial.port.clone())],
@@ -174,6 +192,7 @@ impl KindConfig {
         match self {
             KindConfig::Console(_) => Some(Box::new(Console::new())),
             KindConfig::SimLock(_) => None,
+            #[cfg(feature = "pcsc")]
             KindConfig::Pcsc(c) => Some(Box::new(Pcsc::new(id, c.clone()))),
             KindConfig::SerialKeypad(c) => Some(Box::new(SerialKeypad::new(id, c.clone()))),
             KindConfig::SerialQr(c) => Some(Box::new(SerialQr::new(id, c.clone()))),
@@ -191,6 +210,7 @@ impl KindConfig {
     pub fn output_driver(&self, id: &str) -> Option<Box<dyn Output>> {
         match self {
             KindConfig::SimLock(_) => Some(Box::new(SimLock::new(id))),
+            #[cfg(feature = "pcsc")]
             KindConfig::Pcsc(_) => None,
             KindConfig::SerialRelay(c) => Some(Box::new(SerialRelay::new(id, c.clone()))),
             KindConfig::SerialKeypad(_) | KindConfig::SerialQr(_) | KindConfig::SerialRfid(_) => None,

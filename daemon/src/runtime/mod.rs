@@ -122,7 +122,7 @@ fn seed_demo(svc: &KeyService, cfg: &Config) -> Result<(), OpError> {
     let sock = cfg.admin.socket.display();
     // From a cargo checkout, porterctl is not on PATH: say how to run it there.
     let in_cargo = std::env::current_exe().is_ok_and(|p| p.components().any(|c| c.as_os_str() == "target"));
-    let ctl = if in_cargo { "cargo run --bin porterctl --" } else { "porterctl" };
+    let ctl = if in_cargo { "cargo run -p porterd --bin porterctl --" } else { "porterctl" };
     let n = cfg.lockout.threshold;
     if svc.state()?.holders > 0 {
         // PINs are shown once; on a later start say how to get a new one.
