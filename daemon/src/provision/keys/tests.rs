@@ -14,6 +14,12 @@ fn svc() -> KeyService {
     .unwrap()
 }
 
+/// A key service over a store in `dir` (opened again by a second call).
+fn open_at(dir: &std::path::Path) -> KeyService {
+    KeyService::open(Store::open(dir, 1 << 20).unwrap(), KeyHasher::new(b"test-secret-0123"), vec!["main".into()], 6)
+        .unwrap()
+}
+
 fn spec(id: &str) -> HolderSpec {
     HolderSpec::new(id, &id.to_uppercase(), Role::Courier)
 }
@@ -155,15 +161,7 @@ fn list_pages_and_state_counts() {
 #[test]
 fn survives_reopen() {
     let dir = tempfile::tempdir().unwrap();
-    let open = || {
-        KeyService::open(
-            Store::open(dir.path(), 1 << 20).unwrap(),
-            KeyHasher::new(b"test-secret-0123"),
-            vec!["main".into()],
-            6,
-        )
-        .unwrap()
-    };
+    let open = || open_at(dir.path());
     let pin = {
         let s = open();
         s.holder_put(spec("a")).unwrap();
@@ -185,15 +183,7 @@ fn sync_holder(id: &str, pin: Option<&str>, card: Option<&str>) -> SyncHolder {
 #[test]
 fn a_full_sync_replaces_the_set_atomically() {
     let dir = tempfile::tempdir().unwrap();
-    let open = || {
-        KeyService::open(
-            Store::open(dir.path(), 1 << 20).unwrap(),
-            KeyHasher::new(b"test-secret-0123"),
-            vec!["main".into()],
-            6,
-        )
-        .unwrap()
-    };
+    let open = || open_at(dir.path());
     {
         let s = open();
         s.holder_put(spec("old")).unwrap();
@@ -261,15 +251,7 @@ fn sync_put_refuses_a_holder_twice_and_trivial_pins() {
 #[test]
 fn kept_counts_agree_with_the_store() {
     let dir = tempfile::tempdir().unwrap();
-    let open = || {
-        KeyService::open(
-            Store::open(dir.path(), 1 << 20).unwrap(),
-            KeyHasher::new(b"test-secret-0123"),
-            vec!["main".into()],
-            6,
-        )
-        .unwrap()
-    };
+    let open = || open_at(dir.path());
     let agree = |s: &KeyService| {
         let (c, st) = (s.counts(), s.state().unwrap());
         assert_eq!((c.holders, c.pins, c.qr, c.cards), (st.holders, st.pins, st.qr, st.cards));
