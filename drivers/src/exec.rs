@@ -556,11 +556,8 @@ mod tests {
     use serde_json::json;
 
     fn parse(v: serde_json::Value) -> (ExecConfig, ConfigErrors) {
-        let mut errs = ConfigErrors::default();
-        let mut sec = Section::new("devices[1]", &v, &mut errs).unwrap();
-        let c = ExecConfig::parse(&mut sec, &mut errs);
-        sec.finish(&mut errs);
-        (c, errs)
+        let (c, errs) = Section::read("devices[1]", &v, ExecConfig::parse);
+        (c.expect("a table"), errs)
     }
 
     #[test]

@@ -246,11 +246,8 @@ mod tests {
     fn config_keys_and_defaults() {
         use serde_json::json;
         let parse = |v: serde_json::Value| {
-            let mut errs = ConfigErrors::default();
-            let mut sec = Section::new("devices[1]", &v, &mut errs).unwrap();
-            let c = GpioInputConfig::parse(&mut sec, &mut errs);
-            sec.finish(&mut errs);
-            (c, errs)
+            let (c, errs) = Section::read("devices[1]", &v, GpioInputConfig::parse);
+            (c.expect("a table"), errs)
         };
         let (c, errs) = parse(json!({"line": 22}));
         assert!(errs.is_empty(), "{errs}");

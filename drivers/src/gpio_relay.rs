@@ -113,11 +113,8 @@ mod tests {
     fn config_keys_and_defaults() {
         use serde_json::json;
         let parse = |v: serde_json::Value| {
-            let mut errs = ConfigErrors::default();
-            let mut sec = Section::new("devices[2]", &v, &mut errs).unwrap();
-            let c = GpioRelayConfig::parse(&mut sec, &mut errs);
-            sec.finish(&mut errs);
-            (c, errs)
+            let (c, errs) = Section::read("devices[2]", &v, GpioRelayConfig::parse);
+            (c.expect("a table"), errs)
         };
         let (c, errs) = parse(json!({"line": 18}));
         assert!(errs.is_empty(), "{errs}");

@@ -32,11 +32,7 @@ pub const DEFAULT_MAX_LENGTH: usize = 512;
 /// The largest `max_length` accepted.
 pub const MAX_MAX_LENGTH: u64 = 16384;
 
-/// Linux errno values the driver tells apart (evdev exists only on Linux).
-const ENODEV: i32 = 19;
-const EBUSY: i32 = 16;
-const ENOTTY: i32 = 25;
-const EINVAL: i32 = 22;
+use libc::{EBUSY, EINVAL, ENODEV, ENOTTY};
 
 /// What the device is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -559,11 +555,8 @@ mod tests {
     }
 
     fn parse(v: serde_json::Value) -> (HidConfig, ConfigErrors) {
-        let mut errs = ConfigErrors::default();
-        let mut sec = Section::new("devices[0]", &v, &mut errs).unwrap();
-        let c = HidConfig::parse(&mut sec, &mut errs);
-        sec.finish(&mut errs);
-        (c, errs)
+        let (c, errs) = Section::read("devices[0]", &v, HidConfig::parse);
+        (c.expect("a table"), errs)
     }
 
     #[test]

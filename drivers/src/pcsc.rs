@@ -683,11 +683,8 @@ mod tests {
     use serde_json::json;
 
     fn parse(v: serde_json::Value) -> (PcscConfig, ConfigErrors) {
-        let mut errs = ConfigErrors::default();
-        let mut sec = Section::new("devices[0]", &v, &mut errs).unwrap();
-        let cfg = PcscConfig::parse(&mut sec, &mut errs);
-        sec.finish(&mut errs);
-        (cfg, errs)
+        let (c, errs) = Section::read("devices[0]", &v, PcscConfig::parse);
+        (c.expect("a table"), errs)
     }
 
     #[test]

@@ -274,11 +274,8 @@ mod tests {
     use serde_json::json;
 
     fn parse(v: serde_json::Value) -> (PortSettings, ConfigErrors) {
-        let mut errs = ConfigErrors::default();
-        let mut sec = Section::new("devices[0]", &v, &mut errs).unwrap();
-        let s = PortSettings::parse(&mut sec, &mut errs);
-        sec.finish(&mut errs);
-        (s, errs)
+        let (c, errs) = Section::read("devices[0]", &v, PortSettings::parse);
+        (c.expect("a table"), errs)
     }
 
     #[test]

@@ -326,11 +326,8 @@ mod tests {
     }
 
     fn parse(v: serde_json::Value) -> (SerialRelayConfig, ConfigErrors) {
-        let mut errs = ConfigErrors::default();
-        let mut sec = Section::new("d", &v, &mut errs).unwrap();
-        let c = SerialRelayConfig::parse(&mut sec, &mut errs);
-        sec.finish(&mut errs);
-        (c, errs)
+        let (c, errs) = Section::read("d", &v, SerialRelayConfig::parse);
+        (c.expect("a table"), errs)
     }
 
     #[test]

@@ -256,6 +256,21 @@ impl<'a> Section<'a> {
         }
     }
 
+    /// Reads the table `value` at `path` with `parse` and then rejects its
+    /// unknown keys, as the daemon does with a device's table; returns what
+    /// `parse` made and every error found. Each kind's tests use it.
+    pub fn read<T>(
+        path: &str,
+        value: &Value,
+        parse: impl FnOnce(&mut Section<'_>, &mut ConfigErrors) -> T,
+    ) -> (Option<T>, ConfigErrors) {
+        let mut errs = ConfigErrors::default();
+        let Some(mut sec) = Section::new(path, value, &mut errs) else { return (None, errs) };
+        let t = parse(&mut sec, &mut errs);
+        sec.finish(&mut errs);
+        (Some(t), errs)
+    }
+
     /// Reports every key of this table that no accessor asked for.
     pub fn finish(self, errs: &mut ConfigErrors) {
         let mut unknown: Vec<&String> = self.map.keys().filter(|k| !self.seen.iter().any(|s| s == k)).collect();

@@ -512,11 +512,8 @@ mod tests {
     fn config_keys_are_checked() {
         use serde_json::json;
         let parse = |v: serde_json::Value| {
-            let mut errs = ConfigErrors::default();
-            let mut sec = Section::new("devices[0]", &v, &mut errs).unwrap();
-            let c = WiegandConfig::parse(&mut sec, &mut errs);
-            sec.finish(&mut errs);
-            (c, errs)
+            let (c, errs) = Section::read("devices[0]", &v, WiegandConfig::parse);
+            (c.expect("a table"), errs)
         };
         let (c, errs) = parse(json!({"d0": 17, "d1": 27}));
         assert!(errs.is_empty(), "{errs}");

@@ -1,5 +1,8 @@
 use super::*;
 
+/// The required top-level keys of the wiring tests' configs.
+const HEAD: &str = "site = \"s\"\ncontroller = \"c\"\ndata_dir = \"/tmp/x\"\nsecret_file = \"/tmp/x/key\"\n";
+
 fn no_env() -> std::iter::Empty<(String, String)> {
     std::iter::empty()
 }
@@ -147,12 +150,8 @@ fn mqtt_urls() {
 
 #[test]
 fn doors_name_their_contact_exit_button_and_indicators() {
-    let base = r#"
-site = "s"
-controller = "c"
-data_dir = "/tmp/x"
-secret_file = "/tmp/x/key"
-
+    let base = &format!(
+        r#"{HEAD}
 [[doors]]
 id = "main"
 lock = "relay"
@@ -192,7 +191,8 @@ line = 24
 id = "buzz"
 kind = "gpio_relay"
 line = 25
-"#;
+"#
+    );
     let c = Config::from_toml_with_env(base, no_env()).unwrap();
     let d = &c.doors[0];
     assert_eq!((d.contact, d.exit_button, d.led, d.buzzer), (Some(2), Some(3), Some(4), Some(5)));
@@ -217,12 +217,8 @@ line = 25
 
 #[test]
 fn wirings_that_cannot_work_are_refused_with_their_fix() {
-    let text = r#"
-site = "s"
-controller = "c"
-data_dir = "/tmp/x"
-secret_file = "/tmp/x/key"
-
+    let text = &format!(
+        r#"{HEAD}
 [[doors]]
 id = "main"
 lock = "relay"
@@ -263,7 +259,8 @@ kind = "wiegan"
 door = "main"
 d0 = 5
 d1 = 6
-"#;
+"#
+    );
     let errs = Config::from_toml_with_env(text, no_env()).unwrap_err();
     let find = |path: &str| errs.0.iter().find(|e| e.path == path).unwrap_or_else(|| panic!("no {path} in {errs}"));
     assert!(find("doors[0].contact").message.contains("cannot report a contact"), "{errs}");
