@@ -391,7 +391,7 @@ fn scenario(label: &str, port: u16, c: Counts) -> Outcome {
     let mqtt = format!("\n[mqtt]\nurl = \"mqtt://127.0.0.1:{port}\"\n");
     std::fs::write(&cfg, config_text(dir.path(), 200, false, &mqtt)).unwrap();
     let daemon = Daemon::start(&cfg, &dir.path().join("admin.sock"));
-    daemon.log.wait_for(0, &["mqtt connected"]);
+    daemon.log.wait_for(0, &["mqtt subscribed"]);
     let pid = daemon.id();
     let data = dir.path().join("data");
     println!("broker mqtt://127.0.0.1:{port}; porterd pid {pid}, data_dir {}", data.display());

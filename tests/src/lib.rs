@@ -85,15 +85,25 @@ impl Lines {
     /// Waits for the first line at or after index `from` for which `pred`
     /// holds; returns its index and text.
     pub fn wait(&self, from: usize, what: &str, pred: impl Fn(&str) -> bool) -> (usize, String) {
+        match self.wait_within(from, DEADLINE, pred) {
+            Some(found) => found,
+            None => panic!("timed out waiting for {what}; log so far:\n{}", self.all().join("\n")),
+        }
+    }
+
+    /// Like [`Lines::wait`], but gives up after `limit` with `None`.
+    pub fn wait_within(&self, from: usize, limit: Duration, pred: impl Fn(&str) -> bool) -> Option<(usize, String)> {
         let (m, cv) = &*self.0;
-        let deadline = Instant::now() + DEADLINE;
+        let deadline = Instant::now() + limit;
         let mut g = m.lock().unwrap();
         loop {
             if let Some((i, l)) = g.iter().enumerate().skip(from).find(|(_, l)| pred(l)) {
-                return (i, l.clone());
+                return Some((i, l.clone()));
             }
             let left = deadline.saturating_duration_since(Instant::now());
-            assert!(!left.is_zero(), "timed out waiting for {what}; log so far:\n{}", g.join("\n"));
+            if left.is_zero() {
+                return None;
+            }
             g = cv.wait_timeout(g, left).unwrap().0;
         }
     }
@@ -344,6 +354,20 @@ impl Broker {
             .spawn()
             .expect("spawning mosquitto_sub (apt-get install mosquitto-clients)");
         let lines = Lines::follow(child.stdout.take().unwrap(), "sub");
+        // mosquitto_sub says nothing when its subscription is in place, and a
+        // message published before that is not delivered to it: publish a
+        // probe on a topic the filter matches until it arrives.
+        let probe_topic = topic.replace('#', "_probe").replace('+', "_probe");
+        let deadline = Instant::now() + DEADLINE;
+        for n in 0.. {
+            let probe = format!("{{\"probe\":\"{id}-{n}\"}}");
+            self.publish(&probe_topic, &probe);
+            let seen = format!("{probe_topic} {probe}");
+            if lines.wait_within(0, Duration::from_millis(250), |l| l == seen).is_some() {
+                break;
+            }
+            assert!(Instant::now() < deadline, "mosquitto_sub never subscribed to {topic}");
+        }
         Subscriber { child, lines }
     }
 

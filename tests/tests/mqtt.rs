@@ -19,7 +19,7 @@ fn start_in(dir: &tempfile::TempDir, broker: &Broker, keep_alive_s: u64) -> Daem
     let mqtt = format!("\n[mqtt]\nurl = \"{}\"\nkeep_alive_s = {keep_alive_s}\n", broker.url());
     std::fs::write(&cfg, config_text(dir.path(), 200, false, &mqtt)).unwrap();
     let d = Daemon::start(&cfg, &dir.path().join("admin.sock"));
-    d.log.wait_for(0, &["mqtt connected"]);
+    d.log.wait_for(0, &["mqtt subscribed"]);
     d
 }
 

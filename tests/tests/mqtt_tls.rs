@@ -414,7 +414,7 @@ fn mqtts_with_the_ca_file_connects_and_carries_commands_replies_and_events() {
     let broker = Mosquitto::start(&format!("{}allow_anonymous true\n", pki.listener_tls()));
     let (_dir, mut d) =
         porterd(&format!("url = \"mqtts://127.0.0.1:{}\"\nca_file = {}\n", broker.port, q(&pki.path("ca.crt"))));
-    d.log.wait_for(0, &["mqtt connected"]);
+    d.log.wait_for(0, &["mqtt subscribed"]);
     broker.wait_for(0, &["New client connected", "as porter-test-room-1"]);
     round_trip(&broker, &pki.client_args(None), &mut d);
     assert!(!d.log.has(0, &["mqtt disconnected"]), "the session dropped");
@@ -464,7 +464,7 @@ fn mutual_tls_with_a_client_certificate_connects_under_its_identity() {
         q(&pki.path("porterd.crt")),
         q(&pki.path("porterd.key"))
     ));
-    d.log.wait_for(0, &["mqtt connected"]);
+    d.log.wait_for(0, &["mqtt subscribed"]);
     // The broker knows the daemon by its certificate.
     broker.wait_for(0, &["New client connected", "as porter-test-room-1", "u'porterd-room-1'"]);
     round_trip(&broker, &pki.client_args(Some("portal")), &mut d);
@@ -538,7 +538,7 @@ fn porterd_with_password(broker: &Mosquitto, password: &str) -> (tempfile::TempD
 fn username_and_password_file_connect() {
     let broker = password_broker();
     let (_dir, mut d, _secrets) = porterd_with_password(&broker, "s3cret");
-    d.log.wait_for(0, &["mqtt connected"]);
+    d.log.wait_for(0, &["mqtt subscribed"]);
     broker.wait_for(0, &["New client connected", "as porter-test-room-1", "u'porter'"]);
     round_trip(&broker, &portal_password(), &mut d);
     assert!(d.stop().0.success());

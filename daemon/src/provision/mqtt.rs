@@ -30,7 +30,7 @@ use crate::runtime::audit::{self, Audit};
 use crate::store::Store;
 use bytes::Bytes;
 use porter_drivers::Backoff;
-use rumqttc::v5::mqttbytes::v5::{Filter, LastWill, Packet, Publish, PublishProperties};
+use rumqttc::v5::mqttbytes::v5::{Filter, LastWill, Packet, Publish, PublishProperties, SubscribeReasonCode};
 use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::{AsyncClient, Event, EventLoop, MqttOptions};
 use rumqttc::Outgoing;
@@ -349,6 +349,18 @@ pub async fn run(opts: MqttOptions, topics: Topics, deps: Deps, cancel: Cancella
                     tracing::error!(error = %e, "mqtt: cannot subscribe");
                 }
                 publish(&mut out, &topics.status, true, status(true), None);
+            }
+            Ok(Event::Incoming(Packet::SubAck(ack))) => {
+                // Commands published before this point are not delivered to
+                // a session without a stored subscription: "mqtt subscribed"
+                // is the moment the controller takes commands.
+                let topics = [&topics.cmd, &topics.all_cmd];
+                for (topic, code) in topics.iter().zip(&ack.return_codes) {
+                    if !matches!(code, SubscribeReasonCode::Success(_)) {
+                        tracing::error!(topic = %topic, reason = ?code, "mqtt: the broker refused the command subscription; check its ACL for this client");
+                    }
+                }
+                tracing::info!("mqtt subscribed");
             }
             Ok(Event::Incoming(Packet::Publish(p))) => {
                 if p.topic == topics.cmd.as_bytes() || p.topic == topics.all_cmd.as_bytes() {
