@@ -16,7 +16,9 @@
 
 use arc_swap::ArcSwap;
 use porterd::access::schedule::{LocalTime, Window};
-use porterd::access::{decide, DoorSet, Holder, KeyEntry, KeyHash, KeyHasherBuilder, KeyKind, Request, Role, Snapshot};
+use porterd::access::{
+    decide, DoorSet, Holder, KeyEntry, KeyHash, KeyHasherBuilder, KeyKind, Profile, Request, Role, Snapshot,
+};
 use porterd::store::secret::KeyHasher;
 use std::collections::HashMap;
 use std::hint::black_box;
@@ -72,7 +74,7 @@ fn holder(i: usize, rng: &mut Rng) -> Holder {
         2 => (Some(NOW_MS + DAY_MS), None),
         _ => (None, None),
     };
-    Holder {
+    Holder::new(&Profile {
         id: format!("holder-{i:06}"),
         role,
         enabled: rng.below(50) != 0,
@@ -80,7 +82,7 @@ fn holder(i: usize, rng: &mut Rng) -> Holder {
         valid_from_ms,
         valid_until_ms,
         schedule,
-    }
+    })
 }
 
 struct Fixture {
@@ -233,7 +235,7 @@ fn main() {
     const NAMES: [&str; 7] = [
         "timer overhead (empty timed region)",
         "decide()",
-        "Snapshot::get() only (flat map + overlay)",
+        "Snapshot::get() only (table + overlay)",
         "ArcSwap::load() + decide()",
         "HashMap<KeyHash,u32> get, KeyHasherBuilder",
         "HashMap<KeyHash,u32> get, SipHash (default)",

@@ -375,7 +375,7 @@ fn validate(raw: &serde_json::Value, errs: &mut ConfigErrors) -> Option<Config> 
 
     let store = {
         let mut s = top.opt_table("store", errs);
-        let mb = s.as_mut().map(|s| s.u64_or("cache_capacity_mb", 8, 1..=4096, errs)).unwrap_or(8);
+        let mb = s.as_mut().map(|s| s.u64_or("cache_capacity_mb", 4, 1..=4096, errs)).unwrap_or(4);
         if let Some(s) = s {
             s.finish(errs);
         }

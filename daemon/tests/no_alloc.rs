@@ -12,7 +12,7 @@
 
 use arc_swap::ArcSwap;
 use porterd::access::schedule::{LocalTime, Window};
-use porterd::access::{decide, DoorSet, Holder, KeyEntry, KeyHash, KeyKind, Reason, Request, Role, Snapshot};
+use porterd::access::{decide, DoorSet, Holder, KeyEntry, KeyHash, KeyKind, Profile, Reason, Request, Role, Snapshot};
 use porterd::store::secret::KeyHasher;
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
@@ -83,8 +83,8 @@ const DAY_MS: i64 = 86_400_000;
 /// Monday 12:00 local.
 const MONDAY_NOON: LocalTime = LocalTime { weekday: 0, minute: 12 * 60 };
 
-fn holder(id: usize) -> Holder {
-    Holder {
+fn holder(id: usize) -> Profile {
+    Profile {
         id: format!("holder-{id:05}"),
         role: Role::ALL[id % 4],
         enabled: true,
@@ -106,9 +106,9 @@ struct Case {
 /// cases below present.
 fn fixture(hasher: &KeyHasher) -> (Snapshot, Vec<Case>) {
     let mut snap = Snapshot::default();
-    let mut add = |h: Holder, kind: KeyKind, value: &[u8], active: bool| {
+    let mut add = |h: Profile, kind: KeyKind, value: &[u8], active: bool| {
         let key = hasher.hash(kind, value);
-        snap.insert(key, KeyEntry::new(Arc::new(h), kind, active));
+        snap.insert(key, KeyEntry::new(Arc::new(Holder::new(&h)), kind, active));
         // As provisioning does: most keys end in the flat map, the latest
         // in the overlay, so both lookups are measured.
         snap.maybe_compact();
@@ -148,16 +148,16 @@ fn fixture(hasher: &KeyHasher) -> (Snapshot, Vec<Case>) {
     let grant_full = add(full.clone(), KeyKind::Pin, b"900001", true);
     let grant_plain = add(holder(90_002), KeyKind::Card, b"\x04\x11\x22\x33", true);
     let inactive = add(holder(90_003), KeyKind::Qr, b"inactive-qr", false);
-    let disabled = add(Holder { enabled: false, ..holder(90_004) }, KeyKind::Pin, b"900004", true);
-    let not_yet = add(Holder { valid_from_ms: Some(NOW_MS + 1), ..holder(90_005) }, KeyKind::Pin, b"900005", true);
-    let expired = add(Holder { valid_until_ms: Some(NOW_MS), ..holder(90_006) }, KeyKind::Pin, b"900006", true);
+    let disabled = add(Profile { enabled: false, ..holder(90_004) }, KeyKind::Pin, b"900004", true);
+    let not_yet = add(Profile { valid_from_ms: Some(NOW_MS + 1), ..holder(90_005) }, KeyKind::Pin, b"900005", true);
+    let expired = add(Profile { valid_until_ms: Some(NOW_MS), ..holder(90_006) }, KeyKind::Pin, b"900006", true);
     let outside = add(
-        Holder { schedule: vec![Window { days: 0x7f, from: 22 * 60, to: 6 * 60 }; 8], ..holder(90_007) },
+        Profile { schedule: vec![Window { days: 0x7f, from: 22 * 60, to: 6 * 60 }; 8], ..holder(90_007) },
         KeyKind::Pin,
         b"900007",
         true,
     );
-    let wrong_door = add(Holder { doors: DoorSet::Mask(0b1), ..full }, KeyKind::Pin, b"900008", true);
+    let wrong_door = add(Profile { doors: DoorSet::Mask(0b1), ..full }, KeyKind::Pin, b"900008", true);
     let unknown = hasher.hash(KeyKind::Pin, b"999999");
 
     let req = |kind, key, door| Request {
@@ -284,7 +284,7 @@ fn the_counter_sees_allocations() {
     let live = ArcSwap::from_pointee(Snapshot::default());
     let (_, counts) = measure(|| {
         let mut s = Snapshot::clone(&live.load());
-        s.insert(KeyHash([7; 32]), KeyEntry::new(Arc::new(holder(1)), KeyKind::Pin, true));
+        s.insert(KeyHash([7; KeyHash::LEN]), KeyEntry::new(Arc::new(Holder::new(&holder(1))), KeyKind::Pin, true));
         live.store(Arc::new(s));
     });
     assert!(counts.allocs > 0, "{counts:?}");

@@ -357,7 +357,7 @@ impl Broker {
         // mosquitto_sub says nothing when its subscription is in place, and a
         // message published before that is not delivered to it: publish a
         // probe on a topic the filter matches until it arrives.
-        let probe_topic = topic.replace('#', "_probe").replace('+', "_probe");
+        let probe_topic = topic.replace(['#', '+'], "_probe");
         let deadline = Instant::now() + DEADLINE;
         for n in 0.. {
             let probe = format!("{{\"probe\":\"{id}-{n}\"}}");

@@ -5,11 +5,11 @@ use super::*;
 use proptest::prelude::*;
 
 fn kh(n: u8) -> KeyHash {
-    KeyHash([n; 32])
+    KeyHash([n; KeyHash::LEN])
 }
 
-fn holder(id: &str) -> Holder {
-    Holder {
+fn holder(id: &str) -> Profile {
+    Profile {
         id: id.into(),
         role: Role::Courier,
         enabled: true,
@@ -22,18 +22,18 @@ fn holder(id: &str) -> Holder {
 
 /// A snapshot of `entries`; the first `flat` of them folded into the flat
 /// map, the rest left in the overlay, so both paths are exercised.
-fn snap_split(entries: Vec<(KeyHash, Holder, KeyKind, bool)>, flat: usize) -> Snapshot {
+fn snap_split(entries: Vec<(KeyHash, Profile, KeyKind, bool)>, flat: usize) -> Snapshot {
     let mut s = Snapshot::default();
     for (i, (k, h, kind, active)) in entries.into_iter().enumerate() {
         if i == flat {
             s.compact();
         }
-        s.insert(k, KeyEntry::new(Arc::new(h), kind, active));
+        s.insert(k, KeyEntry::new(Arc::new(Holder::new(&h)), kind, active));
     }
     s
 }
 
-fn snap(entries: Vec<(KeyHash, Holder, KeyKind, bool)>) -> Snapshot {
+fn snap(entries: Vec<(KeyHash, Profile, KeyKind, bool)>) -> Snapshot {
     let n = entries.len();
     snap_split(entries, n / 2)
 }
@@ -56,12 +56,12 @@ fn table() {
     let s = snap(vec![
         (kh(1), holder("ok"), KeyKind::Pin, true),
         (kh(2), holder("inactive"), KeyKind::Pin, false),
-        (kh(3), Holder { enabled: false, ..holder("disabled") }, KeyKind::Pin, true),
-        (kh(4), Holder { valid_from_ms: Some(2_000_000), ..holder("future") }, KeyKind::Pin, true),
-        (kh(5), Holder { valid_until_ms: Some(1_000_000), ..holder("past") }, KeyKind::Pin, true),
-        (kh(6), Holder { doors: DoorSet::Mask(0b10), ..holder("door1") }, KeyKind::Card, true),
-        (kh(7), Holder { schedule: weekday_mornings, ..holder("mornings") }, KeyKind::Qr, true),
-        (kh(8), Holder { valid_until_ms: Some(1_000_001), ..holder("last-ms") }, KeyKind::Pin, true),
+        (kh(3), Profile { enabled: false, ..holder("disabled") }, KeyKind::Pin, true),
+        (kh(4), Profile { valid_from_ms: Some(2_000_000), ..holder("future") }, KeyKind::Pin, true),
+        (kh(5), Profile { valid_until_ms: Some(1_000_000), ..holder("past") }, KeyKind::Pin, true),
+        (kh(6), Profile { doors: DoorSet::Mask(0b10), ..holder("door1") }, KeyKind::Card, true),
+        (kh(7), Profile { schedule: weekday_mornings, ..holder("mornings") }, KeyKind::Qr, true),
+        (kh(8), Profile { valid_until_ms: Some(1_000_001), ..holder("last-ms") }, KeyKind::Pin, true),
     ]);
     let cases: Vec<(Request, Option<Reason>)> = vec![
         (req(kh(1), KeyKind::Pin), None),
@@ -96,7 +96,7 @@ fn table() {
 
 /// The spec written a second way: collect every failing check, then report
 /// the one of highest priority.
-fn reference(entries: &[(KeyHash, Holder, KeyKind, bool)], r: &Request) -> Option<Reason> {
+fn reference(entries: &[(KeyHash, Profile, KeyKind, bool)], r: &Request) -> Option<Reason> {
     if r.device_locked {
         return Some(Reason::LockedOut);
     }
@@ -151,7 +151,7 @@ fn arb_kind() -> impl Strategy<Value = KeyKind> {
     prop_oneof![Just(KeyKind::Pin), Just(KeyKind::Qr), Just(KeyKind::Card)]
 }
 
-fn arb_holder() -> impl Strategy<Value = Holder> {
+fn arb_holder() -> impl Strategy<Value = Profile> {
     (
         any::<bool>(),
         prop_oneof![Just(DoorSet::All), (0u64..16).prop_map(DoorSet::Mask)],
@@ -162,7 +162,7 @@ fn arb_holder() -> impl Strategy<Value = Holder> {
             0..3,
         ),
     )
-        .prop_map(|(enabled, doors, vf, vu, schedule)| Holder {
+        .prop_map(|(enabled, doors, vf, vu, schedule)| Profile {
             id: "h".into(),
             role: Role::Staff,
             enabled,
@@ -203,7 +203,7 @@ proptest! {
         for (op, k) in ops {
             match op {
                 0 => {
-                    s.insert(kh(k), KeyEntry::new(Arc::new(holder(&k.to_string())), KeyKind::Pin, true));
+                    s.insert(kh(k), KeyEntry::new(Arc::new(Holder::new(&holder(&k.to_string()))), KeyKind::Pin, true));
                     model.insert(k, ());
                 }
                 1 => {
@@ -214,9 +214,43 @@ proptest! {
             }
             prop_assert_eq!(s.len(), model.len());
             for probe in 0u8..24 {
-                let got = s.get(&kh(probe)).map(|e| e.holder.id.clone());
+                let got = s.get(&kh(probe)).map(|e| e.holder.id.to_string());
                 prop_assert_eq!(got, model.get(&probe).map(|_| probe.to_string()));
             }
+        }
+    }
+}
+
+proptest! {
+    /// The table built in one go against a plain map: keys whose leading
+    /// bytes collide (one directory bucket holding several), absent keys
+    /// next to present ones, a key added twice, holders shared by keys.
+    #[test]
+    fn the_table_finds_what_was_added(
+        keys in proptest::collection::vec((0u8..4, any::<[u8; 8]>(), 0u8..6, any::<bool>()), 0..300),
+        probes in proptest::collection::vec((0u8..4, any::<[u8; 8]>()), 0..50),
+    ) {
+        let key = |lead: u8, rest: [u8; 8]| {
+            let mut k = [lead.wrapping_mul(64); KeyHash::LEN];
+            k[8..].copy_from_slice(&rest);
+            KeyHash(k)
+        };
+        let mut b = Snapshot::builder(keys.len(), 6);
+        let rows: Vec<u32> = (0..6).map(|i| b.profile(&Profile { id: format!("h{i}"), ..holder("x") })).collect();
+        let mut model = std::collections::HashMap::new();
+        for (lead, rest, h, active) in &keys {
+            b.key(key(*lead, *rest), rows[*h as usize], KeyKind::Card, *active);
+            model.insert(key(*lead, *rest), (format!("h{h}"), *active));
+        }
+        let s = b.finish();
+        prop_assert_eq!(s.len(), model.len());
+        for (k, (id, active)) in &model {
+            let f = s.get(k).unwrap();
+            prop_assert_eq!((f.holder.id, f.active), (id.as_str(), *active));
+        }
+        for (lead, rest) in probes {
+            let k = key(lead, rest);
+            prop_assert_eq!(s.get(&k).map(|f| f.holder.id.to_string()), model.get(&k).map(|m| m.0.clone()));
         }
     }
 }

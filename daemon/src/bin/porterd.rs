@@ -72,6 +72,7 @@ fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
 }
 
 fn main() -> ExitCode {
+    porterd::runtime::memory::one_malloc_arena();
     let cli = Cli::parse();
     match cli.cmd {
         Some(Cmd::DemoConfig) => {

@@ -7,7 +7,7 @@
 //! take it: they load the snapshot through `arc-swap`.
 
 use super::error::OpError;
-use crate::access::{FlatMap, KeyEntry, KeyHash, KeyKind, Role, Snapshot};
+use crate::access::{KeyEntry, KeyHash, KeyKind, Role, Snapshot};
 use crate::store::records::{self, CardRecord, HolderRecord, KeyRecord, Space, WindowRecord};
 use crate::store::secret::KeyHasher;
 use crate::store::{Batch, Store};
@@ -170,19 +170,22 @@ impl KeyService {
 
     /// Rebuilds the live snapshot from the live space, in one go.
     fn reload(&self) -> Result<(), OpError> {
-        // Sized once from the key index, so the map never grows (and never
-        // holds an old and a new table at once) while it fills.
-        let keys = self.store.scan(&self.space().keys()).count();
-        let mut flat = FlatMap::with_capacity_and_hasher(keys, Default::default());
+        // Sized from the counts, so that the table's arrays are allocated
+        // once: a few large allocations, not one per holder, so nothing of
+        // the live index is scattered among the scan's short-lived ones.
+        let c = self.counts();
+        let mut table = Snapshot::builder((c.pins + c.qr + c.cards) as usize, c.holders as usize);
         let mut counts = Counts::default();
         for r in self.store.scan(&self.space().holders()) {
-            let (_, v) = r?;
-            let rec: HolderRecord =
-                serde_json::from_slice(&v).map_err(|e| OpError::internal(format!("corrupt holder record: {e}")))?;
+            let (k, v) = r?;
+            let rec = HolderRecord::decode(&k, &v)?;
             counts.add(Counts::of(&rec));
-            flat.extend(self.entries(&rec));
+            let row = table.profile(&rec.profile(&self.doors));
+            for (h, kind, active) in rec.keys() {
+                table.key(h, row, kind, active);
+            }
         }
-        self.live.store(Arc::new(Snapshot::from_flat(flat)));
+        self.live.store(Arc::new(table.finish()));
         *self.counts.lock().unwrap_or_else(|e| e.into_inner()) = counts;
         Ok(())
     }
@@ -213,9 +216,7 @@ impl KeyService {
     fn load(&self, id: &str) -> Result<Option<HolderRecord>, OpError> {
         match self.store.get(&records::holder_key(self.space(), id))? {
             None => Ok(None),
-            Some(v) => serde_json::from_slice(&v)
-                .map(Some)
-                .map_err(|e| OpError::internal(format!("corrupt holder record {id}: {e}"))),
+            Some(v) => Ok(Some(HolderRecord::decode(id.as_bytes(), &v)?)),
         }
     }
 
@@ -243,10 +244,7 @@ impl KeyService {
                 for (h, ..) in &new_keys {
                     batch.put(records::key_key(space, h), n.id.as_bytes().to_vec());
                 }
-                batch.put(
-                    records::holder_key(space, &n.id),
-                    serde_json::to_vec(n).map_err(|e| OpError::internal(e.to_string()))?,
-                );
+                batch.put(records::holder_key(space, &n.id), n.encode());
             }
             (Some(o), None) => batch.remove(records::holder_key(space, &o.id)),
             (None, None) => {}
@@ -340,8 +338,8 @@ impl KeyService {
         let mut out = Vec::new();
         let mut next = None;
         for r in iter {
-            let (_, v) = r?;
-            let rec: HolderRecord = serde_json::from_slice(&v).map_err(|e| OpError::internal(e.to_string()))?;
+            let (k, v) = r?;
+            let rec = HolderRecord::decode(&k, &v)?;
             if role.is_some_and(|r| r != rec.role) {
                 continue;
             }
@@ -389,7 +387,7 @@ impl KeyService {
                     continue;
                 }
                 tombstone(&rec.pin, batch);
-                rec.pin = Some(KeyRecord { hash: hex::encode(h.0), active: true, created_ms: now_ms() });
+                rec.pin = Some(KeyRecord { hash: h, active: true, created_ms: now_ms() });
                 return Ok(pin);
             }
             Err(OpError::internal(
@@ -412,7 +410,7 @@ impl KeyService {
                 return Ok(());
             }
             tombstone(&rec.pin, batch);
-            rec.pin = Some(KeyRecord { hash: hex::encode(h.0), active: true, created_ms: now_ms() });
+            rec.pin = Some(KeyRecord { hash: h, active: true, created_ms: now_ms() });
             Ok(())
         })
     }
@@ -447,7 +445,7 @@ impl KeyService {
             getrandom::fill(&mut raw).map_err(|e| OpError::internal(format!("no randomness: {e}")))?;
             let token = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw);
             let h = svc.hasher.hash(KeyKind::Qr, token.as_bytes());
-            rec.qr = Some(KeyRecord { hash: hex::encode(h.0), active: true, created_ms: now_ms() });
+            rec.qr = Some(KeyRecord { hash: h, active: true, created_ms: now_ms() });
             Ok(token)
         })
     }
@@ -487,7 +485,7 @@ impl KeyService {
                 return Err(OpError::invalid(format!("a holder has at most {MAX_CARDS} cards")));
             }
             rec.cards.push(CardRecord {
-                hash: hex::encode(h.0),
+                hash: h,
                 hint: hex_uid[hex_uid.len().saturating_sub(4)..].to_string(),
                 active: true,
                 created_ms: now_ms(),
@@ -496,10 +494,10 @@ impl KeyService {
         })
     }
 
-    fn card_owner(&self, uid: &CardUid) -> Result<(String, String), OpError> {
+    fn card_owner(&self, uid: &CardUid) -> Result<(String, KeyHash), OpError> {
         let h = self.hasher.hash(KeyKind::Card, uid.as_bytes());
         let owner = self.owner_of(&h)?.ok_or_else(|| OpError::not_found("no holder has this card"))?;
-        Ok((owner, hex::encode(h.0)))
+        Ok((owner, h))
     }
 
     pub fn card_set_active(&self, uid: &CardUid, active: bool) -> Result<String, OpError> {
@@ -591,10 +589,8 @@ impl KeyService {
             }
         }
         for h in holders {
-            let old: Option<HolderRecord> = self
-                .store
-                .get(&records::holder_key(staging, &h.spec.id))?
-                .and_then(|v| serde_json::from_slice(&v).ok());
+            let key = records::holder_key(staging, &h.spec.id);
+            let old = self.store.get(&key)?.map(|v| HolderRecord::decode(&key, &v)).transpose()?;
             let mut rec = HolderRecord {
                 id: h.spec.id.clone(),
                 name: h.spec.name,
@@ -631,17 +627,17 @@ impl KeyService {
             };
             if let Some((pin, active)) = &h.pin {
                 let hash = claim(KeyKind::Pin, pin.as_bytes(), "the PIN")?;
-                rec.pin = Some(KeyRecord { hash: hex::encode(hash.0), active: *active, created_ms: now });
+                rec.pin = Some(KeyRecord { hash, active: *active, created_ms: now });
             }
             if let Some((token, active)) = &h.qr {
                 let hash = claim(KeyKind::Qr, token.as_bytes(), "the QR token")?;
-                rec.qr = Some(KeyRecord { hash: hex::encode(hash.0), active: *active, created_ms: now });
+                rec.qr = Some(KeyRecord { hash, active: *active, created_ms: now });
             }
             for (uid, active) in &h.cards {
                 let hash = claim(KeyKind::Card, uid.as_bytes(), "a card")?;
                 let hex_uid = uid.to_hex();
                 rec.cards.push(CardRecord {
-                    hash: hex::encode(hash.0),
+                    hash,
                     hint: hex_uid[hex_uid.len().saturating_sub(4)..].to_string(),
                     active: *active,
                     created_ms: now,
@@ -657,10 +653,7 @@ impl KeyService {
             for (k, ..) in rec.keys() {
                 batch.put(records::key_key(staging, &k), rec.id.as_bytes().to_vec());
             }
-            batch.put(
-                records::holder_key(staging, &rec.id),
-                serde_json::to_vec(&rec).map_err(|e| OpError::internal(e.to_string()))?,
-            );
+            batch.put(key, rec.encode());
         }
         batch.put(records::SYNC.to_vec(), serde_json::to_vec(&state).unwrap_or_default());
         self.store.apply(batch)?;
@@ -677,8 +670,9 @@ impl KeyService {
         // harmless, a missing one would let a dropped PIN come back.
         let mut b = Batch::default();
         for r in self.store.scan(&live.holders()) {
-            let rec: HolderRecord = serde_json::from_slice(&r?.1).map_err(|e| OpError::internal(e.to_string()))?;
-            if let Some(h) = rec.pin.as_ref().and_then(|p| records::hash_from_hex(&p.hash)) {
+            let (k, v) = r?;
+            let rec = HolderRecord::decode(&k, &v)?;
+            if let Some(h) = rec.pin.as_ref().map(|p| p.hash) {
                 if self.store.get(&records::key_key(staging, &h))?.is_none() {
                     b.put(records::tombstone_key(&h), now_ms().to_string().into_bytes());
                 }
@@ -715,8 +709,8 @@ impl KeyService {
         let mut s = StateView { generation, holders: 0, pins: 0, qr: 0, cards: 0, digest: String::new() };
         let mut digest = sha2::Sha256::new();
         for r in self.store.scan(&self.space().holders()) {
-            let (_, v) = r?;
-            let rec: HolderRecord = serde_json::from_slice(&v).map_err(|e| OpError::internal(e.to_string()))?;
+            let (k, v) = r?;
+            let rec = HolderRecord::decode(&k, &v)?;
             s.holders += 1;
             s.pins += u64::from(rec.pin.is_some());
             s.qr += u64::from(rec.qr.is_some());
@@ -751,7 +745,7 @@ pub fn digest_line(rec: &HolderRecord) -> String {
 }
 
 fn tombstone(pin: &Option<KeyRecord>, batch: &mut Batch) {
-    if let Some(h) = pin.as_ref().and_then(|p| records::hash_from_hex(&p.hash)) {
+    if let Some(h) = pin.as_ref().map(|p| p.hash) {
         batch.put(records::tombstone_key(&h), now_ms().to_string().into_bytes());
     }
 }
@@ -790,7 +784,7 @@ pub fn view(rec: &HolderRecord) -> serde_json::Value {
             "pin": key(&rec.pin),
             "qr": key(&rec.qr),
             "cards": rec.cards.iter().map(|c| serde_json::json!({
-                "id": &c.hash[..16], "hint": c.hint, "active": c.active, "created": records::rfc3339(c.created_ms)
+                "id": hex::encode(&c.hash.0[..8]), "hint": c.hint, "active": c.active, "created": records::rfc3339(c.created_ms)
             })).collect::<Vec<_>>(),
         },
         "created": records::rfc3339(rec.created_ms),

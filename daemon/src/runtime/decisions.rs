@@ -266,7 +266,7 @@ impl DecisionLoop {
         let dev = &mut self.devices[device];
         let Some(door) = dev.door else { return };
         let locked = dev.lockout.is_locked(&self.policy, now_ms, day);
-        let key = if locked { KeyHash([0; 32]) } else { self.hasher.hash(kind, value) };
+        let key = if locked { KeyHash([0; KeyHash::LEN]) } else { self.hasher.hash(kind, value) };
         let snap = self.live.load();
         let req = Request { door, device: device as u16, kind, key, now_ms, local, device_locked: locked };
         let decision = decide(&snap, &req);
@@ -279,7 +279,7 @@ impl DecisionLoop {
         });
 
         // The lock has its command; everything below may take its time.
-        let holder = decision.holder().map(|h| h.id.clone());
+        let holder = decision.holder().map(|h| h.id);
         let engaged = match decision {
             Decision::Grant { .. } => {
                 if dev.lockout.consecutive > 0 {
@@ -304,7 +304,7 @@ impl DecisionLoop {
         ]);
         match decision.reason() {
             None => {
-                tracing::info!(door = %door_id, device = %dev.id, key = kind.as_str(), holder = holder.as_deref().unwrap_or(""), "access granted");
+                tracing::info!(door = %door_id, device = %dev.id, key = kind.as_str(), holder = holder.unwrap_or(""), "access granted");
                 if !opened {
                     tracing::error!(door = %door_id, "door command queue full: the lock was not opened");
                     f.insert("lock".into(), json!("not_driven"));
@@ -312,7 +312,7 @@ impl DecisionLoop {
                 self.audit.record(Draft { ts_ms: now_ms, kind: "access.granted", fields: f });
             }
             Some(reason) => {
-                tracing::info!(door = %door_id, device = %dev.id, key = kind.as_str(), holder = holder.as_deref().unwrap_or(""), reason = reason.as_str(), "access denied");
+                tracing::info!(door = %door_id, device = %dev.id, key = kind.as_str(), holder = holder.unwrap_or(""), reason = reason.as_str(), "access denied");
                 f.insert("reason".into(), json!(reason.as_str()));
                 self.audit.record(Draft { ts_ms: now_ms, kind: "access.denied", fields: f });
             }

@@ -8,6 +8,7 @@
 //! - [`secret`]: the device secret and the keyed hash of PINs, tokens, UIDs.
 //! - [`records`]: the typed records and their key layout.
 
+mod migrate;
 pub mod records;
 pub mod secret;
 
@@ -16,8 +17,9 @@ use std::path::Path;
 /// How long [`Store::open`] waits for another handle to let go of the folder.
 pub const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
 
-/// The schema this build reads and writes. Startup refuses any other.
-pub const SCHEMA_VERSION: u32 = 1;
+/// The schema this build reads and writes. An older one is migrated at
+/// start (see `migrate`); a newer one is refused.
+pub const SCHEMA_VERSION: u32 = 2;
 const SCHEMA_KEY: &[u8] = b"m/schema";
 
 #[derive(Debug, thiserror::Error)]
@@ -117,11 +119,16 @@ impl Store {
                 db.flush()?;
             }
             Some(v) if v.as_ref() == SCHEMA_VERSION.to_string().as_bytes() => {}
+            Some(v) if v.as_ref() == b"1" => {
+                let holders = migrate::v1_to_v2(&db, SCHEMA_KEY)?;
+                tracing::info!(path = %dir.display(), holders, "store migrated from schema 1 to 2");
+            }
             Some(v) => {
                 return Err(StoreError::Schema {
                     path: dir.display().to_string(),
                     found: String::from_utf8_lossy(&v).into_owned(),
-                    hint: "run the Porter version that wrote it, or export and re-provision",
+                    hint:
+                        "it was written by a newer Porter: run that version, or move the folder away and re-provision",
                 })
             }
         }

@@ -3,9 +3,9 @@
 //! | prefix | key | value |
 //! | --- | --- | --- |
 //! | `m/` | `schema`, `generation`, `seq`, `active`, `sync`, ... | text |
-//! | `h/<space>/` | holder id | [`HolderRecord`] as JSON |
-//! | `k/<space>/` | 32-byte keyed hash | holder id: the lookup and duplicate index |
-//! | `t/` | 32-byte keyed hash of a deleted PIN | deletion time: a tombstone |
+//! | `h/<space>/` | holder id | [`HolderRecord`], binary ([`HolderRecord::encode`]) |
+//! | `k/<space>/` | 16-byte keyed hash | holder id: the lookup and duplicate index |
+//! | `t/` | 16-byte keyed hash of a deleted PIN | deletion time: a tombstone |
 //! | `l/` | device id | lockout state as JSON |
 //! | `a/` | seq, 8 bytes big-endian | audit event as JSON |
 //!
@@ -14,11 +14,17 @@
 //! space and commits by flipping `m/active` in one small batch, so a crash or
 //! a lost broker in the middle leaves the old set fully in force.
 //!
-//! Keys are never stored in plaintext: a record keeps the hex of the keyed
-//! hash, and a card keeps only a four-hex-digit hint for people to recognise it.
+//! Keys are never stored in plaintext: a record keeps the keyed hash, and a
+//! card keeps only a four-hex-digit hint for people to recognise it.
+//!
+//! Holder records are postcard (a compact serde format: varints, no field
+//! names), about 60 bytes for a holder with a PIN, a quarter of their JSON
+//! form in schema 1: sled keeps in memory what a scan reads, so the size of
+//! a record is memory. Postcard does not describe itself: any change to
+//! these structs is a new schema version with a migration (see `migrate`).
 
 use crate::access::schedule::{self, Window};
-use crate::access::{DoorSet, Holder, KeyHash, KeyKind, Role};
+use crate::access::{DoorSet, Holder, KeyHash, KeyKind, Profile, Role};
 use serde::{Deserialize, Serialize};
 
 /// One of the two spaces holders and keys live in.
@@ -95,8 +101,7 @@ pub fn lockout_key(device: &str) -> Vec<u8> {
 /// One stored key (PIN or QR token).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KeyRecord {
-    /// Hex of the keyed hash.
-    pub hash: String,
+    pub hash: KeyHash,
     pub active: bool,
     pub created_ms: i64,
 }
@@ -104,7 +109,7 @@ pub struct KeyRecord {
 /// One stored key card.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CardRecord {
-    pub hash: String,
+    pub hash: KeyHash,
     /// The last four hex digits of the UID, for people to tell cards apart.
     pub hint: String,
     pub active: bool,
@@ -138,35 +143,38 @@ pub struct HolderRecord {
     pub updated_ms: i64,
 }
 
-pub fn hash_from_hex(s: &str) -> Option<KeyHash> {
-    let v = hex::decode(s).ok()?;
-    Some(KeyHash(v.try_into().ok()?))
-}
-
 impl HolderRecord {
+    /// The stored form.
+    pub fn encode(&self) -> Vec<u8> {
+        postcard::to_allocvec(self).expect("a holder record always serializes")
+    }
+
+    /// Reads a stored record; `key` names it in the error.
+    pub fn decode(key: &[u8], v: &[u8]) -> Result<HolderRecord, crate::store::StoreError> {
+        postcard::from_bytes(v).map_err(|e| crate::store::StoreError::Corrupt {
+            key: String::from_utf8_lossy(key).into_owned(),
+            detail: e.to_string(),
+        })
+    }
+
     /// Every key of this holder: (hash, kind, active).
     pub fn keys(&self) -> Vec<(KeyHash, KeyKind, bool)> {
         let mut out = Vec::with_capacity(2 + self.cards.len());
-        let mut add = |hash: &str, kind, active| {
-            if let Some(h) = hash_from_hex(hash) {
-                out.push((h, kind, active));
-            }
-        };
         if let Some(p) = &self.pin {
-            add(&p.hash, KeyKind::Pin, p.active);
+            out.push((p.hash, KeyKind::Pin, p.active));
         }
         if let Some(q) = &self.qr {
-            add(&q.hash, KeyKind::Qr, q.active);
+            out.push((q.hash, KeyKind::Qr, q.active));
         }
         for c in &self.cards {
-            add(&c.hash, KeyKind::Card, c.active);
+            out.push((c.hash, KeyKind::Card, c.active));
         }
         out
     }
 
     /// The decision core's view, with door ids resolved against this
     /// controller's doors (ids of other controllers' doors are ignored).
-    pub fn to_access(&self, doors: &[String]) -> Holder {
+    pub fn profile(&self, doors: &[String]) -> Profile {
         let doors = match &self.doors {
             None => DoorSet::All,
             Some(list) => DoorSet::Mask(
@@ -176,7 +184,7 @@ impl HolderRecord {
                     .fold(0u64, |m, i| m | (1u64 << i)),
             ),
         };
-        Holder {
+        Profile {
             id: self.id.clone(),
             role: self.role,
             enabled: self.enabled,
@@ -185,6 +193,11 @@ impl HolderRecord {
             valid_until_ms: self.valid_until_ms,
             schedule: self.schedule.iter().map(|w| Window { days: w.days, from: w.from, to: w.to }).collect(),
         }
+    }
+
+    /// [`HolderRecord::profile`] as the overlay of the live index keeps it.
+    pub fn to_access(&self, doors: &[String]) -> Holder {
+        Holder::new(&self.profile(doors))
     }
 }
 

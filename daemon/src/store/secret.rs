@@ -79,12 +79,15 @@ impl KeyHasher {
         KeyHasher { mac: HmacSha256::new_from_slice(secret).expect("HMAC takes any key length") }
     }
 
-    /// The lookup key of `value` presented as `kind`.
+    /// The lookup key of `value` presented as `kind`: HMAC-SHA256 over the
+    /// kind's tag and the value, its first 16 bytes.
     pub fn hash(&self, kind: KeyKind, value: &[u8]) -> KeyHash {
         let mut m = self.mac.clone();
         m.update(&[kind.tag()]);
         m.update(value);
-        KeyHash(m.finalize().into_bytes().into())
+        let mut h = [0u8; KeyHash::LEN];
+        h.copy_from_slice(&m.finalize().into_bytes()[..KeyHash::LEN]);
+        KeyHash(h)
     }
 }
 

@@ -283,3 +283,60 @@ fn kept_counts_agree_with_the_store() {
     agree(&s);
     assert_eq!(s.counts().holders, 2);
 }
+
+/// A store written by schema 1 (JSON holder records, 32-byte keyed hashes)
+/// is migrated at open: its keys still open the door, its index still
+/// refuses duplicates, its tombstones still refuse a deleted PIN, and a
+/// card keeps the id the portal saw.
+#[test]
+fn a_schema_1_store_is_migrated_and_keeps_deciding() {
+    use hmac::{Hmac, Mac};
+    let full = |kind: KeyKind, v: &[u8]| -> [u8; 32] {
+        let mut m = Hmac::<sha2::Sha256>::new_from_slice(b"test-secret-0123").unwrap();
+        m.update(&[kind.tag()]);
+        m.update(v);
+        m.finalize().into_bytes().into()
+    };
+    let (pin, card, dead) =
+        (full(KeyKind::Pin, b"483920"), full(KeyKind::Card, &[0x04, 0xa1, 0xb2, 0xc3]), full(KeyKind::Pin, b"502817"));
+    let holder = serde_json::json!({
+        "id": "courier-ups", "name": "UPS", "role": "courier", "doors": null,
+        "valid_from_ms": null, "valid_until_ms": null,
+        "schedule": [{"days": 127, "from": 0, "to": 0}], "enabled": true,
+        "pin": {"hash": hex::encode(pin), "active": true, "created_ms": 1_764_000_000_000i64},
+        "qr": null,
+        "cards": [{"hash": hex::encode(card), "hint": "b2c3", "active": true, "created_ms": 1_764_000_000_001i64}],
+        "created_ms": 1_764_000_000_000i64, "updated_ms": 1_764_000_000_002i64,
+    });
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = Store::open(dir.path(), 1 << 20).unwrap();
+        let mut b = Batch::default();
+        b.put(b"m/schema".to_vec(), b"1".to_vec());
+        b.put(b"h/a/courier-ups".to_vec(), serde_json::to_vec(&holder).unwrap());
+        for h in [pin, card] {
+            b.put([b"k/a/".as_slice(), &h].concat(), b"courier-ups".to_vec());
+        }
+        b.put([b"t/".as_slice(), &dead].concat(), b"1764000000000".to_vec());
+        store.apply(b).unwrap();
+    }
+    let s = open_at(dir.path());
+    assert_eq!(s.store().get(b"m/schema").unwrap().as_deref(), Some(b"2".as_slice()));
+    assert_eq!(try_key(&s, KeyKind::Pin, "483920"), None);
+    assert_eq!(try_key(&s, KeyKind::Card, [0x04, 0xa1, 0xb2, 0xc3]), None);
+    assert_eq!(s.counts(), Counts { holders: 1, pins: 1, qr: 0, cards: 1 });
+    let v = s.holder_get("courier-ups").unwrap();
+    assert_eq!(v["keys"]["cards"][0]["id"], hex::encode(&card[..8]), "{v}");
+    assert_eq!(v["schedule"][0]["days"].as_array().unwrap().len(), 7, "{v}");
+    s.holder_put(spec("other")).unwrap();
+    assert_eq!(s.pin_set("other", "483920").unwrap_err().code, ErrorCode::Duplicate);
+    assert_eq!(s.pin_set("other", "502817").unwrap_err().code, ErrorCode::Duplicate);
+    assert_eq!(
+        s.card_assign("other", &CardUid::parse_hex("04a1b2c3").unwrap()).unwrap_err().code,
+        ErrorCode::Duplicate
+    );
+    drop(s);
+    // Opened again: already schema 2, nothing to migrate, the same answers.
+    let s = open_at(dir.path());
+    assert_eq!(try_key(&s, KeyKind::Pin, "483920"), None);
+}
