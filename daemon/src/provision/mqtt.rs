@@ -52,6 +52,12 @@ const BACKLOG_BYTES: usize = 64 << 20;
 
 /// Events asked for but not yet confirmed, at most.
 const WINDOW: u64 = 64;
+/// Our QoS 1 publishes in flight, at most: the event window, a reply to
+/// each command the broker may have in flight to us, the status, and room
+/// to spare. rumqttc keeps a slot for every packet id up to this limit, and
+/// its default (65,535) costs 14 MiB of slots.
+const OUTGOING_INFLIGHT: u16 = 256;
+const _: () = assert!(OUTGOING_INFLIGHT as u64 > WINDOW + RECEIVE_MAXIMUM as u64 + 1);
 /// How often the retained status is refreshed.
 const STATUS_EVERY: Duration = Duration::from_secs(60);
 /// The key of the highest confirmed event seq.
@@ -171,6 +177,7 @@ pub fn options(cfg: &MqttConfig, topics: &Topics) -> Result<MqttOptions, SetupEr
     }
     o.set_manual_acks(true);
     o.set_receive_maximum(Some(RECEIVE_MAXIMUM));
+    o.set_outgoing_inflight_upper_limit(OUTGOING_INFLIGHT);
     o.set_max_packet_size(Some(cfg.max_packet_bytes));
     o.set_last_will(LastWill::new(&topics.status, r#"{"state":"offline"}"#, QoS::AtLeastOnce, true, None));
     Ok(o)

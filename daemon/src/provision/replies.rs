@@ -1,19 +1,20 @@
 //! Idempotency by command id: a command whose id was seen before is not
 //! applied again; its stored reply is sent again.
 //!
-//! Replies are kept in memory (the newest [`MEMORY`]) and on disk (the newest
-//! [`DISK`]). A reply that carries a secret (a new PIN or QR token) is kept
-//! whole only in memory: on disk its secret is replaced by `null` with
-//! `"redacted": true`, because PINs and tokens are never stored in plaintext.
-//! So a repeat after a restart says the key was made but cannot show it again;
-//! the portal then generates a new one under a new id.
+//! Replies are kept on disk (the newest [`DISK`]). A reply that carries a
+//! secret (a new PIN or QR token) is kept whole only in memory (the newest
+//! [`MEMORY`] of those, as JSON text): on disk its secret is replaced by
+//! `null` with `"redacted": true`, because PINs and tokens are never stored
+//! in plaintext. So a repeat after a restart says the key was made but cannot
+//! show it again; the portal then generates a new one under a new id. Every
+//! other reply is the same on disk as in memory, so only the disk keeps it.
 
 use crate::store::{Batch, Store};
 use serde_json::Value;
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 
-/// Replies kept whole in memory.
+/// Replies with a PIN or QR token kept whole in memory.
 pub const MEMORY: usize = 4096;
 /// Replies kept (redacted) on disk.
 pub const DISK: u64 = 50_000;
@@ -24,7 +25,7 @@ const REPLY_SEQ: &[u8] = b"m/reply_seq";
 
 pub struct Replies {
     store: Store,
-    mem: Mutex<(HashMap<String, Value>, VecDeque<String>)>,
+    mem: Mutex<(HashMap<String, String>, VecDeque<String>)>,
     seq: Mutex<u64>,
 }
 
@@ -65,7 +66,7 @@ impl Replies {
     /// The stored reply to a command with this id, if any.
     pub fn get(&self, key: &str) -> Option<Value> {
         if let Some(v) = self.mem.lock().ok()?.0.get(key) {
-            return Some(v.clone());
+            return serde_json::from_str(v).ok();
         }
         let mut k = REPLY.to_vec();
         k.extend_from_slice(key.as_bytes());
@@ -80,13 +81,16 @@ impl Replies {
         if reply["error"]["code"] == "internal" {
             return;
         }
-        if let Ok(mut m) = self.mem.lock() {
-            if m.0.insert(key.to_string(), reply.clone()).is_none() {
-                m.1.push_back(key.to_string());
-            }
-            while m.1.len() > MEMORY {
-                if let Some(old) = m.1.pop_front() {
-                    m.0.remove(&old);
+        let redacted = redact(reply);
+        if redacted != *reply {
+            if let Ok(mut m) = self.mem.lock() {
+                if m.0.insert(key.to_string(), reply.to_string()).is_none() {
+                    m.1.push_back(key.to_string());
+                }
+                while m.1.len() > MEMORY {
+                    if let Some(old) = m.1.pop_front() {
+                        m.0.remove(&old);
+                    }
                 }
             }
         }
@@ -95,7 +99,7 @@ impl Replies {
         let mut b = Batch::default();
         let mut k = REPLY.to_vec();
         k.extend_from_slice(key.as_bytes());
-        b.put(k.clone(), serde_json::to_vec(&redact(reply)).unwrap_or_default());
+        b.put(k.clone(), serde_json::to_vec(&redacted).unwrap_or_default());
         let mut order = REPLY_ORDER.to_vec();
         order.extend_from_slice(&seq.to_be_bytes());
         b.put(order, k);
@@ -123,11 +127,16 @@ mod tests {
     fn repeats_are_answered_from_memory_then_disk_redacted() {
         let dir = tempfile::tempdir().unwrap();
         let reply = json!({"id": "c-1", "ok": true, "result": {"pin": "483920"}});
+        let plain = json!({"id": "c-2", "ok": true, "result": {"holder": "h1"}});
         {
             let r = Replies::new(Store::open(dir.path(), 1 << 20).unwrap());
             assert_eq!(r.get("s:c-1"), None);
             r.put("s:c-1", &reply);
+            r.put("s:c-2", &plain);
             assert_eq!(r.get("s:c-1"), Some(reply.clone()));
+            assert_eq!(r.get("s:c-2"), Some(plain.clone()));
+            // Only the reply with a secret is held in memory.
+            assert_eq!(r.mem.lock().unwrap().1.len(), 1);
             r.store.flush().unwrap();
         }
         let r = Replies::new(Store::open(dir.path(), 1 << 20).unwrap());
@@ -135,6 +144,7 @@ mod tests {
         assert_eq!(again["result"]["pin"], Value::Null);
         assert_eq!(again["result"]["redacted"], true);
         assert!(!again.to_string().contains("483920"));
+        assert_eq!(r.get("s:c-2"), Some(plain));
         assert_eq!(id_key(&json!(7)).as_deref(), Some("n:7"));
         assert_eq!(id_key(&json!(null)), None);
     }
