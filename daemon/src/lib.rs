@@ -9,9 +9,11 @@
 //! - [`runtime`]: wiring: devices, the decision loop, doors, the audit writer,
 //!   shutdown.
 //! - [`config`]: raw TOML and environment to a validated [`config::Config`].
+//! - [`memory`]: the allocator: one arena, freed memory given back after a sync.
 
 pub mod access;
 pub mod config;
+pub mod memory;
 pub mod provision;
 pub mod runtime;
 pub mod store;

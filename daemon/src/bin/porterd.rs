@@ -72,7 +72,7 @@ fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
 }
 
 fn main() -> ExitCode {
-    porterd::runtime::memory::one_malloc_arena();
+    porterd::memory::one_arena();
     let cli = Cli::parse();
     match cli.cmd {
         Some(Cmd::DemoConfig) => {

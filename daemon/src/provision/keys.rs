@@ -688,6 +688,8 @@ impl KeyService {
         self.space.store(staging.0, Ordering::SeqCst);
         self.reload()?;
         let s = self.state_unlocked()?;
+        // The sync's short-lived allocations are all freed by now.
+        crate::memory::trim();
         serde_json::to_value(s).map_err(|e| OpError::internal(e.to_string()))
     }
 

@@ -37,8 +37,10 @@ pub async fn background<T: Send + 'static>(
     .await
 }
 
+/// Lowers the calling thread's CPU priority to [`BACKGROUND_NICE`], once.
+/// For threads whose work may wait: provisioning, the audit writer.
 #[allow(unsafe_code)]
-fn lower_this_thread() {
+pub fn lower_this_thread() {
     thread_local!(static LOWERED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) });
     if !LOWERED.with(|l| l.replace(true)) {
         // SAFETY: setpriority only changes scheduling; on Linux, PRIO_PROCESS

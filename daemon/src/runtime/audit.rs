@@ -104,6 +104,11 @@ pub fn start(store: Store, retain: u64) -> std::io::Result<(Audit, std::thread::
 }
 
 fn writer(store: Store, mut rx: mpsc::Receiver<Msg>, bus: broadcast::Sender<Arc<Event>>, mut seq: u64, retain: u64) {
+    // Writing events to the store (sled's page work, the fsyncs) may wait;
+    // on a two-core controller it must not take a core from the drivers and
+    // the decision loop at the moment a key is presented. The queue holds
+    // QUEUE events meanwhile.
+    crate::provision::lower_this_thread();
     while let Some(first) = rx.blocking_recv() {
         let mut msgs = vec![first];
         while msgs.len() < GROUP {

@@ -17,7 +17,6 @@ pub mod decisions;
 pub mod doors;
 pub mod enroll;
 pub mod feedback;
-pub mod memory;
 
 use crate::access::keypad::KeypadEntry;
 use crate::config::Config;
