@@ -55,6 +55,10 @@ const STDERR_LINES_PER_MINUTE: u32 = 60;
 const EXIT_GRACE: Duration = Duration::from_secs(2);
 /// How long a lock command may wait for room in the program's standard input.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(2);
+/// At shutdown, how long a program has to exit after its standard input is
+/// closed (a lock program reads its last command, applies it and exits at
+/// end of input) before it is killed.
+pub const STOP_GRACE: Duration = Duration::from_millis(500);
 const ENOEXEC: i32 = 8;
 
 /// The `exec` kind's keys.
@@ -300,6 +304,21 @@ async fn send(id: &str, stdin: &mut ChildStdin, on: bool) -> Result<(), DriverEr
     }
 }
 
+/// The running program. Dropped (at shutdown, after [`Attached`] closed the
+/// program's standard input), it gives the program [`STOP_GRACE`] to exit on
+/// its own before `kill_on_drop` kills it. The wait blocks the thread, but
+/// only at shutdown: otherwise `run` ends with the program already exited.
+struct Stopping(tokio::process::Child);
+
+impl Drop for Stopping {
+    fn drop(&mut self) {
+        let deadline = std::time::Instant::now() + STOP_GRACE;
+        while matches!(self.0.try_wait(), Ok(None)) && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+}
+
 /// Puts a program's standard input in the shared slot for its lifetime.
 struct Attached {
     slot: Slot,
@@ -424,7 +443,9 @@ impl Exec {
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
-            // Dropping the run future (shutdown) kills the program.
+            // Dropping the run future (shutdown) stops the program: see
+            // `Stopping`. Killing it at once could cut off a lock program
+            // before it applied the "locked" it was just sent.
             .kill_on_drop(true);
         cmd
     }
@@ -460,12 +481,15 @@ impl Exec {
 impl InputDriver for Exec {
     async fn run(&mut self, sink: &InputSink) -> Result<(), DriverError> {
         let program = self.cfg.command.clone();
-        let mut child = self.command().spawn().map_err(|e| spawn_error(&program, &e))?;
+        let mut running = Stopping(self.command().spawn().map_err(|e| spawn_error(&program, &e))?);
+        let child = &mut running.0;
         let (Some(stdin), Some(stdout), Some(stderr)) = (child.stdin.take(), child.stdout.take(), child.stderr.take())
         else {
             return Err(DriverError::new(ErrorKind::Other, format!("{program}: its pipes were not set up")));
         };
         self.stats.starts += 1;
+        // Declared after `running`, so dropped first: the program's standard
+        // input is closed before `Stopping` waits for it to exit.
         let _attached = Attached::new(&self.id, &self.slot, stdin).await;
         sink.online();
         tracing::info!(device = %self.id, pid = child.id(), starts = self.stats.starts, "exec: program started");
