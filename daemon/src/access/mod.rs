@@ -362,7 +362,7 @@ pub struct TableBuilder {
 }
 
 impl TableBuilder {
-    pub fn with_capacity(keys: usize, holders: usize) -> Self {
+    fn with_capacity(keys: usize, holders: usize) -> Self {
         let mut t = Table::default();
         t.slots.reserve_exact(keys);
         t.rows.reserve_exact(holders);
@@ -370,7 +370,7 @@ impl TableBuilder {
     }
 
     /// Adds a holder; returns its number for [`TableBuilder::key`].
-    pub fn holder(&mut self, h: HolderRef<'_>) -> u32 {
+    fn holder(&mut self, h: HolderRef<'_>) -> u32 {
         let t = &mut self.t;
         // Ids are at most 64 bytes and schedules a few windows (the
         // commands refuse more), far inside the 16-bit lengths.

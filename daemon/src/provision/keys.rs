@@ -170,9 +170,10 @@ impl KeyService {
 
     /// Rebuilds the live snapshot from the live space, in one go.
     fn reload(&self) -> Result<(), OpError> {
-        // Sized from the counts, so that the table's arrays are allocated
-        // once: a few large allocations, not one per holder, so nothing of
-        // the live index is scattered among the scan's short-lived ones.
+        // The table is a few large arrays, not an allocation per holder, so
+        // nothing of the live index is scattered among the scan's short-lived
+        // allocations. Their size hint is the set being replaced (none at
+        // start); they grow as the scan needs.
         let c = self.counts();
         let mut table = Snapshot::builder((c.pins + c.qr + c.cards) as usize, c.holders as usize);
         let mut counts = Counts::default();
