@@ -273,6 +273,20 @@ fn lost(e: pcsc::Error, doing: &str) -> DriverError {
     }
 }
 
+/// [`lost`] for a wait for reader events. pcscd asks polkit when a client
+/// connects and when it connects to a card, never for a wait, so a refusal
+/// here is pcscd tearing the session down as it stops (seen with a clean
+/// stop of pcscd 1.9): it went away, and the supervisor reconnects.
+fn lost_waiting(e: pcsc::Error) -> DriverError {
+    match e {
+        pcsc::Error::NoAccess | pcsc::Error::SecurityViolation => {
+            DriverError::new(ErrorKind::Disconnected, format!("pcscd went away while waiting for a card ({e})"))
+                .with_hint(PCSCD_HINT)
+        }
+        other => lost(other, "waiting for a card"),
+    }
+}
+
 /// Errors that concern one tap (the card or the reader), not pcscd: the tap
 /// is counted as unreadable and the driver carries on.
 fn tap_level(e: pcsc::Error) -> bool {
@@ -554,7 +568,7 @@ impl Watcher {
                     relist = true;
                     continue;
                 }
-                Err(e) => return Err(lost(e, "waiting for a card")),
+                Err(e) => return Err(lost_waiting(e)),
             }
             if states[0].event_state().contains(State::CHANGED) {
                 relist = true;
@@ -803,6 +817,8 @@ mod tests {
         assert!(e.hint.as_deref().unwrap().contains("polkit"), "{e}");
         let e = lost(pcsc::Error::NoAccess, "reading a card");
         assert_eq!(e.kind, ErrorKind::PermissionDenied);
+        let e = lost_waiting(pcsc::Error::SecurityViolation);
+        assert_eq!((e.kind, e.message.contains("went away")), (ErrorKind::Disconnected, true), "{e}");
         assert!(e.hint.as_deref().unwrap().contains("polkit rule"), "{e}");
         assert!(tap_level(pcsc::Error::RemovedCard));
         assert!(!tap_level(pcsc::Error::CommError));
