@@ -35,6 +35,7 @@ pub struct Config {
     pub keys: KeysConfig,
     pub keypad: KeypadConfig,
     pub lockout: LockoutPolicy,
+    pub enroll: EnrollConfig,
     pub audit: AuditConfig,
     pub admin: AdminConfig,
     pub mqtt: Option<MqttConfig>,
@@ -59,6 +60,15 @@ pub struct KeysConfig {
 pub struct KeypadConfig {
     pub entry_timeout: Duration,
     pub submit_at_length: bool,
+}
+
+/// Card enrolment at the room (`*` `*` PIN `#`, then a card).
+#[derive(Debug, Clone)]
+pub struct EnrollConfig {
+    /// The roles whose PIN may open an enrolment window at a keypad.
+    pub roles: Vec<crate::access::Role>,
+    /// How long a window waits for a card (also `enroll.start`'s default).
+    pub window: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -252,6 +262,7 @@ const TOP_LEVEL: &[&str] = &[
     "keys",
     "keypad",
     "lockout",
+    "enroll",
     "audit",
     "admin",
     "mqtt",
@@ -425,6 +436,34 @@ fn validate(raw: &serde_json::Value, errs: &mut ConfigErrors) -> Option<Config> 
             s.finish(errs);
         }
         p
+    };
+    let enroll = {
+        use crate::access::Role;
+        let mut s = top.opt_table("enroll", errs);
+        let mut roles = vec![Role::Courier, Role::Staff];
+        let mut window_s = crate::runtime::enroll::DEFAULT_WINDOW.as_secs();
+        if let Some(s) = s.as_mut() {
+            let path = s.key_path("roles");
+            if let Some(names) = s.opt_strings("roles", errs) {
+                roles.clear();
+                for (i, n) in names.iter().enumerate() {
+                    match Role::parse(n) {
+                        Some(r) if !roles.contains(&r) => roles.push(r),
+                        Some(_) => {}
+                        None => errs.push(
+                            format!("{path}[{i}]"),
+                            format!("unknown role `{n}`"),
+                            Some("use courier, staff, resident or manager; [] lets nobody enroll at a keypad".into()),
+                        ),
+                    }
+                }
+            }
+            window_s = s.u64_or("window_s", window_s, crate::runtime::enroll::WINDOW_RANGE_S, errs);
+        }
+        if let Some(s) = s {
+            s.finish(errs);
+        }
+        EnrollConfig { roles, window: Duration::from_secs(window_s) }
     };
     let audit = {
         let mut s = top.opt_table("audit", errs);
@@ -788,6 +827,7 @@ fn validate(raw: &serde_json::Value, errs: &mut ConfigErrors) -> Option<Config> 
         keys,
         keypad,
         lockout,
+        enroll,
         audit,
         admin,
         mqtt,

@@ -4,6 +4,8 @@
 //! Digits collect into the entry; `#` submits it; `*` clears it; a pause
 //! longer than `timeout` between two keys drops what was typed before. With
 //! `submit_at_length`, an entry of exactly the PIN length submits by itself.
+//! Two `*` in a row start an enrolment entry instead: `*` `*` PIN `#` asks
+//! for a card enrolment window for the PIN's holder (the PIN opens nothing).
 //! The entry is a fixed array: typing cannot grow memory.
 
 use std::time::Duration;
@@ -53,12 +55,20 @@ pub enum KeyOutcome {
     Cleared,
     /// `#` with nothing typed.
     EmptySubmit,
+    /// A second `*` in a row: what follows is an enrolment PIN.
+    EnrollArmed,
+    /// An enrolment PIN was submitted (`*` `*` PIN `#`).
+    Enroll(Entry),
 }
 
 #[derive(Debug, Clone)]
 pub struct KeypadEntry {
     entry: Entry,
     last_key: Option<Instant>,
+    /// The previous key was `*`.
+    after_star: bool,
+    /// The entry is an enrolment PIN.
+    enrolling: bool,
     pub pin_length: usize,
     pub timeout: Duration,
     pub submit_at_length: bool,
@@ -66,7 +76,15 @@ pub struct KeypadEntry {
 
 impl KeypadEntry {
     pub fn new(pin_length: usize, timeout: Duration, submit_at_length: bool) -> Self {
-        KeypadEntry { entry: Entry::empty(), last_key: None, pin_length, timeout, submit_at_length }
+        KeypadEntry {
+            entry: Entry::empty(),
+            last_key: None,
+            after_star: false,
+            enrolling: false,
+            pin_length,
+            timeout,
+            submit_at_length,
+        }
     }
 
     /// Feeds one key pressed at `now`.
@@ -74,20 +92,29 @@ impl KeypadEntry {
         if let Some(last) = self.last_key {
             if now.saturating_duration_since(last) > self.timeout {
                 self.entry = Entry::empty();
+                self.after_star = false;
+                self.enrolling = false;
             }
         }
         self.last_key = Some(now);
+        let after_star = std::mem::replace(&mut self.after_star, key == '*');
         match key {
             '*' => {
                 self.entry = Entry::empty();
-                KeyOutcome::Cleared
+                self.enrolling = after_star;
+                if after_star {
+                    KeyOutcome::EnrollArmed
+                } else {
+                    KeyOutcome::Cleared
+                }
             }
             '#' => {
                 let e = std::mem::replace(&mut self.entry, Entry::empty());
-                if e.is_empty() {
-                    KeyOutcome::EmptySubmit
-                } else {
-                    KeyOutcome::Submit(e)
+                let enrolling = std::mem::replace(&mut self.enrolling, false);
+                match (e.is_empty(), enrolling) {
+                    (true, _) => KeyOutcome::EmptySubmit,
+                    (false, true) => KeyOutcome::Enroll(e),
+                    (false, false) => KeyOutcome::Submit(e),
                 }
             }
             d if d.is_ascii_digit() => {
@@ -99,11 +126,19 @@ impl KeypadEntry {
                     e.overflow = true;
                 }
                 if self.submit_at_length && !e.overflow && e.len as usize == self.pin_length {
-                    return KeyOutcome::Submit(std::mem::replace(e, Entry::empty()));
+                    let e = std::mem::replace(e, Entry::empty());
+                    return if std::mem::replace(&mut self.enrolling, false) {
+                        KeyOutcome::Enroll(e)
+                    } else {
+                        KeyOutcome::Submit(e)
+                    };
                 }
                 KeyOutcome::Pending
             }
-            _ => KeyOutcome::Pending,
+            _ => {
+                self.after_star = after_star;
+                KeyOutcome::Pending
+            }
         }
     }
 
@@ -159,6 +194,49 @@ mod tests {
         let out = typed(&mut k, "483920", Instant::now(), Duration::from_millis(100));
         assert_eq!(submitted(out.last().unwrap()), Some(b"483920".to_vec()));
         assert_eq!(k.pending(), 0);
+    }
+
+    fn enrolled(o: &KeyOutcome) -> Option<Vec<u8>> {
+        match o {
+            KeyOutcome::Enroll(e) => Some(e.digits().map(|d| d.to_vec()).unwrap_or_default()),
+            _ => None,
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn two_stars_start_an_enrolment_entry() {
+        let step = Duration::from_millis(200);
+        let mut k = KeypadEntry::new(6, Duration::from_secs(5), false);
+        let out = typed(&mut k, "**483920#", Instant::now(), step);
+        assert_eq!(out[..2], [KeyOutcome::Cleared, KeyOutcome::EnrollArmed]);
+        assert_eq!(enrolled(out.last().unwrap()), Some(b"483920".to_vec()));
+        // The mode ends with its entry: the next PIN is an ordinary one.
+        let out = typed(&mut k, "483920#", Instant::now() + step * 10, step);
+        assert_eq!(submitted(out.last().unwrap()), Some(b"483920".to_vec()));
+        // A star between digits clears them; a star after digits then a
+        // second star still arms (two stars in a row, whatever came before).
+        let out = typed(&mut k, "12**483920#", Instant::now() + step * 20, step);
+        assert_eq!(enrolled(out.last().unwrap()), Some(b"483920".to_vec()));
+        // Star, digit, star is no enrolment.
+        let out = typed(&mut k, "*1*483920#", Instant::now() + step * 40, step);
+        assert_eq!(submitted(out.last().unwrap()), Some(b"483920".to_vec()));
+        // With submit_at_length the enrolment PIN submits at its length too.
+        let mut k = KeypadEntry::new(6, Duration::from_secs(5), true);
+        let out = typed(&mut k, "**483920", Instant::now(), step);
+        assert_eq!(enrolled(out.last().unwrap()), Some(b"483920".to_vec()));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_pause_ends_an_enrolment_entry() {
+        let mut k = KeypadEntry::new(6, Duration::from_secs(5), false);
+        let t0 = Instant::now();
+        typed(&mut k, "**48", t0, Duration::from_millis(100));
+        let out = typed(&mut k, "483920#", t0 + Duration::from_secs(10), Duration::from_millis(100));
+        assert_eq!(submitted(out.last().unwrap()), Some(b"483920".to_vec()));
+        // A pause between the two stars: no enrolment either.
+        k.key('*', t0 + Duration::from_secs(20));
+        let out = typed(&mut k, "*483920#", t0 + Duration::from_secs(30), Duration::from_millis(100));
+        assert_eq!(submitted(out.last().unwrap()), Some(b"483920".to_vec()));
     }
 
     #[tokio::test(start_paused = true)]

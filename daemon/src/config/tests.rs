@@ -273,3 +273,28 @@ d1 = 6
     // held_open_s with a contact that is refused is still only the contact's error.
     assert!(!errs.0.iter().any(|e| e.path == "doors[0].held_open_s"), "{errs}");
 }
+
+#[test]
+fn enrolment_roles_and_window() {
+    use crate::access::Role;
+    let c = Config::from_toml_with_env(DEMO_TOML, no_env()).unwrap();
+    assert_eq!(
+        (c.enroll.roles.as_slice(), c.enroll.window),
+        ([Role::Courier, Role::Staff].as_slice(), Duration::from_secs(30))
+    );
+    let c =
+        Config::from_toml_with_env(&format!("{DEMO_TOML}\n[enroll]\nroles = [\"manager\"]\nwindow_s = 60\n"), no_env())
+            .unwrap();
+    assert_eq!((c.enroll.roles.as_slice(), c.enroll.window), ([Role::Manager].as_slice(), Duration::from_secs(60)));
+    let c = Config::from_toml_with_env(&format!("{DEMO_TOML}\n[enroll]\nroles = []\n"), no_env()).unwrap();
+    assert!(c.enroll.roles.is_empty());
+    let errs = Config::from_toml_with_env(
+        &format!("{DEMO_TOML}\n[enroll]\nroles = [\"courier\", \"janitor\"]\nwindow_s = 2\nwindow = 30\n"),
+        no_env(),
+    )
+    .unwrap_err();
+    let find = |path: &str| errs.0.iter().find(|e| e.path == path).unwrap_or_else(|| panic!("no {path} in {errs}"));
+    assert!(find("enroll.roles[1]").message.contains("unknown role `janitor`"), "{errs}");
+    assert!(find("enroll.window_s").hint.as_deref().unwrap().contains("5 to 600"), "{errs}");
+    assert!(find("enroll.window").hint.as_deref().unwrap().contains("window_s"), "{errs}");
+}

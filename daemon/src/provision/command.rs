@@ -50,9 +50,9 @@ pub trait Control: Send + Sync {
     fn unlock(&self, door: &str, ms: Option<u64>) -> Result<Value, OpError>;
     /// Clears the lockout of `device`, or of every device.
     fn clear_lockout(&self, device: Option<&str>) -> Result<Value, OpError>;
-    /// Opens `door`'s enrolment window: the next card presented there is
-    /// assigned to `holder`.
-    fn enroll(&self, holder: &str, door: &str, window: std::time::Duration) -> Result<Value, OpError>;
+    /// Opens `door`'s enrolment window for `window` (the configured time when
+    /// `None`): the next card presented there is assigned to `holder`.
+    fn enroll(&self, holder: &str, door: &str, window: Option<std::time::Duration>) -> Result<Value, OpError>;
 }
 
 /// A parsed command.
@@ -400,8 +400,8 @@ fn dispatch(svc: &KeyService, ctl: &dyn Control, cmd: &Command) -> Result<Value,
             let holder = a.holder()?;
             let range = crate::runtime::enroll::WINDOW_RANGE_S;
             let window = match a.opt_u64("timeout_s")? {
-                None => crate::runtime::enroll::DEFAULT_WINDOW,
-                Some(s) if range.contains(&s) => std::time::Duration::from_secs(s),
+                None => None,
+                Some(s) if range.contains(&s) => Some(std::time::Duration::from_secs(s)),
                 Some(_) => {
                     return Err(OpError::invalid(format!(
                         "`timeout_s` must be from {} to {} seconds",

@@ -13,7 +13,7 @@ use super::enroll::EnrollJob;
 use super::feedback::Signal;
 use crate::access::keypad::{KeyOutcome, KeypadEntry};
 use crate::access::lockout::{Engaged, LockoutPolicy, LockoutState};
-use crate::access::{decide, Decision, KeyHash, KeyKind, Request, Snapshot};
+use crate::access::{decide, KeyHash, KeyKind, Request, Snapshot};
 use crate::config::Purpose;
 use crate::store::records;
 use crate::store::secret::KeyHasher;
@@ -31,9 +31,15 @@ pub enum ControlMsg {
     /// Clears the lockout of one device (or all); replies with the devices
     /// cleared and, for each, a receiver that completes once it is on disk.
     ClearLockout { device: Option<String>, reply: oneshot::Sender<Result<Cleared, String>> },
-    /// Opens `door`'s enrolment window for `holder` (replaces an open one);
-    /// replies with the window's end in unix ms.
-    Enroll { holder: String, door: String, window: Duration, reply: oneshot::Sender<Result<i64, String>> },
+    /// Opens `door`'s enrolment window for `holder` (replaces an open one)
+    /// for `window` or the configured time; replies with the window's end in
+    /// unix ms and its length.
+    Enroll {
+        holder: String,
+        door: String,
+        window: Option<Duration>,
+        reply: oneshot::Sender<Result<(i64, Duration), String>>,
+    },
 }
 
 /// An open enrolment window at a door.
@@ -71,6 +77,10 @@ pub struct DecisionLoop {
     pub windows: Vec<Option<Window>>,
     /// Where a card caught by an enrolment window goes to be assigned.
     pub enroller: mpsc::Sender<EnrollJob>,
+    /// The roles whose PIN opens an enrolment window at a keypad.
+    pub enroll_roles: Vec<crate::access::Role>,
+    /// How long a window stays open unless `enroll.start` says otherwise.
+    pub enroll_window: Duration,
 }
 
 /// Device id to `online`, `offline` or `unknown`.
@@ -151,23 +161,27 @@ impl DecisionLoop {
                     let _ = reply.send(Err(format!("no door `{door}`; doors are: {}", ids.join(", "))));
                     return;
                 };
-                let now_ms = self.clock.now_ms();
-                let until_ms = now_ms + window.as_millis() as i64;
-                tracing::info!(door = %door, holder = %holder, window_s = window.as_secs(), "enrolment window open");
-                self.audit.record(Draft {
-                    ts_ms: now_ms,
-                    kind: "enroll.started",
-                    fields: fields(&[
-                        ("door", json!(door)),
-                        ("holder", json!(holder)),
-                        ("until", json!(records::rfc3339(until_ms))),
-                    ]),
-                });
-                self.windows[i] = Some(Window { holder, until: Instant::now() + window });
-                self.doors[i].signal(Signal::EnrollOpen(window));
-                let _ = reply.send(Ok(until_ms));
+                let window = window.unwrap_or(self.enroll_window);
+                let until_ms = self.open_window(i, holder, window, fields(&[("via", json!("command"))]));
+                let _ = reply.send(Ok((until_ms, window)));
             }
         }
+    }
+
+    /// Opens door `i`'s enrolment window for `holder`, replacing an open one,
+    /// and records `enroll.started` with `extra`; returns its end in unix ms.
+    fn open_window(&mut self, i: usize, holder: String, window: Duration, extra: Map<String, Value>) -> i64 {
+        let door = &self.doors[i].id;
+        let now_ms = self.clock.now_ms();
+        let until_ms = now_ms + window.as_millis() as i64;
+        tracing::info!(door = %door, holder = %holder, window_s = window.as_secs(), "enrolment window open");
+        let mut f =
+            fields(&[("door", json!(door)), ("holder", json!(holder)), ("until", json!(records::rfc3339(until_ms)))]);
+        f.extend(extra);
+        self.audit.record(Draft { ts_ms: now_ms, kind: "enroll.started", fields: f });
+        self.windows[i] = Some(Window { holder, until: Instant::now() + window });
+        self.doors[i].signal(Signal::EnrollOpen(window));
+        until_ms
     }
 
     /// Closes every window whose time is up, recording `enroll.expired`.
@@ -213,10 +227,11 @@ impl DecisionLoop {
     fn input(&mut self, device: usize, input: Input) {
         match input {
             Input::Key(k) => {
-                let outcome = self.devices[device].keypad.key(k, tokio::time::Instant::now());
-                if let KeyOutcome::Submit(entry) = outcome {
-                    // An over-long entry hashes as empty, which is never a PIN.
-                    self.present(device, KeyKind::Pin, entry.digits().unwrap_or(b""));
+                // An over-long entry hashes as empty, which is never a PIN.
+                match self.devices[device].keypad.key(k, tokio::time::Instant::now()) {
+                    KeyOutcome::Submit(entry) => self.present(device, KeyKind::Pin, entry.digits().unwrap_or(b"")),
+                    KeyOutcome::Enroll(entry) => self.enroll_pin(device, entry.digits().unwrap_or(b"")),
+                    _ => {}
                 }
             }
             Input::Card(uid) => {
@@ -263,7 +278,7 @@ impl DecisionLoop {
     pub fn present(&mut self, device: usize, kind: KeyKind, value: &[u8]) {
         let now_ms = self.clock.now_ms();
         let (local, day) = clock::local(self.tz, now_ms);
-        let dev = &mut self.devices[device];
+        let dev = &self.devices[device];
         let Some(door) = dev.door else { return };
         let locked = dev.lockout.is_locked(&self.policy, now_ms, day);
         let key = if locked { KeyHash([0; KeyHash::LEN]) } else { self.hasher.hash(kind, value) };
@@ -280,22 +295,9 @@ impl DecisionLoop {
 
         // The lock has its command; everything below may take its time.
         let holder = decision.holder().map(|h| h.id);
-        let engaged = match decision {
-            Decision::Grant { .. } => {
-                if dev.lockout.consecutive > 0 {
-                    dev.lockout.success();
-                    self.audit.lockout(&dev.id, dev.lockout);
-                }
-                None
-            }
-            Decision::Deny { reason: crate::access::Reason::LockedOut, .. } => None,
-            Decision::Deny { .. } => {
-                let e = dev.lockout.failure(&self.policy, now_ms, day);
-                self.audit.lockout(&dev.id, dev.lockout);
-                e
-            }
-        };
-        let door_id = &door_h.id;
+        let engaged = self.count(device, decision.reason(), now_ms, day);
+        let dev = &self.devices[device];
+        let door_id = &self.doors[door as usize].id;
         let mut f = fields(&[
             ("door", json!(door_id)),
             ("device", json!(dev.id)),
@@ -318,29 +320,126 @@ impl DecisionLoop {
             }
         }
         if let Some(e) = engaged {
-            door_h.signal(Signal::Lockout);
-            let until = match e {
-                Engaged::Until(t) => json!(records::rfc3339(t)),
-                Engaged::DailyCap => Value::Null,
-            };
-            let why = match e {
-                Engaged::Until(_) => "consecutive_failures",
-                Engaged::DailyCap => "daily_cap",
-            };
-            let until_text = until.as_str().unwrap_or("the end of the local day").to_string();
-            tracing::warn!(device = %dev.id, why, until = %until_text, consecutive = dev.lockout.consecutive, failures_today = dev.lockout.day_failures, "lockout engaged");
-            self.audit.record(Draft {
-                ts_ms: now_ms,
-                kind: "lockout.engaged",
-                fields: fields(&[
-                    ("door", json!(door_id)),
-                    ("device", json!(dev.id)),
-                    ("why", json!(why)),
-                    ("until", until),
-                    ("failures_today", json!(dev.lockout.day_failures)),
-                ]),
-            });
+            self.engaged(device, door, e, now_ms);
         }
+    }
+
+    /// An enrolment PIN (`*` `*` PIN `#`) at `device`: decided like a PIN
+    /// (schedule, validity, door, lockout), but a grant opens the door's
+    /// enrolment window for the holder instead of the lock, and only for the
+    /// roles that may enroll. A wrong PIN counts towards the lockout.
+    pub fn enroll_pin(&mut self, device: usize, pin: &[u8]) {
+        let now_ms = self.clock.now_ms();
+        let (local, day) = clock::local(self.tz, now_ms);
+        let dev = &self.devices[device];
+        let Some(door) = dev.door else { return };
+        let locked = dev.lockout.is_locked(&self.policy, now_ms, day);
+        let key = if locked { KeyHash([0; KeyHash::LEN]) } else { self.hasher.hash(KeyKind::Pin, pin) };
+        let snap = self.live.load();
+        let req =
+            Request { door, device: device as u16, kind: KeyKind::Pin, key, now_ms, local, device_locked: locked };
+        let decision = decide(&snap, &req);
+        let holder = decision.holder().map(|h| (h.id.to_string(), h.role));
+        let reason = match (decision.reason(), &holder) {
+            (Some(r), _) => Some(r.as_str()),
+            (None, Some((_, role))) if !self.enroll_roles.contains(role) => Some("role_not_allowed"),
+            (None, _) => None,
+        };
+        let denied = decision.reason();
+        drop(snap);
+        let engaged = self.count(device, denied, now_ms, day);
+        let (door_i, dev_id) = (door as usize, self.devices[device].id.clone());
+        match (reason, holder) {
+            (None, Some((id, _))) => {
+                self.open_window(
+                    door_i,
+                    id,
+                    self.enroll_window,
+                    fields(&[("via", json!("keypad")), ("device", json!(dev_id))]),
+                );
+            }
+            (reason, holder) => {
+                let reason = reason.unwrap_or("unknown");
+                let holder = holder.map(|(id, _)| id);
+                let door_h = &self.doors[door_i];
+                door_h.signal(if denied == Some(crate::access::Reason::LockedOut) {
+                    Signal::Lockout
+                } else {
+                    Signal::Deny
+                });
+                tracing::info!(door = %door_h.id, device = %dev_id, holder = holder.as_deref().unwrap_or(""), reason, "enrolment refused at the keypad");
+                self.audit.record(Draft {
+                    ts_ms: now_ms,
+                    kind: "enroll.denied",
+                    fields: fields(&[
+                        ("door", json!(door_h.id)),
+                        ("device", json!(dev_id)),
+                        ("key", json!("pin")),
+                        ("holder", json!(holder)),
+                        ("reason", json!(reason)),
+                    ]),
+                });
+            }
+        }
+        if let Some(e) = engaged {
+            self.engaged(device, door, e, now_ms);
+        }
+    }
+
+    /// Counts a decision at `device` towards its lockout (`denied` is the
+    /// reason of a deny): a grant resets it, a refusal other than the lockout
+    /// itself counts as a failure. Returns a lockout this engaged.
+    fn count(
+        &mut self,
+        device: usize,
+        denied: Option<crate::access::Reason>,
+        now_ms: i64,
+        day: i32,
+    ) -> Option<Engaged> {
+        let dev = &mut self.devices[device];
+        match denied {
+            None => {
+                if dev.lockout.consecutive > 0 {
+                    dev.lockout.success();
+                    self.audit.lockout(&dev.id, dev.lockout);
+                }
+                None
+            }
+            Some(crate::access::Reason::LockedOut) => None,
+            Some(_) => {
+                let e = dev.lockout.failure(&self.policy, now_ms, day);
+                self.audit.lockout(&dev.id, dev.lockout);
+                e
+            }
+        }
+    }
+
+    /// Signals and records a lockout that just engaged at `device`.
+    fn engaged(&self, device: usize, door: u8, e: Engaged, now_ms: i64) {
+        let dev = &self.devices[device];
+        let door_h = &self.doors[door as usize];
+        door_h.signal(Signal::Lockout);
+        let until = match e {
+            Engaged::Until(t) => json!(records::rfc3339(t)),
+            Engaged::DailyCap => Value::Null,
+        };
+        let why = match e {
+            Engaged::Until(_) => "consecutive_failures",
+            Engaged::DailyCap => "daily_cap",
+        };
+        let until_text = until.as_str().unwrap_or("the end of the local day").to_string();
+        tracing::warn!(device = %dev.id, why, until = %until_text, consecutive = dev.lockout.consecutive, failures_today = dev.lockout.day_failures, "lockout engaged");
+        self.audit.record(Draft {
+            ts_ms: now_ms,
+            kind: "lockout.engaged",
+            fields: fields(&[
+                ("door", json!(door_h.id)),
+                ("device", json!(dev.id)),
+                ("why", json!(why)),
+                ("until", until),
+                ("failures_today", json!(dev.lockout.day_failures)),
+            ]),
+        });
     }
 }
 
@@ -373,6 +472,7 @@ mod tests {
         events: tokio::sync::broadcast::Receiver<Arc<audit::Event>>,
         clock: Arc<FixedClock>,
         store: Store,
+        jobs: mpsc::Receiver<EnrollJob>,
     }
 
     async fn rig() -> Rig {
@@ -392,6 +492,7 @@ mod tests {
         let events = audit.subscribe();
         // 2026-11-25 is a Wednesday; noon UTC.
         let clock = Arc::new(FixedClock(AtomicI64::new(1_795_608_000_000)));
+        let (enroller, jobs) = mpsc::channel(4);
         let lp = DecisionLoop {
             live: svc.live(),
             hasher,
@@ -409,9 +510,11 @@ mod tests {
             audit,
             health: HealthMap::default(),
             windows: vec![None],
-            enroller: mpsc::channel(4).0,
+            enroller,
+            enroll_roles: vec![crate::access::Role::Courier, crate::access::Role::Staff],
+            enroll_window: Duration::from_secs(30),
         };
-        Rig { svc, lp, lock, events, clock, store }
+        Rig { svc, lp, lock, events, clock, store, jobs }
     }
 
     fn keys(lp: &mut DecisionLoop, s: &str) {
@@ -524,5 +627,67 @@ mod tests {
         tokio::time::advance(Duration::from_secs(4)).await;
         keys(&mut r.lp, &format!("{}#", &pin[3..]));
         assert_eq!(next_event(&mut r.events).await["type"], "access.granted");
+    }
+
+    #[tokio::test]
+    async fn an_enrolment_pin_opens_a_window_not_the_door() {
+        let mut r = rig().await;
+        r.svc.holder_put(spec("courier-ups")).unwrap();
+        let pin = r.svc.pin_generate("courier-ups").unwrap();
+        keys(&mut r.lp, &format!("**{pin}#"));
+        let e = next_event(&mut r.events).await;
+        assert_eq!(e["type"], "enroll.started", "{e}");
+        assert_eq!(
+            (e["holder"].as_str(), e["via"].as_str(), e["device"].as_str()),
+            (Some("courier-ups"), Some("keypad"), Some("keypad1"))
+        );
+        assert_eq!(e["until"], "2026-11-25T12:00:30.000Z");
+        assert!(!e.to_string().contains(&pin));
+        assert_eq!(r.lock.states(), [false], "the lock was driven");
+        // The next card at the door goes to the enroller, not to a decision.
+        let uid = CardUid::parse_hex("04a1b2c3").unwrap();
+        r.lp.report(DeviceReport { device: 0, report: Report::Input(Input::Card(uid)) });
+        let job = r.jobs.try_recv().expect("an enrolment job");
+        assert_eq!((job.holder.as_str(), job.uid, job.door.as_str()), ("courier-ups", uid, "main"));
+        assert!(r.lp.windows[0].is_none());
+        // The card after that is decided as usual.
+        r.lp.report(DeviceReport { device: 0, report: Report::Input(Input::Card(uid)) });
+        assert_eq!(next_event(&mut r.events).await["type"], "access.denied");
+        assert!(r.jobs.try_recv().is_err());
+    }
+
+    #[tokio::test]
+    async fn enrolment_at_the_keypad_is_for_the_configured_roles_and_counts_failures() {
+        let mut r = rig().await;
+        r.svc.holder_put(HolderSpec::new("res-12b", "12B", crate::access::Role::Resident)).unwrap();
+        let pin = r.svc.pin_generate("res-12b").unwrap();
+        keys(&mut r.lp, &format!("**{pin}#"));
+        let e = next_event(&mut r.events).await;
+        assert_eq!(
+            (e["type"].as_str(), e["reason"].as_str(), e["holder"].as_str()),
+            (Some("enroll.denied"), Some("role_not_allowed"), Some("res-12b")),
+            "{e}"
+        );
+        assert!(r.lp.windows[0].is_none());
+        assert_eq!(r.lp.devices[0].lockout.consecutive, 0, "a right PIN is no failure");
+        // Wrong enrolment PINs count towards the keypad's lockout.
+        let wrong = if pin == "502817" { "502818" } else { "502817" };
+        for _ in 0..5 {
+            keys(&mut r.lp, &format!("**{wrong}#"));
+        }
+        let mut seen = Vec::new();
+        for _ in 0..6 {
+            let e = next_event(&mut r.events).await;
+            seen.push(format!("{} {}", e["type"].as_str().unwrap(), e["reason"].as_str().unwrap_or("")));
+        }
+        assert_eq!(seen[..5], ["enroll.denied unknown"; 5]);
+        assert_eq!(seen[5], "lockout.engaged ");
+        // Locked out: even a right PIN of an allowed role opens no window.
+        r.svc.holder_put(spec("courier-dhl")).unwrap();
+        let pin = r.svc.pin_generate("courier-dhl").unwrap();
+        keys(&mut r.lp, &format!("**{pin}#"));
+        assert_eq!(next_event(&mut r.events).await["reason"], "locked_out");
+        assert!(r.lp.windows[0].is_none());
+        assert_eq!(r.lock.states(), [false]);
     }
 }

@@ -100,12 +100,12 @@ impl Control for RuntimeControl {
         }
     }
 
-    fn enroll(&self, holder: &str, door: &str, window: Duration) -> Result<Value, OpError> {
+    fn enroll(&self, holder: &str, door: &str, window: Option<Duration>) -> Result<Value, OpError> {
         let (tx, rx) = oneshot::channel();
         let msg = ControlMsg::Enroll { holder: holder.into(), door: door.into(), window, reply: tx };
         self.control.blocking_send(msg).map_err(|_| OpError::internal("the decision loop is stopping"))?;
         match rx.blocking_recv() {
-            Ok(Ok(until_ms)) => Ok(json!({
+            Ok(Ok((until_ms, window))) => Ok(json!({
                 "holder": holder,
                 "door": door,
                 "timeout_s": window.as_secs(),
@@ -282,6 +282,8 @@ pub async fn run_with_clock(
         health: health.clone(),
         windows: vec![None; cfg.doors.len()],
         enroller: enroll_tx,
+        enroll_roles: cfg.enroll.roles.clone(),
+        enroll_window: cfg.enroll.window,
     };
     let loop_task = tokio::spawn(decision_loop.run(report_rx, control_rx, loop_cancel.clone()));
 

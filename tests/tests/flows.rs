@@ -1,0 +1,109 @@
+//! The package room's own flows, end to end: the real daemon with a console
+//! keypad and card reader, provisioned and watched over a real Mosquitto.
+
+use porter_tests::{config_text, Broker, Daemon, Subscriber};
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
+
+const P: &str = "porter/test/room-1";
+
+fn start(broker: &Broker, extra: &str) -> (tempfile::TempDir, Daemon) {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("porter.toml");
+    let extra = format!("{extra}\n[mqtt]\nurl = \"{}\"\n", broker.url());
+    std::fs::write(&cfg, config_text(dir.path(), 200, false, &extra)).unwrap();
+    let d = Daemon::start(&cfg, &dir.path().join("admin.sock"));
+    d.log.wait_for(0, &["mqtt subscribed"]);
+    (dir, d)
+}
+
+/// Sends a command and returns its reply.
+fn call(broker: &Broker, sub: &Subscriber, id: &str, op: &str, args: Value) -> Value {
+    broker.publish(&format!("{P}/cmd"), &json!({"id": id, "op": op, "args": args}).to_string());
+    sub.wait_json(0, &format!("{P}/reply"), &format!("reply {id}"), |v| v["id"] == id).1
+}
+
+/// The first event from line `from` on with type `kind`.
+fn event(sub: &Subscriber, from: usize, kind: &str) -> (usize, Value) {
+    sub.wait_json(from, &format!("{P}/events"), kind, |v| v["type"] == kind)
+}
+
+#[test]
+fn a_courier_enrolls_a_card_at_the_keypad_and_opens_with_it() {
+    let broker = Broker::start();
+    let sub = broker.subscribe(&format!("{P}/#"), "portal-flows");
+    let (_dir, mut d) = start(&broker, "");
+    let ok = |r: Value| {
+        assert_eq!(r["ok"], true, "{r}");
+        r
+    };
+    ok(call(&broker, &sub, "f-1", "holder.put", json!({"holder": "courier-ups", "name": "UPS", "role": "courier"})));
+    let pin = ok(call(&broker, &sub, "f-2", "pin.generate", json!({"holder": "courier-ups"})))["result"]["pin"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    ok(call(&broker, &sub, "f-3", "holder.put", json!({"holder": "courier-dhl", "role": "courier"})));
+    ok(call(&broker, &sub, "f-4", "card.assign", json!({"holder": "courier-dhl", "uid": "0badcafe"})));
+    ok(call(&broker, &sub, "f-5", "holder.put", json!({"holder": "res-12b", "role": "resident"})));
+    let res_pin = ok(call(&broker, &sub, "f-6", "pin.generate", json!({"holder": "res-12b"})))["result"]["pin"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    // The courier types the enrolment sequence and their PIN: a window opens
+    // at the door, the lock stays shut.
+    let mark = sub.lines.len();
+    let log_mark = d.log.len();
+    d.type_line(&format!("**{pin}#"));
+    let (_, e) = event(&sub, mark, "enroll.started");
+    assert_eq!(
+        (e["holder"].as_str(), e["door"].as_str(), e["via"].as_str(), e["device"].as_str()),
+        (Some("courier-ups"), Some("main"), Some("keypad"), Some("keypad1")),
+        "{e}"
+    );
+    // A new card, tapped: the portal hears of it within a second.
+    let tapped = Instant::now();
+    d.type_line("card:04:C0:FF:EE");
+    let (_, e) = event(&sub, mark, "card.enrolled");
+    let took = tapped.elapsed();
+    assert!(took < Duration::from_secs(1), "card.enrolled took {took:?}");
+    assert_eq!((e["holder"].as_str(), e["uid"].as_str()), (Some("courier-ups"), Some("04c0ffee")), "{e}");
+    assert!(
+        !sub.lines.all()[mark..].iter().any(|l| l.contains("access.")),
+        "the PIN or the card was decided: {:?}",
+        &sub.lines.all()[mark..]
+    );
+    assert!(!d.log.has(log_mark, &["unlocked"]), "the lock opened during enrolment");
+    let keys = ok(call(&broker, &sub, "f-7", "holder.get", json!({"holder": "courier-ups"})));
+    assert_eq!(keys["result"]["keys"]["cards"][0]["hint"], "ffee", "{keys}");
+
+    // From now on the card opens the door.
+    d.type_line("card:04c0ffee");
+    let (at, e) = event(&sub, mark, "access.granted");
+    assert_eq!((e["holder"].as_str(), e["key"].as_str()), (Some("courier-ups"), Some("card")), "{e}");
+
+    // A card someone else holds is refused, and stays theirs.
+    d.type_line(&format!("**{pin}#"));
+    let (at, _) = event(&sub, at + 1, "enroll.started");
+    d.type_line("card:0badcafe");
+    let (at, e) = event(&sub, at, "enroll.refused");
+    assert_eq!((e["reason"].as_str(), e["holder"].as_str()), (Some("duplicate"), Some("courier-ups")), "{e}");
+
+    // A resident's PIN opens no window (residents do not enroll by default);
+    // a wrong PIN is refused as unknown. Neither opens the door.
+    d.type_line(&format!("**{res_pin}#"));
+    let (at, e) = event(&sub, at, "enroll.denied");
+    assert_eq!((e["reason"].as_str(), e["holder"].as_str()), (Some("role_not_allowed"), Some("res-12b")), "{e}");
+    let wrong = if pin == "502817" { "502818" } else { "502817" };
+    d.type_line(&format!("**{wrong}#"));
+    let (at, e) = event(&sub, at + 1, "enroll.denied");
+    assert_eq!((e["reason"].as_str(), e["holder"].as_str()), ("unknown".into(), None), "{e}");
+    assert!(!sub.lines.all()[at..].iter().any(|l| l.contains(&pin) || l.contains(&res_pin)));
+
+    // The PIN itself still opens the door as usual.
+    d.type_line(&format!("{pin}#"));
+    let (_, e) = event(&sub, at, "access.granted");
+    assert_eq!((e["holder"].as_str(), e["key"].as_str()), (Some("courier-ups"), Some("pin")), "{e}");
+    let (_, log) = d.stop();
+    assert!(!log.all().iter().any(|l| l.contains(&pin) || l.contains(&res_pin)), "a PIN reached the log");
+}
