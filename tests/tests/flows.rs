@@ -107,3 +107,95 @@ fn a_courier_enrolls_a_card_at_the_keypad_and_opens_with_it() {
     let (_, log) = d.stop();
     assert!(!log.all().iter().any(|l| l.contains(&pin) || l.contains(&res_pin)), "a PIN reached the log");
 }
+
+/// The issue's "done when", on real protocols: a serial keypad on a pty, the
+/// virtual PC/SC reader through pcscd, an LCUS relay board on a pty, and the
+/// portal on a real broker.
+#[test]
+fn a_courier_with_only_a_pin_enrolls_a_card_on_the_pcsc_reader_and_opens_the_door_with_it() {
+    use porter_tests::pty::Pty;
+    use porter_tests::vpcd::{Card, PcscLab, PORT_0};
+    use porter_tests::{config_head, DEADLINE};
+    let lcus = |on: bool| vec![0xA0, 1, u8::from(on), 0xA1 + u8::from(on)];
+
+    let _lab = PcscLab::acquire();
+    let broker = Broker::start();
+    let sub = broker.subscribe(&format!("{P}/#"), "portal-done-when");
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path();
+    let mut keypad = Pty::open(&p.join("keypad"));
+    let mut relay = Pty::open(&p.join("relay"));
+    let config = format!(
+        r#"{head}
+[[doors]]
+id = "main"
+lock = "relay"
+unlock_ms = 300
+
+[[devices]]
+id = "keypad"
+kind = "serial_keypad"
+door = "main"
+port = "{d}/keypad"
+
+[[devices]]
+id = "reader"
+kind = "pcsc"
+door = "main"
+reader = "PCD 00 00"
+
+[[devices]]
+id = "relay"
+kind = "serial_relay"
+port = "{d}/relay"
+channel = 1
+
+[mqtt]
+url = "{url}"
+"#,
+        head = config_head(p),
+        d = p.display(),
+        url = broker.url()
+    );
+    std::fs::write(p.join("porter.toml"), config).unwrap();
+    let d = Daemon::start(&p.join("porter.toml"), &p.join("admin.sock"));
+    d.log.wait_for(0, &["mqtt subscribed"]);
+    d.log.wait_for(0, &["device health", "device=reader", "device.online"]);
+    d.log.wait_for(0, &["device health", "device=keypad", "device.online"]);
+    assert_eq!(relay.read_exact(4, DEADLINE), lcus(false), "locked at start");
+
+    // The portal created the courier account with a PIN only.
+    call(&broker, &sub, "d-1", "holder.put", json!({"holder": "courier-fedex", "name": "FedEx", "role": "courier"}));
+    let pin = call(&broker, &sub, "d-2", "pin.generate", json!({"holder": "courier-fedex"}))["result"]["pin"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    // At the room: * * PIN # on the keypad, then a new card on the reader.
+    let mark = sub.lines.len();
+    keypad.write(format!("**{pin}#").as_bytes());
+    event(&sub, mark, "enroll.started");
+    let tapped = Instant::now();
+    let card = Card::tap(PORT_0, &[0x04, 0x5e, 0x11, 0x22, 0x33, 0x44, 0x80]);
+    let (_, e) = event(&sub, mark, "card.enrolled");
+    let took = tapped.elapsed();
+    assert!(took < Duration::from_secs(1), "the portal saw the new card after {took:?}");
+    assert_eq!((e["holder"].as_str(), e["uid"].as_str()), (Some("courier-fedex"), Some("045e1122334480")), "{e}");
+    assert_eq!(e["device"], "reader");
+    assert!(!relay.readable(Duration::from_millis(300)), "the lock moved during enrolment");
+    card.remove();
+
+    // From then on the card opens the door.
+    let card = Card::tap(PORT_0, &[0x04, 0x5e, 0x11, 0x22, 0x33, 0x44, 0x80]);
+    assert_eq!(relay.read_exact(4, DEADLINE), lcus(true));
+    let (_, e) = event(&sub, mark, "access.granted");
+    assert_eq!(
+        (e["holder"].as_str(), e["key"].as_str(), e["device"].as_str()),
+        (Some("courier-fedex"), Some("card"), Some("reader"))
+    );
+    assert_eq!(relay.read_exact(4, DEADLINE), lcus(false));
+    card.remove();
+    let (status, log) = d.stop();
+    assert!(status.success());
+    assert!(!log.all().iter().any(|l| l.contains(&pin)), "the PIN reached the log");
+}
