@@ -2,10 +2,12 @@
 # Installs, when missing, the Debian packages that building and testing Porter
 # need on a fresh machine that has only Rust: a real broker and its clients
 # (MQTT tests), pcscd with the virtual reader vsmartcard-vpcd and the PC/SC
-# headers (the pcsc driver and its tests), socat (serial tests), pkg-config.
+# headers (the pcsc driver and its tests), socat (serial tests), faketime (the
+# daemon started at a chosen wall-clock time: schedules, daylight saving),
+# pkg-config.
 set -euo pipefail
 
-PACKAGES=(ca-certificates pkg-config mosquitto mosquitto-clients libpcsclite-dev pcscd vsmartcard-vpcd socat openssl)
+PACKAGES=(ca-certificates pkg-config mosquitto mosquitto-clients libpcsclite-dev pcscd vsmartcard-vpcd socat faketime openssl)
 
 missing=()
 for p in "${PACKAGES[@]}"; do

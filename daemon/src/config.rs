@@ -36,6 +36,8 @@ pub struct Config {
     pub keypad: KeypadConfig,
     pub lockout: LockoutPolicy,
     pub enroll: EnrollConfig,
+    /// Each role's default schedule (`[roles.<role>] schedule`).
+    pub role_schedules: crate::access::RoleSchedules,
     pub audit: AuditConfig,
     pub admin: AdminConfig,
     pub mqtt: Option<MqttConfig>,
@@ -263,6 +265,7 @@ const TOP_LEVEL: &[&str] = &[
     "keypad",
     "lockout",
     "enroll",
+    "roles",
     "audit",
     "admin",
     "mqtt",
@@ -464,6 +467,30 @@ fn validate(raw: &serde_json::Value, errs: &mut ConfigErrors) -> Option<Config> 
             s.finish(errs);
         }
         EnrollConfig { roles, window: Duration::from_secs(window_s) }
+    };
+    let role_schedules = {
+        use crate::access::schedule::Window;
+        let mut out: crate::access::RoleSchedules = Default::default();
+        if let Some(mut s) = top.opt_table("roles", errs) {
+            for role in crate::access::Role::ALL {
+                let Some(mut r) = s.opt_table(role.as_str(), errs) else { continue };
+                if let Some(v) = r.raw("schedule") {
+                    match crate::provision::command::parse_schedule(Some(v)) {
+                        Ok(ws) => {
+                            out[role.index()] = ws.iter().map(|w| Window { days: w.days, from: w.from, to: w.to }).collect()
+                        }
+                        Err(e) => errs.push(
+                            r.key_path("schedule"),
+                            e.message,
+                            Some("write schedule = [{ days = \"daily\", from = \"07:00\", to = \"21:00\" }]; days also take mon..sun, weekdays, weekends or a list".into()),
+                        ),
+                    }
+                }
+                r.finish(errs);
+            }
+            s.finish(errs);
+        }
+        out
     };
     let audit = {
         let mut s = top.opt_table("audit", errs);
@@ -828,6 +855,7 @@ fn validate(raw: &serde_json::Value, errs: &mut ConfigErrors) -> Option<Config> 
         keypad,
         lockout,
         enroll,
+        role_schedules,
         audit,
         admin,
         mqtt,

@@ -161,6 +161,24 @@ socket = "{d}/admin.sock"
     )
 }
 
+/// The environment that starts a process with its wall clock at `at` (UTC,
+/// `YYYY-MM-DD HH:MM:SS`), ticking from there, through libfaketime (Debian's
+/// `faketime` package). The monotonic clock is left alone, so timers behave.
+pub fn faketime_env(at: &str) -> Vec<(&'static str, String)> {
+    let lib = std::fs::read_dir("/usr/lib")
+        .expect("/usr/lib")
+        .filter_map(|e| e.ok())
+        .map(|e| e.path().join("faketime/libfaketime.so.1"))
+        .find(|p| p.exists())
+        .expect("libfaketime.so.1 not found: install the faketime package (scripts/install-test-deps.sh does)");
+    vec![
+        ("LD_PRELOAD", lib.display().to_string()),
+        ("FAKETIME", format!("@{at}")),
+        ("FAKETIME_DONT_FAKE_MONOTONIC", "1".into()),
+        ("TZ", "UTC".into()),
+    ]
+}
+
 /// A running porterd.
 pub struct Daemon {
     child: Child,
@@ -174,10 +192,16 @@ pub struct Daemon {
 impl Daemon {
     /// Starts porterd on `config` and waits until it says it is ready.
     pub fn start(config: &Path, socket: &Path) -> Daemon {
+        Self::start_with_env(config, socket, &[])
+    }
+
+    /// [`Daemon::start`] with extra environment variables.
+    pub fn start_with_env(config: &Path, socket: &Path, env: &[(&str, &str)]) -> Daemon {
         let mut child = Command::new(bin("porterd"))
             .arg("--config")
             .arg(config)
             .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

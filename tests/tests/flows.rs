@@ -199,3 +199,67 @@ url = "{url}"
     assert!(status.success());
     assert!(!log.all().iter().any(|l| l.contains(&pin)), "the PIN reached the log");
 }
+
+/// A courier under the role's default window (07:00-21:00 in the site's time
+/// zone), with the daemon's wall clock set by libfaketime: denied with
+/// `outside_schedule` before it, granted inside it, and the same UTC hour
+/// falls on either side of 07:00 across the spring daylight-saving change.
+#[test]
+fn a_courier_outside_the_courier_window_is_denied_and_inside_it_granted() {
+    use porter_tests::faketime_env;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("porter.toml");
+    let extra = "\n[roles.courier]\nschedule = [{ days = \"daily\", from = \"07:00\", to = \"21:00\" }]\n";
+    let text = config_text(dir.path(), 200, false, extra);
+    let text = text.replacen("site = \"test\"", "site = \"test\"\ntimezone = \"America/New_York\"", 1);
+    std::fs::write(&cfg, text).unwrap();
+    let socket = dir.path().join("admin.sock");
+    let start_at = |at: &str| {
+        let env = faketime_env(at);
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        Daemon::start_with_env(&cfg, &socket, &env)
+    };
+    let ok = |(code, r): (i32, Value)| {
+        assert_eq!(code, 0, "{r}");
+        r
+    };
+
+    // Saturday 2026-03-07, 11:30 UTC: 06:30 EST, half an hour early.
+    let mut d = start_at("2026-03-07 11:30:00");
+    ok(d.ctl("holder.put", &["holder=courier-ups", "name=UPS", "role=courier"]));
+    ok(d.ctl(
+        "holder.put",
+        &["holder=courier-24h", "role=courier", r#"schedule:=[{"days":"daily","from":"00:00","to":"24:00"}]"#],
+    ));
+    ok(d.ctl("holder.put", &["holder=mgr", "role=manager"]));
+    let pin = |d: &Daemon, h: &str| {
+        ok(d.ctl("pin.generate", &[&format!("holder={h}")]))["result"]["pin"].as_str().unwrap().to_string()
+    };
+    let (ups, all_day, mgr) = (pin(&d, "courier-ups"), pin(&d, "courier-24h"), pin(&d, "mgr"));
+    let mark = d.log.len();
+    d.type_line(&format!("{ups}#"));
+    d.log.wait_for(mark, &["access denied", "holder=\"courier-ups\"", "reason=\"outside_schedule\""]);
+    // A courier with a schedule of their own, and a manager (no role default), are let in.
+    d.type_line(&format!("{all_day}#"));
+    d.log.wait_for(mark, &["access granted", "holder=\"courier-24h\""]);
+    d.type_line(&format!("{mgr}#"));
+    d.log.wait_for(mark, &["access granted", "holder=\"mgr\""]);
+    let (status, log) = d.stop();
+    assert!(status.success());
+    assert!(log.all().iter().any(|l| l.starts_with("2026-03-07T11:30")), "the clock was not set: {:?}", log.all());
+
+    // Sunday 2026-03-08, the same 11:30 UTC: 07:30 EDT, the clocks having gone
+    // forward an hour at 02:00. The same PIN is let in.
+    let mut d = start_at("2026-03-08 11:30:00");
+    let mark = d.log.len();
+    d.type_line(&format!("{ups}#"));
+    d.log.wait_for(mark, &["access granted", "holder=\"courier-ups\""]);
+    d.stop();
+
+    // 21:00 EDT is the end of the window.
+    let mut d = start_at("2026-03-09 01:00:00");
+    let mark = d.log.len();
+    d.type_line(&format!("{ups}#"));
+    d.log.wait_for(mark, &["access denied", "holder=\"courier-ups\"", "reason=\"outside_schedule\""]);
+    d.stop();
+}

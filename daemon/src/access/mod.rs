@@ -119,7 +119,15 @@ impl Role {
     pub fn parse(s: &str) -> Option<Role> {
         Role::ALL.into_iter().find(|r| r.as_str() == s)
     }
+    /// The role's place in [`Role::ALL`].
+    pub fn index(self) -> usize {
+        self as usize
+    }
 }
+
+/// Each role's default weekly schedule, in [`Role::ALL`] order: the schedule
+/// of a holder who has none of their own (`[roles.<role>] schedule`).
+pub type RoleSchedules = [Vec<schedule::Window>; 4];
 
 /// The doors of this controller a holder may use, by door index (at most 64).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -298,3 +298,28 @@ fn enrolment_roles_and_window() {
     assert!(find("enroll.window_s").hint.as_deref().unwrap().contains("5 to 600"), "{errs}");
     assert!(find("enroll.window").hint.as_deref().unwrap().contains("window_s"), "{errs}");
 }
+
+#[test]
+fn role_schedules() {
+    use crate::access::schedule::Window;
+    use crate::access::Role;
+    let c = Config::from_toml_with_env(DEMO_TOML, no_env()).unwrap();
+    assert!(c.role_schedules.iter().all(Vec::is_empty));
+    let text = format!(
+        "{DEMO_TOML}\n[roles.courier]\nschedule = [{{ days = \"daily\", from = \"07:00\", to = \"21:00\" }}]\n\
+         [roles.staff]\nschedule = [{{ days = [\"mon\", \"tue\"], from = \"22:00\", to = \"06:00\" }}]\n"
+    );
+    let c = Config::from_toml_with_env(&text, no_env()).unwrap();
+    assert_eq!(c.role_schedules[Role::Courier.index()], [Window { days: 0x7f, from: 420, to: 1260 }]);
+    assert_eq!(c.role_schedules[Role::Staff.index()], [Window { days: 0b11, from: 1320, to: 360 }]);
+    assert!(c.role_schedules[Role::Resident.index()].is_empty());
+    let text = format!(
+        "{DEMO_TOML}\n[roles.courier]\nschedule = [{{ days = \"daily\", from = \"7am\", to = \"21:00\" }}]\n\
+         hours = 3\n[roles.janitor]\nschedule = []\n"
+    );
+    let errs = Config::from_toml_with_env(&text, no_env()).unwrap_err();
+    let find = |path: &str| errs.0.iter().find(|e| e.path == path).unwrap_or_else(|| panic!("no {path} in {errs}"));
+    assert!(find("roles.courier.schedule").message.contains("`from` must be HH:MM"), "{errs}");
+    find("roles.courier.hours");
+    find("roles.janitor");
+}

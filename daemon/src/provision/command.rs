@@ -192,7 +192,7 @@ fn parse_time(k: &str, v: Option<&str>) -> Result<Option<i64>, OpError> {
     .transpose()
 }
 
-fn parse_schedule(v: Option<&Value>) -> Result<Vec<WindowRecord>, OpError> {
+pub(crate) fn parse_schedule(v: Option<&Value>) -> Result<Vec<WindowRecord>, OpError> {
     let bad = |i: usize, what: &str| {
         OpError::invalid(format!(
             "`schedule[{i}]`: {what}; a window is {{\"days\": [\"mon\", ...], \"from\": \"07:00\", \"to\": \"21:00\"}}"

@@ -84,6 +84,8 @@ pub struct KeyService {
     hasher: KeyHasher,
     live: Arc<ArcSwap<Snapshot>>,
     doors: Vec<String>,
+    /// Each role's default schedule, for holders without their own.
+    role_schedules: crate::access::RoleSchedules,
     pin_length: usize,
     write: Mutex<()>,
     /// The live space (`records::Space`), flipped by a sync commit.
@@ -148,12 +150,25 @@ pub fn is_trivial(pin: &[u8]) -> bool {
 impl KeyService {
     /// Opens the service over `store` and builds the live snapshot from it.
     pub fn open(store: Store, hasher: KeyHasher, doors: Vec<String>, pin_length: usize) -> Result<Self, OpError> {
+        Self::open_with_roles(store, hasher, doors, pin_length, Default::default())
+    }
+
+    /// [`KeyService::open`] with each role's default schedule, which applies
+    /// to the holders of that role who have no schedule of their own.
+    pub fn open_with_roles(
+        store: Store,
+        hasher: KeyHasher,
+        doors: Vec<String>,
+        pin_length: usize,
+        role_schedules: crate::access::RoleSchedules,
+    ) -> Result<Self, OpError> {
         let store_for_space = store.clone();
         let svc = KeyService {
             store,
             hasher,
             live: Arc::new(ArcSwap::from_pointee(Snapshot::default())),
             doors,
+            role_schedules,
             pin_length,
             write: Mutex::new(()),
             space: AtomicU8::new(records::active_space(&store_for_space).0),
@@ -181,7 +196,7 @@ impl KeyService {
             let (k, v) = r?;
             let rec = HolderRecord::decode(&k, &v)?;
             counts.add(Counts::of(&rec));
-            let row = table.profile(&rec.profile(&self.doors));
+            let row = table.profile(&self.profile(&rec));
             for (h, kind, active) in rec.keys() {
                 table.key(h, row, kind, active);
             }
@@ -208,9 +223,19 @@ impl KeyService {
         self.pin_length
     }
 
+    /// A holder as the decision core sees them: doors resolved against this
+    /// controller's, and their role's default schedule if they have none.
+    fn profile(&self, rec: &HolderRecord) -> crate::access::Profile {
+        let mut p = rec.profile(&self.doors);
+        if p.schedule.is_empty() {
+            p.schedule = self.role_schedules[p.role.index()].clone();
+        }
+        p
+    }
+
     /// The live-index entries of one holder's keys.
     fn entries(&self, rec: &HolderRecord) -> impl Iterator<Item = (KeyHash, KeyEntry)> {
-        let holder = Arc::new(rec.to_access(&self.doors));
+        let holder = Arc::new(crate::access::Holder::new(&self.profile(rec)));
         rec.keys().into_iter().map(move |(h, kind, active)| (h, KeyEntry::new(holder.clone(), kind, active)))
     }
 

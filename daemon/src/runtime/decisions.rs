@@ -476,9 +476,13 @@ mod tests {
     }
 
     async fn rig() -> Rig {
+        rig_with(chrono_tz::UTC, Default::default()).await
+    }
+
+    async fn rig_with(tz: chrono_tz::Tz, roles: crate::access::RoleSchedules) -> Rig {
         let store = Store::temporary().unwrap();
         let hasher = KeyHasher::new(b"decision-loop-test");
-        let svc = KeyService::open(store.clone(), hasher.clone(), vec!["main".into()], 6).unwrap();
+        let svc = KeyService::open_with_roles(store.clone(), hasher.clone(), vec!["main".into()], 6, roles).unwrap();
         let lock = FakeOutput::default();
         let (audit, _thread) = audit::start(store.clone(), 10_000).unwrap();
         let setup = doors::DoorSetup {
@@ -505,7 +509,7 @@ mod tests {
             }],
             doors: vec![door],
             policy: LockoutPolicy::default(),
-            tz: chrono_tz::UTC,
+            tz,
             clock: clock.clone(),
             audit,
             health: HealthMap::default(),
@@ -689,5 +693,52 @@ mod tests {
         assert_eq!(next_event(&mut r.events).await["reason"], "locked_out");
         assert!(r.lp.windows[0].is_none());
         assert_eq!(r.lock.states(), [false]);
+    }
+
+    #[tokio::test]
+    async fn a_role_schedule_applies_in_local_time_across_daylight_saving() {
+        use crate::access::schedule::Window;
+        use crate::access::Role;
+        let mut roles = crate::access::RoleSchedules::default();
+        roles[Role::Courier.index()] = vec![Window { days: 0x7f, from: 7 * 60, to: 21 * 60 }];
+        let mut r = rig_with("America/New_York".parse().unwrap(), roles).await;
+        r.svc.holder_put(spec("courier-ups")).unwrap();
+        let pin = r.svc.pin_generate("courier-ups").unwrap();
+        // A manager has no role schedule; a courier with their own schedule
+        // keeps it (here: nights only).
+        r.svc.holder_put(HolderSpec::new("mgr", "M", Role::Manager)).unwrap();
+        let mgr_pin = r.svc.pin_generate("mgr").unwrap();
+        let mut night = spec("courier-night");
+        night.schedule = vec![crate::store::records::WindowRecord { days: 0x7f, from: 22 * 60, to: 6 * 60 }];
+        r.svc.holder_put(night).unwrap();
+        let night_pin = r.svc.pin_generate("courier-night").unwrap();
+        let at = |r: &Rig, rfc: &str| {
+            r.clock.0.store(chrono::DateTime::parse_from_rfc3339(rfc).unwrap().timestamp_millis(), Ordering::SeqCst)
+        };
+        let mut outcome = async |r: &mut Rig, pin: &str| {
+            keys(&mut r.lp, &format!("{pin}#"));
+            let e = next_event(&mut r.events).await;
+            e["reason"].as_str().unwrap_or("granted").to_string()
+        };
+        // Saturday 2026-03-07 11:30Z is 06:30 EST: before the courier window.
+        at(&r, "2026-03-07T11:30:00Z");
+        assert_eq!(outcome(&mut r, &pin).await, "outside_schedule");
+        assert_eq!(outcome(&mut r, &mgr_pin).await, "granted");
+        // Sunday 2026-03-08 11:30Z, the same UTC time a day later, is 07:30
+        // EDT: the clocks went forward at 02:00 that night. Inside.
+        at(&r, "2026-03-08T11:30:00Z");
+        assert_eq!(outcome(&mut r, &pin).await, "granted");
+        assert_eq!(outcome(&mut r, &night_pin).await, "outside_schedule");
+        // 20:59 EDT in, 21:00 EDT out (01:00Z the next day).
+        at(&r, "2026-03-09T00:59:00Z");
+        assert_eq!(outcome(&mut r, &pin).await, "granted");
+        at(&r, "2026-03-09T01:00:00Z");
+        assert_eq!(outcome(&mut r, &pin).await, "outside_schedule");
+        assert_eq!(outcome(&mut r, &night_pin).await, "outside_schedule", "21:00 is before the night window");
+        // In autumn, 2026-11-01 11:30Z is 06:30 EST again (the clocks went back at 02:00).
+        at(&r, "2026-11-01T11:30:00Z");
+        assert_eq!(outcome(&mut r, &pin).await, "outside_schedule");
+        at(&r, "2026-11-01T03:30:00Z");
+        assert_eq!(outcome(&mut r, &night_pin).await, "granted", "23:30 EDT on Saturday night");
     }
 }

@@ -171,7 +171,14 @@ pub async fn run_with_clock(
     drop(secret);
     let door_ids: Vec<String> = cfg.doors.iter().map(|d| d.id.clone()).collect();
     let svc = Arc::new(
-        KeyService::open(store.clone(), hasher.clone(), door_ids, cfg.keys.pin_length).map_err(StartError::Keys)?,
+        KeyService::open_with_roles(
+            store.clone(),
+            hasher.clone(),
+            door_ids,
+            cfg.keys.pin_length,
+            cfg.role_schedules.clone(),
+        )
+        .map_err(StartError::Keys)?,
     );
     tracing::info!(dir = %store_dir.display(), holders = svc.state().map(|s| s.holders).unwrap_or(0), "store open");
 

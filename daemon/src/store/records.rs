@@ -24,7 +24,7 @@
 //! these structs is a new schema version with a migration (see `migrate`).
 
 use crate::access::schedule::{self, Window};
-use crate::access::{DoorSet, Holder, KeyHash, KeyKind, Profile, Role};
+use crate::access::{DoorSet, KeyHash, KeyKind, Profile, Role};
 use serde::{Deserialize, Serialize};
 
 /// One of the two spaces holders and keys live in.
@@ -193,11 +193,6 @@ impl HolderRecord {
             valid_until_ms: self.valid_until_ms,
             schedule: self.schedule.iter().map(|w| Window { days: w.days, from: w.from, to: w.to }).collect(),
         }
-    }
-
-    /// [`HolderRecord::profile`] as the overlay of the live index keeps it.
-    pub fn to_access(&self, doors: &[String]) -> Holder {
-        Holder::new(&self.profile(doors))
     }
 }
 
