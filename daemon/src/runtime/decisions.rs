@@ -715,7 +715,7 @@ mod tests {
         let at = |r: &Rig, rfc: &str| {
             r.clock.0.store(chrono::DateTime::parse_from_rfc3339(rfc).unwrap().timestamp_millis(), Ordering::SeqCst)
         };
-        let mut outcome = async |r: &mut Rig, pin: &str| {
+        let outcome = async |r: &mut Rig, pin: &str| {
             keys(&mut r.lp, &format!("{pin}#"));
             let e = next_event(&mut r.events).await;
             e["reason"].as_str().unwrap_or("granted").to_string()
