@@ -36,6 +36,8 @@ pub struct Config {
     pub keypad: KeypadConfig,
     pub lockout: LockoutPolicy,
     pub enroll: EnrollConfig,
+    /// Whether the clock is synchronised, and what to do while it is not.
+    pub clock: ClockConfig,
     /// Each role's default schedule (`[roles.<role>] schedule`).
     pub role_schedules: crate::access::RoleSchedules,
     pub audit: AuditConfig,
@@ -62,6 +64,13 @@ pub struct KeysConfig {
 pub struct KeypadConfig {
     pub entry_timeout: Duration,
     pub submit_at_length: bool,
+}
+
+/// `[clock]`.
+#[derive(Debug, Clone)]
+pub struct ClockConfig {
+    pub unsynchronized: crate::runtime::clock::Unsynchronized,
+    pub source: crate::runtime::clock::SyncSource,
 }
 
 /// Card enrolment at the room (`*` `*` PIN `#`, then a card).
@@ -266,6 +275,7 @@ const TOP_LEVEL: &[&str] = &[
     "lockout",
     "enroll",
     "roles",
+    "clock",
     "audit",
     "admin",
     "mqtt",
@@ -491,6 +501,26 @@ fn validate(raw: &serde_json::Value, errs: &mut ConfigErrors) -> Option<Config> 
             s.finish(errs);
         }
         out
+    };
+    let clock = {
+        use crate::runtime::clock::{SyncSource, Unsynchronized};
+        let mut c = ClockConfig { unsynchronized: Unsynchronized::Deny, source: SyncSource::Kernel };
+        if let Some(mut s) = top.opt_table("clock", errs) {
+            match s.string_or("unsynchronized", "deny", errs).as_str() {
+                "deny" => {}
+                "allow" => c.unsynchronized = Unsynchronized::Allow,
+                other => errs.push(
+                    s.key_path("unsynchronized"),
+                    format!("unknown policy `{other}`"),
+                    Some("use \"deny\" (keys bound by time are refused while the clock is not synchronised) or \"allow\"".into()),
+                ),
+            }
+            if let Some(p) = s.opt_string("sync_file", errs) {
+                c.source = SyncSource::File(PathBuf::from(p));
+            }
+            s.finish(errs);
+        }
+        c
     };
     let audit = {
         let mut s = top.opt_table("audit", errs);
@@ -856,6 +886,7 @@ fn validate(raw: &serde_json::Value, errs: &mut ConfigErrors) -> Option<Config> 
         lockout,
         enroll,
         role_schedules,
+        clock,
         audit,
         admin,
         mqtt,

@@ -168,6 +168,7 @@ fn fixture(hasher: &KeyHasher) -> (Snapshot, Vec<Case>) {
         now_ms: NOW_MS,
         local: MONDAY_NOON,
         device_locked: false,
+        clock_untrusted: false,
     };
     let cases = vec![
         Case { req: req(KeyKind::Pin, grant_full, 1), want: None },

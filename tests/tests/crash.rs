@@ -116,6 +116,7 @@ fn acknowledged_operations_survive_sigkill() {
                     now_ms: 0,
                     local: LocalTime { weekday: 0, minute: 0 },
                     device_locked: false,
+                    clock_untrusted: false,
                 };
                 decide(&snap, &r).is_grant()
             };

@@ -209,8 +209,14 @@ fn a_courier_outside_the_courier_window_is_denied_and_inside_it_granted() {
     use porter_tests::faketime_env;
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("porter.toml");
-    let extra = "\n[roles.courier]\nschedule = [{ days = \"daily\", from = \"07:00\", to = \"21:00\" }]\n";
-    let text = config_text(dir.path(), 200, false, extra);
+    // The clock counts as synchronised (this test is about the schedule).
+    std::fs::write(dir.path().join("synced"), "").unwrap();
+    let extra = format!(
+        "\n[roles.courier]\nschedule = [{{ days = \"daily\", from = \"07:00\", to = \"21:00\" }}]\n\
+         [clock]\nsync_file = \"{}/synced\"\n",
+        dir.path().display()
+    );
+    let text = config_text(dir.path(), 200, false, &extra);
     let text = text.replacen("site = \"test\"", "site = \"test\"\ntimezone = \"America/New_York\"", 1);
     std::fs::write(&cfg, text).unwrap();
     let socket = dir.path().join("admin.sock");
@@ -261,5 +267,76 @@ fn a_courier_outside_the_courier_window_is_denied_and_inside_it_granted() {
     let mark = d.log.len();
     d.type_line(&format!("{ups}#"));
     d.log.wait_for(mark, &["access denied", "holder=\"courier-ups\"", "reason=\"outside_schedule\""]);
+    d.stop();
+}
+
+/// Both clock policies. While the clock is not synchronised (here: the
+/// configured sync file is absent), keys bound by time are denied under the
+/// default policy, except staff and managers, and allowed under `allow`; keys
+/// with no time bounds are not affected. The daemon notices the clock
+/// becoming synchronised while it runs.
+#[test]
+fn keys_bound_by_time_follow_the_clock_policy_while_the_clock_is_unsynchronised() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("porter.toml");
+    let synced = dir.path().join("synced");
+    let write = |policy: &str| {
+        let extra = format!(
+            "\n[roles.courier]\nschedule = [{{ days = \"daily\", from = \"00:00\", to = \"24:00\" }}]\n\
+             [clock]\nsync_file = \"{}\"\n{policy}",
+            synced.display()
+        );
+        std::fs::write(&cfg, config_text(dir.path(), 200, false, &extra)).unwrap();
+    };
+    let ok = |(code, r): (i32, Value)| {
+        assert_eq!(code, 0, "{r}");
+        r
+    };
+    write("");
+    let mut d = Daemon::start(&cfg, &dir.path().join("admin.sock"));
+    d.log.wait_for(0, &["system clock not synchronised", "policy=\"deny\""]);
+    ok(d.ctl("holder.put", &["holder=courier-ups", "role=courier"]));
+    ok(d.ctl("holder.put", &["holder=courier-open", "role=courier", r#"schedule:=[]"#]));
+    ok(d.ctl("holder.put", &["holder=res-12b", "role=resident", "valid_until=2099-01-01T00:00:00Z"]));
+    ok(d.ctl(
+        "holder.put",
+        &["holder=staff-ann", "role=staff", r#"schedule:=[{"days":"daily","from":"00:00","to":"24:00"}]"#],
+    ));
+    let pin = |d: &Daemon, h: &str| {
+        ok(d.ctl("pin.generate", &[&format!("holder={h}")]))["result"]["pin"].as_str().unwrap().to_string()
+    };
+    let pins: Vec<String> =
+        ["courier-ups", "courier-open", "res-12b", "staff-ann"].iter().map(|h| pin(&d, h)).collect();
+    let outcome = |d: &mut Daemon, holder: &str, pin: &str| {
+        let mark = d.log.len();
+        d.type_line(&format!("{pin}#"));
+        let (_, line) = d.log.wait_for(mark, &["access ", &format!("holder=\"{holder}\"")]);
+        if line.contains("access granted") {
+            "granted".to_string()
+        } else {
+            line.split("reason=\"").nth(1).unwrap().split('"').next().unwrap().to_string()
+        }
+    };
+    // courier-open has no schedule of their own: the role's (time-bound) applies.
+    assert_eq!(outcome(&mut d, "courier-ups", &pins[0]), "clock_unsynchronized");
+    assert_eq!(outcome(&mut d, "courier-open", &pins[1]), "clock_unsynchronized");
+    assert_eq!(outcome(&mut d, "res-12b", &pins[2]), "clock_unsynchronized");
+    assert_eq!(outcome(&mut d, "staff-ann", &pins[3]), "granted");
+
+    // The clock becomes synchronised: noticed, and the same keys open.
+    let mark = d.log.len();
+    std::fs::write(&synced, "").unwrap();
+    d.log.wait_for(mark, &["system clock synchronised"]);
+    assert_eq!(outcome(&mut d, "courier-ups", &pins[0]), "granted");
+    assert_eq!(outcome(&mut d, "res-12b", &pins[2]), "granted");
+    d.stop();
+
+    // Policy allow, clock not synchronised: decided on the clock as it is.
+    std::fs::remove_file(&synced).unwrap();
+    write("unsynchronized = \"allow\"\n");
+    let mut d = Daemon::start(&cfg, &dir.path().join("admin.sock"));
+    d.log.wait_for(0, &["system clock not synchronised", "policy=\"allow\""]);
+    assert_eq!(outcome(&mut d, "courier-ups", &pins[0]), "granted");
+    assert_eq!(outcome(&mut d, "res-12b", &pins[2]), "granted");
     d.stop();
 }

@@ -258,6 +258,11 @@ impl Rule {
     pub fn door(&self, door: u8) -> bool {
         door < 64 && self.doors & (1u64 << door) != 0
     }
+
+    /// Whether the rule depends on the time: validity dates or a schedule.
+    pub fn time_bound(&self) -> bool {
+        self.valid_from_ms != i64::MIN || self.valid_until_ms != i64::MAX || self.n != 0
+    }
 }
 
 /// One key of the overlay: its holder is shared by the holder's keys.
@@ -563,6 +568,10 @@ pub struct Request {
     pub local: LocalTime,
     /// Whether the presenting device is locked out.
     pub device_locked: bool,
+    /// Whether the wall clock cannot be trusted now (not synchronised, and
+    /// the policy is to deny): keys bound by time are then denied, except
+    /// those of staff and managers.
+    pub clock_untrusted: bool,
 }
 
 /// Why access was denied.
@@ -576,6 +585,7 @@ pub enum Reason {
     OutsideSchedule,
     WrongDoor,
     LockedOut,
+    ClockUnsynchronized,
 }
 
 impl Reason {
@@ -589,6 +599,7 @@ impl Reason {
             Reason::OutsideSchedule => "outside_schedule",
             Reason::WrongDoor => "wrong_door",
             Reason::LockedOut => "locked_out",
+            Reason::ClockUnsynchronized => "clock_unsynchronized",
         }
     }
 }
@@ -642,6 +653,9 @@ pub fn decide<'a>(snap: &'a Snapshot, req: &Request) -> Decision<'a> {
     }
     if !r.enabled {
         return deny(Reason::HolderDisabled);
+    }
+    if req.clock_untrusted && r.time_bound() && !matches!(h.role, Role::Staff | Role::Manager) {
+        return deny(Reason::ClockUnsynchronized);
     }
     if r.not_yet_valid(req.now_ms) {
         return deny(Reason::NotYetValid);

@@ -47,6 +47,7 @@ fn req(key: KeyHash, kind: KeyKind) -> Request {
         now_ms: 1_000_000,
         local: LocalTime { weekday: 2, minute: 12 * 60 },
         device_locked: false,
+        clock_untrusted: false,
     }
 }
 
@@ -106,12 +107,17 @@ fn reference(entries: &[(KeyHash, Profile, KeyKind, bool)], r: &Request) -> Opti
     if *kind != r.kind {
         return Some(Reason::Unknown);
     }
+    // Equal priorities keep the order pushed (a stable sort).
     let mut failing = vec![];
     if !active {
         failing.push((0, Reason::Inactive));
     }
     if !h.enabled {
         failing.push((1, Reason::HolderDisabled));
+    }
+    let time_bound = h.valid_from_ms.is_some() || h.valid_until_ms.is_some() || !h.schedule.is_empty();
+    if r.clock_untrusted && time_bound && [Role::Courier, Role::Resident].contains(&h.role) {
+        failing.push((2, Reason::ClockUnsynchronized));
     }
     if let Some(f) = h.valid_from_ms {
         if r.now_ms < f {
@@ -161,10 +167,11 @@ fn arb_holder() -> impl Strategy<Value = Profile> {
             (1u8..128, 0u16..1440, 1u16..1441).prop_map(|(days, from, to)| Window { days, from, to }),
             0..3,
         ),
+        proptest::sample::select(Role::ALL.to_vec()),
     )
-        .prop_map(|(enabled, doors, vf, vu, schedule)| Profile {
+        .prop_map(|(enabled, doors, vf, vu, schedule, role)| Profile {
             id: "h".into(),
-            role: Role::Staff,
+            role,
             enabled,
             doors,
             valid_from_ms: vf,
@@ -185,11 +192,21 @@ proptest! {
         weekday in 0u8..7,
         minute in 0u16..1440,
         locked in proptest::bool::weighted(0.1),
+        untrusted in proptest::bool::weighted(0.2),
         flat in 0usize..9,
     ) {
         let entries: Vec<_> = entries.into_iter().map(|(k, h, kd, a)| (kh(k), h, kd, a)).collect();
         let s = snap_split(entries.clone(), flat);
-        let r = Request { door, device: 0, kind, key: kh(key), now_ms, local: LocalTime { weekday, minute }, device_locked: locked };
+        let r = Request {
+            door,
+            device: 0,
+            kind,
+            key: kh(key),
+            now_ms,
+            local: LocalTime { weekday, minute },
+            device_locked: locked,
+            clock_untrusted: untrusted,
+        };
         prop_assert_eq!(decide(&s, &r).reason(), reference(&entries, &r));
     }
 }

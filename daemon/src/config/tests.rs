@@ -323,3 +323,20 @@ fn role_schedules() {
     find("roles.courier.hours");
     find("roles.janitor");
 }
+
+#[test]
+fn clock_policy_and_source() {
+    use crate::runtime::clock::{SyncSource, Unsynchronized};
+    let c = Config::from_toml_with_env(DEMO_TOML, no_env()).unwrap();
+    assert_eq!((c.clock.unsynchronized, &c.clock.source), (Unsynchronized::Deny, &SyncSource::Kernel));
+    let text = format!(
+        "{DEMO_TOML}\n[clock]\nunsynchronized = \"allow\"\nsync_file = \"/run/systemd/timesync/synchronized\"\n"
+    );
+    let c = Config::from_toml_with_env(&text, no_env()).unwrap();
+    assert_eq!(c.clock.unsynchronized, Unsynchronized::Allow);
+    assert_eq!(c.clock.source, SyncSource::File("/run/systemd/timesync/synchronized".into()));
+    let errs = Config::from_toml_with_env(&format!("{DEMO_TOML}\n[clock]\nunsynchronized = \"maybe\"\n"), no_env())
+        .unwrap_err();
+    let e = errs.0.iter().find(|e| e.path == "clock.unsynchronized").unwrap_or_else(|| panic!("{errs}"));
+    assert!(e.hint.as_deref().unwrap().contains("\"deny\""), "{e}");
+}

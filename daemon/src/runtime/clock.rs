@@ -1,7 +1,15 @@
-//! The wall clock, injectable, and its conversion to the site's local time.
+//! The wall clock, injectable, and its conversion to the site's local time;
+//! whether it can be trusted, and a watch over it.
 
+use super::audit::{Audit, Draft};
 use crate::access::schedule::LocalTime;
 use chrono::{Datelike, Timelike};
+use serde_json::{json, Map};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
 
 /// Where the runtime reads the time of day. Tests inject their own.
 pub trait Clock: Send + Sync {
@@ -38,6 +46,147 @@ pub fn system_clock_synchronized() -> Option<bool> {
     Some(state != TIME_ERROR && tx.status & STA_UNSYNC == 0)
 }
 
+/// Where the daemon learns whether the wall clock is synchronised.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SyncSource {
+    /// The kernel's NTP state ([`system_clock_synchronized`]).
+    Kernel,
+    /// Synchronised while this file exists (systemd-timesyncd creates
+    /// `/run/systemd/timesync/synchronized` at its first synchronisation).
+    File(PathBuf),
+}
+
+impl SyncSource {
+    /// Whether the clock is synchronised now; `None` when it cannot be told.
+    pub fn synchronized(&self) -> Option<bool> {
+        match self {
+            SyncSource::Kernel => system_clock_synchronized(),
+            SyncSource::File(p) => Some(p.exists()),
+        }
+    }
+}
+
+/// What to do with keys bound by time while the clock is not synchronised.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unsynchronized {
+    /// Deny them (`clock_unsynchronized`), except staff and managers: fail-secure.
+    Deny,
+    /// Decide them on the clock as it is.
+    Allow,
+}
+
+impl Unsynchronized {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Unsynchronized::Deny => "deny",
+            Unsynchronized::Allow => "allow",
+        }
+    }
+}
+
+/// Whether the clock is synchronised, as last seen by [`watch`]: shared with
+/// the decision loop and the status document.
+#[derive(Debug, Default)]
+pub struct Trust(AtomicU8);
+
+impl Trust {
+    const UNKNOWN: u8 = 0;
+    const SYNCED: u8 = 1;
+    const UNSYNCED: u8 = 2;
+
+    /// A state seen now from `source`.
+    pub fn new(source: &SyncSource) -> Self {
+        let t = Trust::default();
+        t.set(source.synchronized());
+        t
+    }
+    fn set(&self, s: Option<bool>) {
+        let v = match s {
+            None => Self::UNKNOWN,
+            Some(true) => Self::SYNCED,
+            Some(false) => Self::UNSYNCED,
+        };
+        self.0.store(v, Ordering::Relaxed);
+    }
+    /// `None` when the state cannot be read.
+    pub fn synchronized(&self) -> Option<bool> {
+        match self.0.load(Ordering::Relaxed) {
+            Self::SYNCED => Some(true),
+            Self::UNSYNCED => Some(false),
+            _ => None,
+        }
+    }
+    /// Whether decisions must treat the clock as untrusted under `policy`:
+    /// not known to be synchronised, and the policy denies.
+    pub fn untrusted(&self, policy: Unsynchronized) -> bool {
+        policy == Unsynchronized::Deny && self.0.load(Ordering::Relaxed) != Self::SYNCED
+    }
+}
+
+/// How often [`watch`] looks at the clock.
+pub const WATCH_EVERY: Duration = Duration::from_secs(2);
+/// A wall-clock step larger than this between two looks is a jump.
+pub const JUMP_MS: i64 = 2_000;
+
+/// Watches the clock until `cancel`: records `clock.synchronized` and
+/// `clock.unsynchronized` when the state changes (and the state at start
+/// when it is not synchronised), and `clock.jumped` when the wall clock
+/// steps against the monotonic clock, calling `jumped` with the step so that
+/// what runs on wall-clock time (lockouts) can keep its real length.
+pub async fn watch(
+    source: SyncSource,
+    policy: Unsynchronized,
+    trust: Arc<Trust>,
+    clock: Arc<dyn Clock>,
+    audit: Audit,
+    jumped: impl Fn(i64) + Send + 'static,
+    cancel: CancellationToken,
+) {
+    let record = |state: Option<bool>| {
+        let mut f = Map::new();
+        f.insert("policy".into(), json!(policy.as_str()));
+        let kind = if state == Some(true) {
+            tracing::info!("system clock synchronised");
+            "clock.synchronized"
+        } else {
+            tracing::warn!(
+                policy = policy.as_str(),
+                "system clock not synchronised: keys bound by time (schedules, validity dates) of couriers and residents are {}",
+                if policy == Unsynchronized::Deny { "denied (clock_unsynchronized) until it is" } else { "decided on it as it is" }
+            );
+            "clock.unsynchronized"
+        };
+        audit.record(Draft { ts_ms: clock.now_ms(), kind, fields: f });
+    };
+    let mut last = trust.synchronized();
+    if last != Some(true) {
+        record(last);
+    }
+    let (mut wall, mut mono) = (clock.now_ms(), tokio::time::Instant::now());
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tokio::time::sleep(WATCH_EVERY) => {}
+        }
+        let state = source.synchronized();
+        trust.set(state);
+        if state != last {
+            record(state);
+            last = state;
+        }
+        let (w, m) = (clock.now_ms(), tokio::time::Instant::now());
+        let step = (w - wall) - m.duration_since(mono).as_millis() as i64;
+        if step.abs() > JUMP_MS {
+            tracing::warn!(by_ms = step, "the wall clock jumped");
+            let mut f = Map::new();
+            f.insert("by_ms".into(), json!(step));
+            audit.record(Draft { ts_ms: w, kind: "clock.jumped", fields: f });
+            jumped(step);
+        }
+        (wall, mono) = (w, m);
+    }
+}
+
 /// The local weekday and minute of `ms` in `tz`, and the local day number
 /// (days since 0001-01-01) that the daily lockout cap counts by. `chrono-tz`
 /// applies daylight-saving rules, so 02:30 on a spring-forward night never
@@ -52,6 +201,66 @@ pub fn local(tz: chrono_tz::Tz, ms: i64) -> (LocalTime, i32) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::AtomicI64;
+
+    struct SetClock(AtomicI64);
+    impl Clock for SetClock {
+        fn now_ms(&self) -> i64 {
+            self.0.load(Ordering::SeqCst)
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_watch_reports_sync_changes_and_jumps() {
+        let dir = tempfile::tempdir().unwrap();
+        let flag = dir.path().join("synced");
+        let source = SyncSource::File(flag.clone());
+        let store = crate::store::Store::temporary().unwrap();
+        let (audit, _thread) = super::super::audit::start(store, 10_000).unwrap();
+        let mut events = audit.subscribe();
+        let trust = Arc::new(Trust::new(&source));
+        assert!(trust.untrusted(Unsynchronized::Deny) && !trust.untrusted(Unsynchronized::Allow));
+        let clock = Arc::new(SetClock(AtomicI64::new(1_000_000)));
+        let (tx, mut jumps) = tokio::sync::mpsc::unbounded_channel();
+        let cancel = CancellationToken::new();
+        let task = tokio::spawn(watch(
+            source,
+            Unsynchronized::Deny,
+            trust.clone(),
+            clock.clone(),
+            audit,
+            move |by| tx.send(by).unwrap(),
+            cancel.clone(),
+        ));
+        let mut next = async || {
+            loop {
+                match events.try_recv() {
+                    Ok(e) => return e.json.clone(),
+                    Err(_) => {
+                        // The writer is a real thread: let it run.
+                        std::thread::sleep(Duration::from_millis(1));
+                        tokio::task::yield_now().await;
+                    }
+                }
+            }
+        };
+        assert_eq!(next().await["type"], "clock.unsynchronized");
+        // Two seconds on both clocks: no jump. Then the flag appears.
+        std::fs::write(&flag, "").unwrap();
+        clock.0.fetch_add(2_000, Ordering::SeqCst);
+        tokio::time::sleep(WATCH_EVERY + Duration::from_millis(1)).await;
+        assert_eq!(next().await["type"], "clock.synchronized");
+        assert!(!trust.untrusted(Unsynchronized::Deny));
+        assert!(jumps.try_recv().is_err());
+        // An hour's step forward of the wall clock within two seconds.
+        clock.0.fetch_add(3_600_000 + 2_000, Ordering::SeqCst);
+        tokio::time::sleep(WATCH_EVERY).await;
+        let e = next().await;
+        assert_eq!((e["type"].as_str(), e["by_ms"].as_i64()), (Some("clock.jumped"), Some(3_600_000)), "{e}");
+        assert_eq!(jumps.recv().await, Some(3_600_000));
+        cancel.cancel();
+        task.await.unwrap();
+    }
 
     #[test]
     fn the_kernel_ntp_state_can_be_read() {

@@ -40,6 +40,9 @@ pub enum ControlMsg {
         window: Option<Duration>,
         reply: oneshot::Sender<Result<(i64, Duration), String>>,
     },
+    /// The wall clock stepped by `by_ms` against the monotonic clock: each
+    /// running lockout moves with it, so it lasts as long as it would have.
+    ClockJumped { by_ms: i64 },
 }
 
 /// An open enrolment window at a door.
@@ -81,6 +84,9 @@ pub struct DecisionLoop {
     pub enroll_roles: Vec<crate::access::Role>,
     /// How long a window stays open unless `enroll.start` says otherwise.
     pub enroll_window: Duration,
+    /// Whether the wall clock is synchronised, and what to do when it is not.
+    pub trust: Arc<clock::Trust>,
+    pub unsynchronized: clock::Unsynchronized,
 }
 
 /// Device id to `online`, `offline` or `unknown`.
@@ -164,6 +170,16 @@ impl DecisionLoop {
                 let window = window.unwrap_or(self.enroll_window);
                 let until_ms = self.open_window(i, holder, window, fields(&[("via", json!("command"))]));
                 let _ = reply.send(Ok((until_ms, window)));
+            }
+            ControlMsg::ClockJumped { by_ms } => {
+                let now = self.clock.now_ms();
+                for d in &mut self.devices {
+                    // `now - by_ms` is the old clock's now: a lockout running then moves.
+                    if d.lockout.locked_until_ms > now - by_ms {
+                        d.lockout.locked_until_ms += by_ms;
+                        self.audit.lockout(&d.id, d.lockout);
+                    }
+                }
             }
         }
     }
@@ -283,7 +299,16 @@ impl DecisionLoop {
         let locked = dev.lockout.is_locked(&self.policy, now_ms, day);
         let key = if locked { KeyHash([0; KeyHash::LEN]) } else { self.hasher.hash(kind, value) };
         let snap = self.live.load();
-        let req = Request { door, device: device as u16, kind, key, now_ms, local, device_locked: locked };
+        let req = Request {
+            door,
+            device: device as u16,
+            kind,
+            key,
+            now_ms,
+            local,
+            device_locked: locked,
+            clock_untrusted: self.trust.untrusted(self.unsynchronized),
+        };
         let decision = decide(&snap, &req);
         let door_h = &self.doors[door as usize];
         let opened = decision.is_grant() && door_h.open(door_h.unlock);
@@ -336,8 +361,16 @@ impl DecisionLoop {
         let locked = dev.lockout.is_locked(&self.policy, now_ms, day);
         let key = if locked { KeyHash([0; KeyHash::LEN]) } else { self.hasher.hash(KeyKind::Pin, pin) };
         let snap = self.live.load();
-        let req =
-            Request { door, device: device as u16, kind: KeyKind::Pin, key, now_ms, local, device_locked: locked };
+        let req = Request {
+            door,
+            device: device as u16,
+            kind: KeyKind::Pin,
+            key,
+            now_ms,
+            local,
+            device_locked: locked,
+            clock_untrusted: self.trust.untrusted(self.unsynchronized),
+        };
         let decision = decide(&snap, &req);
         let holder = decision.holder().map(|h| (h.id.to_string(), h.role));
         let reason = match (decision.reason(), &holder) {
@@ -517,6 +550,8 @@ mod tests {
             enroller,
             enroll_roles: vec![crate::access::Role::Courier, crate::access::Role::Staff],
             enroll_window: Duration::from_secs(30),
+            trust: Arc::new(clock::Trust::new(&clock::SyncSource::File("/".into()))),
+            unsynchronized: clock::Unsynchronized::Deny,
         };
         Rig { svc, lp, lock, events, clock, store, jobs }
     }
@@ -740,5 +775,26 @@ mod tests {
         assert_eq!(outcome(&mut r, &pin).await, "outside_schedule");
         at(&r, "2026-11-01T03:30:00Z");
         assert_eq!(outcome(&mut r, &night_pin).await, "granted", "23:30 EDT on Saturday night");
+    }
+
+    #[tokio::test]
+    async fn a_running_lockout_keeps_its_length_when_the_clock_jumps() {
+        let mut r = rig().await;
+        for _ in 0..5 {
+            keys(&mut r.lp, "502817#");
+        }
+        assert!(r.lp.devices[0].lockout.is_locked(&r.lp.policy, r.clock.now_ms(), r.lp.devices[0].lockout.day));
+        // The wall clock steps an hour forward: the 30 s lockout moves with it.
+        r.clock.0.fetch_add(3_600_000, Ordering::SeqCst);
+        r.lp.control(ControlMsg::ClockJumped { by_ms: 3_600_000 });
+        let (now, day) = (r.clock.now_ms(), r.lp.devices[0].lockout.day);
+        assert!(r.lp.devices[0].lockout.is_locked(&r.lp.policy, now, day));
+        assert!(!r.lp.devices[0].lockout.is_locked(&r.lp.policy, now + 30_000, day));
+        // An hour back: likewise, it does not grow by an hour.
+        r.clock.0.fetch_sub(3_600_000, Ordering::SeqCst);
+        r.lp.control(ControlMsg::ClockJumped { by_ms: -3_600_000 });
+        let now = r.clock.now_ms();
+        assert!(r.lp.devices[0].lockout.is_locked(&r.lp.policy, now, day));
+        assert!(!r.lp.devices[0].lockout.is_locked(&r.lp.policy, now + 30_000, day));
     }
 }

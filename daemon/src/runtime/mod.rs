@@ -275,6 +275,24 @@ pub async fn run_with_clock(
             });
         }
     };
+    // The clock's trust, seen once before the first decision, then watched.
+    let trust = Arc::new(clock::Trust::new(&cfg.clock.source));
+    let clock_cancel = CancellationToken::new();
+    let clock_task = {
+        let control = control_tx.clone();
+        let jumped = move |by_ms| {
+            let _ = control.try_send(ControlMsg::ClockJumped { by_ms });
+        };
+        tokio::spawn(clock::watch(
+            cfg.clock.source.clone(),
+            cfg.clock.unsynchronized,
+            trust.clone(),
+            clock.clone(),
+            audit.clone(),
+            jumped,
+            clock_cancel.clone(),
+        ))
+    };
     let enroll_task = tokio::spawn(enroll::run(svc.clone(), audit.clone(), clock.clone(), enroll_rx, signal));
     let loop_cancel = CancellationToken::new();
     let decision_loop = DecisionLoop {
@@ -291,6 +309,8 @@ pub async fn run_with_clock(
         enroller: enroll_tx,
         enroll_roles: cfg.enroll.roles.clone(),
         enroll_window: cfg.enroll.window,
+        trust: trust.clone(),
+        unsynchronized: cfg.clock.unsynchronized,
     };
     let loop_task = tokio::spawn(decision_loop.run(report_rx, control_rx, loop_cancel.clone()));
 
@@ -338,6 +358,7 @@ pub async fn run_with_clock(
     let mqtt_task = mqtt_opts.map(|opts| {
         let started = std::time::Instant::now();
         let (svc2, store2, health2) = (svc.clone(), store.clone(), health.clone());
+        let (trust, unsynchronized) = (trust.clone(), cfg.clock.unsynchronized);
         let status = Arc::new(move || {
             let mut m = serde_json::Map::new();
             m.insert("version".into(), json!(env!("CARGO_PKG_VERSION")));
@@ -357,7 +378,10 @@ pub async fn run_with_clock(
                 m.insert("devices".into(), json!(*h));
             }
             m.insert("uptime_s".into(), json!(started.elapsed().as_secs()));
-            m.insert("clock".into(), json!({"synchronized": clock::system_clock_synchronized()}));
+            m.insert(
+                "clock".into(),
+                json!({"synchronized": trust.synchronized(), "unsynchronized": unsynchronized.as_str()}),
+            );
             m
         });
         let broker = cfg.mqtt.as_ref().map(|m| m.url.clone()).unwrap_or_default();
@@ -386,6 +410,8 @@ pub async fn run_with_clock(
         if let Some(t) = admin_task {
             let _ = t.await;
         }
+        clock_cancel.cancel();
+        let _ = clock_task.await;
         loop_cancel.cancel();
         let _ = loop_task.await;
         // The loop held the only job sender: the enroller ends after the

@@ -34,6 +34,7 @@ fn try_key(s: &KeyService, kind: KeyKind, value: impl AsRef<[u8]>) -> Option<Rea
         now_ms: now_ms(),
         local: LocalTime { weekday: 0, minute: 600 },
         device_locked: false,
+        clock_untrusted: false,
     };
     decide(&snap, &r).reason()
 }
