@@ -140,6 +140,7 @@ fn requests(f: &Fixture, n: usize, rng: &mut Rng) -> Vec<Request> {
                 local: LocalTime { weekday: rng.below(7) as u8, minute: rng.below(1440) as u16 },
                 device_locked: rng.below(200) == 0,
                 clock_untrusted: false,
+                spent: 0,
             }
         })
         .collect()

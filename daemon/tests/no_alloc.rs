@@ -169,6 +169,7 @@ fn fixture(hasher: &KeyHasher) -> (Snapshot, Vec<Case>) {
         local: MONDAY_NOON,
         device_locked: false,
         clock_untrusted: false,
+        spent: 0,
     };
     let cases = vec![
         Case { req: req(KeyKind::Pin, grant_full, 1), want: None },

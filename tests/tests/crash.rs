@@ -117,6 +117,7 @@ fn acknowledged_operations_survive_sigkill() {
                     local: LocalTime { weekday: 0, minute: 0 },
                     device_locked: false,
                     clock_untrusted: false,
+                    spent: 0,
                 };
                 decide(&snap, &r).is_grant()
             };

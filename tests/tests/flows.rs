@@ -340,3 +340,81 @@ fn keys_bound_by_time_follow_the_clock_policy_while_the_clock_is_unsynchronised(
     assert_eq!(outcome(&mut d, "res-12b", &pins[2]), "granted");
     d.stop();
 }
+
+/// A resident's one-time QR code, made over MQTT, shown to two scanners at
+/// the same moment: it opens once; the other scan, and any later one, is
+/// `expired`, after a restart too.
+#[test]
+fn a_one_time_code_presented_twice_at_once_opens_once() {
+    use porter_tests::config_head;
+    use porter_tests::pty::Pty;
+    let broker = Broker::start();
+    let sub = broker.subscribe(&format!("{P}/#"), "portal-one-time");
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path();
+    let mut a = Pty::open(&p.join("scanner-a"));
+    let mut b = Pty::open(&p.join("scanner-b"));
+    let scanner = |id: &str| {
+        format!(
+            "\n[[devices]]\nid = \"{id}\"\nkind = \"serial_qr\"\ndoor = \"main\"\nport = \"{}/{id}\"\nterminator = \"cr\"\n",
+            p.display()
+        )
+    };
+    let config = format!(
+        "{head}\n[[doors]]\nid = \"main\"\nlock = \"lock1\"\nunlock_ms = 200\n\n[[devices]]\nid = \"lock1\"\nkind = \"sim_lock\"\n{a}{b}\n[mqtt]\nurl = \"{url}\"\n\n[clock]\nsync_file = \"{d}/synced\"\n",
+        head = config_head(p),
+        a = scanner("scanner-a"),
+        b = scanner("scanner-b"),
+        url = broker.url(),
+        d = p.display()
+    );
+    // The code expires (a day by default): it needs a synchronised clock.
+    std::fs::write(p.join("synced"), "").unwrap();
+    std::fs::write(p.join("porter.toml"), config).unwrap();
+    let start = || {
+        let d = Daemon::start(&p.join("porter.toml"), &p.join("admin.sock"));
+        d.log.wait_for(0, &["mqtt subscribed"]);
+        d.log.wait_for(0, &["device health", "device=scanner-a", "device.online"]);
+        d.log.wait_for(0, &["device health", "device=scanner-b", "device.online"]);
+        d
+    };
+    let d = start();
+    call(&broker, &sub, "o-1", "holder.put", json!({"holder": "res-12b", "role": "resident"}));
+    let r = call(&broker, &sub, "o-2", "qr.generate", json!({"holder": "res-12b", "uses": 1}));
+    assert_eq!(r["ok"], true, "{r}");
+    assert_eq!(r["result"]["uses"], 1, "{r}");
+    assert!(r["result"]["expires"].is_string(), "a day by default: {r}");
+    let token = r["result"]["token"].as_str().unwrap().to_string();
+    let r = call(&broker, &sub, "o-3", "qr.generate", json!({"holder": "res-12b", "uses": 0}));
+    assert_eq!(r["error"]["code"], "invalid", "{r}");
+    let r = call(&broker, &sub, "o-4", "holder.get", json!({"holder": "res-12b"}));
+    assert_eq!(r["result"]["keys"]["qr"]["uses_left"], 1, "{r}");
+
+    // Both scanners read the code at once.
+    let mark = sub.lines.len();
+    let frame = format!("{token}\r");
+    let (fa, fb) = (frame.clone(), frame.clone());
+    std::thread::scope(|s| {
+        s.spawn(|| a.write(fa.as_bytes()));
+        s.spawn(|| b.write(fb.as_bytes()));
+    });
+    let (_, granted) = event(&sub, mark, "access.granted");
+    let (_, denied) = event(&sub, mark, "access.denied");
+    assert_eq!((granted["holder"].as_str(), granted["uses_left"].as_u64()), (Some("res-12b"), Some(0)), "{granted}");
+    assert_eq!((denied["holder"].as_str(), denied["reason"].as_str()), (Some("res-12b"), Some("expired")), "{denied}");
+    assert_ne!(granted["device"], denied["device"], "one per scanner");
+    let r = call(&broker, &sub, "o-5", "holder.get", json!({"holder": "res-12b"}));
+    assert_eq!(r["result"]["keys"]["qr"]["uses_left"], 0, "{r}");
+    let (status, log) = d.stop();
+    assert!(status.success());
+    assert_eq!(log.all().iter().filter(|l| l.contains("access granted")).count(), 1);
+    assert!(!log.all().iter().any(|l| l.contains(&token)), "the token reached the log");
+
+    // After a restart the code is still used up.
+    let d = start();
+    let mark = sub.lines.len();
+    a.write(frame.as_bytes());
+    let (_, e) = event(&sub, mark, "access.denied");
+    assert_eq!(e["reason"], "expired", "{e}");
+    d.stop();
+}

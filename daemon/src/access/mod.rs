@@ -70,6 +70,18 @@ pub type KeyHasherBuilder = BuildHasherDefault<PassThrough>;
 /// Changes since the table was last rebuilt: `None` is a removal.
 pub type DeltaMap =
     imbl::GenericHashMap<KeyHash, Option<KeyEntry>, KeyHasherBuilder, imbl::shared_ptr::DefaultSharedPtr>;
+/// The limits of the few limited-use or expiring keys.
+pub type LimitMap = imbl::GenericHashMap<KeyHash, Limit, KeyHasherBuilder, imbl::shared_ptr::DefaultSharedPtr>;
+
+/// A key that opens a number of times or until an instant (a one-time code
+/// for a resident's parcel), as the live index keeps it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limit {
+    pub uses: Option<u32>,
+    pub expires_ms: Option<i64>,
+    /// When the key was made: its uses are counted for this key only.
+    pub created_ms: i64,
+}
 
 /// Which kind of key was presented.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -453,7 +465,7 @@ impl TableBuilder {
         t.ids.shrink_to_fit();
         t.windows.shrink_to_fit();
         t.rows.shrink_to_fit();
-        Snapshot { base: Arc::new(t), delta: DeltaMap::default() }
+        Snapshot { base: Arc::new(t), delta: DeltaMap::default(), limits: LimitMap::default() }
     }
 }
 
@@ -470,6 +482,7 @@ pub const COMPACT_AT: usize = 2048;
 pub struct Snapshot {
     base: Arc<Table>,
     delta: DeltaMap,
+    limits: LimitMap,
 }
 
 impl Snapshot {
@@ -493,6 +506,27 @@ impl Snapshot {
 
     pub fn remove(&mut self, h: &KeyHash) {
         self.delta.insert(*h, None);
+        self.limits.remove(h);
+    }
+
+    /// The limit of a limited-use or expiring key.
+    pub fn limit(&self, h: &KeyHash) -> Option<&Limit> {
+        if self.limits.is_empty() {
+            return None;
+        }
+        self.limits.get(h)
+    }
+
+    /// Sets (or, with `None`, clears) a key's limit.
+    pub fn set_limit(&mut self, h: KeyHash, l: Option<Limit>) {
+        match l {
+            Some(l) => {
+                self.limits.insert(h, l);
+            }
+            None => {
+                self.limits.remove(&h);
+            }
+        }
     }
 
     /// Folds the pending changes into a new table.
@@ -522,7 +556,9 @@ impl Snapshot {
                 b.key(*k, r, e.kind, e.active);
             }
         }
+        let limits = std::mem::take(&mut self.limits);
         *self = b.finish();
+        self.limits = limits;
     }
 
     /// [`Snapshot::compact`] once enough changes have piled up.
@@ -572,6 +608,8 @@ pub struct Request {
     /// the policy is to deny): keys bound by time are then denied, except
     /// those of staff and managers.
     pub clock_untrusted: bool,
+    /// The grants this key has given, if it is limited ([`Limit`]).
+    pub spent: u32,
 }
 
 /// Why access was denied.
@@ -654,7 +692,9 @@ pub fn decide<'a>(snap: &'a Snapshot, req: &Request) -> Decision<'a> {
     if !r.enabled {
         return deny(Reason::HolderDisabled);
     }
-    if req.clock_untrusted && r.time_bound() && !matches!(h.role, Role::Staff | Role::Manager) {
+    let limit = snap.limit(&req.key);
+    let time_bound = r.time_bound() || limit.is_some_and(|l| l.expires_ms.is_some());
+    if req.clock_untrusted && time_bound && !matches!(h.role, Role::Staff | Role::Manager) {
         return deny(Reason::ClockUnsynchronized);
     }
     if r.not_yet_valid(req.now_ms) {
@@ -662,6 +702,11 @@ pub fn decide<'a>(snap: &'a Snapshot, req: &Request) -> Decision<'a> {
     }
     if r.expired(req.now_ms) {
         return deny(Reason::Expired);
+    }
+    if let Some(l) = limit {
+        if l.expires_ms.is_some_and(|e| req.now_ms >= e) || l.uses.is_some_and(|u| req.spent >= u) {
+            return deny(Reason::Expired);
+        }
     }
     if !r.door(req.door) {
         return deny(Reason::WrongDoor);

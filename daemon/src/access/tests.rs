@@ -48,6 +48,7 @@ fn req(key: KeyHash, kind: KeyKind) -> Request {
         local: LocalTime { weekday: 2, minute: 12 * 60 },
         device_locked: false,
         clock_untrusted: false,
+        spent: 0,
     }
 }
 
@@ -206,6 +207,7 @@ proptest! {
             local: LocalTime { weekday, minute },
             device_locked: locked,
             clock_untrusted: untrusted,
+            spent: 0,
         };
         prop_assert_eq!(decide(&s, &r).reason(), reference(&entries, &r));
     }

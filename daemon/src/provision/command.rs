@@ -9,7 +9,7 @@ use super::error::{ErrorCode, OpError};
 use super::keys::{HolderSpec, KeyService, SyncHolder};
 use crate::access::schedule;
 use crate::access::Role;
-use crate::store::records::WindowRecord;
+use crate::store::records::{KeyLimit, WindowRecord};
 use porter_drivers::CardUid;
 use serde_json::{json, Map, Value};
 
@@ -175,6 +175,19 @@ impl<'a> Args<'a> {
     }
 }
 
+/// A reply with the key's `uses` and `expires` when it is limited.
+fn with_limit(mut v: Value, limit: Option<KeyLimit>) -> Value {
+    if let (Some(l), Some(m)) = (limit, v.as_object_mut()) {
+        if let Some(u) = l.uses {
+            m.insert("uses".into(), json!(u));
+        }
+        if let Some(e) = l.expires_ms {
+            m.insert("expires".into(), json!(crate::store::records::rfc3339(e)));
+        }
+    }
+    v
+}
+
 /// Holder ids: 1-64 characters of letters, digits, `.`, `_` and `-`.
 pub fn check_id(id: &str) -> Result<(), OpError> {
     if id.is_empty() || id.len() > 64 || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b)) {
@@ -244,20 +257,65 @@ const SYNC_HOLDER_ARGS: &[&str] =
 /// Holders per `sync.put`.
 pub const SYNC_PUT_MAX: usize = 1000;
 
-/// A key given as its text or as `{"<field>": text, "active": bool}`.
-fn key_arg(v: Option<&Value>, field: &str, what: &str) -> Result<Option<(String, bool)>, OpError> {
+/// The most uses a limited key may be given.
+pub const MAX_USES: u64 = 1000;
+
+/// A key's limit from `uses` and `expires` (RFC 3339) or `expires_in_s`.
+fn limit_args(
+    uses: Option<u64>,
+    expires: Option<&str>,
+    expires_in_s: Option<u64>,
+) -> Result<Option<KeyLimit>, OpError> {
+    if uses.is_some_and(|u| !(1..=MAX_USES).contains(&u)) {
+        return Err(OpError::invalid(format!("`uses` must be from 1 to {MAX_USES}")));
+    }
+    if expires_in_s.is_some_and(|s| !(60..=31_536_000).contains(&s)) {
+        return Err(OpError::invalid("`expires_in_s` must be from 60 to 31536000 (a year)"));
+    }
+    let expires_ms = match (parse_time("expires", expires)?, expires_in_s) {
+        (Some(_), Some(_)) => return Err(OpError::invalid("give `expires` or `expires_in_s`, not both")),
+        (Some(t), None) => Some(t),
+        (None, Some(s)) => Some(chrono::Utc::now().timestamp_millis() + s as i64 * 1000),
+        (None, None) => None,
+    };
+    if uses.is_none() && expires_ms.is_none() {
+        return Ok(None);
+    }
+    Ok(Some(KeyLimit { uses: uses.map(|u| u as u32), expires_ms }))
+}
+
+/// A key given as its text or as `{"<field>": text, "active": bool}`, for a
+/// PIN or QR token also with `uses` and `expires`.
+fn key_arg(v: Option<&Value>, field: &str, what: &str) -> Result<Option<(String, bool, Option<KeyLimit>)>, OpError> {
     let bad = || OpError::invalid(format!("`{what}` must be a string or {{\"{field}\": \"...\", \"active\": true}}"));
     match v {
         None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => Ok(Some((s.clone(), true))),
+        Some(Value::String(s)) => Ok(Some((s.clone(), true, None))),
         Some(Value::Object(o)) => {
+            let limited = field != "uid";
+            let known: &[&str] = if limited { &["active", "uses", "expires"] } else { &["active"] };
+            if let Some(k) = o.keys().find(|k| k.as_str() != field && !known.contains(&k.as_str())) {
+                return Err(OpError::invalid(format!(
+                    "`{what}`: unknown field `{k}`; it takes {field}, {}",
+                    known.join(", ")
+                )));
+            }
             let text = o.get(field).and_then(Value::as_str).ok_or_else(bad)?;
             let active = match o.get("active") {
                 None => true,
                 Some(Value::Bool(b)) => *b,
                 Some(_) => return Err(bad()),
             };
-            Ok(Some((text.to_string(), active)))
+            let uses = match o.get("uses") {
+                None | Some(Value::Null) => None,
+                Some(v) => Some(v.as_u64().ok_or_else(|| OpError::invalid("`uses` must be a whole number"))?),
+            };
+            let expires = match o.get("expires") {
+                None | Some(Value::Null) => None,
+                Some(Value::String(s)) => Some(s.as_str()),
+                Some(_) => return Err(OpError::invalid("`expires` must be an RFC 3339 time")),
+            };
+            Ok(Some((text.to_string(), active, limit_args(uses, expires, None)?)))
         }
         Some(_) => Err(bad()),
     }
@@ -270,7 +328,7 @@ fn sync_holder(v: &Value, pin_length: usize) -> Result<SyncHolder, OpError> {
     let spec = holder_spec(&a)?;
     let at = |e: OpError| OpError::new(e.code, format!("holder `{}`: {}", spec.id, e.message));
     let pin = key_arg(a.get("pin"), "pin", "pin").map_err(at)?;
-    if let Some((p, _)) = &pin {
+    if let Some((p, ..)) = &pin {
         if p.len() != pin_length || !p.bytes().all(|b| b.is_ascii_digit()) {
             return Err(at(OpError::invalid(format!("a PIN is exactly {pin_length} digits"))));
         }
@@ -281,7 +339,7 @@ fn sync_holder(v: &Value, pin_length: usize) -> Result<SyncHolder, OpError> {
         Some(Value::Array(cs)) => cs
             .iter()
             .map(|c| {
-                let (uid, active) =
+                let (uid, active, _) =
                     key_arg(Some(c), "uid", "cards[]")?.ok_or_else(|| OpError::invalid("a card needs its uid"))?;
                 let uid =
                     CardUid::parse_hex(&uid).ok_or_else(|| OpError::invalid("a card uid is 1 to 10 bytes of hex"))?;
@@ -363,15 +421,27 @@ fn dispatch(svc: &KeyService, ctl: &dyn Control, cmd: &Command) -> Result<Value,
             svc.holder_list(role, a.opt_str("after")?, limit as usize)
         }
         "holder.delete" => svc.holder_delete(Args::new(a, &["holder"])?.holder()?).and_then(|_| done()),
-        "pin.generate" => svc.pin_generate(Args::new(a, &["holder"])?.holder()?).map(|pin| json!({"pin": pin})),
+        "pin.generate" => {
+            let a = Args::new(a, &["holder", "uses", "expires", "expires_in_s"])?;
+            let limit = limit_args(a.opt_u64("uses")?, a.opt_str("expires")?, a.opt_u64("expires_in_s")?)?;
+            let (pin, limit) = svc.pin_generate_limited(a.holder()?, limit)?;
+            Ok(with_limit(json!({"pin": pin}), limit))
+        }
         "pin.set" => {
-            let a = Args::new(a, &["holder", "pin"])?;
-            svc.pin_set(a.holder()?, a.str("pin")?).and_then(|_| done())
+            let a = Args::new(a, &["holder", "pin", "uses", "expires", "expires_in_s"])?;
+            let limit = limit_args(a.opt_u64("uses")?, a.opt_str("expires")?, a.opt_u64("expires_in_s")?)?;
+            let limit = svc.pin_set_limited(a.holder()?, a.str("pin")?, limit)?;
+            Ok(with_limit(json!({}), limit))
         }
         "pin.activate" => svc.pin_set_active(Args::new(a, &["holder"])?.holder()?, true).and_then(|_| done()),
         "pin.deactivate" => svc.pin_set_active(Args::new(a, &["holder"])?.holder()?, false).and_then(|_| done()),
         "pin.delete" => svc.pin_delete(Args::new(a, &["holder"])?.holder()?).and_then(|_| done()),
-        "qr.generate" => svc.qr_generate(Args::new(a, &["holder"])?.holder()?).map(|t| json!({"token": t})),
+        "qr.generate" => {
+            let a = Args::new(a, &["holder", "uses", "expires", "expires_in_s"])?;
+            let limit = limit_args(a.opt_u64("uses")?, a.opt_str("expires")?, a.opt_u64("expires_in_s")?)?;
+            let (token, limit) = svc.qr_generate_limited(a.holder()?, limit)?;
+            Ok(with_limit(json!({"token": token}), limit))
+        }
         "qr.activate" => svc.qr_set_active(Args::new(a, &["holder"])?.holder()?, true).and_then(|_| done()),
         "qr.deactivate" => svc.qr_set_active(Args::new(a, &["holder"])?.holder()?, false).and_then(|_| done()),
         "qr.delete" => svc.qr_delete(Args::new(a, &["holder"])?.holder()?).and_then(|_| done()),
@@ -437,5 +507,37 @@ fn dispatch(svc: &KeyService, ctl: &dyn Control, cmd: &Command) -> Result<Value,
         other => {
             Err(OpError::new(ErrorCode::Unsupported, format!("unknown op `{other}`; ops are: {}", OPS.join(", "))))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_limits_are_checked() {
+        assert_eq!(limit_args(None, None, None).unwrap(), None);
+        assert_eq!(limit_args(Some(1), None, None).unwrap(), Some(KeyLimit { uses: Some(1), expires_ms: None }));
+        let at = limit_args(None, Some("2026-12-01T00:00:00Z"), None).unwrap().unwrap();
+        assert_eq!((at.uses, at.expires_ms), (None, Some(1_796_083_200_000)));
+        let soon = limit_args(Some(3), None, Some(3600)).unwrap().unwrap();
+        let left = soon.expires_ms.unwrap() - chrono::Utc::now().timestamp_millis();
+        assert!((3_590_000..=3_600_000).contains(&left), "{left}");
+        for (uses, expires, in_s, msg) in [
+            (Some(0), None, None, "`uses` must be from 1 to 1000"),
+            (Some(1001), None, None, "`uses` must be from 1 to 1000"),
+            (None, None, Some(10), "`expires_in_s` must be from 60"),
+            (None, Some("tomorrow"), None, "`expires` must be an RFC 3339 time"),
+            (Some(1), Some("2026-12-01T00:00:00Z"), Some(600), "not both"),
+        ] {
+            let e = limit_args(uses, expires, in_s).unwrap_err();
+            assert!(e.message.contains(msg), "{}", e.message);
+        }
+        // In a sync, a card takes no limit; a PIN does.
+        let e = key_arg(Some(&json!({"uid": "04a1", "uses": 1})), "uid", "cards[]").unwrap_err();
+        assert!(e.message.contains("unknown field `uses`"), "{}", e.message);
+        let (_, active, limit) =
+            key_arg(Some(&json!({"pin": "483920", "active": false, "uses": 2})), "pin", "pin").unwrap().unwrap();
+        assert_eq!((active, limit), (false, Some(KeyLimit { uses: Some(2), expires_ms: None })));
     }
 }

@@ -8,7 +8,7 @@
 
 use super::error::OpError;
 use crate::access::{KeyEntry, KeyHash, KeyKind, Role, Snapshot};
-use crate::store::records::{self, CardRecord, HolderRecord, KeyRecord, Space, WindowRecord};
+use crate::store::records::{self, CardRecord, HolderRecord, KeyLimit, KeyRecord, Space, WindowRecord};
 use crate::store::secret::KeyHasher;
 use crate::store::{Batch, Store};
 use arc_swap::ArcSwap;
@@ -56,8 +56,9 @@ impl HolderSpec {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SyncHolder {
     pub spec: HolderSpec,
-    pub pin: Option<(String, bool)>,
-    pub qr: Option<(String, bool)>,
+    /// The PIN, whether it is active, and its limit.
+    pub pin: Option<(String, bool, Option<KeyLimit>)>,
+    pub qr: Option<(String, bool, Option<KeyLimit>)>,
     pub cards: Vec<(CardUid, bool)>,
 }
 
@@ -93,6 +94,29 @@ pub struct KeyService {
     /// Holders, PINs, QR tokens and cards of the live set, kept as they
     /// change so that the status document needs no scan of the store.
     counts: std::sync::Mutex<Counts>,
+}
+
+/// How long a key limited in uses lasts when no expiry is given.
+pub const LIMITED_LIFE_MS: i64 = 24 * 3600 * 1000;
+
+/// A limit as stored: one limited in uses but given no expiry expires
+/// [`LIMITED_LIFE_MS`] after the key was made.
+pub fn resolve(limit: Option<KeyLimit>, created_ms: i64) -> Option<KeyLimit> {
+    limit.map(|l| match l {
+        KeyLimit { uses: Some(_), expires_ms: None } => {
+            KeyLimit { expires_ms: Some(created_ms + LIMITED_LIFE_MS), ..l }
+        }
+        l => l,
+    })
+}
+
+/// The limits of a holder's limited keys, as the live index keeps them.
+fn limits_of(rec: &HolderRecord) -> impl Iterator<Item = (KeyHash, crate::access::Limit)> + '_ {
+    [&rec.pin, &rec.qr].into_iter().flatten().filter_map(|k| {
+        k.limit.map(|l| {
+            (k.hash, crate::access::Limit { uses: l.uses, expires_ms: l.expires_ms, created_ms: k.created_ms })
+        })
+    })
 }
 
 /// The live set's counts, as the status document shows them.
@@ -192,6 +216,7 @@ impl KeyService {
         let c = self.counts();
         let mut table = Snapshot::builder((c.pins + c.qr + c.cards) as usize, c.holders as usize);
         let mut counts = Counts::default();
+        let mut limits = Vec::new();
         for r in self.store.scan(&self.space().holders()) {
             let (k, v) = r?;
             let rec = HolderRecord::decode(&k, &v)?;
@@ -200,8 +225,13 @@ impl KeyService {
             for (h, kind, active) in rec.keys() {
                 table.key(h, row, kind, active);
             }
+            limits.extend(limits_of(&rec));
         }
-        self.live.store(Arc::new(table.finish()));
+        let mut snap = table.finish();
+        for (h, l) in limits {
+            snap.set_limit(h, Some(l));
+        }
+        self.live.store(Arc::new(snap));
         *self.counts.lock().unwrap_or_else(|e| e.into_inner()) = counts;
         Ok(())
     }
@@ -263,6 +293,7 @@ impl KeyService {
         for (h, ..) in &old_keys {
             if !new_keys.iter().any(|(n, ..)| n == h) {
                 batch.remove(records::key_key(space, h));
+                batch.remove(records::uses_key(h));
             }
         }
         match (old, new) {
@@ -284,6 +315,9 @@ impl KeyService {
         if let Some(n) = new {
             for (h, e) in self.entries(n) {
                 snap.insert(h, e);
+            }
+            for (h, l) in limits_of(n) {
+                snap.set_limit(h, Some(l));
             }
         }
         snap.maybe_compact();
@@ -344,7 +378,20 @@ impl KeyService {
     }
 
     pub fn holder_get(&self, id: &str) -> Result<serde_json::Value, OpError> {
-        self.load(id)?.map(|r| view(&r)).ok_or_else(|| OpError::not_found(format!("no holder `{id}`")))
+        let rec = self.load(id)?.ok_or_else(|| OpError::not_found(format!("no holder `{id}`")))?;
+        let mut v = view(&rec);
+        // A limited key's uses left, as last written by the decision loop.
+        for (name, k) in [("pin", &rec.pin), ("qr", &rec.qr)] {
+            let Some((k, uses)) = k.as_ref().and_then(|k| Some((k, k.limit?.uses?))) else { continue };
+            let used = self
+                .store
+                .get(&records::uses_key(&k.hash))?
+                .and_then(|b| records::Spent::decode(&b))
+                .filter(|s| s.created_ms == k.created_ms)
+                .map_or(0, |s| s.used);
+            v["keys"][name]["uses_left"] = serde_json::json!(uses.saturating_sub(used));
+        }
+        Ok(v)
     }
 
     /// Holders in id order after `after`, at most `limit`, optionally of one
@@ -402,6 +449,16 @@ impl KeyService {
 
     /// Draws a fresh PIN for the holder, replacing (and tombstoning) any old one.
     pub fn pin_generate(&self, id: &str) -> Result<String, OpError> {
+        self.pin_generate_limited(id, None).map(|(pin, _)| pin)
+    }
+
+    /// [`KeyService::pin_generate`], limited in uses or time when `limit`
+    /// says; returns the PIN and its limit as stored ([`resolve`]).
+    pub fn pin_generate_limited(
+        &self,
+        id: &str,
+        limit: Option<KeyLimit>,
+    ) -> Result<(String, Option<KeyLimit>), OpError> {
         self.modify(id, |svc, rec, batch| {
             for _ in 0..PIN_DRAWS {
                 let pin = random_pin(svc.pin_length)?;
@@ -413,8 +470,10 @@ impl KeyService {
                     continue;
                 }
                 tombstone(&rec.pin, batch);
-                rec.pin = Some(KeyRecord { hash: h, active: true, created_ms: now_ms() });
-                return Ok(pin);
+                let created_ms = now_ms();
+                let limit = resolve(limit, created_ms);
+                rec.pin = Some(KeyRecord { hash: h, active: true, created_ms, limit });
+                return Ok((pin, limit));
             }
             Err(OpError::internal(
                 "no unused PIN could be drawn; the PIN space is nearly exhausted: raise keys.pin_length",
@@ -424,6 +483,12 @@ impl KeyService {
 
     /// Sets the holder's PIN to `pin` (the portal's "customise" with its duplicate check).
     pub fn pin_set(&self, id: &str, pin: &str) -> Result<(), OpError> {
+        self.pin_set_limited(id, pin, None).map(|_| ())
+    }
+
+    /// [`KeyService::pin_set`], limited in uses or time when `limit` says;
+    /// returns the limit as stored ([`resolve`]).
+    pub fn pin_set_limited(&self, id: &str, pin: &str, limit: Option<KeyLimit>) -> Result<Option<KeyLimit>, OpError> {
         if pin.len() != self.pin_length || !pin.bytes().all(|b| b.is_ascii_digit()) {
             return Err(OpError::invalid(format!("a PIN is exactly {} digits", self.pin_length)));
         }
@@ -432,12 +497,20 @@ impl KeyService {
         }
         let h = self.hasher.hash(KeyKind::Pin, pin.as_bytes());
         self.modify(id, |svc, rec, batch| {
-            if svc.check_pin_free(&h, &rec.id)? {
-                return Ok(());
+            if svc.check_pin_free(&h, &rec.id)?
+                && limit.is_none()
+                && rec.pin.as_ref().is_some_and(|p| p.limit.is_none())
+            {
+                // The holder's own PIN again, unlimited as it was: nothing changes.
+                return Ok(None);
             }
-            tombstone(&rec.pin, batch);
-            rec.pin = Some(KeyRecord { hash: h, active: true, created_ms: now_ms() });
-            Ok(())
+            if rec.pin.as_ref().is_some_and(|p| p.hash != h) {
+                tombstone(&rec.pin, batch);
+            }
+            let created_ms = now_ms();
+            let limit = resolve(limit, created_ms);
+            rec.pin = Some(KeyRecord { hash: h, active: true, created_ms, limit });
+            Ok(limit)
         })
     }
 
@@ -466,13 +539,25 @@ impl KeyService {
 
     /// Draws a fresh QR token (128 random bits, URL-safe base64), replacing any old one.
     pub fn qr_generate(&self, id: &str) -> Result<String, OpError> {
+        self.qr_generate_limited(id, None).map(|(t, _)| t)
+    }
+
+    /// [`KeyService::qr_generate`], limited in uses or time when `limit`
+    /// says; returns the token and its limit as stored ([`resolve`]).
+    pub fn qr_generate_limited(
+        &self,
+        id: &str,
+        limit: Option<KeyLimit>,
+    ) -> Result<(String, Option<KeyLimit>), OpError> {
         self.modify(id, |svc, rec, _| {
             let mut raw = [0u8; 16];
             getrandom::fill(&mut raw).map_err(|e| OpError::internal(format!("no randomness: {e}")))?;
             let token = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw);
             let h = svc.hasher.hash(KeyKind::Qr, token.as_bytes());
-            rec.qr = Some(KeyRecord { hash: h, active: true, created_ms: now_ms() });
-            Ok(token)
+            let created_ms = now_ms();
+            let limit = resolve(limit, created_ms);
+            rec.qr = Some(KeyRecord { hash: h, active: true, created_ms, limit });
+            Ok((token, limit))
         })
     }
 
@@ -607,7 +692,7 @@ impl KeyService {
             if !seen.insert(h.spec.id.as_str()) {
                 return Err(OpError::invalid(format!("holder `{}` is listed twice in this sync.put", h.spec.id)));
             }
-            if h.pin.as_ref().is_some_and(|(p, _)| is_trivial(p.as_bytes())) {
+            if h.pin.as_ref().is_some_and(|(p, ..)| is_trivial(p.as_bytes())) {
                 return Err(OpError::invalid(format!(
                     "holder `{}`: this PIN is too easy to guess (a repeated digit, a run such as 123456, or a repeated block)",
                     h.spec.id
@@ -617,6 +702,12 @@ impl KeyService {
         for h in holders {
             let key = records::holder_key(staging, &h.spec.id);
             let old = self.store.get(&key)?.map(|v| HolderRecord::decode(&key, &v)).transpose()?;
+            // A key the live set already has keeps its creation time: its
+            // uses stay counted and its default expiry stays put.
+            let live = self.load(&h.spec.id)?;
+            let created = |hash: &KeyHash, k: fn(&HolderRecord) -> &Option<KeyRecord>| {
+                live.as_ref().and_then(|l| k(l).as_ref()).filter(|r| r.hash == *hash).map_or(now, |r| r.created_ms)
+            };
             let mut rec = HolderRecord {
                 id: h.spec.id.clone(),
                 name: h.spec.name,
@@ -651,13 +742,15 @@ impl KeyService {
                 claimed.insert(hash, rec.id.clone());
                 Ok(hash)
             };
-            if let Some((pin, active)) = &h.pin {
+            if let Some((pin, active, limit)) = &h.pin {
                 let hash = claim(KeyKind::Pin, pin.as_bytes(), "the PIN")?;
-                rec.pin = Some(KeyRecord { hash, active: *active, created_ms: now });
+                let created_ms = created(&hash, |r| &r.pin);
+                rec.pin = Some(KeyRecord { hash, active: *active, created_ms, limit: resolve(*limit, created_ms) });
             }
-            if let Some((token, active)) = &h.qr {
+            if let Some((token, active, limit)) = &h.qr {
                 let hash = claim(KeyKind::Qr, token.as_bytes(), "the QR token")?;
-                rec.qr = Some(KeyRecord { hash, active: *active, created_ms: now });
+                let created_ms = created(&hash, |r| &r.qr);
+                rec.qr = Some(KeyRecord { hash, active: *active, created_ms, limit: resolve(*limit, created_ms) });
             }
             for (uid, active) in &h.cards {
                 let hash = claim(KeyKind::Card, uid.as_bytes(), "a card")?;
@@ -797,7 +890,14 @@ fn random_pin(len: usize) -> Result<String, OpError> {
 /// A holder as `holder.get` shows it: never a PIN, token or full card UID.
 pub fn view(rec: &HolderRecord) -> serde_json::Value {
     let key = |k: &Option<KeyRecord>| {
-        k.as_ref().map(|k| serde_json::json!({"active": k.active, "created": records::rfc3339(k.created_ms)}))
+        k.as_ref().map(|k| {
+            let mut v = serde_json::json!({"active": k.active, "created": records::rfc3339(k.created_ms)});
+            if let Some(l) = k.limit {
+                v["uses"] = serde_json::json!(l.uses);
+                v["expires"] = serde_json::json!(l.expires_ms.map(records::rfc3339));
+            }
+            v
+        })
     };
     serde_json::json!({
         "holder": rec.id,

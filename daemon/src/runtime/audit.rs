@@ -40,6 +40,8 @@ enum Msg {
     Event(Draft),
     /// A lockout state, and who to tell once it is on disk.
     Lockout(String, LockoutState, Option<oneshot::Sender<()>>),
+    /// The uses a limited key has given.
+    Use(crate::access::KeyHash, records::Spent),
 }
 
 /// The sending side, cloned wherever events are produced.
@@ -74,6 +76,14 @@ impl Audit {
             tracing::error!(device, "audit queue full: lockout state not persisted");
         }
         rx
+    }
+
+    /// Queues the uses spent of a limited key for persistence, written with
+    /// the events queued before it (the grant that spent it among them).
+    pub fn key_use(&self, h: crate::access::KeyHash, spent: records::Spent) {
+        if self.tx.try_send(Msg::Use(h, spent)).is_err() {
+            tracing::error!("audit queue full: a limited key's use not persisted");
+        }
     }
 
     /// Events as they become durable.
@@ -140,6 +150,7 @@ fn writer(store: Store, mut rx: mpsc::Receiver<Msg>, bus: broadcast::Sender<Arc<
                     batch.put(records::lockout_key(&device), serde_json::to_vec(&s).unwrap_or_default());
                     waiting.extend(done);
                 }
+                Msg::Use(h, spent) => batch.put(records::uses_key(&h), spent.encode()),
             }
         }
         batch.put(records::SEQ.to_vec(), seq.to_string().into_bytes());

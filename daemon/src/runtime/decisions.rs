@@ -87,10 +87,24 @@ pub struct DecisionLoop {
     /// Whether the wall clock is synchronised, and what to do when it is not.
     pub trust: Arc<clock::Trust>,
     pub unsynchronized: clock::Unsynchronized,
+    /// The grants each limited key has given ([`load_uses`]).
+    pub uses: std::collections::HashMap<KeyHash, records::Spent>,
 }
 
 /// Device id to `online`, `offline` or `unknown`.
 pub type HealthMap = Arc<std::sync::Mutex<std::collections::BTreeMap<String, &'static str>>>;
+
+/// Loads the uses spent of limited keys.
+pub fn load_uses(store: &crate::store::Store) -> std::collections::HashMap<KeyHash, records::Spent> {
+    store
+        .scan(records::USES)
+        .filter_map(|r| r.ok())
+        .filter_map(|(k, v)| {
+            let h: [u8; KeyHash::LEN] = k.get(records::USES.len()..)?.try_into().ok()?;
+            Some((KeyHash(h), records::Spent::decode(&v)?))
+        })
+        .collect()
+}
 
 /// Loads each device's persisted lockout state.
 pub fn load_lockouts(store: &crate::store::Store, ids: &[String]) -> Vec<LockoutState> {
@@ -299,6 +313,8 @@ impl DecisionLoop {
         let locked = dev.lockout.is_locked(&self.policy, now_ms, day);
         let key = if locked { KeyHash([0; KeyHash::LEN]) } else { self.hasher.hash(kind, value) };
         let snap = self.live.load();
+        let limit = snap.limit(&key).copied();
+        let spent = limit.map_or(0, |l| self.spent(&key, l.created_ms));
         let req = Request {
             door,
             device: device as u16,
@@ -308,10 +324,22 @@ impl DecisionLoop {
             local,
             device_locked: locked,
             clock_untrusted: self.trust.untrusted(self.unsynchronized),
+            spent,
         };
         let decision = decide(&snap, &req);
         let door_h = &self.doors[door as usize];
         let opened = decision.is_grant() && door_h.open(door_h.unlock);
+        // A limited key's use counts at once, before anything else is
+        // presented: two presentations of a one-time code, even at the same
+        // moment on two devices, are decided one after the other here.
+        let use_of = match (decision.is_grant(), limit) {
+            (true, Some(l)) if l.uses.is_some() => {
+                let s = records::Spent { created_ms: l.created_ms, used: spent + 1 };
+                self.uses.insert(key, s);
+                Some(s)
+            }
+            _ => None,
+        };
         door_h.signal(match decision.reason() {
             None => Signal::Grant,
             Some(crate::access::Reason::LockedOut) => Signal::Lockout,
@@ -336,7 +364,13 @@ impl DecisionLoop {
                     tracing::error!(door = %door_id, "door command queue full: the lock was not opened");
                     f.insert("lock".into(), json!("not_driven"));
                 }
+                if let (Some(s), Some(u)) = (use_of, limit.and_then(|l| l.uses)) {
+                    f.insert("uses_left".into(), json!(u.saturating_sub(s.used)));
+                }
                 self.audit.record(Draft { ts_ms: now_ms, kind: "access.granted", fields: f });
+                if let Some(s) = use_of {
+                    self.audit.key_use(key, s);
+                }
             }
             Some(reason) => {
                 tracing::info!(door = %door_id, device = %dev.id, key = kind.as_str(), holder = holder.unwrap_or(""), reason = reason.as_str(), "access denied");
@@ -370,6 +404,8 @@ impl DecisionLoop {
             local,
             device_locked: locked,
             clock_untrusted: self.trust.untrusted(self.unsynchronized),
+            // A used-up limited PIN opens no window either (and a window uses none).
+            spent: snap.limit(&key).map_or(0, |l| self.spent(&key, l.created_ms)),
         };
         let decision = decide(&snap, &req);
         let holder = decision.holder().map(|h| (h.id.to_string(), h.role));
@@ -417,6 +453,11 @@ impl DecisionLoop {
         if let Some(e) = engaged {
             self.engaged(device, door, e, now_ms);
         }
+    }
+
+    /// The grants a limited key made at `created_ms` has given.
+    fn spent(&self, key: &KeyHash, created_ms: i64) -> u32 {
+        self.uses.get(key).filter(|s| s.created_ms == created_ms).map_or(0, |s| s.used)
     }
 
     /// Counts a decision at `device` towards its lockout (`denied` is the
@@ -552,6 +593,7 @@ mod tests {
             enroll_window: Duration::from_secs(30),
             trust: Arc::new(clock::Trust::new(&clock::SyncSource::File("/".into()))),
             unsynchronized: clock::Unsynchronized::Deny,
+            uses: Default::default(),
         };
         Rig { svc, lp, lock, events, clock, store, jobs }
     }
@@ -796,5 +838,56 @@ mod tests {
         let now = r.clock.now_ms();
         assert!(r.lp.devices[0].lockout.is_locked(&r.lp.policy, now, day));
         assert!(!r.lp.devices[0].lockout.is_locked(&r.lp.policy, now + 30_000, day));
+    }
+
+    #[tokio::test]
+    async fn a_one_time_code_opens_once_and_its_use_survives_a_restart() {
+        use crate::store::records::KeyLimit;
+        let mut r = rig().await;
+        r.svc.holder_put(HolderSpec::new("res-12b", "12B", crate::access::Role::Resident)).unwrap();
+        let once = Some(KeyLimit { uses: Some(1), expires_ms: None });
+        let (pin, limit) = r.svc.pin_generate_limited("res-12b", once).unwrap();
+        let created = r.svc.holder_get("res-12b").unwrap()["keys"]["pin"]["created"].as_str().unwrap().to_string();
+        let created = chrono::DateTime::parse_from_rfc3339(&created).unwrap().timestamp_millis();
+        assert_eq!(limit.unwrap().expires_ms, Some(created + 24 * 3600 * 1000), "a day by default");
+        assert_eq!(r.svc.holder_get("res-12b").unwrap()["keys"]["pin"]["uses_left"], 1);
+        // Use the real clock's now: the key was made just now.
+        r.clock.0.store(created + 1_000, Ordering::SeqCst);
+        keys(&mut r.lp, &format!("{pin}#"));
+        let e = next_event(&mut r.events).await;
+        assert_eq!((e["type"].as_str(), e["uses_left"].as_u64()), (Some("access.granted"), Some(0)), "{e}");
+        keys(&mut r.lp, &format!("{pin}#"));
+        let e = next_event(&mut r.events).await;
+        assert_eq!((e["type"].as_str(), e["reason"].as_str()), (Some("access.denied"), Some("expired")), "{e}");
+        assert_eq!(r.svc.holder_get("res-12b").unwrap()["keys"]["pin"]["uses_left"], 0, "persisted");
+        // A loop started on the same store knows the code is used up.
+        assert_eq!(
+            load_uses(&r.store).get(&r.svc.hasher().hash(KeyKind::Pin, pin.as_bytes())).map(|s| s.used),
+            Some(1)
+        );
+
+        // A QR token good for two uses, expiring in a minute.
+        let limit = Some(KeyLimit { uses: Some(2), expires_ms: Some(created + 60_000) });
+        let (token, _) = r.svc.qr_generate_limited("res-12b", limit).unwrap();
+        let qr = |r: &mut Rig| r.lp.report(DeviceReport { device: 0, report: Report::Input(Input::Qr(token.clone())) });
+        qr(&mut r);
+        assert_eq!(next_event(&mut r.events).await["uses_left"], 1);
+        // Past its expiry it is expired although a use is left.
+        r.clock.0.store(created + 60_000, Ordering::SeqCst);
+        qr(&mut r);
+        assert_eq!(next_event(&mut r.events).await["reason"], "expired");
+        r.clock.0.store(created + 59_000, Ordering::SeqCst);
+        qr(&mut r);
+        assert_eq!(next_event(&mut r.events).await["uses_left"], 0);
+        qr(&mut r);
+        assert_eq!(next_event(&mut r.events).await["reason"], "expired");
+
+        // The same PIN given again as a new one-time code counts afresh.
+        r.svc.holder_put(HolderSpec::new("res-7a", "7A", crate::access::Role::Resident)).unwrap();
+        r.svc.pin_delete("res-12b").unwrap();
+        let (pin2, _) = r.svc.pin_generate_limited("res-7a", once).unwrap();
+        assert_ne!(pin, pin2);
+        keys(&mut r.lp, &format!("{pin2}#"));
+        assert_eq!(next_event(&mut r.events).await["type"], "access.granted");
     }
 }

@@ -311,6 +311,7 @@ pub async fn run_with_clock(
         enroll_window: cfg.enroll.window,
         trust: trust.clone(),
         unsynchronized: cfg.clock.unsynchronized,
+        uses: decisions::load_uses(&store),
     };
     let loop_task = tokio::spawn(decision_loop.run(report_rx, control_rx, loop_cancel.clone()));
 

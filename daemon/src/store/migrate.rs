@@ -46,6 +46,44 @@ mod v1 {
     }
 }
 
+/// Schema 2: holder records in postcard, without key limits. Frozen: these
+/// must keep parsing schema-2 bytes whatever becomes of the current records.
+mod v2 {
+    use super::*;
+
+    #[derive(Deserialize)]
+    pub struct Key {
+        pub hash: KeyHash,
+        pub active: bool,
+        pub created_ms: i64,
+    }
+
+    #[derive(Deserialize)]
+    pub struct Card {
+        pub hash: KeyHash,
+        pub hint: String,
+        pub active: bool,
+        pub created_ms: i64,
+    }
+
+    #[derive(Deserialize)]
+    pub struct Holder {
+        pub id: String,
+        pub name: String,
+        pub role: Role,
+        pub doors: Option<Vec<String>>,
+        pub valid_from_ms: Option<i64>,
+        pub valid_until_ms: Option<i64>,
+        pub schedule: Vec<WindowRecord>,
+        pub enabled: bool,
+        pub pin: Option<Key>,
+        pub qr: Option<Key>,
+        pub cards: Vec<Card>,
+        pub created_ms: i64,
+        pub updated_ms: i64,
+    }
+}
+
 fn corrupt(key: &[u8], detail: impl Into<String>) -> StoreError {
     StoreError::Corrupt { key: String::from_utf8_lossy(key).into_owned(), detail: detail.into() }
 }
@@ -68,7 +106,7 @@ fn from_hex(key: &[u8], s: &str) -> Result<KeyHash, StoreError> {
 fn holder_v1_to_v2(key: &[u8], v: &[u8]) -> Result<HolderRecord, StoreError> {
     let h: v1::Holder = serde_json::from_slice(v).map_err(|e| corrupt(key, e.to_string()))?;
     let k = |r: v1::Key| -> Result<KeyRecord, StoreError> {
-        Ok(KeyRecord { hash: from_hex(key, &r.hash)?, active: r.active, created_ms: r.created_ms })
+        Ok(KeyRecord { hash: from_hex(key, &r.hash)?, active: r.active, created_ms: r.created_ms, limit: None })
     };
     Ok(HolderRecord {
         id: h.id,
@@ -98,9 +136,9 @@ fn holder_v1_to_v2(key: &[u8], v: &[u8]) -> Result<HolderRecord, StoreError> {
     })
 }
 
-/// Schema 1 to 2: binary holder records, 16-byte keyed hashes. Returns the
-/// number of holder records rewritten.
-pub fn v1_to_v2(db: &sled::Db, schema_key: &[u8]) -> Result<usize, StoreError> {
+/// Schema 1 to the current schema (3) in one step: binary holder records,
+/// 16-byte keyed hashes. Returns the number of holder records rewritten.
+pub fn v1_to_current(db: &sled::Db, schema_key: &[u8]) -> Result<usize, StoreError> {
     let mut batch = sled::Batch::default();
     let mut holders = 0;
     for space in [records::Space::A, records::Space::B] {
@@ -123,7 +161,49 @@ pub fn v1_to_v2(db: &sled::Db, schema_key: &[u8]) -> Result<usize, StoreError> {
         batch.remove(k);
         batch.insert(records::tombstone_key(&h), v);
     }
-    batch.insert(schema_key, b"2".as_slice());
+    batch.insert(schema_key, super::SCHEMA_VERSION.to_string().as_bytes());
+    db.apply_batch(batch)?;
+    db.flush()?;
+    Ok(holders)
+}
+
+fn holder_v2_to_v3(key: &[u8], v: &[u8]) -> Result<HolderRecord, StoreError> {
+    let h: v2::Holder = postcard::from_bytes(v).map_err(|e| corrupt(key, e.to_string()))?;
+    let k = |r: v2::Key| KeyRecord { hash: r.hash, active: r.active, created_ms: r.created_ms, limit: None };
+    Ok(HolderRecord {
+        id: h.id,
+        name: h.name,
+        role: h.role,
+        doors: h.doors,
+        valid_from_ms: h.valid_from_ms,
+        valid_until_ms: h.valid_until_ms,
+        schedule: h.schedule,
+        enabled: h.enabled,
+        pin: h.pin.map(k),
+        qr: h.qr.map(k),
+        cards: h
+            .cards
+            .into_iter()
+            .map(|c| CardRecord { hash: c.hash, hint: c.hint, active: c.active, created_ms: c.created_ms })
+            .collect(),
+        created_ms: h.created_ms,
+        updated_ms: h.updated_ms,
+    })
+}
+
+/// Schema 2 to 3: key records gain their limit (none). Returns the number of
+/// holder records rewritten.
+pub fn v2_to_v3(db: &sled::Db, schema_key: &[u8]) -> Result<usize, StoreError> {
+    let mut batch = sled::Batch::default();
+    let mut holders = 0;
+    for space in [records::Space::A, records::Space::B] {
+        for r in db.scan_prefix(space.holders()) {
+            let (k, v) = r?;
+            batch.insert(k.clone(), holder_v2_to_v3(&k, &v)?.encode());
+            holders += 1;
+        }
+    }
+    batch.insert(schema_key, b"3".as_slice());
     db.apply_batch(batch)?;
     db.flush()?;
     Ok(holders)

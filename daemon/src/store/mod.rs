@@ -19,7 +19,7 @@ pub const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// The schema this build reads and writes. An older one is migrated at
 /// start (see `migrate`); a newer one is refused.
-pub const SCHEMA_VERSION: u32 = 2;
+pub const SCHEMA_VERSION: u32 = 3;
 const SCHEMA_KEY: &[u8] = b"m/schema";
 
 #[derive(Debug, thiserror::Error)]
@@ -120,8 +120,12 @@ impl Store {
             }
             Some(v) if v.as_ref() == SCHEMA_VERSION.to_string().as_bytes() => {}
             Some(v) if v.as_ref() == b"1" => {
-                let holders = migrate::v1_to_v2(&db, SCHEMA_KEY)?;
-                tracing::info!(path = %dir.display(), holders, "store migrated from schema 1 to 2");
+                let holders = migrate::v1_to_current(&db, SCHEMA_KEY)?;
+                tracing::info!(path = %dir.display(), holders, "store migrated from schema 1 to {SCHEMA_VERSION}");
+            }
+            Some(v) if v.as_ref() == b"2" => {
+                let holders = migrate::v2_to_v3(&db, SCHEMA_KEY)?;
+                tracing::info!(path = %dir.display(), holders, "store migrated from schema 2 to 3");
             }
             Some(v) => {
                 return Err(StoreError::Schema {

@@ -74,6 +74,8 @@ pub const LOCKOUT: &[u8] = b"l/";
 pub const AUDIT: &[u8] = b"a/";
 pub const GENERATION: &[u8] = b"m/generation";
 pub const SEQ: &[u8] = b"m/seq";
+/// Uses spent of limited keys: `u/<hash>` -> [`Spent`].
+pub const USES: &[u8] = b"u/";
 
 pub fn prefixed(prefix: &[u8], rest: &[u8]) -> Vec<u8> {
     let mut k = Vec::with_capacity(prefix.len() + rest.len());
@@ -97,6 +99,26 @@ pub fn audit_key(seq: u64) -> Vec<u8> {
 pub fn lockout_key(device: &str) -> Vec<u8> {
     prefixed(LOCKOUT, device.as_bytes())
 }
+pub fn uses_key(h: &KeyHash) -> Vec<u8> {
+    prefixed(USES, &h.0)
+}
+
+/// The grants a limited key has given, for the key created at `created_ms`
+/// (a key given again, with a new creation time, starts from none).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Spent {
+    pub created_ms: i64,
+    pub used: u32,
+}
+
+impl Spent {
+    pub fn encode(&self) -> Vec<u8> {
+        postcard::to_allocvec(self).expect("always serializes")
+    }
+    pub fn decode(v: &[u8]) -> Option<Spent> {
+        postcard::from_bytes(v).ok()
+    }
+}
 
 /// One stored key (PIN or QR token).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -104,6 +126,17 @@ pub struct KeyRecord {
     pub hash: KeyHash,
     pub active: bool,
     pub created_ms: i64,
+    /// A limited-use or expiring key (schema 3); `None`: neither.
+    pub limit: Option<KeyLimit>,
+}
+
+/// How often and until when a key opens: a one-time code is `uses: 1`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyLimit {
+    /// The number of grants the key gives; `None`: any number.
+    pub uses: Option<u32>,
+    /// The key opens before this instant (unix ms) only; `None`: no end.
+    pub expires_ms: Option<i64>,
 }
 
 /// One stored key card.

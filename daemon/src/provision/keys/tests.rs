@@ -35,6 +35,7 @@ fn try_key(s: &KeyService, kind: KeyKind, value: impl AsRef<[u8]>) -> Option<Rea
         local: LocalTime { weekday: 0, minute: 600 },
         device_locked: false,
         clock_untrusted: false,
+        spent: 0,
     };
     decide(&snap, &r).reason()
 }
@@ -175,7 +176,7 @@ fn survives_reopen() {
 fn sync_holder(id: &str, pin: Option<&str>, card: Option<&str>) -> SyncHolder {
     SyncHolder {
         spec: spec(id),
-        pin: pin.map(|p| (p.to_string(), true)),
+        pin: pin.map(|p| (p.to_string(), true, None)),
         qr: None,
         cards: card.map(|c| vec![(CardUid::parse_hex(c).unwrap(), true)]).unwrap_or_default(),
     }
@@ -322,7 +323,7 @@ fn a_schema_1_store_is_migrated_and_keeps_deciding() {
         store.apply(b).unwrap();
     }
     let s = open_at(dir.path());
-    assert_eq!(s.store().get(b"m/schema").unwrap().as_deref(), Some(b"2".as_slice()));
+    assert_eq!(s.store().get(b"m/schema").unwrap().as_deref(), Some(b"3".as_slice()));
     assert_eq!(try_key(&s, KeyKind::Pin, "483920"), None);
     assert_eq!(try_key(&s, KeyKind::Card, [0x04, 0xa1, 0xb2, 0xc3]), None);
     assert_eq!(s.counts(), Counts { holders: 1, pins: 1, qr: 0, cards: 1 });
@@ -337,7 +338,101 @@ fn a_schema_1_store_is_migrated_and_keeps_deciding() {
         ErrorCode::Duplicate
     );
     drop(s);
-    // Opened again: already schema 2, nothing to migrate, the same answers.
+    // Opened again: already schema 3, nothing to migrate, the same answers.
     let s = open_at(dir.path());
     assert_eq!(try_key(&s, KeyKind::Pin, "483920"), None);
+}
+
+/// A store written by schema 2 (postcard holder records without key limits)
+/// is migrated at open: its keys still open, unlimited.
+#[test]
+fn a_schema_2_store_is_migrated_and_keeps_deciding() {
+    #[derive(serde::Serialize)]
+    struct Key2 {
+        hash: KeyHash,
+        active: bool,
+        created_ms: i64,
+    }
+    #[derive(serde::Serialize)]
+    struct Holder2 {
+        id: String,
+        name: String,
+        role: crate::access::Role,
+        doors: Option<Vec<String>>,
+        valid_from_ms: Option<i64>,
+        valid_until_ms: Option<i64>,
+        schedule: Vec<WindowRecord>,
+        enabled: bool,
+        pin: Option<Key2>,
+        qr: Option<Key2>,
+        cards: Vec<CardRecord>,
+        created_ms: i64,
+        updated_ms: i64,
+    }
+    let hasher = KeyHasher::new(b"test-secret-0123");
+    let (pin, qr) = (hasher.hash(KeyKind::Pin, b"483920"), hasher.hash(KeyKind::Qr, b"tok-123"));
+    let h = Holder2 {
+        id: "res-12b".into(),
+        name: "12B".into(),
+        role: crate::access::Role::Resident,
+        doors: None,
+        valid_from_ms: None,
+        valid_until_ms: None,
+        schedule: vec![],
+        enabled: true,
+        pin: Some(Key2 { hash: pin, active: true, created_ms: 1_764_000_000_000 }),
+        qr: Some(Key2 { hash: qr, active: false, created_ms: 1_764_000_000_001 }),
+        cards: vec![],
+        created_ms: 1_764_000_000_000,
+        updated_ms: 1_764_000_000_002,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = Store::open(dir.path(), 1 << 20).unwrap();
+        let mut b = Batch::default();
+        b.put(b"m/schema".to_vec(), b"2".to_vec());
+        b.put(b"h/a/res-12b".to_vec(), postcard::to_allocvec(&h).unwrap());
+        for k in [pin, qr] {
+            b.put([b"k/a/".as_slice(), &k.0].concat(), b"res-12b".to_vec());
+        }
+        store.apply(b).unwrap();
+    }
+    let s = open_at(dir.path());
+    assert_eq!(s.store().get(b"m/schema").unwrap().as_deref(), Some(b"3".as_slice()));
+    assert_eq!(try_key(&s, KeyKind::Pin, "483920"), None);
+    assert_eq!(try_key(&s, KeyKind::Qr, "tok-123"), Some(Reason::Inactive));
+    let v = s.holder_get("res-12b").unwrap();
+    assert_eq!(v["keys"]["pin"]["created"], "2025-11-24T16:00:00.000Z", "{v}");
+    assert!(v["keys"]["pin"].get("uses").is_none(), "unlimited: {v}");
+}
+
+/// A limited key in a sync keeps its creation time across later syncs, so
+/// its uses stay counted and its default expiry (a day after it was made)
+/// does not move with each sync.
+#[test]
+fn a_limited_key_keeps_its_creation_across_syncs() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open_at(dir.path());
+    let once = Some(KeyLimit { uses: Some(1), expires_ms: None });
+    let pin = |s: &KeyService| s.holder_get("res").unwrap()["keys"]["pin"].clone();
+    let mut first = None;
+    for generation in 1..=2 {
+        s.sync_begin(generation).unwrap();
+        s.sync_put(vec![SyncHolder { pin: Some(("483920".into(), true, once)), ..sync_holder("res", None, None) }])
+            .unwrap();
+        s.sync_commit().unwrap();
+        let p = pin(&s);
+        let created = chrono::DateTime::parse_from_rfc3339(p["created"].as_str().unwrap()).unwrap();
+        let expires = chrono::DateTime::parse_from_rfc3339(p["expires"].as_str().unwrap()).unwrap();
+        assert_eq!(expires - created, chrono::Duration::hours(24), "{p}");
+        assert_eq!(p["uses"], 1);
+        match &first {
+            None => first = Some(p),
+            Some(f) => assert_eq!(f["created"], p["created"], "the creation moved"),
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let snap = s.live().load_full();
+    let l = snap.limit(&s.hasher().hash(KeyKind::Pin, b"483920")).copied().unwrap();
+    assert_eq!(l.uses, Some(1));
 }
