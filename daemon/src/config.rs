@@ -40,6 +40,8 @@ pub struct Config {
     pub clock: ClockConfig,
     /// Each role's default schedule (`[roles.<role>] schedule`).
     pub role_schedules: crate::access::RoleSchedules,
+    /// The roles whose cards open only with their PIN (`[roles.<role>] card_plus_pin`).
+    pub card_plus_pin_roles: Vec<crate::access::Role>,
     pub audit: AuditConfig,
     pub admin: AdminConfig,
     pub mqtt: Option<MqttConfig>,
@@ -64,6 +66,8 @@ pub struct KeysConfig {
 pub struct KeypadConfig {
     pub entry_timeout: Duration,
     pub submit_at_length: bool,
+    /// Card plus PIN: how long the PIN is awaited after the card.
+    pub pin_after_card: Duration,
 }
 
 /// `[clock]`.
@@ -159,6 +163,8 @@ pub struct DoorConfig {
     pub held_open: Duration,
     /// Relock as soon as the contact reports the door closed again.
     pub relock_on_close: bool,
+    /// A card opens only with its holder's PIN typed after it.
+    pub card_plus_pin: bool,
 }
 
 /// What an input device is for.
@@ -415,16 +421,22 @@ fn validate(raw: &serde_json::Value, errs: &mut ConfigErrors) -> Option<Config> 
     };
     let keypad = {
         let mut s = top.opt_table("keypad", errs);
-        let (t, sal) = match s.as_mut() {
-            Some(s) => {
-                (s.u64_or("entry_timeout_ms", 5000, 500..=60_000, errs), s.bool_or("submit_at_length", false, errs))
-            }
-            None => (5000, false),
+        let (t, sal, pac) = match s.as_mut() {
+            Some(s) => (
+                s.u64_or("entry_timeout_ms", 5000, 500..=60_000, errs),
+                s.bool_or("submit_at_length", false, errs),
+                s.u64_or("pin_after_card_s", 10, 2..=60, errs),
+            ),
+            None => (5000, false, 10),
         };
         if let Some(s) = s {
             s.finish(errs);
         }
-        KeypadConfig { entry_timeout: Duration::from_millis(t), submit_at_length: sal }
+        KeypadConfig {
+            entry_timeout: Duration::from_millis(t),
+            submit_at_length: sal,
+            pin_after_card: Duration::from_secs(pac),
+        }
     };
     let lockout = {
         let d = LockoutPolicy::default();
@@ -478,12 +490,16 @@ fn validate(raw: &serde_json::Value, errs: &mut ConfigErrors) -> Option<Config> 
         }
         EnrollConfig { roles, window: Duration::from_secs(window_s) }
     };
+    let mut card_plus_pin_roles = Vec::new();
     let role_schedules = {
         use crate::access::schedule::Window;
         let mut out: crate::access::RoleSchedules = Default::default();
         if let Some(mut s) = top.opt_table("roles", errs) {
             for role in crate::access::Role::ALL {
                 let Some(mut r) = s.opt_table(role.as_str(), errs) else { continue };
+                if r.bool_or("card_plus_pin", false, errs) {
+                    card_plus_pin_roles.push(role);
+                }
                 if let Some(v) = r.raw("schedule") {
                     match crate::provision::command::parse_schedule(Some(v)) {
                         Ok(ws) => {
@@ -638,6 +654,7 @@ fn validate(raw: &serde_json::Value, errs: &mut ConfigErrors) -> Option<Config> 
         refs: [(&'static str, Option<String>); 5],
         held_open_s: u64,
         relock_on_close: bool,
+        card_plus_pin: bool,
     }
     let mut doors_raw = Vec::new();
     for mut d in top.tables("doors", errs) {
@@ -653,6 +670,7 @@ fn validate(raw: &serde_json::Value, errs: &mut ConfigErrors) -> Option<Config> 
         ];
         let held_open_s = d.u64_or("held_open_s", 60, 1..=86_400, errs);
         let relock_on_close = d.bool_or("relock_on_close", false, errs);
+        let card_plus_pin = d.bool_or("card_plus_pin", false, errs);
         if refs[0].1.is_none() {
             for key in ["held_open_s", "relock_on_close"] {
                 if d.has(key) {
@@ -664,7 +682,16 @@ fn validate(raw: &serde_json::Value, errs: &mut ConfigErrors) -> Option<Config> 
                 }
             }
         }
-        doors_raw.push(RawDoor { path: d.path().to_string(), id, lock, unlock_ms, refs, held_open_s, relock_on_close });
+        doors_raw.push(RawDoor {
+            path: d.path().to_string(),
+            id,
+            lock,
+            unlock_ms,
+            refs,
+            held_open_s,
+            relock_on_close,
+            card_plus_pin,
+        });
         d.finish(errs);
     }
     top.finish(errs);
@@ -798,6 +825,7 @@ fn validate(raw: &serde_json::Value, errs: &mut ConfigErrors) -> Option<Config> 
                 buzzer,
                 held_open: Duration::from_secs(d.held_open_s),
                 relock_on_close: d.relock_on_close,
+                card_plus_pin: d.card_plus_pin,
             });
         }
     }
@@ -886,6 +914,7 @@ fn validate(raw: &serde_json::Value, errs: &mut ConfigErrors) -> Option<Config> 
         lockout,
         enroll,
         role_schedules,
+        card_plus_pin_roles,
         clock,
         audit,
         admin,

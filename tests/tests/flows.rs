@@ -418,3 +418,44 @@ fn a_one_time_code_presented_twice_at_once_opens_once() {
     assert_eq!(e["reason"], "expired", "{e}");
     d.stop();
 }
+
+/// Card plus PIN at a door, through the real daemon: the card, then its
+/// holder's PIN, opens; a PIN alone does not; a card with no PIN after it
+/// times out as `pin_required`.
+#[test]
+fn card_plus_pin_opens_only_with_both() {
+    let broker = Broker::start();
+    let sub = broker.subscribe(&format!("{P}/#"), "portal-card-pin");
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("porter.toml");
+    let extra = format!("\n[keypad]\npin_after_card_s = 2\n\n[mqtt]\nurl = \"{}\"\n", broker.url());
+    let text = config_text(dir.path(), 200, false, &extra).replacen(
+        "unlock_ms = 200",
+        "unlock_ms = 200\ncard_plus_pin = true",
+        1,
+    );
+    std::fs::write(&cfg, text).unwrap();
+    let mut d = Daemon::start(&cfg, &dir.path().join("admin.sock"));
+    d.log.wait_for(0, &["mqtt subscribed"]);
+    call(&broker, &sub, "p-1", "holder.put", json!({"holder": "staff-ann", "role": "staff"}));
+    let pin = call(&broker, &sub, "p-2", "pin.generate", json!({"holder": "staff-ann"}))["result"]["pin"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    call(&broker, &sub, "p-3", "card.assign", json!({"holder": "staff-ann", "uid": "04a1b2c3"}));
+
+    let mark = sub.lines.len();
+    d.type_line(&format!("{pin}#"));
+    let (at, e) = event(&sub, mark, "access.denied");
+    assert_eq!(e["reason"], "card_required", "{e}");
+    d.type_line("card:04a1b2c3");
+    d.log.wait_for(0, &["card accepted; waiting for the holder's PIN", "staff-ann"]);
+    d.type_line(&format!("{pin}#"));
+    let (at, e) = event(&sub, at, "access.granted");
+    assert_eq!((e["holder"].as_str(), e["key"].as_str()), (Some("staff-ann"), Some("card+pin")), "{e}");
+    d.type_line("card:04a1b2c3");
+    let (_, e) = event(&sub, at, "access.denied");
+    assert_eq!((e["reason"].as_str(), e["key"].as_str()), (Some("pin_required"), Some("card")), "{e}");
+    let (_, log) = d.stop();
+    assert!(!log.all().iter().any(|l| l.contains(&pin)));
+}

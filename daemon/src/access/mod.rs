@@ -624,6 +624,13 @@ pub enum Reason {
     WrongDoor,
     LockedOut,
     ClockUnsynchronized,
+    /// Card plus PIN: a PIN or QR code alone where a card and its holder's
+    /// PIN are wanted (decided by the decision loop, not by [`decide`]).
+    CardRequired,
+    /// Card plus PIN: the PIN typed after the card is another holder's.
+    PinMismatch,
+    /// Card plus PIN: no PIN came in time after the card.
+    PinRequired,
 }
 
 impl Reason {
@@ -638,6 +645,9 @@ impl Reason {
             Reason::WrongDoor => "wrong_door",
             Reason::LockedOut => "locked_out",
             Reason::ClockUnsynchronized => "clock_unsynchronized",
+            Reason::CardRequired => "card_required",
+            Reason::PinMismatch => "pin_mismatch",
+            Reason::PinRequired => "pin_required",
         }
     }
 }

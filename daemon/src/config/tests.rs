@@ -340,3 +340,22 @@ fn clock_policy_and_source() {
     let e = errs.0.iter().find(|e| e.path == "clock.unsynchronized").unwrap_or_else(|| panic!("{errs}"));
     assert!(e.hint.as_deref().unwrap().contains("\"deny\""), "{e}");
 }
+
+#[test]
+fn card_plus_pin_by_door_and_role() {
+    use crate::access::Role;
+    let c = Config::from_toml_with_env(DEMO_TOML, no_env()).unwrap();
+    assert!(!c.doors[0].card_plus_pin && c.card_plus_pin_roles.is_empty());
+    assert_eq!(c.keypad.pin_after_card, Duration::from_secs(10));
+    let text = DEMO_TOML.replacen("[[doors]]", "[keypad]\npin_after_card_s = 5\n\n[[doors]]\ncard_plus_pin = true", 1);
+    let text = format!("{text}\n[roles.staff]\ncard_plus_pin = true\n");
+    let c = Config::from_toml_with_env(&text, no_env()).unwrap();
+    assert!(c.doors[0].card_plus_pin);
+    assert_eq!(
+        (c.card_plus_pin_roles.as_slice(), c.keypad.pin_after_card),
+        ([Role::Staff].as_slice(), Duration::from_secs(5))
+    );
+    let errs = Config::from_toml_with_env(&format!("{DEMO_TOML}\n[roles.staff]\ncard_plus_pin = \"yes\"\n"), no_env())
+        .unwrap_err();
+    assert!(errs.0.iter().any(|e| e.path == "roles.staff.card_plus_pin"), "{errs}");
+}

@@ -13,7 +13,7 @@ use super::enroll::EnrollJob;
 use super::feedback::Signal;
 use crate::access::keypad::{KeyOutcome, KeypadEntry};
 use crate::access::lockout::{Engaged, LockoutPolicy, LockoutState};
-use crate::access::{decide, KeyHash, KeyKind, Request, Snapshot};
+use crate::access::{decide, KeyHash, KeyKind, Reason, Request, Role, Snapshot};
 use crate::config::Purpose;
 use crate::store::records;
 use crate::store::secret::KeyHasher;
@@ -49,6 +49,15 @@ pub enum ControlMsg {
 #[derive(Debug, Clone)]
 pub struct Window {
     pub holder: String,
+    pub until: Instant,
+}
+
+/// A card accepted at a door that wants its holder's PIN next.
+#[derive(Debug, Clone)]
+pub struct Pending {
+    pub holder: String,
+    /// The reader the card was presented at.
+    pub device: usize,
     pub until: Instant,
 }
 
@@ -89,6 +98,12 @@ pub struct DecisionLoop {
     pub unsynchronized: clock::Unsynchronized,
     /// The grants each limited key has given ([`load_uses`]).
     pub uses: std::collections::HashMap<KeyHash, records::Spent>,
+    /// Card plus PIN: the doors that want it, the roles that want it, how
+    /// long a PIN is awaited after the card, and each door's waiting card.
+    pub card_pin_doors: Vec<bool>,
+    pub card_pin_roles: Vec<Role>,
+    pub pin_after_card: Duration,
+    pub pending: Vec<Option<Pending>>,
 }
 
 /// Device id to `online`, `offline` or `unknown`.
@@ -129,7 +144,13 @@ impl DecisionLoop {
         cancel: CancellationToken,
     ) {
         loop {
-            let next_close = self.windows.iter().flatten().map(|w| w.until).min();
+            let next_close = self
+                .windows
+                .iter()
+                .flatten()
+                .map(|w| w.until)
+                .chain(self.pending.iter().flatten().map(|p| p.until))
+                .min();
             let close = async {
                 match next_close {
                     Some(t) => tokio::time::sleep_until(t).await,
@@ -140,7 +161,10 @@ impl DecisionLoop {
                 biased;
                 Some(r) = reports.recv() => self.report(r),
                 Some(c) = control.recv() => self.control(c),
-                _ = close => self.close_windows(Instant::now()),
+                _ = close => {
+                    self.close_windows(Instant::now());
+                    self.close_pending(Instant::now());
+                }
                 _ = cancel.cancelled() => break,
             }
         }
@@ -228,6 +252,28 @@ impl DecisionLoop {
                     fields: fields(&[("door", json!(door)), ("holder", json!(w.holder))]),
                 });
             }
+        }
+    }
+
+    /// Ends every card's wait for a PIN whose time is up: `access.denied`
+    /// with `pin_required` (not a failure: the card was right).
+    fn close_pending(&mut self, now: Instant) {
+        for i in 0..self.pending.len() {
+            let Some(p) = self.pending[i].take_if(|p| p.until <= now) else { continue };
+            let (door, device) = (&self.doors[i], &self.devices[p.device].id);
+            door.signal(Signal::Deny);
+            tracing::info!(door = %door.id, device = %device, key = "card", holder = %p.holder, reason = "pin_required", "access denied");
+            self.audit.record(Draft {
+                ts_ms: self.clock.now_ms(),
+                kind: "access.denied",
+                fields: fields(&[
+                    ("door", json!(door.id)),
+                    ("device", json!(device)),
+                    ("key", json!("card")),
+                    ("holder", json!(p.holder)),
+                    ("reason", json!(Reason::PinRequired.as_str())),
+                ]),
+            });
         }
     }
 
@@ -327,12 +373,46 @@ impl DecisionLoop {
             spent,
         };
         let decision = decide(&snap, &req);
-        let door_h = &self.doors[door as usize];
-        let opened = decision.is_grant() && door_h.open(door_h.unlock);
+        let door_i = door as usize;
+        let holder = decision.holder().map(|h| h.id);
+        let mut reason = decision.reason();
+        let mut key_name = kind.as_str();
+        let mut card_device = None;
+        // Card plus PIN, at this door or for this holder's role: a card waits
+        // for its holder's PIN; a PIN opens only after its holder's card.
+        if let Some(h) = decision.holder().filter(|_| reason.is_none()) {
+            if self.card_pin_doors[door_i] || self.card_pin_roles.contains(&h.role) {
+                let now = Instant::now();
+                match kind {
+                    KeyKind::Card => {
+                        let wait = self.pin_after_card;
+                        tracing::info!(door = %self.doors[door_i].id, device = %self.devices[device].id, holder = h.id, "card accepted; waiting for the holder's PIN");
+                        self.pending[door_i] = Some(Pending { holder: h.id.to_string(), device, until: now + wait });
+                        self.doors[door_i].signal(Signal::PinNeeded(wait));
+                        return;
+                    }
+                    KeyKind::Pin => match self.pending[door_i].take() {
+                        Some(p) if p.until > now && p.holder == h.id => {
+                            key_name = "card+pin";
+                            card_device = Some(p.device);
+                        }
+                        Some(p) if p.until > now => reason = Some(Reason::PinMismatch),
+                        _ => reason = Some(Reason::CardRequired),
+                    },
+                    KeyKind::Qr => reason = Some(Reason::CardRequired),
+                }
+            }
+        } else if kind == KeyKind::Pin && self.pending[door_i].is_some() && reason != Some(Reason::LockedOut) {
+            // A wrong PIN after a card ends the card's wait: present it again.
+            self.pending[door_i] = None;
+            reason = reason.map(|r| if r == Reason::Unknown { Reason::PinMismatch } else { r });
+        }
+        let door_h = &self.doors[door_i];
+        let opened = reason.is_none() && door_h.open(door_h.unlock);
         // A limited key's use counts at once, before anything else is
         // presented: two presentations of a one-time code, even at the same
         // moment on two devices, are decided one after the other here.
-        let use_of = match (decision.is_grant(), limit) {
+        let use_of = match (reason.is_none(), limit) {
             (true, Some(l)) if l.uses.is_some() => {
                 let s = records::Spent { created_ms: l.created_ms, used: spent + 1 };
                 self.uses.insert(key, s);
@@ -340,26 +420,28 @@ impl DecisionLoop {
             }
             _ => None,
         };
-        door_h.signal(match decision.reason() {
+        door_h.signal(match reason {
             None => Signal::Grant,
-            Some(crate::access::Reason::LockedOut) => Signal::Lockout,
+            Some(Reason::LockedOut) => Signal::Lockout,
             Some(_) => Signal::Deny,
         });
 
         // The lock has its command; everything below may take its time.
-        let holder = decision.holder().map(|h| h.id);
-        let engaged = self.count(device, decision.reason(), now_ms, day);
+        let engaged = self.count(device, reason, now_ms, day);
         let dev = &self.devices[device];
-        let door_id = &self.doors[door as usize].id;
+        let door_id = &self.doors[door_i].id;
         let mut f = fields(&[
             ("door", json!(door_id)),
             ("device", json!(dev.id)),
-            ("key", json!(kind.as_str())),
+            ("key", json!(key_name)),
             ("holder", json!(holder)),
         ]);
-        match decision.reason() {
+        if let Some(c) = card_device {
+            f.insert("card_device".into(), json!(self.devices[c].id));
+        }
+        match reason {
             None => {
-                tracing::info!(door = %door_id, device = %dev.id, key = kind.as_str(), holder = holder.unwrap_or(""), "access granted");
+                tracing::info!(door = %door_id, device = %dev.id, key = key_name, holder = holder.unwrap_or(""), "access granted");
                 if !opened {
                     tracing::error!(door = %door_id, "door command queue full: the lock was not opened");
                     f.insert("lock".into(), json!("not_driven"));
@@ -373,7 +455,7 @@ impl DecisionLoop {
                 }
             }
             Some(reason) => {
-                tracing::info!(door = %door_id, device = %dev.id, key = kind.as_str(), holder = holder.unwrap_or(""), reason = reason.as_str(), "access denied");
+                tracing::info!(door = %door_id, device = %dev.id, key = key_name, holder = holder.unwrap_or(""), reason = reason.as_str(), "access denied");
                 f.insert("reason".into(), json!(reason.as_str()));
                 self.audit.record(Draft { ts_ms: now_ms, kind: "access.denied", fields: f });
             }
@@ -594,6 +676,10 @@ mod tests {
             trust: Arc::new(clock::Trust::new(&clock::SyncSource::File("/".into()))),
             unsynchronized: clock::Unsynchronized::Deny,
             uses: Default::default(),
+            card_pin_doors: vec![false],
+            card_pin_roles: Vec::new(),
+            pin_after_card: Duration::from_secs(10),
+            pending: vec![None],
         };
         Rig { svc, lp, lock, events, clock, store, jobs }
     }
@@ -889,5 +975,64 @@ mod tests {
         assert_ne!(pin, pin2);
         keys(&mut r.lp, &format!("{pin2}#"));
         assert_eq!(next_event(&mut r.events).await["type"], "access.granted");
+    }
+
+    #[tokio::test]
+    async fn card_plus_pin_at_a_door_and_for_a_role() {
+        let mut r = rig().await;
+        r.svc.holder_put(spec("courier-ups")).unwrap();
+        let pin = r.svc.pin_generate("courier-ups").unwrap();
+        r.svc.card_assign("courier-ups", &CardUid::parse_hex("04a1b2c3").unwrap()).unwrap();
+        r.svc.holder_put(spec("courier-dhl")).unwrap();
+        let other_pin = r.svc.pin_generate("courier-dhl").unwrap();
+        let card = |r: &mut Rig| {
+            let uid = CardUid::parse_hex("04a1b2c3").unwrap();
+            r.lp.report(DeviceReport { device: 0, report: Report::Input(Input::Card(uid)) })
+        };
+        r.lp.card_pin_doors[0] = true;
+        // The card alone opens nothing and says nothing yet; its holder's PIN then opens.
+        card(&mut r);
+        assert!(r.lp.pending[0].is_some());
+        keys(&mut r.lp, &format!("{pin}#"));
+        let e = next_event(&mut r.events).await;
+        assert_eq!(
+            (e["type"].as_str(), e["key"].as_str(), e["card_device"].as_str()),
+            (Some("access.granted"), Some("card+pin"), Some("keypad1")),
+            "{e}"
+        );
+        // A PIN alone is refused.
+        keys(&mut r.lp, &format!("{pin}#"));
+        assert_eq!(next_event(&mut r.events).await["reason"], "card_required");
+        // Another holder's PIN after the card, or a wrong one, is refused and ends the wait.
+        card(&mut r);
+        keys(&mut r.lp, &format!("{other_pin}#"));
+        let e = next_event(&mut r.events).await;
+        assert_eq!((e["reason"].as_str(), e["holder"].as_str()), (Some("pin_mismatch"), Some("courier-dhl")), "{e}");
+        assert!(r.lp.pending[0].is_none());
+        card(&mut r);
+        keys(&mut r.lp, "502817#");
+        assert_eq!(next_event(&mut r.events).await["reason"], "pin_mismatch");
+        // No PIN in time.
+        card(&mut r);
+        r.lp.close_pending(Instant::now() + Duration::from_secs(11));
+        let e = next_event(&mut r.events).await;
+        assert_eq!(
+            (e["reason"].as_str(), e["key"].as_str(), e["holder"].as_str()),
+            (Some("pin_required"), Some("card"), Some("courier-ups")),
+            "{e}"
+        );
+
+        // For a role, at a door that does not want it: couriers only.
+        r.lp.card_pin_doors[0] = false;
+        r.lp.card_pin_roles = vec![crate::access::Role::Courier];
+        keys(&mut r.lp, &format!("{pin}#"));
+        assert_eq!(next_event(&mut r.events).await["reason"], "card_required");
+        r.svc.holder_put(HolderSpec::new("staff-ann", "Ann", crate::access::Role::Staff)).unwrap();
+        let staff_pin = r.svc.pin_generate("staff-ann").unwrap();
+        keys(&mut r.lp, &format!("{staff_pin}#"));
+        assert_eq!(next_event(&mut r.events).await["type"], "access.granted");
+        card(&mut r);
+        keys(&mut r.lp, &format!("{pin}#"));
+        assert_eq!(next_event(&mut r.events).await["key"], "card+pin");
     }
 }

@@ -9,6 +9,7 @@
 //! | enrolment window open | slow blink, 500 ms on / 500 ms off, until it closes | 2 beeps of 100 ms |
 //! | card enrolled | on 1 s, off, on 1 s | a rising pair: 100 ms, then 400 ms |
 //! | card refused at enrolment | 5 blinks of 100 ms | one 600 ms tone, then 3 beeps |
+//! | card accepted, PIN needed | fast blink, 250 ms on / 250 ms off, while it waits | 1 beep of 50 ms |
 //!
 //! Each output has its own task, so a pattern never holds up the lock or the
 //! decision loop; a new signal cuts the running pattern short. The line is
@@ -28,6 +29,9 @@ pub enum Signal {
     EnrollOpen(Duration),
     Enrolled,
     Refused,
+    /// A card was accepted at a door that wants its holder's PIN too; the
+    /// PIN is awaited this long.
+    PinNeeded(Duration),
     /// Stop any pattern (an enrolment window closed).
     Off,
 }
@@ -61,6 +65,8 @@ pub fn pattern(signal: Signal, line: Line) -> Vec<(bool, Duration)> {
             p.extend(blinks(3, 100, 100));
             p
         }
+        (Signal::PinNeeded(d), Line::Led) => blinks((d.as_millis() / 500).max(1) as usize, 250, 250),
+        (Signal::PinNeeded(_), Line::Buzzer) => vec![(true, ms(50))],
         (Signal::Off, _) => Vec::new(),
     }
 }
@@ -122,6 +128,7 @@ mod tests {
             Signal::EnrollOpen(Duration::from_secs(30)),
             Signal::Enrolled,
             Signal::Refused,
+            Signal::PinNeeded(Duration::from_secs(10)),
         ];
         for line in [Line::Led, Line::Buzzer] {
             let ps: Vec<_> = signals.iter().map(|s| pattern(*s, line)).collect();

@@ -312,6 +312,10 @@ pub async fn run_with_clock(
         trust: trust.clone(),
         unsynchronized: cfg.clock.unsynchronized,
         uses: decisions::load_uses(&store),
+        card_pin_doors: cfg.doors.iter().map(|d| d.card_plus_pin).collect(),
+        card_pin_roles: cfg.card_plus_pin_roles.clone(),
+        pin_after_card: cfg.keypad.pin_after_card,
+        pending: vec![None; cfg.doors.len()],
     };
     let loop_task = tokio::spawn(decision_loop.run(report_rx, control_rx, loop_cancel.clone()));
 
