@@ -459,3 +459,88 @@ fn card_plus_pin_opens_only_with_both() {
     let (_, log) = d.stop();
     assert!(!log.all().iter().any(|l| l.contains(&pin)));
 }
+
+/// Door supervision through the real daemon, the contact and the exit button
+/// being `exec` drivers fed through FIFOs: a forced door, an exit, a door
+/// held open, and a relock as soon as the door closes, each an event the
+/// portal sees.
+#[test]
+fn a_forced_door_and_a_held_open_door_raise_their_events() {
+    use porter_tests::config_head;
+    use std::io::Write;
+    let broker = Broker::start();
+    let sub = broker.subscribe(&format!("{P}/#"), "portal-doors");
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path();
+    for f in ["contact.fifo", "button.fifo"] {
+        nix::unistd::mkfifo(&p.join(f), nix::sys::stat::Mode::S_IRWXU).unwrap();
+    }
+    let config = format!(
+        r#"{head}
+[[doors]]
+id = "main"
+lock = "lock1"
+unlock_ms = 30000
+contact = "contact"
+exit_button = "button"
+held_open_s = 1
+relock_on_close = true
+
+[[devices]]
+id = "lock1"
+kind = "sim_lock"
+
+[[devices]]
+id = "contact"
+kind = "exec"
+command = "/bin/sh"
+args = ["-c", "exec cat {d}/contact.fifo"]
+
+[[devices]]
+id = "button"
+kind = "exec"
+command = "/bin/sh"
+args = ["-c", "exec cat {d}/button.fifo"]
+
+[mqtt]
+url = "{url}"
+"#,
+        head = config_head(p),
+        d = p.display(),
+        url = broker.url()
+    );
+    std::fs::write(p.join("porter.toml"), config).unwrap();
+    let d = Daemon::start(&p.join("porter.toml"), &p.join("admin.sock"));
+    d.log.wait_for(0, &["mqtt subscribed"]);
+    let mut contact = std::fs::OpenOptions::new().write(true).open(p.join("contact.fifo")).unwrap();
+    let mut button = std::fs::OpenOptions::new().write(true).open(p.join("button.fifo")).unwrap();
+    let mut level = |f: &mut std::fs::File, on: bool| writeln!(f, "{{\"level\":{on}}}").unwrap();
+
+    // Opened while locked, with no grant and no exit: forced.
+    let mark = sub.lines.len();
+    level(&mut contact, false);
+    level(&mut contact, true);
+    let (at, _) = event(&sub, mark, "door.forced");
+    level(&mut contact, false);
+    let (at, _) = event(&sub, at, "door.closed");
+
+    // The exit button unlocks; the door opens (no alarm), stands open past
+    // held_open_s, and relocks the moment it closes, long before unlock_ms.
+    let log_mark = d.log.len();
+    level(&mut button, true);
+    level(&mut button, false);
+    let (at, _) = event(&sub, at, "door.exit");
+    d.log.wait_for(log_mark, &["lock unlocked"]);
+    level(&mut contact, true);
+    let (at, _) = event(&sub, at, "door.opened");
+    let (at, e) = event(&sub, at, "door.held_open");
+    assert_eq!(e["held_open_s"], 1, "{e}");
+    let relock_mark = d.log.len();
+    level(&mut contact, false);
+    event(&sub, at, "door.closed");
+    d.log.wait_for(relock_mark, &["lock locked"]);
+    let forced: Vec<String> = sub.lines.all()[mark..].iter().filter(|l| l.contains("door.forced")).cloned().collect();
+    assert_eq!(forced.len(), 1, "only the first opening was forced: {forced:?}");
+    drop((contact, button));
+    d.stop();
+}
