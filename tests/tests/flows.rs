@@ -514,7 +514,7 @@ url = "{url}"
     d.log.wait_for(0, &["mqtt subscribed"]);
     let mut contact = std::fs::OpenOptions::new().write(true).open(p.join("contact.fifo")).unwrap();
     let mut button = std::fs::OpenOptions::new().write(true).open(p.join("button.fifo")).unwrap();
-    let mut level = |f: &mut std::fs::File, on: bool| writeln!(f, "{{\"level\":{on}}}").unwrap();
+    let level = |f: &mut std::fs::File, on: bool| writeln!(f, "{{\"level\":{on}}}").unwrap();
 
     // Opened while locked, with no grant and no exit: forced.
     let mark = sub.lines.len();
