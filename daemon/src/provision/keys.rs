@@ -702,9 +702,11 @@ impl KeyService {
         for h in holders {
             let key = records::holder_key(staging, &h.spec.id);
             let old = self.store.get(&key)?.map(|v| HolderRecord::decode(&key, &v)).transpose()?;
-            // A key the live set already has keeps its creation time: its
-            // uses stay counted and its default expiry stays put.
-            let live = self.load(&h.spec.id)?;
+            // A limited key the live set already has keeps its creation
+            // time: its uses stay counted and its default expiry stays put.
+            // (Read only for those: a sync of 100,000 holders has few.)
+            let limited = [&h.pin, &h.qr].into_iter().flatten().any(|(.., l)| l.is_some());
+            let live = if limited { self.load(&h.spec.id)? } else { None };
             let created = |hash: &KeyHash, k: fn(&HolderRecord) -> &Option<KeyRecord>| {
                 live.as_ref().and_then(|l| k(l).as_ref()).filter(|r| r.hash == *hash).map_or(now, |r| r.created_ms)
             };
