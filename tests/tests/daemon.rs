@@ -195,3 +195,39 @@ fn check_config_accepts_the_shipped_configs_and_names_every_error() {
     let (code, _, err) = check_config(&dir.path().join("missing.toml"));
     assert_eq!(code, 64, "{err}");
 }
+
+/// Under systemd: `READY=1` on the notify socket once the lock is driven to
+/// its safe state, `WATCHDOG=1` at half the watchdog interval while the
+/// decision loop answers, `STOPPING=1` at shutdown.
+#[test]
+fn systemd_hears_ready_the_watchdog_and_stopping() {
+    use std::os::unix::net::UnixDatagram;
+    let (dir, cfg, socket) = setup(200, false);
+    let notify = dir.path().join("notify.sock");
+    let server = UnixDatagram::bind(&notify).unwrap();
+    server.set_read_timeout(Some(porter_tests::DEADLINE)).unwrap();
+    let env = [("NOTIFY_SOCKET", notify.to_str().unwrap()), ("WATCHDOG_USEC", "400000")];
+    let d = Daemon::start_with_env(&cfg, &socket, &env);
+    let mut buf = [0u8; 256];
+    let mut next = || {
+        let n = server.recv(&mut buf).expect("a message to the notify socket");
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    };
+    let ready = next();
+    assert!(ready.starts_with("READY=1"), "{ready}");
+    let safe = d.log.all().iter().position(|l| l.contains("lock locked")).expect("the lock driven locked");
+    let ready_at = d.log.all().iter().position(|l| l.contains("porterd ready")).unwrap();
+    assert!(safe < ready_at, "READY before the lock was safe");
+    for _ in 0..3 {
+        assert_eq!(next(), "WATCHDOG=1");
+    }
+    let pid = nix::unistd::Pid::from_raw(d.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    loop {
+        if next() == "STOPPING=1" {
+            break;
+        }
+    }
+    let (status, _) = d.stop();
+    assert!(status.success());
+}

@@ -40,6 +40,8 @@ pub enum ControlMsg {
         window: Option<Duration>,
         reply: oneshot::Sender<Result<(i64, Duration), String>>,
     },
+    /// The watchdog's question: is the loop taking messages?
+    Ping { reply: oneshot::Sender<()> },
     /// The wall clock stepped by `by_ms` against the monotonic clock: each
     /// running lockout moves with it, so it lasts as long as it would have.
     ClockJumped { by_ms: i64 },
@@ -208,6 +210,9 @@ impl DecisionLoop {
                 let window = window.unwrap_or(self.enroll_window);
                 let until_ms = self.open_window(i, holder, window, fields(&[("via", json!("command"))]));
                 let _ = reply.send(Ok((until_ms, window)));
+            }
+            ControlMsg::Ping { reply } => {
+                let _ = reply.send(());
             }
             ControlMsg::ClockJumped { by_ms } => {
                 let now = self.clock.now_ms();

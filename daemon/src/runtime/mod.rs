@@ -17,6 +17,7 @@ pub mod decisions;
 pub mod doors;
 pub mod enroll;
 pub mod feedback;
+pub mod systemd;
 
 use crate::access::keypad::KeypadEntry;
 use crate::config::Config;
@@ -345,6 +346,7 @@ pub async fn run_with_clock(
 
     // The admin socket. Failing to bind it is loud but not fatal: the room
     // must keep deciding access.
+    let control_for_watchdog = control_tx.clone();
     let ctl: Arc<dyn Control> = Arc::new(RuntimeControl { doors, control: control_tx, audit: audit.clone(), clock });
     let admin_task = match admin::bind(&cfg.admin.socket) {
         Ok(listener) => Some(tokio::spawn(admin::serve(
@@ -403,9 +405,41 @@ pub async fn run_with_clock(
     });
     let admin = if admin_task.is_some() { cfg.admin.socket.display().to_string() } else { "unavailable".into() };
     tracing::info!(site = %cfg.site, controller = %cfg.controller, doors = cfg.doors.len(), devices = cfg.devices.len(), %admin, "porterd ready");
+    // The store is open and every lock is in its safe state: tell systemd,
+    // and feed its watchdog for as long as the decision loop answers.
+    let notifier = systemd::Notifier::from_env();
+    notifier.notify("READY=1\nSTATUS=deciding access");
+    let watchdog_cancel = CancellationToken::new();
+    let watchdog_task = systemd::watchdog_interval().filter(|_| notifier.enabled()).map(|every| {
+        let (notifier, control, cancel) = (notifier.clone(), control_for_watchdog.clone(), watchdog_cancel.clone());
+        tracing::info!(interval_ms = every.as_millis() as u64, "systemd watchdog on");
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every / 2);
+            loop {
+                tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    _ = tick.tick() => {}
+                }
+                let (tx, rx) = oneshot::channel();
+                let alive = control.try_send(ControlMsg::Ping { reply: tx }).is_ok()
+                    && tokio::time::timeout(every / 4, rx).await.is_ok_and(|r| r.is_ok());
+                if alive {
+                    notifier.notify("WATCHDOG=1");
+                } else {
+                    tracing::error!("the decision loop did not answer: not feeding the systemd watchdog");
+                }
+            }
+        })
+    });
 
     shutdown.await;
     tracing::info!("shutting down");
+    notifier.notify("STOPPING=1");
+    watchdog_cancel.cancel();
+    if let Some(t) = watchdog_task {
+        let _ = t.await;
+    }
+    drop(control_for_watchdog);
     let deadline = tokio::time::Instant::now() + GRACE;
     let stop = async {
         inputs_cancel.cancel();
