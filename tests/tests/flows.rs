@@ -302,11 +302,12 @@ fn keys_bound_by_time_follow_the_clock_policy_while_the_clock_is_unsynchronised(
         "holder.put",
         &["holder=staff-ann", "role=staff", r#"schedule:=[{"days":"daily","from":"00:00","to":"24:00"}]"#],
     ));
+    ok(d.ctl("holder.put", &["holder=res-4c", "role=resident"]));
     let pin = |d: &Daemon, h: &str| {
         ok(d.ctl("pin.generate", &[&format!("holder={h}")]))["result"]["pin"].as_str().unwrap().to_string()
     };
     let pins: Vec<String> =
-        ["courier-ups", "courier-open", "res-12b", "staff-ann"].iter().map(|h| pin(&d, h)).collect();
+        ["courier-ups", "courier-open", "res-12b", "staff-ann", "res-4c"].iter().map(|h| pin(&d, h)).collect();
     let outcome = |d: &mut Daemon, holder: &str, pin: &str| {
         let mark = d.log.len();
         d.type_line(&format!("{pin}#"));
@@ -322,6 +323,8 @@ fn keys_bound_by_time_follow_the_clock_policy_while_the_clock_is_unsynchronised(
     assert_eq!(outcome(&mut d, "courier-open", &pins[1]), "clock_unsynchronized");
     assert_eq!(outcome(&mut d, "res-12b", &pins[2]), "clock_unsynchronized");
     assert_eq!(outcome(&mut d, "staff-ann", &pins[3]), "granted");
+    // A resident with no time bounds at all is not affected.
+    assert_eq!(outcome(&mut d, "res-4c", &pins[4]), "granted");
 
     // The clock becomes synchronised: noticed, and the same keys open.
     let mark = d.log.len();

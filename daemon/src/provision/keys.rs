@@ -509,7 +509,9 @@ impl KeyService {
             }
             let created_ms = now_ms();
             let limit = resolve(limit, created_ms);
-            rec.pin = Some(KeyRecord { hash: h, active: true, created_ms, limit });
+            // The same PIN made again keeps its active flag.
+            let active = rec.pin.as_ref().filter(|p| p.hash == h).is_none_or(|p| p.active);
+            rec.pin = Some(KeyRecord { hash: h, active, created_ms, limit });
             Ok(limit)
         })
     }
@@ -708,7 +710,10 @@ impl KeyService {
             let limited = [&h.pin, &h.qr].into_iter().flatten().any(|(.., l)| l.is_some());
             let live = if limited { self.load(&h.spec.id)? } else { None };
             let created = |hash: &KeyHash, k: fn(&HolderRecord) -> &Option<KeyRecord>| {
-                live.as_ref().and_then(|l| k(l).as_ref()).filter(|r| r.hash == *hash).map_or(now, |r| r.created_ms)
+                live.as_ref()
+                    .and_then(|l| k(l).as_ref())
+                    .filter(|r| r.hash == *hash && r.limit.is_some())
+                    .map_or(now, |r| r.created_ms)
             };
             let mut rec = HolderRecord {
                 id: h.spec.id.clone(),
@@ -800,6 +805,16 @@ impl KeyService {
             }
             if b.len() >= 1000 {
                 self.store.apply_unflushed(std::mem::take(&mut b))?;
+            }
+        }
+        // The use counts of limited keys the new set drops go with them.
+        for r in self.store.scan(records::USES) {
+            let (k, _) = r?;
+            let Some(h) = k.get(records::USES.len()..).and_then(|h| <[u8; KeyHash::LEN]>::try_from(h).ok()) else {
+                continue;
+            };
+            if self.store.get(&records::key_key(staging, &KeyHash(h)))?.is_none() {
+                b.remove(k.to_vec());
             }
         }
         b.put(records::ACTIVE.to_vec(), staging.as_str().as_bytes().to_vec());

@@ -40,8 +40,9 @@ enum Msg {
     Event(Draft),
     /// A lockout state, and who to tell once it is on disk.
     Lockout(String, LockoutState, Option<oneshot::Sender<()>>),
-    /// The uses a limited key has given.
-    Use(crate::access::KeyHash, records::Spent),
+    /// An event, and the uses a limited key has given with it: written in
+    /// the same batch.
+    EventUse(Draft, crate::access::KeyHash, records::Spent),
 }
 
 /// The sending side, cloned wherever events are produced.
@@ -78,11 +79,12 @@ impl Audit {
         rx
     }
 
-    /// Queues the uses spent of a limited key for persistence, written with
-    /// the events queued before it (the grant that spent it among them).
-    pub fn key_use(&self, h: crate::access::KeyHash, spent: records::Spent) {
-        if self.tx.try_send(Msg::Use(h, spent)).is_err() {
-            tracing::error!("audit queue full: a limited key's use not persisted");
+    /// Queues the grant of a limited key with its uses spent, to be written
+    /// in one batch: the count is durable exactly when the event is.
+    pub fn record_use(&self, d: Draft, h: crate::access::KeyHash, spent: records::Spent) {
+        if self.tx.try_send(Msg::EventUse(d, h, spent)).is_err() {
+            let n = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+            tracing::error!(dropped = n, "audit queue full: a limited key's grant and use not persisted");
         }
     }
 
@@ -130,27 +132,31 @@ fn writer(store: Store, mut rx: mpsc::Receiver<Msg>, bus: broadcast::Sender<Arc<
         let mut batch = Batch::default();
         let mut events = Vec::new();
         let mut waiting = Vec::new();
+        let mut push = |d: Draft, batch: &mut Batch, events: &mut Vec<Event>| {
+            seq += 1;
+            let mut obj = Map::new();
+            obj.insert("seq".into(), seq.into());
+            obj.insert("ts".into(), records::rfc3339(d.ts_ms).into());
+            obj.insert("type".into(), d.kind.into());
+            obj.extend(d.fields);
+            let json = Value::Object(obj);
+            batch.put(records::audit_key(seq), serde_json::to_vec(&json).unwrap_or_default());
+            if seq > retain {
+                batch.remove(records::audit_key(seq - retain));
+            }
+            events.push(Event { seq, json });
+        };
         for m in msgs {
             match m {
-                Msg::Event(d) => {
-                    seq += 1;
-                    let mut obj = Map::new();
-                    obj.insert("seq".into(), seq.into());
-                    obj.insert("ts".into(), records::rfc3339(d.ts_ms).into());
-                    obj.insert("type".into(), d.kind.into());
-                    obj.extend(d.fields);
-                    let json = Value::Object(obj);
-                    batch.put(records::audit_key(seq), serde_json::to_vec(&json).unwrap_or_default());
-                    if seq > retain {
-                        batch.remove(records::audit_key(seq - retain));
-                    }
-                    events.push(Event { seq, json });
+                Msg::Event(d) => push(d, &mut batch, &mut events),
+                Msg::EventUse(d, h, spent) => {
+                    push(d, &mut batch, &mut events);
+                    batch.put(records::uses_key(&h), spent.encode());
                 }
                 Msg::Lockout(device, s, done) => {
                     batch.put(records::lockout_key(&device), serde_json::to_vec(&s).unwrap_or_default());
                     waiting.extend(done);
                 }
-                Msg::Use(h, spent) => batch.put(records::uses_key(&h), spent.encode()),
             }
         }
         batch.put(records::SEQ.to_vec(), seq.to_string().into_bytes());

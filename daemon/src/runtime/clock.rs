@@ -233,10 +233,12 @@ mod tests {
             cancel.clone(),
         ));
         let mut next = async || {
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
             loop {
                 match events.try_recv() {
                     Ok(e) => return e.json.clone(),
                     Err(_) => {
+                        assert!(std::time::Instant::now() < deadline, "no event within 10 s");
                         // The writer is a real thread: let it run.
                         std::thread::sleep(Duration::from_millis(1));
                         tokio::task::yield_now().await;

@@ -218,8 +218,12 @@ impl DecisionLoop {
                 let now = self.clock.now_ms();
                 for d in &mut self.devices {
                     // `now - by_ms` is the old clock's now: a lockout running then moves.
-                    if d.lockout.locked_until_ms > now - by_ms {
-                        d.lockout.locked_until_ms += by_ms;
+                    if d.lockout.locked_until_ms > now.saturating_sub(by_ms) {
+                        // Never longer than the longest lockout from now: a
+                        // lockout restored on a boot-time clock (1970, or the
+                        // last shutdown) must not grow by the whole correction.
+                        let cap = now.saturating_add(self.policy.max_ms as i64);
+                        d.lockout.locked_until_ms = d.lockout.locked_until_ms.saturating_add(by_ms).min(cap);
                         self.audit.lockout(&d.id, d.lockout);
                     }
                 }
@@ -357,6 +361,8 @@ impl DecisionLoop {
 
     /// Decides one presented key at `device` and acts on it.
     pub fn present(&mut self, device: usize, kind: KeyKind, value: &[u8]) {
+        // A card whose wait ran out is settled before anything else is decided.
+        self.close_pending(Instant::now());
         let now_ms = self.clock.now_ms();
         let (local, day) = clock::local(self.tz, now_ms);
         let dev = &self.devices[device];
@@ -417,7 +423,7 @@ impl DecisionLoop {
         // A limited key's use counts at once, before anything else is
         // presented: two presentations of a one-time code, even at the same
         // moment on two devices, are decided one after the other here.
-        let use_of = match (reason.is_none(), limit) {
+        let use_of = match (opened, limit) {
             (true, Some(l)) if l.uses.is_some() => {
                 let s = records::Spent { created_ms: l.created_ms, used: spent + 1 };
                 self.uses.insert(key, s);
@@ -454,9 +460,10 @@ impl DecisionLoop {
                 if let (Some(s), Some(u)) = (use_of, limit.and_then(|l| l.uses)) {
                     f.insert("uses_left".into(), json!(u.saturating_sub(s.used)));
                 }
-                self.audit.record(Draft { ts_ms: now_ms, kind: "access.granted", fields: f });
-                if let Some(s) = use_of {
-                    self.audit.key_use(key, s);
+                let d = Draft { ts_ms: now_ms, kind: "access.granted", fields: f };
+                match use_of {
+                    Some(s) => self.audit.record_use(d, key, s),
+                    None => self.audit.record(d),
                 }
             }
             Some(reason) => {
@@ -475,6 +482,7 @@ impl DecisionLoop {
     /// enrolment window for the holder instead of the lock, and only for the
     /// roles that may enroll. A wrong PIN counts towards the lockout.
     pub fn enroll_pin(&mut self, device: usize, pin: &[u8]) {
+        self.close_pending(Instant::now());
         let now_ms = self.clock.now_ms();
         let (local, day) = clock::local(self.tz, now_ms);
         let dev = &self.devices[device];
@@ -496,9 +504,12 @@ impl DecisionLoop {
         };
         let decision = decide(&snap, &req);
         let holder = decision.holder().map(|h| (h.id.to_string(), h.role));
+        let limited = snap.limit(&key).is_some();
         let reason = match (decision.reason(), &holder) {
             (Some(r), _) => Some(r.as_str()),
             (None, Some((_, role))) if !self.enroll_roles.contains(role) => Some("role_not_allowed"),
+            // A one-time or expiring PIN must not leave a lasting card behind.
+            (None, _) if limited => Some("limited_key"),
             (None, _) => None,
         };
         let denied = decision.reason();
@@ -923,6 +934,14 @@ mod tests {
         let (now, day) = (r.clock.now_ms(), r.lp.devices[0].lockout.day);
         assert!(r.lp.devices[0].lockout.is_locked(&r.lp.policy, now, day));
         assert!(!r.lp.devices[0].lockout.is_locked(&r.lp.policy, now + 30_000, day));
+        // A year forward (NTP's first correction of a boot-time clock): the
+        // lockout moves, but never past the longest lockout from now.
+        r.clock.0.fetch_add(365 * 86_400_000, Ordering::SeqCst);
+        r.lp.control(ControlMsg::ClockJumped { by_ms: 365 * 86_400_000 });
+        let now = r.clock.now_ms();
+        assert!(r.lp.devices[0].lockout.locked_until_ms <= now + r.lp.policy.max_ms as i64);
+        r.clock.0.fetch_sub(365 * 86_400_000, Ordering::SeqCst);
+        r.lp.control(ControlMsg::ClockJumped { by_ms: -365 * 86_400_000 });
         // An hour back: likewise, it does not grow by an hour.
         r.clock.0.fetch_sub(3_600_000, Ordering::SeqCst);
         r.lp.control(ControlMsg::ClockJumped { by_ms: -3_600_000 });
@@ -973,13 +992,20 @@ mod tests {
         qr(&mut r);
         assert_eq!(next_event(&mut r.events).await["reason"], "expired");
 
-        // The same PIN given again as a new one-time code counts afresh.
-        r.svc.holder_put(HolderSpec::new("res-7a", "7A", crate::access::Role::Resident)).unwrap();
-        r.svc.pin_delete("res-12b").unwrap();
-        let (pin2, _) = r.svc.pin_generate_limited("res-7a", once).unwrap();
-        assert_ne!(pin, pin2);
-        keys(&mut r.lp, &format!("{pin2}#"));
+        // The same PIN made again as a one-time code counts afresh.
+        std::thread::sleep(Duration::from_millis(2));
+        r.svc.pin_set_limited("res-12b", &pin, once).unwrap();
+        keys(&mut r.lp, &format!("{pin}#"));
         assert_eq!(next_event(&mut r.events).await["type"], "access.granted");
+        keys(&mut r.lp, &format!("{pin}#"));
+        assert_eq!(next_event(&mut r.events).await["reason"], "expired");
+
+        // A limited courier PIN opens no enrolment window: the card would outlast it.
+        r.svc.holder_put(spec("courier-temp")).unwrap();
+        let (temp, _) = r.svc.pin_generate_limited("courier-temp", once).unwrap();
+        keys(&mut r.lp, &format!("**{temp}#"));
+        let e = next_event(&mut r.events).await;
+        assert_eq!((e["type"].as_str(), e["reason"].as_str()), (Some("enroll.denied"), Some("limited_key")), "{e}");
     }
 
     #[tokio::test]

@@ -436,3 +436,24 @@ fn a_limited_key_keeps_its_creation_across_syncs() {
     let l = snap.limit(&s.hasher().hash(KeyKind::Pin, b"483920")).copied().unwrap();
     assert_eq!(l.uses, Some(1));
 }
+
+/// Limits synced onto a PIN the live set has unlimited make a new key: its
+/// default expiry counts from now, not from when the PIN was first made.
+#[test]
+fn limits_synced_onto_an_unlimited_pin_count_from_now() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open_at(dir.path());
+    s.sync_begin(1).unwrap();
+    s.sync_put(vec![sync_holder("res", Some("483920"), None)]).unwrap();
+    s.sync_commit().unwrap();
+    let first = s.holder_get("res").unwrap()["keys"]["pin"]["created"].as_str().unwrap().to_string();
+    std::thread::sleep(std::time::Duration::from_millis(5));
+    s.sync_begin(2).unwrap();
+    let once = Some(KeyLimit { uses: Some(1), expires_ms: None });
+    s.sync_put(vec![SyncHolder { pin: Some(("483920".into(), true, once)), ..sync_holder("res", None, None) }])
+        .unwrap();
+    s.sync_commit().unwrap();
+    let p = s.holder_get("res").unwrap()["keys"]["pin"].clone();
+    assert_ne!(p["created"].as_str().unwrap(), first, "{p}");
+    assert_eq!(try_key(&s, KeyKind::Pin, "483920"), None, "not expired at once");
+}
