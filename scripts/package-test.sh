@@ -1,0 +1,118 @@
+#!/usr/bin/env bash
+# Builds Porter's Debian packages and tests them as an installer would use
+# them, on this machine (as root, which CI is): installs the amd64 package,
+# checks its files, the porter user, the unit (systemd-analyze verify, and
+# the hardening score printed), starts porterd from the installed configs as
+# the porter user, reinstalls it over its own state (an upgrade keeps
+# /var/lib/porter), purges it; then runs the arm64 package's porterd
+# --version under qemu-user.
+#
+# Usage: scripts/package-test.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+fail() { echo "package-test: FAILED: $*" >&2; exit 1; }
+step() { echo "package-test: $*"; }
+
+if [ "$(id -u)" != 0 ]; then fail "run as root: it installs and purges the package"; fi
+export DEBIAN_FRONTEND=noninteractive
+need=()
+for p in systemd qemu-user libpcsclite1 file; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || need+=("$p")
+done
+if [ ${#need[@]} -gt 0 ]; then
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${need[@]}"
+fi
+
+scripts/package.sh all
+AMD64=$(ls -1t target/debian/porter_*_amd64.deb | head -n 1)
+ARM64=$(ls -1t target/debian/porter_*_arm64.deb | head -n 1)
+step "built $AMD64 and $ARM64"
+
+# ---- install ----
+dpkg --purge porter >/dev/null 2>&1 || true
+apt-get install -y -qq "./$AMD64" >/dev/null
+step "installed $(dpkg-query -W -f='${Package} ${Version} ${Architecture}' porter)"
+
+for f in /usr/bin/porterd /usr/bin/porterctl /lib/systemd/system/porterd.service \
+  /usr/lib/sysusers.d/porter.conf /usr/lib/tmpfiles.d/porter.conf /lib/udev/rules.d/60-porter.rules \
+  /usr/share/polkit-1/rules.d/50-porter-pcscd.rules /etc/porter/porter.toml \
+  /usr/share/doc/porter/examples/raspberry-pi.toml /usr/share/doc/porter/examples/usb.toml \
+  /usr/share/doc/porter/examples/demo.toml /usr/share/doc/porter/install.md; do
+  [ -e "$f" ] || fail "$f is not installed"
+done
+dpkg-query -W -f='${Conffiles}\n' porter | grep -q "/etc/porter/porter.toml" || fail "porter.toml is not a conffile"
+getent passwd porter >/dev/null || fail "no porter user"
+getent group porter >/dev/null || fail "no porter group"
+[ "$(stat -c %U:%a /var/lib/porter)" = "porter:750" ] || fail "/var/lib/porter is $(stat -c %U:%a /var/lib/porter)"
+step "files, conffile, the porter user and its folders: ok"
+
+systemd-analyze verify /lib/systemd/system/porterd.service || fail "systemd-analyze verify"
+step "systemd-analyze verify: ok"
+score=$(systemd-analyze security --offline=yes /lib/systemd/system/porterd.service 2>&1 | tail -n 1)
+step "hardening: $score"
+case "$score" in *" OK "*|*"SAFE"*) ;; *) fail "the unit's exposure is not OK or better: $score" ;; esac
+
+/usr/bin/porterd --version
+/usr/bin/porterd check-config --config /etc/porter/porter.toml || fail "the installed config does not check"
+for c in /usr/share/doc/porter/examples/*.toml; do
+  /usr/bin/porterd check-config --config "$c" >/dev/null || fail "$c does not check"
+done
+step "check-config of the installed and example configs: ok"
+
+# Starts porterd as porter with config $1 (from folder $2), its log in $3,
+# and waits until it is ready; its pid is then in $PID.
+run_as_porter() {
+  local cfg=$1 dir=$2 log=$3
+  ( cd "$dir" && exec setpriv --reuid=porter --regid=porter --init-groups /usr/bin/porterd --config "$cfg" ) \
+    </dev/null >"$log" 2>&1 &
+  PID=$!
+  local pid=$PID
+  for _ in $(seq 1 100); do
+    grep -q "porterd ready" "$log" && break
+    kill -0 "$pid" 2>/dev/null || { cat "$log"; fail "porterd ($cfg) exited before it was ready"; }
+    sleep 0.1
+  done
+  grep -q "porterd ready" "$log" || { cat "$log"; fail "porterd ($cfg) not ready within 10 s"; }
+}
+
+# The installed default config, as the service runs it.
+log=$(mktemp)
+run_as_porter /etc/porter/porter.toml /var/lib/porter "$log"; pid=$PID
+out=$(/usr/bin/porterctl --socket /run/porter/admin.sock state.get) || fail "porterctl state.get: $out"
+step "porterd runs from /etc/porter/porter.toml as porter; porterctl: $out"
+kill -TERM "$pid"; wait "$pid" || fail "porterd did not stop cleanly"
+[ -f /var/lib/porter/device.key ] || fail "no device secret in /var/lib/porter"
+[ "$(stat -c %U:%a /var/lib/porter/device.key)" = "porter:600" ] || fail "the device secret is $(stat -c %U:%a /var/lib/porter/device.key)"
+
+# The installed demo config, from a folder of porter's.
+demo=$(mktemp -d); chown porter:porter "$demo"
+run_as_porter /usr/share/doc/porter/examples/demo.toml "$demo" "$log"; pid=$PID
+grep -q "lock locked" "$log" || fail "the demo's lock was not driven locked"
+kill -TERM "$pid"; wait "$pid" || fail "the demo did not stop cleanly"
+step "porterd runs from the installed demo config as porter: ok"
+rm -rf "$demo"
+
+# ---- upgrade (a reinstall over the state) ----
+echo "# an installer's edit" >>/etc/porter/porter.toml
+apt-get install -y -qq --reinstall "./$AMD64" >/dev/null
+[ -f /var/lib/porter/device.key ] || fail "the reinstall lost /var/lib/porter"
+grep -q "an installer's edit" /etc/porter/porter.toml || fail "the reinstall replaced the edited conffile"
+step "reinstall keeps /var/lib/porter and the edited config: ok"
+
+# ---- purge ----
+dpkg --purge porter >/dev/null
+[ ! -e /var/lib/porter ] || fail "purge left /var/lib/porter"
+[ ! -e /etc/porter/porter.toml ] || fail "purge left /etc/porter/porter.toml"
+[ ! -e /usr/bin/porterd ] || fail "purge left /usr/bin/porterd"
+step "purge removes the binaries, the config and the state: ok"
+
+# ---- arm64 under qemu-user ----
+x=$(mktemp -d)
+dpkg-deb -x "$ARM64" "$x"
+file "$x/usr/bin/porterd" | grep -q "ARM aarch64" || fail "the arm64 package's porterd is $(file -b "$x/usr/bin/porterd")"
+v=$(qemu-aarch64 -L / "$x/usr/bin/porterd" --version) || fail "porterd --version under qemu-aarch64"
+step "arm64: $v (under qemu-aarch64)"
+rm -rf "$x" "$log"
+step "all package checks passed"

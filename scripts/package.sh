@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Builds Porter's Debian packages with cargo-deb: amd64 natively and arm64
+# cross-compiled (the aarch64 target, Debian's gcc-aarch64-linux-gnu and
+# libpcsclite-dev:arm64 through multiarch, as scripts/cross-check.sh sets up).
+# Installs cargo-deb when missing. Both packages land in target/debian/.
+#
+# Usage: scripts/package.sh [amd64|arm64|all]   (default: all)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+WHICH=${1:-all}
+
+if ! command -v cargo-deb >/dev/null; then
+  cargo install cargo-deb --locked
+fi
+
+if [ "$WHICH" = amd64 ] || [ "$WHICH" = all ]; then
+  cargo deb -p porterd --locked --output target/debian/
+fi
+
+if [ "$WHICH" = arm64 ] || [ "$WHICH" = all ]; then
+  # The toolchain, the target and libpcsclite-dev:arm64, once.
+  scripts/cross-check.sh check >/dev/null
+  export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc
+  export PKG_CONFIG_ALLOW_CROSS=1
+  export PKG_CONFIG_PATH=/usr/lib/aarch64-linux-gnu/pkgconfig
+  export CARGO_TARGET_DIR=target/cross
+  # --no-strip: the host's strip cannot read arm64 binaries (cargo-deb would
+  # call it); the release profile strips them already.
+  cargo deb -p porterd --locked --target aarch64-unknown-linux-gnu --no-strip --output target/debian/
+fi
+ls -1 target/debian/*.deb
