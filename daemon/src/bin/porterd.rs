@@ -45,15 +45,47 @@ fn load(cli: &Cli) -> Result<Config, ExitCode> {
     })
 }
 
+/// Logs to the journal, with each event's fields as journal fields, when
+/// standard error is the journal's stream (a systemd service); to standard
+/// error otherwise, or when the journal's socket cannot be reached. The level
+/// is the config's `log_level`, or `RUST_LOG` when set.
 fn init_logging(level: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("{level},sled=warn")));
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let filter = || {
+        tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("{level},sled=warn")))
+    };
+    if stderr_is_journal() {
+        match tracing_journald::layer() {
+            Ok(journal) => {
+                tracing_subscriber::registry().with(filter()).with(journal.with_syslog_identifier("porterd".into())).init();
+                return;
+            }
+            Err(e) => eprintln!("porterd: the journal cannot be reached ({e}); logging to standard error"),
+        }
+    }
     use std::io::IsTerminal;
     tracing_subscriber::fmt()
-        .with_env_filter(filter)
+        .with_env_filter(filter())
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .init();
+}
+
+/// Whether standard error is the journal's stream: systemd sets
+/// `JOURNAL_STREAM` to its `device:inode` for a service whose output goes to
+/// the journal (a child started with the variable inherited but another
+/// standard error does not match).
+fn stderr_is_journal() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let Some(var) = std::env::var_os("JOURNAL_STREAM") else { return false };
+    let Ok(meta) = std::fs::metadata("/proc/self/fd/2") else { return false };
+    stream_matches(&var.to_string_lossy(), meta.dev(), meta.ino())
+}
+
+fn stream_matches(var: &str, dev: u64, ino: u64) -> bool {
+    var.split_once(':').is_some_and(|(d, i)| d.parse() == Ok(dev) && i.parse() == Ok(ino))
 }
 
 /// Installs the SIGTERM and SIGINT handlers now (a signal that arrives
@@ -139,4 +171,18 @@ fn serve(cfg: Config) -> anyhow::Result<()> {
     // Standard input's reader thread may be blocked in read(); do not wait for it.
     rt.shutdown_timeout(std::time::Duration::from_millis(100));
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_journal_stream_is_told_by_device_and_inode() {
+        assert!(stream_matches("8:12345", 8, 12345));
+        assert!(!stream_matches("8:12345", 8, 12346));
+        assert!(!stream_matches("9:12345", 8, 12345));
+        assert!(!stream_matches("garbage", 8, 12345));
+        assert!(!stream_matches("", 0, 0));
+    }
 }
