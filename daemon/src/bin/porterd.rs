@@ -59,7 +59,10 @@ fn init_logging(level: &str) {
     if stderr_is_journal() {
         match tracing_journald::layer() {
             Ok(journal) => {
-                tracing_subscriber::registry().with(filter()).with(journal.with_syslog_identifier("porterd".into())).init();
+                tracing_subscriber::registry()
+                    .with(filter())
+                    .with(journal.with_syslog_identifier("porterd".into()))
+                    .init();
                 return;
             }
             Err(e) => eprintln!("porterd: the journal cannot be reached ({e}); logging to standard error"),
