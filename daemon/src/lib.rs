@@ -13,6 +13,7 @@
 
 pub mod access;
 pub mod config;
+pub mod doctor;
 pub mod memory;
 pub mod provision;
 pub mod runtime;

@@ -253,6 +253,17 @@ fn establish() -> Result<Context, DriverError> {
     })
 }
 
+/// The readers pcscd lists now (for `porterctl doctor`); no reader is an
+/// empty list, pcscd not running an error with its fix.
+pub fn readers() -> Result<Vec<String>, DriverError> {
+    let ctx = establish()?;
+    match ctx.list_readers_owned() {
+        Ok(names) => Ok(names.iter().map(|n| n.to_string_lossy().into_owned()).collect()),
+        Err(pcsc::Error::NoReadersAvailable) => Ok(Vec::new()),
+        Err(e) => Err(lost(e, "listing readers")),
+    }
+}
+
 fn list_readers(ctx: &Context) -> Result<Vec<String>, DriverError> {
     let names = ctx.list_readers_owned().map_err(|e| lost(e, "listing readers"))?;
     Ok(names.iter().map(|n| n.to_string_lossy().into_owned()).collect())

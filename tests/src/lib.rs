@@ -278,6 +278,19 @@ pub fn ctl(socket: &Path, op: &str, args: &[&str]) -> (i32, Value) {
     (code, v)
 }
 
+/// Runs `porterctl --config FILE doctor user=USER`: its exit code and output.
+pub fn doctor(config: &Path, user: &str) -> (i32, String) {
+    let out = Command::new(bin("porterctl"))
+        .arg("--config")
+        .arg(config)
+        .arg("doctor")
+        .arg(format!("user={user}"))
+        .output()
+        .expect("porterctl");
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    (out.status.code().unwrap_or(-1), text)
+}
+
 /// Runs `porterd check-config --config FILE`.
 pub fn check_config(config: &Path) -> (i32, String, String) {
     let out = Command::new(bin("porterd")).arg("check-config").arg("--config").arg(config).output().expect("porterd");

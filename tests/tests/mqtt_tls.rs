@@ -550,3 +550,27 @@ fn a_wrong_password_is_refused_and_the_daemon_keeps_deciding() {
     let (_dir, d, _secrets) = porterd_with_password(&broker, "s3cret-not");
     assert_refused(&broker, 0, d, &["disconnected, not authorised"]);
 }
+
+/// `porterctl doctor` tells refused credentials from a broker it reaches.
+#[test]
+fn doctor_says_whether_the_broker_takes_the_credentials() {
+    let broker = password_broker();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("porter.toml");
+    for (password, code, says) in
+        [("wrong", 1, "refused the connection"), ("s3cret", 0, "takes this controller's credentials")]
+    {
+        let pw = dir.path().join("mqtt.password");
+        std::fs::write(&pw, format!("{password}\n")).unwrap();
+        let mqtt = format!(
+            "\n[mqtt]\nurl = \"mqtt://127.0.0.1:{}\"\nusername = \"porter\"\npassword_file = {}\n",
+            broker.port,
+            q(&pw)
+        );
+        std::fs::write(&cfg, config_text(dir.path(), 200, false, &mqtt)).unwrap();
+        let (got, out) = porter_tests::doctor(&cfg, "root");
+        assert!(out.contains(says), "{out}");
+        assert_eq!(got, code, "{out}");
+        assert!(!out.contains(password), "the password reached the output: {out}");
+    }
+}

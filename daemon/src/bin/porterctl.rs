@@ -67,6 +67,7 @@ const OPS_HELP: &str = "Examples:
   porterctl door.unlock door=main ms=3000
   porterctl lockout.clear device=keypad1
   porterctl state.get
+  porterctl doctor                              (checks the config, the devices, permissions, the broker)
   porterctl --mqtt mqtts://broker:8883 --site oak-street --controller room-1 --ca-file ca.pem state.get
   porterctl --config /etc/porter/porter.toml --mqtt mqtts://broker:8883 state.get
 The ops and their arguments are in docs/ops.md; MQTT in docs/mqtt.md.";
@@ -95,6 +96,72 @@ fn parse_args(args: &[String]) -> Result<Map<String, Value>, String> {
     Ok(m)
 }
 
+/// `porterctl doctor [user=NAME]`: checks the config (--config, else
+/// /etc/porter/porter.toml), what is attached, the devices against it and
+/// the service user's access to them, and the broker. Exits 1 when there is
+/// something to fix.
+fn doctor(cli: &Cli, args: &Map<String, Value>) -> ExitCode {
+    use porterd::doctor::{self, Finding};
+    let path = cli.config.clone().unwrap_or_else(|| PathBuf::from(porterd::config::DEFAULT_PATH));
+    let user_name = args.get("user").and_then(Value::as_str).unwrap_or("porter").to_string();
+    if let Some(k) = args.keys().find(|k| k.as_str() != "user") {
+        eprintln!("porterctl: doctor takes user=NAME only, not `{k}`");
+        return ExitCode::from(2);
+    }
+    let mut findings = Vec::new();
+    let print = |title: &str, fs: &[Finding]| {
+        println!("{title}");
+        for f in fs {
+            println!("  {f}");
+        }
+    };
+    let cfg = match porterd::config::Config::load(&path) {
+        Ok(c) => {
+            findings.push(Finding::Ok(format!("{} is valid", path.display())));
+            Some(c)
+        }
+        Err(errs) => {
+            findings.push(Finding::Fix(format!(
+                "{} has {} error(s); porterd will not start:",
+                path.display(),
+                errs.len()
+            )));
+            findings.extend(errs.0.iter().map(|e| Finding::Fix(format!("  {e}"))));
+            None
+        }
+    };
+    print("Config", &findings);
+    let attached = doctor::inventory();
+    print("Attached", &attached);
+    let user = doctor::ServiceUser::lookup(&user_name);
+    let mut checks = Vec::new();
+    if user.is_none() {
+        checks.push(Finding::Fix(format!(
+            "there is no user `{user_name}`, which the service runs as: reinstall the porter package (it makes the user), or name another with user=NAME"
+        )));
+    }
+    if let Some(cfg) = &cfg {
+        checks.extend(doctor::devices(cfg, user.as_ref()));
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build();
+        match rt {
+            Ok(rt) => checks.extend(rt.block_on(doctor::broker(cfg, Duration::from_secs(cli.timeout.min(10))))),
+            Err(e) => checks.push(Finding::Fix(format!("broker: not checked ({e})"))),
+        }
+        if cfg.mqtt.is_none() {
+            checks.push(Finding::Info("broker: none configured ([mqtt]); the room runs standalone".into()));
+        }
+    }
+    print(&format!("Devices and broker (as user {user_name})"), &checks);
+    let fixes = findings.iter().chain(&checks).filter(|f| matches!(f, Finding::Fix(_))).count();
+    if fixes == 0 {
+        println!("Nothing to fix.");
+        ExitCode::SUCCESS
+    } else {
+        println!("{fixes} thing(s) to fix, each marked FIX above.");
+        ExitCode::from(1)
+    }
+}
+
 fn socket_path(cli: &Cli) -> Result<PathBuf, String> {
     if let Some(s) = &cli.socket {
         return Ok(s.clone());
@@ -116,6 +183,9 @@ fn main() -> ExitCode {
         Ok(a) => a,
         Err(e) => return fail(e),
     };
+    if cli.op == "doctor" {
+        return doctor(&cli, &args);
+    }
     if cli.mqtt.is_some() {
         return match over_mqtt(&cli, args) {
             Ok(v) => {

@@ -1,0 +1,278 @@
+//! `porterctl doctor`: what an installer needs to know before the room works.
+//! It checks the config, lists what is attached (serial ports, PC/SC readers,
+//! GPIO chips, input devices), checks each configured device against what is
+//! there and whether the service's user may open it, and whether the broker
+//! takes the configured credentials; each finding says in plain words what
+//! to fix.
+
+use crate::config::Config;
+use porter_drivers::{Claim, KindConfig};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// One finding.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Finding {
+    /// Information: what is attached.
+    Info(String),
+    /// A check that passed.
+    Ok(String),
+    /// Something to fix, and how.
+    Fix(String),
+}
+
+impl std::fmt::Display for Finding {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Finding::Info(t) => write!(f, "      {t}"),
+            Finding::Ok(t) => write!(f, "ok    {t}"),
+            Finding::Fix(t) => write!(f, "FIX   {t}"),
+        }
+    }
+}
+
+/// Who the service runs as, for the permission checks.
+#[derive(Debug, Clone)]
+pub struct ServiceUser {
+    pub name: String,
+    pub uid: u32,
+    pub gids: Vec<u32>,
+}
+
+impl ServiceUser {
+    /// The user `name` and its groups, from the system's user database.
+    #[allow(unsafe_code)]
+    pub fn lookup(name: &str) -> Option<ServiceUser> {
+        let cname = std::ffi::CString::new(name).ok()?;
+        // SAFETY: getpwnam returns a pointer into static storage or null; its
+        // fields are read at once, before any other passwd call.
+        let (uid, gid) = unsafe {
+            let pw = libc::getpwnam(cname.as_ptr());
+            if pw.is_null() {
+                return None;
+            }
+            ((*pw).pw_uid, (*pw).pw_gid)
+        };
+        let mut n: libc::c_int = 64;
+        let mut gids = vec![0 as libc::gid_t; n as usize];
+        // SAFETY: gids has room for n entries; getgrouplist writes at most n
+        // and sets n to the count (or to the size needed, returning -1).
+        let rc = unsafe { libc::getgrouplist(cname.as_ptr(), gid, gids.as_mut_ptr(), &mut n) };
+        if rc < 0 {
+            gids.resize(n.max(0) as usize, 0);
+            // SAFETY: as above, with the size getgrouplist asked for.
+            unsafe { libc::getgrouplist(cname.as_ptr(), gid, gids.as_mut_ptr(), &mut n) };
+        }
+        gids.truncate(n.max(0) as usize);
+        Some(ServiceUser { name: name.to_string(), uid, gids })
+    }
+
+    /// Whether this user may read (and, with `write`, write) `meta`'s file.
+    pub fn may_open(&self, meta: &std::fs::Metadata, write: bool) -> bool {
+        if self.uid == 0 {
+            return true;
+        }
+        let mode = meta.mode();
+        let want = if write { 0o6 } else { 0o4 };
+        let bits = if meta.uid() == self.uid {
+            (mode >> 6) & 0o7
+        } else if self.gids.contains(&meta.gid()) {
+            (mode >> 3) & 0o7
+        } else {
+            mode & 0o7
+        };
+        bits & want == want
+    }
+}
+
+fn group_name(gid: u32) -> String {
+    #[allow(unsafe_code)]
+    // SAFETY: getgrgid returns static storage or null; the name is copied at once.
+    unsafe {
+        let gr = libc::getgrgid(gid);
+        if gr.is_null() {
+            return gid.to_string();
+        }
+        std::ffi::CStr::from_ptr((*gr).gr_name).to_string_lossy().into_owned()
+    }
+}
+
+fn glob_dev(dir: &str, prefix: &str) -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .filter(|e| e.file_name().to_string_lossy().starts_with(prefix))
+                .map(|e| e.path())
+                .collect()
+        })
+        .unwrap_or_default();
+    out.sort();
+    out
+}
+
+/// What is attached now.
+pub fn inventory() -> Vec<Finding> {
+    let mut out = Vec::new();
+    let mut serial: Vec<PathBuf> = ["ttyUSB", "ttyACM", "ttyAMA"].iter().flat_map(|p| glob_dev("/dev", p)).collect();
+    serial.extend(glob_dev("/dev/serial/by-id", ""));
+    serial.extend(glob_dev("/dev/porter", ""));
+    if serial.is_empty() {
+        out.push(Finding::Info("serial ports: none (no USB serial adapter, scanner or relay board plugged in)".into()));
+    }
+    for p in serial {
+        let target = std::fs::canonicalize(&p).ok().filter(|t| *t != p);
+        out.push(Finding::Info(match target {
+            Some(t) => format!("serial port {} -> {}", p.display(), t.display()),
+            None => format!("serial port {}", p.display()),
+        }));
+    }
+    #[cfg(feature = "pcsc")]
+    match porter_drivers::pcsc::readers() {
+        Ok(r) if r.is_empty() => out.push(Finding::Info("PC/SC readers: none (pcscd runs, no reader attached)".into())),
+        Ok(r) => out.extend(r.into_iter().map(|n| Finding::Info(format!("PC/SC reader \"{n}\"")))),
+        Err(e) => out.push(Finding::Info(format!("PC/SC readers: cannot list them: {e}"))),
+    }
+    #[cfg(not(feature = "pcsc"))]
+    out.push(Finding::Info("PC/SC readers: not listed (this porterctl was built without PC/SC)".into()));
+    let chips = glob_dev("/dev", "gpiochip");
+    if chips.is_empty() {
+        out.push(Finding::Info("GPIO chips: none (not a Raspberry Pi, or no GPIO driver)".into()));
+    }
+    out.extend(chips.into_iter().map(|c| Finding::Info(format!("GPIO chip {}", c.display()))));
+    for ev in glob_dev("/dev/input", "event") {
+        let name = ev
+            .file_name()
+            .and_then(|n| std::fs::read_to_string(Path::new("/sys/class/input").join(n).join("device/name")).ok())
+            .map(|n| n.trim().to_string())
+            .unwrap_or_default();
+        out.push(Finding::Info(format!("input device {} \"{name}\"", ev.display())));
+    }
+    out
+}
+
+/// Checks the configured devices against what is attached and `user`'s access.
+pub fn devices(cfg: &Config, user: Option<&ServiceUser>) -> Vec<Finding> {
+    let mut out = Vec::new();
+    let mut gpio_checked = false;
+    for d in &cfg.devices {
+        #[cfg(feature = "pcsc")]
+        if let KindConfig::Pcsc(c) = &d.kind {
+            out.push(pcsc_check(&d.id, c.reader.as_ref()));
+            continue;
+        }
+        for claim in d.kind.claims() {
+            let Claim::Path(p) = claim else { continue };
+            if p.starts_with("pcsc:") {
+                out.push(Finding::Info(format!(
+                    "device `{}`: a PC/SC reader, not checked (this porterctl was built without PC/SC)",
+                    d.id
+                )));
+                continue;
+            }
+            if p.starts_with("gpio") && !p.starts_with('/') {
+                if !gpio_checked {
+                    gpio_checked = true;
+                    out.push(path_check(&d.id, Path::new("/dev/gpiochip0"), true, user, "a GPIO chip"));
+                }
+                continue;
+            }
+            // A relay board's channel claims `port#channel`.
+            let path = p.split_once('#').map_or(p.as_str(), |(port, _)| port);
+            let write = matches!(
+                d.kind,
+                KindConfig::SerialRelay(_)
+                    | KindConfig::SerialKeypad(_)
+                    | KindConfig::SerialQr(_)
+                    | KindConfig::SerialRfid(_)
+            );
+            out.push(path_check(&d.id, Path::new(path), write, user, "its device"));
+        }
+    }
+    out.dedup();
+    out
+}
+
+fn path_check(id: &str, path: &Path, write: bool, user: Option<&ServiceUser>, what: &str) -> Finding {
+    let meta = match std::fs::metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Finding::Fix(format!(
+                "device `{id}`: {} is not there. Plug it in, or fix its path in the config (the serial ports and input devices attached are listed above)",
+                path.display()
+            ))
+        }
+        Err(e) => return Finding::Fix(format!("device `{id}`: cannot look at {}: {e}", path.display())),
+    };
+    let Some(user) = user else {
+        return Finding::Ok(format!("device `{id}`: {} is there", path.display()));
+    };
+    if user.may_open(&meta, write) {
+        return Finding::Ok(format!("device `{id}`: {} is there and {} may open it", path.display(), user.name));
+    }
+    let group = group_name(meta.gid());
+    Finding::Fix(format!(
+        "device `{id}`: {} may not open {} (owner {}, group {group}, mode {:04o}). Install Porter's udev rules (60-porter.rules gives group porter {what}), or add {} to group {group}: sudo usermod -aG {group} {}",
+        user.name,
+        path.display(),
+        meta.uid(),
+        meta.mode() & 0o7777,
+        user.name,
+        user.name,
+    ))
+}
+
+#[cfg(feature = "pcsc")]
+fn pcsc_check(id: &str, pattern: Option<&porter_drivers::pcsc::ReaderPattern>) -> Finding {
+    match porter_drivers::pcsc::readers() {
+        Err(e) => Finding::Fix(format!("device `{id}`: {e}")),
+        Ok(names) => match names.iter().find(|n| pattern.is_none_or(|p| p.matches(n))) {
+            Some(n) => Finding::Ok(format!("device `{id}`: PC/SC reader \"{n}\" is there")),
+            None if names.is_empty() => Finding::Fix(format!(
+                "device `{id}`: no PC/SC reader is attached; plug it in (pcsc_scan lists readers)"
+            )),
+            None => Finding::Fix(format!(
+                "device `{id}`: no PC/SC reader matches `{}`; attached: {}. Set reader to a part of one of these names",
+                pattern.map(|p| p.as_str()).unwrap_or("*"),
+                names.join(", ")
+            )),
+        },
+    }
+}
+
+/// Connects to the configured broker with the configured credentials.
+pub async fn broker(cfg: &Config, within: Duration) -> Option<Finding> {
+    let m = cfg.mqtt.as_ref()?;
+    // Not the daemon's client id (the broker would drop the running daemon),
+    // and no Last Will (it would mark the controller offline).
+    let id = format!("{}-doctor-{}", m.client_id, std::process::id());
+    let mut opts = match crate::provision::mqtt::connection(m, &id) {
+        Ok(o) => o,
+        Err(e) => return Some(Finding::Fix(format!("broker: {e}"))),
+    };
+    opts.set_clean_start(true);
+    let (client, mut ev) = rumqttc::v5::AsyncClient::new(opts, 4);
+    let result = tokio::time::timeout(within, async {
+        loop {
+            match ev.poll().await {
+                Ok(rumqttc::v5::Event::Incoming(rumqttc::v5::mqttbytes::v5::Packet::ConnAck(_))) => return Ok(()),
+                Ok(_) => {}
+                Err(e) => return Err(e),
+            }
+        }
+    })
+    .await;
+    let _ = client.disconnect().await;
+    Some(match result {
+        Ok(Ok(())) => Finding::Ok(format!("broker: {} takes this controller's credentials", m.url)),
+        Ok(Err(rumqttc::v5::ConnectionError::ConnectionRefused(code))) => Finding::Fix(format!(
+            "broker: {} refused the connection ({code:?}): check mqtt.username and mqtt.password_file, and the broker's ACL for this controller",
+            m.url
+        )),
+        Ok(Err(e)) => Finding::Fix(format!(
+            "broker: cannot reach {} ({e}): check mqtt.url, the network, and for mqtts:// mqtt.ca_file",
+            m.url
+        )),
+        Err(_) => Finding::Fix(format!("broker: no answer from {} within {within:?}: check mqtt.url and the network", m.url)),
+    })
+}
