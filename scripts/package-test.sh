@@ -94,12 +94,20 @@ kill -TERM "$pid"; wait "$pid" || fail "the demo did not stop cleanly"
 step "porterd runs from the installed demo config as porter: ok"
 rm -rf "$demo"
 
-# ---- upgrade (a reinstall over the state) ----
+# ---- upgrade: the same binaries packaged as the next revision ----
 echo "# an installer's edit" >>/etc/porter/porter.toml
-apt-get install -y -qq --reinstall "./$AMD64" >/dev/null
-[ -f /var/lib/porter/device.key ] || fail "the reinstall lost /var/lib/porter"
-grep -q "an installer's edit" /etc/porter/porter.toml || fail "the reinstall replaced the edited conffile"
-step "reinstall keeps /var/lib/porter and the edited config: ok"
+key_before=$(sha256sum /var/lib/porter/device.key)
+up=$(mktemp -d)
+cargo deb -p porterd --locked --no-build --deb-revision 99 --output "$up/" >/dev/null
+apt-get install -y -qq "$(ls "$up"/porter_*_amd64.deb)" >/dev/null
+[ "$(dpkg-query -W -f='${Version}' porter)" = "$(dpkg-deb -f "$(ls "$up"/porter_*_amd64.deb)" Version)" ] || fail "not upgraded"
+[ "$(sha256sum /var/lib/porter/device.key)" = "$key_before" ] || fail "the upgrade lost or replaced the device secret"
+[ -d /var/lib/porter/store ] || fail "the upgrade lost the store"
+grep -q "an installer's edit" /etc/porter/porter.toml || fail "the upgrade replaced the edited conffile"
+run_as_porter /etc/porter/porter.toml /var/lib/porter "$log"; pid=$PID
+kill -TERM "$pid"; wait "$pid" || fail "porterd did not stop cleanly after the upgrade"
+rm -rf "$up"
+step "upgrade to $(dpkg-query -W -f='${Version}' porter) keeps /var/lib/porter and the edited config, and runs: ok"
 
 # ---- purge ----
 dpkg --purge porter >/dev/null
