@@ -173,7 +173,10 @@ pub fn devices(cfg: &Config, user: Option<&ServiceUser>) -> Vec<Finding> {
             if p.starts_with("gpio") && !p.starts_with('/') {
                 if !gpio_checked {
                     gpio_checked = true;
-                    out.push(path_check(&d.id, Path::new("/dev/gpiochip0"), true, user, "a GPIO chip"));
+                    // rppal opens the register window first: /dev/gpiomem on a
+                    // Pi 4 and before, /dev/gpiomem0 on a Pi 5.
+                    let mem = ["/dev/gpiomem", "/dev/gpiomem0"].into_iter().map(Path::new).find(|p| p.exists());
+                    out.push(path_check(&d.id, mem.unwrap_or(Path::new("/dev/gpiomem")), true, user, "GPIO"));
                 }
                 continue;
             }
@@ -189,8 +192,47 @@ pub fn devices(cfg: &Config, user: Option<&ServiceUser>) -> Vec<Finding> {
             out.push(path_check(&d.id, Path::new(path), write, user, "its device"));
         }
     }
+    // The files the daemon reads as its user: the MQTT password and TLS files.
+    if let Some(m) = &cfg.mqtt {
+        let files = [
+            ("password_file", &m.password_file),
+            ("ca_file", &m.ca_file),
+            ("cert_file", &m.cert_file),
+            ("key_file", &m.key_file),
+        ];
+        for (key, path) in files {
+            let Some(path) = path else { continue };
+            out.push(file_check(key, path, user));
+        }
+    }
     out.dedup();
     out
+}
+
+fn file_check(key: &str, path: &Path, user: Option<&ServiceUser>) -> Finding {
+    let meta = match std::fs::metadata(path) {
+        Ok(m) => m,
+        Err(e) => {
+            return Finding::Fix(format!(
+                "mqtt.{key}: {}: {e}; porterd cannot connect to the broker without it",
+                path.display()
+            ))
+        }
+    };
+    match user {
+        Some(u) if !u.may_open(&meta, false) => Finding::Fix(format!(
+            "mqtt.{key}: {} may not read {} (owner {}, group {}, mode {:04o}): sudo chown root:porter {} && sudo chmod 0640 {}",
+            u.name,
+            path.display(),
+            meta.uid(),
+            group_name(meta.gid()),
+            meta.mode() & 0o7777,
+            path.display(),
+            path.display()
+        )),
+        Some(u) => Finding::Ok(format!("mqtt.{key}: {} may read {}", u.name, path.display())),
+        None => Finding::Ok(format!("mqtt.{key}: {} is there", path.display())),
+    }
 }
 
 fn path_check(id: &str, path: &Path, write: bool, user: Option<&ServiceUser>, what: &str) -> Finding {
@@ -212,7 +254,7 @@ fn path_check(id: &str, path: &Path, write: bool, user: Option<&ServiceUser>, wh
     }
     let group = group_name(meta.gid());
     Finding::Fix(format!(
-        "device `{id}`: {} may not open {} (owner {}, group {group}, mode {:04o}). Install Porter's udev rules (60-porter.rules gives group porter {what}), or add {} to group {group}: sudo usermod -aG {group} {}",
+        "device `{id}`: {} may not open {} (owner {}, group {group}, mode {:04o}). Add {} to group {group}: sudo usermod -aG {group} {}, then sudo systemctl restart porterd (Porter's udev rules give group porter {what}, unless a later rule, such as Raspberry Pi OS's 99-com.rules, takes it back)",
         user.name,
         path.display(),
         meta.uid(),

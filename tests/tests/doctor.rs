@@ -58,13 +58,26 @@ fn doctor_says_what_to_fix() {
 
     // A device the service user may not open (a pty slave is root's, mode
     // 0620, group tty): the fix names the group and the udev rules.
+    // So is a password file only root may read.
     let link = dir.path().join("scanner");
     let _scanner = Pty::open(&link);
-    let cfg = config(dir.path(), &link.display().to_string(), "");
+    let pw = dir.path().join("mqtt.pass");
+    std::fs::write(&pw, "s3cret\n").unwrap();
+    std::fs::set_permissions(&pw, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let mqtt = format!(
+        "\n[mqtt]\nurl = \"mqtt://127.0.0.1:{}\"\nusername = \"u\"\npassword_file = \"{}\"\n",
+        free_port(),
+        pw.display()
+    );
+    let cfg = config(dir.path(), &link.display().to_string(), &mqtt);
     let (code, out) = doctor(&cfg, "nobody");
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("nobody may not open"), "{out}");
-    assert!(out.contains("Install Porter's udev rules") && out.contains("sudo usermod -aG"), "{out}");
+    assert!(out.contains("sudo usermod -aG") && out.contains("then sudo systemctl restart porterd"), "{out}");
+    assert!(out.contains("mqtt.password_file: nobody may not read") && out.contains("chmod 0640"), "{out}");
+    assert!(!out.contains("s3cret"), "{out}");
+    let cfg = config(dir.path(), &link.display().to_string(), "");
+    let (_, out) = doctor(&cfg, "nobody");
     assert!(out.contains("broker: none configured"), "{out}");
 
     // A broken config is reported, key by key.

@@ -59,10 +59,9 @@ fn init_logging(level: &str) {
     if stderr_is_journal() {
         match tracing_journald::layer() {
             Ok(journal) => {
-                tracing_subscriber::registry()
-                    .with(filter())
-                    .with(journal.with_syslog_identifier("porterd".into()))
-                    .init();
+                // Fields under their own names (DEVICE=, DOOR=), not F_DEVICE=.
+                let journal = journal.with_syslog_identifier("porterd".into()).with_field_prefix(None);
+                tracing_subscriber::registry().with(filter()).with(journal).init();
                 return;
             }
             Err(e) => eprintln!("porterd: the journal cannot be reached ({e}); logging to standard error"),
