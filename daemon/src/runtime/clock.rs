@@ -149,8 +149,11 @@ pub async fn watch(
             tracing::info!("system clock synchronised");
             "clock.synchronized"
         } else {
+            // `sync_state`: `unsynchronized`, or `unknown` when the state
+            // cannot be read (adjtimex refused, say): both count as not synchronised.
             tracing::warn!(
                 policy = policy.as_str(),
+                sync_state = if state.is_none() { "unknown" } else { "unsynchronized" },
                 "system clock not synchronised: keys bound by time (schedules, validity dates) of couriers and residents are {}",
                 if policy == Unsynchronized::Deny { "denied (clock_unsynchronized) until it is" } else { "decided on it as it is" }
             );
