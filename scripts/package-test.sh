@@ -26,8 +26,8 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 
 scripts/package.sh all
-AMD64=$(ls -1t target/debian/porter_*_amd64.deb | head -n 1)
-ARM64=$(ls -1t target/debian/porter_*_arm64.deb | head -n 1)
+AMD64=$(ls -1t target/packages/porter_*_amd64.deb | head -n 1)
+ARM64=$(ls -1t target/packages/porter_*_arm64.deb | head -n 1)
 step "built $AMD64 and $ARM64"
 
 # ---- install ----

@@ -2,7 +2,8 @@
 # Builds Porter's Debian packages with cargo-deb: amd64 natively and arm64
 # cross-compiled (the aarch64 target, Debian's gcc-aarch64-linux-gnu and
 # libpcsclite-dev:arm64 through multiarch, as scripts/cross-check.sh sets up).
-# Installs cargo-deb when missing. Both packages land in target/debian/.
+# Installs cargo-deb when missing. Both packages are copied to target/packages/
+# (cargo-deb clears other versions of the package from its own output folder).
 #
 # Usage: scripts/package.sh [amd64|arm64|all]   (default: all)
 set -euo pipefail
@@ -14,7 +15,7 @@ if ! command -v cargo-deb >/dev/null; then
 fi
 
 if [ "$WHICH" = amd64 ] || [ "$WHICH" = all ]; then
-  cargo deb -p porterd --locked --output target/debian/
+  cargo deb -p porterd --locked --output target/debian/amd64/
 fi
 
 if [ "$WHICH" = arm64 ] || [ "$WHICH" = all ]; then
@@ -26,6 +27,13 @@ if [ "$WHICH" = arm64 ] || [ "$WHICH" = all ]; then
   export CARGO_TARGET_DIR=target/cross
   # --no-strip: the host's strip cannot read arm64 binaries (cargo-deb would
   # call it); the release profile strips them already.
-  cargo deb -p porterd --locked --target aarch64-unknown-linux-gnu --no-strip --output target/debian/
+  cargo deb -p porterd --locked --target aarch64-unknown-linux-gnu --no-strip --output target/debian/arm64/
 fi
-ls -1 target/debian/*.deb
+mkdir -p target/packages
+for arch in amd64 arm64; do
+  if ls target/debian/$arch/*.deb >/dev/null 2>&1; then
+    rm -f target/packages/*_$arch.deb
+    cp target/debian/$arch/*.deb target/packages/
+  fi
+done
+ls -1 target/packages/*.deb

@@ -18,8 +18,8 @@ cd "$(dirname "$0")/.."
 fail() { echo "systemd-test: FAILED: $*" >&2; exit 1; }
 step() { echo "systemd-test: $*"; }
 [ "$(id -u)" = 0 ] || fail "run as root"
-DEB=${1:-$(ls -1t target/debian/porter_*_amd64.deb | head -n 1)}
-[ -f "$DEB" ] || fail "no package: run scripts/package.sh amd64 first"
+DEB=${1:-$(ls -1t target/packages/porter_*_amd64.deb 2>/dev/null | head -n 1)}
+[ -n "$DEB" ] && [ -f "$DEB" ] || fail "no package: run scripts/package.sh amd64 first"
 
 export DEBIAN_FRONTEND=noninteractive
 need=()
