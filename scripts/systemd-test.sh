@@ -11,6 +11,7 @@
 #   and answers porterctl;
 # - its log reaches the journal with fields (DEVICE=, SYSLOG_IDENTIFIER=porterd);
 # - a stopped (SIGSTOP) daemon is killed by the watchdog and restarted;
+# - installing the package again (an upgrade) restarts the service;
 # - systemctl stop drives the lock locked before the daemon exits.
 # Usage: scripts/systemd-test.sh [path/to/porter_*_amd64.deb]  (as root)
 set -euo pipefail
@@ -38,8 +39,8 @@ fi
 R=$(mktemp -d /var/tmp/porter-systemd-XXXX)
 trap 'rm -rf "$R"' EXIT
 cp -a "$BASE/." "$R/"
-cp "$DEB" "$R/tmp/porter.deb"
-chroot "$R" dpkg -i /tmp/porter.deb >/dev/null || fail "dpkg -i in the root file system"
+cp "$DEB" "$R/root/porter.deb"
+chroot "$R" dpkg -i /root/porter.deb >/dev/null || fail "dpkg -i in the root file system"
 chroot "$R" systemctl is-enabled porterd.service >/dev/null || fail "porterd.service is not enabled at install"
 step "installed $(basename "$DEB") into a Debian 12 root; porterd.service enabled"
 
@@ -75,6 +76,12 @@ for i in $(seq 1 150); do
 done
 say "restarts $(systemctl show porterd -p NRestarts --value) pid-changed $([ "$new" != "$pid" ] && echo yes || echo no)"
 wait_active
+# An upgrade (the package installed again over itself) restarts the service.
+pid=$(systemctl show porterd -p MainPID --value)
+dpkg -i /root/porter.deb >/root/dpkg.txt 2>&1 || say "dpkg-failed $(tail -n 3 /root/dpkg.txt | tr "\n" " ")"
+wait_active
+after=$(systemctl show porterd -p MainPID --value)
+[ "$after" != "$pid" ] && [ -d /var/lib/porter/store ] && say "upgrade-restarted"
 systemctl stop porterd
 journalctl -u porterd -o cat --no-pager >/root/log.txt 2>&1
 awk '/shutting down/{s=1} s && /lock locked/{l=1} l && /stopped/{print "locked-before-stop"; exit}' /root/log.txt >>"$out"
@@ -105,6 +112,7 @@ grep -qx "journal-identifier" "$res" || fail "porterd's log is not in the journa
 grep -qx "journal-device-field" "$res" || fail "the journal lacks porterd's fields (DEVICE=)"
 grep -qx "sync-state-read" "$res" || fail "porterd could not read the clock's sync state under the unit (adjtimex)"
 grep -q "pid-changed yes" "$res" || fail "the watchdog did not restart a frozen porterd"
+grep -qx "upgrade-restarted" "$res" || fail "installing the package again did not restart porterd"
 grep -qx "locked-before-stop" "$res" || fail "systemctl stop did not drive the lock locked before porterd stopped"
 rm -f "$R.boot.log"
 step "all checks under systemd passed"
