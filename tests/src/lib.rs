@@ -301,6 +301,12 @@ pub fn check_config(config: &Path) -> (i32, String, String) {
     )
 }
 
+/// The LCUS relay board's command for `channel`: A0, channel, state, checksum.
+pub fn lcus(channel: u8, on: bool) -> Vec<u8> {
+    let state = u8::from(on);
+    vec![0xA0, channel, state, 0xA0u8.wrapping_add(channel).wrapping_add(state)]
+}
+
 /// The workspace's root folder.
 pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()

@@ -116,7 +116,7 @@ fn a_courier_with_only_a_pin_enrolls_a_card_on_the_pcsc_reader_and_opens_the_doo
     use porter_tests::pty::Pty;
     use porter_tests::vpcd::{Card, PcscLab, PORT_0};
     use porter_tests::{config_head, DEADLINE};
-    let lcus = |on: bool| vec![0xA0, 1, u8::from(on), 0xA1 + u8::from(on)];
+    let lcus = |on: bool| porter_tests::lcus(1, on);
 
     let _lab = PcscLab::acquire();
     let broker = Broker::start();

@@ -5,15 +5,9 @@
 
 use porter_tests::pty::Pty;
 use porter_tests::vpcd::{Card, PcscLab, PORT_0};
-use porter_tests::{config_head, Daemon, DEADLINE};
+use porter_tests::{config_head, lcus, Daemon, DEADLINE};
 use std::io::Write;
 use std::path::Path;
-
-/// LCUS relay board command: A0, channel, state, checksum.
-fn lcus(channel: u8, on: bool) -> Vec<u8> {
-    let state = u8::from(on);
-    vec![0xA0, channel, state, 0xA0u8.wrapping_add(channel).wrapping_add(state)]
-}
 
 fn config(dir: &Path) -> String {
     let (d, head) = (dir.display(), config_head(dir));

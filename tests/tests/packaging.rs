@@ -49,7 +49,10 @@ fn the_udev_rules_parse_and_name_devices_under_dev_porter() {
                     assert!(v.starts_with("porter/"), "line {}: a name outside /dev/porter/", n + 1);
                     names += 1;
                 }
-                "GROUP" => assert_eq!(v, "porter", "line {}", n + 1),
+                "GROUP" => {
+                    assert_eq!(v, "porter", "line {}", n + 1);
+                    assert_eq!(op, ":=", "line {}: a later rule could take the device back", n + 1);
+                }
                 "MODE" => assert_eq!(v, "0660", "line {}", n + 1),
                 _ => {}
             }

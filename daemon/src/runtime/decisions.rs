@@ -363,26 +363,9 @@ impl DecisionLoop {
     pub fn present(&mut self, device: usize, kind: KeyKind, value: &[u8]) {
         // A card whose wait ran out is settled before anything else is decided.
         self.close_pending(Instant::now());
-        let now_ms = self.clock.now_ms();
-        let (local, day) = clock::local(self.tz, now_ms);
-        let dev = &self.devices[device];
-        let Some(door) = dev.door else { return };
-        let locked = dev.lockout.is_locked(&self.policy, now_ms, day);
-        let key = if locked { KeyHash([0; KeyHash::LEN]) } else { self.hasher.hash(kind, value) };
         let snap = self.live.load();
-        let limit = snap.limit(&key).copied();
-        let spent = limit.map_or(0, |l| self.spent(&key, l.created_ms));
-        let req = Request {
-            door,
-            device: device as u16,
-            kind,
-            key,
-            now_ms,
-            local,
-            device_locked: locked,
-            clock_untrusted: self.trust.untrusted(self.unsynchronized),
-            spent,
-        };
+        let Some((req, limit, day)) = self.request(&snap, device, kind, value) else { return };
+        let (now_ms, door, key, spent) = (req.now_ms, req.door, req.key, req.spent);
         let decision = decide(&snap, &req);
         let door_i = door as usize;
         let holder = decision.holder().map(|h| h.id);
@@ -413,10 +396,9 @@ impl DecisionLoop {
                     KeyKind::Qr => reason = Some(Reason::CardRequired),
                 }
             }
-        } else if kind == KeyKind::Pin && self.pending[door_i].is_some() && reason != Some(Reason::LockedOut) {
-            // A wrong PIN after a card ends the card's wait: present it again.
+        } else if kind == KeyKind::Pin && reason != Some(Reason::LockedOut) {
+            // A refused PIN after a card ends the card's wait: present it again.
             self.pending[door_i] = None;
-            reason = reason.map(|r| if r == Reason::Unknown { Reason::PinMismatch } else { r });
         }
         let door_h = &self.doors[door_i];
         let opened = reason.is_none() && door_h.open(door_h.unlock);
@@ -483,28 +465,13 @@ impl DecisionLoop {
     /// roles that may enroll. A wrong PIN counts towards the lockout.
     pub fn enroll_pin(&mut self, device: usize, pin: &[u8]) {
         self.close_pending(Instant::now());
-        let now_ms = self.clock.now_ms();
-        let (local, day) = clock::local(self.tz, now_ms);
-        let dev = &self.devices[device];
-        let Some(door) = dev.door else { return };
-        let locked = dev.lockout.is_locked(&self.policy, now_ms, day);
-        let key = if locked { KeyHash([0; KeyHash::LEN]) } else { self.hasher.hash(KeyKind::Pin, pin) };
         let snap = self.live.load();
-        let req = Request {
-            door,
-            device: device as u16,
-            kind: KeyKind::Pin,
-            key,
-            now_ms,
-            local,
-            device_locked: locked,
-            clock_untrusted: self.trust.untrusted(self.unsynchronized),
-            // A used-up limited PIN opens no window either (and a window uses none).
-            spent: snap.limit(&key).map_or(0, |l| self.spent(&key, l.created_ms)),
-        };
+        // A used-up limited PIN opens no window either (and a window uses none).
+        let Some((req, limit, day)) = self.request(&snap, device, KeyKind::Pin, pin) else { return };
+        let (now_ms, door) = (req.now_ms, req.door);
         let decision = decide(&snap, &req);
         let holder = decision.holder().map(|h| (h.id.to_string(), h.role));
-        let limited = snap.limit(&key).is_some();
+        let limited = limit.is_some();
         let reason = match (decision.reason(), &holder) {
             (Some(r), _) => Some(r.as_str()),
             (None, Some((_, role))) if !self.enroll_roles.contains(role) => Some("role_not_allowed"),
@@ -551,6 +518,37 @@ impl DecisionLoop {
         if let Some(e) = engaged {
             self.engaged(device, door, e, now_ms);
         }
+    }
+
+    /// The request for `value` presented at `device` now, with the key's
+    /// limit and the local day (for the lockout); `None` for a device of no
+    /// door. A locked-out device's key is not hashed.
+    fn request(
+        &self,
+        snap: &Snapshot,
+        device: usize,
+        kind: KeyKind,
+        value: &[u8],
+    ) -> Option<(Request, Option<crate::access::Limit>, i32)> {
+        let now_ms = self.clock.now_ms();
+        let (local, day) = clock::local(self.tz, now_ms);
+        let dev = &self.devices[device];
+        let door = dev.door?;
+        let locked = dev.lockout.is_locked(&self.policy, now_ms, day);
+        let key = if locked { KeyHash([0; KeyHash::LEN]) } else { self.hasher.hash(kind, value) };
+        let limit = snap.limit(&key).copied();
+        let req = Request {
+            door,
+            device: device as u16,
+            kind,
+            key,
+            now_ms,
+            local,
+            device_locked: locked,
+            clock_untrusted: self.trust.untrusted(self.unsynchronized),
+            spent: limit.map_or(0, |l| self.spent(&key, l.created_ms)),
+        };
+        Some((req, limit, day))
     }
 
     /// The grants a limited key made at `created_ms` has given.
@@ -1042,7 +1040,8 @@ mod tests {
         assert!(r.lp.pending[0].is_none());
         card(&mut r);
         keys(&mut r.lp, "502817#");
-        assert_eq!(next_event(&mut r.events).await["reason"], "pin_mismatch");
+        assert_eq!(next_event(&mut r.events).await["reason"], "unknown");
+        assert!(r.lp.pending[0].is_none(), "a wrong PIN ends the wait too");
         // No PIN in time.
         card(&mut r);
         r.lp.close_pending(Instant::now() + Duration::from_secs(11));
