@@ -4,24 +4,43 @@
 use crate::contract::{Input, InputDriver, InputSink, Output};
 use crate::error::DriverError;
 use async_trait::async_trait;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
 
-/// An output that records every state it was set to.
+/// An output that records every state it was set to, and can be told to
+/// fail its next commands (an unplugged relay board).
 #[derive(Clone, Default)]
 pub struct FakeOutput {
     pub log: Arc<Mutex<Vec<bool>>>,
+    failing: Arc<AtomicUsize>,
+    attempts: Arc<AtomicUsize>,
 }
 
 impl FakeOutput {
+    /// The states it was set to, failed commands left out.
     pub fn states(&self) -> Vec<bool> {
         self.log.lock().unwrap().clone()
+    }
+
+    /// Makes the next `n` commands fail.
+    pub fn fail_next(&self, n: usize) {
+        self.failing.store(n, Ordering::SeqCst);
+    }
+
+    /// Every command it was given, failed ones included.
+    pub fn attempts(&self) -> usize {
+        self.attempts.load(Ordering::SeqCst)
     }
 }
 
 #[async_trait]
 impl Output for FakeOutput {
     async fn set(&mut self, on: bool) -> Result<(), DriverError> {
+        self.attempts.fetch_add(1, Ordering::SeqCst);
+        if self.failing.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok() {
+            return Err(DriverError::new(crate::error::ErrorKind::Disconnected, "fake output unplugged"));
+        }
         self.log.lock().unwrap().push(on);
         Ok(())
     }

@@ -15,8 +15,22 @@ use tokio_util::sync::CancellationToken;
 /// Connections served at once; more wait.
 const MAX_CONNECTIONS: usize = 16;
 
+/// A bound admin socket: the listener, its path, and which file it is (so
+/// that it is removed at exit only if it is still ours).
+pub struct Bound {
+    listener: UnixListener,
+    path: PathBuf,
+    file: (u64, u64),
+}
+
+/// Whether a process accepts connections on the socket at `path`: another
+/// porterd serving it. A stale socket file (nobody listening) is not.
+pub fn answered(path: &Path) -> bool {
+    std::os::unix::net::UnixStream::connect(path).is_ok()
+}
+
 /// Binds the socket at `path`, replacing a stale one, with mode 0660.
-pub fn bind(path: &Path) -> std::io::Result<UnixListener> {
+pub fn bind(path: &Path) -> std::io::Result<Bound> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)?;
     }
@@ -29,13 +43,19 @@ pub fn bind(path: &Path) -> std::io::Result<UnixListener> {
     let l = UnixListener::bind(&tmp)?;
     std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o660))?;
     std::fs::rename(&tmp, path)?;
-    Ok(l)
+    let file = identity(path).ok_or_else(|| std::io::Error::other("the socket vanished after binding"))?;
+    Ok(Bound { listener: l, path: path.to_path_buf(), file })
 }
 
-/// Serves the socket until `cancel` fires; then removes it.
+fn identity(path: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::symlink_metadata(path).ok().map(|m| (m.dev(), m.ino()))
+}
+
+/// Serves the socket until `cancel` fires; then removes it, unless another
+/// process has put its own socket at that path meanwhile.
 pub async fn serve(
-    listener: UnixListener,
-    path: PathBuf,
+    Bound { listener, path, file }: Bound,
     svc: Arc<KeyService>,
     ctl: Arc<dyn Control>,
     cancel: CancellationToken,
@@ -64,7 +84,9 @@ pub async fn serve(
             drop(permit);
         });
     }
-    let _ = std::fs::remove_file(&path);
+    if identity(&path) == Some(file) {
+        let _ = std::fs::remove_file(&path);
+    }
 }
 
 async fn connection(stream: UnixStream, svc: Arc<KeyService>, ctl: Arc<dyn Control>) -> std::io::Result<()> {
@@ -79,9 +101,14 @@ async fn connection(stream: UnixStream, svc: Arc<KeyService>, ctl: Arc<dyn Contr
             return Ok(());
         }
         let reply = if buf.len() > MAX_COMMAND_BYTES && !buf.ends_with(b"\n") {
-            // Drain the rest of the oversized line.
-            let mut rest = Vec::new();
-            lines.read_until(b'\n', &mut rest).await?;
+            // Skip the rest of the oversized line, a bounded piece at a time.
+            loop {
+                buf.clear();
+                let n = (&mut lines).take(MAX_COMMAND_BYTES as u64).read_until(b'\n', &mut buf).await?;
+                if n == 0 || buf.ends_with(b"\n") {
+                    break;
+                }
+            }
             command::parse(&vec![b' '; MAX_COMMAND_BYTES + 1]).err().unwrap_or_default()
         } else {
             // Parsing and executing both run on a blocking thread: a large

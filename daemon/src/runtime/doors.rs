@@ -9,6 +9,10 @@
 //! `door.held_open` once the door has stood open for `held_open`. With
 //! `relock_on_close` the lock relocks as soon as the door closes after an
 //! opening. An exit button opens the door like a grant (`door.exit`).
+//!
+//! A lock output that fails (an unplugged relay board) is recorded once as
+//! `door.lock_failed`; a failed command to lock is tried again, after 250 ms
+//! doubling to 5 s, until it works (`door.lock_restored`).
 
 use super::audit::{Audit, Draft};
 use super::clock::Clock;
@@ -75,28 +79,40 @@ pub struct DoorEvents {
     pub clock: Arc<dyn Clock>,
 }
 
-/// Drives a lock, logging a failure: a lock that cannot be driven must not
-/// stop the door task, which retries with the next command.
-pub async fn drive(door: &str, out: &mut dyn Output, unlocked: bool) {
-    if let Err(e) = out.set(unlocked).await {
-        tracing::error!(door, error = %e, unlocked, "lock output failed");
-    }
-}
+/// The first wait before a failed command to lock is tried again.
+const RETRY_FIRST: Duration = Duration::from_millis(250);
+/// The longest wait between tries.
+const RETRY_MAX: Duration = Duration::from_secs(5);
 
 /// Makes a door: drives its lock locked now, returns the handle and the task.
 pub async fn start(
     setup: DoorSetup,
-    mut out: Box<dyn Output>,
+    out: Box<dyn Output>,
     indicators: Vec<mpsc::Sender<Signal>>,
     events: DoorEvents,
     cancel: CancellationToken,
 ) -> (DoorHandle, tokio::task::JoinHandle<()>) {
-    drive(&setup.id, out.as_mut(), false).await;
     let (tx, rx) = mpsc::channel(32);
     let handle = DoorHandle { id: setup.id.clone(), unlock: setup.unlock, tx, indicators };
-    let door = Door { setup, out, events, open_until: None, contact: None, held_since: None };
+    let mut door =
+        Door { setup, out, events, open_until: None, contact: None, held_since: None, retry: None, failing: false };
+    door.relock().await;
     let task = tokio::spawn(door.run(rx, cancel));
     (handle, task)
+}
+
+/// Drives every lock of `cfg` locked, for a start that fails before its
+/// doors exist: whatever a crashed run left open is locked before the
+/// daemon exits.
+pub async fn lock_all(cfg: &crate::config::Config) {
+    for d in &cfg.doors {
+        let dev = &cfg.devices[d.lock];
+        let Some(mut out) = dev.kind.output_driver(&dev.id) else { continue };
+        match out.set(false).await {
+            Ok(()) => tracing::info!(door = %d.id, "lock driven locked before exiting"),
+            Err(e) => tracing::error!(door = %d.id, error = %e, "lock output failed"),
+        }
+    }
 }
 
 struct Door {
@@ -109,12 +125,17 @@ struct Door {
     contact: Option<bool>,
     /// While the door stands open and `door.held_open` is still to come.
     held_since: Option<Instant>,
+    /// After a failed command to lock: when to try again, and the wait that
+    /// led there (it doubles up to [`RETRY_MAX`]).
+    retry: Option<(Instant, Duration)>,
+    /// The output's last command failed (`door.lock_failed` was recorded).
+    failing: bool,
 }
 
 impl Door {
     async fn run(mut self, mut rx: mpsc::Receiver<DoorCmd>, cancel: CancellationToken) {
         loop {
-            let relock = sleep_until(self.open_until);
+            let relock = sleep_until(self.open_until.or(self.retry.map(|(t, _)| t)));
             let held = sleep_until(self.held_since.map(|t| t + self.setup.held_open));
             tokio::select! {
                 _ = cancel.cancelled() => break,
@@ -137,20 +158,54 @@ impl Door {
             }
         }
         // Shutdown: locked, whatever state the door was in.
-        drive(&self.setup.id, self.out.as_mut(), false).await;
+        self.drive(false).await;
     }
 
     async fn unlock(&mut self, d: Duration) {
         let until = Instant::now() + d;
         if self.open_until.is_none() {
-            drive(&self.setup.id, self.out.as_mut(), true).await;
+            self.retry = None;
+            self.drive(true).await;
         }
         self.open_until = Some(self.open_until.map_or(until, |t| t.max(until)));
     }
 
+    /// Drives the lock locked; if that fails, schedules the next try.
     async fn relock(&mut self) {
-        drive(&self.setup.id, self.out.as_mut(), false).await;
         self.open_until = None;
+        self.retry = if self.drive(false).await {
+            None
+        } else {
+            let wait = self.retry.map_or(RETRY_FIRST, |(_, w)| (w * 2).min(RETRY_MAX));
+            Some((Instant::now() + wait, wait))
+        };
+    }
+
+    /// Sets the lock output; true when it took the command. A failure is
+    /// logged and recorded once until the output works again: a lock that
+    /// cannot be driven must not stop the door task.
+    async fn drive(&mut self, unlocked: bool) -> bool {
+        let door = self.setup.id.clone();
+        match self.out.set(unlocked).await {
+            Ok(()) => {
+                if std::mem::take(&mut self.failing) {
+                    tracing::info!(%door, unlocked, "lock output works again");
+                    self.record("door.lock_restored", &[]);
+                }
+                true
+            }
+            Err(e) if self.failing => {
+                tracing::debug!(%door, error = %e, unlocked, "lock output still failing");
+                false
+            }
+            Err(e) => {
+                tracing::error!(%door, error = %e, unlocked, "lock output failed");
+                self.failing = true;
+                let want = if unlocked { "unlocked" } else { "locked" };
+                self.record("door.lock_failed", &[("lock", json!(want)), ("error", json!(e.to_string()))]);
+                false
+            }
+        }
     }
 
     async fn contact(&mut self, open: bool) {
@@ -266,6 +321,31 @@ mod tests {
         r.cancel.cancel();
         r.task.await.unwrap();
         assert_eq!(r.lock.states(), [false, true, false, true, false]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failed_relock_is_tried_again_until_it_works() {
+        let mut r = rig(false).await;
+        r.door.open(Duration::from_secs(3));
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        // The relay board goes away just before the relock: 4 commands fail.
+        r.lock.fail_next(4);
+        tokio::time::sleep(Duration::from_millis(2100)).await;
+        assert_eq!(r.lock.states(), [false, true], "the relock failed");
+        assert_eq!(types(&mut r.events, 1).await, ["door.lock_failed"]);
+        // Tried again 0.25, 0.5, 1 and 2 s after each failure: at 3.25 s,
+        // 3.75 s, 4.75 s (failing), then 6.75 s (working).
+        tokio::time::sleep(Duration::from_millis(1800)).await;
+        assert_eq!(r.lock.attempts(), 6, "the first lock, the unlock and four failed tries");
+        assert_eq!(r.lock.states(), [false, true]);
+        tokio::time::sleep(Duration::from_millis(2000)).await;
+        assert_eq!(r.lock.states(), [false, true, false], "locked on the fifth try");
+        assert_eq!(types(&mut r.events, 1).await, ["door.lock_restored"]);
+        // Then no more tries.
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        assert_eq!(r.lock.attempts(), 7);
+        r.cancel.cancel();
+        r.task.await.unwrap();
     }
 
     #[tokio::test(start_paused = true)]

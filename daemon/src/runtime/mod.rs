@@ -50,6 +50,8 @@ pub enum StartError {
     Keys(OpError),
     #[error("cannot start the audit writer: {0}")]
     Audit(std::io::Error),
+    #[error("the admin socket {0} is answered by another running porterd; stop that one, or give this one its own admin.socket (and data_dir)")]
+    AdminInUse(String),
 }
 
 /// What `door.unlock` and `lockout.clear` reach.
@@ -147,17 +149,17 @@ fn seed_demo(svc: &KeyService, cfg: &Config) -> Result<(), OpError> {
     Ok(())
 }
 
-/// Runs the daemon until `shutdown` resolves.
-pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), StartError> {
-    run_with_clock(cfg, shutdown, Arc::new(SystemClock)).await
+/// What a start opens before its doors: the store, the keyed hasher, the key
+/// service and the audit writer (doors record what their contacts see).
+struct Opened {
+    store: Store,
+    hasher: secret::KeyHasher,
+    svc: Arc<KeyService>,
+    audit: audit::Audit,
+    audit_thread: std::thread::JoinHandle<()>,
 }
 
-/// [`run`] with an injected clock.
-pub async fn run_with_clock(
-    cfg: Config,
-    shutdown: impl Future<Output = ()>,
-    clock: Arc<dyn Clock>,
-) -> Result<(), StartError> {
+fn open_state(cfg: &Config) -> Result<Opened, StartError> {
     let store_dir = cfg.data_dir.join("store");
     let store = Store::open(&store_dir, cfg.store.cache_capacity)
         .map_err(|err| StartError::Store { dir: store_dir.display().to_string(), err })?;
@@ -181,10 +183,40 @@ pub async fn run_with_clock(
         )
         .map_err(StartError::Keys)?,
     );
-    tracing::info!(dir = %store_dir.display(), holders = svc.state().map(|s| s.holders).unwrap_or(0), "store open");
-
-    // The audit writer first: doors record what their contacts see.
     let (audit, audit_thread) = audit::start(store.clone(), cfg.audit.retain).map_err(StartError::Audit)?;
+    Ok(Opened { store, hasher, svc, audit, audit_thread })
+}
+
+/// Runs the daemon until `shutdown` resolves.
+pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), StartError> {
+    run_with_clock(cfg, shutdown, Arc::new(SystemClock)).await
+}
+
+/// [`run`] with an injected clock.
+pub async fn run_with_clock(
+    cfg: Config,
+    shutdown: impl Future<Output = ()>,
+    clock: Arc<dyn Clock>,
+) -> Result<(), StartError> {
+    // Another porterd answering this admin socket runs this room: leave
+    // its doors and its socket alone.
+    if admin::answered(&cfg.admin.socket) {
+        return Err(StartError::AdminInUse(cfg.admin.socket.display().to_string()));
+    }
+    // A start that fails here (a wrong schema, a missing secret) still
+    // drives every lock locked before the daemon exits; but not when the
+    // store is in use: then another porterd owns the doors.
+    let Opened { store, hasher, svc, audit, audit_thread } = match open_state(&cfg) {
+        Ok(s) => s,
+        Err(e) => {
+            if !matches!(e, StartError::Store { err: crate::store::StoreError::Locked { .. }, .. }) {
+                doors::lock_all(&cfg).await;
+            }
+            return Err(e);
+        }
+    };
+    let store_dir = cfg.data_dir.join("store");
+    tracing::info!(dir = %store_dir.display(), holders = svc.state().map(|s| s.holders).unwrap_or(0), "store open");
 
     // Locks next: every door locked before any input is read.
     let doors_cancel = CancellationToken::new();
@@ -349,9 +381,8 @@ pub async fn run_with_clock(
     let control_for_watchdog = control_tx.clone();
     let ctl: Arc<dyn Control> = Arc::new(RuntimeControl { doors, control: control_tx, audit: audit.clone(), clock });
     let admin_task = match admin::bind(&cfg.admin.socket) {
-        Ok(listener) => Some(tokio::spawn(admin::serve(
-            listener,
-            cfg.admin.socket.clone(),
+        Ok(bound) => Some(tokio::spawn(admin::serve(
+            bound,
             svc.clone(),
             ctl.clone(),
             inputs_cancel.clone(),
