@@ -12,8 +12,9 @@ use crate::access::lockout::LockoutState;
 use crate::store::records;
 use crate::store::{Batch, Store};
 use serde_json::{Map, Value};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 /// Drafts waiting for the writer; beyond this they are counted and dropped.
@@ -38,11 +39,21 @@ pub struct Event {
 
 enum Msg {
     Event(Draft),
-    /// A lockout state, and who to tell once it is on disk.
-    Lockout(String, LockoutState, Option<oneshot::Sender<()>>),
+    /// Lockout states are waiting in [`Lockouts`].
+    Wake,
     /// An event, and the uses a limited key has given with it: written in
     /// the same batch.
     EventUse(Draft, crate::access::KeyHash, records::Spent),
+}
+
+/// Lockout states waiting for the writer, the newest per device, and who to
+/// tell once they are on disk. They wait here rather than in the queue: a
+/// queue filled by a flood of entries must not lose the lockout state that
+/// the flood engaged.
+#[derive(Default)]
+struct Lockouts {
+    states: HashMap<String, LockoutState>,
+    waiting: Vec<oneshot::Sender<()>>,
 }
 
 /// The sending side, cloned wherever events are produced.
@@ -51,6 +62,7 @@ pub struct Audit {
     tx: mpsc::Sender<Msg>,
     bus: broadcast::Sender<Arc<Event>>,
     dropped: Arc<AtomicU64>,
+    lockouts: Arc<Mutex<Lockouts>>,
 }
 
 impl Audit {
@@ -62,21 +74,28 @@ impl Audit {
         }
     }
 
-    /// Queues a device's lockout state for persistence.
+    /// Hands a device's lockout state to the writer for its next batch
+    /// (a newer state for the same device replaces one not yet written).
     pub fn lockout(&self, device: &str, s: LockoutState) {
-        if self.tx.try_send(Msg::Lockout(device.to_string(), s, None)).is_err() {
-            tracing::error!(device, "audit queue full: lockout state not persisted");
-        }
+        self.put_lockout(device, s, None);
     }
 
-    /// Queues a device's lockout state; the receiver completes once it is on
-    /// disk (and errs if it could not be written).
+    /// [`Audit::lockout`]; the receiver completes once the state is on disk
+    /// (and errs if it could not be written).
     pub fn lockout_durable(&self, device: &str, s: LockoutState) -> oneshot::Receiver<()> {
         let (done, rx) = oneshot::channel();
-        if self.tx.try_send(Msg::Lockout(device.to_string(), s, Some(done))).is_err() {
-            tracing::error!(device, "audit queue full: lockout state not persisted");
-        }
+        self.put_lockout(device, s, Some(done));
         rx
+    }
+
+    fn put_lockout(&self, device: &str, s: LockoutState, done: Option<oneshot::Sender<()>>) {
+        let mut l = self.lockouts.lock().unwrap_or_else(|e| e.into_inner());
+        l.states.insert(device.to_string(), s);
+        l.waiting.extend(done);
+        drop(l);
+        // A full queue means the writer has a round ahead of it, which takes
+        // the states anyway: no wake-up is lost.
+        let _ = self.tx.try_send(Msg::Wake);
     }
 
     /// Queues the grant of a limited key with its uses spent, to be written
@@ -101,21 +120,43 @@ impl Audit {
 /// Starts the writer thread. It ends, after writing everything queued, when
 /// every [`Audit`] clone is dropped; join the handle to wait for that.
 pub fn start(store: Store, retain: u64) -> std::io::Result<(Audit, std::thread::JoinHandle<()>)> {
+    let (audit, rx) = channel();
+    Ok((audit.clone(), spawn_writer(store, retain, rx, &audit)?))
+}
+
+/// The sending side and the writer's queue, before the writer runs.
+fn channel() -> (Audit, mpsc::Receiver<Msg>) {
     let (tx, rx) = mpsc::channel(QUEUE);
     let (bus, _) = broadcast::channel(1024);
-    let audit = Audit { tx, bus: bus.clone(), dropped: Arc::default() };
+    (Audit { tx, bus, dropped: Arc::default(), lockouts: Arc::default() }, rx)
+}
+
+fn spawn_writer(
+    store: Store,
+    retain: u64,
+    rx: mpsc::Receiver<Msg>,
+    audit: &Audit,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    let (lockouts, bus) = (audit.lockouts.clone(), audit.bus.clone());
     let last = store
         .get(records::SEQ)
         .ok()
         .flatten()
         .and_then(|v| String::from_utf8_lossy(&v).parse::<u64>().ok())
         .unwrap_or(0);
-    let handle =
-        std::thread::Builder::new().name("audit-writer".into()).spawn(move || writer(store, rx, bus, last, retain))?;
-    Ok((audit, handle))
+    std::thread::Builder::new()
+        .name("audit-writer".into())
+        .spawn(move || writer(store, rx, lockouts, bus, last, retain))
 }
 
-fn writer(store: Store, mut rx: mpsc::Receiver<Msg>, bus: broadcast::Sender<Arc<Event>>, mut seq: u64, retain: u64) {
+fn writer(
+    store: Store,
+    mut rx: mpsc::Receiver<Msg>,
+    lockouts: Arc<Mutex<Lockouts>>,
+    bus: broadcast::Sender<Arc<Event>>,
+    mut seq: u64,
+    retain: u64,
+) {
     // Writing events to the store (sled's page work, the fsyncs) may wait;
     // on a two-core controller it must not take a core from the drivers and
     // the decision loop at the moment a key is presented. The queue holds
@@ -131,7 +172,10 @@ fn writer(store: Store, mut rx: mpsc::Receiver<Msg>, bus: broadcast::Sender<Arc<
         }
         let mut batch = Batch::default();
         let mut events = Vec::new();
-        let mut waiting = Vec::new();
+        let Lockouts { states, waiting } = std::mem::take(&mut *lockouts.lock().unwrap_or_else(|e| e.into_inner()));
+        for (device, s) in &states {
+            batch.put(records::lockout_key(device), serde_json::to_vec(s).unwrap_or_default());
+        }
         let mut push = |d: Draft, batch: &mut Batch, events: &mut Vec<Event>| {
             seq += 1;
             let mut obj = Map::new();
@@ -153,15 +197,18 @@ fn writer(store: Store, mut rx: mpsc::Receiver<Msg>, bus: broadcast::Sender<Arc<
                     push(d, &mut batch, &mut events);
                     batch.put(records::uses_key(&h), spent.encode());
                 }
-                Msg::Lockout(device, s, done) => {
-                    batch.put(records::lockout_key(&device), serde_json::to_vec(&s).unwrap_or_default());
-                    waiting.extend(done);
-                }
+                Msg::Wake => {}
             }
         }
         batch.put(records::SEQ.to_vec(), seq.to_string().into_bytes());
         if let Err(e) = store.apply(batch) {
             tracing::error!(error = %e, "audit log write failed");
+            // The lockout states go again with the next batch, unless newer
+            // ones came meanwhile; whoever waited for them hears the failure.
+            let mut l = lockouts.lock().unwrap_or_else(|e| e.into_inner());
+            for (device, s) in states {
+                l.states.entry(device).or_insert(s);
+            }
             continue;
         }
         for e in events {
@@ -189,6 +236,28 @@ mod tests {
 
     fn draft(kind: &'static str) -> Draft {
         Draft { ts_ms: 0, kind, fields: Map::new() }
+    }
+
+    /// A queue full of events does not lose a lockout state: it is written
+    /// with the writer's next batch, the newest per device.
+    #[test]
+    fn a_full_queue_keeps_the_lockout_state() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), 1 << 20).unwrap();
+        // The queue filled before the writer runs: every wake-up is refused.
+        let (audit, rx) = channel();
+        while audit.dropped() == 0 {
+            audit.record(draft("access.denied"));
+        }
+        let engaged = LockoutState { consecutive: 5, locked_until_ms: 1_000, ..Default::default() };
+        audit.lockout("keypad1", LockoutState { consecutive: 4, ..Default::default() });
+        let done = audit.lockout_durable("keypad1", engaged);
+        let thread = spawn_writer(store.clone(), 100_000, rx, &audit).unwrap();
+        done.blocking_recv().expect("written");
+        let stored = store.get(&records::lockout_key("keypad1")).unwrap().expect("a stored state");
+        assert_eq!(serde_json::from_slice::<LockoutState>(&stored).unwrap(), engaged);
+        drop(audit);
+        thread.join().unwrap();
     }
 
     #[test]
