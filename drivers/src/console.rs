@@ -39,13 +39,13 @@ pub fn parse_line(line: &str) -> Line {
     if line.is_empty() {
         return Line::Blank;
     }
-    if let Some(uid) = line.strip_prefix("card:") {
+    if let Some(uid) = strip_prefix_ci(line, "card:") {
         return match CardUid::parse_hex(uid) {
             Some(uid) => Line::Inputs(vec![Input::Card(uid)]),
             None => Line::Garbled,
         };
     }
-    if let Some(text) = line.strip_prefix("qr:") {
+    if let Some(text) = strip_prefix_ci(line, "qr:") {
         return if text.is_empty() { Line::Garbled } else { Line::Inputs(vec![Input::Qr(text.to_string())]) };
     }
     let keys: Vec<char> = line.chars().filter(|c| !c.is_whitespace()).collect();
@@ -54,6 +54,12 @@ pub fn parse_line(line: &str) -> Line {
     } else {
         Line::Garbled
     }
+}
+
+/// `line` without `prefix`, which may be in any case (`CARD:04A1`).
+fn strip_prefix_ci<'a>(line: &'a str, prefix: &str) -> Option<&'a str> {
+    let head = line.get(..prefix.len())?;
+    head.eq_ignore_ascii_case(prefix).then(|| &line[prefix.len()..])
 }
 
 /// Standard input is one per process and its blocking read cannot be
@@ -65,25 +71,45 @@ fn stdin_lines() -> &'static Mutex<Option<mpsc::Receiver<String>>> {
     LINES.get_or_init(|| {
         let (tx, rx) = mpsc::channel::<String>(64);
         let spawned = std::thread::Builder::new().name("console-stdin".into()).spawn(move || {
-            use std::io::BufRead;
             let stdin = std::io::stdin();
             let mut lock = stdin.lock();
-            let mut buf = String::new();
-            loop {
-                buf.clear();
-                match lock.read_line(&mut buf) {
-                    Ok(0) | Err(_) => break,
-                    Ok(_) => {
-                        let line = if buf.len() > MAX_LINE { String::from("\u{0}") } else { buf.clone() };
-                        if tx.blocking_send(line).is_err() {
-                            break;
-                        }
-                    }
+            let mut buf = Vec::new();
+            // A line too long or not UTF-8 goes on as "\0", which parses as garbled.
+            while let Ok(Some(fits)) = next_line(&mut lock, &mut buf) {
+                let line = String::from_utf8(std::mem::take(&mut buf))
+                    .ok()
+                    .filter(|_| fits)
+                    .unwrap_or_else(|| String::from("\u{0}"));
+                if tx.blocking_send(line).is_err() {
+                    break;
                 }
             }
         });
         Mutex::new(spawned.ok().map(|_| rx))
     })
+}
+
+/// Reads one line into `buf`, keeping at most [`MAX_LINE`] bytes of it:
+/// `Some(true)` for a line that fits, `Some(false)` for a longer one (read to
+/// its end a bounded piece at a time, never held whole), `None` at the end of
+/// the input.
+fn next_line(r: &mut impl std::io::BufRead, buf: &mut Vec<u8>) -> std::io::Result<Option<bool>> {
+    use std::io::{BufRead, Read};
+    buf.clear();
+    if r.by_ref().take(MAX_LINE as u64 + 1).read_until(b'\n', buf)? == 0 {
+        return Ok(None);
+    }
+    if buf.len() <= MAX_LINE || buf.ends_with(b"\n") {
+        return Ok(Some(true));
+    }
+    loop {
+        buf.clear();
+        let n = r.by_ref().take(MAX_LINE as u64).read_until(b'\n', buf)?;
+        if n == 0 || buf.ends_with(b"\n") {
+            buf.clear();
+            return Ok(Some(false));
+        }
+    }
 }
 
 /// The console driver.
@@ -143,10 +169,36 @@ mod tests {
             Line::Inputs(vec![Input::Card(CardUid::parse_hex("04a1b2c3").unwrap())])
         );
         assert_eq!(parse_line("qr:abc"), Line::Inputs(vec![Input::Qr("abc".into())]));
+        // The prefixes in any case; a QR code's text as it is.
+        assert_eq!(
+            parse_line("CARD:04A1B2C3"),
+            Line::Inputs(vec![Input::Card(CardUid::parse_hex("04a1b2c3").unwrap())])
+        );
+        assert_eq!(parse_line("QR:AbC"), Line::Inputs(vec![Input::Qr("AbC".into())]));
         assert_eq!(parse_line("   "), Line::Blank);
         assert_eq!(parse_line("hello"), Line::Garbled);
         assert_eq!(parse_line("card:xyz"), Line::Garbled);
         assert_eq!(parse_line("card:abc"), Line::Garbled);
         assert_eq!(parse_line("qr:"), Line::Garbled);
+    }
+
+    #[test]
+    fn a_long_line_is_skipped_in_bounded_pieces_and_the_next_one_read() {
+        let mut input = vec![b'1'; 3 * MAX_LINE + 7];
+        input.extend_from_slice(b"\n123#\n");
+        input.extend_from_slice(&[b'2'; MAX_LINE]);
+        input.extend_from_slice(b"\nlast");
+        // A reader that hands out small pieces, as a pipe does.
+        let mut r = std::io::BufReader::with_capacity(512, input.as_slice());
+        let mut buf = Vec::new();
+        assert_eq!(next_line(&mut r, &mut buf).unwrap(), Some(false));
+        assert!(buf.capacity() <= 2 * MAX_LINE + 2, "held {} bytes", buf.capacity());
+        assert_eq!(next_line(&mut r, &mut buf).unwrap(), Some(true));
+        assert_eq!(buf, b"123#\n");
+        assert_eq!(next_line(&mut r, &mut buf).unwrap(), Some(true), "exactly MAX_LINE fits");
+        assert_eq!(buf.len(), MAX_LINE + 1);
+        assert_eq!(next_line(&mut r, &mut buf).unwrap(), Some(true));
+        assert_eq!(buf, b"last");
+        assert_eq!(next_line(&mut r, &mut buf).unwrap(), None);
     }
 }

@@ -75,6 +75,12 @@ The ops and their arguments are in docs/ops.md; MQTT in docs/mqtt.md.";
 fn parse_args(args: &[String]) -> Result<Map<String, Value>, String> {
     let mut m = Map::new();
     for a in args {
+        let key = a.split_once('=').map(|(k, _)| k.trim_end_matches(':'));
+        match key {
+            Some("") => return Err(format!("`{a}`: the argument's name is missing before =")),
+            Some(k) if m.contains_key(k) => return Err(format!("`{k}` is given twice; give each argument once")),
+            _ => {}
+        }
         if let Some((k, v)) = a.split_once(":=") {
             let v: Value = serde_json::from_str(v).map_err(|e| format!("{a}: the value after := must be JSON: {e}"))?;
             m.insert(k.to_string(), v);
@@ -103,6 +109,12 @@ fn parse_args(args: &[String]) -> Result<Map<String, Value>, String> {
 fn doctor(cli: &Cli, args: &Map<String, Value>) -> ExitCode {
     use porterd::doctor::{self, Finding};
     let path = cli.config.clone().unwrap_or_else(|| PathBuf::from(porterd::config::DEFAULT_PATH));
+    if cli.socket.is_some() && cli.config.is_none() {
+        eprintln!(
+            "porterctl: doctor checks a config file, not a socket: {} (give the daemon's with --config)",
+            path.display()
+        );
+    }
     let user_name = args.get("user").and_then(Value::as_str).unwrap_or("porter").to_string();
     if let Some(k) = args.keys().find(|k| k.as_str() != "user") {
         eprintln!("porterctl: doctor takes user=NAME only, not `{k}`");
@@ -126,7 +138,8 @@ fn doctor(cli: &Cli, args: &Map<String, Value>) -> ExitCode {
                 path.display(),
                 errs.len()
             )));
-            findings.extend(errs.0.iter().map(|e| Finding::Fix(format!("  {e}"))));
+            // The errors under their one FIX line: one thing to fix, the config.
+            findings.extend(errs.0.iter().map(|e| Finding::Info(format!("  {e}"))));
             None
         }
     };
@@ -167,7 +180,10 @@ fn socket_path(cli: &Cli) -> Result<PathBuf, String> {
         return Ok(s.clone());
     }
     if let Some(c) = &cli.config {
-        let cfg = porterd::config::Config::load(c).map_err(|e| format!("{}: {e}", c.display()))?;
+        let cfg = porterd::config::Config::load(c).map_err(|errs| {
+            let lines: Vec<String> = errs.0.iter().map(|e| format!("  {e}")).collect();
+            format!("{}: {} error(s):\n{}", c.display(), errs.len(), lines.join("\n"))
+        })?;
         return Ok(cfg.admin.socket);
     }
     Ok(PathBuf::from("/run/porter/admin.sock"))

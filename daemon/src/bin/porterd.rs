@@ -13,13 +13,21 @@ use std::process::ExitCode;
 const EXIT_CONFIG: u8 = 64;
 
 #[derive(Parser)]
-#[command(name = "porterd", version, about = "Porter: the access-control daemon for package rooms")]
+#[command(
+    name = "porterd",
+    version,
+    about = "Porter: the access-control daemon for package rooms",
+    after_help = "Every config key can be overridden from the environment: PORTER_<KEY> for a top-level key, \
+                  PORTER_<SECTION>__<KEY> for a nested one (PORTER_DATA_DIR, PORTER_MQTT__URL); see docs/config.md.\n\
+                  Exit status: 0 after a clean stop (SIGTERM, SIGINT), 64 for an invalid config (every error is \
+                  listed with its key path), 1 when the daemon cannot start."
+)]
 struct Cli {
     /// The config file.
     #[arg(long, global = true, default_value = DEFAULT_PATH)]
     config: PathBuf,
     /// Use the embedded demo config (console keypad, simulated lock, data in ./data).
-    #[arg(long, global = true)]
+    #[arg(long, global = true, conflicts_with = "config")]
     demo: bool,
     #[command(subcommand)]
     cmd: Option<Cmd>,
