@@ -197,11 +197,22 @@ impl Daemon {
 
     /// [`Daemon::start`] with extra environment variables.
     pub fn start_with_env(config: &Path, socket: &Path, env: &[(&str, &str)]) -> Daemon {
-        let mut child = Command::new(bin("porterd"))
-            .arg("--config")
-            .arg(config)
+        let mut cmd = Command::new(bin("porterd"));
+        cmd.arg("--config").arg(config).envs(env.iter().copied());
+        Self::spawn(cmd, config, socket)
+    }
+
+    /// `porterd --demo`, the README's first command, run in `dir` as a user
+    /// runs it in a checkout: the embedded demo config, data in `dir/data`.
+    pub fn demo(dir: &Path) -> Daemon {
+        let mut cmd = Command::new(bin("porterd"));
+        cmd.arg("--demo").current_dir(dir);
+        Self::spawn(cmd, &dir.join("(embedded demo config)"), &dir.join("data/admin.sock"))
+    }
+
+    fn spawn(mut cmd: Command, config: &Path, socket: &Path) -> Daemon {
+        let mut child = cmd
             .env("RUST_LOG", "info")
-            .envs(env.iter().copied())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -213,6 +224,13 @@ impl Daemon {
         let d = Daemon { child, stdin, log, out, config: config.to_path_buf(), socket: socket.to_path_buf() };
         d.log.wait_for(0, &["porterd ready"]);
         d
+    }
+
+    /// Writes raw bytes to the console, as a misbehaving terminal or device might.
+    pub fn type_bytes(&mut self, bytes: &[u8]) {
+        let s = self.stdin.as_mut().expect("stdin open");
+        s.write_all(bytes).expect("writing to porterd");
+        s.flush().unwrap();
     }
 
     /// Types a line on the console keypad.
@@ -234,18 +252,24 @@ impl Daemon {
     }
 
     /// Sends SIGTERM and waits for the exit.
-    pub fn stop(mut self) -> (ExitStatus, Lines) {
+    pub fn stop(self) -> (ExitStatus, Lines) {
+        self.stop_with(nix::sys::signal::Signal::SIGTERM)
+    }
+
+    /// Sends `signal` (SIGTERM as systemd does, SIGINT as Ctrl-C does) and
+    /// waits for the exit.
+    pub fn stop_with(mut self, signal: nix::sys::signal::Signal) -> (ExitStatus, Lines) {
         let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
-        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("SIGTERM");
+        nix::sys::signal::kill(pid, signal).expect("signalling porterd");
         let deadline = Instant::now() + DEADLINE;
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
                 if !status.success() {
-                    eprintln!("porterd exited with {status} after SIGTERM; its log:\n{}", self.log.all().join("\n"));
+                    eprintln!("porterd exited with {status} after {signal}; its log:\n{}", self.log.all().join("\n"));
                 }
                 return (status, self.log.clone());
             }
-            assert!(Instant::now() < deadline, "porterd did not stop after SIGTERM");
+            assert!(Instant::now() < deadline, "porterd did not stop after {signal}");
             std::thread::sleep(Duration::from_millis(10));
         }
     }

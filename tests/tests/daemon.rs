@@ -34,6 +34,56 @@ fn demo_pin_opens_the_door_which_then_relocks() {
     assert!(status.success());
 }
 
+/// The README's first command as a user runs it in an empty folder: the
+/// printed PIN and `#` open the door, which relocks; porterctl over
+/// ./data/admin.sock adds a courier whose generated PIN opens it too; Ctrl-C
+/// (SIGINT) locks and stops. A second start shows no PIN again and says how
+/// to get one.
+#[test]
+fn the_readme_demo_runs_in_an_empty_folder() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let mut d = Daemon::demo(dir.path());
+    let pin = demo_pin(&d);
+    let (_, how) = d.out.wait_for(0, &["Type "]);
+    assert!(how.contains(&format!("Type {pin}# and press Enter to open door `main`")), "{how}");
+    let mark = d.log.len();
+    d.type_line(&format!("{pin}#"));
+    d.log.wait_for(mark, &["access granted", "door=main", "holder=\"courier-ups\""]);
+    let (u, _) = d.log.wait_for(mark, &["lock unlocked", "device=lock1"]);
+    d.log.wait_for(u, &["lock locked", "device=lock1"]);
+
+    let data = dir.path().join("data");
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&data.join("admin.sock")), 0o660, "the admin socket");
+    assert_eq!(mode(&data.join("device.key")), 0o600, "the device secret");
+
+    let (code, v) = d.ctl("holder.put", &["holder=courier-fedex", "name=FedEx", "role=courier"]);
+    assert_eq!(code, 0, "{v}");
+    let (code, v) = d.ctl("pin.generate", &["holder=courier-fedex"]);
+    assert_eq!(code, 0, "{v}");
+    let fedex = v["result"]["pin"].as_str().unwrap().to_string();
+    let mark = d.log.len();
+    d.type_line(&format!("{fedex}#"));
+    d.log.wait_for(mark, &["access granted", "holder=\"courier-fedex\""]);
+    let (code, v) = d.ctl("holder.list", &[]);
+    assert_eq!(code, 0, "{v}");
+    assert_eq!(v["result"]["holders"].as_array().map(Vec::len), Some(2), "{v}");
+    assert!(!v.to_string().contains(&pin) && !v.to_string().contains(&fedex), "holder.list shows a PIN: {v}");
+    assert!(!d.log.all().iter().any(|l| l.contains(&pin) || l.contains(&fedex)), "a PIN was logged");
+
+    let (status, log) = d.stop_with(nix::sys::signal::Signal::SIGINT);
+    assert!(status.success(), "{status}");
+    let (s, _) = log.wait_for(0, &["shutting down"]);
+    log.wait_for(s, &["lock locked", "device=lock1"]);
+
+    let d = Daemon::demo(dir.path());
+    let (_, again) = d.out.wait_for(0, &["already has holders"]);
+    assert!(!again.contains(&pin));
+    d.out.wait_for(0, &["pin.generate holder=courier-ups"]);
+    assert!(d.stop().0.success());
+}
+
 #[test]
 fn porterctl_provisions_and_a_generated_pin_opens() {
     let (_dir, cfg, sock) = setup(200, false);
@@ -168,9 +218,95 @@ fn garbage_on_the_console_and_the_socket_loses_nothing() {
             assert_eq!(v["id"], want_id);
         }
     }
+    // A line far over the console's limit, and bytes that are not UTF-8:
+    // each counted as garbled, the console still reads.
+    d.type_bytes(&vec![b'7'; 100_000]);
+    d.type_bytes(b"\n\xff\xfe#\n");
+    d.log.wait_for(mark, &["garbled=4"]);
+    // An oversized admin command gets its typed reply, and the connection
+    // still answers the next one.
+    {
+        use std::io::{BufRead, BufReader, Write};
+        let s = std::os::unix::net::UnixStream::connect(&sock).unwrap();
+        let mut w = s.try_clone().unwrap();
+        let writer = std::thread::spawn(move || {
+            let mut big = vec![b'x'; 3 * 1024 * 1024];
+            big.extend_from_slice(b"\n{\"id\":\"after\",\"op\":\"state.get\",\"args\":{}}\n");
+            w.write_all(&big).unwrap();
+        });
+        let mut r = BufReader::new(s);
+        let mut line = String::new();
+        r.read_line(&mut line).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(v["error"]["code"], "invalid", "{v}");
+        assert!(v["error"]["message"].as_str().unwrap().contains("limit"), "{v}");
+        line.clear();
+        r.read_line(&mut line).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!((v["id"].as_str(), v["ok"].as_bool()), (Some("after"), Some(true)), "{v}");
+        writer.join().unwrap();
+    }
+    let mark = d.log.len();
     d.type_line(&format!("{pin}#"));
     d.log.wait_for(mark, &["access granted"]);
     assert!(d.stop().0.success());
+}
+
+/// A start that fails after the config (here: the store holds keys but
+/// the device secret is gone) still drives the lock locked before it exits.
+/// A second porterd on a running one's admin socket is refused and leaves
+/// that daemon's socket (and doors) alone.
+#[test]
+fn a_start_that_fails_still_locks_the_door_but_not_anothers() {
+    let (dir, cfg, sock) = setup(200, true);
+    let first = Daemon::start(&cfg, &sock);
+
+    // Another data_dir, the same admin socket: refused, nothing driven.
+    let run = |config: &std::path::Path, env: &[(&str, &str)]| {
+        let out = std::process::Command::new(porter_tests::bin("porterd"))
+            .arg("--config")
+            .arg(config)
+            .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
+            .output()
+            .unwrap();
+        (out.status, String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let other_data = dir.path().join("other");
+    let (status, err) = run(&cfg, &[("PORTER_DATA_DIR", other_data.to_str().unwrap())]);
+    assert!(!status.success(), "{err}");
+    assert!(err.contains("answered by another running porterd"), "{err}");
+    assert!(!err.contains("lock locked"), "it drove the other daemon's lock: {err}");
+    let (code, v) = first.ctl("state.get", &[]);
+    assert_eq!((code, v["result"]["holders"].as_u64()), (0, Some(1)), "the first daemon's socket: {v}");
+    assert!(first.stop().0.success());
+    assert!(!sock.exists(), "the socket is removed at exit");
+
+    // The secret gone from under a store with keys: the start fails, locked.
+    std::fs::remove_file(dir.path().join("data/device.key")).unwrap();
+    let (status, err) = run(&cfg, &[]);
+    assert!(!status.success(), "{err}");
+    assert!(err.contains("is missing, but the store holds keys"), "{err}");
+    let locked = err.find("lock locked").expect("the lock driven locked");
+    assert!(err[locked..].lines().next().unwrap().contains("device=lock1"), "{err}");
+}
+
+/// Started on an invalid config, porterd itself (not only check-config)
+/// lists every error and exits 64 without creating its data folder.
+#[test]
+fn porterd_refuses_an_invalid_config_with_64() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let text = config_text(&data, 70, false, "\n[keys]\npin_length = 9\n").replace("site = \"test\"", "site = \"a b\"");
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, text).unwrap();
+    let out = std::process::Command::new(porter_tests::bin("porterd")).arg("--config").arg(&bad).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(64), "{err}");
+    for path in ["site:", "keys.pin_length:"] {
+        assert!(err.contains(path), "missing {path} in:\n{err}");
+    }
+    assert!(!data.exists(), "an invalid config created {}", data.display());
 }
 
 #[test]
