@@ -17,7 +17,7 @@
 use arc_swap::ArcSwap;
 use porterd::access::schedule::{LocalTime, Window};
 use porterd::access::{
-    decide, DoorSet, Holder, KeyEntry, KeyHash, KeyHasherBuilder, KeyKind, Profile, Request, Role, Snapshot,
+    decide, DoorSet, Holder, KeyEntry, KeyHash, KeyHasherBuilder, KeyKind, Profile, Reason, Request, Role, Snapshot,
 };
 use porterd::store::secret::KeyHasher;
 use std::collections::HashMap;
@@ -203,7 +203,8 @@ fn main() {
         KNOWN_PERCENT
     );
     let reqs = requests(&f, n, &mut rng);
-    let mut outcomes = [0usize; 9];
+    // Granted, then one slot per reason (decide() gives the first nine).
+    let mut outcomes = [0usize; 1 + Reason::PinRequired as usize + 1];
     for r in &reqs {
         outcomes[decide(&f.snap, r).reason().map_or(0, |x| x as usize + 1)] += 1;
     }

@@ -1,11 +1,12 @@
 //! Kill a process applying key operations with SIGKILL at random points, 50
 //! times; after each kill, reopen the store and check that every operation the
-//! process reported done is there (and that the store opens at all).
+//! process reported done is there (and that the store opens at all), and that
+//! the PIN of every holder whose delete was reported stays a tombstone.
 
 use porter_drivers::CardUid;
 use porter_tests::bin;
-use porterd::access::{decide, schedule::LocalTime, KeyKind, Request};
-use porterd::provision::keys::KeyService;
+use porterd::access::{decide, schedule::LocalTime, KeyKind, Request, Role};
+use porterd::provision::keys::{HolderSpec, KeyService};
 use porterd::store::{secret, Store};
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
@@ -37,6 +38,8 @@ fn acknowledged_operations_survive_sigkill() {
         rng
     };
     let mut expect: BTreeMap<String, Expect> = BTreeMap::new();
+    // PINs of deleted holders: never to be set again.
+    let mut tombstones: Vec<String> = Vec::new();
     let mut start = 0u64;
     let mut total_lines = 0usize;
     for round in 0..50 {
@@ -84,7 +87,10 @@ fn acknowledged_operations_survive_sigkill() {
                 "holder" => e.exists = true,
                 "pin" => e.pin = Some(parts[2].to_string()),
                 "card" => e.card = Some(parts[2].to_string()),
-                "delete" => *e = Expect::default(),
+                "delete" => {
+                    tombstones.extend(e.pin.take());
+                    *e = Expect::default();
+                }
                 other => panic!("unknown line {other}"),
             }
         }
@@ -104,6 +110,11 @@ fn acknowledged_operations_survive_sigkill() {
             .unwrap_or_else(|e| panic!("round {round}: store does not open: {e}"));
         let svc = KeyService::open(store, secret::KeyHasher::new(&key), vec!["main".into()], 6).unwrap();
         let snap = svc.live().load_full();
+        svc.holder_put(HolderSpec::new("probe", "probe", Role::Courier)).unwrap();
+        for pin in &tombstones {
+            let r = svc.pin_set("probe", pin).map_err(|e| e.code.as_str());
+            assert_eq!(r, Err("duplicate"), "round {round}: a deleted holder's PIN could be set again");
+        }
         for (id, e) in &expect {
             let got = svc.holder_get(id);
             assert_eq!(got.is_ok(), e.exists, "round {round}: holder {id}: {got:?}");

@@ -791,7 +791,10 @@ mod tests {
         let cleared = rx.await.unwrap().unwrap();
         assert_eq!(cleared.len(), 1);
         assert_eq!(cleared[0].0, "keypad1");
-        assert!(!r.lp.devices[0].lockout.is_locked(&r.lp.policy, r.clock.now_ms(), 0));
+        // Cleared for today too: the daily count is gone, not only the timer.
+        let (_, today) = clock::local(r.lp.tz, r.clock.now_ms());
+        assert!(!r.lp.devices[0].lockout.is_locked(&r.lp.policy, r.clock.now_ms(), today));
+        assert_eq!(r.lp.devices[0].lockout.day_failures, 0);
     }
 
     #[tokio::test(start_paused = true)]

@@ -69,6 +69,31 @@ fn generated_pins_open_and_are_never_shown_again() {
     assert_eq!(try_key(&s, KeyKind::Pin, &pin), None);
 }
 
+/// In a crowded PIN space (4 digits, a quarter of it live or tombstoned)
+/// pin.generate redraws until it finds a PIN nobody has and nobody had.
+#[test]
+fn generate_redraws_pins_in_use_or_tombstoned() {
+    let s = KeyService::open(Store::temporary().unwrap(), KeyHasher::new(b"test-secret-0123"), vec!["main".into()], 4)
+        .unwrap();
+    let mut seen = std::collections::HashSet::new();
+    // 500 PINs drawn for one holder: each replaced one becomes a tombstone.
+    s.holder_put(spec("t")).unwrap();
+    for _ in 0..500 {
+        let pin = s.pin_generate("t").unwrap();
+        assert!(seen.insert(pin.clone()), "{pin} drawn again after it was deleted");
+    }
+    // 2,000 holders with a PIN each, drawn from what is left.
+    for i in 0..2000 {
+        let id = format!("h{i}");
+        s.holder_put(spec(&id)).unwrap();
+        let pin = s.pin_generate(&id).unwrap();
+        assert_eq!(pin.len(), 4);
+        assert!(!is_trivial(pin.as_bytes()), "{pin}");
+        assert!(seen.insert(pin.clone()), "{pin} is in use or tombstoned");
+        assert_eq!(try_key(&s, KeyKind::Pin, &pin), None);
+    }
+}
+
 #[test]
 fn pin_set_checks_duplicates_and_tombstones() {
     let s = svc();
