@@ -381,12 +381,7 @@ pub async fn run_with_clock(
     let control_for_watchdog = control_tx.clone();
     let ctl: Arc<dyn Control> = Arc::new(RuntimeControl { doors, control: control_tx, audit: audit.clone(), clock });
     let admin_task = match admin::bind(&cfg.admin.socket) {
-        Ok(bound) => Some(tokio::spawn(admin::serve(
-            bound,
-            svc.clone(),
-            ctl.clone(),
-            inputs_cancel.clone(),
-        ))),
+        Ok(bound) => Some(tokio::spawn(admin::serve(bound, svc.clone(), ctl.clone(), inputs_cancel.clone()))),
         Err(e) => {
             tracing::error!(socket = %cfg.admin.socket.display(), error = %e, "cannot open the admin socket; porterctl will not reach this daemon (fix admin.socket or its folder's permissions)");
             None
