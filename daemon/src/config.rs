@@ -1,7 +1,8 @@
 //! Raw TOML plus `PORTER_` environment overrides, to a validated [`Config`].
 //!
-//! The `config` crate merges the file and the environment (`PORTER_DATA_DIR`
-//! for a top-level key, `PORTER_MQTT__URL` for a nested one) into one tree;
+//! The file (read by the `config` crate) and the environment (`PORTER_DATA_DIR`
+//! for a top-level key, `PORTER_MQTT__URL` for a nested one,
+//! `PORTER_DOORS__0__UNLOCK_MS` for a key of an entry) make one tree;
 //! [`Section`] then walks it, collecting every error with its key path and a
 //! hint, and rejecting unknown keys. After this module, nothing checks the
 //! config again: a [`Config`] is valid by construction. Every key is
@@ -210,61 +211,63 @@ impl Config {
 
     /// Parses TOML text with the overrides found in `env`.
     ///
-    /// `PORTER_<KEY>` and `PORTER_<SECTION>__<KEY>` go through the `config`
-    /// crate. Keys inside `[[doors]]` and `[[devices]]` are addressed by index,
-    /// `PORTER_DEVICES__1__DOOR`, which the `config` crate cannot do, so those
-    /// are applied here to the merged tree. A variable whose first part names
-    /// no top-level key (`PORTER_LOG`) is not Porter's: it is ignored and
-    /// listed in [`Config::env_ignored`] rather than failing the config.
+    /// Each `PORTER_` variable is applied to the file's tree by [`apply_env`]
+    /// before anything is checked: `PORTER_DATA_DIR`, `PORTER_MQTT__URL`, or a
+    /// key of a `[[doors]]` or `[[devices]]` entry by its index,
+    /// `PORTER_DEVICES__1__DOOR`. A variable whose first part names no
+    /// top-level key (`PORTER_LOG`) is not Porter's: it is ignored and listed
+    /// in [`Config::env_ignored`] rather than failing the config. An error
+    /// about a key that a variable set ends with `(from PORTER_...)`.
     pub fn from_toml_with_env(text: &str, env: impl Iterator<Item = (String, String)>) -> Result<Config, ConfigErrors> {
-        let mut plain = HashMap::new();
-        let mut indexed = Vec::new();
+        let mut raw = parse_toml(text).map_err(|e| {
+            let mut errs = ConfigErrors::default();
+            errs.push(
+                "(file)",
+                format!("not valid TOML: {e}"),
+                Some("check quoting and brackets near the line named".into()),
+            );
+            errs
+        })?;
+        let mut vars: Vec<(String, String)> = env.filter(|(name, _)| name.starts_with("PORTER_")).collect();
+        vars.sort();
+        let mut errs = ConfigErrors::default();
         let mut ignored = Vec::new();
-        for (name, value) in env {
-            let Some(rest) = name.strip_prefix("PORTER_") else { continue };
-            let parts: Vec<String> = rest.split("__").map(|p| p.to_ascii_lowercase()).collect();
-            if !TOP_LEVEL.contains(&parts[0].as_str()) {
+        // The key path each variable set (or the section it created), and the variable.
+        let mut set_by: Vec<(String, String)> = Vec::new();
+        for (name, value) in vars {
+            let first = name["PORTER_".len()..].split("__").next().unwrap_or_default().to_ascii_lowercase();
+            if !TOP_LEVEL.contains(&first.as_str()) {
                 ignored.push(name);
-            } else if parts.iter().any(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit())) {
-                indexed.push((name, parts, value));
-            } else {
-                plain.insert(name, value);
+            } else if let Some(path) = apply_env(&mut raw, &name, &value, &mut errs) {
+                set_by.push((path, name));
             }
         }
-        let mut raw = config::Config::builder()
-            .add_source(config::File::from_str(text, config::FileFormat::Toml))
-            .add_source(
-                config::Environment::with_prefix("PORTER")
-                    .prefix_separator("_")
-                    .separator("__")
-                    .try_parsing(true)
-                    .source(Some(plain)),
-            )
-            .build()
-            .and_then(|c| c.try_deserialize::<serde_json::Value>())
-            .map_err(|e| {
-                let mut errs = ConfigErrors::default();
-                errs.push(
-                    "(file)",
-                    format!("not valid TOML: {e}"),
-                    Some("check quoting and brackets near the line named".into()),
-                );
-                errs
-            })?;
-        let mut errs = ConfigErrors::default();
-        for (name, parts, value) in indexed {
-            apply_indexed(&mut raw, &name, &parts, &value, &mut errs);
-        }
+        let from_env = errs.len();
         let cfg = validate(&raw, &mut errs);
+        for e in &mut errs.0[from_env..] {
+            let within =
+                |p: &str| e.path.strip_prefix(p).is_some_and(|rest| rest.is_empty() || rest.starts_with(['.', '[']));
+            // The most specific override that the key lies in.
+            if let Some((_, name)) = set_by.iter().filter(|(p, _)| within(p)).max_by_key(|(p, _)| p.len()) {
+                e.message.push_str(&format!(" (from {name})"));
+            }
+        }
         match cfg {
             Some(mut c) if errs.is_empty() => {
-                ignored.sort();
                 c.env_ignored = ignored;
                 Ok(c)
             }
             _ => Err(errs),
         }
     }
+}
+
+/// A TOML document as a JSON tree.
+fn parse_toml(text: &str) -> Result<serde_json::Value, config::ConfigError> {
+    config::Config::builder()
+        .add_source(config::File::from_str(text, config::FileFormat::Toml))
+        .build()
+        .and_then(|c| c.try_deserialize::<serde_json::Value>())
 }
 
 /// The top-level keys and sections, as the environment may name them.
@@ -290,58 +293,129 @@ const TOP_LEVEL: &[&str] = &[
     "devices",
 ];
 
-/// Sets `tree[parts...] = value` for a variable such as
-/// `PORTER_DEVICES__1__DOOR`; the indexed entry must exist in the file.
-fn apply_indexed(tree: &mut serde_json::Value, name: &str, parts: &[String], value: &str, errs: &mut ConfigErrors) {
+/// Sets the key that the variable `name` (`PORTER_DEVICES__1__DOOR`) names
+/// to `value`. The name after `PORTER_`, split at `__` and lowercased, is the
+/// key path; a number picks an entry of an array, which the file must have.
+/// Sections the file leaves out are created. Returns the key path of the
+/// outermost table created, else of the key set.
+fn apply_env(tree: &mut serde_json::Value, name: &str, value: &str, errs: &mut ConfigErrors) -> Option<String> {
     use serde_json::Value;
-    let mut path = String::new();
+    let segs: Vec<&str> = name["PORTER_".len()..].split("__").collect();
+    let var = |segs: &[&str], tail: &str| format!("PORTER_{}{tail}=...", segs.join("__"));
+    if segs.iter().any(|s| s.is_empty()) {
+        errs.push(
+            name,
+            "an empty part between `__` separators",
+            Some("join a section and its key with two underscores, such as PORTER_KEYS__PIN_LENGTH=6".into()),
+        );
+        return None;
+    }
+    // The key path up to each part: `devices`, `devices[1]`, `devices[1].door`.
+    let mut paths: Vec<String> = Vec::with_capacity(segs.len());
+    for (i, s) in segs.iter().enumerate() {
+        let prev = if i == 0 { "" } else { paths[i - 1].as_str() };
+        paths.push(match s.parse::<usize>() {
+            Ok(ix) => format!("{prev}[{ix}]"),
+            Err(_) if prev.is_empty() => s.to_ascii_lowercase(),
+            Err(_) => format!("{prev}.{}", s.to_ascii_lowercase()),
+        });
+    }
+    let path = paths.last()?;
+    let value = env_value(name, path, value, errs)?;
+    let no_entry = |errs: &mut ConfigErrors, i: usize, ix: usize, len: usize| {
+        errs.push(
+            paths[i].clone(),
+            format!("{name} names entry {ix}, but the file has {len} of them"),
+            Some("override only entries the file defines; indexes start at 0".into()),
+        );
+    };
+    let mut created = None;
     let mut node = tree;
-    for (i, part) in parts.iter().enumerate() {
-        let last = i + 1 == parts.len();
-        let next: &mut Value = match (node, part.parse::<usize>()) {
-            (Value::Array(items), Ok(ix)) => {
-                path.push_str(&format!("[{ix}]"));
+    for (i, seg) in segs.iter().enumerate() {
+        let last = i + 1 == segs.len();
+        node = match node {
+            Value::Array(items) => {
+                let Ok(ix) = seg.parse::<usize>() else {
+                    let mut fixed = segs.clone();
+                    fixed[i] = "0";
+                    errs.push(name, format!("{seg} is not an entry number"), Some(var(&fixed, "")));
+                    return None;
+                };
                 let len = items.len();
                 match items.get_mut(ix) {
                     Some(v) => v,
                     None => {
-                        errs.push(
-                            path,
-                            format!("{name} names entry {ix}, but the file has {len} of them"),
-                            Some("override only entries the file defines; indexes start at 0".into()),
-                        );
-                        return;
+                        no_entry(errs, i, ix, len);
+                        return None;
                     }
                 }
             }
-            (Value::Object(map), _) => {
-                if !path.is_empty() {
-                    path.push('.');
+            Value::Object(_) if seg.parse::<usize>().is_ok() => {
+                errs.push(
+                    name,
+                    format!("{} is a table, not a list: it has no entry {seg}", paths[i - 1]),
+                    Some(var(&segs[..i], "__<KEY>")),
+                );
+                return None;
+            }
+            Value::Object(map) => {
+                let key = seg.to_ascii_lowercase();
+                if !last && !map.contains_key(&key) {
+                    // From here on every table is new: an entry number below
+                    // names an entry of a list that the file leaves out.
+                    let entry = segs.iter().enumerate().skip(i + 1).find_map(|(j, s)| Some((j, s.parse().ok()?)));
+                    if let Some((j, ix)) = entry {
+                        no_entry(errs, j, ix, 0);
+                        return None;
+                    }
+                    created.get_or_insert_with(|| paths[i].clone());
                 }
-                path.push_str(part);
-                if last {
-                    let v = if let Ok(n) = value.parse::<i64>() {
-                        Value::from(n)
-                    } else if let Ok(b) = value.parse::<bool>() {
-                        Value::from(b)
-                    } else {
-                        Value::from(value)
-                    };
-                    map.insert(part.clone(), v);
-                    return;
-                }
-                map.entry(part.clone()).or_insert_with(|| Value::Object(Default::default()))
+                map.entry(key).or_insert_with(|| if last { Value::Null } else { Value::Object(Default::default()) })
             }
             _ => {
                 errs.push(
-                    if path.is_empty() { part.clone() } else { path },
-                    format!("{name} does not fit the file's structure"),
-                    Some("use PORTER_DEVICES__<index>__<key> for keys of [[devices]] entries".into()),
+                    name,
+                    format!(
+                        "{} holds a value, not a table: it has no key `{}`",
+                        paths[i - 1],
+                        seg.to_ascii_lowercase()
+                    ),
+                    Some(var(&segs[..i], "")),
                 );
-                return;
+                return None;
             }
         };
-        node = next;
+    }
+    if node.is_object() && !value.is_object() {
+        errs.push(name, format!("{path} is a table: set its keys one by one"), Some(var(&segs, "__<KEY>")));
+        return None;
+    }
+    *node = value;
+    Some(created.unwrap_or_else(|| path.clone()))
+}
+
+/// An environment value: text, or a TOML value when it starts with `[` or
+/// `{` (`["courier", "staff"]`, `{ days = "daily", from = "07:00", to = "21:00" }`).
+fn env_value(name: &str, path: &str, value: &str, errs: &mut ConfigErrors) -> Option<serde_json::Value> {
+    if !value.trim_start().starts_with(['[', '{']) {
+        return Some(serde_json::Value::String(value.to_string()));
+    }
+    match parse_toml(&format!("v = {value}")) {
+        Ok(mut t) => Some(t["v"].take()),
+        Err(e) => {
+            // The parser's last line says what is wrong; those above point into `v = ...`.
+            let e = e.to_string();
+            let why = e.lines().map(str::trim).rfind(|l| !l.is_empty()).unwrap_or_default().to_string();
+            errs.push(
+                path,
+                format!("{name} is not a TOML value: {why}"),
+                Some(format!(
+                    "write a list as {name}='[\"first\", \"second\"]' and a table as {name}='{{ key = \"value\" }}', \
+                     text inside in double quotes"
+                )),
+            );
+            None
+        }
     }
 }
 
@@ -349,8 +423,15 @@ fn valid_id(s: &str) -> bool {
     !s.is_empty() && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
-fn id_field(sec: &mut Section<'_>, key: &'static str, what: &str, errs: &mut ConfigErrors) -> Option<String> {
-    let v = sec.string(key, &format!("give the {what} an id such as \"main\""), errs)?;
+/// An id; `example` is one that suits `what` (`main` for a door).
+fn id_field(
+    sec: &mut Section<'_>,
+    key: &'static str,
+    what: &str,
+    example: &str,
+    errs: &mut ConfigErrors,
+) -> Option<String> {
+    let v = sec.string(key, &format!("give the {what} an id such as {key} = \"{example}\""), errs)?;
     if !valid_id(&v) {
         errs.push(
             sec.key_path(key),
@@ -360,6 +441,76 @@ fn id_field(sec: &mut Section<'_>, key: &'static str, what: &str, errs: &mut Con
         return None;
     }
     Some(v)
+}
+
+/// The windows a role's holders keep to, at most this many.
+const MAX_WINDOWS: usize = 16;
+
+/// `schedule = [{ days = "daily", from = "07:00", to = "21:00" }, ...]` of a
+/// `[roles.<role>]`, with every error of every window.
+fn schedule(role: &mut Section<'_>, errs: &mut ConfigErrors) -> Vec<crate::access::schedule::Window> {
+    use crate::access::schedule::{parse_days, parse_hhmm, Window};
+    let example = "schedule = [{ days = \"daily\", from = \"07:00\", to = \"21:00\" }]";
+    let windows = role.tables("schedule", errs);
+    if windows.len() > MAX_WINDOWS {
+        errs.push(
+            role.key_path("schedule"),
+            format!("{} windows; a schedule holds at most {MAX_WINDOWS}", windows.len()),
+            Some("join windows that share their times: days takes a list, such as days = [\"mon\", \"tue\"]".into()),
+        );
+    }
+    let mut out = Vec::new();
+    for mut w in windows {
+        let days = match w.opt_strings("days", errs) {
+            None => Some(0x7f),
+            Some(names) => {
+                let mut mask = Some(0u8);
+                for n in &names {
+                    match parse_days(n) {
+                        Some(d) => mask = mask.map(|m| m | d),
+                        None => {
+                            errs.push(
+                                w.key_path("days"),
+                                format!("unknown day {n:?}"),
+                                Some("use mon, tue, wed, thu, fri, sat, sun, daily, weekdays or weekends, or a list of them".into()),
+                            );
+                            mask = None;
+                        }
+                    }
+                }
+                if mask == Some(0) {
+                    errs.push(w.key_path("days"), "no day given", Some(format!("name at least one day: {example}")));
+                    mask = None;
+                }
+                mask
+            }
+        };
+        let mut time = |key: &'static str| {
+            let t = w.string(key, &format!("a window has both from and to: {example}"), errs)?;
+            let m = parse_hhmm(&t);
+            if m.is_none() {
+                errs.push(
+                    w.key_path(key),
+                    format!("{t:?} is not a time"),
+                    Some(format!("write HH:MM from 00:00 to 24:00, such as {key} = \"07:00\"")),
+                );
+            }
+            m
+        };
+        let (from, to) = (time("from"), time("to"));
+        if from.is_some() && from == to {
+            errs.push(
+                w.key_path("to"),
+                "the window is empty: from and to are the same time",
+                Some("a to at or before from runs past midnight; from = \"00:00\", to = \"24:00\" is all day".into()),
+            );
+        }
+        if let (Some(days), Some(from), Some(to)) = (days, from, to) {
+            out.push(Window { days, from, to });
+        }
+        w.finish(errs);
+    }
+    out
 }
 
 fn validate(raw: &serde_json::Value, errs: &mut ConfigErrors) -> Option<Config> {
@@ -492,7 +643,6 @@ fn validate(raw: &serde_json::Value, errs: &mut ConfigErrors) -> Option<Config> 
     };
     let mut card_plus_pin_roles = Vec::new();
     let role_schedules = {
-        use crate::access::schedule::Window;
         let mut out: crate::access::RoleSchedules = Default::default();
         if let Some(mut s) = top.opt_table("roles", errs) {
             for role in crate::access::Role::ALL {
@@ -500,18 +650,7 @@ fn validate(raw: &serde_json::Value, errs: &mut ConfigErrors) -> Option<Config> 
                 if r.bool_or("card_plus_pin", false, errs) {
                     card_plus_pin_roles.push(role);
                 }
-                if let Some(v) = r.raw("schedule") {
-                    match crate::provision::command::parse_schedule(Some(v)) {
-                        Ok(ws) => {
-                            out[role.index()] = ws.iter().map(|w| Window { days: w.days, from: w.from, to: w.to }).collect()
-                        }
-                        Err(e) => errs.push(
-                            r.key_path("schedule"),
-                            e.message,
-                            Some("write schedule = [{ days = \"daily\", from = \"07:00\", to = \"21:00\" }]; days also take mon..sun, weekdays, weekends or a list".into()),
-                        ),
-                    }
-                }
+                out[role.index()] = schedule(&mut r, errs);
                 r.finish(errs);
             }
             s.finish(errs);
@@ -531,8 +670,10 @@ fn validate(raw: &serde_json::Value, errs: &mut ConfigErrors) -> Option<Config> 
                     Some("use \"deny\" (keys bound by time are refused while the clock is not synchronised) or \"allow\"".into()),
                 ),
             }
-            if let Some(p) = s.opt_string("sync_file", errs) {
-                c.source = SyncSource::File(PathBuf::from(p));
+            let hint = "name the file a time source keeps, such as \"/run/systemd/timesync/synchronized\", \
+                        or leave sync_file out to ask the kernel";
+            if let Some(p) = s.opt_path("sync_file", hint, errs) {
+                c.source = SyncSource::File(p);
             }
             s.finish(errs);
         }
@@ -548,14 +689,13 @@ fn validate(raw: &serde_json::Value, errs: &mut ConfigErrors) -> Option<Config> 
     };
     let admin = {
         let mut s = top.opt_table("admin", errs);
-        let p = s
-            .as_mut()
-            .map(|s| s.string_or("socket", "/run/porter/admin.sock", errs))
-            .unwrap_or_else(|| "/run/porter/admin.sock".into());
+        let default = "/run/porter/admin.sock";
+        let hint = format!("set socket = \"{default}\", or leave socket out for that default");
+        let p = s.as_mut().and_then(|s| s.opt_path("socket", &hint, errs)).unwrap_or_else(|| default.into());
         if let Some(s) = s {
             s.finish(errs);
         }
-        AdminConfig { socket: PathBuf::from(p) }
+        AdminConfig { socket: p }
     };
     let mqtt = top.opt_table("mqtt", errs).and_then(|mut s| {
         let url =
@@ -573,9 +713,13 @@ fn validate(raw: &serde_json::Value, errs: &mut ConfigErrors) -> Option<Config> 
         });
         let client_id = s.opt_string("client_id", errs);
         let username = s.opt_string("username", errs);
-        let mut path = |k: &'static str| s.opt_string(k, errs).map(PathBuf::from);
-        let (password_file, ca_file, cert_file, key_file) =
-            (path("password_file"), path("ca_file"), path("cert_file"), path("key_file"));
+        let mut path = |k: &'static str, example: &str, without: &str| {
+            s.opt_path(k, &format!("set {k} = \"{example}\", or leave {k} out {without}"), errs)
+        };
+        let password_file = path("password_file", "/etc/porter/mqtt.pass", "to log in without a password");
+        let ca_file = path("ca_file", "/etc/porter/ca.pem", "to trust the system's CA certificates");
+        let cert_file = path("cert_file", "/etc/porter/client.pem", "without mutual TLS");
+        let key_file = path("key_file", "/etc/porter/client.key", "without mutual TLS");
         if cert_file.is_some() != key_file.is_some() {
             errs.push(
                 s.key_path("cert_file"),
@@ -634,16 +778,18 @@ fn validate(raw: &serde_json::Value, errs: &mut ConfigErrors) -> Option<Config> 
     }
     let mut devices_raw = Vec::new();
     for mut d in top.tables("devices", errs) {
-        let id = id_field(&mut d, "id", "device", errs);
+        let id = id_field(&mut d, "id", "device", "keypad1", errs);
         let kind_name = d.string("kind", &format!("set kind to one of: {}", porter_drivers::KINDS.join(", ")), errs);
         let door = d.opt_string("door", errs);
         let kind = kind_name.and_then(|k| KindConfig::parse(&k, &mut d, errs));
-        // Without a known kind, its keys cannot be told from typos: say only
-        // that the kind is unknown.
+        // Without a known kind, its keys cannot be told from typos: report
+        // only near misses of the keys every device has (`Kind`).
         let known = kind.is_some();
         devices_raw.push(RawDevice { path: d.path().to_string(), id, kind, door });
         if known {
             d.finish(errs);
+        } else {
+            d.finish_typos(errs);
         }
     }
     struct RawDoor {
@@ -658,7 +804,7 @@ fn validate(raw: &serde_json::Value, errs: &mut ConfigErrors) -> Option<Config> 
     }
     let mut doors_raw = Vec::new();
     for mut d in top.tables("doors", errs) {
-        let id = id_field(&mut d, "id", "door", errs);
+        let id = id_field(&mut d, "id", "door", "main", errs);
         let lock = d.string("lock", "name the id of the lock output device (such as a sim_lock or gpio_relay)", errs);
         let unlock_ms = d.u64_or("unlock_ms", 5000, 100..=600_000, errs);
         let refs = [
@@ -711,13 +857,19 @@ fn validate(raw: &serde_json::Value, errs: &mut ConfigErrors) -> Option<Config> 
     dup(devices_raw.iter().filter_map(|d| d.id.as_ref().map(|i| (i, &d.path))).collect(), "device", errs);
     dup(doors_raw.iter().filter_map(|d| d.id.as_ref().map(|i| (i, &d.path))).collect(), "door", errs);
     if doors_raw.len() > MAX_DOORS {
-        errs.push("doors", format!("{} doors; one controller drives at most {MAX_DOORS}", doors_raw.len()), None);
+        errs.push(
+            "doors",
+            format!("{} doors; one controller drives at most {MAX_DOORS}", doors_raw.len()),
+            Some("split the doors between controllers, each with its own porterd and config".into()),
+        );
     }
     // Channels of one relay board share its port, so they must agree on its framing.
+    // A port or path that is empty is missing, and reported already: it is no
+    // resource to compare.
     let relays: Vec<(String, &porter_drivers::serial_relay::SerialRelayConfig)> = devices_raw
         .iter()
         .filter_map(|d| match &d.kind {
-            Some(KindConfig::SerialRelay(c)) => Some((d.path.clone(), c)),
+            Some(KindConfig::SerialRelay(c)) if !c.serial.port.is_empty() => Some((d.path.clone(), c)),
             _ => None,
         })
         .collect();
@@ -740,6 +892,7 @@ fn validate(raw: &serde_json::Value, errs: &mut ConfigErrors) -> Option<Config> 
         let mut own = d.kind.iter().flat_map(|k| k.claims()).collect::<Vec<_>>();
         own.sort();
         own.dedup();
+        own.retain(|c| *c != Claim::Path(String::new()));
         for c in own {
             if let Some(first) = claims.insert(c.clone(), d.path.clone()) {
                 errs.push(
@@ -753,8 +906,18 @@ fn validate(raw: &serde_json::Value, errs: &mut ConfigErrors) -> Option<Config> 
 
     let device_index = |id: &str| devices_raw.iter().position(|d| d.id.as_deref() == Some(id));
     let door_index = |id: &str| doors_raw.iter().position(|d| d.id.as_deref() == Some(id));
-    let device_ids = || devices_raw.iter().filter_map(|d| d.id.clone()).collect::<Vec<_>>().join(", ");
-    let door_ids = || doors_raw.iter().filter_map(|d| d.id.clone()).collect::<Vec<_>>().join(", ");
+    // Each id once, in file order (a duplicate is reported above).
+    let ids = |ids: Vec<&String>| {
+        let mut once: Vec<&str> = Vec::new();
+        for id in ids {
+            if !once.contains(&id.as_str()) {
+                once.push(id);
+            }
+        }
+        once.join(", ")
+    };
+    let device_ids = || ids(devices_raw.iter().filter_map(|d| d.id.as_ref()).collect());
+    let door_ids = || ids(doors_raw.iter().filter_map(|d| d.id.as_ref()).collect());
 
     let mut doors = Vec::new();
     // Each output and each contact or button belongs to one door, in one role.
@@ -892,7 +1055,11 @@ fn validate(raw: &serde_json::Value, errs: &mut ConfigErrors) -> Option<Config> 
         }
     }
     if devices.len() > u16::MAX as usize {
-        errs.push("devices", "too many devices", None);
+        errs.push(
+            "devices",
+            format!("{} devices; one controller drives at most {}", devices.len(), u16::MAX),
+            Some("split the devices between controllers, each with its own porterd and config".into()),
+        );
     }
 
     let mut mqtt = mqtt;

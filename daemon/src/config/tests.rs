@@ -1,10 +1,28 @@
 use super::*;
+use porter_drivers::settings::ConfigError;
 
 /// The required top-level keys of the wiring tests' configs.
 const HEAD: &str = "site = \"s\"\ncontroller = \"c\"\ndata_dir = \"/tmp/x\"\nsecret_file = \"/tmp/x/key\"\n";
 
 fn no_env() -> std::iter::Empty<(String, String)> {
     std::iter::empty()
+}
+
+fn env(vars: &[(&str, &str)]) -> impl Iterator<Item = (String, String)> {
+    vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<Vec<_>>().into_iter()
+}
+
+/// The errors of `text` with `vars`, and a finder by key path.
+fn errors(text: &str, vars: &[(&str, &str)]) -> ConfigErrors {
+    Config::from_toml_with_env(text, env(vars)).unwrap_err()
+}
+
+fn find<'e>(errs: &'e ConfigErrors, path: &str) -> &'e ConfigError {
+    errs.0.iter().find(|e| e.path == path).unwrap_or_else(|| panic!("no {path} in {errs}"))
+}
+
+fn hint(e: &ConfigError) -> &str {
+    e.hint.as_deref().unwrap_or_else(|| panic!("no hint: {e}"))
 }
 
 #[test]
@@ -100,6 +118,7 @@ contact = "lock2"
         assert!(paths.contains(&want), "missing {want} in {errs}");
     }
     assert!(errs.0.iter().any(|e| e.message == "standard input is already used by devices[0]"), "{errs}");
+    assert!(errs.0.iter().all(|e| e.hint.is_some()), "every error has a hint: {errs}");
     let treshold = errs.0.iter().find(|e| e.path == "lockout.treshold").unwrap();
     assert!(treshold.hint.as_deref().unwrap().contains("did you mean `threshold`"), "{treshold}");
 }
@@ -319,7 +338,7 @@ fn role_schedules() {
     );
     let errs = Config::from_toml_with_env(&text, no_env()).unwrap_err();
     let find = |path: &str| errs.0.iter().find(|e| e.path == path).unwrap_or_else(|| panic!("no {path} in {errs}"));
-    assert!(find("roles.courier.schedule").message.contains("`from` must be HH:MM"), "{errs}");
+    assert!(find("roles.courier.schedule[0].from").message.contains("\"7am\" is not a time"), "{errs}");
     find("roles.courier.hours");
     find("roles.janitor");
 }
@@ -358,4 +377,209 @@ fn card_plus_pin_by_door_and_role() {
     let errs = Config::from_toml_with_env(&format!("{DEMO_TOML}\n[roles.staff]\ncard_plus_pin = \"yes\"\n"), no_env())
         .unwrap_err();
     assert!(errs.0.iter().any(|e| e.path == "roles.staff.card_plus_pin"), "{errs}");
+}
+
+#[test]
+fn environment_values_can_be_toml_or_comma_separated_lists() {
+    use crate::access::schedule::Window;
+    use crate::access::Role;
+    let roles = |value: &str| {
+        let c = Config::from_toml_with_env(DEMO_TOML, env(&[("PORTER_ENROLL__ROLES", value)])).unwrap();
+        c.enroll.roles
+    };
+    assert_eq!(roles(r#"["courier", "staff"]"#), [Role::Courier, Role::Staff]);
+    assert_eq!(roles(r#"  ["manager"]"#), [Role::Manager]);
+    assert_eq!(roles("courier,staff"), [Role::Courier, Role::Staff]);
+    assert_eq!(roles("resident"), [Role::Resident]);
+    assert_eq!(roles(""), []);
+
+    let schedule = r#"[{ days = ["mon"], from = "07:00", to = "21:00" }]"#;
+    let c = Config::from_toml_with_env(DEMO_TOML, env(&[("PORTER_ROLES__COURIER__SCHEDULE", schedule)])).unwrap();
+    assert_eq!(c.role_schedules[Role::Courier.index()], [Window { days: 1, from: 420, to: 1260 }]);
+    // A window's key through an entry's index, as for [[doors]].
+    let text = format!("{DEMO_TOML}\n[roles.courier]\nschedule = [{{ from = \"07:00\", to = \"21:00\" }}]\n");
+    let c = Config::from_toml_with_env(&text, env(&[("PORTER_ROLES__COURIER__SCHEDULE__0__DAYS", "sat,sun")])).unwrap();
+    assert_eq!(c.role_schedules[Role::Courier.index()], [Window { days: 0x60, from: 420, to: 1260 }]);
+
+    let errs = errors(DEMO_TOML, &[("PORTER_ENROLL__ROLES", "[courier]")]);
+    let e = find(&errs, "enroll.roles");
+    assert!(e.message.starts_with("PORTER_ENROLL__ROLES is not a TOML value"), "{e}");
+    assert!(hint(e).contains(r#"PORTER_ENROLL__ROLES='["first", "second"]'"#), "{e}");
+    assert_eq!(errs.len(), 1, "{errs}");
+}
+
+#[test]
+fn empty_paths_are_refused() {
+    let mqtt = format!("{DEMO_TOML}\n[mqtt]\nurl = \"mqtts://broker:8883\"\nusername = \"u\"\n");
+    for (var, path) in [
+        ("PORTER_DATA_DIR", "data_dir"),
+        ("PORTER_SECRET_FILE", "secret_file"),
+        ("PORTER_ADMIN__SOCKET", "admin.socket"),
+        ("PORTER_CLOCK__SYNC_FILE", "clock.sync_file"),
+        ("PORTER_MQTT__PASSWORD_FILE", "mqtt.password_file"),
+        ("PORTER_MQTT__CA_FILE", "mqtt.ca_file"),
+        ("PORTER_MQTT__CERT_FILE", "mqtt.cert_file"),
+        ("PORTER_MQTT__KEY_FILE", "mqtt.key_file"),
+    ] {
+        let errs = errors(&mqtt, &[(var, "")]);
+        let e = find(&errs, path);
+        assert_eq!(e.message, format!("must not be empty (from {var})"), "{errs}");
+        assert!(!hint(e).is_empty());
+    }
+    let errs = errors(&DEMO_TOML.replace("\"./data/device.key\"", "\"\""), &[]);
+    assert_eq!(find(&errs, "secret_file").message, "must not be empty", "{errs}");
+    // A device's required paths.
+    let text = format!(
+        "{HEAD}\n[[doors]]\nid = \"main\"\nlock = \"run\"\n\
+         [[devices]]\nid = \"k\"\nkind = \"serial_keypad\"\ndoor = \"main\"\nport = \"\"\n\
+         [[devices]]\nid = \"h\"\nkind = \"hid\"\ndoor = \"main\"\nmode = \"qr\"\npath = \"\"\n\
+         [[devices]]\nid = \"run\"\nkind = \"exec\"\ncommand = \"\"\n"
+    );
+    let errs = errors(&text, &[]);
+    for path in ["devices[0].port", "devices[1].path", "devices[2].command"] {
+        assert_eq!(find(&errs, path).message, "must not be empty", "{errs}");
+    }
+    assert_eq!(errs.len(), 3, "{errs}");
+}
+
+#[test]
+fn wrong_types_say_what_was_found_and_how_to_write_it() {
+    let text = DEMO_TOML.replacen(
+        "[admin]",
+        "[lockout]\nbase_s = -5\n[keypad]\nentry_timeout_ms = 1.5\nsubmit_at_length = \"yes\"\n\
+         [keys]\npin_length = \"six\"\n[enroll]\nroles = [\"courier\", 3]\n\n[admin]",
+        1,
+    );
+    let errs = errors(&text, &[("PORTER_AUDIT__RETAIN", "-1"), ("PORTER_STORE", "big")]);
+    let e = find(&errs, "lockout.base_s");
+    assert_eq!(e.message, "expected a whole number, found a negative number -5");
+    assert!(hint(e).contains("from 1 to 86400"), "{e}");
+    let e = find(&errs, "keypad.entry_timeout_ms");
+    assert_eq!(e.message, "expected a whole number, found a decimal 1.5");
+    assert!(hint(e).contains("such as entry_timeout_ms = 5000"), "{e}");
+    let e = find(&errs, "keys.pin_length");
+    assert_eq!(e.message, "expected a whole number, found the string \"six\"");
+    assert_eq!(hint(e), "write a whole number from 4 to 8 without quotes, such as pin_length = 6");
+    let e = find(&errs, "keypad.submit_at_length");
+    assert!(hint(e).contains("submit_at_length = true"), "{e}");
+    assert!(hint(find(&errs, "enroll.roles[1]")).contains("quote each item"), "{errs}");
+    let e = find(&errs, "audit.retain");
+    assert_eq!(e.message, "expected a whole number, found a negative number -1 (from PORTER_AUDIT__RETAIN)");
+    let e = find(&errs, "store");
+    assert_eq!(e.message, "expected a table, found the string \"big\" (from PORTER_STORE)");
+    assert!(hint(e).contains("[store]"), "{e}");
+    assert!(errs.0.iter().all(|e| e.hint.is_some()), "{errs}");
+
+    // More doors than a door set holds.
+    let mut text = DEMO_TOML.to_string();
+    for i in 1..=MAX_DOORS {
+        text.push_str(&format!("\n[[doors]]\nid = \"d{i}\"\nlock = \"lock1\"\n"));
+    }
+    let errs = errors(&text, &[]);
+    assert!(hint(find(&errs, "doors")).contains("split the doors"), "{errs}");
+    assert!(errs.0.iter().all(|e| e.hint.is_some()), "{errs}");
+}
+
+#[test]
+fn mqtt_file_errors_name_their_key_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let empty = dir.path().join("empty.pem");
+    std::fs::write(&empty, "").unwrap();
+    let missing = dir.path().join("missing.pass");
+    let check = |mqtt: String| {
+        let c = Config::from_toml_with_env(&format!("{DEMO_TOML}\n[mqtt]\n{mqtt}"), no_env()).unwrap();
+        let topics = crate::provision::mqtt::Topics::new(&c.site, &c.controller);
+        crate::provision::mqtt::options(c.mqtt.as_ref().unwrap(), &topics).unwrap_err().to_string()
+    };
+    let e = check(format!("url = \"mqtts://broker:8883\"\nca_file = {:?}\n", empty.to_str().unwrap()));
+    assert!(e.starts_with(&format!("mqtt.ca_file: {} holds no PEM certificate (hint: ", empty.display())), "{e}");
+    let e =
+        check(format!("url = \"mqtt://broker\"\nusername = \"u\"\npassword_file = {:?}\n", missing.to_str().unwrap()));
+    assert!(e.starts_with(&format!("mqtt.password_file: {}: ", missing.display())), "{e}");
+    assert!(e.contains("(hint: point password_file at the file holding the broker's password"), "{e}");
+}
+
+#[test]
+fn override_mistakes_name_their_variable() {
+    let errs = errors(DEMO_TOML, &[("PORTER_DOORS__0", "a")]);
+    let e = find(&errs, "PORTER_DOORS__0");
+    assert_eq!(e.message, "doors[0] is a table: set its keys one by one");
+    assert_eq!(hint(e), "PORTER_DOORS__0__<KEY>=...");
+
+    let errs = errors(DEMO_TOML, &[("PORTER_DOORS__X__ID", "a")]);
+    assert_eq!(errs.0[0].to_string(), "PORTER_DOORS__X__ID: X is not an entry number (hint: PORTER_DOORS__0__ID=...)");
+    assert_eq!(errs.len(), 1, "{errs}");
+
+    let text = DEMO_TOML.replacen("[admin]", "[keys]\npin_length = 6\n\n[admin]", 1);
+    let errs = errors(&text, &[("PORTER_KEYS__PIN_LENGTH__X", "1")]);
+    let e = find(&errs, "PORTER_KEYS__PIN_LENGTH__X");
+    assert_eq!(e.message, "keys.pin_length holds a value, not a table: it has no key `x`");
+    assert_eq!(hint(e), "PORTER_KEYS__PIN_LENGTH=...");
+    // Without pin_length in the file, the table it makes is refused, naming the variable.
+    let errs = errors(DEMO_TOML, &[("PORTER_KEYS__PIN_LENGTH__X", "1")]);
+    assert_eq!(
+        find(&errs, "keys.pin_length").message,
+        "expected a whole number, found a table (from PORTER_KEYS__PIN_LENGTH__X)"
+    );
+
+    // A list the file leaves out has no entries; a section it leaves out is made.
+    let errs = errors(&DEMO_TOML.replace("[[doors]]", "[[gates]]"), &[("PORTER_DOORS__0__ID", "a")]);
+    assert_eq!(find(&errs, "doors[0]").message, "PORTER_DOORS__0__ID names entry 0, but the file has 0 of them");
+    // Nothing is made for a variable that is refused.
+    let errs = errors(DEMO_TOML, &[("PORTER_MQTT__LIST__0__X", "1")]);
+    assert_eq!(
+        errs.0[0].to_string(),
+        "mqtt.list[0]: PORTER_MQTT__LIST__0__X names entry 0, but the file has 0 of them \
+        (hint: override only entries the file defines; indexes start at 0)"
+    );
+    assert_eq!(errs.len(), 1, "{errs}");
+    let errs = errors(DEMO_TOML, &[("PORTER_ADMIN__0", "1")]);
+    assert_eq!(
+        errs.0[0].to_string(),
+        "PORTER_ADMIN__0: admin is a table, not a list: it has no entry 0 \
+        (hint: PORTER_ADMIN__<KEY>=...)"
+    );
+    assert_eq!(errs.len(), 1, "{errs}");
+    let errs = errors(
+        DEMO_TOML,
+        &[("PORTER_MQTT__CLIENT_ID", "x"), ("PORTER_KEYS__PIN_LENGTH", "9"), ("PORTER_KEYS____A", "1")],
+    );
+    assert_eq!(find(&errs, "mqtt.url").message, "missing required key (from PORTER_MQTT__CLIENT_ID)");
+    assert_eq!(find(&errs, "keys.pin_length").message, "9 is out of range (from PORTER_KEYS__PIN_LENGTH)");
+    assert!(hint(find(&errs, "PORTER_KEYS____A")).contains("two underscores"), "{errs}");
+    let errs = errors(DEMO_TOML, &[("PORTER_MQTT__URL", "mqtt://broker:99999"), ("PORTER_MQTT__CLIENT_ID", "x")]);
+    assert_eq!(find(&errs, "mqtt.url").message, "`mqtt://broker:99999` is not an MQTT URL (from PORTER_MQTT__URL)");
+}
+
+#[test]
+fn typos_are_found_whatever_their_case() {
+    let errs = errors(&DEMO_TOML.replace("kind = \"console\"", "Kind = \"console\"").replace("site =", "SITE ="), &[]);
+    assert_eq!(find(&errs, "devices[0].kind").message, "missing required key");
+    assert!(hint(find(&errs, "devices[0].Kind")).starts_with("did you mean `kind`?"), "{errs}");
+    assert!(hint(find(&errs, "SITE")).starts_with("did you mean `site`?"), "{errs}");
+    // Keys of an unknown kind are not reported, only near misses of the common ones.
+    let errs = errors(&DEMO_TOML.replace("kind = \"sim_lock\"", "kind = \"warp\"\nline = 4\ndor = \"main\""), &[]);
+    assert!(hint(find(&errs, "devices[1].dor")).starts_with("did you mean `door`?"), "{errs}");
+    assert!(!errs.0.iter().any(|e| e.path == "devices[1].line"), "{errs}");
+
+    let text = format!(
+        "{DEMO_TOML}\n[roles.courier]\nschedule = [{{ days = [\"mon\", \"someday\"], from = \"25:00\", to = \"21:00\" }}, \
+         {{ days = [], from = \"07:00\", to = \"07:00\", form = \"x\" }}]\n"
+    );
+    let errs = errors(&text, &[]);
+    let e = find(&errs, "roles.courier.schedule[0].days");
+    assert_eq!(e.message, "unknown day \"someday\"");
+    assert!(hint(e).starts_with("use mon, tue, wed"), "{e}");
+    assert_eq!(find(&errs, "roles.courier.schedule[0].from").message, "\"25:00\" is not a time");
+    assert_eq!(find(&errs, "roles.courier.schedule[1].days").message, "no day given");
+    assert!(find(&errs, "roles.courier.schedule[1].to").message.contains("empty"), "{errs}");
+    assert!(hint(find(&errs, "roles.courier.schedule[1].form")).starts_with("did you mean `from`?"), "{errs}");
+    assert!(errs.0.iter().all(|e| e.hint.is_some()), "{errs}");
+
+    // A device without an id; ids listed once each in a hint.
+    let text = DEMO_TOML.replace("id = \"keypad1\"", "").replace("lock = \"lock1\"", "lock = \"nolock\"")
+        + "\n[[devices]]\nid = \"lock1\"\nkind = \"sim_lock\"\n";
+    let errs = errors(&text, &[]);
+    assert!(hint(find(&errs, "devices[0].id")).contains("id = \"keypad1\""), "{errs}");
+    assert_eq!(hint(find(&errs, "doors[0].lock")), "devices are: lock1", "{errs}");
 }

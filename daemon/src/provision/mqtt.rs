@@ -103,65 +103,111 @@ pub struct Deps {
     pub status: Arc<dyn Fn() -> serde_json::Map<String, Value> + Send + Sync>,
 }
 
+/// A file that `[mqtt]` names cannot be used. It reads like every config
+/// error, key path first: `mqtt.ca_file: ... (hint: ...)`.
 #[derive(Debug, thiserror::Error)]
-pub enum SetupError {
-    #[error("mqtt.{key}: {path}: {err}")]
-    File { key: &'static str, path: String, err: String },
-    #[error("mqtt TLS: {0}")]
-    Tls(String),
+#[error("mqtt.{key}: {message} (hint: {hint})")]
+pub struct SetupError {
+    /// The key in `[mqtt]`, such as `ca_file`.
+    pub key: &'static str,
+    pub message: String,
+    pub hint: String,
+}
+
+impl SetupError {
+    fn new(key: &'static str, message: impl Into<String>, hint: impl Into<String>) -> Self {
+        SetupError { key, message: message.into(), hint: hint.into() }
+    }
+
+    /// The file `p` that `key` names cannot be read or parsed: `err` says why.
+    fn file(key: &'static str, p: &std::path::Path, err: impl std::fmt::Display) -> Self {
+        let what = match key {
+            "password_file" => "the file holding the broker's password",
+            "ca_file" => "the PEM file of the CA that signed the broker's certificate",
+            "cert_file" => "this controller's certificate, a PEM file",
+            _ => "the private key of cert_file, a PEM file",
+        };
+        Self::new(key, format!("{}: {err}", p.display()), format!("point {key} at {what}, readable by the porter user"))
+    }
 }
 
 fn read_file(key: &'static str, p: &std::path::Path) -> Result<Vec<u8>, SetupError> {
-    std::fs::read(p).map_err(|e| SetupError::File { key, path: p.display().to_string(), err: e.to_string() })
+    std::fs::read(p).map_err(|e| SetupError::file(key, p, e))
 }
+
+const PEM_CERT: &str = "PEM encoded (-----BEGIN CERTIFICATE-----)";
 
 fn tls_config(cfg: &MqttConfig) -> Result<rustls::ClientConfig, SetupError> {
     let mut roots = rustls::RootCertStore::empty();
     match &cfg.ca_file {
         Some(p) => {
             for c in rustls_pemfile::certs(&mut read_file("ca_file", p)?.as_slice()) {
-                let c = c.map_err(|e| SetupError::File {
-                    key: "ca_file",
-                    path: p.display().to_string(),
-                    err: e.to_string(),
+                let c = c.map_err(|e| SetupError::file("ca_file", p, e))?;
+                roots.add(c).map_err(|e| {
+                    SetupError::new(
+                        "ca_file",
+                        format!("{}: {e}", p.display()),
+                        format!("it must hold the certificate of the CA that signed the broker's, {PEM_CERT}"),
+                    )
                 })?;
-                roots.add(c).map_err(|e| SetupError::Tls(e.to_string()))?;
+            }
+            if roots.is_empty() {
+                return Err(SetupError::new(
+                    "ca_file",
+                    format!("{} holds no PEM certificate", p.display()),
+                    format!("it must hold the certificate of the CA that signed the broker's, {PEM_CERT}"),
+                ));
             }
         }
         None => {
             for c in rustls_native_certs::load_native_certs().certs {
                 let _ = roots.add(c);
             }
+            if roots.is_empty() {
+                return Err(SetupError::new(
+                    "ca_file",
+                    "not set, and the system has no CA certificates",
+                    "set ca_file to the PEM file of the CA that signed the broker's certificate, \
+                     or install the system's CA certificates (ca-certificates)",
+                ));
+            }
         }
-    }
-    if roots.is_empty() {
-        return Err(SetupError::Tls(match &cfg.ca_file {
-            Some(p) => format!("mqtt.ca_file {} holds no PEM certificate", p.display()),
-            None => "the system has no CA certificates: set mqtt.ca_file".into(),
-        }));
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .map_err(|e| SetupError::Tls(e.to_string()))?
+        .map_err(|e| {
+            SetupError::new("url", format!("TLS cannot be set up: {e}"), "use mqtt:// to connect without TLS")
+        })?
         .with_root_certificates(roots);
     match (&cfg.cert_file, &cfg.key_file) {
         (Some(c), Some(k)) => {
             let certs = rustls_pemfile::certs(&mut read_file("cert_file", c)?.as_slice())
                 .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| SetupError::File {
-                    key: "cert_file",
-                    path: c.display().to_string(),
-                    err: e.to_string(),
-                })?;
+                .map_err(|e| SetupError::file("cert_file", c, e))?;
+            if certs.is_empty() {
+                return Err(SetupError::new(
+                    "cert_file",
+                    format!("{} holds no PEM certificate", c.display()),
+                    format!("it must hold this controller's certificate, {PEM_CERT}"),
+                ));
+            }
             let key = rustls_pemfile::private_key(&mut read_file("key_file", k)?.as_slice())
-                .map_err(|e| SetupError::File { key: "key_file", path: k.display().to_string(), err: e.to_string() })?
-                .ok_or_else(|| SetupError::File {
-                    key: "key_file",
-                    path: k.display().to_string(),
-                    err: "no private key in it".into(),
+                .map_err(|e| SetupError::file("key_file", k, e))?
+                .ok_or_else(|| {
+                    SetupError::new(
+                        "key_file",
+                        format!("{} holds no private key", k.display()),
+                        "it must hold the private key of cert_file's certificate, PEM encoded (PKCS#8, PKCS#1 or SEC1)",
+                    )
                 })?;
-            builder.with_client_auth_cert(certs, key).map_err(|e| SetupError::Tls(e.to_string()))
+            builder.with_client_auth_cert(certs, key).map_err(|e| {
+                SetupError::new(
+                    "key_file",
+                    format!("{} cannot be used with cert_file {}: {e}", k.display(), c.display()),
+                    "key_file must hold the private key of the certificate in cert_file",
+                )
+            })
         }
         _ => Ok(builder.with_no_client_auth()),
     }
