@@ -321,11 +321,18 @@ fn main() {
         d.mean / hs.mean
     );
     println!(
-        "goal decide() p99 < 2000 ns with {HOLDERS} holders: hot loop {} (p99 = {} ns), cold caches {} (p99 = {} ns); \
-         timer included",
+        "ratio decide/HashMap, cold caches:       p50 {:.2}x  p99 {:.2}x  mean {:.2}x",
+        ratio(dc.p50, hc.p50),
+        ratio(dc.p99, hc.p99),
+        dc.mean / hc.mean
+    );
+    println!(
+        "goal decide() p99 < 2000 ns with {HOLDERS} holders (this benchmark's loop): {} (p99 = {} ns, timer included)",
         if d.p99 < 2000 { "met" } else { "NOT met" },
         d.p99,
-        if dc.p99 < 2000 { "met" } else { "NOT met" },
-        dc.p99
+    );
+    println!(
+        "cold caches (no goal; a door after a quiet spell): decide() p99 = {} ns, a bare HashMap lookup p99 = {} ns",
+        dc.p99, hc.p99
     );
 }
