@@ -168,10 +168,19 @@ fn five_wrong_pins_engage_the_lockout_and_a_restart_keeps_it() {
     let mark = d.log.len();
     d.type_line(&format!("{pin}#"));
     d.log.wait_for(mark, &["access denied", "reason=\"locked_out\""]);
+    // state.get shows it too.
+    let (code, v) = d.ctl("state.get", &[]);
+    assert_eq!(code, 0, "{v}");
+    let lockouts = &v["result"]["lockouts"];
+    assert_eq!(lockouts.as_array().map(Vec::len), Some(1), "{v}");
+    assert_eq!(lockouts[0]["device"], "keypad1");
+    assert_eq!(lockouts[0]["failures_today"], 5);
+    assert!(lockouts[0]["until"].as_str().is_some_and(|t| t.ends_with('Z')), "{v}");
 
     let (code, v) = d.ctl("lockout.clear", &["device=keypad1"]);
     assert_eq!(code, 0, "{v}");
     assert_eq!(v["result"]["cleared"][0], "keypad1");
+    assert_eq!(d.ctl("state.get", &[]).1["result"]["lockouts"], serde_json::json!([]));
     let mark = d.log.len();
     d.type_line(&format!("{pin}#"));
     d.log.wait_for(mark, &["access granted"]);

@@ -53,6 +53,8 @@ pub trait Control: Send + Sync {
     /// Opens `door`'s enrolment window for `window` (the configured time when
     /// `None`): the next card presented there is assigned to `holder`.
     fn enroll(&self, holder: &str, door: &str, window: Option<std::time::Duration>) -> Result<Value, OpError>;
+    /// The input devices locked out now, for `state.get`.
+    fn lockouts(&self) -> Result<Value, OpError>;
 }
 
 /// A parsed command.
@@ -463,7 +465,9 @@ fn dispatch(svc: &KeyService, ctl: &dyn Control, cmd: &Command) -> Result<Value,
         "lockout.clear" => ctl.clear_lockout(Args::new(a, &["device"])?.opt_str("device")?),
         "state.get" => {
             Args::new(a, &[])?;
-            serde_json::to_value(svc.state()?).map_err(|e| OpError::internal(e.to_string()))
+            let mut state = serde_json::to_value(svc.state()?).map_err(|e| OpError::internal(e.to_string()))?;
+            state["lockouts"] = ctl.lockouts()?;
+            Ok(state)
         }
         "enroll.start" => {
             let a = Args::new(a, &["holder", "door", "timeout_s"])?;

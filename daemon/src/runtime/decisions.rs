@@ -42,6 +42,8 @@ pub enum ControlMsg {
     },
     /// The watchdog's question: is the loop taking messages?
     Ping { reply: oneshot::Sender<()> },
+    /// The input devices locked out now (`state.get`), as JSON objects.
+    Lockouts { reply: oneshot::Sender<Vec<Value>> },
     /// The wall clock stepped by `by_ms` against the monotonic clock: each
     /// running lockout moves with it, so it lasts as long as it would have.
     ClockJumped { by_ms: i64 },
@@ -213,6 +215,24 @@ impl DecisionLoop {
             }
             ControlMsg::Ping { reply } => {
                 let _ = reply.send(());
+            }
+            ControlMsg::Lockouts { reply } => {
+                let now = self.clock.now_ms();
+                let (_, today) = clock::local(self.tz, now);
+                let locked = self.devices.iter().filter(|d| d.lockout.is_locked(&self.policy, now, today));
+                let _ = reply.send(
+                    locked
+                        .map(|d| {
+                            let until =
+                                (d.lockout.locked_until_ms > now).then(|| records::rfc3339(d.lockout.locked_until_ms));
+                            json!({
+                                "device": d.id,
+                                "until": until,
+                                "failures_today": if d.lockout.day == today { d.lockout.day_failures } else { 0 },
+                            })
+                        })
+                        .collect(),
+                );
             }
             ControlMsg::ClockJumped { by_ms } => {
                 let now = self.clock.now_ms();

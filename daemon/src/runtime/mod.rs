@@ -103,6 +103,14 @@ impl Control for RuntimeControl {
         }
     }
 
+    fn lockouts(&self) -> Result<Value, OpError> {
+        let (tx, rx) = oneshot::channel();
+        self.control
+            .blocking_send(ControlMsg::Lockouts { reply: tx })
+            .map_err(|_| OpError::internal("the decision loop is stopping"))?;
+        rx.blocking_recv().map(Value::from).map_err(|_| OpError::internal("the decision loop is stopping"))
+    }
+
     fn enroll(&self, holder: &str, door: &str, window: Option<Duration>) -> Result<Value, OpError> {
         let (tx, rx) = oneshot::channel();
         let msg = ControlMsg::Enroll { holder: holder.into(), door: door.into(), window, reply: tx };
