@@ -62,7 +62,7 @@ fn init_logging(level: &str) {
     use tracing_subscriber::util::SubscriberInitExt;
     let filter = || {
         tracing_subscriber::EnvFilter::try_from_default_env()
-            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("{level},sled=warn")))
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("{level},sled=warn,mio=info")))
     };
     if stderr_is_journal() {
         match tracing_journald::layer() {
