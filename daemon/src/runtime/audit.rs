@@ -21,6 +21,10 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 pub const QUEUE: usize = 8192;
 /// Most drafts written per flush.
 const GROUP: usize = 512;
+/// After a failed write, the wait before the same batch is tried again;
+/// it doubles up to [`RETRY_MAX`].
+const RETRY_FIRST: std::time::Duration = std::time::Duration::from_millis(100);
+const RETRY_MAX: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// An event before it has a sequence number.
 #[derive(Debug, Clone, PartialEq)]
@@ -41,6 +45,8 @@ enum Msg {
     Event(Draft),
     /// Lockout states are waiting in [`Lockouts`].
     Wake,
+    /// Who to tell once everything queued before this is on disk.
+    Written(oneshot::Sender<()>),
     /// An event, and the uses a limited key has given with it: written in
     /// the same batch.
     EventUse(Draft, crate::access::KeyHash, records::Spent),
@@ -66,12 +72,15 @@ pub struct Audit {
 }
 
 impl Audit {
-    /// Queues an event without waiting.
-    pub fn record(&self, d: Draft) {
+    /// Queues an event without waiting; false when the queue was full and
+    /// the event was dropped (and counted).
+    pub fn record(&self, d: Draft) -> bool {
         if self.tx.try_send(Msg::Event(d)).is_err() {
             let n = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
             tracing::error!(dropped = n, "audit queue full: event dropped");
+            return false;
         }
+        true
     }
 
     /// Hands a device's lockout state to the writer for its next batch
@@ -81,7 +90,7 @@ impl Audit {
     }
 
     /// [`Audit::lockout`]; the receiver completes once the state is on disk
-    /// (and errs if it could not be written).
+    /// (and errs only if the writer has stopped).
     pub fn lockout_durable(&self, device: &str, s: LockoutState) -> oneshot::Receiver<()> {
         let (done, rx) = oneshot::channel();
         self.put_lockout(device, s, Some(done));
@@ -104,6 +113,15 @@ impl Audit {
         if self.tx.try_send(Msg::EventUse(d, h, spent)).is_err() {
             let n = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
             tracing::error!(dropped = n, "audit queue full: a limited key's grant and use not persisted");
+        }
+    }
+
+    /// Waits until every event queued before the call is on disk. It blocks
+    /// the thread: call it from a test or a blocking thread, not a task.
+    pub fn wait_written(&self) {
+        let (done, rx) = oneshot::channel();
+        if self.tx.blocking_send(Msg::Written(done)).is_ok() {
+            let _ = rx.blocking_recv();
         }
     }
 
@@ -172,9 +190,9 @@ fn writer(
         }
         let mut batch = Batch::default();
         let mut events = Vec::new();
-        let Lockouts { states, waiting } = std::mem::take(&mut *lockouts.lock().unwrap_or_else(|e| e.into_inner()));
-        for (device, s) in &states {
-            batch.put(records::lockout_key(device), serde_json::to_vec(s).unwrap_or_default());
+        let Lockouts { states, mut waiting } = std::mem::take(&mut *lockouts.lock().unwrap_or_else(|e| e.into_inner()));
+        for (device, s) in states {
+            batch.put(records::lockout_key(&device), serde_json::to_vec(&s).unwrap_or_default());
         }
         let mut push = |d: Draft, batch: &mut Batch, events: &mut Vec<Event>| {
             seq += 1;
@@ -198,18 +216,18 @@ fn writer(
                     batch.put(records::uses_key(&h), spent.encode());
                 }
                 Msg::Wake => {}
+                Msg::Written(done) => waiting.push(done),
             }
         }
         batch.put(records::SEQ.to_vec(), seq.to_string().into_bytes());
-        if let Err(e) = store.apply(batch) {
-            tracing::error!(error = %e, "audit log write failed");
-            // The lockout states go again with the next batch, unless newer
-            // ones came meanwhile; whoever waited for them hears the failure.
-            let mut l = lockouts.lock().unwrap_or_else(|e| e.into_inner());
-            for (device, s) in states {
-                l.states.entry(device).or_insert(s);
-            }
-            continue;
+        // A write that fails (a full or failing disk) is tried again, the
+        // same batch with the same seqs, until it is written: nothing it
+        // holds is lost, and meanwhile the queue fills and drops (counted).
+        let mut wait = RETRY_FIRST;
+        while let Err(e) = store.apply(batch.clone()) {
+            tracing::error!(error = %e, retry_in_ms = wait.as_millis() as u64, "audit log write failed");
+            std::thread::sleep(wait);
+            wait = (wait * 2).min(RETRY_MAX);
         }
         for e in events {
             let _ = bus.send(Arc::new(e));

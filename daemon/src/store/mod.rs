@@ -38,7 +38,7 @@ pub enum StoreError {
 pub type Record = (Vec<u8>, Vec<u8>);
 
 /// A set of writes applied atomically.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Batch {
     ops: Vec<(Vec<u8>, Option<Vec<u8>>)>,
 }
