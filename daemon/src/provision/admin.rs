@@ -23,10 +23,15 @@ pub struct Bound {
     file: (u64, u64),
 }
 
-/// Whether a process accepts connections on the socket at `path`: another
-/// porterd serving it. A stale socket file (nobody listening) is not.
-pub fn answered(path: &Path) -> bool {
-    std::os::unix::net::UnixStream::connect(path).is_ok()
+/// Whether a process listens on the socket at `path`: another porterd
+/// serving it. A stale socket file (nobody listening) is not. A listener
+/// whose backlog is full counts, and the check never waits more than a
+/// second.
+pub async fn answered(path: &Path) -> bool {
+    match tokio::time::timeout(std::time::Duration::from_secs(1), UnixStream::connect(path)).await {
+        Ok(Ok(_)) | Err(_) => true,
+        Ok(Err(e)) => e.kind() == std::io::ErrorKind::WouldBlock,
+    }
 }
 
 /// Binds the socket at `path`, replacing a stale one, with mode 0660.

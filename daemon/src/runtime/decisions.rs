@@ -465,7 +465,9 @@ impl DecisionLoop {
                 let d = Draft { ts_ms: now_ms, kind: "access.granted", fields: f };
                 match use_of {
                     Some(s) => self.audit.record_use(d, key, s),
-                    None => self.audit.record(d),
+                    None => {
+                        self.audit.record(d);
+                    }
                 }
             }
             Some(reason) => {

@@ -107,6 +107,11 @@ pub async fn start(
 pub async fn lock_all(cfg: &crate::config::Config) {
     for d in &cfg.doors {
         let dev = &cfg.devices[d.lock];
+        if matches!(dev.kind, porter_drivers::KindConfig::Exec(_)) {
+            // Its program is started with the doors, not here: nothing would reach the lock.
+            tracing::warn!(door = %d.id, device = %dev.id, "exec lock not driven before exiting: its program is not running");
+            continue;
+        }
         let Some(mut out) = dev.kind.output_driver(&dev.id) else { continue };
         match out.set(false).await {
             Ok(()) => tracing::info!(door = %d.id, "lock driven locked before exiting"),
@@ -200,9 +205,10 @@ impl Door {
             }
             Err(e) => {
                 tracing::error!(%door, error = %e, unlocked, "lock output failed");
-                self.failing = true;
                 let want = if unlocked { "unlocked" } else { "locked" };
-                self.record("door.lock_failed", &[("lock", json!(want)), ("error", json!(e.to_string()))]);
+                // Until the event is queued, every failed try records it again.
+                self.failing =
+                    self.record("door.lock_failed", &[("lock", json!(want)), ("error", json!(e.to_string()))]);
                 false
             }
         }
@@ -214,8 +220,10 @@ impl Door {
             return;
         }
         if open {
-            // The first report after a start is the door's state, not an opening.
-            let forced = before.is_some() && self.open_until.is_none();
+            // The first report after a start is the door's state, not an
+            // opening; nor is an opening forced while a relock is failing
+            // (the lock may still be open).
+            let forced = before.is_some() && self.open_until.is_none() && self.retry.is_none();
             self.held_since = Some(Instant::now());
             self.record("door.opened", &[]);
             if forced {
@@ -234,7 +242,8 @@ impl Door {
         }
     }
 
-    fn record(&self, kind: &'static str, extra: &[(&str, serde_json::Value)]) {
+    /// Records an event; false when the audit queue was full.
+    fn record(&self, kind: &'static str, extra: &[(&str, serde_json::Value)]) -> bool {
         let mut f = Map::new();
         f.insert("door".into(), json!(self.setup.id));
         for (k, v) in extra {
@@ -243,7 +252,7 @@ impl Door {
         if matches!(kind, "door.opened" | "door.closed") {
             tracing::info!(door = %self.setup.id, event = kind, "door contact");
         }
-        self.events.audit.record(Draft { ts_ms: self.events.clock.now_ms(), kind, fields: f });
+        self.events.audit.record(Draft { ts_ms: self.events.clock.now_ms(), kind, fields: f })
     }
 }
 

@@ -208,7 +208,7 @@ pub async fn run_with_clock(
 ) -> Result<(), StartError> {
     // Another porterd answering this admin socket runs this room: leave
     // its doors and its socket alone.
-    if admin::answered(&cfg.admin.socket) {
+    if admin::answered(&cfg.admin.socket).await {
         return Err(StartError::AdminInUse(cfg.admin.socket.display().to_string()));
     }
     // A start that fails here (a wrong schema, a missing secret) still
