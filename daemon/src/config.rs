@@ -321,6 +321,17 @@ fn apply_env(tree: &mut serde_json::Value, name: &str, value: &str, errs: &mut C
         });
     }
     let path = paths.last()?;
+    // The one table whose keys are not config keys: an exec program's
+    // environment, whose names keep their case, which a variable's name
+    // cannot carry. It is set whole.
+    if let Some(i) = segs.iter().position(|s| s.eq_ignore_ascii_case("env")).filter(|&i| i > 0 && i + 1 < segs.len()) {
+        errs.push(
+            name,
+            format!("{} is set whole from the environment: the names in it keep their case", paths[i]),
+            Some(format!("{}='{{ NAME = \"value\" }}'", var(&segs[..=i], "").trim_end_matches("=..."))),
+        );
+        return None;
+    }
     let value = env_value(name, path, value, errs)?;
     let no_entry = |errs: &mut ConfigErrors, i: usize, ix: usize, len: usize| {
         errs.push(
@@ -364,9 +375,21 @@ fn apply_env(tree: &mut serde_json::Value, name: &str, value: &str, errs: &mut C
                     // From here on every table is new: an entry number below
                     // names an entry of a list that the file leaves out.
                     let entry = segs.iter().enumerate().skip(i + 1).find_map(|(j, s)| Some((j, s.parse().ok()?)));
-                    if let Some((j, ix)) = entry {
-                        no_entry(errs, j, ix, 0);
-                        return None;
+                    match entry {
+                        // A top-level section that is not a list: `[admin]` left out.
+                        Some((1, ix)) if !matches!(key.as_str(), "doors" | "devices") => {
+                            errs.push(
+                                name,
+                                format!("{key} is a table, not a list: it has no entry {ix}"),
+                                Some(var(&segs[..1], "__<KEY>")),
+                            );
+                            return None;
+                        }
+                        Some((j, ix)) => {
+                            no_entry(errs, j, ix, 0);
+                            return None;
+                        }
+                        None => {}
                     }
                     created.get_or_insert_with(|| paths[i].clone());
                 }
@@ -443,13 +466,10 @@ fn id_field(
     Some(v)
 }
 
-/// The windows a role's holders keep to, at most this many.
-const MAX_WINDOWS: usize = 16;
-
 /// `schedule = [{ days = "daily", from = "07:00", to = "21:00" }, ...]` of a
 /// `[roles.<role>]`, with every error of every window.
 fn schedule(role: &mut Section<'_>, errs: &mut ConfigErrors) -> Vec<crate::access::schedule::Window> {
-    use crate::access::schedule::{parse_days, parse_hhmm, Window};
+    use crate::access::schedule::{parse_days, parse_hhmm, Window, MAX_WINDOWS};
     let example = "schedule = [{ days = \"daily\", from = \"07:00\", to = \"21:00\" }]";
     let windows = role.tables("schedule", errs);
     if windows.len() > MAX_WINDOWS {
@@ -461,7 +481,7 @@ fn schedule(role: &mut Section<'_>, errs: &mut ConfigErrors) -> Vec<crate::acces
     }
     let mut out = Vec::new();
     for mut w in windows {
-        let days = match w.opt_strings("days", errs) {
+        let days = match w.opt_names("days", errs) {
             None => Some(0x7f),
             Some(names) => {
                 let mut mask = Some(0u8);
@@ -620,7 +640,7 @@ fn validate(raw: &serde_json::Value, errs: &mut ConfigErrors) -> Option<Config> 
         let mut window_s = crate::runtime::enroll::DEFAULT_WINDOW.as_secs();
         if let Some(s) = s.as_mut() {
             let path = s.key_path("roles");
-            if let Some(names) = s.opt_strings("roles", errs) {
+            if let Some(names) = s.opt_names("roles", errs) {
                 roles.clear();
                 for (i, n) in names.iter().enumerate() {
                     match Role::parse(n) {

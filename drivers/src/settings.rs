@@ -249,8 +249,9 @@ impl<'a> Section<'a> {
     pub fn opt_bool(&mut self, key: &'static str, errs: &mut ConfigErrors) -> Option<bool> {
         match self.raw(key)? {
             Value::Bool(b) => Some(*b),
-            Value::String(s) if s == "true" => Some(true),
-            Value::String(s) if s == "false" => Some(false),
+            // Text as the environment gives it, in any case.
+            Value::String(s) if s.trim().eq_ignore_ascii_case("true") => Some(true),
+            Value::String(s) if s.trim().eq_ignore_ascii_case("false") => Some(false),
             other => {
                 let hint = format!("write {key} = true or {key} = false, without quotes");
                 self.wrong_type(key, "true or false", other, hint, errs);
@@ -293,14 +294,25 @@ impl<'a> Section<'a> {
         }
     }
 
-    /// An optional list of strings. Text is read as a comma-separated list
-    /// (`courier, staff`), as the environment gives it; empty text is the
-    /// empty list.
+    /// An optional list of names (roles, days): a list of strings, or text
+    /// with the names separated by commas (`courier, staff`), as the
+    /// environment gives it; empty text is the empty list.
+    pub fn opt_names(&mut self, key: &'static str, errs: &mut ConfigErrors) -> Option<Vec<String>> {
+        match self.raw(key)? {
+            Value::String(s) => Some(s.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect()),
+            _ => self.list_of_strings(key, true, errs),
+        }
+    }
+
+    /// An optional list of strings, each kept whole (commas included).
     pub fn opt_strings(&mut self, key: &'static str, errs: &mut ConfigErrors) -> Option<Vec<String>> {
+        self.list_of_strings(key, false, errs)
+    }
+
+    fn list_of_strings(&mut self, key: &'static str, names: bool, errs: &mut ConfigErrors) -> Option<Vec<String>> {
         let path = self.key_path(key);
         let example = format!("{key} = [\"first\", \"second\"]");
         match self.raw(key)? {
-            Value::String(s) => Some(s.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect()),
             Value::Array(items) => {
                 let mut out = Vec::with_capacity(items.len());
                 for (i, v) in items.iter().enumerate() {
@@ -316,7 +328,11 @@ impl<'a> Section<'a> {
                 Some(out)
             }
             other => {
-                let hint = format!("write {example}, or the items separated by commas: {key} = \"first,second\"");
+                let hint = if names {
+                    format!("write {example}, or the items separated by commas: {key} = \"first,second\"")
+                } else {
+                    format!("write {example}")
+                };
                 self.wrong_type(key, "an array of strings", other, hint, errs);
                 None
             }
@@ -443,7 +459,7 @@ mod tests {
         assert_eq!(s.opt_bool("b", &mut errs), None);
         assert_eq!(s.opt_string("s", &mut errs), None);
         assert_eq!(s.opt_strings("l", &mut errs), Some(vec!["a".to_string()]));
-        assert_eq!(s.opt_strings("n", &mut errs), None);
+        assert_eq!(s.opt_names("n", &mut errs), None);
         assert_eq!(s.tables("rows", &mut errs).len(), 1);
         assert!(s.tables("row", &mut errs).is_empty());
         assert_eq!(s.opt_path("p", "set p", &mut errs), None);
@@ -484,17 +500,25 @@ mod tests {
     }
 
     #[test]
-    fn text_is_a_comma_separated_list_and_a_required_key_is_not_empty() {
-        let v = json!({"roles": "courier, staff,", "none": "", "id": ""});
+    fn names_may_be_comma_separated_text_and_a_required_key_is_not_empty() {
+        let v = json!({
+            "roles": "courier, staff,", "none": "", "id": "", "args": ["--map=a,b"], "text_args": "--map=a,b",
+            "on": " True", "off": "FALSE",
+        });
         let mut errs = ConfigErrors::default();
         let mut s = Section::new("", &v, &mut errs).unwrap();
-        assert_eq!(s.opt_strings("roles", &mut errs), Some(vec!["courier".to_string(), "staff".to_string()]));
-        assert_eq!(s.opt_strings("none", &mut errs), Some(vec![]));
+        assert_eq!(s.opt_names("roles", &mut errs), Some(vec!["courier".to_string(), "staff".to_string()]));
+        assert_eq!(s.opt_names("none", &mut errs), Some(vec![]));
+        // A list of strings keeps each whole, and is not split from text.
+        assert_eq!(s.opt_strings("args", &mut errs), Some(vec!["--map=a,b".to_string()]));
+        assert_eq!((s.opt_bool("on", &mut errs), s.opt_bool("off", &mut errs)), (Some(true), Some(false)));
         assert_eq!(s.string("id", "name it", &mut errs), None);
         assert_eq!(
             errs.0,
             [ConfigError { path: "id".into(), message: "must not be empty".into(), hint: Some("name it".into()) }]
         );
+        assert_eq!(s.opt_strings("text_args", &mut errs), None);
+        assert_eq!(errs.0[1].path, "text_args");
     }
 
     #[test]

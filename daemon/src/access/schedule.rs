@@ -21,6 +21,9 @@ pub struct Window {
 
 pub const DAY_NAMES: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
 
+/// The most windows a schedule holds (a holder's or a role's).
+pub const MAX_WINDOWS: usize = 16;
+
 impl Window {
     pub fn contains(&self, t: LocalTime) -> bool {
         let today = self.days & (1 << t.weekday) != 0;

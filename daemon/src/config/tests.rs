@@ -392,6 +392,13 @@ fn environment_values_can_be_toml_or_comma_separated_lists() {
     assert_eq!(roles("courier,staff"), [Role::Courier, Role::Staff]);
     assert_eq!(roles("resident"), [Role::Resident]);
     assert_eq!(roles(""), []);
+    // Numbers and booleans from text, booleans in any case.
+    let c = Config::from_toml_with_env(
+        DEMO_TOML,
+        env(&[("PORTER_KEYS__PIN_LENGTH", "4"), ("PORTER_KEYPAD__SUBMIT_AT_LENGTH", "True")]),
+    )
+    .unwrap();
+    assert_eq!((c.keys.pin_length, c.keypad.submit_at_length), (4, true));
 
     let schedule = r#"[{ days = ["mon"], from = "07:00", to = "21:00" }]"#;
     let c = Config::from_toml_with_env(DEMO_TOML, env(&[("PORTER_ROLES__COURIER__SCHEDULE", schedule)])).unwrap();
@@ -540,6 +547,14 @@ fn override_mistakes_name_their_variable() {
         (hint: PORTER_ADMIN__<KEY>=...)"
     );
     assert_eq!(errs.len(), 1, "{errs}");
+    // The same without [admin] in the file.
+    let errs = errors(&DEMO_TOML.replace("[admin]", "[keys]"), &[("PORTER_ADMIN__0", "1")]);
+    assert_eq!(find(&errs, "PORTER_ADMIN__0").message, "admin is a table, not a list: it has no entry 0");
+    // An exec program's environment keeps its names' case: set whole.
+    let errs = errors(DEMO_TOML, &[("PORTER_DEVICES__0__ENV__READER", "/dev/ttyUSB0")]);
+    let e = find(&errs, "PORTER_DEVICES__0__ENV__READER");
+    assert!(e.message.starts_with("devices[0].env is set whole"), "{errs}");
+    assert_eq!(hint(e), "PORTER_DEVICES__0__ENV='{ NAME = \"value\" }'");
     let errs = errors(
         DEMO_TOML,
         &[("PORTER_MQTT__CLIENT_ID", "x"), ("PORTER_KEYS__PIN_LENGTH", "9"), ("PORTER_KEYS____A", "1")],

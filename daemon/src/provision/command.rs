@@ -217,8 +217,8 @@ pub(crate) fn parse_schedule(v: Option<&Value>) -> Result<Vec<WindowRecord>, OpE
     let Value::Array(items) = v else {
         return Err(OpError::invalid("`schedule` must be an array of windows"));
     };
-    if items.len() > 16 {
-        return Err(OpError::invalid("`schedule` holds at most 16 windows"));
+    if items.len() > schedule::MAX_WINDOWS {
+        return Err(OpError::invalid(format!("`schedule` holds at most {} windows", schedule::MAX_WINDOWS)));
     }
     items
         .iter()
@@ -230,7 +230,12 @@ pub(crate) fn parse_schedule(v: Option<&Value>) -> Result<Vec<WindowRecord>, OpE
             }
             let days = match w.get("days") {
                 None => 0x7f,
-                Some(Value::String(s)) => schedule::parse_days(s).ok_or_else(|| bad(i, "unknown day"))?,
+                // One name, or names separated by commas, as in the config.
+                Some(Value::String(s)) => s
+                    .split(',')
+                    .map(str::trim)
+                    .try_fold(0u8, |m, d| schedule::parse_days(d).map(|b| m | b))
+                    .ok_or_else(|| bad(i, &format!("unknown day in {s:?}")))?,
                 Some(Value::Array(ds)) => ds.iter().try_fold(0u8, |m, d| {
                     d.as_str().and_then(schedule::parse_days).map(|b| m | b).ok_or_else(|| {
                         bad(i, "days are mon, tue, wed, thu, fri, sat, sun, daily, weekdays or weekends")
@@ -543,5 +548,16 @@ mod tests {
         let (_, active, limit) =
             key_arg(Some(&json!({"pin": "483920", "active": false, "uses": 2})), "pin", "pin").unwrap().unwrap();
         assert_eq!((active, limit), (false, Some(KeyLimit { uses: Some(2), expires_ms: None })));
+    }
+
+    #[test]
+    fn schedule_days_are_a_name_a_list_or_names_with_commas() {
+        let days = |d: Value| parse_schedule(Some(&json!([{"days": d, "from": "07:00", "to": "19:00"}])));
+        assert_eq!(days(json!("weekdays")).unwrap()[0].days, 0x1f);
+        assert_eq!(days(json!(["sat", "sun"])).unwrap()[0].days, 0x60);
+        assert_eq!(days(json!("sat, sun")).unwrap()[0].days, 0x60);
+        assert!(days(json!("sat,someday")).unwrap_err().message.contains("unknown day in \"sat,someday\""));
+        let many: Vec<Value> = (0..17).map(|_| json!({"from": "07:00", "to": "19:00"})).collect();
+        assert!(parse_schedule(Some(&json!(many))).unwrap_err().message.contains("at most 16"));
     }
 }
