@@ -179,6 +179,13 @@ pub fn faketime_env(at: &str) -> Vec<(&'static str, String)> {
     ]
 }
 
+/// Whether `text` shows the PIN `pin` as a number of its own: a timestamp's
+/// digits or a millisecond count that merely contain the same six digits
+/// do not count.
+pub fn shows_pin(text: &str, pin: &str) -> bool {
+    text.split(|c: char| !c.is_ascii_digit()).any(|n| n == pin)
+}
+
 /// A running porterd.
 pub struct Daemon {
     child: Child,
