@@ -27,6 +27,7 @@
 
 use crate::contract::{CardUid, Input, InputDriver, InputSink, Output};
 use crate::error::{DriverError, ErrorKind};
+use crate::lines::{Frame, LineReader};
 use crate::settings::{ConfigErrors, Section};
 use async_trait::async_trait;
 use serde_json::{Map, Value};
@@ -35,7 +36,7 @@ use std::io;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex as StdMutex, OnceLock};
 use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::process::{ChildStdin, Command};
 use tokio::sync::Mutex;
 use tokio::time::{timeout, Instant};
@@ -176,83 +177,6 @@ pub fn parse_line(line: &[u8]) -> Line {
         }
     }
     Line::Garbled
-}
-
-/// A line read with a bound on its length.
-#[derive(Debug, PartialEq, Eq)]
-enum Frame {
-    Line(Vec<u8>),
-    TooLong,
-}
-
-/// Reads `\n`-terminated lines of at most `max` bytes. A longer line is
-/// reported once as [`Frame::TooLong`] and skipped to its end, so memory stays
-/// bounded. Cancel-safe: bytes read stay in `buf`.
-struct LineReader<R> {
-    reader: R,
-    buf: Vec<u8>,
-    max: usize,
-    discarding: bool,
-    eof: bool,
-}
-
-impl<R: AsyncRead + Unpin> LineReader<R> {
-    fn new(reader: R, max: usize) -> Self {
-        LineReader { reader, buf: Vec::new(), max, discarding: false, eof: false }
-    }
-
-    /// The next frame; `None` at end of stream. A last line without its
-    /// newline still counts.
-    async fn next(&mut self) -> io::Result<Option<Frame>> {
-        loop {
-            if let Some(f) = self.take_frame() {
-                return Ok(Some(f));
-            }
-            if self.eof {
-                return Ok(None);
-            }
-            let mut chunk = [0u8; 4096];
-            let n = self.reader.read(&mut chunk).await?;
-            if n == 0 {
-                self.eof = true;
-                let rest = std::mem::take(&mut self.buf);
-                if !rest.is_empty() && !self.discarding {
-                    return Ok(Some(Frame::Line(rest)));
-                }
-                return Ok(None);
-            }
-            self.buf.extend_from_slice(&chunk[..n]);
-        }
-    }
-
-    fn take_frame(&mut self) -> Option<Frame> {
-        loop {
-            match self.buf.iter().position(|b| *b == b'\n') {
-                Some(i) => {
-                    let rest = self.buf.split_off(i + 1);
-                    let mut line = std::mem::replace(&mut self.buf, rest);
-                    line.truncate(i);
-                    if self.discarding {
-                        self.discarding = false;
-                        continue;
-                    }
-                    if line.last() == Some(&b'\r') {
-                        line.pop();
-                    }
-                    return Some(if line.len() > self.max { Frame::TooLong } else { Frame::Line(line) });
-                }
-                None if self.buf.len() > self.max => {
-                    self.buf.clear();
-                    if self.discarding {
-                        return None;
-                    }
-                    self.discarding = true;
-                    return Some(Frame::TooLong);
-                }
-                None => return None,
-            }
-        }
-    }
 }
 
 /// What an exec device shares between its input driver, which owns the
@@ -674,30 +598,6 @@ mod tests {
             assert_eq!(parse_line(bad.as_bytes()), Line::Garbled, "{bad}");
         }
         assert_eq!(parse_line(b"{\"qr\":\"\xff\"}"), Line::Garbled);
-    }
-
-    #[tokio::test]
-    async fn line_reader_bounds_lines_and_keeps_a_last_unterminated_one() {
-        let data: &[u8] = b"short\r\nxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\nok\n\nlast";
-        let mut r = LineReader::new(data, 16);
-        let mut got = Vec::new();
-        while let Some(f) = r.next().await.unwrap() {
-            got.push(f);
-        }
-        let line = |s: &str| Frame::Line(s.as_bytes().to_vec());
-        assert_eq!(got, [line("short"), Frame::TooLong, line("ok"), line(""), line("last")]);
-
-        // A long line that arrives in pieces is reported once and skipped.
-        let (mut w, rd) = tokio::io::duplex(8);
-        let writer = tokio::spawn(async move {
-            w.write_all(&[b'z'; 100]).await.unwrap();
-            w.write_all(b"\n{\"key\":\"1\"}\n").await.unwrap();
-        });
-        let mut r = LineReader::new(rd, 16);
-        assert_eq!(r.next().await.unwrap(), Some(Frame::TooLong));
-        assert_eq!(r.next().await.unwrap(), Some(line("{\"key\":\"1\"}")));
-        writer.await.unwrap();
-        assert_eq!(r.next().await.unwrap(), None);
     }
 
     #[test]

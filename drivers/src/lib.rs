@@ -30,6 +30,7 @@ pub mod gpio_input;
 pub mod gpio_relay;
 pub mod hid;
 pub mod kinds;
+pub mod lines;
 #[cfg(feature = "pcsc")]
 pub mod pcsc;
 pub mod serial;

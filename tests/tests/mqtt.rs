@@ -61,6 +61,12 @@ fn a_portal_stand_in_provisions_and_watches_over_mqtt() {
     assert_eq!(again, r);
     assert_eq!(r["controller"], "room-1");
     d.log.wait_for(0, &["repeated command id"]);
+    // Another command under that id gets an error, never the stored PIN.
+    let mark = sub.lines.len();
+    cmd(&broker, "c-2", "state.get", json!({}));
+    let (_, reused) = sub.wait_json(mark, &format!("{P}/reply"), "reused id", |v| v["id"] == "c-2");
+    assert_eq!(reused["error"]["code"], "invalid", "{reused}");
+    assert!(!porter_tests::shows_pin(&reused.to_string(), &pin), "{reused}");
 
     cmd(&broker, "c-3", "holder.put", json!({"holder": "courier-dhl", "role": "courier"}));
     reply(&sub, "c-3");

@@ -44,14 +44,17 @@ pub struct LockoutState {
 }
 
 impl LockoutState {
-    /// Whether entries at this device are refused now.
+    /// Whether entries at this device are refused now. A day before the
+    /// recorded one (the clock set back across midnight) counts as the same
+    /// day: only a later day lifts the daily cap.
     pub fn is_locked(&self, p: &LockoutPolicy, now_ms: i64, day: i32) -> bool {
-        now_ms < self.locked_until_ms || (self.day == day && self.day_failures >= p.daily_cap)
+        now_ms < self.locked_until_ms || (day <= self.day && self.day_failures >= p.daily_cap)
     }
 
     /// Records a failed attempt; returns what engaged, if anything.
     pub fn failure(&mut self, p: &LockoutPolicy, now_ms: i64, day: i32) -> Option<Engaged> {
-        if self.day != day {
+        // Only a later day: a clock set back must not start the counts over.
+        if day > self.day {
             // A new local day starts both counts over, so a keypad left with
             // a long lockout after an attack does not punish tomorrow's first
             // typo with an hour's wait.
@@ -128,6 +131,24 @@ mod tests {
         // A new day starts the consecutive count over too.
         assert_eq!(s.failure(&p, 0, 8), None);
         assert_eq!((s.day_failures, s.consecutive), (1, 1));
+    }
+
+    #[test]
+    fn a_clock_set_back_across_midnight_keeps_the_daily_cap() {
+        let p = LockoutPolicy { threshold: 100, ..LockoutPolicy::default() };
+        let mut s = LockoutState::default();
+        for _ in 0..p.daily_cap {
+            s.failure(&p, 0, 10);
+        }
+        assert!(s.is_locked(&p, 0, 10));
+        // Two days back: still the capped day, and failures count on.
+        assert!(s.is_locked(&p, 0, 8));
+        s.failure(&p, 0, 8);
+        assert_eq!((s.day, s.day_failures), (10, p.daily_cap + 1));
+        // The next day lifts it.
+        assert!(!s.is_locked(&p, 0, 11));
+        assert_eq!(s.failure(&p, 0, 11), None);
+        assert_eq!((s.day, s.day_failures), (11, 1));
     }
 
     #[test]

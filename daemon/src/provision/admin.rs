@@ -4,10 +4,11 @@
 
 use super::command::{self, Control, MAX_COMMAND_BYTES};
 use super::keys::KeyService;
+use porter_drivers::lines::{Frame, LineReader};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::AsyncWriteExt;
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
@@ -96,41 +97,29 @@ pub async fn serve(
 
 async fn connection(stream: UnixStream, svc: Arc<KeyService>, ctl: Arc<dyn Control>) -> std::io::Result<()> {
     let (r, mut w) = stream.into_split();
-    let mut lines = BufReader::new(r);
-    let mut buf = Vec::new();
-    loop {
-        buf.clear();
-        // Bounded read: a line longer than the limit is answered and skipped.
-        let n = (&mut lines).take(MAX_COMMAND_BYTES as u64 + 1).read_until(b'\n', &mut buf).await?;
-        if n == 0 {
-            return Ok(());
-        }
-        let reply = if buf.len() > MAX_COMMAND_BYTES && !buf.ends_with(b"\n") {
-            // Skip the rest of the oversized line, a bounded piece at a time.
-            loop {
-                buf.clear();
-                let n = (&mut lines).take(MAX_COMMAND_BYTES as u64).read_until(b'\n', &mut buf).await?;
-                if n == 0 || buf.ends_with(b"\n") {
-                    break;
-                }
-            }
-            command::parse(&vec![b' '; MAX_COMMAND_BYTES + 1]).err().unwrap_or_default()
-        } else {
+    // Bounded: a line longer than the limit is answered and skipped, never held whole.
+    let mut lines = LineReader::new(r, MAX_COMMAND_BYTES);
+    while let Some(frame) = lines.next().await? {
+        let reply = match frame {
+            Frame::TooLong => command::too_long_reply(),
             // Parsing and executing both run on a blocking thread: a large
             // sync.put takes milliseconds to parse, and the async workers
             // also carry the device drivers' reads.
-            let (svc, ctl, line) = (svc.clone(), ctl.clone(), std::mem::take(&mut buf));
-            crate::provision::background(move || match command::parse(line.trim_ascii()) {
-                Err(reply) => reply,
-                Ok(cmd) => command::execute(&svc, ctl.as_ref(), &cmd),
-            })
-            .await
-            .unwrap_or_else(
-                |e| serde_json::json!({"ok": false, "error": {"code": "internal", "message": e.to_string()}}),
-            )
+            Frame::Line(line) => {
+                let (svc, ctl) = (svc.clone(), ctl.clone());
+                crate::provision::background(move || match command::parse(line.trim_ascii()) {
+                    Err(reply) => reply,
+                    Ok(cmd) => command::execute(&svc, ctl.as_ref(), &cmd),
+                })
+                .await
+                .unwrap_or_else(
+                    |e| serde_json::json!({"ok": false, "error": {"code": "internal", "message": e.to_string()}}),
+                )
+            }
         };
         let mut out = serde_json::to_vec(&reply).unwrap_or_default();
         out.push(b'\n');
         w.write_all(&out).await?;
     }
+    Ok(())
 }

@@ -65,6 +65,12 @@ pub struct Command {
     pub args: Map<String, Value>,
 }
 
+/// The reply to a command line longer than [`MAX_COMMAND_BYTES`], whose
+/// text was not kept (the admin socket skips it).
+pub fn too_long_reply() -> Value {
+    error_reply(&Value::Null, &OpError::invalid(format!("the command is over the limit of {MAX_COMMAND_BYTES} bytes")))
+}
+
 /// Parses a command; on failure returns the reply to send (with the id when
 /// one could be read).
 pub fn parse(bytes: &[u8]) -> Result<Command, Value> {

@@ -23,6 +23,7 @@
 //! its id answers.
 
 use super::command::{self, Control, MAX_COMMAND_BYTES};
+use super::error::OpError;
 use super::keys::KeyService;
 use super::replies::{self, Replies};
 use crate::config::MqttConfig;
@@ -103,36 +104,27 @@ pub struct Deps {
     pub status: Arc<dyn Fn() -> serde_json::Map<String, Value> + Send + Sync>,
 }
 
-/// A file that `[mqtt]` names cannot be used. It reads like every config
-/// error, key path first: `mqtt.ca_file: ... (hint: ...)`.
-#[derive(Debug, thiserror::Error)]
-#[error("mqtt.{key}: {message} (hint: {hint})")]
-pub struct SetupError {
-    /// The key in `[mqtt]`, such as `ca_file`.
-    pub key: &'static str,
-    pub message: String,
-    pub hint: String,
+/// A file that `[mqtt]` names cannot be used: a config error like any
+/// other, key path first (`mqtt.ca_file: ... (hint: ...)`).
+pub type SetupError = porter_drivers::ConfigError;
+
+fn setup_error(key: &str, message: impl Into<String>, hint: impl Into<String>) -> SetupError {
+    SetupError { path: format!("mqtt.{key}"), message: message.into(), hint: Some(hint.into()) }
 }
 
-impl SetupError {
-    fn new(key: &'static str, message: impl Into<String>, hint: impl Into<String>) -> Self {
-        SetupError { key, message: message.into(), hint: hint.into() }
-    }
-
-    /// The file `p` that `key` names cannot be read or parsed: `err` says why.
-    fn file(key: &'static str, p: &std::path::Path, err: impl std::fmt::Display) -> Self {
-        let what = match key {
-            "password_file" => "the file holding the broker's password",
-            "ca_file" => "the PEM file of the CA that signed the broker's certificate",
-            "cert_file" => "this controller's certificate, a PEM file",
-            _ => "the private key of cert_file, a PEM file",
-        };
-        Self::new(key, format!("{}: {err}", p.display()), format!("point {key} at {what}, readable by the porter user"))
-    }
+/// The file `p` that `key` names cannot be read or parsed: `err` says why.
+fn file_error(key: &str, p: &std::path::Path, err: impl std::fmt::Display) -> SetupError {
+    let what = match key {
+        "password_file" => "the file holding the broker's password",
+        "ca_file" => "the PEM file of the CA that signed the broker's certificate",
+        "cert_file" => "this controller's certificate, a PEM file",
+        _ => "the private key of cert_file, a PEM file",
+    };
+    setup_error(key, format!("{}: {err}", p.display()), format!("point {key} at {what}, readable by the porter user"))
 }
 
 fn read_file(key: &'static str, p: &std::path::Path) -> Result<Vec<u8>, SetupError> {
-    std::fs::read(p).map_err(|e| SetupError::file(key, p, e))
+    std::fs::read(p).map_err(|e| file_error(key, p, e))
 }
 
 const PEM_CERT: &str = "PEM encoded (-----BEGIN CERTIFICATE-----)";
@@ -142,9 +134,9 @@ fn tls_config(cfg: &MqttConfig) -> Result<rustls::ClientConfig, SetupError> {
     match &cfg.ca_file {
         Some(p) => {
             for c in rustls_pemfile::certs(&mut read_file("ca_file", p)?.as_slice()) {
-                let c = c.map_err(|e| SetupError::file("ca_file", p, e))?;
+                let c = c.map_err(|e| file_error("ca_file", p, e))?;
                 roots.add(c).map_err(|e| {
-                    SetupError::new(
+                    setup_error(
                         "ca_file",
                         format!("{}: {e}", p.display()),
                         format!("it must hold the certificate of the CA that signed the broker's, {PEM_CERT}"),
@@ -152,7 +144,7 @@ fn tls_config(cfg: &MqttConfig) -> Result<rustls::ClientConfig, SetupError> {
                 })?;
             }
             if roots.is_empty() {
-                return Err(SetupError::new(
+                return Err(setup_error(
                     "ca_file",
                     format!("{} holds no PEM certificate", p.display()),
                     format!("it must hold the certificate of the CA that signed the broker's, {PEM_CERT}"),
@@ -164,7 +156,7 @@ fn tls_config(cfg: &MqttConfig) -> Result<rustls::ClientConfig, SetupError> {
                 let _ = roots.add(c);
             }
             if roots.is_empty() {
-                return Err(SetupError::new(
+                return Err(setup_error(
                     "ca_file",
                     "not set, and the system has no CA certificates",
                     "set ca_file to the PEM file of the CA that signed the broker's certificate, \
@@ -176,33 +168,31 @@ fn tls_config(cfg: &MqttConfig) -> Result<rustls::ClientConfig, SetupError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .map_err(|e| {
-            SetupError::new("url", format!("TLS cannot be set up: {e}"), "use mqtt:// to connect without TLS")
-        })?
+        .map_err(|e| setup_error("url", format!("TLS cannot be set up: {e}"), "use mqtt:// to connect without TLS"))?
         .with_root_certificates(roots);
     match (&cfg.cert_file, &cfg.key_file) {
         (Some(c), Some(k)) => {
             let certs = rustls_pemfile::certs(&mut read_file("cert_file", c)?.as_slice())
                 .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| SetupError::file("cert_file", c, e))?;
+                .map_err(|e| file_error("cert_file", c, e))?;
             if certs.is_empty() {
-                return Err(SetupError::new(
+                return Err(setup_error(
                     "cert_file",
                     format!("{} holds no PEM certificate", c.display()),
                     format!("it must hold this controller's certificate, {PEM_CERT}"),
                 ));
             }
             let key = rustls_pemfile::private_key(&mut read_file("key_file", k)?.as_slice())
-                .map_err(|e| SetupError::file("key_file", k, e))?
+                .map_err(|e| file_error("key_file", k, e))?
                 .ok_or_else(|| {
-                    SetupError::new(
+                    setup_error(
                         "key_file",
                         format!("{} holds no private key", k.display()),
                         "it must hold the private key of cert_file's certificate, PEM encoded (PKCS#8, PKCS#1 or SEC1)",
                     )
                 })?;
             builder.with_client_auth_cert(certs, key).map_err(|e| {
-                SetupError::new(
+                setup_error(
                     "key_file",
                     format!("{} cannot be used with cert_file {}: {e}", k.display(), c.display()),
                     "key_file must hold the private key of the certificate in cert_file",
@@ -578,15 +568,28 @@ async fn handle(deps: &Deps, replies: &Arc<Replies>, payload: Bytes) -> Value {
         }
     };
     let key = replies::id_key(&cmd.id);
-    if let Some(stored) = key.as_deref().and_then(|k| replies.get(k)) {
-        tracing::info!(op = %cmd.op, "mqtt: repeated command id; sending the stored reply");
-        return stored;
+    // Keyed: the arguments may hold a PIN.
+    let text = format!("{}\n{}", cmd.op, Value::Object(cmd.args.clone()));
+    let digest = hex::encode(deps.svc.hasher().command_digest(text.as_bytes()));
+    match key.as_deref().map(|k| replies.get(k, &digest)) {
+        Some(replies::Seen::Repeat(stored)) => {
+            tracing::info!(op = %cmd.op, "mqtt: repeated command id; sending the stored reply");
+            return stored;
+        }
+        Some(replies::Seen::Reused) => {
+            tracing::warn!(op = %cmd.op, "mqtt: a command id used before for another command; refused");
+            return command::error_reply(
+                &cmd.id,
+                &OpError::invalid("this id was used before for another command; give each command its own id"),
+            );
+        }
+        Some(replies::Seen::New) | None => {}
     }
     let (svc, ctl, replies) = (deps.svc.clone(), deps.ctl.clone(), replies.clone());
     crate::provision::background(move || {
         let reply = command::execute(&svc, ctl.as_ref(), &cmd);
         if let Some(k) = key {
-            replies.put(&k, &reply);
+            replies.put(&k, &digest, &reply);
         }
         tracing::info!(op = %cmd.op, ok = reply["ok"] == json!(true), "mqtt command");
         reply

@@ -8,6 +8,10 @@
 //! in plaintext. So a repeat after a restart says the key was made but cannot
 //! show it again; the portal then generates a new one under a new id. Every
 //! other reply is the same on disk as in memory, so only the disk keeps it.
+//!
+//! Each reply is kept with the keyed digest of its command (op and
+//! arguments): a command that reuses an id for something else gets an error,
+//! never the stored reply, which may hold another command's PIN.
 
 use crate::store::{Batch, Store};
 use serde_json::Value;
@@ -25,8 +29,20 @@ const REPLY_SEQ: &[u8] = b"m/reply_seq";
 
 pub struct Replies {
     store: Store,
-    mem: Mutex<(HashMap<String, String>, VecDeque<String>)>,
+    /// By id: the command's digest and the reply as JSON text.
+    mem: Mutex<(HashMap<String, (String, String)>, VecDeque<String>)>,
     seq: Mutex<u64>,
+}
+
+/// What a command's id found.
+#[derive(Debug, PartialEq)]
+pub enum Seen {
+    /// Not seen before: apply the command.
+    New,
+    /// The same command again: send this reply again.
+    Repeat(Value),
+    /// Another command under an id seen before.
+    Reused,
 }
 
 /// The id as a key: `s:` + text or `n:` + number; `None` for no id.
@@ -63,28 +79,41 @@ impl Replies {
         Replies { store, mem: Mutex::new((HashMap::new(), VecDeque::new())), seq: Mutex::new(seq) }
     }
 
-    /// The stored reply to a command with this id, if any.
-    pub fn get(&self, key: &str) -> Option<Value> {
-        if let Some(v) = self.mem.lock().ok()?.0.get(key) {
-            return serde_json::from_str(v).ok();
+    /// What the id `key` of a command whose digest is `digest` (hex) found.
+    /// A reply stored before digests were kept counts as the same command.
+    pub fn get(&self, key: &str, digest: &str) -> Seen {
+        let found = match self.mem.lock().ok().and_then(|m| m.0.get(key).cloned()) {
+            Some((d, text)) => serde_json::from_str(&text).ok().map(|reply| (Some(d), reply)),
+            None => {
+                let mut k = REPLY.to_vec();
+                k.extend_from_slice(key.as_bytes());
+                self.store.get(&k).ok().flatten().and_then(|v| serde_json::from_slice::<Value>(&v).ok()).map(
+                    |v| match (v.get("digest").and_then(Value::as_str), v.get("reply")) {
+                        (Some(d), Some(reply)) => (Some(d.to_string()), reply.clone()),
+                        _ => (None, v),
+                    },
+                )
+            }
+        };
+        match found {
+            None => Seen::New,
+            Some((Some(d), _)) if d != digest => Seen::Reused,
+            Some((_, reply)) => Seen::Repeat(reply),
         }
-        let mut k = REPLY.to_vec();
-        k.extend_from_slice(key.as_bytes());
-        self.store.get(&k).ok().flatten().and_then(|v| serde_json::from_slice(&v).ok())
     }
 
     /// Remembers the reply to the command with this id, on disk before it
     /// returns (so a repeat after a crash is not applied twice). `internal`
     /// errors are not remembered: they are transient, and a retry with the
     /// same id must be able to succeed.
-    pub fn put(&self, key: &str, reply: &Value) {
+    pub fn put(&self, key: &str, digest: &str, reply: &Value) {
         if reply["error"]["code"] == "internal" {
             return;
         }
         let redacted = redact(reply);
         if redacted != *reply {
             if let Ok(mut m) = self.mem.lock() {
-                if m.0.insert(key.to_string(), reply.to_string()).is_none() {
+                if m.0.insert(key.to_string(), (digest.to_string(), reply.to_string())).is_none() {
                     m.1.push_back(key.to_string());
                 }
                 while m.1.len() > MEMORY {
@@ -99,7 +128,8 @@ impl Replies {
         let mut b = Batch::default();
         let mut k = REPLY.to_vec();
         k.extend_from_slice(key.as_bytes());
-        b.put(k.clone(), serde_json::to_vec(&redacted).unwrap_or_default());
+        let stored = serde_json::json!({"digest": digest, "reply": redacted});
+        b.put(k.clone(), serde_json::to_vec(&stored).unwrap_or_default());
         let mut order = REPLY_ORDER.to_vec();
         order.extend_from_slice(&seq.to_be_bytes());
         b.put(order, k);
@@ -130,21 +160,33 @@ mod tests {
         let plain = json!({"id": "c-2", "ok": true, "result": {"holder": "h1"}});
         {
             let r = Replies::new(Store::open(dir.path(), 1 << 20).unwrap());
-            assert_eq!(r.get("s:c-1"), None);
-            r.put("s:c-1", &reply);
-            r.put("s:c-2", &plain);
-            assert_eq!(r.get("s:c-1"), Some(reply.clone()));
-            assert_eq!(r.get("s:c-2"), Some(plain.clone()));
+            assert_eq!(r.get("s:c-1", "d1"), Seen::New);
+            r.put("s:c-1", "d1", &reply);
+            r.put("s:c-2", "d2", &plain);
+            assert_eq!(r.get("s:c-1", "d1"), Seen::Repeat(reply.clone()));
+            assert_eq!(r.get("s:c-2", "d2"), Seen::Repeat(plain.clone()));
+            // Another command under the id of a pin.generate gets no PIN.
+            assert_eq!(r.get("s:c-1", "other"), Seen::Reused);
             // Only the reply with a secret is held in memory.
             assert_eq!(r.mem.lock().unwrap().1.len(), 1);
             r.store.flush().unwrap();
         }
         let r = Replies::new(Store::open(dir.path(), 1 << 20).unwrap());
-        let again = r.get("s:c-1").unwrap();
+        let Seen::Repeat(again) = r.get("s:c-1", "d1") else { panic!("not kept") };
         assert_eq!(again["result"]["pin"], Value::Null);
         assert_eq!(again["result"]["redacted"], true);
         assert!(!again.to_string().contains("483920"));
-        assert_eq!(r.get("s:c-2"), Some(plain));
+        assert_eq!(r.get("s:c-2", "d2"), Seen::Repeat(plain.clone()));
+        assert_eq!(r.get("s:c-2", "other"), Seen::Reused);
+        // A reply stored before digests were kept is sent again as it is.
+        r.store
+            .apply({
+                let mut b = Batch::default();
+                b.put(b"r/s:old".to_vec(), serde_json::to_vec(&plain).unwrap());
+                b
+            })
+            .unwrap();
+        assert_eq!(r.get("s:old", "any"), Seen::Repeat(plain.clone()));
         assert_eq!(id_key(&json!(7)).as_deref(), Some("n:7"));
         assert_eq!(id_key(&json!(null)), None);
     }

@@ -228,7 +228,7 @@ impl DecisionLoop {
                             json!({
                                 "device": d.id,
                                 "until": until,
-                                "failures_today": if d.lockout.day == today { d.lockout.day_failures } else { 0 },
+                                "failures_today": if today <= d.lockout.day { d.lockout.day_failures } else { 0 },
                             })
                         })
                         .collect(),
@@ -503,7 +503,9 @@ impl DecisionLoop {
         };
         let denied = decision.reason();
         drop(snap);
-        let engaged = self.count(device, denied, now_ms, day);
+        // A right PIN refused for enrolment (role_not_allowed, limited_key) is
+        // neither a failure nor a success: it must not reset the count.
+        let engaged = if reason.is_some() && denied.is_none() { None } else { self.count(device, denied, now_ms, day) };
         let (door_i, dev_id) = (door as usize, self.devices[device].id.clone());
         match (reason, holder) {
             (None, Some((id, _))) => {
@@ -1029,6 +1031,14 @@ mod tests {
         keys(&mut r.lp, &format!("**{temp}#"));
         let e = next_event(&mut r.events).await;
         assert_eq!((e["type"].as_str(), e["reason"].as_str()), (Some("enroll.denied"), Some("limited_key")), "{e}");
+        // Nor does it reset the keypad's failure count, as a grant would.
+        keys(&mut r.lp, "000001#");
+        assert_eq!(next_event(&mut r.events).await["reason"], "unknown");
+        let before = r.lp.devices[0].lockout.consecutive;
+        assert!(before > 0);
+        keys(&mut r.lp, &format!("**{temp}#"));
+        assert_eq!(next_event(&mut r.events).await["reason"], "limited_key");
+        assert_eq!(r.lp.devices[0].lockout.consecutive, before);
     }
 
     #[tokio::test]

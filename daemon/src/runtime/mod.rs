@@ -168,18 +168,30 @@ struct Opened {
 }
 
 fn open_state(cfg: &Config) -> Result<Opened, StartError> {
+    // The data folder holds holder names and the event log: the daemon's
+    // user and group only, when it is made here.
+    {
+        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+        let _ = std::fs::DirBuilder::new().recursive(true).mode(0o750).create(&cfg.data_dir);
+        if std::fs::metadata(&cfg.data_dir).is_ok_and(|m| m.permissions().mode() & 0o002 != 0) {
+            tracing::warn!(data_dir = %cfg.data_dir.display(), "data_dir is writable by every user; chmod 750 it");
+        }
+    }
     let store_dir = cfg.data_dir.join("store");
     let store = Store::open(&store_dir, cfg.store.cache_capacity)
         .map_err(|err| StartError::Store { dir: store_dir.display().to_string(), err })?;
-    // A new secret would silently invalidate every stored key: make one only
-    // for a store that holds none.
+    // A new secret would silently invalidate every stored key and tombstone:
+    // make one only for a store that holds none and has never checked one.
     let empty = {
-        use crate::store::records::Space;
+        use crate::store::records::{Space, SECRET_CHECK, TOMBSTONE};
         [Space::A, Space::B].iter().all(|s| store.scan(&s.keys()).next().is_none())
+            && store.scan(TOMBSTONE).next().is_none()
+            && store.get(SECRET_CHECK).ok().flatten().is_none()
     };
     let secret = secret::load_or_create(&cfg.secret_file, empty)?;
     let hasher = secret::KeyHasher::new(&secret);
     drop(secret);
+    secret::check(&store, &hasher, &cfg.secret_file)?;
     let door_ids: Vec<String> = cfg.doors.iter().map(|d| d.id.clone()).collect();
     let svc = Arc::new(
         KeyService::open_with_roles(

@@ -74,6 +74,8 @@ pub const LOCKOUT: &[u8] = b"l/";
 pub const AUDIT: &[u8] = b"a/";
 pub const GENERATION: &[u8] = b"m/generation";
 pub const SEQ: &[u8] = b"m/seq";
+/// A value only the device secret gives ([`crate::store::secret::KeyHasher::check_value`]).
+pub const SECRET_CHECK: &[u8] = b"m/secret_check";
 /// Uses spent of limited keys: `u/<hash>` -> [`Spent`].
 pub const USES: &[u8] = b"u/";
 

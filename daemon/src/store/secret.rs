@@ -10,7 +10,7 @@ use crate::access::{KeyHash, KeyKind};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
 type HmacSha256 = Hmac<Sha256>;
@@ -26,10 +26,15 @@ pub enum SecretError {
     TooShort { path: String, len: usize },
     #[error("secret_file {path} is missing, but the store holds keys made with it: restore the file from a backup, or move data_dir aside to start with an empty store")]
     Missing { path: String },
+    #[error("secret_file {path} has mode {mode:o}: users other than its owner may read it; chmod 600 {path} (and chown it to the daemon's user)")]
+    Loose { path: String, mode: u32 },
+    #[error("secret_file {path} is not the secret this store's keys were made with: restore the right file from a backup, or move data_dir aside to start with an empty store")]
+    Mismatch { path: String },
 }
 
-/// Reads the secret at `path`, creating it (mode 0600, 32 random bytes) when
-/// absent and `may_create`. Warns when its mode lets others read it.
+/// Reads the secret at `path`, creating it (mode 0600, 32 random bytes, its
+/// folder 0700 when that is made too) when absent and `may_create`. Refuses a
+/// file that users other than its owner may read.
 pub fn load_or_create(path: &Path, may_create: bool) -> Result<Vec<u8>, SecretError> {
     let io = |source, hint| SecretError::Io { path: path.display().to_string(), source, hint };
     match std::fs::read(path) {
@@ -37,10 +42,9 @@ pub fn load_or_create(path: &Path, may_create: bool) -> Result<Vec<u8>, SecretEr
             if bytes.len() < 16 {
                 return Err(SecretError::TooShort { path: path.display().to_string(), len: bytes.len() });
             }
-            if let Ok(meta) = std::fs::metadata(path) {
-                if meta.permissions().mode() & 0o077 != 0 {
-                    tracing::warn!(path = %path.display(), "secret_file is readable by group or others; chmod 600 it");
-                }
+            let mode = std::fs::metadata(path).map(|m| m.permissions().mode() & 0o777).unwrap_or(0);
+            if mode & 0o077 != 0 {
+                return Err(SecretError::Loose { path: path.display().to_string(), mode });
             }
             Ok(bytes)
         }
@@ -49,7 +53,11 @@ pub fn load_or_create(path: &Path, may_create: bool) -> Result<Vec<u8>, SecretEr
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                std::fs::create_dir_all(dir).map_err(|e| io(e, "create its folder or fix secret_file"))?;
+                std::fs::DirBuilder::new()
+                    .recursive(true)
+                    .mode(0o700)
+                    .create(dir)
+                    .map_err(|e| io(e, "create its folder or fix secret_file"))?;
             }
             let mut secret = vec![0u8; SECRET_LEN];
             getrandom::fill(&mut secret)
@@ -61,6 +69,10 @@ pub fn load_or_create(path: &Path, may_create: bool) -> Result<Vec<u8>, SecretEr
                 .open(path)
                 .map_err(|e| io(e, "make its folder writable by the porter user"))?;
             f.write_all(&secret).and_then(|_| f.sync_all()).map_err(|e| io(e, "check the disk"))?;
+            // The new name too, so a power cut cannot lose the file but keep the keys made with it.
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(|e| io(e, "check the disk"))?;
+            }
             tracing::info!(path = %path.display(), "created a new device secret");
             Ok(secret)
         }
@@ -82,12 +94,52 @@ impl KeyHasher {
     /// The lookup key of `value` presented as `kind`: HMAC-SHA256 over the
     /// kind's tag and the value, its first 16 bytes.
     pub fn hash(&self, kind: KeyKind, value: &[u8]) -> KeyHash {
+        KeyHash(self.tagged(kind.tag(), value))
+    }
+
+    /// A keyed digest of a command's text (its op and arguments, which may
+    /// hold a PIN), to tell a repeat from another command under the same id.
+    pub fn command_digest(&self, text: &[u8]) -> [u8; KeyHash::LEN] {
+        self.tagged(b'd', text)
+    }
+
+    /// A value that only this secret gives, kept in the store to notice a
+    /// secret file replaced under it.
+    pub fn check_value(&self) -> [u8; KeyHash::LEN] {
+        self.tagged(b'v', b"porter device secret check")
+    }
+
+    /// HMAC-SHA256 over `tag` and `value`, its first 16 bytes. The tags keep
+    /// the uses apart: `p`, `q`, `c` for keys, `d` and `v` above.
+    fn tagged(&self, tag: u8, value: &[u8]) -> [u8; KeyHash::LEN] {
         let mut m = self.mac.clone();
-        m.update(&[kind.tag()]);
+        m.update(&[tag]);
         m.update(value);
         let mut h = [0u8; KeyHash::LEN];
         h.copy_from_slice(&m.finalize().into_bytes()[..KeyHash::LEN]);
-        KeyHash(h)
+        h
+    }
+}
+
+/// Checks that the secret is the one the store's keys were made with, by the
+/// check value the store keeps; a store without one (new, or from before
+/// the check) is given it.
+pub fn check(store: &super::Store, hasher: &KeyHasher, path: &Path) -> Result<(), SecretError> {
+    use super::records::SECRET_CHECK;
+    let want = hasher.check_value();
+    let io = |e: super::StoreError| SecretError::Io {
+        path: path.display().to_string(),
+        source: std::io::Error::other(e.to_string()),
+        hint: "the store could not be read or written",
+    };
+    match store.get(SECRET_CHECK).map_err(io)? {
+        Some(v) if v == want => Ok(()),
+        Some(_) => Err(SecretError::Mismatch { path: path.display().to_string() }),
+        None => {
+            let mut b = super::Batch::default();
+            b.put(SECRET_CHECK.to_vec(), want.to_vec());
+            store.apply(b).map_err(io)
+        }
     }
 }
 
@@ -104,6 +156,27 @@ mod tests {
         assert_eq!(a.len(), SECRET_LEN);
         assert_eq!(std::fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o600);
         assert_eq!(load_or_create(&p, false).unwrap(), a);
+    }
+
+    #[test]
+    fn a_replaced_secret_is_noticed() {
+        let store = super::super::Store::temporary().unwrap();
+        let (a, b) = (KeyHasher::new(b"0123456789abcdef"), KeyHasher::new(b"another-secret!!"));
+        let p = Path::new("device.key");
+        check(&store, &a, p).unwrap();
+        check(&store, &a, p).unwrap();
+        assert!(matches!(check(&store, &b, p), Err(SecretError::Mismatch { .. })));
+    }
+
+    #[test]
+    fn a_secret_others_may_read_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("device.key");
+        load_or_create(&p, true).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o640)).unwrap();
+        let e = load_or_create(&p, false).unwrap_err();
+        assert!(matches!(e, SecretError::Loose { mode: 0o640, .. }), "{e}");
+        assert!(e.to_string().contains("chmod 600"), "{e}");
     }
 
     #[test]
