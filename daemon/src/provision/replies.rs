@@ -29,10 +29,14 @@ const REPLY_SEQ: &[u8] = b"m/reply_seq";
 
 pub struct Replies {
     store: Store,
-    /// By id: the command's digest and the reply as JSON text.
-    mem: Mutex<(HashMap<String, (String, String)>, VecDeque<String>)>,
+    /// By id: the command's digest and the reply as JSON text; and the ids
+    /// oldest first.
+    mem: Mutex<(HashMap<String, Kept>, VecDeque<String>)>,
     seq: Mutex<u64>,
 }
+
+/// A command's digest and its reply as JSON text.
+type Kept = (String, String);
 
 /// What a command's id found.
 #[derive(Debug, PartialEq)]
