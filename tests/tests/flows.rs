@@ -397,6 +397,7 @@ fn a_one_time_code_presented_twice_at_once_opens_once() {
     assert_eq!(r["error"]["code"], "invalid", "{r}");
     let r = call(&broker, &sub, "o-4", "holder.get", json!({"holder": "res-12b"}));
     assert_eq!(r["result"]["keys"]["qr"]["uses_left"], 1, "{r}");
+    assert_eq!(r["result"]["keys"]["qr"]["expired"], false, "{r}");
 
     // Both scanners read the code at once.
     let mark = sub.lines.len();
@@ -413,6 +414,11 @@ fn a_one_time_code_presented_twice_at_once_opens_once() {
     assert_ne!(granted["device"], denied["device"], "one per scanner");
     let r = call(&broker, &sub, "o-5", "holder.get", json!({"holder": "res-12b"}));
     assert_eq!(r["result"]["keys"]["qr"]["uses_left"], 0, "{r}");
+    assert_eq!(
+        (r["result"]["keys"]["qr"]["active"].as_bool(), r["result"]["keys"]["qr"]["expired"].as_bool()),
+        (Some(true), Some(true)),
+        "{r}"
+    );
     let (status, log) = d.stop();
     assert!(status.success());
     assert_eq!(log.all().iter().filter(|l| l.contains("access granted")).count(), 1);

@@ -3,7 +3,8 @@
 //!
 //! `porterctl [--socket PATH | --config FILE] OP [key=value ...] [key:=JSON ...]`
 //! `key=value` passes text; `key:=value` passes JSON (`doors:='["main"]'`,
-//! `enabled:=false`); `key=-` reads the text from standard input (for a PIN). Exits 0 when the reply is ok, 1 when it is an error,
+//! `enabled:=false`); `key=-` reads the text from standard input (for a PIN),
+//! `key:=-` reads JSON from it (a `sync.put`'s holders with their PINs). Exits 0 when the reply is ok, 1 when it is an error,
 //! 2 when the daemon cannot be reached.
 
 use clap::Parser;
@@ -62,6 +63,7 @@ const OPS_HELP: &str = "Examples:
   porterctl holder.put holder=courier-ups name=UPS role=courier
   porterctl pin.generate holder=courier-ups
   porterctl pin.set holder=courier-ups pin=-     (type the PIN and Enter: it stays out of ps and shell history)
+  porterctl sync.put holders:=- < holders.json    (JSON from standard input, for the same reason)
   porterctl card.assign holder=courier-ups uid=04a1b2c3
   porterctl holder.put holder=staff-ann role=staff doors:='[\"main\"]' schedule:='[{\"days\":\"weekdays\",\"from\":\"07:00\",\"to\":\"19:00\"}]'
   porterctl door.unlock door=main ms=3000
@@ -81,7 +83,15 @@ fn parse_args(args: &[String]) -> Result<Map<String, Value>, String> {
             Some(k) if m.contains_key(k) => return Err(format!("`{k}` is given twice; give each argument once")),
             _ => {}
         }
-        if let Some((k, v)) = a.split_once(":=") {
+        if let Some((k, "-")) = a.split_once(":=") {
+            // JSON with secrets in it (a sync.put's PINs) from standard input.
+            let mut text = String::new();
+            std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
+                .map_err(|e| format!("{k}: reading standard input: {e}"))?;
+            let v: Value = serde_json::from_str(&text)
+                .map_err(|e| format!("{k}:=-: standard input must hold one JSON value: {e}"))?;
+            m.insert(k.to_string(), v);
+        } else if let Some((k, v)) = a.split_once(":=") {
             let v: Value = serde_json::from_str(v).map_err(|e| format!("{a}: the value after := must be JSON: {e}"))?;
             m.insert(k.to_string(), v);
         } else if let Some((k, "-")) = a.split_once('=') {
@@ -94,6 +104,12 @@ fn parse_args(args: &[String]) -> Result<Map<String, Value>, String> {
             }
             m.insert(k.to_string(), Value::String(line.trim_end_matches(['\r', '\n']).to_string()));
         } else if let Some((k, v)) = a.split_once('=') {
+            if matches!(k, "pin" | "token") {
+                eprintln!(
+                    "porterctl: warning: `{k}` given on the command line shows in the process list and the shell's \
+                     history; next time give {k}=- and type it"
+                );
+            }
             m.insert(k.to_string(), Value::String(v.to_string()));
         } else {
             return Err(format!("`{a}`: arguments are key=value or key:=json"));

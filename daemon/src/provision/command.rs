@@ -94,7 +94,8 @@ pub fn parse(bytes: &[u8]) -> Result<Command, Value> {
     };
     let id = obj.remove("id").unwrap_or(Value::Null);
     if !(id.is_string() || id.is_number()) {
-        return Err(error_reply(&id, &OpError::invalid("`id` must be a string or a number")));
+        // An id that cannot be an id is not echoed back.
+        return Err(error_reply(&Value::Null, &OpError::invalid("`id` must be a string or a number")));
     }
     let op = match obj.remove("op") {
         Some(Value::String(s)) => s,
@@ -137,7 +138,11 @@ struct Args<'a> {
 impl<'a> Args<'a> {
     fn new(m: &'a Map<String, Value>, known: &'static [&'static str]) -> Result<Self, OpError> {
         if let Some(k) = m.keys().find(|k| !known.contains(&k.as_str())) {
-            return Err(OpError::invalid(format!("unknown argument `{k}`; this op takes: {}", known.join(", "))));
+            return Err(OpError::invalid(if known.is_empty() {
+                format!("unknown argument `{k}`; this op takes no arguments")
+            } else {
+                format!("unknown argument `{k}`; this op takes: {}", known.join(", "))
+            }));
         }
         Ok(Args { m, known })
     }
@@ -274,6 +279,17 @@ pub const SYNC_PUT_MAX: usize = 1000;
 pub const MAX_USES: u64 = 1000;
 
 /// A key's limit from `uses` and `expires` (RFC 3339) or `expires_in_s`.
+/// The limit of a key made now (`pin.generate`, `pin.set`, `qr.generate`):
+/// [`limit_args`], and an expiry in the past is refused, as it would make a
+/// key that can never open (a sync may bring one: its key has expired).
+fn new_key_limit(a: &Args) -> Result<Option<KeyLimit>, OpError> {
+    let limit = limit_args(a.opt_u64("uses")?, a.opt_str("expires")?, a.opt_u64("expires_in_s")?)?;
+    if limit.and_then(|l| l.expires_ms).is_some_and(|e| e <= chrono::Utc::now().timestamp_millis()) {
+        return Err(OpError::invalid("`expires` is in the past: the key could never open"));
+    }
+    Ok(limit)
+}
+
 fn limit_args(
     uses: Option<u64>,
     expires: Option<&str>,
@@ -334,6 +350,24 @@ fn key_arg(v: Option<&Value>, field: &str, what: &str) -> Result<Option<(String,
     }
 }
 
+/// The shortest QR token a sync may bring: a QR code is shown on phones and
+/// printed, so it must not be guessable (`qr.generate` makes 22 characters,
+/// 128 random bits).
+pub const QR_TOKEN_MIN: usize = 16;
+/// The longest: a QR code a scanner reads in one go.
+pub const QR_TOKEN_MAX: usize = 512;
+
+/// A QR token from the portal: 16 to 512 printable ASCII characters, no spaces.
+fn check_qr_token(t: &str) -> Result<(), OpError> {
+    if !(QR_TOKEN_MIN..=QR_TOKEN_MAX).contains(&t.len()) || !t.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(OpError::invalid(format!(
+            "a QR token is {QR_TOKEN_MIN} to {QR_TOKEN_MAX} printable ASCII characters without spaces, \
+             and should be random (qr.generate makes 22 characters, 128 bits)"
+        )));
+    }
+    Ok(())
+}
+
 /// One holder of `sync.put`: the fields of `holder.put` plus its keys.
 fn sync_holder(v: &Value, pin_length: usize) -> Result<SyncHolder, OpError> {
     let Value::Object(m) = v else { return Err(OpError::invalid("each holder is an object")) };
@@ -347,6 +381,9 @@ fn sync_holder(v: &Value, pin_length: usize) -> Result<SyncHolder, OpError> {
         }
     }
     let qr = key_arg(a.get("qr"), "token", "qr").map_err(at)?;
+    if let Some((t, ..)) = &qr {
+        check_qr_token(t).map_err(at)?;
+    }
     let cards = match a.get("cards") {
         None => vec![],
         Some(Value::Array(cs)) => cs
@@ -436,13 +473,13 @@ fn dispatch(svc: &KeyService, ctl: &dyn Control, cmd: &Command) -> Result<Value,
         "holder.delete" => svc.holder_delete(Args::new(a, &["holder"])?.holder()?).and_then(|_| done()),
         "pin.generate" => {
             let a = Args::new(a, &["holder", "uses", "expires", "expires_in_s"])?;
-            let limit = limit_args(a.opt_u64("uses")?, a.opt_str("expires")?, a.opt_u64("expires_in_s")?)?;
+            let limit = new_key_limit(&a)?;
             let (pin, limit) = svc.pin_generate_limited(a.holder()?, limit)?;
             Ok(with_limit(json!({"pin": pin}), limit))
         }
         "pin.set" => {
             let a = Args::new(a, &["holder", "pin", "uses", "expires", "expires_in_s"])?;
-            let limit = limit_args(a.opt_u64("uses")?, a.opt_str("expires")?, a.opt_u64("expires_in_s")?)?;
+            let limit = new_key_limit(&a)?;
             let limit = svc.pin_set_limited(a.holder()?, a.str("pin")?, limit)?;
             Ok(with_limit(json!({}), limit))
         }
@@ -451,7 +488,7 @@ fn dispatch(svc: &KeyService, ctl: &dyn Control, cmd: &Command) -> Result<Value,
         "pin.delete" => svc.pin_delete(Args::new(a, &["holder"])?.holder()?).and_then(|_| done()),
         "qr.generate" => {
             let a = Args::new(a, &["holder", "uses", "expires", "expires_in_s"])?;
-            let limit = limit_args(a.opt_u64("uses")?, a.opt_str("expires")?, a.opt_u64("expires_in_s")?)?;
+            let limit = new_key_limit(&a)?;
             let (token, limit) = svc.qr_generate_limited(a.holder()?, limit)?;
             Ok(with_limit(json!({"token": token}), limit))
         }
@@ -554,6 +591,30 @@ mod tests {
         let (_, active, limit) =
             key_arg(Some(&json!({"pin": "483920", "active": false, "uses": 2})), "pin", "pin").unwrap().unwrap();
         assert_eq!((active, limit), (false, Some(KeyLimit { uses: Some(2), expires_ms: None })));
+    }
+
+    #[test]
+    fn a_new_key_cannot_expire_in_the_past_and_ids_are_echoed_only_when_ids() {
+        let m = json!({"expires": "2020-01-01T00:00:00Z"});
+        let a = Args::new(m.as_object().unwrap(), &["uses", "expires", "expires_in_s"]).unwrap();
+        assert!(new_key_limit(&a).unwrap_err().message.contains("in the past"));
+        let m = json!({"expires": "2999-01-01T00:00:00Z"});
+        let a = Args::new(m.as_object().unwrap(), &["uses", "expires", "expires_in_s"]).unwrap();
+        assert!(new_key_limit(&a).unwrap().is_some());
+        let e = parse(br#"{"id": {"x": 1}, "op": "state.get"}"#).unwrap_err();
+        assert_eq!(e["id"], Value::Null, "{e}");
+        let m = json!({"foo": 1});
+        let e = Args::new(m.as_object().unwrap(), &[]).err().unwrap();
+        assert!(e.message.ends_with("this op takes no arguments"), "{}", e.message);
+    }
+
+    #[test]
+    fn a_synced_qr_token_is_long_enough_to_be_unguessable() {
+        let h = |qr: &str| sync_holder(&json!({"holder": "r1", "role": "resident", "qr": qr}), 6);
+        assert!(h("x").unwrap_err().message.contains("16 to 512"));
+        assert!(h("sixteen chars ok").is_err(), "a space");
+        assert!(h(&"y".repeat(513)).is_err());
+        assert!(h("Zm9vYmFyYmF6cXV4cXV1eA").is_ok());
     }
 
     #[test]

@@ -390,6 +390,9 @@ impl KeyService {
                 .filter(|s| s.created_ms == k.created_ms)
                 .map_or(0, |s| s.used);
             v["keys"][name]["uses_left"] = serde_json::json!(uses.saturating_sub(used));
+            if used >= uses {
+                v["keys"][name]["expired"] = serde_json::json!(true);
+            }
         }
         Ok(v)
     }
@@ -509,9 +512,8 @@ impl KeyService {
             }
             let created_ms = now_ms();
             let limit = resolve(limit, created_ms);
-            // The same PIN made again keeps its active flag.
-            let active = rec.pin.as_ref().filter(|p| p.hash == h).is_none_or(|p| p.active);
-            rec.pin = Some(KeyRecord { hash: h, active, created_ms, limit });
+            // A PIN set or made again with limits is a new key: active, its count fresh.
+            rec.pin = Some(KeyRecord { hash: h, active: true, created_ms, limit });
             Ok(limit)
         })
     }
@@ -912,6 +914,8 @@ pub fn view(rec: &HolderRecord) -> serde_json::Value {
             if let Some(l) = k.limit {
                 v["uses"] = serde_json::json!(l.uses);
                 v["expires"] = serde_json::json!(l.expires_ms.map(records::rfc3339));
+                // `active` is the portal's tick; this says whether it can still open.
+                v["expired"] = serde_json::json!(l.expires_ms.is_some_and(|e| e <= now_ms()));
             }
             v
         })

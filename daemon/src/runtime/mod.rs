@@ -137,9 +137,14 @@ fn seed_demo(svc: &KeyService, cfg: &Config) -> Result<(), OpError> {
     let n = cfg.lockout.threshold;
     if svc.state()?.holders > 0 {
         // PINs are shown once; on a later start say how to get a new one.
+        let make = if svc.holder_get("courier-ups").is_ok() {
+            String::new()
+        } else {
+            format!("{ctl} --socket {sock} holder.put holder=courier-ups name=UPS role=courier, then ")
+        };
         println!(
             "\nPorter demo: the store in {} already has holders, so no PIN is shown again.\n\
-             New PIN: {ctl} --socket {sock} pin.generate holder=courier-ups (or delete {} to start over)\n",
+             New PIN: {make}{ctl} --socket {sock} pin.generate holder=courier-ups (or delete {} to start over)\n",
             cfg.data_dir.display(),
             cfg.data_dir.display()
         );
