@@ -38,7 +38,8 @@ pub async fn answered(path: &Path) -> bool {
 /// Binds the socket at `path`, replacing a stale one, with mode 0660.
 pub fn bind(path: &Path) -> std::io::Result<Bound> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)?;
+        // A folder made here is the daemon's user's and group's only.
+        std::os::unix::fs::DirBuilderExt::mode(std::fs::DirBuilder::new().recursive(true), 0o750).create(dir)?;
     }
     // Bind under a temporary name, set the mode, then rename into place, so
     // the socket is never reachable with the umask's looser mode.

@@ -12,6 +12,7 @@ use sha2::Sha256;
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
+use zeroize::Zeroizing;
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -35,9 +36,9 @@ pub enum SecretError {
 /// Reads the secret at `path`, creating it (mode 0600, 32 random bytes, its
 /// folder 0700 when that is made too) when absent and `may_create`. Refuses a
 /// file that users other than its owner may read.
-pub fn load_or_create(path: &Path, may_create: bool) -> Result<Vec<u8>, SecretError> {
+pub fn load_or_create(path: &Path, may_create: bool) -> Result<Zeroizing<Vec<u8>>, SecretError> {
     let io = |source, hint| SecretError::Io { path: path.display().to_string(), source, hint };
-    match std::fs::read(path) {
+    match std::fs::read(path).map(Zeroizing::new) {
         Ok(bytes) => {
             if bytes.len() < 16 {
                 return Err(SecretError::TooShort { path: path.display().to_string(), len: bytes.len() });
@@ -59,7 +60,7 @@ pub fn load_or_create(path: &Path, may_create: bool) -> Result<Vec<u8>, SecretEr
                     .create(dir)
                     .map_err(|e| io(e, "create its folder or fix secret_file"))?;
             }
-            let mut secret = vec![0u8; SECRET_LEN];
+            let mut secret = Zeroizing::new(vec![0u8; SECRET_LEN]);
             getrandom::fill(&mut secret)
                 .map_err(|e| io(std::io::Error::other(e.to_string()), "the system has no random source"))?;
             let mut f = std::fs::OpenOptions::new()
