@@ -57,6 +57,7 @@ fn the_readme_demo_runs_in_an_empty_folder() {
     let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode(&data.join("admin.sock")), 0o660, "the admin socket");
     assert_eq!(mode(&data.join("device.key")), 0o600, "the device secret");
+    assert_eq!(mode(&data), 0o750, "the data folder");
 
     let (code, v) = d.ctl("holder.put", &["holder=courier-fedex", "name=FedEx", "role=courier"]);
     assert_eq!(code, 0, "{v}");
@@ -307,9 +308,44 @@ fn a_start_that_fails_still_locks_the_door_but_not_anothers() {
     std::fs::remove_file(dir.path().join("data/device.key")).unwrap();
     let (status, err) = run(&cfg, &[]);
     assert!(!status.success(), "{err}");
-    assert!(err.contains("is missing, but the store holds keys"), "{err}");
+    assert!(err.contains("is missing, but the store was made with it"), "{err}");
     let locked = err.find("lock locked").expect("the lock driven locked");
     assert!(err[locked..].lines().next().unwrap().contains("device=lock1"), "{err}");
+}
+
+/// A store whose only trace of its secret is a tombstone (a deleted
+/// holder's PIN) still refuses a new secret: a new one would let that PIN
+/// be set again. And a secret replaced under a store is noticed.
+#[test]
+fn a_store_keeps_its_secret_even_with_no_keys_left() {
+    let (dir, cfg, sock) = setup(200, false);
+    let d = Daemon::start(&cfg, &sock);
+    assert_eq!(d.ctl("holder.put", &["holder=h1", "role=courier"]).0, 0);
+    assert_eq!(d.ctl("pin.generate", &["holder=h1"]).0, 0);
+    assert_eq!(d.ctl("holder.delete", &["holder=h1"]).0, 0);
+    assert_eq!(d.ctl("state.get", &[]).1["result"]["holders"], 0);
+    assert!(d.stop().0.success());
+    let key = dir.path().join("data/device.key");
+    let start = || {
+        let out = std::process::Command::new(porter_tests::bin("porterd")).arg("--config").arg(&cfg).output().unwrap();
+        (out.status, String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let original = std::fs::read(&key).unwrap();
+    std::fs::remove_file(&key).unwrap();
+    let (status, err) = start();
+    assert!(!status.success() && err.contains("is missing, but the store was made with it"), "{err}");
+    assert!(!key.exists(), "a new secret was made");
+    // Another secret in its place.
+    std::fs::write(&key, [7u8; 32]).unwrap();
+    std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let (status, err) = start();
+    assert!(!status.success() && err.contains("is not the secret this store's keys were made with"), "{err}");
+    // The right one, given with too open a mode, is made private and starts.
+    std::fs::write(&key, &original).unwrap();
+    std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    let d = Daemon::start(&cfg, &sock);
+    d.log.wait_for(0, &["its mode is now 600"]);
+    assert!(d.stop().0.success());
 }
 
 /// Started on an invalid config, porterd itself (not only check-config)

@@ -4,7 +4,8 @@
 //!
 //! After `threshold` consecutive failures the device is locked for `base`,
 //! doubling with each further failure up to `max`; both counts start over
-//! with each local day. Independently, after
+//! with each new local day (a clock set back does not start them over: see
+//! [`LockoutState::rebase`]). Independently, after
 //! `daily_cap` failures in one local day the device refuses entries until the
 //! day ends or an operator clears it: this also stops an insider who resets
 //! the consecutive count with their own valid PIN between guesses.
@@ -53,7 +54,11 @@ impl LockoutState {
 
     /// Records a failed attempt; returns what engaged, if anything.
     pub fn failure(&mut self, p: &LockoutPolicy, now_ms: i64, day: i32) -> Option<Engaged> {
-        // Only a later day: a clock set back must not start the counts over.
+        // Only a later day: a clock set back must not start the counts over;
+        // its day becomes the state's, the counts carried over.
+        if day < self.day {
+            self.day = day;
+        }
         if day > self.day {
             // A new local day starts both counts over, so a keypad left with
             // a long lockout after an attack does not punish tomorrow's first
@@ -79,6 +84,15 @@ impl LockoutState {
     /// A granted attempt resets the consecutive count (not the daily one).
     pub fn success(&mut self) {
         self.consecutive = 0;
+    }
+
+    /// The clock now says `today`, before the state's day (set back, or the
+    /// state was written while the clock ran ahead): the counts carry over
+    /// to today, so neither a clock set back lifts a daily cap nor a day
+    /// recorded in the future keeps one beyond the next midnight. Called at
+    /// start and after a clock step.
+    pub fn rebase(&mut self, today: i32) {
+        self.day = self.day.min(today);
     }
 
     /// An operator's `lockout.clear`.
@@ -144,11 +158,30 @@ mod tests {
         // Two days back: still the capped day, and failures count on.
         assert!(s.is_locked(&p, 0, 8));
         s.failure(&p, 0, 8);
-        assert_eq!((s.day, s.day_failures), (10, p.daily_cap + 1));
-        // The next day lifts it.
-        assert!(!s.is_locked(&p, 0, 11));
-        assert_eq!(s.failure(&p, 0, 11), None);
-        assert_eq!((s.day, s.day_failures), (11, 1));
+        // The failure on the earlier day carried the state back to it...
+        assert_eq!((s.day, s.day_failures), (8, p.daily_cap + 1));
+        // ...so the next day lifts it.
+        assert!(!s.is_locked(&p, 0, 9));
+        assert_eq!(s.failure(&p, 0, 9), None);
+        assert_eq!((s.day, s.day_failures), (9, 1));
+    }
+
+    #[test]
+    fn a_day_recorded_while_the_clock_ran_ahead_does_not_stick() {
+        let p = LockoutPolicy { threshold: 100, ..LockoutPolicy::default() };
+        let mut s = LockoutState::default();
+        // Capped on day 1000 (a clock far ahead), then the clock is right: day 10.
+        for _ in 0..p.daily_cap {
+            s.failure(&p, 0, 1000);
+        }
+        s.rebase(10);
+        assert!(s.is_locked(&p, 0, 10), "the day's count carries over to today");
+        assert!(!s.is_locked(&p, 0, 11), "and ends at the next midnight");
+        // Typos spread over the following days never add up to the cap.
+        for day in 11..31 {
+            assert_eq!(s.failure(&p, 0, day), None, "day {day}");
+            assert!(!s.is_locked(&p, 0, day));
+        }
     }
 
     #[test]

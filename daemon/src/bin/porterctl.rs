@@ -74,12 +74,25 @@ const OPS_HELP: &str = "Examples:
   porterctl --config /etc/porter/porter.toml --mqtt mqtts://broker:8883 state.get
 The ops and their arguments are in docs/ops.md; MQTT in docs/mqtt.md.";
 
+/// Warns when an argument that carries secrets (a PIN, a QR token, a sync's
+/// holders with theirs) is given on the command line.
+fn warn_inline(k: &str) {
+    let from_stdin = if k == "holders" { format!("{k}:=- < file.json") } else { format!("{k}=- and type it") };
+    if matches!(k, "pin" | "token" | "holders") {
+        eprintln!(
+            "porterctl: warning: `{k}` given on the command line shows in the process list and the shell's history; \
+             next time give {from_stdin}"
+        );
+    }
+}
+
 fn parse_args(args: &[String]) -> Result<Map<String, Value>, String> {
     let mut m = Map::new();
     for a in args {
         let key = a.split_once('=').map(|(k, _)| k.trim_end_matches(':'));
         match key {
-            Some("") => return Err(format!("`{a}`: the argument's name is missing before =")),
+            // The value is not echoed: it may be a PIN.
+            Some("") => return Err("an argument has no name before its =".into()),
             Some(k) if m.contains_key(k) => return Err(format!("`{k}` is given twice; give each argument once")),
             _ => {}
         }
@@ -92,7 +105,9 @@ fn parse_args(args: &[String]) -> Result<Map<String, Value>, String> {
                 .map_err(|e| format!("{k}:=-: standard input must hold one JSON value: {e}"))?;
             m.insert(k.to_string(), v);
         } else if let Some((k, v)) = a.split_once(":=") {
-            let v: Value = serde_json::from_str(v).map_err(|e| format!("{a}: the value after := must be JSON: {e}"))?;
+            warn_inline(k);
+            let v: Value =
+                serde_json::from_str(v).map_err(|e| format!("{k}:=...: the value after := must be JSON: {e}"))?;
             m.insert(k.to_string(), v);
         } else if let Some((k, "-")) = a.split_once('=') {
             // Secrets (pin=-) are read from standard input, so they stay out
@@ -104,12 +119,7 @@ fn parse_args(args: &[String]) -> Result<Map<String, Value>, String> {
             }
             m.insert(k.to_string(), Value::String(line.trim_end_matches(['\r', '\n']).to_string()));
         } else if let Some((k, v)) = a.split_once('=') {
-            if matches!(k, "pin" | "token") {
-                eprintln!(
-                    "porterctl: warning: `{k}` given on the command line shows in the process list and the shell's \
-                     history; next time give {k}=- and type it"
-                );
-            }
+            warn_inline(k);
             m.insert(k.to_string(), Value::String(v.to_string()));
         } else {
             return Err(format!("`{a}`: arguments are key=value or key:=json"));

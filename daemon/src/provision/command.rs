@@ -278,7 +278,6 @@ pub const SYNC_PUT_MAX: usize = 1000;
 /// The most uses a limited key may be given.
 pub const MAX_USES: u64 = 1000;
 
-/// A key's limit from `uses` and `expires` (RFC 3339) or `expires_in_s`.
 /// The limit of a key made now (`pin.generate`, `pin.set`, `qr.generate`):
 /// [`limit_args`], and an expiry in the past is refused, as it would make a
 /// key that can never open (a sync may bring one: its key has expired).
@@ -290,6 +289,7 @@ fn new_key_limit(a: &Args) -> Result<Option<KeyLimit>, OpError> {
     Ok(limit)
 }
 
+/// A key's limit from `uses` and `expires` (RFC 3339) or `expires_in_s`.
 fn limit_args(
     uses: Option<u64>,
     expires: Option<&str>,

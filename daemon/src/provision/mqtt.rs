@@ -551,16 +551,31 @@ async fn work(
     }
 }
 
+/// The keyed digest (hex) of a command's op and arguments, which tells a
+/// repeat from another command under the same id. Keyed, because the
+/// arguments may hold a PIN; over the parsed arguments, so the order of their
+/// keys and the spacing of the JSON do not matter.
+fn command_digest(hasher: &crate::store::secret::KeyHasher, cmd: &command::Command) -> String {
+    let text = format!("{}\n{}", cmd.op, Value::Object(cmd.args.clone()));
+    hex::encode(hasher.command_digest(text.as_bytes()))
+}
+
 async fn handle(deps: &Deps, replies: &Arc<Replies>, payload: Bytes) -> Value {
     if payload.len() > MAX_COMMAND_BYTES {
         tracing::warn!(bytes = payload.len(), "mqtt: oversized command refused");
     }
-    // Parsing a 1 MiB sync.put takes milliseconds: off the async workers,
-    // which also carry the device drivers' reads.
-    let parsed = crate::provision::background(move || command::parse(&payload))
-        .await
-        .unwrap_or_else(|e| Err(json!({"ok": false, "error": {"code": "internal", "message": e.to_string()}})));
-    let cmd = match parsed {
+    // Parsing a 1 MiB sync.put takes milliseconds, and so does its digest:
+    // off the async workers, which also carry the device drivers' reads.
+    let svc = deps.svc.clone();
+    let parsed = crate::provision::background(move || {
+        command::parse(&payload).map(|cmd| {
+            let digest = command_digest(svc.hasher(), &cmd);
+            (cmd, digest)
+        })
+    })
+    .await
+    .unwrap_or_else(|e| Err(json!({"ok": false, "error": {"code": "internal", "message": e.to_string()}})));
+    let (cmd, digest) = match parsed {
         Ok(c) => c,
         Err(reply) => {
             tracing::warn!(error = %reply["error"]["message"], "mqtt: malformed command");
@@ -568,9 +583,6 @@ async fn handle(deps: &Deps, replies: &Arc<Replies>, payload: Bytes) -> Value {
         }
     };
     let key = replies::id_key(&cmd.id);
-    // Keyed: the arguments may hold a PIN.
-    let text = format!("{}\n{}", cmd.op, Value::Object(cmd.args.clone()));
-    let digest = hex::encode(deps.svc.hasher().command_digest(text.as_bytes()));
     match key.as_deref().map(|k| replies.get(k, &digest)) {
         Some(replies::Seen::Repeat(stored)) => {
             tracing::info!(op = %cmd.op, "mqtt: repeated command id; sending the stored reply");
@@ -601,6 +613,17 @@ async fn handle(deps: &Deps, replies: &Arc<Replies>, payload: Bytes) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_retry_has_its_commands_digest_whatever_its_spacing_and_key_order() {
+        let h = crate::store::secret::KeyHasher::new(b"0123456789abcdef");
+        let d = |text: &[u8]| command_digest(&h, &command::parse(text).unwrap());
+        let a = d(br#"{"id":"c-1","op":"pin.set","args":{"holder":"h1","pin":"483920"}}"#);
+        assert_eq!(a, d(br#"{ "op": "pin.set", "args": { "pin": "483920", "holder": "h1" }, "id": "c-1" }"#));
+        assert_ne!(a, d(br#"{"id":"c-1","op":"pin.set","args":{"holder":"h1","pin":"483921"}}"#));
+        assert_ne!(a, d(br#"{"id":"c-1","op":"state.get","args":{}}"#));
+        assert!(!a.contains("483920"));
+    }
 
     #[test]
     fn a_lost_connection_resends_what_was_confirmed_just_before() {

@@ -236,7 +236,13 @@ impl DecisionLoop {
             }
             ControlMsg::ClockJumped { by_ms } => {
                 let now = self.clock.now_ms();
+                let (_, today) = clock::local(self.tz, now);
                 for d in &mut self.devices {
+                    // A step back: the day's counts carry over to the new today.
+                    if d.lockout.day > today {
+                        d.lockout.rebase(today);
+                        self.audit.lockout(&d.id, d.lockout);
+                    }
                     // `now - by_ms` is the old clock's now: a lockout running then moves.
                     if d.lockout.locked_until_ms > now.saturating_sub(by_ms) {
                         // Never longer than the longest lockout from now: a

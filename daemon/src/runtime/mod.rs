@@ -291,8 +291,11 @@ pub async fn run_with_clock(
 
     // The decision loop.
     let device_ids: Vec<String> = cfg.devices.iter().map(|d| d.id.clone()).collect();
-    let lockouts = decisions::load_lockouts(&store, &device_ids);
+    let mut lockouts = decisions::load_lockouts(&store, &device_ids);
     let (_, today) = clock::local(cfg.timezone, clock.now_ms());
+    // A state written on a later day (the clock set back since, or it ran
+    // ahead then): its counts carry over to today, and end at midnight.
+    lockouts.iter_mut().for_each(|l| l.rebase(today));
     for (id, l) in device_ids.iter().zip(&lockouts) {
         if l.is_locked(&cfg.lockout, clock.now_ms(), today) {
             let until = if l.locked_until_ms > clock.now_ms() {

@@ -25,7 +25,7 @@ pub enum SecretError {
     Io { path: String, source: std::io::Error, hint: &'static str },
     #[error("secret_file {path} holds {len} bytes, not a Porter secret (at least 16): restore it from a backup; with an empty store, deleting it makes a new one")]
     TooShort { path: String, len: usize },
-    #[error("secret_file {path} is missing, but the store holds keys made with it: restore the file from a backup, or move data_dir aside to start with an empty store")]
+    #[error("secret_file {path} is missing, but the store was made with it (it holds keys, tombstones or the secret's check value): restore the file from a backup, or move data_dir aside to start with an empty store")]
     Missing { path: String },
     #[error("secret_file {path} has mode {mode:o}: users other than its owner may read it; chmod 600 {path} (and chown it to the daemon's user)")]
     Loose { path: String, mode: u32 },
@@ -34,8 +34,9 @@ pub enum SecretError {
 }
 
 /// Reads the secret at `path`, creating it (mode 0600, 32 random bytes, its
-/// folder 0700 when that is made too) when absent and `may_create`. Refuses a
-/// file that users other than its owner may read.
+/// folder 0700 when that is made too) when absent and `may_create`. A file
+/// that users other than its owner may read is set to 0600, or refused when
+/// the daemon may not change its mode.
 pub fn load_or_create(path: &Path, may_create: bool) -> Result<Zeroizing<Vec<u8>>, SecretError> {
     let io = |source, hint| SecretError::Io { path: path.display().to_string(), source, hint };
     match std::fs::read(path).map(Zeroizing::new) {
@@ -45,7 +46,11 @@ pub fn load_or_create(path: &Path, may_create: bool) -> Result<Zeroizing<Vec<u8>
             }
             let mode = std::fs::metadata(path).map(|m| m.permissions().mode() & 0o777).unwrap_or(0);
             if mode & 0o077 != 0 {
-                return Err(SecretError::Loose { path: path.display().to_string(), mode });
+                // Tightened where the daemon may (its own file); refused where not.
+                if std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).is_err() {
+                    return Err(SecretError::Loose { path: path.display().to_string(), mode });
+                }
+                tracing::warn!(path = %path.display(), was = format!("{mode:o}"), "secret_file was readable by others; its mode is now 600");
             }
             Ok(bytes)
         }
@@ -170,14 +175,13 @@ mod tests {
     }
 
     #[test]
-    fn a_secret_others_may_read_is_refused() {
+    fn a_secret_others_may_read_is_made_private() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("device.key");
-        load_or_create(&p, true).unwrap();
+        let a = load_or_create(&p, true).unwrap();
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o640)).unwrap();
-        let e = load_or_create(&p, false).unwrap_err();
-        assert!(matches!(e, SecretError::Loose { mode: 0o640, .. }), "{e}");
-        assert!(e.to_string().contains("chmod 600"), "{e}");
+        assert_eq!(load_or_create(&p, false).unwrap(), a);
+        assert_eq!(std::fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o600);
     }
 
     #[test]

@@ -94,6 +94,22 @@ fn generate_redraws_pins_in_use_or_tombstoned() {
     }
 }
 
+/// A deactivated PIN set again with limits is a new key: active, counted afresh.
+#[test]
+fn a_pin_made_again_with_limits_is_active() {
+    let s = svc();
+    s.holder_put(spec("st-1")).unwrap();
+    s.pin_set("st-1", "483920").unwrap();
+    s.pin_set_active("st-1", false).unwrap();
+    // The same PIN again without limits changes nothing: still off.
+    s.pin_set("st-1", "483920").unwrap();
+    assert_eq!(try_key(&s, KeyKind::Pin, "483920"), Some(Reason::Inactive));
+    let limit = KeyLimit { uses: Some(2), expires_ms: None };
+    s.pin_set_limited("st-1", "483920", Some(limit)).unwrap();
+    assert_eq!(try_key(&s, KeyKind::Pin, "483920"), None);
+    assert_eq!(s.holder_get("st-1").unwrap()["keys"]["pin"]["active"], true);
+}
+
 #[test]
 fn pin_set_checks_duplicates_and_tombstones() {
     let s = svc();
