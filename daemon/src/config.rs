@@ -56,6 +56,12 @@ pub struct Config {
 #[derive(Debug, Clone)]
 pub struct StoreConfig {
     pub cache_capacity: u64,
+    /// What a start does with a store found damaged (docs/ops.md).
+    pub on_damage: crate::store::recover::OnDamage,
+    /// What a recovery restores from the newest snapshot.
+    pub restore: crate::store::recover::Restore,
+    /// How many snapshots to keep (0: none are written).
+    pub snapshots: u32,
 }
 
 #[derive(Debug, Clone)]
@@ -575,12 +581,38 @@ fn validate(raw: &serde_json::Value, errs: &mut ConfigErrors) -> Option<Config> 
     }
 
     let store = {
-        let mut s = top.opt_table("store", errs);
-        let mb = s.as_mut().map(|s| s.u64_or("cache_capacity_mb", 4, 1..=4096, errs)).unwrap_or(4);
-        if let Some(s) = s {
+        let s = top.opt_table("store", errs);
+        use crate::store::recover::{OnDamage, Restore};
+        let mut c = StoreConfig {
+            cache_capacity: 4 * 1024 * 1024,
+            on_damage: OnDamage::Recover,
+            restore: Restore::Restrictive,
+            snapshots: 3,
+        };
+        if let Some(mut s) = s {
+            c.cache_capacity = s.u64_or("cache_capacity_mb", 4, 1..=4096, errs) * 1024 * 1024;
+            match s.string_or("on_damage", "recover", errs).as_str() {
+                "recover" => {}
+                "refuse" => c.on_damage = OnDamage::Refuse,
+                other => errs.push(
+                    s.key_path("on_damage"),
+                    format!("unknown policy `{other}`"),
+                    Some("use \"recover\" (move a damaged store aside and start from the newest snapshot) or \"refuse\" (do not start)".into()),
+                ),
+            }
+            match s.string_or("restore", "restrictive", errs).as_str() {
+                "restrictive" => {}
+                "all" => c.restore = Restore::All,
+                other => errs.push(
+                    s.key_path("restore"),
+                    format!("unknown choice `{other}`"),
+                    Some("use \"restrictive\" (only what refuses: retired PINs, lockouts, spent uses) or \"all\" (holders and keys too)".into()),
+                ),
+            }
+            c.snapshots = s.u64_or("snapshots", 3, 0..=10, errs) as u32;
             s.finish(errs);
         }
-        StoreConfig { cache_capacity: mb * 1024 * 1024 }
+        c
     };
     let keys = {
         let mut s = top.opt_table("keys", errs);

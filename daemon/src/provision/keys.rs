@@ -306,7 +306,7 @@ impl KeyService {
             (Some(o), None) => batch.remove(records::holder_key(space, &o.id)),
             (None, None) => {}
         }
-        self.store.apply(batch)?;
+        self.store.apply_change(batch)?;
         let cur = self.live.load_full();
         let mut snap = Snapshot::clone(&cur);
         for (h, ..) in &old_keys {
@@ -822,7 +822,9 @@ impl KeyService {
         b.put(records::ACTIVE.to_vec(), staging.as_str().as_bytes().to_vec());
         b.put(records::GENERATION.to_vec(), state.generation.to_string().into_bytes());
         b.remove(records::SYNC.to_vec());
-        self.store.apply(b)?;
+        // The portal's full sync ends the wait after a recovery.
+        b.remove(crate::store::recover::NEEDS_SYNC.to_vec());
+        self.store.apply_change(b)?;
         self.space.store(staging.0, Ordering::SeqCst);
         self.reload()?;
         let s = self.state_unlocked()?;

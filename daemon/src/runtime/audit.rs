@@ -155,7 +155,7 @@ fn spawn_writer(
     rx: mpsc::Receiver<Msg>,
     audit: &Audit,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
-    let (lockouts, bus) = (audit.lockouts.clone(), audit.bus.clone());
+    let (lockouts, bus, dropped) = (audit.lockouts.clone(), audit.bus.clone(), audit.dropped.clone());
     let last = store
         .get(records::SEQ)
         .ok()
@@ -164,7 +164,7 @@ fn spawn_writer(
         .unwrap_or(0);
     std::thread::Builder::new()
         .name("audit-writer".into())
-        .spawn(move || writer(store, rx, lockouts, bus, last, retain))
+        .spawn(move || writer(store, rx, lockouts, bus, dropped, last, retain))
 }
 
 fn writer(
@@ -172,9 +172,12 @@ fn writer(
     mut rx: mpsc::Receiver<Msg>,
     lockouts: Arc<Mutex<Lockouts>>,
     bus: broadcast::Sender<Arc<Event>>,
+    dropped: Arc<AtomicU64>,
     mut seq: u64,
     retain: u64,
 ) {
+    // Drops already reported as an `audit.gap`.
+    let mut reported = 0;
     // Writing events to the store (sled's page work, the fsyncs) may wait;
     // on a two-core controller it must not take a core from the drivers and
     // the decision loop at the moment a key is presented. The queue holds
@@ -194,6 +197,7 @@ fn writer(
         for (device, s) in states {
             batch.put(records::lockout_key(&device), serde_json::to_vec(&s).unwrap_or_default());
         }
+        let before = seq;
         let mut push = |d: Draft, batch: &mut Batch, events: &mut Vec<Event>| {
             seq += 1;
             let mut obj = Map::new();
@@ -208,6 +212,17 @@ fn writer(
             }
             events.push(Event { seq, json });
         };
+        // Events dropped because the queue was full: a gap in what the
+        // log holds, said where it happened.
+        let lost = dropped.load(Ordering::Relaxed);
+        if lost > reported {
+            let mut f = Map::new();
+            f.insert("after".into(), before.into());
+            f.insert("reason".into(), "queue_full".into());
+            f.insert("dropped".into(), (lost - reported).into());
+            push(Draft { ts_ms: chrono::Utc::now().timestamp_millis(), kind: "audit.gap", fields: f }, &mut batch, &mut events);
+            reported = lost;
+        }
         for m in msgs {
             match m {
                 Msg::Event(d) => push(d, &mut batch, &mut events),
@@ -223,8 +238,19 @@ fn writer(
         // A write that fails (a full or failing disk) is tried again, the
         // same batch with the same seqs, until it is written: nothing it
         // holds is lost, and meanwhile the queue fills and drops (counted).
+        // Numbers are published only below what the check record has
+        // reserved, a block at a time, so no restart can hand one out again.
+        let floor = before;
+        let reserve = |store: &Store| -> Result<(), String> {
+            match store.guard() {
+                Some(g) if g.reserved() < seq => {
+                    g.reserve(floor, seq + crate::store::check::SEQ_BLOCK).map_err(|e| format!("seq reservation: {e}"))
+                }
+                _ => Ok(()),
+            }
+        };
         let mut wait = RETRY_FIRST;
-        while let Err(e) = store.apply(batch.clone()) {
+        while let Err(e) = reserve(&store).and_then(|()| store.apply(batch.clone()).map_err(|e| e.to_string())) {
             tracing::error!(error = %e, retry_in_ms = wait.as_millis() as u64, "audit log write failed");
             std::thread::sleep(wait);
             wait = (wait * 2).min(RETRY_MAX);

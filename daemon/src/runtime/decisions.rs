@@ -692,7 +692,7 @@ mod tests {
             relock_on_close: false,
         };
         let ev = doors::DoorEvents { audit: audit.clone(), clock: Arc::new(super::clock::SystemClock) };
-        let (door, _task) = doors::start(setup, Box::new(lock.clone()), Vec::new(), ev, CancellationToken::new()).await;
+        let (door, _task) = doors::start(setup, Box::new(lock.clone()), false, Vec::new(), ev, CancellationToken::new()).await;
         let events = audit.subscribe();
         // 2026-11-25 is a Wednesday; noon UTC.
         let clock = Arc::new(FixedClock(AtomicI64::new(1_795_608_000_000)));

@@ -84,10 +84,13 @@ const RETRY_FIRST: Duration = Duration::from_millis(250);
 /// The longest wait between tries.
 const RETRY_MAX: Duration = Duration::from_secs(5);
 
-/// Makes a door: drives its lock locked now, returns the handle and the task.
+/// Makes a door: drives its lock locked now (unless `locked` says
+/// [`lock_all`] just did, through this very output), returns the handle and
+/// the task.
 pub async fn start(
     setup: DoorSetup,
     out: Box<dyn Output>,
+    locked: bool,
     indicators: Vec<mpsc::Sender<Signal>>,
     events: DoorEvents,
     cancel: CancellationToken,
@@ -96,28 +99,49 @@ pub async fn start(
     let handle = DoorHandle { id: setup.id.clone(), unlock: setup.unlock, tx, indicators };
     let mut door =
         Door { setup, out, events, open_until: None, contact: None, held_since: None, retry: None, failing: false };
-    door.relock().await;
+    if !locked {
+        door.relock().await;
+    }
     let task = tokio::spawn(door.run(rx, cancel));
     (handle, task)
 }
 
-/// Drives every lock of `cfg` locked, for a start that fails before its
-/// doors exist: whatever a crashed run left open is locked before the
-/// daemon exits.
-pub async fn lock_all(cfg: &crate::config::Config) {
+/// A lock output opened and driven by [`lock_all`], and whether it took the
+/// command.
+pub type Driven = Option<(Box<dyn Output>, bool)>;
+
+/// Drives every lock of `cfg` locked, first thing at start, before the store
+/// is opened or anything else that can fail or panic runs: whatever a
+/// crashed run left open is locked even if this start goes no further.
+/// Returns each door's output (in door order) for [`start`] to keep, so the
+/// lock is not commanded twice. An `exec` lock is not driven here: its
+/// program starts with the doors.
+pub async fn lock_all(cfg: &crate::config::Config) -> Vec<Driven> {
+    let mut out = Vec::new();
     for d in &cfg.doors {
         let dev = &cfg.devices[d.lock];
         if matches!(dev.kind, porter_drivers::KindConfig::Exec(_)) {
-            // Its program is started with the doors, not here: nothing would reach the lock.
-            tracing::warn!(door = %d.id, device = %dev.id, "exec lock not driven before exiting: its program is not running");
+            tracing::warn!(door = %d.id, device = %dev.id, "exec lock not driven before the store is opened: its program starts with the doors");
+            out.push(None);
             continue;
         }
-        let Some(mut out) = dev.kind.output_driver(&dev.id) else { continue };
-        match out.set(false).await {
-            Ok(()) => tracing::info!(door = %d.id, "lock driven locked before exiting"),
-            Err(e) => tracing::error!(door = %d.id, error = %e, "lock output failed"),
-        }
+        let Some(mut o) = dev.kind.output_driver(&dev.id) else {
+            out.push(None);
+            continue;
+        };
+        let ok = match o.set(false).await {
+            Ok(()) => {
+                tracing::info!(door = %d.id, "lock driven locked before the store is opened");
+                true
+            }
+            Err(e) => {
+                tracing::error!(door = %d.id, error = %e, "lock output failed");
+                false
+            }
+        };
+        out.push(Some((o, ok)));
     }
+    out
 }
 
 struct Door {
@@ -291,7 +315,7 @@ mod tests {
             relock_on_close,
         };
         let ev = DoorEvents { audit, clock: Arc::new(SystemClock) };
-        let (door, task) = start(setup, Box::new(lock.clone()), Vec::new(), ev, cancel.clone()).await;
+        let (door, task) = start(setup, Box::new(lock.clone()), false, Vec::new(), ev, cancel.clone()).await;
         Rig { door, task, lock, cancel, events }
     }
 

@@ -22,7 +22,7 @@ pub mod systemd;
 use crate::access::keypad::KeypadEntry;
 use crate::config::Config;
 use crate::provision::{admin, mqtt, Control, ErrorCode, KeyService, OpError};
-use crate::store::{secret, Store};
+use crate::store::{recover, secret, Store};
 use clock::{Clock, SystemClock};
 use decisions::{ControlMsg, DecisionLoop, DeviceState};
 use doors::DoorHandle;
@@ -46,6 +46,8 @@ pub enum StartError {
     // Not a `source`: the message already includes it, once.
     #[error("cannot open the store in {dir}: {err}")]
     Store { dir: String, err: crate::store::StoreError },
+    #[error(transparent)]
+    Open(#[from] recover::OpenError),
     #[error("cannot load the keys: {0}")]
     Keys(OpError),
     #[error("cannot start the audit writer: {0}")]
@@ -170,21 +172,59 @@ struct Opened {
     svc: Arc<KeyService>,
     audit: audit::Audit,
     audit_thread: std::thread::JoinHandle<()>,
+    recovery: Option<recover::Recovery>,
+    gap: Option<recover::Gap>,
 }
 
-fn open_state(cfg: &Config) -> Result<Opened, StartError> {
-    // The data folder holds holder names and the event log: the daemon's
-    // user and group only, when it is made here.
-    {
-        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
-        let _ = std::fs::DirBuilder::new().recursive(true).mode(0o750).create(&cfg.data_dir);
-        if std::fs::metadata(&cfg.data_dir).is_ok_and(|m| m.permissions().mode() & 0o002 != 0) {
-            tracing::warn!(data_dir = %cfg.data_dir.display(), "data_dir is writable by every user; chmod 750 it");
-        }
+/// Makes `data_dir` (the daemon's user and group only: it holds holder
+/// names and the event log) and takes its lock, held for as long as the
+/// returned file is open. Another porterd on this data_dir holds it: then
+/// the start stops before it drives that daemon's locks.
+fn lock_data_dir(cfg: &Config) -> Result<std::fs::File, StartError> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    let _ = std::fs::DirBuilder::new().recursive(true).mode(0o750).create(&cfg.data_dir);
+    if std::fs::metadata(&cfg.data_dir).is_ok_and(|m| m.permissions().mode() & 0o002 != 0) {
+        tracing::warn!(data_dir = %cfg.data_dir.display(), "data_dir is writable by every user; chmod 750 it");
     }
-    let store_dir = cfg.data_dir.join("store");
-    let store = Store::open(&store_dir, cfg.store.cache_capacity)
-        .map_err(|err| StartError::Store { dir: store_dir.display().to_string(), err })?;
+    let path = cfg.data_dir.join("porterd.lock");
+    let store_err = |err| StartError::Store { dir: cfg.data_dir.join("store").display().to_string(), err };
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| store_err(crate::store::StoreError::Sled(sled_io(e))))?;
+    match f.try_lock() {
+        Ok(()) => Ok(f),
+        Err(std::fs::TryLockError::WouldBlock) => {
+            Err(store_err(crate::store::StoreError::Locked { path: cfg.data_dir.join("store").display().to_string() }))
+        }
+        Err(std::fs::TryLockError::Error(e)) => Err(store_err(crate::store::StoreError::Sled(sled_io(e)))),
+    }
+}
+
+fn sled_io(e: std::io::Error) -> sled::Error {
+    sled::Error::Io(e)
+}
+
+fn open_state(cfg: &Config, now_ms: i64) -> Result<Opened, StartError> {
+    let s = &cfg.store;
+    let opened = recover::open(&cfg.data_dir, s.cache_capacity, s.on_damage, s.restore, now_ms)?;
+    match open_keys(cfg, opened.store.clone()) {
+        Ok((hasher, svc)) => finish_open(cfg, opened, hasher, svc),
+        // A record that does not decode: the store is damaged after all.
+        Err(StartError::Keys(e)) if e.code == ErrorCode::Internal && e.message.contains("corrupt record") => {
+            let damage = crate::store::check::Damage { kind: "unreadable", detail: e.message.clone() };
+            let opened =
+                recover::recover_after(opened.store, &cfg.data_dir, s.cache_capacity, s.on_damage, s.restore, damage, now_ms)?;
+            let (hasher, svc) = open_keys(cfg, opened.store.clone())?;
+            finish_open(cfg, opened, hasher, svc)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+fn open_keys(cfg: &Config, store: Store) -> Result<(secret::KeyHasher, Arc<KeyService>), StartError> {
     // A new secret would silently invalidate every stored key and tombstone:
     // make one only for a store that holds none and has never checked one.
     let empty = {
@@ -199,17 +239,129 @@ fn open_state(cfg: &Config) -> Result<Opened, StartError> {
     secret::check(&store, &hasher, &cfg.secret_file)?;
     let door_ids: Vec<String> = cfg.doors.iter().map(|d| d.id.clone()).collect();
     let svc = Arc::new(
-        KeyService::open_with_roles(
-            store.clone(),
-            hasher.clone(),
-            door_ids,
-            cfg.keys.pin_length,
-            cfg.role_schedules.clone(),
-        )
-        .map_err(StartError::Keys)?,
+        KeyService::open_with_roles(store, hasher.clone(), door_ids, cfg.keys.pin_length, cfg.role_schedules.clone())
+            .map_err(StartError::Keys)?,
     );
+    Ok((hasher, svc))
+}
+
+fn finish_open(
+    cfg: &Config,
+    opened: recover::Opened,
+    hasher: secret::KeyHasher,
+    svc: Arc<KeyService>,
+) -> Result<Opened, StartError> {
+    let recover::Opened { store, recovery, gap } = opened;
     let (audit, audit_thread) = audit::start(store.clone(), cfg.audit.retain).map_err(StartError::Audit)?;
-    Ok(Opened { store, hasher, svc, audit, audit_thread })
+    Ok(Opened { store, hasher, svc, audit, audit_thread, recovery, gap })
+}
+
+/// Records what the start found: an `audit.gap` where events may be missing,
+/// and a `store.recovered` event after a recovery.
+fn report_recovery(audit: &audit::Audit, now_ms: i64, r: Option<&recover::Recovery>, gap: Option<&recover::Gap>) {
+    if let Some(g) = gap {
+        let since = g.since_ms.map(crate::store::records::rfc3339);
+        tracing::warn!(after = g.after, reason = g.reason, since = since.as_deref().unwrap_or(""), "events may be missing (audit.gap)");
+        let mut f = serde_json::Map::new();
+        f.insert("after".into(), json!(g.after));
+        f.insert("reason".into(), json!(g.reason));
+        f.insert("since".into(), json!(since));
+        audit.record(audit::Draft { ts_ms: now_ms, kind: "audit.gap", fields: f });
+    }
+    let Some(r) = r else { return };
+    let snapshot = r.snapshot.as_ref().map(|(p, ms, generation)| {
+        json!({"file": p.display().to_string(), "taken": crate::store::records::rfc3339(*ms), "generation": generation})
+    });
+    let recorded = r.recorded.as_ref().map(|c| json!({"changes": c.changes, "generation": c.generation, "seq": c.seq_floor}));
+    let missing = match (&r.snapshot, r.restore) {
+        (None, _) => "everything: no snapshot was found; every key is denied until the portal's full sync",
+        (Some(_), recover::Restore::Restrictive) => {
+            "holders and keys (denied until the portal's full sync); changes since the snapshot"
+        }
+        (Some(_), recover::Restore::All) => "changes since the snapshot, until the portal's full sync",
+    };
+    tracing::error!(
+        damage = r.damage.kind,
+        detail = %r.damage.detail,
+        moved_to = %r.moved_to.display(),
+        restore = r.restore.as_str(),
+        holders = r.holders,
+        tombstones = r.tombstones,
+        lockouts = r.lockouts,
+        uses = r.uses,
+        "store recovered; waiting for the portal's full sync (docs/ops.md)"
+    );
+    let mut f = serde_json::Map::new();
+    f.insert("damage".into(), json!(r.damage.kind));
+    f.insert("detail".into(), json!(r.damage.detail));
+    f.insert("moved_to".into(), json!(r.moved_to.display().to_string()));
+    f.insert("snapshot".into(), snapshot.unwrap_or(Value::Null));
+    f.insert("restore".into(), json!(r.restore.as_str()));
+    f.insert(
+        "restored".into(),
+        json!({"holders": r.holders, "tombstones": r.tombstones, "lockouts": r.lockouts, "uses": r.uses}),
+    );
+    f.insert("recorded".into(), recorded.unwrap_or(Value::Null));
+    f.insert("missing".into(), json!(missing));
+    audit.record(audit::Draft { ts_ms: now_ms, kind: "store.recovered", fields: f });
+}
+
+/// How often the snapshot task looks for a new generation.
+const SNAPSHOT_CHECK: Duration = Duration::from_secs(2);
+/// The longest time between two snapshots.
+const SNAPSHOT_EVERY_MS: i64 = 24 * 3600 * 1000;
+
+/// Writes a snapshot of the store (`store::snapshot`) at start when none is
+/// recent, after every committed full sync, and at least daily, off the
+/// async workers; keeps the newest `keep`.
+async fn snapshots(svc: Arc<KeyService>, data_dir: std::path::PathBuf, keep: u32, clock: Arc<dyn Clock>, cancel: CancellationToken) {
+    use crate::store::snapshot;
+    if keep == 0 {
+        return;
+    }
+    let dir = snapshot::dir(&data_dir);
+    // The newest snapshot's time and generation, as far as this run knows.
+    let mut last: Option<(i64, u64)> = snapshot::list(&dir)
+        .first()
+        .and_then(|p| p.file_stem()?.to_str()?.parse::<i64>().ok())
+        .map(|ms| (ms, u64::MAX));
+    let mut tick = tokio::time::interval(SNAPSHOT_CHECK);
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let (now, generation) = (clock.now_ms(), svc.generation().unwrap_or(0));
+        let due = match last {
+            None => svc.counts().holders > 0 || generation > 0,
+            Some((ms, g)) => (g != generation && g != u64::MAX) || now - ms >= SNAPSHOT_EVERY_MS || now < ms,
+        };
+        if !due {
+            // A snapshot from an earlier run: follow this run's generations from here.
+            if let Some((ms, u64::MAX)) = last {
+                last = Some((ms, generation));
+            }
+            continue;
+        }
+        let (store, d) = (svc.store().clone(), dir.clone());
+        match tokio::task::spawn_blocking(move || {
+            crate::provision::lower_this_thread();
+            snapshot::write(&store, &d, keep, now)
+        })
+        .await
+        {
+            Ok(Ok(p)) => {
+                tracing::info!(file = %p.display(), generation, "snapshot written");
+                last = Some((now, generation));
+            }
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "cannot write a snapshot of the store");
+                // Tried again at the next check, not in a tight loop.
+                last = Some((now - SNAPSHOT_EVERY_MS + 60_000, generation));
+            }
+            Err(_) => return,
+        }
+    }
 }
 
 /// Runs the daemon until `shutdown` resolves.
@@ -228,20 +380,16 @@ pub async fn run_with_clock(
     if admin::answered(&cfg.admin.socket).await {
         return Err(StartError::AdminInUse(cfg.admin.socket.display().to_string()));
     }
-    // A start that fails here (a wrong schema, a missing secret) still
-    // drives every lock locked before the daemon exits; but not when the
-    // store is in use: then another porterd owns the doors.
-    let Opened { store, hasher, svc, audit, audit_thread } = match open_state(&cfg) {
-        Ok(s) => s,
-        Err(e) => {
-            if !matches!(e, StartError::Store { err: crate::store::StoreError::Locked { .. }, .. }) {
-                doors::lock_all(&cfg).await;
-            }
-            return Err(e);
-        }
-    };
+    // Another porterd on this data_dir runs this room: leave its doors alone.
+    let _data_lock = lock_data_dir(&cfg)?;
+    // Locks first, whatever fails next (a damaged store that makes sled
+    // panic, a wrong schema, a missing secret): every lock is driven locked
+    // before anything that can fail runs.
+    let mut driven = doors::lock_all(&cfg).await;
+    let Opened { store, hasher, svc, audit, audit_thread, recovery, gap } = open_state(&cfg, clock.now_ms())?;
     let store_dir = cfg.data_dir.join("store");
     tracing::info!(dir = %store_dir.display(), holders = svc.state().map(|s| s.holders).unwrap_or(0), "store open");
+    report_recovery(&audit, clock.now_ms(), recovery.as_ref(), gap.as_ref());
 
     // Locks next: every door locked before any input is read.
     let doors_cancel = CancellationToken::new();
@@ -250,7 +398,10 @@ pub async fn run_with_clock(
     let events = doors::DoorEvents { audit: audit.clone(), clock: clock.clone() };
     for d in &cfg.doors {
         let dev = &cfg.devices[d.lock];
-        let out = dev.kind.output_driver(&dev.id).expect("config guarantees locks are outputs");
+        let (out, locked) = match driven.get_mut(doors.len()).and_then(Option::take) {
+            Some((out, locked)) => (out, locked),
+            None => (dev.kind.output_driver(&dev.id).expect("config guarantees locks are outputs"), false),
+        };
         let mut indicators = Vec::new();
         for (line, idx) in [(feedback::Line::Led, d.led), (feedback::Line::Buzzer, d.buzzer)] {
             let Some(dev) = idx.map(|i| &cfg.devices[i]) else { continue };
@@ -265,7 +416,7 @@ pub async fn run_with_clock(
             held_open: d.held_open,
             relock_on_close: d.relock_on_close,
         };
-        let (h, t) = doors::start(setup, out, indicators, events.clone(), doors_cancel.clone()).await;
+        let (h, t) = doors::start(setup, out, locked, indicators, events.clone(), doors_cancel.clone()).await;
         doors.push(h);
         door_tasks.push(t);
     }
@@ -339,6 +490,13 @@ pub async fn run_with_clock(
     // The clock's trust, seen once before the first decision, then watched.
     let trust = Arc::new(clock::Trust::new(&cfg.clock.source));
     let clock_cancel = CancellationToken::new();
+    let snapshot_task = tokio::spawn(snapshots(
+        svc.clone(),
+        cfg.data_dir.clone(),
+        cfg.store.snapshots,
+        clock.clone(),
+        clock_cancel.clone(),
+    ));
     let clock_task = {
         let control = control_tx.clone();
         let jumped = move |by_ms| {
@@ -434,6 +592,9 @@ pub async fn run_with_clock(
             let num = |k: &[u8]| -> u64 {
                 store2.get(k).ok().flatten().and_then(|v| String::from_utf8_lossy(&v).parse().ok()).unwrap_or(0)
             };
+            // After a recovery, until the portal's next full sync.
+            let state = if recover::needs_sync(&store2) { "needs_sync" } else { "ok" };
+            m.insert("store".into(), json!(state));
             m.insert("outbox".into(), json!(num(crate::store::records::SEQ).saturating_sub(num(b"m/events_acked"))));
             if let Ok(h) = health2.lock() {
                 m.insert("devices".into(), json!(*h));
@@ -505,6 +666,7 @@ pub async fn run_with_clock(
         }
         clock_cancel.cancel();
         let _ = clock_task.await;
+        let _ = snapshot_task.await;
         loop_cancel.cancel();
         let _ = loop_task.await;
         // The loop held the only job sender: the enroller ends after the
@@ -531,11 +693,23 @@ pub async fn run_with_clock(
     // The writer ends once the last Audit clone is gone (an admin request
     // still finishing may hold one briefly), after writing what is queued.
     drop(audit);
-    if tokio::time::timeout_at(deadline, tokio::task::spawn_blocking(move || audit_thread.join())).await.is_err() {
+    let written = tokio::time::timeout_at(deadline, tokio::task::spawn_blocking(move || audit_thread.join())).await;
+    if written.is_err() {
         tracing::error!("the audit writer did not finish in time");
     }
-    if let Err(e) = store.flush() {
-        tracing::error!(error = %e, "final store flush failed");
+    match store.flush() {
+        Err(e) => tracing::error!(error = %e, "final store flush failed"),
+        // Every event is on disk: the next start goes on from the last
+        // `seq` without a gap.
+        Ok(()) if written.is_ok() => {
+            let seq = store.found().map(|f| f.seq);
+            if let (Some(g), Ok(seq)) = (store.guard(), seq) {
+                if let Err(e) = g.stopped(seq) {
+                    tracing::error!(error = %e, "cannot record the clean stop; the next start reports an audit.gap");
+                }
+            }
+        }
+        Ok(()) => {}
     }
     tracing::info!("stopped");
     Ok(())

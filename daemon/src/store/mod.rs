@@ -8,9 +8,12 @@
 //! - [`secret`]: the device secret and the keyed hash of PINs, tokens, UIDs.
 //! - [`records`]: the typed records and their key layout.
 
+pub mod check;
 mod migrate;
 pub mod records;
+pub mod recover;
 pub mod secret;
+pub mod snapshot;
 
 use std::path::Path;
 
@@ -32,6 +35,27 @@ pub enum StoreError {
     Locked { path: String },
     #[error("store: corrupt record {key}: {detail}")]
     Corrupt { key: String, detail: String },
+    /// sled panicked while reading its files: they are damaged.
+    #[error("store at {path} cannot be read: {detail}")]
+    Unreadable { path: String, detail: String },
+}
+
+impl StoreError {
+    /// Whether the error means the store's files are damaged (rather than
+    /// in use, of another version, or on a disk that refuses writes).
+    pub fn is_damage(&self) -> bool {
+        match self {
+            StoreError::Corrupt { .. } | StoreError::Unreadable { .. } => true,
+            StoreError::Sled(sled::Error::Corruption { .. }) => true,
+            StoreError::Sled(sled::Error::Io(e)) => {
+                // sled reports bad data it read as InvalidData / UnexpectedEof.
+                matches!(e.kind(), std::io::ErrorKind::InvalidData | std::io::ErrorKind::UnexpectedEof)
+                    || e.to_string().contains("corrupt")
+            }
+            StoreError::Sled(sled::Error::ReportableBug(_)) => true,
+            _ => false,
+        }
+    }
 }
 
 /// One stored record: key and value.
@@ -62,6 +86,8 @@ impl Batch {
 #[derive(Clone)]
 pub struct Store {
     db: sled::Db,
+    /// The check record kept beside the store, once attached.
+    guard: std::sync::Arc<std::sync::OnceLock<check::Guard>>,
 }
 
 impl Store {
@@ -84,7 +110,18 @@ impl Store {
                 .cache_capacity(cache_bytes)
                 .mode(sled::Mode::LowSpace)
                 .flush_every_ms(None);
-            match config.open() {
+            // sled panics on some damaged files (`tried to serialize
+            // Uninitialized`): that is damage to report, not a crash.
+            let opened = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                config.open().and_then(|db| {
+                    // Reading every page once finds the damage sled panics
+                    // on now, rather than in the middle of a decision.
+                    db.iter().try_for_each(|r| r.map(|_| ()))?;
+                    Ok(db)
+                })
+            }))
+            .map_err(|p| StoreError::Unreadable { path: dir.display().to_string(), detail: panic_text(&p) })?;
+            match opened {
                 Ok(db) => return Self::check_schema(db, dir),
                 // sled reports the lock conflict only as text.
                 Err(sled::Error::Io(e)) if e.to_string().contains("could not acquire lock") => {
@@ -106,6 +143,12 @@ impl Store {
     }
 
     fn check_schema(db: sled::Db, dir: &Path) -> Result<Store, StoreError> {
+        let db = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| Self::check_schema_inner(db, dir)))
+            .map_err(|p| StoreError::Unreadable { path: dir.display().to_string(), detail: panic_text(&p) })??;
+        Ok(Store { db, guard: Default::default() })
+    }
+
+    fn check_schema_inner(db: sled::Db, dir: &Path) -> Result<sled::Db, StoreError> {
         match db.get(SCHEMA_KEY)? {
             None => {
                 if db.iter().next().is_some() {
@@ -136,7 +179,70 @@ impl Store {
                 })
             }
         }
-        Ok(Store { db })
+        Ok(db)
+    }
+
+    /// What the store says of itself, for [`check::verify`]. A store
+    /// without an identity that holds nothing but its schema is given one.
+    pub fn found(&self) -> Result<check::Found, StoreError> {
+        let num = |k: &[u8]| -> Result<u64, StoreError> {
+            Ok(self.get(k)?.and_then(|v| String::from_utf8_lossy(&v).parse().ok()).unwrap_or(0))
+        };
+        let has_data = self.db.iter().keys().filter_map(|k| k.ok()).any(|k| k.as_ref() != SCHEMA_KEY);
+        Ok(check::Found {
+            store_id: self.get(check::STORE_ID)?.map(|v| String::from_utf8_lossy(&v).into_owned()),
+            changes: num(check::CHANGES)?,
+            generation: num(records::GENERATION)?,
+            seq: num(records::SEQ)?,
+            has_data,
+        })
+    }
+
+    /// Gives the store an identity (a new store, or one from before the
+    /// check record); returns it.
+    pub fn ensure_id(&self) -> Result<String, StoreError> {
+        if let Some(v) = self.get(check::STORE_ID)? {
+            return Ok(String::from_utf8_lossy(&v).into_owned());
+        }
+        let mut id = [0u8; 16];
+        getrandom::fill(&mut id).map_err(|e| StoreError::Sled(sled::Error::Io(std::io::Error::other(e.to_string()))))?;
+        let id = hex::encode(id);
+        let mut b = Batch::default();
+        b.put(check::STORE_ID.to_vec(), id.as_bytes().to_vec());
+        self.apply(b)?;
+        Ok(id)
+    }
+
+    /// Attaches the check record that [`Store::apply_change`] keeps current.
+    pub fn attach(&self, guard: check::Guard) {
+        let _ = self.guard.set(guard);
+    }
+
+    /// The attached check record, if any.
+    pub fn guard(&self) -> Option<&check::Guard> {
+        self.guard.get()
+    }
+
+    /// [`Store::apply`] for a change of holders and keys that will be
+    /// reported done: it counts the change in the store and, once the
+    /// change is on disk, in the check record, so a store that later loses
+    /// it is found out at the next start. Changes are applied one at a time.
+    pub fn apply_change(&self, mut batch: Batch) -> Result<(), StoreError> {
+        let Some(guard) = self.guard.get() else { return self.apply(batch) };
+        let _one = guard.serial();
+        let num = |k: &[u8]| -> Result<u64, StoreError> {
+            Ok(self.get(k)?.and_then(|v| String::from_utf8_lossy(&v).parse().ok()).unwrap_or(0))
+        };
+        let changes = num(check::CHANGES)? + 1;
+        batch.put(check::CHANGES.to_vec(), changes.to_string().into_bytes());
+        self.apply(batch)?;
+        // The change is durable in the store; a record that cannot be
+        // written only weakens the next start's check (it is retried with
+        // the next change): the change itself stands.
+        if let Err(e) = guard.changed(changes, num(records::GENERATION)?) {
+            tracing::error!(error = %e, "cannot update the store's check record");
+        }
+        Ok(())
     }
 
     pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
@@ -200,6 +306,16 @@ impl Store {
     pub fn size_on_disk(&self) -> u64 {
         self.db.size_on_disk().unwrap_or(0)
     }
+}
+
+/// The message of a caught panic.
+fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
+    let msg = p
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| p.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic".into());
+    format!("the storage engine failed reading it ({msg})")
 }
 
 #[cfg(test)]

@@ -1,0 +1,199 @@
+//! Snapshots: a copy of the store's holders and what refuses access, kept
+//! beside it to restore from when the store is found damaged.
+//!
+//! A snapshot is one file in `data_dir/snapshots/`, named by the time it was
+//! taken (`<unix ms>.snap`), written to a temporary name, synced and renamed
+//! into place, so a power cut leaves the old set of snapshots or the new one.
+//! It holds the generation of the last full sync, every holder record of the
+//! live set, the tombstones of retired PINs, the devices' lockout states and
+//! the spent uses of limited keys, and ends with a SHA-256 of all that came
+//! before it: a damaged snapshot is skipped, never restored. The key index
+//! is not copied: a restore derives it from the holder records.
+//!
+//! The newest `store.snapshots` files are kept (older ones are removed after
+//! a new one is written). A snapshot holds keyed hashes, never a key.
+
+use super::records::{self, Space};
+use super::{Record, Store, StoreError};
+use sha2::Digest;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+const MAGIC: &[u8] = b"PORTER-SNAPSHOT-1\n";
+/// A snapshot larger than this is not written (and one found larger is not read).
+pub const MAX_BYTES: u64 = 256 * 1024 * 1024;
+
+/// The folder of snapshots in `data_dir`.
+pub fn dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("snapshots")
+}
+
+/// What a snapshot holds, in the store's own key layout (holders and
+/// key-index entries of space `a`).
+#[derive(Debug, Default)]
+pub struct Contents {
+    pub taken_ms: i64,
+    pub generation: u64,
+    /// `h/a/<id>` records.
+    pub holders: Vec<Record>,
+    /// `t/`, `l/` and `u/` records.
+    pub restrictive: Vec<Record>,
+}
+
+/// Reads the store's snapshot contents now.
+pub fn take(store: &Store, now_ms: i64) -> Result<Contents, StoreError> {
+    let live = records::active_space(store);
+    let generation = store
+        .get(records::GENERATION)?
+        .and_then(|v| String::from_utf8_lossy(&v).parse().ok())
+        .unwrap_or(0);
+    let mut c = Contents { taken_ms: now_ms, generation, ..Default::default() };
+    for r in store.scan(&live.holders()) {
+        let (k, v) = r?;
+        let id = &k[live.holders().len()..];
+        c.holders.push((records::prefixed(&Space::A.holders(), id), v));
+    }
+    for prefix in [records::TOMBSTONE, records::LOCKOUT, records::USES] {
+        for r in store.scan(prefix) {
+            c.restrictive.push(r?);
+        }
+    }
+    Ok(c)
+}
+
+fn encode(c: &Contents) -> Vec<u8> {
+    let mut out = MAGIC.to_vec();
+    out.extend_from_slice(&c.taken_ms.to_be_bytes());
+    out.extend_from_slice(&c.generation.to_be_bytes());
+    out.extend_from_slice(&(c.holders.len() as u64).to_be_bytes());
+    for (k, v) in c.holders.iter().chain(&c.restrictive) {
+        out.extend_from_slice(&(k.len() as u32).to_be_bytes());
+        out.extend_from_slice(k);
+        out.extend_from_slice(&(v.len() as u32).to_be_bytes());
+        out.extend_from_slice(v);
+    }
+    let sum = sha2::Sha256::digest(&out);
+    out.extend_from_slice(&sum);
+    out
+}
+
+fn decode(b: &[u8]) -> Option<Contents> {
+    let (body, sum) = b.split_at_checked(b.len().checked_sub(32)?)?;
+    if sha2::Sha256::digest(body).as_slice() != sum {
+        return None;
+    }
+    let mut rest = body.strip_prefix(MAGIC)?;
+    let mut take = |n: usize| -> Option<&[u8]> {
+        let (a, b) = rest.split_at_checked(n)?;
+        rest = b;
+        Some(a)
+    };
+    let u64_of = |b: &[u8]| u64::from_be_bytes(b.try_into().unwrap_or_default());
+    let taken_ms = u64_of(take(8)?) as i64;
+    let generation = u64_of(take(8)?);
+    let holders = u64_of(take(8)?);
+    let mut c = Contents { taken_ms, generation, ..Default::default() };
+    let mut n = 0u64;
+    loop {
+        let Some(kl) = take(4) else { break };
+        let k = take(u32::from_be_bytes(kl.try_into().ok()?) as usize)?.to_vec();
+        let vl = u32::from_be_bytes(take(4)?.try_into().ok()?) as usize;
+        let v = take(vl)?.to_vec();
+        if n < holders {
+            c.holders.push((k, v));
+        } else {
+            c.restrictive.push((k, v));
+        }
+        n += 1;
+    }
+    (n >= holders).then_some(c)
+}
+
+/// Writes a snapshot of `store` into `dir` and keeps the newest `keep`.
+pub fn write(store: &Store, dir: &Path, keep: u32, now_ms: i64) -> std::io::Result<PathBuf> {
+    let c = take(store, now_ms).map_err(std::io::Error::other)?;
+    let body = encode(&c);
+    if body.len() as u64 > MAX_BYTES {
+        return Err(std::io::Error::other(format!("a snapshot would be {} bytes, over {MAX_BYTES}", body.len())));
+    }
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new().recursive(true).mode(0o750).create(dir)?;
+    }
+    let path = dir.join(format!("{now_ms:015}.snap"));
+    let tmp = dir.join("snapshot.tmp");
+    let result = (|| {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(&body)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, &path)?;
+        std::fs::File::open(dir)?.sync_all()
+    })();
+    if let Err(e) = result {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
+    let all = list(dir);
+    for old in all.iter().skip(keep.max(1) as usize) {
+        let _ = std::fs::remove_file(old);
+    }
+    Ok(path)
+}
+
+/// The snapshot files in `dir`, newest first.
+pub fn list(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.path()).collect())
+        .unwrap_or_default();
+    v.retain(|p| p.extension().is_some_and(|e| e == "snap"));
+    v.sort();
+    v.reverse();
+    v
+}
+
+/// The newest snapshot in `dir` that reads back whole, with its path.
+/// Damaged ones are logged and skipped.
+pub fn newest(dir: &Path) -> Option<(PathBuf, Contents)> {
+    for p in list(dir) {
+        let good = std::fs::metadata(&p).is_ok_and(|m| m.len() <= MAX_BYTES);
+        match std::fs::read(&p).ok().filter(|_| good).and_then(|b| decode(&b)) {
+            Some(c) => return Some((p, c)),
+            None => tracing::error!(snapshot = %p.display(), "snapshot damaged; skipped"),
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Batch;
+
+    #[test]
+    fn a_snapshot_reads_back_and_a_damaged_one_is_skipped() {
+        let store = Store::temporary().unwrap();
+        let mut b = Batch::default();
+        b.put(records::ACTIVE.to_vec(), b"b".to_vec());
+        b.put(records::GENERATION.to_vec(), b"7".to_vec());
+        b.put(records::prefixed(&Space::B.holders(), b"ann"), b"rec-ann".to_vec());
+        b.put(records::prefixed(&Space::A.holders(), b"old"), b"stale".to_vec());
+        b.put(records::prefixed(records::TOMBSTONE, &[1; 16]), b"5".to_vec());
+        b.put(records::lockout_key("keypad1"), b"{}".to_vec());
+        store.apply(b).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        for (i, ms) in [10, 20, 30, 40].into_iter().enumerate() {
+            write(&store, dir.path(), 3, ms).unwrap();
+            assert_eq!(list(dir.path()).len(), (i + 1).min(3));
+        }
+        let (p, c) = newest(dir.path()).unwrap();
+        assert!(p.ends_with("000000000000040.snap"));
+        assert_eq!((c.taken_ms, c.generation), (40, 7));
+        assert_eq!(c.holders, vec![(records::prefixed(&Space::A.holders(), b"ann"), b"rec-ann".to_vec())]);
+        assert_eq!(c.restrictive.len(), 2);
+        // One flipped byte: the newest is skipped, the next one restored.
+        let mut bytes = std::fs::read(&p).unwrap();
+        bytes[30] ^= 1;
+        std::fs::write(&p, bytes).unwrap();
+        assert_eq!(newest(dir.path()).unwrap().1.taken_ms, 30);
+    }
+}
