@@ -1,0 +1,210 @@
+//! The fault suite: what an SD card does to a controller, done to the real
+//! daemon. A store file truncated, deleted or with bytes flipped at many
+//! places; each start drives the lock locked first (a relay board on a pty
+//! proves it), then either recovers and reports it to the portal over a real
+//! Mosquitto, or finds the store whole, or refuses with a fix. Never does it
+//! use a damaged store silently, and `seq` never goes back.
+
+use porter_tests::pty::Pty;
+use porter_tests::{config_head, lcus, Broker, Daemon, DEADLINE};
+use serde_json::Value;
+use std::path::Path;
+use std::time::Duration;
+
+const EVENTS: &str = "porter/test/room-1/events";
+const STATUS: &str = "porter/test/room-1/status";
+
+fn config(dir: &Path, broker: &Broker, extra_store: &str) -> String {
+    let head = config_head(dir);
+    let d = dir.display();
+    format!(
+        r#"{head}
+[mqtt]
+url = "{url}"
+
+[store]
+{extra_store}
+
+[[doors]]
+id = "main"
+lock = "relay"
+unlock_ms = 300
+
+[[devices]]
+id = "keypad1"
+kind = "console"
+door = "main"
+
+[[devices]]
+id = "relay"
+kind = "serial_relay"
+port = "{d}/relay"
+"#,
+        url = broker.url()
+    )
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    let st = std::process::Command::new("cp").arg("-a").arg(from).arg(to).status().unwrap();
+    assert!(st.success());
+}
+
+/// The highest `seq` among the events the subscriber has seen.
+fn max_seq(lines: &[String]) -> u64 {
+    lines
+        .iter()
+        .filter_map(|l| l.strip_prefix(&format!("{EVENTS} ")))
+        .filter_map(|p| serde_json::from_str::<Value>(p).ok())
+        .filter_map(|v| v["seq"].as_u64())
+        .max()
+        .unwrap_or(0)
+}
+
+/// The damage done to the store's data file.
+#[derive(Debug, Clone, Copy)]
+enum Damage {
+    Truncate,
+    Delete,
+    /// 64 bytes flipped at this twelfth of the file (1 to 12).
+    Flip(u64),
+}
+
+fn damage(store: &Path, how: Damage) {
+    let db = store.join("db");
+    match how {
+        Damage::Truncate => {
+            let len = std::fs::metadata(&db).unwrap().len();
+            std::fs::OpenOptions::new().write(true).open(&db).unwrap().set_len(len / 2).unwrap();
+        }
+        Damage::Delete => std::fs::remove_dir_all(store).unwrap(),
+        Damage::Flip(k) => {
+            let mut b = std::fs::read(&db).unwrap();
+            let at = (b.len() as u64 * k / 13) as usize;
+            let end = (at + 64).min(b.len());
+            b[at..end].iter_mut().for_each(|x| *x ^= 0xff);
+            std::fs::write(&db, b).unwrap();
+        }
+    }
+}
+
+/// Every kind of damage: the daemon starts with the lock locked first, and
+/// either the store was whole (the PIN still opens, both holders are there)
+/// or it was recovered and said so (`store.recovered` and `audit.gap` on the
+/// portal's topic, `store: needs_sync` in the status, every key denied, the
+/// retired PIN still refused), with `seq` above everything published.
+#[test]
+fn a_damaged_store_locks_first_and_is_recovered_or_found_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path();
+    let broker = Broker::start();
+    let sub = broker.subscribe("porter/test/room-1/#", "faults-portal");
+    let cfg = p.join("porter.toml");
+    std::fs::write(&cfg, config(p, &broker, "")).unwrap();
+    let mut relay = Pty::open(&p.join("relay"));
+
+    // The room as the portal left it: two couriers, one PIN retired, a grant.
+    let mut d = Daemon::start(&cfg, &p.join("admin.sock"));
+    assert_eq!(relay.read_exact(4, DEADLINE), lcus(1, false));
+    for h in ["courier-ups", "courier-old"] {
+        assert_eq!(d.ctl("holder.put", &[&format!("holder={h}"), "name=C", "role=courier"]).0, 0);
+    }
+    let pin = |r: Value| r["result"]["pin"].as_str().unwrap().to_string();
+    let live = pin(d.ctl("pin.generate", &["holder=courier-ups"]).1);
+    let retired = pin(d.ctl("pin.generate", &["holder=courier-old"]).1);
+    assert_eq!(d.ctl("pin.delete", &["holder=courier-old"]).0, 0);
+    d.type_line(&format!("{live}#"));
+    assert_eq!(relay.read_exact(4, DEADLINE), lcus(1, true));
+    assert_eq!(relay.read_exact(4, DEADLINE), lcus(1, false));
+    d.log.wait_for(0, &["snapshot written"]);
+    let (st, _) = d.stop();
+    assert!(st.success());
+    assert_eq!(relay.read_exact(4, DEADLINE), lcus(1, false), "locked at the stop");
+    let published = max_seq(&sub.lines.all());
+    assert!(published >= 3, "events seen: {published}");
+    let pristine = p.join("pristine");
+    copy_dir(&p.join("data"), &pristine);
+
+    let mut cases = vec![Damage::Truncate, Damage::Delete];
+    cases.extend((1..=12).map(Damage::Flip));
+    let mut recovered = 0;
+    for how in cases {
+        let t0 = std::time::Instant::now();
+        std::fs::remove_dir_all(p.join("data")).unwrap();
+        copy_dir(&pristine, &p.join("data"));
+        damage(&p.join("data/store"), how);
+        let from = sub.lines.len();
+        let mut d = Daemon::start(&cfg, &p.join("admin.sock"));
+        assert_eq!(relay.read_exact(4, DEADLINE), lcus(1, false), "{how:?}: the first command is to lock");
+        let lock_at = d.log.all().iter().position(|l| l.contains("lock driven locked before the store is opened"));
+        let open_at = d.log.all().iter().position(|l| l.contains("store open"));
+        assert!(lock_at.is_some() && lock_at < open_at, "{how:?}: locked before the store was opened");
+        // The first event after the restart is above all that was published.
+        let (_, first) = sub.wait_json(from, EVENTS, "an event after the restart", |_| true);
+        assert!(first["seq"].as_u64().unwrap() > published, "{how:?}: seq went back: {first}");
+        if d.log.has(0, &["store recovered"]) {
+            recovered += 1;
+            let (_, gap) = sub.wait_json(from, EVENTS, "audit.gap", |v| v["type"] == "audit.gap");
+            assert_eq!(gap["reason"], "store_recovered", "{how:?}");
+            let (_, r) = sub.wait_json(from, EVENTS, "store.recovered", |v| v["type"] == "store.recovered");
+            assert!(r["snapshot"].is_object(), "{how:?}: restored from the snapshot: {r}");
+            assert_eq!(r["restore"], "restrictive");
+            assert_eq!(r["restored"]["tombstones"], 1, "{how:?}: {r}");
+            assert!(p.join("data").read_dir().unwrap().any(|e| e
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .starts_with("store.damaged-")));
+            sub.wait_json(from, STATUS, "status needs_sync", |v| v["store"] == "needs_sync");
+            // Fail-secure: the live PIN is denied until the portal's sync.
+            let mark = d.log.len();
+            d.type_line(&format!("{live}#"));
+            d.log.wait_for(mark, &["access denied", "reason=\"unknown\""]);
+            assert!(!relay.readable(Duration::from_millis(300)), "{how:?}: a key opened a recovered store");
+            // The retired PIN stays retired.
+            assert_eq!(d.ctl("holder.put", &["holder=courier-new", "name=N", "role=courier"]).0, 0);
+            let (code, r) = d.ctl("pin.set", &["holder=courier-new", &format!("pin={retired}")]);
+            assert_ne!(code, 0, "{how:?}: a retired PIN was set again: {r}");
+        } else {
+            // Whole: everything the portal set is there and works.
+            let (_, s) = d.ctl("state.get", &[]);
+            assert_eq!(s["result"]["holders"], 2, "{how:?}: a store used silently: {s}");
+            d.type_line(&format!("{live}#"));
+            assert_eq!(relay.read_exact(4, DEADLINE), lcus(1, true), "{how:?}");
+            assert_eq!(relay.read_exact(4, DEADLINE), lcus(1, false), "{how:?}");
+        }
+        eprintln!("{how:?}: recovered {}, checked in {:?}", d.log.has(0, &["store recovered"]), t0.elapsed());
+        let (st, _) = d.stop();
+        assert!(st.success(), "{how:?}");
+        assert_eq!(relay.read_exact(4, DEADLINE), lcus(1, false));
+        eprintln!("{how:?}: stopped in {:?}", t0.elapsed());
+    }
+    assert!(recovered >= 2, "truncation and deletion are recoveries ({recovered})");
+}
+
+/// `store.on_damage = "refuse"`: the start stops with the cause and the
+/// fix, after driving the lock locked, and leaves the damaged store alone.
+#[test]
+fn a_damaged_store_is_refused_when_configured_so_after_locking() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path();
+    let broker = Broker::start();
+    let cfg = p.join("porter.toml");
+    std::fs::write(&cfg, config(p, &broker, "on_damage = \"refuse\"")).unwrap();
+    let mut relay = Pty::open(&p.join("relay"));
+    let d = Daemon::start(&cfg, &p.join("admin.sock"));
+    assert_eq!(relay.read_exact(4, DEADLINE), lcus(1, false));
+    assert_eq!(d.ctl("holder.put", &["holder=staff-ann", "name=A", "role=staff"]).0, 0);
+    assert!(d.stop().0.success());
+    assert_eq!(relay.read_exact(4, DEADLINE), lcus(1, false));
+    damage(&p.join("data/store"), Damage::Delete);
+    let out = std::process::Command::new(porter_tests::bin("porterd"))
+        .arg("--config")
+        .arg(&cfg)
+        .env("RUST_LOG", "info")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("is damaged: emptied") && err.contains("Fix:"), "{err}");
+    assert_eq!(relay.read_exact(4, DEADLINE), lcus(1, false), "locked before refusing: {err}");
+}
