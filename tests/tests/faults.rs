@@ -208,3 +208,197 @@ fn a_damaged_store_is_refused_when_configured_so_after_locking() {
     assert!(err.contains("is damaged: emptied") && err.contains("Fix:"), "{err}");
     assert_eq!(relay.read_exact(4, DEADLINE), lcus(1, false), "locked before refusing: {err}");
 }
+
+/// A config with a relay board on a pty: the lock on channel 1, the door's
+/// LED on channel 2; staff keys (not bound by the clock's trust).
+fn power_cut_config(dir: &Path, broker: &Broker, threshold: u32) -> String {
+    let head = config_head(dir);
+    let d = dir.display();
+    format!(
+        r#"{head}
+[mqtt]
+url = "{url}"
+
+[lockout]
+threshold = {threshold}
+base_s = 3600
+max_s = 3600
+daily_cap = 100000
+
+[[doors]]
+id = "main"
+lock = "relay-lock"
+led = "relay-led"
+unlock_ms = 400
+
+[[devices]]
+id = "keypad1"
+kind = "console"
+door = "main"
+
+[[devices]]
+id = "relay-lock"
+kind = "serial_relay"
+port = "{d}/relay"
+channel = 1
+
+[[devices]]
+id = "relay-led"
+kind = "serial_relay"
+port = "{d}/relay"
+channel = 2
+"#,
+        url = broker.url()
+    )
+}
+
+/// A small deterministic generator for the moments of the cuts (the seed
+/// is printed, so a failing run can be repeated).
+struct Cuts(u64);
+
+impl Cuts {
+    fn new() -> Cuts {
+        let seed = std::env::var("FAULT_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64 | 1
+        });
+        eprintln!("FAULT_SEED={seed}");
+        Cuts(seed)
+    }
+    /// A delay of 0 to `max_us` microseconds.
+    fn next(&mut self, max_us: u64) -> Duration {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        Duration::from_micros(self.0 % (max_us + 1))
+    }
+}
+
+/// The relay board's frames from the killed run: everything before the
+/// restart's first command, which locks channel 1. Returns (channel, on).
+fn frames_until_restart_lock(relay: &mut Pty) -> Vec<(u8, bool)> {
+    let mut seen = Vec::new();
+    loop {
+        let f = relay.read_exact(4, DEADLINE);
+        let (ch, on) = (f[1], f[2] == 1);
+        assert_eq!(f, lcus(ch, on), "not an LCUS frame: {f:?}");
+        if (ch, on) == (1, false) {
+            return seen;
+        }
+        seen.push((ch, on));
+    }
+}
+
+/// Waits for the lock's next frame on channel 1, skipping the LED's.
+fn next_lock_frame(relay: &mut Pty) -> bool {
+    loop {
+        let f = relay.read_exact(4, DEADLINE);
+        if f[1] == 1 {
+            return f[2] == 1;
+        }
+    }
+}
+
+/// A power cut (SIGKILL) at a random moment right after a one-time code is
+/// typed, 100 times: the code never opens twice, a grant that opened the
+/// door is always in the log the portal reads, and every restart reports
+/// an `audit.gap` above everything published before it.
+#[test]
+fn power_cuts_after_one_time_codes_never_give_a_second_use() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path();
+    let broker = Broker::start();
+    let sub = broker.subscribe("porter/test/room-1/events", "cuts-portal");
+    let cfg = p.join("porter.toml");
+    // A second try of a used code is a failure: no lockout in the way.
+    std::fs::write(&cfg, power_cut_config(p, &broker, 100)).unwrap();
+    let mut relay = Pty::open(&p.join("relay"));
+    let sock = p.join("admin.sock");
+    let mut d = Daemon::start(&cfg, &sock);
+    assert!(!next_lock_frame(&mut relay));
+    let mut cuts = Cuts::new();
+    let (mut opened_before_cut, mut opened_after) = (Vec::new(), 0);
+    let trials = std::env::var("FAULT_TRIALS").ok().and_then(|s| s.parse().ok()).unwrap_or(100);
+    for i in 0..trials {
+        if i % 50 == 49 {
+            assert_eq!(d.ctl("lockout.clear", &["device=keypad1"]).0, 0);
+        }
+        let holder = format!("staff-{i}");
+        assert_eq!(d.ctl("holder.put", &[&format!("holder={holder}"), "name=S", "role=staff"]).0, 0);
+        let (code, r) = d.ctl("pin.generate", &[&format!("holder={holder}"), "uses=1"]);
+        assert_eq!(code, 0, "{r}");
+        let pin = r["result"]["pin"].as_str().unwrap().to_string();
+        let published = max_seq(&sub.lines.all());
+        d.type_line(&format!("{pin}#"));
+        std::thread::sleep(cuts.next(6000));
+        d.kill();
+        d = Daemon::start(&cfg, &sock);
+        let before: Vec<_> = frames_until_restart_lock(&mut relay);
+        let first = before.iter().filter(|f| **f == (1, true)).count();
+        assert!(first <= 1, "trial {i}: {before:?}");
+        if first == 1 {
+            opened_before_cut.push(holder.clone());
+        }
+        let from = sub.lines.len();
+        let (_, gap) = sub.wait_json(from, EVENTS, "audit.gap after the cut", |v| v["type"] == "audit.gap");
+        assert_eq!(gap["reason"], "unclean_stop");
+        assert!(gap["seq"].as_u64().unwrap() > published, "trial {i}: seq went back: {gap}");
+        // The same code again, after the restart.
+        let mark = d.log.len();
+        d.type_line(&format!("{pin}#"));
+        let (_, line) =
+            d.log.wait(mark, "the second try decided", |l| l.contains("access granted") || l.contains("access denied"));
+        if line.contains("access granted") {
+            assert_eq!(first, 0, "trial {i}: a one-time code opened twice");
+            assert!(next_lock_frame(&mut relay), "trial {i}: the grant opened the lock");
+            assert!(!next_lock_frame(&mut relay), "trial {i}: and relocked it");
+            opened_after += 1;
+        } else {
+            assert!(line.contains("reason=\"expired\""), "trial {i}: {line}");
+        }
+    }
+    // A grant that opened the door before the cut was written first: the
+    // portal gets its event.
+    for h in &opened_before_cut {
+        sub.wait_json(0, EVENTS, "the grant before the cut", |v| v["type"] == "access.granted" && v["holder"] == *h);
+    }
+    eprintln!("{} opened before the cut, {opened_after} after the restart", opened_before_cut.len());
+    assert!(d.stop().0.success());
+}
+
+/// A power cut right after a wrong PIN, 60 times: when the deny feedback
+/// played (the LED on the relay board), the failure was already on disk,
+/// so the lockout it engaged is there after the restart.
+#[test]
+fn power_cuts_after_wrong_pins_keep_every_counted_failure() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path();
+    let broker = Broker::start();
+    let cfg = p.join("porter.toml");
+    std::fs::write(&cfg, power_cut_config(p, &broker, 1)).unwrap();
+    let mut relay = Pty::open(&p.join("relay"));
+    let sock = p.join("admin.sock");
+    let mut d = Daemon::start(&cfg, &sock);
+    assert!(!next_lock_frame(&mut relay));
+    assert_eq!(d.ctl("holder.put", &["holder=staff-ann", "name=A", "role=staff"]).0, 0);
+    let (_, r) = d.ctl("pin.generate", &["holder=staff-ann"]);
+    let pin = r["result"]["pin"].as_str().unwrap().to_string();
+    let wrong = if pin == "000000" { "000001" } else { "000000" };
+    let mut cuts = Cuts::new();
+    let mut fed_back = 0;
+    for i in 0..60 {
+        assert_eq!(d.ctl("lockout.clear", &["device=keypad1"]).0, 0);
+        d.type_line(&format!("{wrong}#"));
+        std::thread::sleep(cuts.next(4000));
+        d.kill();
+        d = Daemon::start(&cfg, &sock);
+        let before = frames_until_restart_lock(&mut relay);
+        let (_, s) = d.ctl("state.get", &[]);
+        let locked = s["result"]["lockouts"].as_array().is_some_and(|l| l.iter().any(|x| x["device"] == "keypad1"));
+        if before.contains(&(2, true)) {
+            fed_back += 1;
+            assert!(locked, "trial {i}: the deny feedback played but the failure was lost: {s}");
+        }
+    }
+    eprintln!("{fed_back} of 60 cuts after the feedback");
+    assert!(d.stop().0.success());
+}

@@ -41,15 +41,19 @@ pub struct Event {
     pub json: Value,
 }
 
+/// What to do once a write is on disk (open a door, play feedback, answer
+/// a waiting op).
+pub type After = Box<dyn FnOnce() + Send>;
+
 enum Msg {
     Event(Draft),
     /// Lockout states are waiting in [`Lockouts`].
     Wake,
-    /// Who to tell once everything queued before this is on disk.
-    Written(oneshot::Sender<()>),
+    /// What to do once everything queued before this is on disk.
+    Written(After),
     /// An event, and the uses a limited key has given with it: written in
-    /// the same batch.
-    EventUse(Draft, crate::access::KeyHash, records::Spent),
+    /// the same batch, then `After` runs (the door opens).
+    EventUse(Draft, crate::access::KeyHash, records::Spent, After),
 }
 
 /// Lockout states waiting for the writer, the newest per device, and who to
@@ -59,7 +63,7 @@ enum Msg {
 #[derive(Default)]
 struct Lockouts {
     states: HashMap<String, LockoutState>,
-    waiting: Vec<oneshot::Sender<()>>,
+    waiting: Vec<After>,
 }
 
 /// The sending side, cloned wherever events are produced.
@@ -93,11 +97,24 @@ impl Audit {
     /// (and errs only if the writer has stopped).
     pub fn lockout_durable(&self, device: &str, s: LockoutState) -> oneshot::Receiver<()> {
         let (done, rx) = oneshot::channel();
-        self.put_lockout(device, s, Some(done));
+        self.put_lockout(
+            device,
+            s,
+            Some(Box::new(move || {
+                let _ = done.send(());
+            })),
+        );
         rx
     }
 
-    fn put_lockout(&self, device: &str, s: LockoutState, done: Option<oneshot::Sender<()>>) {
+    /// [`Audit::lockout`], then `then` once the state is on disk (a failure's
+    /// deny feedback: a guesser who cuts the power before it learns nothing
+    /// the count did not keep).
+    pub fn lockout_then(&self, device: &str, s: LockoutState, then: After) {
+        self.put_lockout(device, s, Some(then));
+    }
+
+    fn put_lockout(&self, device: &str, s: LockoutState, done: Option<After>) {
         let mut l = self.lockouts.lock().unwrap_or_else(|e| e.into_inner());
         l.states.insert(device.to_string(), s);
         l.waiting.extend(done);
@@ -108,19 +125,32 @@ impl Audit {
     }
 
     /// Queues the grant of a limited key with its uses spent, to be written
-    /// in one batch: the count is durable exactly when the event is.
-    pub fn record_use(&self, d: Draft, h: crate::access::KeyHash, spent: records::Spent) {
-        if self.tx.try_send(Msg::EventUse(d, h, spent)).is_err() {
+    /// in one batch: the count is durable exactly when the event is, and
+    /// `then` (which opens the door) runs only after that. False when the
+    /// queue was full: then nothing is written and `then` never runs.
+    pub fn record_use(&self, d: Draft, h: crate::access::KeyHash, spent: records::Spent, then: After) -> bool {
+        if self.tx.try_send(Msg::EventUse(d, h, spent, then)).is_err() {
             let n = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
-            tracing::error!(dropped = n, "audit queue full: a limited key's grant and use not persisted");
+            tracing::error!(
+                dropped = n,
+                "audit queue full: a limited key's grant refused (its use could not be persisted)"
+            );
+            return false;
         }
+        true
     }
 
     /// Waits until every event queued before the call is on disk. It blocks
     /// the thread: call it from a test or a blocking thread, not a task.
     pub fn wait_written(&self) {
         let (done, rx) = oneshot::channel();
-        if self.tx.blocking_send(Msg::Written(done)).is_ok() {
+        if self
+            .tx
+            .blocking_send(Msg::Written(Box::new(move || {
+                let _ = done.send(());
+            })))
+            .is_ok()
+        {
             let _ = rx.blocking_recv();
         }
     }
@@ -220,15 +250,20 @@ fn writer(
             f.insert("after".into(), before.into());
             f.insert("reason".into(), "queue_full".into());
             f.insert("dropped".into(), (lost - reported).into());
-            push(Draft { ts_ms: chrono::Utc::now().timestamp_millis(), kind: "audit.gap", fields: f }, &mut batch, &mut events);
+            push(
+                Draft { ts_ms: chrono::Utc::now().timestamp_millis(), kind: "audit.gap", fields: f },
+                &mut batch,
+                &mut events,
+            );
             reported = lost;
         }
         for m in msgs {
             match m {
                 Msg::Event(d) => push(d, &mut batch, &mut events),
-                Msg::EventUse(d, h, spent) => {
+                Msg::EventUse(d, h, spent, then) => {
                     push(d, &mut batch, &mut events);
                     batch.put(records::uses_key(&h), spent.encode());
+                    waiting.push(then);
                 }
                 Msg::Wake => {}
                 Msg::Written(done) => waiting.push(done),
@@ -259,7 +294,7 @@ fn writer(
             let _ = bus.send(Arc::new(e));
         }
         for w in waiting {
-            let _ = w.send(());
+            w();
         }
     }
 }

@@ -427,26 +427,30 @@ impl DecisionLoop {
             self.pending[door_i] = None;
         }
         let door_h = &self.doors[door_i];
-        let opened = reason.is_none() && door_h.open(door_h.unlock);
         // A limited key's use counts at once, before anything else is
         // presented: two presentations of a one-time code, even at the same
-        // moment on two devices, are decided one after the other here.
-        let use_of = match (opened, limit) {
-            (true, Some(l)) if l.uses.is_some() => {
+        // moment on two devices, are decided one after the other here. Its
+        // door opens only once the use is on disk (below): a power cut can
+        // then never give a use the store does not know of.
+        let use_of = match (reason, limit) {
+            (None, Some(l)) if l.uses.is_some() => {
                 let s = records::Spent { created_ms: l.created_ms, used: spent + 1 };
                 self.uses.insert(key, s);
                 Some(s)
             }
             _ => None,
         };
-        door_h.signal(match reason {
-            None => Signal::Grant,
-            Some(Reason::LockedOut) => Signal::Lockout,
-            Some(_) => Signal::Deny,
-        });
+        let opened = reason.is_none() && use_of.is_none() && door_h.open(door_h.unlock);
+        match reason {
+            None if use_of.is_none() => door_h.signal(Signal::Grant),
+            Some(Reason::LockedOut) => door_h.signal(Signal::Lockout),
+            // A limited grant's feedback comes with its lock; a failure's
+            // once its count is on disk (`count`).
+            _ => {}
+        }
 
         // The lock has its command; everything below may take its time.
-        let engaged = self.count(device, reason, now_ms, day);
+        let engaged = self.count(device, door_i, reason, now_ms, day);
         let dev = &self.devices[device];
         let door_id = &self.doors[door_i].id;
         let mut f = fields(&[
@@ -461,7 +465,7 @@ impl DecisionLoop {
         match reason {
             None => {
                 tracing::info!(door = %door_id, device = %dev.id, key = key_name, holder = holder.unwrap_or(""), "access granted");
-                if !opened {
+                if !opened && use_of.is_none() {
                     tracing::error!(door = %door_id, "door command queue full: the lock was not opened");
                     f.insert("lock".into(), json!("not_driven"));
                 }
@@ -470,7 +474,16 @@ impl DecisionLoop {
                 }
                 let d = Draft { ts_ms: now_ms, kind: "access.granted", fields: f };
                 match use_of {
-                    Some(s) => self.audit.record_use(d, key, s),
+                    Some(s) => {
+                        let door_h = self.doors[door_i].clone();
+                        let decided = std::time::Instant::now();
+                        let open = Box::new(move || open_when_durable(&door_h, decided));
+                        if !self.audit.record_use(d, key, s, open) {
+                            // Not persisted, so not used: the door stays locked.
+                            self.uses.insert(key, records::Spent { used: spent, ..s });
+                            self.doors[door_i].signal(Signal::Deny);
+                        }
+                    }
                     None => {
                         self.audit.record(d);
                     }
@@ -511,7 +524,11 @@ impl DecisionLoop {
         drop(snap);
         // A right PIN refused for enrolment (role_not_allowed, limited_key) is
         // neither a failure nor a success: it must not reset the count.
-        let engaged = if reason.is_some() && denied.is_none() { None } else { self.count(device, denied, now_ms, day) };
+        let engaged = if reason.is_some() && denied.is_none() {
+            None
+        } else {
+            self.count(device, door as usize, denied, now_ms, day)
+        };
         let (door_i, dev_id) = (door as usize, self.devices[device].id.clone());
         match (reason, holder) {
             (None, Some((id, _))) => {
@@ -526,11 +543,12 @@ impl DecisionLoop {
                 let reason = reason.unwrap_or("unknown");
                 let holder = holder.map(|(id, _)| id);
                 let door_h = &self.doors[door_i];
-                door_h.signal(if denied == Some(crate::access::Reason::LockedOut) {
-                    Signal::Lockout
-                } else {
-                    Signal::Deny
-                });
+                // A failure's feedback plays once its count is on disk (`count`).
+                match denied {
+                    Some(crate::access::Reason::LockedOut) => door_h.signal(Signal::Lockout),
+                    None => door_h.signal(Signal::Deny),
+                    Some(_) => {}
+                }
                 tracing::info!(door = %door_h.id, device = %dev_id, holder = holder.as_deref().unwrap_or(""), reason, "enrolment refused at the keypad");
                 self.audit.record(Draft {
                     ts_ms: now_ms,
@@ -589,9 +607,14 @@ impl DecisionLoop {
     /// Counts a decision at `device` towards its lockout (`denied` is the
     /// reason of a deny): a grant resets it, a refusal other than the lockout
     /// itself counts as a failure. Returns a lockout this engaged.
+    ///
+    /// A failure's deny feedback at `door` (and the lockout's, when one
+    /// engaged) plays only once the new count is on disk: a guesser who
+    /// cuts the power after each try learns nothing the count did not keep.
     fn count(
         &mut self,
         device: usize,
+        door: usize,
         denied: Option<crate::access::Reason>,
         now_ms: i64,
         day: i32,
@@ -608,7 +631,14 @@ impl DecisionLoop {
             Some(crate::access::Reason::LockedOut) => None,
             Some(_) => {
                 let e = dev.lockout.failure(&self.policy, now_ms, day);
-                self.audit.lockout(&dev.id, dev.lockout);
+                let door_h = self.doors[door].clone();
+                let feedback = Box::new(move || {
+                    door_h.signal(Signal::Deny);
+                    if e.is_some() {
+                        door_h.signal(Signal::Lockout);
+                    }
+                });
+                self.audit.lockout_then(&dev.id, dev.lockout, feedback);
                 e
             }
         }
@@ -618,7 +648,6 @@ impl DecisionLoop {
     fn engaged(&self, device: usize, door: u8, e: Engaged, now_ms: i64) {
         let dev = &self.devices[device];
         let door_h = &self.doors[door as usize];
-        door_h.signal(Signal::Lockout);
         let until = match e {
             Engaged::Until(t) => json!(records::rfc3339(t)),
             Engaged::DailyCap => Value::Null,
@@ -640,6 +669,27 @@ impl DecisionLoop {
                 ("failures_today", json!(dev.lockout.day_failures)),
             ]),
         });
+    }
+}
+
+/// The longest a limited key's grant waits for its use to be on disk
+/// before its door opens; later (a failing disk) it does not open, since the
+/// person has most likely walked away or tried again.
+pub const DURABLE_GRANT_WAIT: Duration = Duration::from_secs(5);
+
+/// Opens `door` for a limited key's grant whose use is now on disk (run by
+/// the audit writer, on its thread).
+fn open_when_durable(door: &DoorHandle, decided: std::time::Instant) {
+    let waited = decided.elapsed();
+    if waited > DURABLE_GRANT_WAIT {
+        tracing::error!(door = %door.id, waited_ms = waited.as_millis() as u64, "a limited key's use was written too late: the lock was not opened");
+        door.signal(Signal::Deny);
+        return;
+    }
+    if door.open(door.unlock) {
+        door.signal(Signal::Grant);
+    } else {
+        tracing::error!(door = %door.id, "door command queue full: the lock was not opened");
     }
 }
 
@@ -692,7 +742,8 @@ mod tests {
             relock_on_close: false,
         };
         let ev = doors::DoorEvents { audit: audit.clone(), clock: Arc::new(super::clock::SystemClock) };
-        let (door, _task) = doors::start(setup, Box::new(lock.clone()), false, Vec::new(), ev, CancellationToken::new()).await;
+        let (door, _task) =
+            doors::start(setup, Box::new(lock.clone()), false, Vec::new(), ev, CancellationToken::new()).await;
         let events = audit.subscribe();
         // 2026-11-25 is a Wednesday; noon UTC.
         let clock = Arc::new(FixedClock(AtomicI64::new(1_795_608_000_000)));

@@ -215,8 +215,15 @@ fn open_state(cfg: &Config, now_ms: i64) -> Result<Opened, StartError> {
         // A record that does not decode: the store is damaged after all.
         Err(StartError::Keys(e)) if e.code == ErrorCode::Internal && e.message.contains("corrupt record") => {
             let damage = crate::store::check::Damage { kind: "unreadable", detail: e.message.clone() };
-            let opened =
-                recover::recover_after(opened.store, &cfg.data_dir, s.cache_capacity, s.on_damage, s.restore, damage, now_ms)?;
+            let opened = recover::recover_after(
+                opened.store,
+                &cfg.data_dir,
+                s.cache_capacity,
+                s.on_damage,
+                s.restore,
+                damage,
+                now_ms,
+            )?;
             let (hasher, svc) = open_keys(cfg, opened.store.clone())?;
             finish_open(cfg, opened, hasher, svc)
         }
@@ -261,7 +268,12 @@ fn finish_open(
 fn report_recovery(audit: &audit::Audit, now_ms: i64, r: Option<&recover::Recovery>, gap: Option<&recover::Gap>) {
     if let Some(g) = gap {
         let since = g.since_ms.map(crate::store::records::rfc3339);
-        tracing::warn!(after = g.after, reason = g.reason, since = since.as_deref().unwrap_or(""), "events may be missing (audit.gap)");
+        tracing::warn!(
+            after = g.after,
+            reason = g.reason,
+            since = since.as_deref().unwrap_or(""),
+            "events may be missing (audit.gap)"
+        );
         let mut f = serde_json::Map::new();
         f.insert("after".into(), json!(g.after));
         f.insert("reason".into(), json!(g.reason));
@@ -272,7 +284,8 @@ fn report_recovery(audit: &audit::Audit, now_ms: i64, r: Option<&recover::Recove
     let snapshot = r.snapshot.as_ref().map(|(p, ms, generation)| {
         json!({"file": p.display().to_string(), "taken": crate::store::records::rfc3339(*ms), "generation": generation})
     });
-    let recorded = r.recorded.as_ref().map(|c| json!({"changes": c.changes, "generation": c.generation, "seq": c.seq_floor}));
+    let recorded =
+        r.recorded.as_ref().map(|c| json!({"changes": c.changes, "generation": c.generation, "seq": c.seq_floor}));
     let missing = match (&r.snapshot, r.restore) {
         (None, _) => "everything: no snapshot was found; every key is denied until the portal's full sync",
         (Some(_), recover::Restore::Restrictive) => {
@@ -314,7 +327,13 @@ const SNAPSHOT_EVERY_MS: i64 = 24 * 3600 * 1000;
 /// Writes a snapshot of the store (`store::snapshot`) at start when none is
 /// recent, after every committed full sync, and at least daily, off the
 /// async workers; keeps the newest `keep`.
-async fn snapshots(svc: Arc<KeyService>, data_dir: std::path::PathBuf, keep: u32, clock: Arc<dyn Clock>, cancel: CancellationToken) {
+async fn snapshots(
+    svc: Arc<KeyService>,
+    data_dir: std::path::PathBuf,
+    keep: u32,
+    clock: Arc<dyn Clock>,
+    cancel: CancellationToken,
+) {
     use crate::store::snapshot;
     if keep == 0 {
         return;

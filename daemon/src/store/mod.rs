@@ -205,7 +205,8 @@ impl Store {
             return Ok(String::from_utf8_lossy(&v).into_owned());
         }
         let mut id = [0u8; 16];
-        getrandom::fill(&mut id).map_err(|e| StoreError::Sled(sled::Error::Io(std::io::Error::other(e.to_string()))))?;
+        getrandom::fill(&mut id)
+            .map_err(|e| StoreError::Sled(sled::Error::Io(std::io::Error::other(e.to_string()))))?;
         let id = hex::encode(id);
         let mut b = Batch::default();
         b.put(check::STORE_ID.to_vec(), id.as_bytes().to_vec());

@@ -43,10 +43,8 @@ pub struct Contents {
 /// Reads the store's snapshot contents now.
 pub fn take(store: &Store, now_ms: i64) -> Result<Contents, StoreError> {
     let live = records::active_space(store);
-    let generation = store
-        .get(records::GENERATION)?
-        .and_then(|v| String::from_utf8_lossy(&v).parse().ok())
-        .unwrap_or(0);
+    let generation =
+        store.get(records::GENERATION)?.and_then(|v| String::from_utf8_lossy(&v).parse().ok()).unwrap_or(0);
     let mut c = Contents { taken_ms: now_ms, generation, ..Default::default() };
     for r in store.scan(&live.holders()) {
         let (k, v) = r?;
@@ -142,9 +140,8 @@ pub fn write(store: &Store, dir: &Path, keep: u32, now_ms: i64) -> std::io::Resu
 
 /// The snapshot files in `dir`, newest first.
 pub fn list(dir: &Path) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.path()).collect())
-        .unwrap_or_default();
+    let mut v: Vec<PathBuf> =
+        std::fs::read_dir(dir).map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.path()).collect()).unwrap_or_default();
     v.retain(|p| p.extension().is_some_and(|e| e == "snap"));
     v.sort();
     v.reverse();
