@@ -56,6 +56,9 @@ pub struct Config {
 #[derive(Debug, Clone)]
 pub struct StoreConfig {
     pub cache_capacity: u64,
+    /// How long an open full sync waits for its next `sync.put` before its
+    /// staged set is dropped (`sync_idle_s`).
+    pub sync_idle: std::time::Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -577,10 +580,11 @@ fn validate(raw: &serde_json::Value, errs: &mut ConfigErrors) -> Option<Config> 
     let store = {
         let mut s = top.opt_table("store", errs);
         let mb = s.as_mut().map(|s| s.u64_or("cache_capacity_mb", 4, 1..=4096, errs)).unwrap_or(4);
+        let idle = s.as_mut().map(|s| s.u64_or("sync_idle_s", 600, 1..=86400, errs)).unwrap_or(600);
         if let Some(s) = s {
             s.finish(errs);
         }
-        StoreConfig { cache_capacity: mb * 1024 * 1024 }
+        StoreConfig { cache_capacity: mb * 1024 * 1024, sync_idle: std::time::Duration::from_secs(idle) }
     };
     let keys = {
         let mut s = top.opt_table("keys", errs);

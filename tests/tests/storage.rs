@@ -5,7 +5,7 @@
 use porter_tests::{config_text, Broker, Daemon, Subscriber};
 use serde_json::{json, Value};
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 const P: &str = "porter/test/room-1";
 
@@ -81,4 +81,79 @@ fn oversized_and_rounded_ids_are_refused_and_the_store_does_not_grow() {
     let grown = size_of(&store).saturating_sub(before);
     assert!(grown < 4 << 20, "the store grew by {grown} bytes for commands it refused");
     drop(d);
+}
+
+/// `n` holders with a card each, numbered from `from`, as `sync.put` takes them.
+fn carded(from: usize, n: usize) -> Value {
+    let hs: Vec<Value> = (from..from + n)
+        .map(|i| json!({"holder": format!("h{i}"), "role": "resident", "cards": [format!("{i:08x}")]}))
+        .collect();
+    json!({ "holders": hs })
+}
+
+/// Issue 11: a staged sync that was never committed stayed on disk for good.
+#[test]
+fn an_abandoned_sync_expires_and_the_portal_is_told_to_begin_again() {
+    let broker = Broker::start();
+    let sub = broker.subscribe(&format!("{P}/reply"), "portal-idle");
+    let dir = tempfile::tempdir().unwrap();
+    let d = start(&dir, &broker, "[store]\nsync_idle_s = 2\n");
+    cmd(&broker, "a-1", "holder.put", json!({"holder": "live", "role": "staff"}));
+    assert_eq!(reply(&sub, "a-1")["ok"], true);
+    cmd(&broker, "a-2", "sync.begin", json!({"generation": 1}));
+    assert_eq!(reply(&sub, "a-2")["ok"], true);
+    cmd(&broker, "a-3", "sync.put", carded(0, 10));
+    assert_eq!(reply(&sub, "a-3")["result"]["staged"], 10);
+    // The portal goes away; the controller drops the staged set by itself.
+    let (i, _) = d.log.wait_for(0, &["staged set expired"]);
+    d.log.wait_for(i, &["staged set cleared"]);
+    for (id, op, args) in [("a-4", "sync.put", carded(10, 1)), ("a-5", "sync.commit", json!({}))] {
+        cmd(&broker, id, op, args);
+        let r = reply(&sub, id);
+        assert_eq!(r["error"]["code"], "stale", "{r}");
+        assert!(r["error"]["message"].as_str().unwrap().contains("send sync.begin again"), "{r}");
+    }
+    cmd(&broker, "a-6", "state.get", json!({}));
+    let r = reply(&sub, "a-6");
+    assert_eq!((r["result"]["generation"].as_u64(), r["result"]["holders"].as_u64()), (Some(0), Some(1)), "{r}");
+    // Begun again, the sync goes through.
+    cmd(&broker, "a-7", "sync.begin", json!({"generation": 1}));
+    assert_eq!(reply(&sub, "a-7")["ok"], true);
+    cmd(&broker, "a-8", "sync.put", carded(0, 3));
+    assert_eq!(reply(&sub, "a-8")["result"]["staged"], 3);
+    cmd(&broker, "a-9", "sync.commit", json!({}));
+    assert_eq!(reply(&sub, "a-9")["result"]["holders"], 3);
+}
+
+/// Issue 11: clearing 200,000 staged holders at the next sync.begin took
+/// 76 s, during which no MQTT command was handled.
+#[test]
+fn clearing_a_large_staged_set_does_not_hold_up_the_next_command() {
+    let broker = Broker::start();
+    let sub = broker.subscribe(&format!("{P}/reply"), "portal-clear");
+    let dir = tempfile::tempdir().unwrap();
+    let d = start(&dir, &broker, "");
+    cmd(&broker, "b-0", "sync.begin", json!({"generation": 1}));
+    assert_eq!(reply(&sub, "b-0")["ok"], true);
+    for n in 0..20 {
+        let id = format!("b-put-{n}");
+        cmd(&broker, &id, "sync.put", carded(n * 1000, 1000));
+        assert_eq!(reply(&sub, &id)["ok"], true);
+    }
+    // Abandoned: the portal begins again, and asks for the state at once.
+    let mark = d.log.len();
+    let sent = Instant::now();
+    cmd(&broker, "b-1", "sync.begin", json!({"generation": 2}));
+    cmd(&broker, "b-2", "state.get", json!({}));
+    assert_eq!(reply(&sub, "b-1")["ok"], true);
+    assert_eq!(reply(&sub, "b-2")["result"]["holders"], 0);
+    let answered = sent.elapsed();
+    let (got, _) = d.log.wait_for(mark, &["mqtt command", "op=state.get"]);
+    let (cleared, line) = d.log.wait_for(mark, &["staged set cleared"]);
+    assert!(got < cleared, "state.get waited for the clear ({answered:?}): {line}");
+    // The new sync sees nothing of the old one.
+    cmd(&broker, "b-3", "sync.put", carded(5, 2));
+    assert_eq!(reply(&sub, "b-3")["result"]["staged"], 2);
+    cmd(&broker, "b-4", "sync.commit", json!({}));
+    assert_eq!(reply(&sub, "b-4")["result"]["holders"], 2);
 }

@@ -206,6 +206,7 @@ fn open_state(cfg: &Config) -> Result<Opened, StartError> {
             cfg.keys.pin_length,
             cfg.role_schedules.clone(),
         )
+        .map(|svc| svc.with_sync_idle(cfg.store.sync_idle))
         .map_err(StartError::Keys)?,
     );
     let (audit, audit_thread) = audit::start(store.clone(), cfg.audit.retain).map_err(StartError::Audit)?;
