@@ -176,7 +176,7 @@ impl Shared {
     /// Drops the open sync if it has been idle too long; returns whether it
     /// did.
     pub fn expire_if_idle(&self, w: &mut Writer) -> Result<bool, OpError> {
-        if !w.expires.is_some_and(|at| at <= Instant::now()) {
+        if w.expires.is_none_or(|at| at > Instant::now()) {
             return Ok(false);
         }
         w.expires = None;
