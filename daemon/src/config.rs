@@ -62,6 +62,9 @@ pub struct StoreConfig {
     pub restore: crate::store::recover::Restore,
     /// How many snapshots to keep (0: none are written).
     pub snapshots: u32,
+    /// How long an open full sync waits for its next `sync.put` before its
+    /// staged set is dropped (`sync_idle_s`).
+    pub sync_idle: std::time::Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -588,6 +591,7 @@ fn validate(raw: &serde_json::Value, errs: &mut ConfigErrors) -> Option<Config> 
             on_damage: OnDamage::Recover,
             restore: Restore::Restrictive,
             snapshots: 3,
+            sync_idle: std::time::Duration::from_secs(600),
         };
         if let Some(mut s) = s {
             c.cache_capacity = s.u64_or("cache_capacity_mb", 4, 1..=4096, errs) * 1024 * 1024;
@@ -610,6 +614,7 @@ fn validate(raw: &serde_json::Value, errs: &mut ConfigErrors) -> Option<Config> 
                 ),
             }
             c.snapshots = s.u64_or("snapshots", 3, 0..=10, errs) as u32;
+            c.sync_idle = std::time::Duration::from_secs(s.u64_or("sync_idle_s", 600, 1..=86400, errs));
             s.finish(errs);
         }
         c

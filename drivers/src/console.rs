@@ -117,11 +117,31 @@ fn next_line(r: &mut impl std::io::BufRead, buf: &mut Vec<u8>) -> std::io::Resul
 pub struct Console {
     rx: Option<mpsc::Receiver<String>>,
     garbled: u64,
+    /// When the last warning was logged: at most one a second, as for the
+    /// serial devices (`serial::should_warn`); `garbled` keeps the total.
+    last_warn: Option<tokio::time::Instant>,
+    /// Warnings logged, for the tests.
+    warned: u64,
 }
 
 impl Console {
     pub fn new() -> Self {
         Console::default()
+    }
+}
+
+impl Console {
+    /// Counts a garbled line, and warns unless a warning went out less than a
+    /// second ago: a flood of garbage must not flood the log.
+    fn garbled(&mut self) {
+        self.garbled += 1;
+        if crate::serial::should_warn(&mut self.last_warn, tokio::time::Instant::now()) {
+            self.warned += 1;
+            tracing::warn!(
+                garbled = self.garbled,
+                "console: line not understood; expected keys (0-9 * #), card:<hex uid> or qr:<text>"
+            );
+        }
     }
 }
 
@@ -132,21 +152,15 @@ impl InputDriver for Console {
             self.rx =
                 stdin_lines().lock().map_err(|_| DriverError::new(ErrorKind::Other, "stdin reader poisoned"))?.take();
         }
-        let Some(rx) = self.rx.as_mut() else {
+        if self.rx.is_none() {
             return Err(DriverError::new(ErrorKind::Other, "standard input is already read by another console device"));
-        };
+        }
         sink.online();
-        while let Some(line) = rx.recv().await {
+        while let Some(line) = self.rx.as_mut().expect("checked above").recv().await {
             match parse_line(&line) {
                 Line::Inputs(inputs) => inputs.into_iter().for_each(|i| sink.input(i)),
                 Line::Blank => {}
-                Line::Garbled => {
-                    self.garbled += 1;
-                    tracing::warn!(
-                        garbled = self.garbled,
-                        "console: line not understood; expected keys (0-9 * #), card:<hex uid> or qr:<text>"
-                    );
-                }
+                Line::Garbled => self.garbled(),
             }
         }
         tracing::info!("console: standard input closed");
@@ -157,6 +171,28 @@ impl InputDriver for Console {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Issue 11: a flood of garbled lines logged one warning each.
+    #[tokio::test(start_paused = true)]
+    async fn a_flood_of_garbled_lines_warns_once_a_second() {
+        let (tx, rx) = mpsc::channel(16);
+        let mut c = Console { rx: Some(rx), ..Console::default() };
+        let (sink, _reports) = crate::fake::Reports::channel(0, 16, std::time::Duration::from_secs(5));
+        let run = tokio::spawn(async move {
+            c.run(&sink).await.unwrap();
+            c
+        });
+        for _ in 0..1000 {
+            tx.send("garbage!".into()).await.unwrap();
+        }
+        tokio::time::advance(std::time::Duration::from_millis(1000)).await;
+        for _ in 0..1000 {
+            tx.send("more garbage".into()).await.unwrap();
+        }
+        drop(tx);
+        let c = run.await.unwrap();
+        assert_eq!((c.garbled, c.warned), (2000, 2));
+    }
 
     #[test]
     fn parses_keys_cards_and_qr() {

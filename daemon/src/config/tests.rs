@@ -598,3 +598,13 @@ fn typos_are_found_whatever_their_case() {
     assert!(hint(find(&errs, "devices[0].id")).contains("id = \"keypad1\""), "{errs}");
     assert_eq!(hint(find(&errs, "doors[0].lock")), "devices are: lock1", "{errs}");
 }
+
+#[test]
+fn the_sync_idle_time_has_a_default_a_range_and_an_environment_override() {
+    let c = Config::from_toml_with_env(DEMO_TOML, no_env()).unwrap();
+    assert_eq!(c.store.sync_idle, std::time::Duration::from_secs(600));
+    let c = Config::from_toml_with_env(DEMO_TOML, env(&[("PORTER_STORE__SYNC_IDLE_S", "2")])).unwrap();
+    assert_eq!(c.store.sync_idle, std::time::Duration::from_secs(2));
+    let errs = Config::from_toml_with_env(DEMO_TOML, env(&[("PORTER_STORE__SYNC_IDLE_S", "0")])).unwrap_err();
+    assert!(errs.to_string().contains("store.sync_idle_s"), "{errs}");
+}

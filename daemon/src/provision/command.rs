@@ -15,6 +15,15 @@ use serde_json::{json, Map, Value};
 
 /// The largest command accepted, in bytes.
 pub const MAX_COMMAND_BYTES: usize = 1024 * 1024;
+/// The longest string `id`, in bytes: ids are stored with every reply kept
+/// for idempotency (docs/mqtt.md), so they must be small. A UUID is 36.
+pub const MAX_ID_BYTES: usize = 128;
+/// The longest `op`, in bytes (the longest op is 15); an unknown op is
+/// echoed in the reply, which is stored.
+pub const MAX_OP_BYTES: usize = 32;
+/// The longest error `message` in a reply, in bytes: messages may echo names
+/// from the command (an unknown argument, a door id), and replies are stored.
+pub const MAX_MESSAGE_BYTES: usize = 1024;
 
 /// Every op of the contract, in documentation order.
 pub const OPS: &[&str] = &[
@@ -80,7 +89,7 @@ pub fn parse(bytes: &[u8]) -> Result<Command, Value> {
         let id = serde_json::from_slice::<Value>(bytes)
             .ok()
             .and_then(|v| v.get("id").cloned())
-            .filter(|id| id.is_string() || id.is_number())
+            .filter(|id| check_command_id(id).is_ok())
             .unwrap_or(Value::Null);
         return Err(error_reply(
             &id,
@@ -93,12 +102,14 @@ pub fn parse(bytes: &[u8]) -> Result<Command, Value> {
         return Err(error_reply(&Value::Null, &OpError::invalid("a command is a JSON object with id, op and args")));
     };
     let id = obj.remove("id").unwrap_or(Value::Null);
-    if !(id.is_string() || id.is_number()) {
-        // An id that cannot be an id is not echoed back.
-        return Err(error_reply(&Value::Null, &OpError::invalid("`id` must be a string or a number")));
-    }
+    // An id that cannot be an id is not echoed back: not an oversized one,
+    // nor a number that JSON parsing has already rounded.
+    check_command_id(&id).map_err(|e| error_reply(&Value::Null, &e))?;
     let op = match obj.remove("op") {
-        Some(Value::String(s)) => s,
+        Some(Value::String(s)) if s.len() <= MAX_OP_BYTES => s,
+        Some(Value::String(_)) => {
+            return Err(error_reply(&id, &OpError::invalid(format!("`op` is at most {MAX_OP_BYTES} bytes"))))
+        }
         _ => return Err(error_reply(&id, &OpError::invalid("`op` must be a string such as \"pin.generate\""))),
     };
     let args = match obj.remove("args") {
@@ -112,12 +123,42 @@ pub fn parse(bytes: &[u8]) -> Result<Command, Value> {
     Ok(Command { id, op, args })
 }
 
+/// A command id: a string of at most [`MAX_ID_BYTES`] bytes, or a whole
+/// number that 64 bits hold exactly (an `i64` or a `u64`). A larger number,
+/// or one with a fraction or an exponent, reaches us already rounded to a
+/// float, and two such ids could collide: refused, never rounded.
+pub fn check_command_id(id: &Value) -> Result<(), OpError> {
+    match id {
+        Value::String(s) if s.len() <= MAX_ID_BYTES => Ok(()),
+        Value::String(_) => Err(OpError::invalid(format!("`id` is at most {MAX_ID_BYTES} bytes"))),
+        Value::Number(n) if n.is_i64() || n.is_u64() => Ok(()),
+        Value::Number(_) => Err(OpError::invalid(
+            "a numeric `id` must be a whole number from -9223372036854775808 to 18446744073709551615, \
+             written without a fraction or exponent (or send the id as a string)",
+        )),
+        _ => Err(OpError::invalid("`id` must be a string or a number")),
+    }
+}
+
+/// `message` cut to at most [`MAX_MESSAGE_BYTES`] bytes, on a character
+/// boundary, with `…` at the end when cut.
+fn bounded_message(message: &str) -> std::borrow::Cow<'_, str> {
+    if message.len() <= MAX_MESSAGE_BYTES {
+        return message.into();
+    }
+    let mut end = MAX_MESSAGE_BYTES - '…'.len_utf8();
+    while !message.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &message[..end]).into()
+}
+
 pub fn ok_reply(id: &Value, result: Value) -> Value {
     json!({"id": id, "ok": true, "result": result})
 }
 
 pub fn error_reply(id: &Value, e: &OpError) -> Value {
-    json!({"id": id, "ok": false, "error": {"code": e.code, "message": e.message}})
+    json!({"id": id, "ok": false, "error": {"code": e.code, "message": bounded_message(&e.message)}})
 }
 
 /// Runs one command and returns its reply. Blocking (it waits for the disk):
@@ -626,5 +667,60 @@ mod tests {
         assert!(days(json!("sat,someday")).unwrap_err().message.contains("unknown day in \"sat,someday\""));
         let many: Vec<Value> = (0..17).map(|_| json!({"from": "07:00", "to": "19:00"})).collect();
         assert!(parse_schedule(Some(&json!(many))).unwrap_err().message.contains("at most 16"));
+    }
+}
+
+#[cfg(test)]
+mod bounds_tests {
+    use super::*;
+
+    /// Issue 11: a 1 MB id was stored with every reply, and an id beyond 64
+    /// bits was rounded to a float, so two ids collided.
+    #[test]
+    fn ids_and_op_names_are_bounded_and_numeric_ids_kept_exactly() {
+        let cmd = |id: Value, op: &str| parse(json!({"id": id, "op": op}).to_string().as_bytes());
+        assert!(cmd(json!("x".repeat(MAX_ID_BYTES)), "state.get").is_ok());
+        let e = cmd(json!("x".repeat(MAX_ID_BYTES + 1)), "state.get").unwrap_err();
+        assert_eq!(e["error"]["code"], "invalid", "{e}");
+        assert!(e["error"]["message"].as_str().unwrap().contains("at most 128 bytes"), "{e}");
+        assert_eq!(e["id"], Value::Null, "an oversized id is not echoed");
+        for ok in [json!(7), json!(-7), json!(u64::MAX), json!(i64::MIN)] {
+            assert_eq!(cmd(ok.clone(), "state.get").unwrap().id, ok);
+        }
+        for text in [
+            r#"{"id": 1180591620717411303424, "op": "state.get"}"#,
+            r#"{"id": 1180591620717411303425, "op": "state.get"}"#,
+            r#"{"id": -9223372036854775809, "op": "state.get"}"#,
+            r#"{"id": 1.5, "op": "state.get"}"#,
+            r#"{"id": 7.0, "op": "state.get"}"#,
+            r#"{"id": 1e3, "op": "state.get"}"#,
+        ] {
+            let e = parse(text.as_bytes()).unwrap_err();
+            assert_eq!(e["error"]["code"], "invalid", "{text}: {e}");
+            assert!(e["error"]["message"].as_str().unwrap().contains("whole number"), "{text}: {e}");
+            assert_eq!(e["id"], Value::Null, "{text}: a rounded id is not echoed");
+        }
+        assert!(cmd(json!("c-1"), &"x".repeat(MAX_OP_BYTES)).is_ok(), "unknown, but refused by dispatch");
+        let e = cmd(json!("c-1"), &"x".repeat(MAX_OP_BYTES + 1)).unwrap_err();
+        assert_eq!(e["error"]["code"], "invalid", "{e}");
+        assert!(e["error"]["message"].as_str().unwrap().contains("at most 32 bytes"), "{e}");
+        // Even an oversized command's id is echoed only when it is a valid id.
+        let mut big = format!(r#"{{"id": "{}", "op": "state.get", "args": {{"x": ""#, "y".repeat(200));
+        big.push_str(&"z".repeat(MAX_COMMAND_BYTES));
+        big.push_str(r#""}}"#);
+        assert_eq!(parse(big.as_bytes()).unwrap_err()["id"], Value::Null);
+    }
+
+    /// Error messages echo names from the command (an unknown argument's
+    /// name, a door id): each stored reply must stay small.
+    #[test]
+    fn an_error_message_is_bounded() {
+        let name = "a".repeat(500_000);
+        let e = error_reply(&json!("c-1"), &OpError::invalid(format!("unknown argument `{name}`")));
+        let m = e["error"]["message"].as_str().unwrap();
+        assert!(m.len() <= MAX_MESSAGE_BYTES, "{}", m.len());
+        assert!(m.starts_with("unknown argument `aaa") && m.ends_with('…'), "{m}");
+        let e = error_reply(&json!("c-1"), &OpError::invalid("é".repeat(MAX_MESSAGE_BYTES)));
+        assert!(e["error"]["message"].as_str().unwrap().len() <= MAX_MESSAGE_BYTES);
     }
 }

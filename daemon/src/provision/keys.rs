@@ -15,8 +15,12 @@ use arc_swap::ArcSwap;
 use base64::Engine;
 use porter_drivers::CardUid;
 use sha2::Digest;
+use staging::Shared;
+pub use staging::SyncLimits;
 use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+mod staging;
 
 /// The most key cards one holder may have.
 pub const MAX_CARDS: usize = 32;
@@ -63,10 +67,17 @@ pub struct SyncHolder {
 }
 
 /// An open sync, as kept in the store.
-#[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 struct SyncState {
     generation: u64,
     holders: u64,
+    /// Bytes of its staged records (holders and key index, as stored).
+    #[serde(default)]
+    bytes: u64,
+    /// Why it was dropped (idle too long, a restart during a clear): its
+    /// `sync.put` and `sync.commit` get `stale` with this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    dropped: Option<String>,
 }
 
 /// Counts and digest for `state.get`.
@@ -88,9 +99,10 @@ pub struct KeyService {
     /// Each role's default schedule, for holders without their own.
     role_schedules: crate::access::RoleSchedules,
     pin_length: usize,
-    write: Mutex<()>,
-    /// The live space (`records::Space`), flipped by a sync commit.
-    space: AtomicU8,
+    /// The writer mutex, the live space and the staged sync's state, shared
+    /// with the janitor thread (see `staging`).
+    shared: Arc<Shared>,
+    janitor: Option<std::thread::JoinHandle<()>>,
     /// Holders, PINs, QR tokens and cards of the live set, kept as they
     /// change so that the status document needs no scan of the store.
     counts: std::sync::Mutex<Counts>,
@@ -186,7 +198,21 @@ impl KeyService {
         pin_length: usize,
         role_schedules: crate::access::RoleSchedules,
     ) -> Result<Self, OpError> {
-        let store_for_space = store.clone();
+        let space = records::active_space(&store);
+        let writer = staging::at_start(&store, space, SyncLimits::default())?;
+        let shared = Arc::new(Shared {
+            store: store.clone(),
+            space: AtomicU8::new(space.0),
+            writer: std::sync::Mutex::new(writer),
+            wake: Default::default(),
+        });
+        let janitor = {
+            let shared = shared.clone();
+            std::thread::Builder::new()
+                .name("sync-janitor".into())
+                .spawn(move || staging::janitor(shared))
+                .map_err(|e| OpError::internal(format!("cannot start the sync janitor thread: {e}")))?
+        };
         let svc = KeyService {
             store,
             hasher,
@@ -194,8 +220,8 @@ impl KeyService {
             doors,
             role_schedules,
             pin_length,
-            write: Mutex::new(()),
-            space: AtomicU8::new(records::active_space(&store_for_space).0),
+            shared,
+            janitor: Some(janitor),
             counts: Default::default(),
         };
         svc.reload()?;
@@ -204,7 +230,7 @@ impl KeyService {
 
     /// The live space.
     fn space(&self) -> Space {
-        Space(self.space.load(Ordering::SeqCst))
+        self.shared.space()
     }
 
     /// Rebuilds the live snapshot from the live space, in one go.
@@ -339,7 +365,7 @@ impl KeyService {
         id: &str,
         f: impl FnOnce(&Self, &mut HolderRecord, &mut Batch) -> Result<T, OpError>,
     ) -> Result<T, OpError> {
-        let _w = self.write.lock().map_err(|_| OpError::internal("writer lock poisoned"))?;
+        let _w = self.shared.lock()?;
         let old = self.load(id)?.ok_or_else(|| OpError::not_found(format!("no holder `{id}`")))?;
         let mut rec = old.clone();
         let mut batch = Batch::default();
@@ -355,7 +381,7 @@ impl KeyService {
 
     /// Creates the holder or replaces its profile; its keys are kept.
     pub fn holder_put(&self, spec: HolderSpec) -> Result<serde_json::Value, OpError> {
-        let _w = self.write.lock().map_err(|_| OpError::internal("writer lock poisoned"))?;
+        let _w = self.shared.lock()?;
         let old = self.load(&spec.id)?;
         let now = now_ms();
         let rec = HolderRecord {
@@ -430,7 +456,7 @@ impl KeyService {
 
     /// Deletes the holder and all its keys; its PIN becomes a tombstone.
     pub fn holder_delete(&self, id: &str) -> Result<(), OpError> {
-        let _w = self.write.lock().map_err(|_| OpError::internal("writer lock poisoned"))?;
+        let _w = self.shared.lock()?;
         let old = self.load(id)?.ok_or_else(|| OpError::not_found(format!("no holder `{id}`")))?;
         let mut batch = Batch::default();
         tombstone(&old.pin, &mut batch);
@@ -636,10 +662,12 @@ impl KeyService {
     // ---- full sync ----
 
     /// `sync.begin`: opens a full replace at `generation` (which must be newer
-    /// than the live one). The set is staged in the space that is not live,
-    /// cleared first; the live set keeps deciding until the commit.
+    /// than the live one). The set is staged in the space that is not live;
+    /// the live set keeps deciding until the commit. What an earlier sync
+    /// left there is cleared in the background, never seen by this one
+    /// (see `staging`), so this returns at once however much was staged.
     pub fn sync_begin(&self, generation: u64) -> Result<serde_json::Value, OpError> {
-        let _w = self.write.lock().map_err(|_| OpError::internal("writer lock poisoned"))?;
+        let mut w = self.shared.lock()?;
         let live = self.generation()?;
         if generation <= live {
             return Err(OpError::new(
@@ -647,45 +675,25 @@ impl KeyService {
                 format!("generation {generation} is not newer than the live generation {live}"),
             ));
         }
-        let staging = self.space().other();
-        self.clear_space(staging)?;
         let mut b = Batch::default();
-        b.put(records::SYNC.to_vec(), serde_json::to_vec(&SyncState { generation, holders: 0 }).unwrap_or_default());
-        self.store.apply(b)?;
-        Ok(serde_json::json!({"generation": generation}))
-    }
-
-    /// Deletes every holder and key of `space`, in bounded batches.
-    fn clear_space(&self, space: Space) -> Result<(), OpError> {
-        for prefix in [space.holders(), space.keys()] {
-            loop {
-                let mut b = Batch::default();
-                for r in self.store.scan(&prefix).take(1000) {
-                    b.remove(r?.0);
-                }
-                if b.is_empty() {
-                    break;
-                }
-                self.store.apply_unflushed(b)?;
-            }
+        if w.fence.is_some() || staging::has_records(&self.store, self.space().other())? {
+            w.start_clear();
+            b.put(staging::DIRTY.to_vec(), b"1".to_vec());
         }
-        self.store.flush()?;
-        Ok(())
-    }
-
-    fn open_sync(&self) -> Result<SyncState, OpError> {
-        self.store
-            .get(records::SYNC)?
-            .and_then(|v| serde_json::from_slice(&v).ok())
-            .ok_or_else(|| OpError::invalid("no sync is open: send sync.begin first"))
+        let state = SyncState { generation, holders: 0, bytes: 0, dropped: None };
+        b.put(records::SYNC.to_vec(), serde_json::to_vec(&state).unwrap_or_default());
+        self.store.apply(b)?;
+        w.expires = Some(std::time::Instant::now() + w.limits.idle);
+        self.shared.wake.notify_all();
+        Ok(serde_json::json!({"generation": generation}))
     }
 
     /// `sync.put`: stages holders with their keys (plaintext in, keyed hashes
     /// stored). A holder staged twice is replaced; a key staged for two
     /// holders, or a deleted PIN, is refused as `duplicate`.
     pub fn sync_put(&self, holders: Vec<SyncHolder>) -> Result<serde_json::Value, OpError> {
-        let _w = self.write.lock().map_err(|_| OpError::internal("writer lock poisoned"))?;
-        let mut state = self.open_sync()?;
+        let mut w = self.shared.lock()?;
+        let mut state = staging::open_sync(&self.shared, &mut w)?;
         let staging = self.space().other();
         let mut batch = Batch::default();
         // Keys staged by this very call, so duplicates inside it are caught too.
@@ -703,9 +711,16 @@ impl KeyService {
                 )));
             }
         }
+        // What this call writes, for the fence of a sync staged beside leftovers.
+        let mut written: Vec<String> = Vec::with_capacity(holders.len());
         for h in holders {
             let key = records::holder_key(staging, &h.spec.id);
-            let old = self.store.get(&key)?.map(|v| HolderRecord::decode(&key, &v)).transpose()?;
+            // A record left by an earlier sync is not this sync's: it is
+            // overwritten here, its keys are cleared in the background.
+            let old = match w.staged_holder(&h.spec.id) {
+                true => self.store.get(&key)?.map(|v| HolderRecord::decode(&key, &v)).transpose()?,
+                false => None,
+            };
             // A limited key the live set already has keeps its creation
             // time: its uses stay counted and its default expiry stays put.
             // (Read only for those: a sync of 100,000 holders has few.)
@@ -734,10 +749,13 @@ impl KeyService {
             };
             let mut claim = |kind: KeyKind, value: &[u8], what: &str| -> Result<KeyHash, OpError> {
                 let hash = self.hasher.hash(kind, value);
-                let staged_owner = self
-                    .store
-                    .get(&records::key_key(staging, &hash))?
-                    .map(|v| String::from_utf8_lossy(&v).into_owned());
+                let staged_owner = match w.staged_key(&hash) {
+                    true => self
+                        .store
+                        .get(&records::key_key(staging, &hash))?
+                        .map(|v| String::from_utf8_lossy(&v).into_owned()),
+                    false => None,
+                };
                 let other = claimed.get(&hash).cloned().or(staged_owner).filter(|o| *o != rec.id);
                 if let Some(o) = other {
                     return Err(OpError::duplicate(format!("{what} of `{}` is also given to `{o}`", rec.id)));
@@ -775,23 +793,48 @@ impl KeyService {
                 for (k, ..) in o.keys() {
                     batch.remove(records::key_key(staging, &k));
                 }
+                state.bytes = state.bytes.saturating_sub(staged_bytes(o));
             } else {
                 state.holders += 1;
             }
+            state.bytes += staged_bytes(&rec);
             for (k, ..) in rec.keys() {
                 batch.put(records::key_key(staging, &k), rec.id.as_bytes().to_vec());
             }
             batch.put(key, rec.encode());
+            written.push(rec.id);
+        }
+        let limits = w.limits;
+        if state.holders > limits.holders {
+            return Err(OpError::invalid(format!(
+                "this sync.put would stage {} holders; a sync holds at most {}: nothing of this message was staged",
+                state.holders, limits.holders
+            )));
+        }
+        if state.bytes > limits.bytes {
+            return Err(OpError::invalid(format!(
+                "this sync.put would stage {} bytes of records; a sync holds at most {}: nothing of this message was staged",
+                state.bytes, limits.bytes
+            )));
         }
         batch.put(records::SYNC.to_vec(), serde_json::to_vec(&state).unwrap_or_default());
         self.store.apply(batch)?;
+        if let Some(f) = w.fence.as_mut() {
+            f.keys.extend(claimed.into_keys());
+            f.holders.extend(written);
+        }
+        w.expires = Some(std::time::Instant::now() + limits.idle);
+        self.shared.wake.notify_all();
         Ok(serde_json::json!({"staged": state.holders}))
     }
 
     /// `sync.commit`: makes the staged set live in one atomic step.
     pub fn sync_commit(&self) -> Result<serde_json::Value, OpError> {
-        let _w = self.write.lock().map_err(|_| OpError::internal("writer lock poisoned"))?;
-        let state = self.open_sync()?;
+        let mut w = self.shared.lock()?;
+        let state = staging::open_sync(&self.shared, &mut w)?;
+        // Leftovers of an earlier sync must not become live: a clear still
+        // under way is finished first.
+        while !self.shared.clear_chunk(&mut w)? {}
         let (live, staging) = (self.space(), self.space().other());
         // PINs of the live set that the new set drops become tombstones. They
         // are written before the flip: a tombstone for a PIN still live is
@@ -824,8 +867,14 @@ impl KeyService {
         b.remove(records::SYNC.to_vec());
         // The portal's full sync ends the wait after a recovery.
         b.remove(crate::store::recover::NEEDS_SYNC.to_vec());
+        // The old live set, now in the staging space, is cleared in the
+        // background.
+        b.put(staging::DIRTY.to_vec(), b"1".to_vec());
         self.store.apply_change(b)?;
-        self.space.store(staging.0, Ordering::SeqCst);
+        self.shared.space.store(staging.0, Ordering::SeqCst);
+        w.start_clear();
+        w.expires = None;
+        self.shared.wake.notify_all();
         self.reload()?;
         let s = self.state_unlocked()?;
         // The sync's short-lived allocations are all freed by now.
@@ -862,6 +911,14 @@ impl KeyService {
         s.digest = hex::encode(digest.finalize());
         Ok(s)
     }
+}
+
+/// Bytes a staged holder takes: its record and its key index entries, keys
+/// and values, as stored.
+fn staged_bytes(rec: &HolderRecord) -> u64 {
+    let record = records::holder_key(Space::A, &rec.id).len() + rec.encode().len();
+    let keys = rec.keys().len() * (Space::A.keys().len() + KeyHash::LEN + rec.id.len());
+    (record + keys) as u64
 }
 
 /// One holder's line of the state digest:

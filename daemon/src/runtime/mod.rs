@@ -247,6 +247,7 @@ fn open_keys(cfg: &Config, store: Store) -> Result<(secret::KeyHasher, Arc<KeySe
     let door_ids: Vec<String> = cfg.doors.iter().map(|d| d.id.clone()).collect();
     let svc = Arc::new(
         KeyService::open_with_roles(store, hasher.clone(), door_ids, cfg.keys.pin_length, cfg.role_schedules.clone())
+            .map(|svc| svc.with_sync_idle(cfg.store.sync_idle))
             .map_err(StartError::Keys)?,
     );
     Ok((hasher, svc))
