@@ -16,7 +16,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 #[derive(Parser)]
-#[command(name = "porterctl", version, about = "Send one op to porterd's admin socket", after_help = OPS_HELP)]
+#[command(name = "porterctl", version, about = "Send one op to porterd's admin socket", after_help = ops_help())]
 struct Cli {
     /// The admin socket (default: admin.socket from --config, else /run/porter/admin.sock).
     #[arg(long, env = "PORTER_ADMIN__SOCKET")]
@@ -69,10 +69,16 @@ const OPS_HELP: &str = "Examples:
   porterctl door.unlock door=main ms=3000
   porterctl lockout.clear device=keypad1
   porterctl state.get
+  porterctl events.get after=1040 limit=100     (events from the log, to fill a gap in seq)
   porterctl doctor                              (checks the config, the devices, permissions, the broker)
   porterctl --mqtt mqtts://broker:8883 --site oak-street --controller room-1 --ca-file ca.pem state.get
   porterctl --config /etc/porter/porter.toml --mqtt mqtts://broker:8883 state.get
 The ops and their arguments are in docs/ops.md; MQTT in docs/mqtt.md.";
+
+/// The examples, and every op, from the daemon's own list.
+fn ops_help() -> String {
+    format!("Ops: {}\n{OPS_HELP}", porterd::provision::command::OPS.join(", "))
+}
 
 /// Warns when an argument that carries secrets (a PIN, a QR token, a sync's
 /// holders with theirs) is given on the command line.

@@ -51,6 +51,7 @@ pub const OPS: &[&str] = &[
     "sync.put",
     "sync.commit",
     "state.get",
+    "events.get",
 ];
 
 /// What the running daemon does for ops that act on doors and devices.
@@ -557,6 +558,12 @@ fn dispatch(svc: &KeyService, ctl: &dyn Control, cmd: &Command) -> Result<Value,
             let mut state = serde_json::to_value(svc.state()?).map_err(|e| OpError::internal(e.to_string()))?;
             state["lockouts"] = ctl.lockouts()?;
             Ok(state)
+        }
+        "events.get" => {
+            let a = Args::new(a, &["after", "limit"])?;
+            let after = a.opt_u64("after")?.unwrap_or(0);
+            let limit = a.opt_u64("limit")?.unwrap_or(super::events::LIMIT_DEFAULT);
+            super::events::get(svc.store(), after, limit)
         }
         "enroll.start" => {
             let a = Args::new(a, &["holder", "door", "timeout_s"])?;

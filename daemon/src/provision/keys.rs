@@ -103,9 +103,11 @@ pub struct KeyService {
     /// with the janitor thread (see `staging`).
     shared: Arc<Shared>,
     janitor: Option<std::thread::JoinHandle<()>>,
-    /// Holders, PINs, QR tokens and cards of the live set, kept as they
-    /// change so that the status document needs no scan of the store.
-    counts: std::sync::Mutex<Counts>,
+    /// The live set's generation and counts, kept as they change so that
+    /// the status document needs no scan of the store. They change together,
+    /// under the writer's lock, right after the snapshot is swapped: a
+    /// reader gets both from the same committed set.
+    summary: std::sync::Mutex<Summary>,
 }
 
 /// How long a key limited in uses lasts when no expiry is given.
@@ -129,6 +131,13 @@ fn limits_of(rec: &HolderRecord) -> impl Iterator<Item = (KeyHash, crate::access
             (k.hash, crate::access::Limit { uses: l.uses, expires_ms: l.expires_ms, created_ms: k.created_ms })
         })
     })
+}
+
+/// The live set's generation and counts, one value (the status document's).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Summary {
+    pub generation: u64,
+    pub counts: Counts,
 }
 
 /// The live set's counts, as the status document shows them.
@@ -222,7 +231,7 @@ impl KeyService {
             pin_length,
             shared,
             janitor: Some(janitor),
-            counts: Default::default(),
+            summary: Default::default(),
         };
         svc.reload()?;
         Ok(svc)
@@ -257,8 +266,9 @@ impl KeyService {
         for (h, l) in limits {
             snap.set_limit(h, Some(l));
         }
+        let generation = stored_generation(&self.store)?;
         self.live.store(Arc::new(snap));
-        *self.counts.lock().unwrap_or_else(|e| e.into_inner()) = counts;
+        *self.summary.lock().unwrap_or_else(|e| e.into_inner()) = Summary { generation, counts };
         Ok(())
     }
 
@@ -348,15 +358,22 @@ impl KeyService {
         }
         snap.maybe_compact();
         self.live.store(Arc::new(snap));
-        let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+        let counts = &mut self.summary.lock().unwrap_or_else(|e| e.into_inner()).counts;
         old.map(Counts::of).into_iter().for_each(|c| counts.sub(c));
         new.map(Counts::of).into_iter().for_each(|c| counts.add(c));
         Ok(())
     }
 
-    /// The live set's counts, without a scan (for the status document).
+    /// The live set's generation and counts, without a scan and without
+    /// waiting for the writer (for the status document): both always of the
+    /// same committed set.
+    pub fn summary(&self) -> Summary {
+        *self.summary.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The live set's counts ([`KeyService::summary`]).
     pub fn counts(&self) -> Counts {
-        *self.counts.lock().unwrap_or_else(|e| e.into_inner())
+        self.summary().counts
     }
 
     /// Loads holder `id`, lets `f` change it (and add to the batch), commits.
@@ -882,21 +899,30 @@ impl KeyService {
         serde_json::to_value(s).map_err(|e| OpError::internal(e.to_string()))
     }
 
-    /// The generation of the last committed full sync (0 before any).
+    /// The generation of the last committed full sync (0 before any), as
+    /// the live set has it ([`KeyService::summary`]).
     pub fn generation(&self) -> Result<u64, OpError> {
-        Ok(self.store.get(records::GENERATION)?.and_then(|v| String::from_utf8_lossy(&v).parse().ok()).unwrap_or(0))
+        Ok(self.summary().generation)
     }
 
     // ---- state ----
 
-    /// Counts and the digest described in docs/ops.md.
+    /// Counts and the digest described in docs/ops.md: one consistent view.
+    ///
+    /// The store has no snapshot reads, so the scan runs under the writer's
+    /// lock: no commit can land between reading the generation and the
+    /// holders (a sync commit writes the generation before it flips the live
+    /// space), and no `sync.begin` can clear the space being scanned. During a
+    /// sync commit it therefore waits for the commit and answers the new set.
+    /// The decision path never takes this lock.
     pub fn state(&self) -> Result<StateView, OpError> {
+        let _w = self.shared.lock()?;
         self.state_unlocked()
     }
 
+    /// [`KeyService::state`], for a caller that holds the writer's lock.
     fn state_unlocked(&self) -> Result<StateView, OpError> {
-        let generation =
-            self.store.get(records::GENERATION)?.and_then(|v| String::from_utf8_lossy(&v).parse().ok()).unwrap_or(0);
+        let generation = self.summary().generation;
         let mut s = StateView { generation, holders: 0, pins: 0, qr: 0, cards: 0, digest: String::new() };
         let mut digest = sha2::Sha256::new();
         for r in self.store.scan(&self.space().holders()) {
@@ -919,6 +945,11 @@ fn staged_bytes(rec: &HolderRecord) -> u64 {
     let record = records::holder_key(Space::A, &rec.id).len() + rec.encode().len();
     let keys = rec.keys().len() * (Space::A.keys().len() + KeyHash::LEN + rec.id.len());
     (record + keys) as u64
+}
+
+/// The generation of the last committed full sync, as stored (0 before any).
+fn stored_generation(store: &Store) -> Result<u64, OpError> {
+    Ok(store.get(records::GENERATION)?.and_then(|v| String::from_utf8_lossy(&v).parse().ok()).unwrap_or(0))
 }
 
 /// One holder's line of the state digest:

@@ -5,11 +5,13 @@
 //! - [`admin`]: the local Unix socket `porterctl` talks to.
 //! - [`mqtt`]: the MQTT session: commands, replies, events, status.
 //! - [`replies`]: idempotency by command id.
+//! - [`events`]: `events.get`, events read back from the audit log.
 //! - [`error`]: the contract's error codes.
 
 pub mod admin;
 pub mod command;
 pub mod error;
+pub mod events;
 pub mod keys;
 pub mod mqtt;
 pub mod replies;

@@ -603,8 +603,9 @@ pub async fn run_with_clock(
             m.insert("version".into(), json!(env!("CARGO_PKG_VERSION")));
             // Counts kept as the set changes: a scan of 100,000 holders here
             // would hold up the MQTT session for a third of a second.
-            let c = svc2.counts();
-            m.insert("generation".into(), json!(svc2.generation().unwrap_or(0)));
+            // Generation and counts in one value, of the same committed set.
+            let crate::provision::keys::Summary { generation, counts: c } = svc2.summary();
+            m.insert("generation".into(), json!(generation));
             m.insert("holders".into(), json!(c.holders));
             m.insert("pins".into(), json!(c.pins));
             m.insert("qr".into(), json!(c.qr));
