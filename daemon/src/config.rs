@@ -62,6 +62,10 @@ pub struct StoreConfig {
     pub restore: crate::store::recover::Restore,
     /// How many snapshots to keep (0: none are written).
     pub snapshots: u32,
+    /// The reserve held back in `data_dir` for a full disk, in bytes.
+    pub reserve: u64,
+    /// Below this many free bytes on data_dir's disk, `storage.low`.
+    pub low_space: u64,
     /// How long an open full sync waits for its next `sync.put` before its
     /// staged set is dropped (`sync_idle_s`).
     pub sync_idle: std::time::Duration,
@@ -592,6 +596,8 @@ fn validate(raw: &serde_json::Value, errs: &mut ConfigErrors) -> Option<Config> 
             restore: Restore::Restrictive,
             snapshots: 3,
             sync_idle: std::time::Duration::from_secs(600),
+            reserve: 16 << 20,
+            low_space: 64 << 20,
         };
         if let Some(mut s) = s {
             c.cache_capacity = s.u64_or("cache_capacity_mb", 4, 1..=4096, errs) * 1024 * 1024;
@@ -614,6 +620,8 @@ fn validate(raw: &serde_json::Value, errs: &mut ConfigErrors) -> Option<Config> 
                 ),
             }
             c.snapshots = s.u64_or("snapshots", 3, 0..=10, errs) as u32;
+            c.reserve = s.u64_or("reserve_mb", 16, 0..=4096, errs) << 20;
+            c.low_space = s.u64_or("low_space_mb", 64, 1..=1_000_000, errs) << 20;
             c.sync_idle = std::time::Duration::from_secs(s.u64_or("sync_idle_s", 600, 1..=86400, errs));
             s.finish(errs);
         }

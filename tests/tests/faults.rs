@@ -402,3 +402,145 @@ fn power_cuts_after_wrong_pins_keep_every_counted_failure() {
     eprintln!("{fed_back} of 60 cuts after the feedback");
     assert!(d.stop().0.success());
 }
+
+/// A small tmpfs for data_dir, unmounted on drop; `None` when this process
+/// may not mount (not root): CI runs as root.
+struct Tmpfs(std::path::PathBuf);
+
+impl Tmpfs {
+    fn mount(path: &Path, mb: u32) -> Option<Tmpfs> {
+        if std::process::Command::new("id").arg("-u").output().map(|o| o.stdout != b"0\n").unwrap_or(true) {
+            eprintln!("skipped: mounting a tmpfs needs root (CI runs as root)");
+            return None;
+        }
+        std::fs::create_dir_all(path).unwrap();
+        let st = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={mb}m,mode=0755"), "tmpfs"])
+            .arg(path)
+            .status()
+            .unwrap();
+        assert!(st.success(), "mount -t tmpfs failed");
+        Some(Tmpfs(path.to_path_buf()))
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+/// Writes `path` until the disk is full.
+fn fill(path: &Path) {
+    use std::io::Write;
+    let mut f = std::fs::OpenOptions::new().create(true).append(true).open(path).unwrap();
+    for size in [1 << 20, 4096, 512] {
+        let chunk = vec![7u8; size];
+        while f.write_all(&chunk).is_ok() {}
+    }
+    let _ = f.sync_all();
+}
+
+fn count_events(lines: &[String], from: usize, pred: impl Fn(&Value) -> bool) -> usize {
+    lines[from..]
+        .iter()
+        .filter_map(|l| l.strip_prefix(&format!("{EVENTS} ")))
+        .filter_map(|p| serde_json::from_str::<Value>(p).ok())
+        .filter(|v| pred(v))
+        .count()
+}
+
+/// data_dir on a 24 MiB tmpfs that fills up while the room works: the
+/// daemon reports `storage.low`, keeps deciding, keeps its audit log in the
+/// reserve it releases, and once space is freed goes on without a restart
+/// with nothing lost; then it starts on a full disk.
+#[test]
+fn a_full_disk_keeps_the_room_deciding_and_recovers_without_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(disk) = Tmpfs::mount(&dir.path().join("disk"), 24) else { return };
+    let p = disk.0.clone();
+    let broker = Broker::start();
+    let sub = broker.subscribe("porter/test/room-1/#", "full-portal");
+    let extra = format!("\n[store]\nreserve_mb = 4\nlow_space_mb = 8\n\n[mqtt]\nurl = \"{}\"\n", broker.url());
+    let cfg = dir.path().join("porter.toml");
+    std::fs::write(&cfg, porter_tests::config_text(&p, 300, false, &extra)).unwrap();
+    let sock = p.join("admin.sock");
+    let mut d = Daemon::start(&cfg, &sock);
+    assert_eq!(d.ctl("holder.put", &["holder=staff-ann", "name=A", "role=staff"]).0, 0);
+    let (_, r) = d.ctl("pin.generate", &["holder=staff-ann"]);
+    let pin = r["result"]["pin"].as_str().unwrap().to_string();
+    d.log.wait_for(0, &["storage reserve made again"]);
+
+    // The disk fills up.
+    let from = sub.lines.len();
+    fill(&p.join("filler"));
+    sub.wait_json(from, EVENTS, "storage.low", |v| v["type"] == "storage.low");
+    sub.wait_json(from, STATUS, "status storage low", |v| v["storage"]["low"] == true);
+    let mark = d.log.len();
+    let mut acknowledged = Vec::new();
+    for i in 0..100 {
+        d.type_line(&format!("{pin}#"));
+        if i % 5 == 0 {
+            let h = format!("holder=staff-{i}");
+            let (code, r) = d.ctl("holder.put", &[&h, "name=S", "role=staff"]);
+            if code == 0 {
+                acknowledged.push(format!("staff-{i}"));
+            } else {
+                assert_eq!(r["error"]["code"], "internal", "{r}");
+            }
+        }
+    }
+    // The room kept deciding all along.
+    let deadline = std::time::Instant::now() + DEADLINE;
+    while d.log.all()[mark..].iter().filter(|l| l.contains("access granted")).count() < 100 {
+        assert!(std::time::Instant::now() < deadline, "the room stopped deciding on a full disk");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
+    // Space is freed: no restart.
+    std::fs::remove_file(p.join("filler")).unwrap();
+    sub.wait_json(from, EVENTS, "storage.ok", |v| v["type"] == "storage.ok");
+    let (code, r) = d.ctl("holder.put", &["holder=staff-after", "name=S", "role=staff"]);
+    assert_eq!(code, 0, "the store works again without a restart: {r}");
+    for h in &acknowledged {
+        assert_eq!(d.ctl("holder.get", &[&format!("holder={h}")]).0, 0, "{h} acknowledged but lost");
+    }
+    // Every grant made while the disk was full reaches the portal, or a gap
+    // says how many did not.
+    let deadline = std::time::Instant::now() + DEADLINE;
+    loop {
+        let lines = sub.lines.all();
+        let granted = count_events(&lines, from, |v| v["type"] == "access.granted");
+        let dropped: u64 = lines[from..]
+            .iter()
+            .filter_map(|l| l.strip_prefix(&format!("{EVENTS} ")))
+            .filter_map(|p| serde_json::from_str::<Value>(p).ok())
+            .filter(|v| v["type"] == "audit.gap")
+            .filter_map(|v| v["dropped"].as_u64())
+            .sum();
+        if granted as u64 + dropped >= 100 {
+            eprintln!("{granted} grants published, {dropped} reported dropped");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "grants lost silently: {granted} published, {dropped} in gaps");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    d.log.wait_for(mark, &["storage reserve made again"]);
+    eprintln!(
+        "{} of 20 commands acknowledged on the full disk; reserve released: {}",
+        acknowledged.len(),
+        d.log.has(0, &["storage reserve is released so the audit log"])
+    );
+    assert!(d.stop().0.success());
+
+    // A start on a full disk: the reserve makes room, the room decides.
+    fill(&p.join("filler"));
+    let from = sub.lines.len();
+    let mut d = Daemon::start(&cfg, &sock);
+    assert!(d.log.has(0, &["storage reserve is released so the daemon can start"]));
+    let mark = d.log.len();
+    d.type_line(&format!("{pin}#"));
+    d.log.wait_for(mark, &["access granted"]);
+    sub.wait_json(from, EVENTS, "storage.low at start", |v| v["type"] == "storage.low");
+    assert!(d.stop().0.success());
+}

@@ -366,8 +366,14 @@ pub async fn run(opts: MqttOptions, topics: Topics, deps: Deps, cancel: Cancella
                         publish(&mut out, &d.reply_topic, false, d.reply, Some(props));
                         let _ = client.try_ack(&d.command);
                     },
-                    r = wake.recv() => if let Err(tokio::sync::broadcast::error::RecvError::Closed) = r {
-                        wake = deps.audit.subscribe();
+                    r = wake.recv() => match r {
+                        Err(tokio::sync::broadcast::error::RecvError::Closed) => wake = deps.audit.subscribe(),
+                        // What the status reports of the store and its disk
+                        // changed: the portal sees it now, not at the next tick.
+                        Ok(e) if connected && e.json["type"].as_str().is_some_and(|t| t.starts_with("storage.") || t == "store.recovered") => {
+                            publish(&mut out, &topics.status, true, status(true), None);
+                        }
+                        _ => {}
                     },
                     _ = status_tick.tick() => if connected {
                         publish(&mut out, &topics.status, true, status(true), None);

@@ -207,9 +207,18 @@ fn sled_io(e: std::io::Error) -> sled::Error {
     sled::Error::Io(e)
 }
 
+/// Below this much free space at start the reserve is released first, so
+/// that the store and its record can be opened and written.
+const START_FREE_MIN: u64 = 4 << 20;
+
 fn open_state(cfg: &Config, now_ms: i64) -> Result<Opened, StartError> {
     let s = &cfg.store;
+    let reserve = crate::store::space::Reserve::new(&cfg.data_dir, s.reserve);
+    if crate::store::space::free(&cfg.data_dir).is_ok_and(|(free, _)| free < START_FREE_MIN) && reserve.release() {
+        tracing::error!(data_dir = %cfg.data_dir.display(), "the disk of data_dir is full: the storage reserve is released so the daemon can start; free space (docs/ops.md, \"A full disk\")");
+    }
     let opened = recover::open(&cfg.data_dir, s.cache_capacity, s.on_damage, s.restore, now_ms)?;
+    opened.store.attach_reserve(reserve);
     match open_keys(cfg, opened.store.clone()) {
         Ok((hasher, svc)) => finish_open(cfg, opened, hasher, svc),
         // A record that does not decode: the store is damaged after all.
@@ -318,6 +327,92 @@ fn report_recovery(audit: &audit::Audit, now_ms: i64, r: Option<&recover::Recove
     f.insert("recorded".into(), recorded.unwrap_or(Value::Null));
     f.insert("missing".into(), json!(missing));
     audit.record(audit::Draft { ts_ms: now_ms, kind: "store.recovered", fields: f });
+}
+
+/// How often the storage watch looks at the disk.
+const STORAGE_CHECK: Duration = Duration::from_secs(2);
+
+/// What the storage watch saw last, for the status document.
+#[derive(Default)]
+pub struct StorageState {
+    pub free_mb: std::sync::atomic::AtomicU64,
+    pub low: std::sync::atomic::AtomicBool,
+}
+
+/// Watches the disk of `data_dir`: records `storage.low` when free space
+/// falls below `low` bytes (or the store had to release its reserve) and
+/// `storage.ok` when it is back; makes the reserve again once there is room
+/// for it above the low mark; reopens a store a failed reopen left closed.
+async fn storage_watch(
+    store: Store,
+    data_dir: std::path::PathBuf,
+    low: u64,
+    audit: audit::Audit,
+    clock: Arc<dyn Clock>,
+    state: Arc<StorageState>,
+    cancel: CancellationToken,
+) {
+    use std::sync::atomic::Ordering;
+    let mb = |b: u64| b >> 20;
+    let mut tick = tokio::time::interval(STORAGE_CHECK);
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let (s, d) = (store.clone(), data_dir.clone());
+        let Ok(seen) = tokio::task::spawn_blocking(move || -> std::io::Result<(u64, u64, bool)> {
+            let (free, total) = crate::store::space::free(&d)?;
+            if !s.is_open() {
+                if let Err(e) = s.reopen() {
+                    tracing::debug!(error = %e, "store still closed");
+                }
+            }
+            let reserve = s.reserve();
+            if let Some(r) = reserve.filter(|r| !r.held() && r.bytes() > 0 && free >= low + r.bytes()) {
+                match r.make() {
+                    Ok(()) => tracing::info!(mb = r.bytes() >> 20, "storage reserve made again"),
+                    Err(e) => tracing::warn!(error = %e, "cannot make the storage reserve yet"),
+                }
+            }
+            let released = reserve.is_some_and(|r| r.bytes() > 0 && !r.held());
+            Ok((free, total, released))
+        })
+        .await
+        else {
+            return;
+        };
+        let (free, total, released) = match seen {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the free space of data_dir");
+                continue;
+            }
+        };
+        state.free_mb.store(mb(free), Ordering::Relaxed);
+        let is_low = free < low || released;
+        if is_low == state.low.swap(is_low, Ordering::Relaxed) {
+            continue;
+        }
+        let mut f = serde_json::Map::new();
+        f.insert("free_mb".into(), json!(mb(free)));
+        f.insert("total_mb".into(), json!(mb(total)));
+        f.insert("low_mb".into(), json!(mb(low)));
+        f.insert("reserve".into(), json!(if released { "released" } else { "held" }));
+        let kind = if is_low {
+            tracing::error!(
+                free_mb = mb(free),
+                low_mb = mb(low),
+                reserve_released = released,
+                "storage low on the disk of data_dir (docs/ops.md, \"A full disk\")"
+            );
+            "storage.low"
+        } else {
+            tracing::info!(free_mb = mb(free), "storage ok again");
+            "storage.ok"
+        };
+        audit.record(audit::Draft { ts_ms: clock.now_ms(), kind, fields: f });
+    }
 }
 
 /// How often the snapshot task looks for a new generation.
@@ -510,6 +605,19 @@ pub async fn run_with_clock(
     // The clock's trust, seen once before the first decision, then watched.
     let trust = Arc::new(clock::Trust::new(&cfg.clock.source));
     let clock_cancel = CancellationToken::new();
+    let storage = Arc::new(StorageState::default());
+    if let Ok((free, _)) = crate::store::space::free(&cfg.data_dir) {
+        storage.free_mb.store(free >> 20, std::sync::atomic::Ordering::Relaxed);
+    }
+    let storage_task = tokio::spawn(storage_watch(
+        store.clone(),
+        cfg.data_dir.clone(),
+        cfg.store.low_space,
+        audit.clone(),
+        clock.clone(),
+        storage.clone(),
+        clock_cancel.clone(),
+    ));
     let snapshot_task = tokio::spawn(snapshots(
         svc.clone(),
         cfg.data_dir.clone(),
@@ -596,7 +704,7 @@ pub async fn run_with_clock(
     let mqtt_cancel = CancellationToken::new();
     let mqtt_task = mqtt_opts.map(|opts| {
         let started = std::time::Instant::now();
-        let (svc2, store2, health2) = (svc.clone(), store.clone(), health.clone());
+        let (svc2, store2, health2, storage2) = (svc.clone(), store.clone(), health.clone(), storage.clone());
         let (trust, unsynchronized) = (trust.clone(), cfg.clock.unsynchronized);
         let status = Arc::new(move || {
             let mut m = serde_json::Map::new();
@@ -616,6 +724,13 @@ pub async fn run_with_clock(
             // After a recovery, until the portal's next full sync.
             let state = if recover::needs_sync(&store2) { "needs_sync" } else { "ok" };
             m.insert("store".into(), json!(state));
+            m.insert(
+                "storage".into(),
+                json!({
+                    "free_mb": storage2.free_mb.load(std::sync::atomic::Ordering::Relaxed),
+                    "low": storage2.low.load(std::sync::atomic::Ordering::Relaxed),
+                }),
+            );
             m.insert("outbox".into(), json!(num(crate::store::records::SEQ).saturating_sub(num(b"m/events_acked"))));
             if let Ok(h) = health2.lock() {
                 m.insert("devices".into(), json!(*h));
@@ -688,6 +803,7 @@ pub async fn run_with_clock(
         clock_cancel.cancel();
         let _ = clock_task.await;
         let _ = snapshot_task.await;
+        let _ = storage_task.await;
         loop_cancel.cancel();
         let _ = loop_task.await;
         // The loop held the only job sender: the enroller ends after the

@@ -14,6 +14,13 @@ pub mod records;
 pub mod recover;
 pub mod secret;
 pub mod snapshot;
+pub mod space;
+
+std::thread_local! {
+    /// The database opening (its epoch) this thread has applied batches to
+    /// without a flush since; see [`Store::apply`].
+    static PENDING: std::cell::Cell<Option<u64>> = const { std::cell::Cell::new(None) };
+}
 
 use std::path::Path;
 
@@ -35,12 +42,21 @@ pub enum StoreError {
     Locked { path: String },
     #[error("store: corrupt record {key}: {detail}")]
     Corrupt { key: String, detail: String },
+    /// The database is being reopened after a failure; try again.
+    #[error("store: being reopened after a write failure; try again")]
+    Reopening,
     /// sled panicked while reading its files: they are damaged.
     #[error("store at {path} cannot be read: {detail}")]
     Unreadable { path: String, detail: String },
 }
 
 impl StoreError {
+    /// Whether the error is the disk being full.
+    pub fn is_no_space(&self) -> bool {
+        matches!(self, StoreError::Sled(sled::Error::Io(e))
+            if e.raw_os_error() == Some(libc::ENOSPC) || e.kind() == std::io::ErrorKind::StorageFull)
+    }
+
     /// Whether the error means the store's files are damaged (rather than
     /// in use, of another version, or on a disk that refuses writes).
     pub fn is_damage(&self) -> bool {
@@ -85,9 +101,31 @@ impl Batch {
 /// The open store.
 #[derive(Clone)]
 pub struct Store {
-    db: sled::Db,
+    inner: std::sync::Arc<Inner>,
+}
+
+struct Inner {
+    /// The open database; `None` only while it is being reopened.
+    db: arc_swap::ArcSwapOption<sled::Db>,
+    /// Where it lives and its page cache (`None` for a temporary store, which
+    /// is never reopened).
+    dir: Option<(std::path::PathBuf, u64)>,
     /// The check record kept beside the store, once attached.
-    guard: std::sync::Arc<std::sync::OnceLock<check::Guard>>,
+    guard: std::sync::OnceLock<check::Guard>,
+    /// The space held back in `data_dir`, once attached.
+    reserve: std::sync::OnceLock<space::Reserve>,
+    /// Held while the database is reopened.
+    reopening: std::sync::Mutex<()>,
+    /// Which opening of a database this is: unique in the process, new at
+    /// every reopen.
+    epoch: std::sync::atomic::AtomicU64,
+}
+
+/// The source of [`Inner::epoch`].
+static OPENINGS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+fn next_epoch() -> u64 {
+    OPENINGS.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
 }
 
 impl Store {
@@ -122,7 +160,7 @@ impl Store {
             }))
             .map_err(|p| StoreError::Unreadable { path: dir.display().to_string(), detail: panic_text(&p) })?;
             match opened {
-                Ok(db) => return Self::check_schema(db, dir),
+                Ok(db) => return Self::check_schema(db, dir, Some(cache_bytes)),
                 // sled reports the lock conflict only as text.
                 Err(sled::Error::Io(e)) if e.to_string().contains("could not acquire lock") => {
                     if std::time::Instant::now() >= deadline {
@@ -139,13 +177,27 @@ impl Store {
     /// A store in a temporary folder that vanishes on drop (tests, benches).
     pub fn temporary() -> Result<Store, StoreError> {
         let db = sled::Config::new().temporary(true).open()?;
-        Self::check_schema(db, Path::new("<temporary>"))
+        Self::check_schema(db, Path::new("<temporary>"), None)
     }
 
-    fn check_schema(db: sled::Db, dir: &Path) -> Result<Store, StoreError> {
+    fn check_schema(db: sled::Db, dir: &Path, cache_bytes: Option<u64>) -> Result<Store, StoreError> {
         let db = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| Self::check_schema_inner(db, dir)))
             .map_err(|p| StoreError::Unreadable { path: dir.display().to_string(), detail: panic_text(&p) })??;
-        Ok(Store { db, guard: Default::default() })
+        Ok(Store {
+            inner: std::sync::Arc::new(Inner {
+                db: arc_swap::ArcSwapOption::from_pointee(db),
+                dir: cache_bytes.map(|c| (dir.to_path_buf(), c)),
+                guard: Default::default(),
+                reserve: Default::default(),
+                reopening: Default::default(),
+                epoch: next_epoch().into(),
+            }),
+        })
+    }
+
+    /// The open database, or an error while it is being reopened.
+    fn db(&self) -> Result<std::sync::Arc<sled::Db>, StoreError> {
+        self.inner.db.load_full().ok_or(StoreError::Reopening)
     }
 
     fn check_schema_inner(db: sled::Db, dir: &Path) -> Result<sled::Db, StoreError> {
@@ -188,7 +240,7 @@ impl Store {
         let num = |k: &[u8]| -> Result<u64, StoreError> {
             Ok(self.get(k)?.and_then(|v| String::from_utf8_lossy(&v).parse().ok()).unwrap_or(0))
         };
-        let has_data = self.db.iter().keys().filter_map(|k| k.ok()).any(|k| k.as_ref() != SCHEMA_KEY);
+        let has_data = self.db()?.iter().keys().filter_map(|k| k.ok()).any(|k| k.as_ref() != SCHEMA_KEY);
         Ok(check::Found {
             store_id: self.get(check::STORE_ID)?.map(|v| String::from_utf8_lossy(&v).into_owned()),
             changes: num(check::CHANGES)?,
@@ -216,12 +268,65 @@ impl Store {
 
     /// Attaches the check record that [`Store::apply_change`] keeps current.
     pub fn attach(&self, guard: check::Guard) {
-        let _ = self.guard.set(guard);
+        let _ = self.inner.guard.set(guard);
     }
 
     /// The attached check record, if any.
     pub fn guard(&self) -> Option<&check::Guard> {
-        self.guard.get()
+        self.inner.guard.get()
+    }
+
+    /// Attaches the reserve that a full disk releases ([`space`]).
+    pub fn attach_reserve(&self, reserve: space::Reserve) {
+        let _ = self.inner.reserve.set(reserve);
+    }
+
+    /// The attached reserve, if any.
+    pub fn reserve(&self) -> Option<&space::Reserve> {
+        self.inner.reserve.get()
+    }
+
+    /// Whether the database is open (not being reopened after a failure).
+    pub fn is_open(&self) -> bool {
+        self.inner.db.load().is_some()
+    }
+
+    /// Reopens the database. sled keeps failing every write after the disk
+    /// was full, even once space is back, until it is opened again: this
+    /// drops it (everything flushed stays; a batch not flushed is lost, and
+    /// its caller was told it failed) and opens it again. Operations in the
+    /// meantime fail with [`StoreError::Reopening`]. A temporary store is
+    /// not reopened.
+    pub fn reopen(&self) -> Result<(), StoreError> {
+        let Some((dir, cache)) = &self.inner.dir else { return Ok(()) };
+        let _one = self.inner.reopening.lock().unwrap_or_else(|e| e.into_inner());
+        self.inner.db.store(None);
+        let fresh = Store::open(dir, *cache)?;
+        let db = fresh.inner.db.load_full();
+        self.inner.epoch.store(next_epoch(), std::sync::atomic::Ordering::SeqCst);
+        self.inner.db.store(db);
+        tracing::info!(dir = %dir.display(), "store reopened");
+        Ok(())
+    }
+
+    /// After a failed write: when the disk is full, releases the reserve
+    /// (the space it frees lets the audit log and commands go on) and
+    /// reopens the database. Returns whether the write may be tried again.
+    fn recover_from(&self, e: &StoreError) -> bool {
+        if !e.is_no_space() || self.inner.dir.is_none() {
+            return false;
+        }
+        let released = self.reserve().is_some_and(|r| r.release());
+        if released {
+            tracing::error!("the disk of data_dir is full: the storage reserve is released so the audit log and commands go on; free space (docs/ops.md, \"A full disk\")");
+        }
+        match self.reopen() {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot reopen the store after a full disk; trying again when space returns");
+                false
+            }
+        }
     }
 
     /// [`Store::apply`] for a change of holders and keys that will be
@@ -229,7 +334,7 @@ impl Store {
     /// change is on disk, in the check record, so a store that later loses
     /// it is found out at the next start. Changes are applied one at a time.
     pub fn apply_change(&self, mut batch: Batch) -> Result<(), StoreError> {
-        let Some(guard) = self.guard.get() else { return self.apply(batch) };
+        let Some(guard) = self.inner.guard.get() else { return self.apply(batch) };
         let _one = guard.serial();
         let num = |k: &[u8]| -> Result<u64, StoreError> {
             Ok(self.get(k)?.and_then(|v| String::from_utf8_lossy(&v).parse().ok()).unwrap_or(0))
@@ -247,54 +352,112 @@ impl Store {
     }
 
     pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self.db.get(key)?.map(|v| v.to_vec()))
+        Ok(self.db()?.get(key)?.map(|v| v.to_vec()))
     }
 
     /// Every record whose key starts with `prefix`, in key order.
-    pub fn scan(&self, prefix: &[u8]) -> impl Iterator<Item = Result<Record, StoreError>> {
-        self.db.scan_prefix(prefix).map(|r| r.map(|(k, v)| (k.to_vec(), v.to_vec())).map_err(StoreError::from))
+    pub fn scan(&self, prefix: &[u8]) -> Box<dyn Iterator<Item = Result<Record, StoreError>> + Send> {
+        match self.db() {
+            Ok(db) => Box::new(
+                db.scan_prefix(prefix).map(|r| r.map(|(k, v)| (k.to_vec(), v.to_vec())).map_err(StoreError::from)),
+            ),
+            Err(e) => Box::new(std::iter::once(Err(e))),
+        }
     }
 
     /// Records after `start` (exclusive) that share `prefix`, in key order.
-    pub fn scan_after(&self, prefix: &[u8], start: &[u8]) -> impl Iterator<Item = Result<Record, StoreError>> {
+    pub fn scan_after(
+        &self,
+        prefix: &[u8],
+        start: &[u8],
+    ) -> Box<dyn Iterator<Item = Result<Record, StoreError>> + Send> {
         let prefix = prefix.to_vec();
         let mut lower = start.to_vec();
         lower.push(0);
-        self.db
-            .range(lower..)
-            .map(|r| r.map(|(k, v)| (k.to_vec(), v.to_vec())).map_err(StoreError::from))
-            .take_while(move |r| r.as_ref().map(|(k, _)| k.starts_with(&prefix)).unwrap_or(true))
+        match self.db() {
+            Ok(db) => Box::new(
+                db.range(lower..)
+                    .map(|r| r.map(|(k, v)| (k.to_vec(), v.to_vec())).map_err(StoreError::from))
+                    .take_while(move |r| r.as_ref().map(|(k, _)| k.starts_with(&prefix)).unwrap_or(true)),
+            ),
+            Err(e) => Box::new(std::iter::once(Err(e))),
+        }
     }
 
     /// The last record under `prefix`, by key order.
     pub fn last(&self, prefix: &[u8]) -> Result<Option<Record>, StoreError> {
-        Ok(self.db.scan_prefix(prefix).next_back().transpose()?.map(|(k, v)| (k.to_vec(), v.to_vec())))
+        Ok(self.db()?.scan_prefix(prefix).next_back().transpose()?.map(|(k, v)| (k.to_vec(), v.to_vec())))
     }
 
     /// Applies `batch` atomically and flushes it to disk before returning:
     /// once this returns `Ok`, a crash cannot lose the change.
+    ///
+    /// A write that finds the disk full releases the reserve, reopens the
+    /// database and is tried once more, unless this thread applied batches
+    /// without a flush before it (a reopen lost them, so this one alone must
+    /// not be written: the caller's sequence fails whole).
     pub fn apply(&self, batch: Batch) -> Result<(), StoreError> {
-        self.apply_unflushed(batch)?;
-        self.flush()
+        let earlier = PENDING.get().is_some();
+        match self.apply_unflushed_ref(&batch).and_then(|()| self.flush()) {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                PENDING.set(None);
+                if self.recover_from(&e) && !earlier {
+                    self.apply_unflushed_ref(&batch)?;
+                    self.flush()
+                } else {
+                    Err(e)
+                }
+            }
+        }
     }
 
     /// Applies `batch` atomically without waiting for the disk; callers that
-    /// group many batches into one flush use this and then [`Store::flush`].
+    /// group many batches into one flush use this and then [`Store::flush`]
+    /// (or a last [`Store::apply`]), on the same thread.
     pub fn apply_unflushed(&self, batch: Batch) -> Result<(), StoreError> {
+        self.apply_unflushed_ref(&batch)
+    }
+
+    fn apply_unflushed_ref(&self, batch: &Batch) -> Result<(), StoreError> {
+        self.check_pending()?;
+        let db = self.db()?;
         let mut b = sled::Batch::default();
-        for (k, v) in batch.ops {
+        for (k, v) in &batch.ops {
             match v {
-                Some(v) => b.insert(k, v),
-                None => b.remove(k),
+                Some(v) => b.insert(k.as_slice(), v.as_slice()),
+                None => b.remove(k.as_slice()),
             }
         }
-        self.db.apply_batch(b)?;
+        if PENDING.get().is_none() {
+            PENDING.set(Some(self.epoch()));
+        }
+        db.apply_batch(b)?;
         Ok(())
+    }
+
+    /// Fails when this thread's unflushed batches were applied to a
+    /// database that has since been reopened (they are gone).
+    fn check_pending(&self) -> Result<(), StoreError> {
+        match PENDING.get() {
+            Some(e) if e != self.epoch() => {
+                PENDING.set(None);
+                Err(StoreError::Reopening)
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Which opening of the database this is (it changes at every reopen).
+    fn epoch(&self) -> u64 {
+        self.inner.epoch.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Waits until everything applied so far is on disk.
     pub fn flush(&self) -> Result<(), StoreError> {
-        self.db.flush()?;
+        self.check_pending()?;
+        self.db()?.flush()?;
+        PENDING.set(None);
         Ok(())
     }
 
@@ -305,7 +468,7 @@ impl Store {
 
     /// Bytes on disk.
     pub fn size_on_disk(&self) -> u64 {
-        self.db.size_on_disk().unwrap_or(0)
+        self.db().ok().and_then(|db| db.size_on_disk().ok()).unwrap_or(0)
     }
 }
 
