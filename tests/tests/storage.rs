@@ -157,3 +157,41 @@ fn clearing_a_large_staged_set_does_not_hold_up_the_next_command() {
     cmd(&broker, "b-4", "sync.commit", json!({}));
     assert_eq!(reply(&sub, "b-4")["result"]["holders"], 2);
 }
+
+/// Replies to reads are not kept for idempotency: 40 pages of 500 holders
+/// (about 40 KB each) would otherwise stay on disk, one per id, up to
+/// 50,000 of them. A repeated id reads again.
+#[test]
+fn replies_to_reads_are_not_kept_on_disk() {
+    let broker = Broker::start();
+    let sub = broker.subscribe(&format!("{P}/reply"), "portal-reads");
+    let dir = tempfile::tempdir().unwrap();
+    let _d = start(&dir, &broker, "");
+    cmd(&broker, "r-1", "sync.begin", json!({"generation": 1}));
+    assert_eq!(reply(&sub, "r-1")["ok"], true);
+    cmd(&broker, "r-2", "sync.put", carded(0, 500));
+    assert_eq!(reply(&sub, "r-2")["ok"], true);
+    cmd(&broker, "r-3", "sync.commit", json!({}));
+    assert_eq!(reply(&sub, "r-3")["result"]["holders"], 500);
+    let store = dir.path().join("data");
+    let before = size_of(&store);
+    let mut page_bytes = 0;
+    for n in 0..40 {
+        let id = format!("list-{n}");
+        let from = sub.lines.len();
+        cmd(&broker, &id, "holder.list", json!({"limit": 500}));
+        let (_, r) = sub.wait_json(from, &format!("{P}/reply"), "a page", |v| v["id"] == id.as_str());
+        assert_eq!(r["result"]["holders"].as_array().map(Vec::len), Some(500), "{r}");
+        page_bytes = r.to_string().len();
+    }
+    let grown = size_of(&store).saturating_sub(before);
+    assert!(grown < 40 * page_bytes as u64 / 4, "the store grew by {grown} bytes for 40 reads of {page_bytes} bytes");
+    // The same id again is read again: a holder added since shows.
+    let from = sub.lines.len();
+    cmd(&broker, "r-4", "holder.put", json!({"holder": "later", "role": "staff"}));
+    assert_eq!(sub.wait_json(from, &format!("{P}/reply"), "r-4", |v| v["id"] == "r-4").1["ok"], true);
+    let from = sub.lines.len();
+    cmd(&broker, "list-0", "holder.get", json!({"holder": "later"}));
+    let (_, r) = sub.wait_json(from, &format!("{P}/reply"), "list-0 again", |v| v["id"] == "list-0");
+    assert_eq!(r["ok"], true, "{r}");
+}

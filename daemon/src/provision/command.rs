@@ -54,6 +54,11 @@ pub const OPS: &[&str] = &[
     "events.get",
 ];
 
+/// The ops that change nothing. Their replies are not stored for
+/// idempotency: a repeat reads again, and a reply that can be large (a
+/// page of holders or events) is not kept on disk for every id.
+pub const READ_ONLY: &[&str] = &["holder.get", "holder.list", "state.get", "events.get"];
+
 /// What the running daemon does for ops that act on doors and devices.
 pub trait Control: Send + Sync {
     /// Opens `door` for `ms` (the door's unlock time when `None`).

@@ -606,10 +606,10 @@ async fn handle(deps: &Deps, replies: &Arc<Replies>, payload: Bytes) -> Value {
     let (svc, ctl, replies) = (deps.svc.clone(), deps.ctl.clone(), replies.clone());
     crate::provision::background(move || {
         let reply = command::execute(&svc, ctl.as_ref(), &cmd);
-        // An events.get changes nothing, and its reply (up to 64 KiB) is the
-        // log itself: a repeat reads the log again rather than keep a copy on
-        // disk for every page a portal fetches.
-        if let Some(k) = key.filter(|_| cmd.op != super::events::OP) {
+        // A read changes nothing, and its reply can be large (a page of
+        // holders or of the log): a repeat reads again rather than keep a
+        // copy on disk for every id.
+        if let Some(k) = key.filter(|_| !command::READ_ONLY.contains(&cmd.op.as_str())) {
             replies.put(&k, &digest, &reply);
         }
         tracing::info!(op = %cmd.op, ok = reply["ok"] == json!(true), "mqtt command");
