@@ -7,7 +7,7 @@ use porter_drivers::CardUid;
 use porter_tests::bin;
 use porterd::access::{decide, schedule::LocalTime, KeyKind, Request, Role};
 use porterd::provision::keys::{HolderSpec, KeyService};
-use porterd::store::{secret, Store};
+use porterd::store::{recover, secret};
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -106,8 +106,13 @@ fn acknowledged_operations_survive_sigkill() {
         start += 1000;
 
         let key = secret::load_or_create(&dir.path().join("device.key"), false).unwrap();
-        let store = Store::open(&dir.path().join("store"), 4 << 20)
+        // Checked against its record as porterd checks it: a SIGKILL is not
+        // damage (the record is written only after the store's flush).
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+        let opened = recover::open(dir.path(), 4 << 20, recover::OnDamage::Refuse, recover::Restore::Restrictive, now)
             .unwrap_or_else(|e| panic!("round {round}: store does not open: {e}"));
+        assert!(opened.recovery.is_none());
+        let store = opened.store;
         let svc = KeyService::open(store, secret::KeyHasher::new(&key), vec!["main".into()], 6).unwrap();
         let snap = svc.live().load_full();
         svc.holder_put(HolderSpec::new("probe", "probe", Role::Courier)).unwrap();

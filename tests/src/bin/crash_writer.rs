@@ -10,7 +10,7 @@
 use porter_drivers::CardUid;
 use porterd::access::Role;
 use porterd::provision::keys::{HolderSpec, KeyService};
-use porterd::store::{secret, Store};
+use porterd::store::{recover, secret};
 use std::io::Write;
 use std::path::PathBuf;
 
@@ -19,7 +19,12 @@ fn main() {
     let dir = PathBuf::from(args.next().expect("DATA_DIR"));
     let start: u64 = args.next().expect("START").parse().expect("START is a number");
     let key = secret::load_or_create(&dir.join("device.key"), true).expect("secret");
-    let store = Store::open(&dir.join("store"), 4 << 20).expect("store");
+    // Opened as porterd opens it: checked against its record, which every
+    // change then keeps current. A kill must never make it look damaged.
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+    let store = recover::open(&dir, 4 << 20, recover::OnDamage::Refuse, recover::Restore::Restrictive, now)
+        .unwrap_or_else(|e| panic!("store: {e}"))
+        .store;
     let svc = KeyService::open(store, secret::KeyHasher::new(&key), vec!["main".into()], 6).expect("keys");
     let out = std::io::stdout();
     let mut out = out.lock();
