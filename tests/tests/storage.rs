@@ -2,9 +2,9 @@
 //! outside is bounded, against the real porterd and a real Mosquitto on a
 //! free port.
 
-use porter_tests::{config_text, Broker, Daemon, Subscriber};
+use porter_tests::{config_text, shows_pin, Broker, Daemon, Subscriber};
 use serde_json::{json, Value};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 const P: &str = "porter/test/room-1";
@@ -194,4 +194,87 @@ fn replies_to_reads_are_not_kept_on_disk() {
     cmd(&broker, "list-0", "holder.get", json!({"holder": "later"}));
     let (_, r) = sub.wait_json(from, &format!("{P}/reply"), "list-0 again", |v| v["id"] == "list-0");
     assert_eq!(r["ok"], true, "{r}");
+}
+
+/// Every file under `p`, in every folder.
+fn files_under(p: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(p)
+        .unwrap()
+        .filter_map(Result::ok)
+        .flat_map(|e| if e.path().is_dir() { files_under(&e.path()) } else { vec![e.path()] })
+        .collect()
+}
+
+/// Issue 11: a store lost without a snapshot forgot its tombstones, so a
+/// deleted PIN could be set again. The portal's full sync carries the PINs it
+/// retired; they are refused as a deleted PIN is, and shown nowhere.
+#[test]
+fn a_full_sync_brings_back_retired_pins_after_a_lost_store_and_never_shows_them() {
+    let broker = Broker::start();
+    let sub = broker.subscribe(&format!("{P}/reply"), "portal-retired");
+    let dir = tempfile::tempdir().unwrap();
+    let (old, also, live, fresh) = ("604728", "730194", "502817", "913604");
+    let d = start(&dir, &broker, "");
+    // A courier's PIN is deleted: a tombstone.
+    cmd(&broker, "t-1", "holder.put", json!({"holder": "courier-old", "role": "courier"}));
+    assert_eq!(reply(&sub, "t-1")["ok"], true);
+    cmd(&broker, "t-2", "pin.set", json!({"holder": "courier-old", "pin": old}));
+    assert_eq!(reply(&sub, "t-2")["ok"], true);
+    cmd(&broker, "t-3", "pin.delete", json!({"holder": "courier-old"}));
+    assert_eq!(reply(&sub, "t-3")["ok"], true);
+    assert!(d.stop().0.success());
+    // The store and its snapshots are lost: the tombstone with them.
+    std::fs::remove_dir_all(dir.path().join("data/store")).unwrap();
+    let snapshots = dir.path().join("data/snapshots");
+    if snapshots.exists() {
+        std::fs::remove_dir_all(snapshots).unwrap();
+    }
+    let d = start(&dir, &broker, "");
+    assert!(d.log.has(0, &["store recovered"]), "the lost store was not noticed");
+    // The portal's full sync, with the PINs it retired.
+    cmd(&broker, "t-4", "sync.begin", json!({"generation": 1}));
+    assert_eq!(reply(&sub, "t-4")["ok"], true);
+    let holders = json!([{"holder": "courier-ups", "role": "courier", "pin": live}]);
+    cmd(&broker, "t-5", "sync.put", json!({"holders": holders, "retired": [old, also]}));
+    let r = reply(&sub, "t-5");
+    assert_eq!((r["result"]["staged"].as_u64(), r["result"]["retired"].as_u64()), (Some(1), Some(2)), "{r}");
+    // A holder's PIN cannot be retired: the error names the holder.
+    cmd(&broker, "t-6", "sync.put", json!({"retired": [live]}));
+    let r = reply(&sub, "t-6");
+    assert_eq!(r["error"]["code"], "duplicate", "{r}");
+    assert!(r["error"]["message"].as_str().unwrap().contains("`courier-ups`"), "{r}");
+    let mark = d.log.len();
+    cmd(&broker, "t-7", "sync.commit", json!({}));
+    let r = reply(&sub, "t-7");
+    assert_eq!((r["result"]["holders"].as_u64(), r["result"]["retired"].as_u64()), (Some(1), Some(2)), "{r}");
+    d.log.wait_for(mark, &["snapshot written", "generation=1"]);
+    // A PIN deleted now, to compare the refusals with.
+    cmd(&broker, "t-8", "holder.put", json!({"holder": "staff-ann", "role": "staff"}));
+    assert_eq!(reply(&sub, "t-8")["ok"], true);
+    cmd(&broker, "t-9", "pin.set", json!({"holder": "staff-ann", "pin": fresh}));
+    assert_eq!(reply(&sub, "t-9")["ok"], true);
+    cmd(&broker, "t-10", "pin.delete", json!({"holder": "staff-ann"}));
+    assert_eq!(reply(&sub, "t-10")["ok"], true);
+    cmd(&broker, "t-11", "pin.set", json!({"holder": "staff-ann", "pin": fresh}));
+    let deleted = reply(&sub, "t-11")["error"].clone();
+    assert_eq!(deleted["code"], "duplicate", "{deleted}");
+    for (n, pin) in [old, also].into_iter().enumerate() {
+        let id = format!("t-set-{n}");
+        cmd(&broker, &id, "pin.set", json!({"holder": "staff-ann", "pin": pin}));
+        assert_eq!(reply(&sub, &id)["error"], deleted, "over MQTT");
+        let (code, r) = d.ctl("pin.set", &["holder=staff-ann", &format!("pin={pin}")]);
+        assert_ne!(code, 0);
+        assert_eq!(r["error"], deleted, "over the admin socket");
+    }
+    // Nowhere in plaintext: not in a reply, a log line, or a file of data_dir.
+    let (status, log) = d.stop();
+    assert!(status.success());
+    for pin in [old, also] {
+        assert!(!sub.lines.all().iter().any(|l| shows_pin(l, pin)), "{pin} in a reply");
+        assert!(!log.all().iter().any(|l| shows_pin(l, pin)), "{pin} in the log");
+        for f in files_under(&dir.path().join("data")) {
+            let text = String::from_utf8_lossy(&std::fs::read(&f).unwrap()).into_owned();
+            assert!(!shows_pin(&text, pin), "{pin} in {}", f.display());
+        }
+    }
 }

@@ -64,6 +64,7 @@ const OPS_HELP: &str = "Examples:
   porterctl pin.generate holder=courier-ups
   porterctl pin.set holder=courier-ups pin=-     (type the PIN and Enter: it stays out of ps and shell history)
   porterctl sync.put holders:=- < holders.json    (JSON from standard input, for the same reason)
+  porterctl sync.put retired:=- < retired.json    (the PINs the portal retired, [\"604728\", ...])
   porterctl card.assign holder=courier-ups uid=04a1b2c3
   porterctl holder.put holder=staff-ann role=staff doors:='[\"main\"]' schedule:='[{\"days\":\"weekdays\",\"from\":\"07:00\",\"to\":\"19:00\"}]'
   porterctl door.unlock door=main ms=3000
@@ -81,10 +82,11 @@ fn ops_help() -> String {
 }
 
 /// Warns when an argument that carries secrets (a PIN, a QR token, a sync's
-/// holders with theirs) is given on the command line.
+/// holders with theirs, the PINs a sync retires) is given on the command line.
 fn warn_inline(k: &str) {
-    let from_stdin = if k == "holders" { format!("{k}:=- < file.json") } else { format!("{k}=- and type it") };
-    if matches!(k, "pin" | "token" | "holders") {
+    let json = matches!(k, "holders" | "retired");
+    let from_stdin = if json { format!("{k}:=- < file.json") } else { format!("{k}=- and type it") };
+    if matches!(k, "pin" | "token" | "holders" | "retired") {
         eprintln!(
             "porterctl: warning: `{k}` given on the command line shows in the process list and the shell's history; \
              next time give {from_stdin}"

@@ -321,6 +321,8 @@ const SYNC_HOLDER_ARGS: &[&str] =
     &["holder", "name", "role", "doors", "valid_from", "valid_until", "schedule", "enabled", "pin", "qr", "cards"];
 /// Holders per `sync.put`.
 pub const SYNC_PUT_MAX: usize = 1000;
+/// Retired PINs per `sync.put` (about 90 KiB of JSON at 6 digits).
+pub const SYNC_RETIRED_MAX: usize = 10_000;
 
 /// The most uses a limited key may be given.
 pub const MAX_USES: u64 = 1000;
@@ -450,6 +452,44 @@ fn sync_holder(v: &Value, pin_length: usize) -> Result<SyncHolder, OpError> {
         return Err(at(OpError::invalid(format!("a holder has at most {} cards", super::keys::MAX_CARDS))));
     }
     Ok(SyncHolder { spec, pin, qr, cards })
+}
+
+/// The arguments of `sync.put`: `holders` and `retired` (PINs the portal
+/// retired), either or both. A retired PIN is never echoed in an error: the
+/// error names its place in the list.
+fn sync_put_args(a: &Map<String, Value>, pin_length: usize) -> Result<(Vec<SyncHolder>, Vec<String>), OpError> {
+    let a = Args::new(a, &["holders", "retired"])?;
+    let holders = match (a.get("holders"), a.get("retired")) {
+        (None, None) => {
+            return Err(OpError::invalid(
+                "give `holders` (a list of holders), `retired` (a list of retired PINs), or both",
+            ))
+        }
+        (None, Some(_)) => &[][..],
+        (Some(Value::Array(hs)), _) => hs.as_slice(),
+        (Some(_), _) => return Err(OpError::invalid("`holders` must be a list of holders")),
+    };
+    if holders.len() > SYNC_PUT_MAX {
+        return Err(OpError::invalid(format!("at most {SYNC_PUT_MAX} holders per sync.put")));
+    }
+    let retired = match a.get("retired") {
+        None => &[][..],
+        Some(Value::Array(ps)) => ps.as_slice(),
+        Some(_) => return Err(OpError::invalid("`retired` must be a list of PINs, each a string of digits")),
+    };
+    if retired.len() > SYNC_RETIRED_MAX {
+        return Err(OpError::invalid(format!("at most {SYNC_RETIRED_MAX} retired PINs per sync.put")));
+    }
+    let retired = retired
+        .iter()
+        .enumerate()
+        .map(|(i, p)| match p.as_str() {
+            Some(p) if p.len() == pin_length && p.bytes().all(|b| b.is_ascii_digit()) => Ok(p.to_string()),
+            _ => Err(OpError::invalid(format!("`retired[{i}]`: a PIN is a string of exactly {pin_length} digits"))),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let holders = holders.iter().map(|h| sync_holder(h, pin_length)).collect::<Result<Vec<_>, _>>()?;
+    Ok((holders, retired))
 }
 
 /// The holder fields of `holder.put` (and of each holder of `sync.put`).
@@ -595,15 +635,8 @@ fn dispatch(svc: &KeyService, ctl: &dyn Control, cmd: &Command) -> Result<Value,
             svc.sync_begin(g)
         }
         "sync.put" => {
-            let a = Args::new(a, &["holders"])?;
-            let Some(Value::Array(hs)) = a.get("holders") else {
-                return Err(OpError::invalid("`holders` must be a list of holders"));
-            };
-            if hs.len() > SYNC_PUT_MAX {
-                return Err(OpError::invalid(format!("at most {SYNC_PUT_MAX} holders per sync.put")));
-            }
-            let hs = hs.iter().map(|h| sync_holder(h, svc.pin_length())).collect::<Result<Vec<_>, _>>()?;
-            svc.sync_put(hs)
+            let (hs, retired) = sync_put_args(a, svc.pin_length())?;
+            svc.sync_put_retiring(hs, retired)
         }
         "sync.commit" => {
             Args::new(a, &[])?;
@@ -668,6 +701,42 @@ mod tests {
         assert!(h("sixteen chars ok").is_err(), "a space");
         assert!(h(&"y".repeat(513)).is_err());
         assert!(h("Zm9vYmFyYmF6cXV4cXV1eA").is_ok());
+    }
+
+    /// Issue 11: `sync.put` carries the PINs a portal retired, so a deleted
+    /// PIN stays unusable after the store was lost.
+    #[test]
+    fn sync_put_takes_retired_pins_with_or_without_holders_and_never_echoes_them() {
+        let args = |v: Value| sync_put_args(v.as_object().unwrap(), 6);
+        let (hs, retired) = args(json!({"retired": ["604728", "730194"]})).unwrap();
+        assert_eq!((hs.len(), retired), (0, vec!["604728".to_string(), "730194".to_string()]));
+        let (hs, retired) =
+            args(json!({"holders": [{"holder": "a", "role": "staff"}], "retired": ["604728"]})).unwrap();
+        assert_eq!((hs.len(), retired.len()), (1, 1));
+        let (hs, retired) = args(json!({"holders": [], "retired": null})).unwrap();
+        assert_eq!((hs.len(), retired.len()), (0, 0));
+        let e = args(json!({})).unwrap_err();
+        assert!(e.message.contains("`holders`") && e.message.contains("`retired`"), "{}", e.message);
+        assert!(args(json!({"holders": "x"})).unwrap_err().message.contains("`holders` must be a list"));
+        for (v, msg) in [
+            (json!({"retired": "604728"}), "`retired` must be a list of PINs"),
+            (json!({"retired": ["604728", "60472"]}), "`retired[1]`: a PIN is a string of exactly 6 digits"),
+            (json!({"retired": ["6047281"]}), "`retired[0]`: a PIN is a string of exactly 6 digits"),
+            (json!({"retired": ["60472a"]}), "`retired[0]`: a PIN is a string of exactly 6 digits"),
+            (json!({"retired": [604728]}), "`retired[0]`: a PIN is a string of exactly 6 digits"),
+            (json!({"retired": ["604728"], "pins": []}), "unknown argument `pins`"),
+        ] {
+            let e = args(v.clone()).unwrap_err();
+            assert_eq!(e.code, ErrorCode::Invalid, "{v}");
+            assert!(e.message.contains(msg), "{v}: {}", e.message);
+            for pin in ["604728", "60472", "6047281", "60472a"] {
+                assert!(!e.message.contains(pin), "{v}: {}", e.message);
+            }
+        }
+        let many: Vec<String> = (0..=SYNC_RETIRED_MAX).map(|i| format!("{:06}", i + 100_000)).collect();
+        let e = args(json!({ "retired": many })).unwrap_err();
+        assert!(e.message.contains(&format!("at most {SYNC_RETIRED_MAX} retired PINs per sync.put")), "{}", e.message);
+        assert!(args(json!({ "retired": many[..SYNC_RETIRED_MAX] })).is_ok());
     }
 
     #[test]

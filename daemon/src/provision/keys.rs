@@ -74,6 +74,9 @@ struct SyncState {
     /// Bytes of its staged records (holders and key index, as stored).
     #[serde(default)]
     bytes: u64,
+    /// PINs retired by its `sync.put`s (staged until the commit).
+    #[serde(default)]
+    retired: u64,
     /// Why it was dropped (idle too long, a restart during a clear): its
     /// `sync.put` and `sync.commit` get `stale` with this.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -697,7 +700,7 @@ impl KeyService {
             w.start_clear();
             b.put(staging::DIRTY.to_vec(), b"1".to_vec());
         }
-        let state = SyncState { generation, holders: 0, bytes: 0, dropped: None };
+        let state = SyncState { generation, holders: 0, bytes: 0, retired: 0, dropped: None };
         b.put(records::SYNC.to_vec(), serde_json::to_vec(&state).unwrap_or_default());
         self.store.apply(b)?;
         w.expires = Some(std::time::Instant::now() + w.limits.idle);
@@ -709,6 +712,26 @@ impl KeyService {
     /// stored). A holder staged twice is replaced; a key staged for two
     /// holders, or a deleted PIN, is refused as `duplicate`.
     pub fn sync_put(&self, holders: Vec<SyncHolder>) -> Result<serde_json::Value, OpError> {
+        self.sync_put_retiring(holders, Vec::new())
+    }
+
+    /// [`KeyService::sync_put`] with `retired`: PINs (plaintext, hashed here
+    /// and never kept) that the commit makes tombstones, as if deleted, in
+    /// its own batch. A PIN that a holder of this sync has is refused as
+    /// `duplicate`, naming the holder (never the PIN), whichever came first.
+    /// A PIN already retired, or sent again, counts once.
+    pub fn sync_put_retiring(
+        &self,
+        holders: Vec<SyncHolder>,
+        retired: Vec<String>,
+    ) -> Result<serde_json::Value, OpError> {
+        for (i, p) in retired.iter().enumerate() {
+            if p.len() != self.pin_length || !p.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(OpError::invalid(format!("`retired[{i}]`: a PIN is exactly {} digits", self.pin_length)));
+            }
+        }
+        let retired: Vec<KeyHash> = retired.iter().map(|p| self.hasher.hash(KeyKind::Pin, p.as_bytes())).collect();
+        let retiring: std::collections::HashSet<KeyHash> = retired.iter().copied().collect();
         let mut w = self.shared.lock()?;
         let mut state = staging::open_sync(&self.shared, &mut w)?;
         let staging = self.space().other();
@@ -777,6 +800,16 @@ impl KeyService {
                 if let Some(o) = other {
                     return Err(OpError::duplicate(format!("{what} of `{}` is also given to `{o}`", rec.id)));
                 }
+                if kind == KeyKind::Pin
+                    && (retiring.contains(&hash)
+                        || (w.staged_retired(&hash)
+                            && self.store.get(&staging::retired_key(staging, &hash))?.is_some()))
+                {
+                    return Err(OpError::duplicate(format!(
+                        "the PIN of `{}` is retired by this sync (`retired`); a retired PIN is never given to a holder",
+                        rec.id
+                    )));
+                }
                 if kind == KeyKind::Pin && self.is_tombstoned(&hash)? {
                     return Err(OpError::duplicate(format!(
                         "the PIN of `{}` was used before and deleted; a deleted PIN is never reused",
@@ -821,7 +854,37 @@ impl KeyService {
             batch.put(key, rec.encode());
             written.push(rec.id);
         }
+        // The retired PINs: a holder of this message with one was refused
+        // above; a holder staged by an earlier message still has its PIN
+        // unless this message sent it again.
+        let mut new_retired = Vec::new();
+        for (i, h) in retired.iter().enumerate() {
+            if w.staged_key(h) {
+                if let Some(o) = self.store.get(&records::key_key(staging, h))? {
+                    let o = String::from_utf8_lossy(&o);
+                    if !written.iter().any(|id| *id == o) {
+                        return Err(OpError::duplicate(format!(
+                            "`retired[{i}]` is the PIN of `{o}` in this sync; a holder's PIN cannot be retired"
+                        )));
+                    }
+                }
+            }
+            let staged = w.staged_retired(h) && self.store.get(&staging::retired_key(staging, h))?.is_some();
+            if staged || new_retired.contains(h) {
+                continue;
+            }
+            new_retired.push(*h);
+            batch.put(staging::retired_key(staging, h), Vec::new());
+            state.retired += 1;
+            state.bytes += TOMBSTONE_BYTES;
+        }
         let limits = w.limits;
+        if state.retired > limits.retired {
+            return Err(OpError::invalid(format!(
+                "this sync.put would retire {} PINs; a sync retires at most {}: nothing of this message was staged",
+                state.retired, limits.retired
+            )));
+        }
         if state.holders > limits.holders {
             return Err(OpError::invalid(format!(
                 "this sync.put would stage {} holders; a sync holds at most {}: nothing of this message was staged",
@@ -839,10 +902,11 @@ impl KeyService {
         if let Some(f) = w.fence.as_mut() {
             f.keys.extend(claimed.into_keys());
             f.holders.extend(written);
+            f.retired.extend(new_retired);
         }
         w.expires = Some(std::time::Instant::now() + limits.idle);
         self.shared.wake.notify_all();
-        Ok(serde_json::json!({"staged": state.holders}))
+        Ok(serde_json::json!({"staged": state.holders, "retired": state.retired}))
     }
 
     /// `sync.commit`: makes the staged set live in one atomic step.
@@ -868,6 +932,19 @@ impl KeyService {
             if b.len() >= 1000 {
                 self.store.apply_unflushed(std::mem::take(&mut b))?;
             }
+        }
+        // The PINs the portal retired become tombstones in the batch that
+        // flips the live space, so a sync cut short retires none. (The clear
+        // above left only this sync's entries.) A tombstone keeps its time.
+        let prefix = staging::retired_prefix(staging);
+        for r in self.store.scan(&prefix) {
+            let (k, _) = r?;
+            if let Some(h) = k.get(prefix.len()..).and_then(|h| <[u8; KeyHash::LEN]>::try_from(h).ok()) {
+                if !self.is_tombstoned(&KeyHash(h))? {
+                    b.put(records::tombstone_key(&KeyHash(h)), now_ms().to_string().into_bytes());
+                }
+            }
+            b.remove(k.to_vec());
         }
         // The use counts of limited keys the new set drops go with them.
         for r in self.store.scan(records::USES) {
@@ -896,7 +973,9 @@ impl KeyService {
         let s = self.state_unlocked()?;
         // The sync's short-lived allocations are all freed by now.
         crate::memory::trim();
-        serde_json::to_value(s).map_err(|e| OpError::internal(e.to_string()))
+        let mut v = serde_json::to_value(s).map_err(|e| OpError::internal(e.to_string()))?;
+        v["retired"] = serde_json::json!(state.retired);
+        Ok(v)
     }
 
     /// The generation of the last committed full sync (0 before any), as
@@ -946,6 +1025,10 @@ fn staged_bytes(rec: &HolderRecord) -> u64 {
     let keys = rec.keys().len() * (Space::A.keys().len() + KeyHash::LEN + rec.id.len());
     (record + keys) as u64
 }
+
+/// Bytes a retired PIN's tombstone takes as stored: `t/`, the keyed hash and
+/// the time in unix ms as text.
+const TOMBSTONE_BYTES: u64 = (records::TOMBSTONE.len() + KeyHash::LEN + 13) as u64;
 
 /// The generation of the last committed full sync, as stored (0 before any).
 fn stored_generation(store: &Store) -> Result<u64, OpError> {

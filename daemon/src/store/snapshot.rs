@@ -92,8 +92,7 @@ fn decode(b: &[u8]) -> Option<Contents> {
     let holders = u64_of(take(8)?);
     let mut c = Contents { taken_ms, generation, ..Default::default() };
     let mut n = 0u64;
-    loop {
-        let Some(kl) = take(4) else { break };
+    while let Some(kl) = take(4) {
         let k = take(u32::from_be_bytes(kl.try_into().ok()?) as usize)?.to_vec();
         let vl = u32::from_be_bytes(take(4)?.try_into().ok()?) as usize;
         let v = take(vl)?.to_vec();

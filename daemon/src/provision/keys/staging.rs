@@ -14,6 +14,11 @@
 //! lives in memory only, so at start a store whose clear was cut short drops
 //! its open sync (`stale`: begin again). `sync.commit` finishes an unfinished
 //! clear itself before it flips the live space.
+//!
+//! The PINs a `sync.put` retires (its `retired`) are staged in the same space
+//! as keyed hashes under [`retired_prefix`], and become tombstones (`t/`) in
+//! the commit's own batch: a sync cut short retires none. They are leftovers
+//! like the rest when the sync is dropped.
 
 use super::{KeyService, SyncState};
 use crate::access::KeyHash;
@@ -31,6 +36,9 @@ pub const MAX_HOLDERS: u64 = 200_000;
 /// Bytes of records (holders and the key index, as stored) one staged sync
 /// may hold at most.
 pub const MAX_BYTES: u64 = 64 << 20;
+/// PINs one staged sync may retire at most (their tombstones are written in
+/// the commit's one batch).
+pub const MAX_RETIRED: u64 = 200_000;
 /// How long an open sync waits for its next `sync.put` before it is dropped.
 pub const IDLE: Duration = Duration::from_secs(600);
 /// Records removed per chunk of a clear (one store batch, under the writer
@@ -40,18 +48,32 @@ pub const CHUNK: usize = 256;
 /// replaced, expired or committed), until the janitor has removed them.
 pub(super) const DIRTY: &[u8] = b"m/sync_clear";
 
+/// The prefix of the PINs retired by the sync staged in `space`: `x/a/` or
+/// `x/b/`, then the PIN's 16-byte keyed hash, with an empty value. The commit
+/// turns each into a tombstone.
+pub(super) fn retired_prefix(space: Space) -> Vec<u8> {
+    vec![b'x', b'/', space.0, b'/']
+}
+
+/// The staged entry of one retired PIN.
+pub(super) fn retired_key(space: Space, h: &KeyHash) -> Vec<u8> {
+    [retired_prefix(space).as_slice(), &h.0].concat()
+}
+
 /// The bounds of a staged sync.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SyncLimits {
     pub holders: u64,
     pub bytes: u64,
+    /// PINs retired (`sync.put`'s `retired`).
+    pub retired: u64,
     /// The idle time after which an open sync is dropped.
     pub idle: Duration,
 }
 
 impl Default for SyncLimits {
     fn default() -> Self {
-        SyncLimits { holders: MAX_HOLDERS, bytes: MAX_BYTES, idle: IDLE }
+        SyncLimits { holders: MAX_HOLDERS, bytes: MAX_BYTES, retired: MAX_RETIRED, idle: IDLE }
     }
 }
 
@@ -60,6 +82,8 @@ impl Default for SyncLimits {
 pub(super) struct Fence {
     pub holders: HashSet<String>,
     pub keys: HashSet<KeyHash>,
+    /// Hashes of the PINs it retired.
+    pub retired: HashSet<KeyHash>,
 }
 
 /// What the writer mutex guards, besides the right to write.
@@ -88,6 +112,11 @@ impl Writer {
     /// Whether the staged key index entry for `h` belongs to the open sync.
     pub fn staged_key(&self, h: &KeyHash) -> bool {
         self.fence.as_ref().is_none_or(|f| f.keys.contains(h))
+    }
+
+    /// Whether the staged retired PIN `h` belongs to the open sync.
+    pub fn staged_retired(&self, h: &KeyHash) -> bool {
+        self.fence.as_ref().is_none_or(|f| f.retired.contains(h))
     }
 
     /// Marks everything staged so far as leftovers, to be cleared from the
@@ -125,7 +154,7 @@ impl Shared {
             return Ok(true);
         }
         let staging = self.space().other();
-        let prefixes = [staging.holders(), staging.keys()];
+        let prefixes = [staging.holders(), staging.keys(), retired_prefix(staging)];
         while w.cursor.0 < prefixes.len() {
             let prefix = &prefixes[w.cursor.0];
             let keys = match &w.cursor.1 {
@@ -145,10 +174,11 @@ impl Shared {
             let mut b = Batch::default();
             for k in keys.iter() {
                 let rest = &k[prefix.len()..];
-                let kept = if w.cursor.0 == 0 {
-                    std::str::from_utf8(rest).is_ok_and(|id| fence.holders.contains(id))
-                } else {
-                    <[u8; KeyHash::LEN]>::try_from(rest).is_ok_and(|h| fence.keys.contains(&KeyHash(h)))
+                let hash = || <[u8; KeyHash::LEN]>::try_from(rest).ok().map(KeyHash);
+                let kept = match w.cursor.0 {
+                    0 => std::str::from_utf8(rest).is_ok_and(|id| fence.holders.contains(id)),
+                    1 => hash().is_some_and(|h| fence.keys.contains(&h)),
+                    _ => hash().is_some_and(|h| fence.retired.contains(&h)),
                 };
                 if !kept {
                     b.remove(k.clone());
@@ -218,7 +248,7 @@ pub(super) fn open_sync(shared: &Shared, w: &mut Writer) -> Result<SyncState, Op
 
 /// Whether the staging space holds any record.
 pub(super) fn has_records(store: &Store, space: Space) -> Result<bool, OpError> {
-    for prefix in [space.holders(), space.keys()] {
+    for prefix in [space.holders(), space.keys(), retired_prefix(space)] {
         if store.scan(&prefix).next().transpose()?.is_some() {
             return Ok(true);
         }

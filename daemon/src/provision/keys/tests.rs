@@ -616,3 +616,176 @@ fn a_sync_staged_beside_leftovers_is_dropped_by_a_restart() {
     s.sync_begin(2).unwrap();
     assert_eq!(s.sync_put(carded(5, 1)).unwrap()["staged"], 1);
 }
+
+// ---- issue 11: a portal restores "a deleted PIN is never used again" ----
+
+fn strings(pins: &[&str]) -> Vec<String> {
+    pins.iter().map(|p| p.to_string()).collect()
+}
+
+/// Whether any key or value of the store shows `pin` as a number of its own.
+fn store_shows(s: &KeyService, pin: &str) -> bool {
+    s.store().export().map(Result::unwrap).any(|(k, v)| {
+        [k.as_ref(), v.as_ref()]
+            .iter()
+            .any(|b| String::from_utf8_lossy(b).split(|c: char| !c.is_ascii_digit()).any(|n| n == pin))
+    })
+}
+
+#[test]
+fn retired_pins_become_tombstones_at_the_commit_and_are_refused_like_deleted_ones() {
+    let s = svc();
+    s.sync_begin(1).unwrap();
+    let r = s.sync_put_retiring(vec![sync_holder("a", Some("502817"), None)], strings(&["604728", "730194"])).unwrap();
+    assert_eq!((r["staged"].as_u64(), r["retired"].as_u64()), (Some(1), Some(2)), "{r}");
+    // Staged only: nothing is retired before the commit.
+    let hash = |p: &str| s.hasher().hash(KeyKind::Pin, p.as_bytes());
+    assert!(!s.is_tombstoned(&hash("604728")).unwrap());
+    // A PIN sent again counts once; a message may carry `retired` alone.
+    let r = s.sync_put_retiring(vec![], strings(&["604728", "815062", "815062"])).unwrap();
+    assert_eq!((r["staged"].as_u64(), r["retired"].as_u64()), (Some(1), Some(3)), "{r}");
+    assert_eq!(s.sync_put(vec![]).unwrap()["retired"], 3);
+    for p in ["604728", "730194", "815062"] {
+        assert!(!store_shows(&s, p), "{p} is stored in plaintext");
+    }
+    let r = s.sync_commit().unwrap();
+    assert_eq!((r["holders"].as_u64(), r["retired"].as_u64()), (Some(1), Some(3)), "{r}");
+    for p in ["604728", "730194", "815062"] {
+        assert!(s.is_tombstoned(&hash(p)).unwrap(), "{p}");
+        assert!(!store_shows(&s, p), "{p} is stored in plaintext");
+    }
+    // pin.set of a retired PIN gets exactly the refusal of a deleted PIN.
+    s.pin_delete("a").unwrap();
+    let deleted = s.pin_set("a", "502817").unwrap_err();
+    let retired = s.pin_set("a", "604728").unwrap_err();
+    assert_eq!(retired, deleted);
+    assert_eq!(retired.code, ErrorCode::Duplicate);
+    // The next sync refuses them as holders' PINs, as it does a deleted one.
+    s.sync_begin(2).unwrap();
+    let e = s.sync_put(vec![sync_holder("b", Some("730194"), None)]).unwrap_err();
+    assert_eq!(e.code, ErrorCode::Duplicate, "{e:?}");
+    // A sync without `retired` reports none.
+    assert_eq!(s.sync_commit().unwrap()["retired"], 0);
+}
+
+#[test]
+fn pin_generate_never_draws_a_retired_pin() {
+    let s = KeyService::open(Store::temporary().unwrap(), KeyHasher::new(b"test-secret-0123"), vec!["main".into()], 4)
+        .unwrap();
+    // Every four-digit PIN but 30 retired: pin.generate must find those 30.
+    let all: Vec<String> = (0..10_000).map(|i| format!("{i:04}")).filter(|p| !is_trivial(p.as_bytes())).collect();
+    let (free, retired) = all.split_at(30);
+    s.sync_begin(1).unwrap();
+    s.sync_put(vec![sync_holder("t", None, None)]).unwrap();
+    for chunk in retired.chunks(5000) {
+        s.sync_put_retiring(vec![], chunk.to_vec()).unwrap();
+    }
+    assert_eq!(s.sync_commit().unwrap()["retired"].as_u64(), Some(retired.len() as u64));
+    for _ in 0..20 {
+        let pin = s.pin_generate("t").unwrap();
+        assert!(free.contains(&pin), "{pin} was retired");
+    }
+}
+
+#[test]
+fn a_retired_pin_that_a_staged_holder_has_is_refused_naming_the_holder() {
+    let s = svc();
+    s.sync_begin(1).unwrap();
+    // In one message.
+    let e = s.sync_put_retiring(vec![sync_holder("a", Some("502817"), None)], strings(&["502817"])).unwrap_err();
+    assert_eq!(e.code, ErrorCode::Duplicate, "{e:?}");
+    assert!(e.message.contains("`a`") && !e.message.contains("502817"), "{}", e.message);
+    let r = s.sync_put(vec![]).unwrap();
+    assert_eq!((r["staged"].as_u64(), r["retired"].as_u64()), (Some(0), Some(0)), "nothing of it was staged: {r}");
+    // A holder staged before, then its PIN retired.
+    s.sync_put(vec![sync_holder("a", Some("502817"), None)]).unwrap();
+    let e = s.sync_put_retiring(vec![], strings(&["604728", "502817"])).unwrap_err();
+    assert_eq!(e.code, ErrorCode::Duplicate, "{e:?}");
+    assert!(e.message.contains("`a`") && e.message.contains("retired[1]"), "{}", e.message);
+    assert!(!e.message.contains("502817"), "{}", e.message);
+    // A PIN retired before, then given to a holder.
+    s.sync_put_retiring(vec![], strings(&["604728"])).unwrap();
+    let e = s.sync_put(vec![sync_holder("b", Some("604728"), None)]).unwrap_err();
+    assert_eq!(e.code, ErrorCode::Duplicate, "{e:?}");
+    assert!(e.message.contains("`b`") && !e.message.contains("604728"), "{}", e.message);
+    // The holder sent again without that PIN: its old PIN can be retired.
+    let r = s.sync_put_retiring(vec![sync_holder("a", Some("730194"), None)], strings(&["502817"])).unwrap();
+    assert_eq!((r["staged"].as_u64(), r["retired"].as_u64()), (Some(1), Some(2)), "{r}");
+    // A PIN of the live set that the new set drops may be retired too, and
+    // a PIN already retired is no error.
+    s.sync_commit().unwrap();
+    s.holder_put(spec("live")).unwrap();
+    s.pin_set("live", "815062").unwrap();
+    s.sync_begin(2).unwrap();
+    let r = s.sync_put_retiring(vec![sync_holder("a", Some("730194"), None)], strings(&["815062", "604728"])).unwrap();
+    assert_eq!(r["retired"], 2);
+    assert_eq!(s.sync_commit().unwrap()["retired"], 2);
+    assert_eq!(try_key(&s, KeyKind::Pin, "730194"), None);
+    assert_eq!(try_key(&s, KeyKind::Pin, "815062"), Some(Reason::Unknown));
+}
+
+#[test]
+fn a_sync_cut_short_retires_nothing_and_a_restart_keeps_what_was_staged() {
+    let dir = tempfile::tempdir().unwrap();
+    let hash = |s: &KeyService, p: &str| s.hasher().hash(KeyKind::Pin, p.as_bytes());
+    {
+        let s = open_at(dir.path());
+        s.sync_begin(1).unwrap();
+        s.sync_put_retiring(vec![], strings(&["604728"])).unwrap();
+    }
+    {
+        // The controller restarted: the sync is still open, nothing retired yet.
+        let s = open_at(dir.path());
+        assert!(!s.is_tombstoned(&hash(&s, "604728")).unwrap());
+        assert_eq!(s.sync_commit().unwrap()["retired"], 1);
+        assert!(s.is_tombstoned(&hash(&s, "604728")).unwrap());
+    }
+    let s = open_at(dir.path());
+    assert!(s.is_tombstoned(&hash(&s, "604728")).unwrap(), "a tombstone survives a restart");
+    // A sync replaced by sync.begin, or expired, retires none of its PINs.
+    s.sync_begin(2).unwrap();
+    s.sync_put_retiring(vec![], strings(&["730194"])).unwrap();
+    s.sync_begin(3).unwrap();
+    assert_eq!(s.sync_put(vec![]).unwrap()["retired"], 0, "the new sync sees none of the old one's");
+    wait_until("the abandoned sync's PINs are cleared", || staging_is_empty(&s));
+    assert_eq!(s.sync_commit().unwrap()["retired"], 0);
+    assert!(!s.is_tombstoned(&hash(&s, "730194")).unwrap());
+    let s = s.with_sync_idle(std::time::Duration::from_millis(200));
+    s.sync_begin(4).unwrap();
+    s.sync_put_retiring(vec![], strings(&["730194"])).unwrap();
+    wait_until("the idle sync's PINs are cleared", || staging_is_empty(&s));
+    assert_eq!(s.sync_commit().unwrap_err().code, ErrorCode::Stale);
+    assert!(!s.is_tombstoned(&hash(&s, "730194")).unwrap());
+}
+
+#[test]
+fn retired_pins_are_bounded_per_sync_and_counted_in_its_bytes() {
+    let s = svc().with_sync_limits(SyncLimits { retired: 3, ..Default::default() });
+    s.sync_begin(1).unwrap();
+    s.sync_put_retiring(vec![], strings(&["604728", "730194"])).unwrap();
+    let e = s.sync_put_retiring(vec![], strings(&["815062", "502817"])).unwrap_err();
+    assert_eq!(e.code, ErrorCode::Invalid);
+    assert!(e.message.contains("would retire 4 PINs; a sync retires at most 3"), "{}", e.message);
+    assert!(!e.message.contains("815062") && !e.message.contains("502817"), "{}", e.message);
+    assert_eq!(s.sync_put(vec![]).unwrap()["retired"], 2, "the refused message retired nothing");
+    assert_eq!(s.sync_commit().unwrap()["retired"], 2);
+
+    let s = svc().with_sync_limits(SyncLimits { bytes: 100, ..Default::default() });
+    s.sync_begin(1).unwrap();
+    s.sync_put_retiring(vec![], strings(&["604728"])).unwrap();
+    let e = s.sync_put_retiring(vec![], strings(&["730194", "815062", "502817"])).unwrap_err();
+    assert!(e.message.contains("bytes of records; a sync holds at most 100"), "{}", e.message);
+}
+
+#[test]
+fn a_retired_pin_of_the_wrong_form_is_invalid_without_echoing_it() {
+    let s = svc();
+    s.sync_begin(1).unwrap();
+    for bad in ["60472", "6047281", "60472x", ""] {
+        let e = s.sync_put_retiring(vec![], strings(&["604728", bad])).unwrap_err();
+        assert_eq!(e.code, ErrorCode::Invalid, "{bad}: {e:?}");
+        assert!(e.message.contains("`retired[1]`: a PIN is exactly 6 digits"), "{}", e.message);
+        assert!(bad.is_empty() || !e.message.contains(bad), "{}", e.message);
+    }
+    assert_eq!(s.sync_put(vec![]).unwrap()["retired"], 0);
+}
