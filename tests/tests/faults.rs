@@ -544,3 +544,27 @@ fn a_full_disk_keeps_the_room_deciding_and_recovers_without_a_restart() {
     sub.wait_json(from, EVENTS, "storage.low at start", |v| v["type"] == "storage.low");
     assert!(d.stop().0.success());
 }
+
+/// A data_dir the daemon cannot write (here: a file where the folder should
+/// be; on a controller, a card gone read-only) stops the start, but only
+/// after every lock is driven locked (review of issue 11: the data_dir's
+/// lock was taken before the locks were driven).
+#[test]
+fn a_data_dir_that_cannot_be_written_still_locks_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path();
+    let broker = Broker::start();
+    let cfg = p.join("porter.toml");
+    std::fs::write(&cfg, config(p, &broker, "")).unwrap();
+    std::fs::write(p.join("data"), b"not a folder").unwrap();
+    let mut relay = Pty::open(&p.join("relay"));
+    let out = std::process::Command::new(porter_tests::bin("porterd"))
+        .arg("--config")
+        .arg(&cfg)
+        .env("RUST_LOG", "info")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert_eq!(relay.read_exact(4, DEADLINE), lcus(1, false), "locked before the start stopped: {err}");
+}

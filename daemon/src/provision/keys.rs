@@ -766,11 +766,19 @@ impl KeyService {
             // (Read only for those: a sync of 100,000 holders has few.)
             let limited = [&h.pin, &h.qr].into_iter().flatten().any(|(.., l)| l.is_some());
             let live = if limited { self.load(&h.spec.id)? } else { None };
-            let created = |hash: &KeyHash, k: fn(&HolderRecord) -> &Option<KeyRecord>| {
+            // Else, for a limited key, the uses recorded for it (`u/`): after
+            // a recovery from a snapshot the live set is empty but the spent
+            // uses were restored, and the portal's sync must not reset them.
+            let created = |hash: &KeyHash, k: fn(&HolderRecord) -> &Option<KeyRecord>, limited: bool| {
                 live.as_ref()
                     .and_then(|l| k(l).as_ref())
                     .filter(|r| r.hash == *hash && r.limit.is_some())
-                    .map_or(now, |r| r.created_ms)
+                    .map(|r| r.created_ms)
+                    .or_else(|| {
+                        let spent = limited.then(|| self.store.get(&records::uses_key(hash)).ok().flatten()).flatten();
+                        spent.and_then(|v| records::Spent::decode(&v)).map(|s| s.created_ms)
+                    })
+                    .unwrap_or(now)
             };
             let mut rec = HolderRecord {
                 id: h.spec.id.clone(),
@@ -821,12 +829,12 @@ impl KeyService {
             };
             if let Some((pin, active, limit)) = &h.pin {
                 let hash = claim(KeyKind::Pin, pin.as_bytes(), "the PIN")?;
-                let created_ms = created(&hash, |r| &r.pin);
+                let created_ms = created(&hash, |r| &r.pin, limit.is_some());
                 rec.pin = Some(KeyRecord { hash, active: *active, created_ms, limit: resolve(*limit, created_ms) });
             }
             if let Some((token, active, limit)) = &h.qr {
                 let hash = claim(KeyKind::Qr, token.as_bytes(), "the QR token")?;
-                let created_ms = created(&hash, |r| &r.qr);
+                let created_ms = created(&hash, |r| &r.qr, limit.is_some());
                 rec.qr = Some(KeyRecord { hash, active: *active, created_ms, limit: resolve(*limit, created_ms) });
             }
             for (uid, active) in &h.cards {

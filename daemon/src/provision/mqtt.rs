@@ -519,7 +519,7 @@ fn confirm(out: &mut Outbox, el: &EventLoop, store: &Store) {
         let mut b = crate::store::Batch::default();
         b.put(ACKED.to_vec(), out.acked.to_string().into_bytes());
         // Unflushed: losing it in a crash only resends some events.
-        if let Err(e) = store.apply_unflushed(b) {
+        if let Err(e) = store.apply_lazy(b) {
             tracing::error!(error = %e, "mqtt: cannot record confirmed events");
         }
     }

@@ -108,7 +108,7 @@ impl Audit {
     }
 
     /// [`Audit::lockout`], then `then` once the state is on disk (a failure's
-    /// deny feedback: a guesser who cuts the power before it learns nothing
+    /// deny feedback: a guesser who cuts the power on seeing it learns nothing
     /// the count did not keep).
     pub fn lockout_then(&self, device: &str, s: LockoutState, then: After) {
         self.put_lockout(device, s, Some(then));
@@ -279,7 +279,13 @@ fn writer(
         let reserve = |store: &Store| -> Result<(), String> {
             match store.guard() {
                 Some(g) if g.reserved() < seq => {
-                    g.reserve(floor, seq + crate::store::check::SEQ_BLOCK).map_err(|e| format!("seq reservation: {e}"))
+                    let hi = seq + crate::store::check::SEQ_BLOCK;
+                    let mut r = g.reserve(floor, hi);
+                    // A full disk gives up the reserve for the record first.
+                    if r.as_ref().is_err_and(crate::store::is_no_space) && store.make_room() {
+                        r = g.reserve(floor, hi);
+                    }
+                    r.map_err(|e| format!("seq reservation: {e}"))
                 }
                 _ => Ok(()),
             }

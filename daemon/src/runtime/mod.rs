@@ -436,15 +436,18 @@ async fn snapshots(
     }
     let dir = snapshot::dir(&data_dir);
     // The newest snapshot's time and generation, as far as this run knows.
-    let mut last: Option<(i64, u64)> = snapshot::list(&dir)
-        .first()
-        .and_then(|p| p.file_stem()?.to_str()?.parse::<i64>().ok())
-        .map(|ms| (ms, u64::MAX));
+    let mut last: Option<(i64, u64)> =
+        snapshot::list(&dir).first().and_then(|p| snapshot::taken_ms(p)).map(|ms| (ms, u64::MAX));
     let mut tick = tokio::time::interval(SNAPSHOT_CHECK);
     loop {
         tokio::select! {
             _ = cancel.cancelled() => return,
             _ = tick.tick() => {}
+        }
+        // A recovered store waiting for the portal's sync is not what to
+        // restore next time: keep the snapshots it was recovered from.
+        if crate::store::recover::needs_sync(svc.store()) {
+            continue;
         }
         let (now, generation) = (clock.now_ms(), svc.generation().unwrap_or(0));
         let due = match last {
@@ -495,8 +498,17 @@ pub async fn run_with_clock(
     if admin::answered(&cfg.admin.socket).await {
         return Err(StartError::AdminInUse(cfg.admin.socket.display().to_string()));
     }
-    // Another porterd on this data_dir runs this room: leave its doors alone.
-    let _data_lock = lock_data_dir(&cfg)?;
+    // Another porterd on this data_dir runs this room: leave its doors
+    // alone. Any other failure here (a card gone read-only, a data_dir the
+    // daemon may not write) still locks every door before the start stops.
+    let _data_lock = match lock_data_dir(&cfg) {
+        Ok(f) => f,
+        Err(e @ StartError::Store { err: crate::store::StoreError::Locked { .. }, .. }) => return Err(e),
+        Err(e) => {
+            doors::lock_all(&cfg).await;
+            return Err(e);
+        }
+    };
     // Locks first, whatever fails next (a damaged store that makes sled
     // panic, a wrong schema, a missing secret): every lock is driven locked
     // before anything that can fail runs.

@@ -53,8 +53,7 @@ pub enum StoreError {
 impl StoreError {
     /// Whether the error is the disk being full.
     pub fn is_no_space(&self) -> bool {
-        matches!(self, StoreError::Sled(sled::Error::Io(e))
-            if e.raw_os_error() == Some(libc::ENOSPC) || e.kind() == std::io::ErrorKind::StorageFull)
+        matches!(self, StoreError::Sled(sled::Error::Io(e)) if is_no_space(e))
     }
 
     /// Whether the error means the store's files are damaged (rather than
@@ -104,9 +103,21 @@ pub struct Store {
     inner: std::sync::Arc<Inner>,
 }
 
+/// One opening of the database.
+struct DbAt {
+    /// Which opening this is: unique in the process, new at every reopen.
+    epoch: u64,
+    db: sled::Db,
+    /// sled's data file, synced after sled's own flush: sled makes its
+    /// writes durable with `sync_file_range`, which neither saves the
+    /// file's size and new blocks nor flushes the card's write cache; a
+    /// power cut could then lose what was reported on disk.
+    file: Option<std::fs::File>,
+}
+
 struct Inner {
     /// The open database; `None` only while it is being reopened.
-    db: arc_swap::ArcSwapOption<sled::Db>,
+    db: arc_swap::ArcSwapOption<DbAt>,
     /// Where it lives and its page cache (`None` for a temporary store, which
     /// is never reopened).
     dir: Option<(std::path::PathBuf, u64)>,
@@ -116,12 +127,9 @@ struct Inner {
     reserve: std::sync::OnceLock<space::Reserve>,
     /// Held while the database is reopened.
     reopening: std::sync::Mutex<()>,
-    /// Which opening of a database this is: unique in the process, new at
-    /// every reopen.
-    epoch: std::sync::atomic::AtomicU64,
 }
 
-/// The source of [`Inner::epoch`].
+/// The source of [`DbAt::epoch`].
 static OPENINGS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 fn next_epoch() -> u64 {
@@ -183,20 +191,23 @@ impl Store {
     fn check_schema(db: sled::Db, dir: &Path, cache_bytes: Option<u64>) -> Result<Store, StoreError> {
         let db = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| Self::check_schema_inner(db, dir)))
             .map_err(|p| StoreError::Unreadable { path: dir.display().to_string(), detail: panic_text(&p) })??;
+        let file = match cache_bytes {
+            Some(_) => Some(std::fs::File::open(dir.join("db")).map_err(sled::Error::Io)?),
+            None => None,
+        };
         Ok(Store {
             inner: std::sync::Arc::new(Inner {
-                db: arc_swap::ArcSwapOption::from_pointee(db),
+                db: arc_swap::ArcSwapOption::from_pointee(DbAt { epoch: next_epoch(), db, file }),
                 dir: cache_bytes.map(|c| (dir.to_path_buf(), c)),
                 guard: Default::default(),
                 reserve: Default::default(),
                 reopening: Default::default(),
-                epoch: next_epoch().into(),
             }),
         })
     }
 
     /// The open database, or an error while it is being reopened.
-    fn db(&self) -> Result<std::sync::Arc<sled::Db>, StoreError> {
+    fn db(&self) -> Result<std::sync::Arc<DbAt>, StoreError> {
         self.inner.db.load_full().ok_or(StoreError::Reopening)
     }
 
@@ -240,7 +251,7 @@ impl Store {
         let num = |k: &[u8]| -> Result<u64, StoreError> {
             Ok(self.get(k)?.and_then(|v| String::from_utf8_lossy(&v).parse().ok()).unwrap_or(0))
         };
-        let has_data = self.db()?.iter().keys().filter_map(|k| k.ok()).any(|k| k.as_ref() != SCHEMA_KEY);
+        let has_data = self.db()?.db.iter().keys().filter_map(|k| k.ok()).any(|k| k.as_ref() != SCHEMA_KEY);
         Ok(check::Found {
             store_id: self.get(check::STORE_ID)?.map(|v| String::from_utf8_lossy(&v).into_owned()),
             changes: num(check::CHANGES)?,
@@ -303,7 +314,6 @@ impl Store {
         self.inner.db.store(None);
         let fresh = Store::open(dir, *cache)?;
         let db = fresh.inner.db.load_full();
-        self.inner.epoch.store(next_epoch(), std::sync::atomic::Ordering::SeqCst);
         self.inner.db.store(db);
         tracing::info!(dir = %dir.display(), "store reopened");
         Ok(())
@@ -316,10 +326,7 @@ impl Store {
         if !e.is_no_space() || self.inner.dir.is_none() {
             return false;
         }
-        let released = self.reserve().is_some_and(|r| r.release());
-        if released {
-            tracing::error!("the disk of data_dir is full: the storage reserve is released so the audit log and commands go on; free space (docs/ops.md, \"A full disk\")");
-        }
+        self.make_room();
         match self.reopen() {
             Ok(()) => true,
             Err(e) => {
@@ -344,22 +351,38 @@ impl Store {
         self.apply(batch)?;
         // The change is durable in the store; a record that cannot be
         // written only weakens the next start's check (it is retried with
-        // the next change): the change itself stands.
-        if let Err(e) = guard.changed(changes, num(records::GENERATION)?) {
+        // the next change): the change itself stands. A full disk gives up
+        // the reserve for it first.
+        let generation = num(records::GENERATION)?;
+        let mut written = guard.changed(changes, generation);
+        if written.as_ref().is_err_and(is_no_space) && self.make_room() {
+            written = guard.changed(changes, generation);
+        }
+        if let Err(e) = written {
             tracing::error!(error = %e, "cannot update the store's check record");
         }
         Ok(())
     }
 
+    /// Releases the reserve for a write outside the database (the check
+    /// record) that found the disk full; true when it was there to release.
+    pub fn make_room(&self) -> bool {
+        let released = self.reserve().is_some_and(|r| r.release());
+        if released {
+            tracing::error!("the disk of data_dir is full: the storage reserve is released so the audit log and commands go on; free space (docs/ops.md, \"A full disk\")");
+        }
+        released
+    }
+
     pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self.db()?.get(key)?.map(|v| v.to_vec()))
+        Ok(self.db()?.db.get(key)?.map(|v| v.to_vec()))
     }
 
     /// Every record whose key starts with `prefix`, in key order.
     pub fn scan(&self, prefix: &[u8]) -> Box<dyn Iterator<Item = Result<Record, StoreError>> + Send> {
         match self.db() {
-            Ok(db) => Box::new(
-                db.scan_prefix(prefix).map(|r| r.map(|(k, v)| (k.to_vec(), v.to_vec())).map_err(StoreError::from)),
+            Ok(at) => Box::new(
+                at.db.scan_prefix(prefix).map(|r| r.map(|(k, v)| (k.to_vec(), v.to_vec())).map_err(StoreError::from)),
             ),
             Err(e) => Box::new(std::iter::once(Err(e))),
         }
@@ -375,8 +398,9 @@ impl Store {
         let mut lower = start.to_vec();
         lower.push(0);
         match self.db() {
-            Ok(db) => Box::new(
-                db.range(lower..)
+            Ok(at) => Box::new(
+                at.db
+                    .range(lower..)
                     .map(|r| r.map(|(k, v)| (k.to_vec(), v.to_vec())).map_err(StoreError::from))
                     .take_while(move |r| r.as_ref().map(|(k, _)| k.starts_with(&prefix)).unwrap_or(true)),
             ),
@@ -386,7 +410,7 @@ impl Store {
 
     /// The last record under `prefix`, by key order.
     pub fn last(&self, prefix: &[u8]) -> Result<Option<Record>, StoreError> {
-        Ok(self.db()?.scan_prefix(prefix).next_back().transpose()?.map(|(k, v)| (k.to_vec(), v.to_vec())))
+        Ok(self.db()?.db.scan_prefix(prefix).next_back().transpose()?.map(|(k, v)| (k.to_vec(), v.to_vec())))
     }
 
     /// Applies `batch` atomically and flushes it to disk before returning:
@@ -420,43 +444,33 @@ impl Store {
     }
 
     fn apply_unflushed_ref(&self, batch: &Batch) -> Result<(), StoreError> {
-        self.check_pending()?;
-        let db = self.db()?;
-        let mut b = sled::Batch::default();
-        for (k, v) in &batch.ops {
-            match v {
-                Some(v) => b.insert(k.as_slice(), v.as_slice()),
-                None => b.remove(k.as_slice()),
-            }
-        }
+        let at = self.db()?;
+        check_pending(&at)?;
         if PENDING.get().is_none() {
-            PENDING.set(Some(self.epoch()));
+            PENDING.set(Some(at.epoch));
         }
-        db.apply_batch(b)?;
+        at.db.apply_batch(sled_batch(batch))?;
         Ok(())
     }
 
-    /// Fails when this thread's unflushed batches were applied to a
-    /// database that has since been reopened (they are gone).
-    fn check_pending(&self) -> Result<(), StoreError> {
-        match PENDING.get() {
-            Some(e) if e != self.epoch() => {
-                PENDING.set(None);
-                Err(StoreError::Reopening)
-            }
-            _ => Ok(()),
-        }
-    }
-
-    /// Which opening of the database this is (it changes at every reopen).
-    fn epoch(&self) -> u64 {
-        self.inner.epoch.load(std::sync::atomic::Ordering::SeqCst)
+    /// Applies `batch` now and leaves it to the next flush of anyone: for
+    /// records whose loss in a crash or a reopen does no harm (the highest
+    /// event the broker confirmed). Not part of a caller's sequence.
+    pub fn apply_lazy(&self, batch: Batch) -> Result<(), StoreError> {
+        self.db()?.db.apply_batch(sled_batch(&batch))?;
+        Ok(())
     }
 
     /// Waits until everything applied so far is on disk.
     pub fn flush(&self) -> Result<(), StoreError> {
-        self.check_pending()?;
-        self.db()?.flush()?;
+        // One opening throughout: a flush of a database reopened since this
+        // thread's batches went in must not report them written.
+        let at = self.db()?;
+        check_pending(&at)?;
+        at.db.flush()?;
+        if let Some(f) = &at.file {
+            f.sync_data().map_err(sled::Error::Io)?;
+        }
         PENDING.set(None);
         Ok(())
     }
@@ -468,8 +482,36 @@ impl Store {
 
     /// Bytes on disk.
     pub fn size_on_disk(&self) -> u64 {
-        self.db().ok().and_then(|db| db.size_on_disk().ok()).unwrap_or(0)
+        self.db().ok().and_then(|at| at.db.size_on_disk().ok()).unwrap_or(0)
     }
+}
+
+/// Whether an I/O error is the disk being full.
+pub fn is_no_space(e: &std::io::Error) -> bool {
+    e.raw_os_error() == Some(libc::ENOSPC) || e.kind() == std::io::ErrorKind::StorageFull
+}
+
+/// Fails when this thread's unflushed batches were applied to another
+/// opening of the database than `at` (a reopen lost them).
+fn check_pending(at: &DbAt) -> Result<(), StoreError> {
+    match PENDING.get() {
+        Some(e) if e != at.epoch => {
+            PENDING.set(None);
+            Err(StoreError::Reopening)
+        }
+        _ => Ok(()),
+    }
+}
+
+fn sled_batch(batch: &Batch) -> sled::Batch {
+    let mut b = sled::Batch::default();
+    for (k, v) in &batch.ops {
+        match v {
+            Some(v) => b.insert(k.as_slice(), v.as_slice()),
+            None => b.remove(k.as_slice()),
+        }
+    }
+    b
 }
 
 /// The message of a caught panic.

@@ -14,7 +14,7 @@
 //! a new one is written). A snapshot holds keyed hashes, never a key.
 
 use super::records::{self, Space};
-use super::{Record, Store, StoreError};
+use super::{Record, Store};
 use sha2::Digest;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -40,39 +40,58 @@ pub struct Contents {
     pub restrictive: Vec<Record>,
 }
 
-/// Reads the store's snapshot contents now.
-pub fn take(store: &Store, now_ms: i64) -> Result<Contents, StoreError> {
+/// A snapshot file being written: every byte goes through the checksum,
+/// and the size is bounded.
+struct Out {
+    w: std::io::BufWriter<std::fs::File>,
+    sum: sha2::Sha256,
+    n: u64,
+}
+
+impl Out {
+    fn put(&mut self, b: &[u8]) -> std::io::Result<()> {
+        self.n += b.len() as u64;
+        if self.n > MAX_BYTES {
+            return Err(std::io::Error::other(format!("a snapshot would be over {MAX_BYTES} bytes")));
+        }
+        self.sum.update(b);
+        self.w.write_all(b)
+    }
+
+    fn record(&mut self, k: &[u8], v: &[u8]) -> std::io::Result<()> {
+        self.put(&(k.len() as u32).to_be_bytes())?;
+        self.put(k)?;
+        self.put(&(v.len() as u32).to_be_bytes())?;
+        self.put(v)
+    }
+}
+
+/// Streams the store's snapshot into `f` (a record at a time: a snapshot of
+/// 100,000 holders is never held in memory whole).
+fn stream(store: &Store, f: std::fs::File, now_ms: i64) -> std::io::Result<std::fs::File> {
     let live = records::active_space(store);
-    let generation =
-        store.get(records::GENERATION)?.and_then(|v| String::from_utf8_lossy(&v).parse().ok()).unwrap_or(0);
-    let mut c = Contents { taken_ms: now_ms, generation, ..Default::default() };
+    let generation: u64 = store
+        .get(records::GENERATION)
+        .map_err(std::io::Error::other)?
+        .and_then(|v| String::from_utf8_lossy(&v).parse().ok())
+        .unwrap_or(0);
+    let mut out = Out { w: std::io::BufWriter::new(f), sum: sha2::Sha256::new(), n: 0 };
+    out.put(MAGIC)?;
+    out.put(&now_ms.to_be_bytes())?;
+    out.put(&generation.to_be_bytes())?;
     for r in store.scan(&live.holders()) {
-        let (k, v) = r?;
-        let id = &k[live.holders().len()..];
-        c.holders.push((records::prefixed(&Space::A.holders(), id), v));
+        let (k, v) = r.map_err(std::io::Error::other)?;
+        out.record(&records::prefixed(&Space::A.holders(), &k[live.holders().len()..]), &v)?;
     }
     for prefix in [records::TOMBSTONE, records::LOCKOUT, records::USES] {
         for r in store.scan(prefix) {
-            c.restrictive.push(r?);
+            let (k, v) = r.map_err(std::io::Error::other)?;
+            out.record(&k, &v)?;
         }
     }
-    Ok(c)
-}
-
-fn encode(c: &Contents) -> Vec<u8> {
-    let mut out = MAGIC.to_vec();
-    out.extend_from_slice(&c.taken_ms.to_be_bytes());
-    out.extend_from_slice(&c.generation.to_be_bytes());
-    out.extend_from_slice(&(c.holders.len() as u64).to_be_bytes());
-    for (k, v) in c.holders.iter().chain(&c.restrictive) {
-        out.extend_from_slice(&(k.len() as u32).to_be_bytes());
-        out.extend_from_slice(k);
-        out.extend_from_slice(&(v.len() as u32).to_be_bytes());
-        out.extend_from_slice(v);
-    }
-    let sum = sha2::Sha256::digest(&out);
-    out.extend_from_slice(&sum);
-    out
+    let sum = out.sum.finalize();
+    out.w.write_all(&sum)?;
+    out.w.into_inner().map_err(|e| e.into_error())
 }
 
 fn decode(b: &[u8]) -> Option<Contents> {
@@ -89,39 +108,34 @@ fn decode(b: &[u8]) -> Option<Contents> {
     let u64_of = |b: &[u8]| u64::from_be_bytes(b.try_into().unwrap_or_default());
     let taken_ms = u64_of(take(8)?) as i64;
     let generation = u64_of(take(8)?);
-    let holders = u64_of(take(8)?);
     let mut c = Contents { taken_ms, generation, ..Default::default() };
-    let mut n = 0u64;
+    let holders = Space::A.holders();
     while let Some(kl) = take(4) {
         let k = take(u32::from_be_bytes(kl.try_into().ok()?) as usize)?.to_vec();
         let vl = u32::from_be_bytes(take(4)?.try_into().ok()?) as usize;
         let v = take(vl)?.to_vec();
-        if n < holders {
+        if k.starts_with(&holders) {
             c.holders.push((k, v));
         } else {
             c.restrictive.push((k, v));
         }
-        n += 1;
     }
-    (n >= holders).then_some(c)
+    Some(c)
 }
 
 /// Writes a snapshot of `store` into `dir` and keeps the newest `keep`.
 pub fn write(store: &Store, dir: &Path, keep: u32, now_ms: i64) -> std::io::Result<PathBuf> {
-    let c = take(store, now_ms).map_err(std::io::Error::other)?;
-    let body = encode(&c);
-    if body.len() as u64 > MAX_BYTES {
-        return Err(std::io::Error::other(format!("a snapshot would be {} bytes, over {MAX_BYTES}", body.len())));
-    }
     {
         use std::os::unix::fs::DirBuilderExt;
         std::fs::DirBuilder::new().recursive(true).mode(0o750).create(dir)?;
     }
-    let path = dir.join(format!("{now_ms:015}.snap"));
+    // Named by a count that only grows, then the time: the newest is the
+    // last written even if the clock was set back in between.
+    let next = list(dir).first().and_then(|p| number(p)).map_or(1, |n| n + 1);
+    let path = dir.join(format!("{next:010}-{now_ms:015}.snap"));
     let tmp = dir.join("snapshot.tmp");
     let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(&body)?;
+        let f = stream(store, std::fs::File::create(&tmp)?, now_ms)?;
         f.sync_all()?;
         std::fs::rename(&tmp, &path)?;
         std::fs::File::open(dir)?.sync_all()
@@ -135,6 +149,16 @@ pub fn write(store: &Store, dir: &Path, keep: u32, now_ms: i64) -> std::io::Resu
         let _ = std::fs::remove_file(old);
     }
     Ok(path)
+}
+
+/// A snapshot file's count (the part of its name before `-`).
+fn number(p: &Path) -> Option<u64> {
+    p.file_stem()?.to_str()?.split('-').next()?.parse().ok()
+}
+
+/// When a snapshot file was taken, unix ms (from its name).
+pub fn taken_ms(p: &Path) -> Option<i64> {
+    p.file_stem()?.to_str()?.rsplit('-').next()?.parse().ok()
 }
 
 /// The snapshot files in `dir`, newest first.
@@ -182,7 +206,8 @@ mod tests {
             assert_eq!(list(dir.path()).len(), (i + 1).min(3));
         }
         let (p, c) = newest(dir.path()).unwrap();
-        assert!(p.ends_with("000000000000040.snap"));
+        assert!(p.ends_with("0000000004-000000000000040.snap"), "{}", p.display());
+        assert_eq!(taken_ms(&p), Some(40));
         assert_eq!((c.taken_ms, c.generation), (40, 7));
         assert_eq!(c.holders, vec![(records::prefixed(&Space::A.holders(), b"ann"), b"rec-ann".to_vec())]);
         assert_eq!(c.restrictive.len(), 2);

@@ -185,7 +185,9 @@ impl Shared {
                 }
             }
             w.removed += b.len() as u64;
-            self.store.apply_unflushed(b)?;
+            // Flushed before the cursor moves on: a chunk lost to a crash or
+            // a reopen of the store is cleared again, never skipped.
+            self.store.apply(b)?;
             w.cursor.1 = Some(last);
             if keys.len() == CHUNK {
                 return Ok(false);

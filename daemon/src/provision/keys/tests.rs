@@ -478,6 +478,31 @@ fn a_limited_key_keeps_its_creation_across_syncs() {
     assert_eq!(l.uses, Some(1));
 }
 
+/// After a restrictive recovery the live set is empty but the spent uses
+/// are restored: the portal's full sync of the same one-time code keeps its
+/// creation time, so the use spent before the damage still counts (review
+/// of issue 11: the sync gave it a new creation time and a fresh use).
+#[test]
+fn a_spent_use_restored_by_a_recovery_survives_the_portals_sync() {
+    let dir = tempfile::tempdir().unwrap();
+    let made = now_ms() - 3_600_000;
+    {
+        let store = Store::open(dir.path(), 1 << 20).unwrap();
+        let h = KeyHasher::new(b"test-secret-0123").hash(KeyKind::Pin, b"483920");
+        let mut b = Batch::default();
+        b.put(records::uses_key(&h), records::Spent { created_ms: made, used: 1 }.encode());
+        store.apply(b).unwrap();
+    }
+    let s = open_at(dir.path());
+    let once = Some(KeyLimit { uses: Some(1), expires_ms: None });
+    s.sync_begin(1).unwrap();
+    s.sync_put(vec![SyncHolder { pin: Some(("483920".into(), true, once)), ..sync_holder("res", None, None) }])
+        .unwrap();
+    s.sync_commit().unwrap();
+    let p = s.holder_get("res").unwrap()["keys"]["pin"].clone();
+    assert_eq!(p["created"], records::rfc3339(made), "{p}");
+}
+
 /// Limits synced onto a PIN the live set has unlimited make a new key: its
 /// default expiry counts from now, not from when the PIN was first made.
 #[test]
