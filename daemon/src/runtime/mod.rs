@@ -417,12 +417,15 @@ async fn storage_watch(
 
 /// How often the snapshot task looks for a new generation.
 const SNAPSHOT_CHECK: Duration = Duration::from_secs(2);
+/// How long a new generation stands before it is snapshotted.
+const SNAPSHOT_SETTLE_MS: i64 = 30_000;
 /// The longest time between two snapshots.
 const SNAPSHOT_EVERY_MS: i64 = 24 * 3600 * 1000;
 
-/// Writes a snapshot of the store (`store::snapshot`) at start when none is
-/// recent, after every committed full sync, and at least daily, off the
-/// async workers; keeps the newest `keep`.
+/// Writes a snapshot of the store (`store::snapshot`) as soon as there is
+/// something to keep and none exists, [`SNAPSHOT_SETTLE_MS`] after every
+/// committed full sync, and at least daily, off the async workers; keeps the
+/// newest `keep`.
 async fn snapshots(
     svc: Arc<KeyService>,
     data_dir: std::path::PathBuf,
@@ -438,6 +441,8 @@ async fn snapshots(
     // The newest snapshot's time and generation, as far as this run knows.
     let mut last: Option<(i64, u64)> =
         snapshot::list(&dir).first().and_then(|p| snapshot::taken_ms(p)).map(|ms| (ms, u64::MAX));
+    // The generation last seen, and since when.
+    let mut changed: Option<(u64, i64)> = None;
     let mut tick = tokio::time::interval(SNAPSHOT_CHECK);
     loop {
         tokio::select! {
@@ -450,9 +455,20 @@ async fn snapshots(
             continue;
         }
         let (now, generation) = (clock.now_ms(), svc.generation().unwrap_or(0));
+        // A new generation is snapshotted once it has stood for a while: the
+        // snapshot's scan of every holder then does not add to the memory
+        // the sync itself took (its peak), and a portal's syncs in a row
+        // give one snapshot.
+        let settled = match changed {
+            Some((g, at)) if g == generation => now - at >= SNAPSHOT_SETTLE_MS,
+            _ => {
+                changed = Some((generation, now));
+                false
+            }
+        };
         let due = match last {
             None => svc.counts().holders > 0 || generation > 0,
-            Some((ms, g)) => (g != generation && g != u64::MAX) || now - ms >= SNAPSHOT_EVERY_MS || now < ms,
+            Some((ms, g)) => (g != generation && g != u64::MAX && settled) || now - ms >= SNAPSHOT_EVERY_MS || now < ms,
         };
         if !due {
             // A snapshot from an earlier run: follow this run's generations from here.
