@@ -734,6 +734,7 @@ impl KeyService {
         let retiring: std::collections::HashSet<KeyHash> = retired.iter().copied().collect();
         let mut w = self.shared.lock()?;
         let mut state = staging::open_sync(&self.shared, &mut w)?;
+        let retired_before = state.retired;
         let staging = self.space().other();
         let mut batch = Batch::default();
         // Keys staged by this very call, so duplicates inside it are caught too.
@@ -808,9 +809,11 @@ impl KeyService {
                 if let Some(o) = other {
                     return Err(OpError::duplicate(format!("{what} of `{}` is also given to `{o}`", rec.id)));
                 }
+                // (A sync that has retired nothing yet needs no look-up.)
                 if kind == KeyKind::Pin
                     && (retiring.contains(&hash)
-                        || (w.staged_retired(&hash)
+                        || (retired_before > 0
+                            && w.staged_retired(&hash)
                             && self.store.get(&staging::retired_key(staging, &hash))?.is_some()))
                 {
                     return Err(OpError::duplicate(format!(
