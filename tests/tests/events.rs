@@ -39,14 +39,22 @@ fn seqs(r: &Value) -> Vec<u64> {
 fn make_events(d: &mut Daemon, sub: &Subscriber, n: u64) {
     let mut last = 0;
     while last < n {
+        // Paced below the daemon's cap of 1,000 inputs a second per device
+        // (past it inputs are dropped, and the events this waits for never
+        // come), and waited for from this round's first line.
+        let started = std::time::Instant::now();
+        let from = sub.lines.len();
         for _ in 0..200 {
             d.type_line("card:0a0b0c0d");
         }
         let want = last + 150;
-        let (_, e) = sub.wait_json(0, &format!("{P}/events"), &format!("event seq >= {want}"), |v| {
+        let (_, e) = sub.wait_json(from, &format!("{P}/events"), &format!("event seq >= {want}"), |v| {
             v["seq"].as_u64().is_some_and(|s| s >= want)
         });
         last = e["seq"].as_u64().unwrap().max(want);
+        if let Some(rest) = std::time::Duration::from_millis(300).checked_sub(started.elapsed()) {
+            std::thread::sleep(rest);
+        }
     }
 }
 
