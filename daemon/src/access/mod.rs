@@ -344,6 +344,19 @@ struct Table {
 /// The row number of an empty slot.
 const EMPTY: u32 = u32::MAX;
 
+/// Slots of a table of `keys` keys: a power of two, at least 4/3 of the
+/// keys (1 for none: the table's search then ends at once).
+fn table_len(keys: usize) -> usize {
+    match keys {
+        0 => 1,
+        n => 1usize << (usize::BITS - (n * 4 / 3).max(1).leading_zeros()).min(28),
+    }
+}
+
+/// Slots reserved past a table's end for a run of keys that goes past its
+/// last slot (rare: a few keys with the same leading bits at its end).
+const TAIL_ROOM: usize = 16;
+
 impl Table {
     fn bucket(&self, k: &KeyHash) -> usize {
         let mut lead = [0u8; 8];
@@ -387,9 +400,13 @@ pub struct TableBuilder {
 }
 
 impl TableBuilder {
+    /// Room for `keys` keys and `holders` holders: the keys' array is
+    /// made as large as the finished table, which [`TableBuilder::finish`]
+    /// then lays out in place (no second array of every key while the
+    /// largest allocation of a sync is made).
     fn with_capacity(keys: usize, holders: usize) -> Self {
         let mut t = Table::default();
-        t.slots.reserve_exact(keys);
+        t.slots.reserve_exact(table_len(keys).max(keys) + TAIL_ROOM);
         t.rows.reserve_exact(holders);
         TableBuilder { t }
     }
@@ -422,18 +439,23 @@ impl TableBuilder {
         self.holder(HolderRef { id: &p.id, role: p.role, rule: &rule, long })
     }
 
-    /// Adds a key of holder number `holder`. A key added twice keeps the
-    /// last.
+    /// Adds a key of holder number `holder`. Of a key added twice the
+    /// table keeps the greatest (by holder number, then kind, then active):
+    /// the store never holds one key twice, and the choice does not depend
+    /// on the order of the scan.
     pub fn key(&mut self, key: KeyHash, holder: u32, kind: KeyKind, active: bool) {
         self.t.slots.push(Slot { key, row: holder, kind, active });
     }
 
     pub fn finish(self) -> Snapshot {
         let mut t = self.t;
-        // Stable, so that of equal keys the last added stays last, and
-        // in place: the sorted keys then move into the slots.
+        // In place (a stable sort would take a copy of every key), on
+        // every field, so that of equal keys the greatest stays last and
+        // the table is the same whatever order the keys came in.
         let mut slots = std::mem::take(&mut t.slots);
-        slots.sort_by_key(|s| s.key);
+        slots.sort_unstable_by(|a, b| {
+            (a.key, a.row, a.kind as u8, a.active).cmp(&(b.key, b.row, b.kind as u8, b.active))
+        });
         slots.dedup_by(|later, kept| {
             let same = later.key == kept.key;
             if same {
@@ -442,26 +464,31 @@ impl TableBuilder {
             same
         });
         t.keys = slots.len();
-        // A power of two of slots, at least 4/3 of the keys.
-        let bits = match t.keys {
-            0 => 0,
-            n => (usize::BITS - (n * 4 / 3).max(1).leading_zeros()).min(28),
-        };
-        t.shift = 64 - bits;
-        let empty = Slot { key: KeyHash([0; KeyHash::LEN]), row: EMPTY, kind: KeyKind::Pin, active: false };
-        t.slots = vec![empty; 1usize << bits];
+        let len = table_len(t.keys);
+        t.shift = 64 - len.trailing_zeros();
+        // Each key goes to the slot its leading bits name, or just after the
+        // key before it: so a key's slot is never before its place in the
+        // sorted order, and the keys can be moved there in place, from the
+        // last to the first, in the same array. (A run past the last slot
+        // makes the table longer by its tail.)
+        let mut at = Vec::with_capacity(t.keys);
         let mut next = 0;
-        for s in slots {
-            let at = t.bucket(&s.key).max(next);
-            if at == t.slots.len() {
-                // A run past the last slot: the table grows by its tail.
-                t.slots.push(s);
-            } else {
-                t.slots[at] = s;
-            }
-            next = at + 1;
+        for s in &slots {
+            let a = t.bucket(&s.key).max(next);
+            at.push(a as u32);
+            next = a + 1;
         }
-        t.slots.shrink_to_fit();
+        let empty = Slot { key: KeyHash([0; KeyHash::LEN]), row: EMPTY, kind: KeyKind::Pin, active: false };
+        slots.resize(len.max(next), empty);
+        for (i, a) in at.into_iter().enumerate().rev() {
+            let a = a as usize;
+            if a != i {
+                slots[a] = slots[i];
+                slots[i] = empty;
+            }
+        }
+        slots.shrink_to_fit();
+        t.slots = slots;
         t.ids.shrink_to_fit();
         t.windows.shrink_to_fit();
         t.rows.shrink_to_fit();

@@ -248,19 +248,26 @@ proptest! {
     fn the_table_finds_what_was_added(
         keys in proptest::collection::vec((0u8..4, any::<[u8; 8]>(), 0u8..6, any::<bool>()), 0..300),
         probes in proptest::collection::vec((0u8..4, any::<[u8; 8]>()), 0..50),
+        hint in 0usize..400,
     ) {
         let key = |lead: u8, rest: [u8; 8]| {
             let mut k = [lead.wrapping_mul(64); KeyHash::LEN];
             k[8..].copy_from_slice(&rest);
             KeyHash(k)
         };
-        let mut b = Snapshot::builder(keys.len(), 6);
+        // The hint is only room made beforehand: too small or too large,
+        // the table is the same.
+        let mut b = Snapshot::builder(hint, 6);
         let rows: Vec<u32> = (0..6).map(|i| b.profile(&Profile { id: format!("h{i}"), ..holder("x") })).collect();
-        let mut model = std::collections::HashMap::new();
+        // Of a key added twice the greatest (holder, active) stays.
+        let mut model: std::collections::HashMap<KeyHash, (u8, bool)> = std::collections::HashMap::new();
         for (lead, rest, h, active) in &keys {
             b.key(key(*lead, *rest), rows[*h as usize], KeyKind::Card, *active);
-            model.insert(key(*lead, *rest), (format!("h{h}"), *active));
+            let e = model.entry(key(*lead, *rest)).or_insert((*h, *active));
+            *e = (*e).max((*h, *active));
         }
+        let model: std::collections::HashMap<KeyHash, (String, bool)> =
+            model.into_iter().map(|(k, (h, a))| (k, (format!("h{h}"), a))).collect();
         let s = b.finish();
         prop_assert_eq!(s.len(), model.len());
         for (k, (id, active)) in &model {

@@ -74,6 +74,10 @@ struct SyncState {
     /// Bytes of its staged records (holders and key index, as stored).
     #[serde(default)]
     bytes: u64,
+    /// Keys (PINs, QR codes, cards) of its staged holders: room made for
+    /// the index at the commit.
+    #[serde(default)]
+    keys: u64,
     /// PINs retired by its `sync.put`s (staged until the commit).
     #[serde(default)]
     retired: u64,
@@ -247,12 +251,19 @@ impl KeyService {
 
     /// Rebuilds the live snapshot from the live space, in one go.
     fn reload(&self) -> Result<(), OpError> {
+        let c = self.counts();
+        self.reload_sized((c.pins + c.qr + c.cards) as usize, c.holders as usize)
+    }
+
+    /// [`KeyService::reload`] with room made for `keys` keys of `holders`
+    /// holders (a sync's staged counts).
+    fn reload_sized(&self, keys: usize, holders: usize) -> Result<(), OpError> {
         // The table is a few large arrays, not an allocation per holder, so
         // nothing of the live index is scattered among the scan's short-lived
-        // allocations. Their size hint is the set being replaced (none at
-        // start); they grow as the scan needs.
-        let c = self.counts();
-        let mut table = Snapshot::builder((c.pins + c.qr + c.cards) as usize, c.holders as usize);
+        // allocations. Their size is made beforehand where it is known (the
+        // sync's counts, else the set being replaced, none at start); they
+        // grow as the scan needs.
+        let mut table = Snapshot::builder(keys, holders);
         let mut counts = Counts::default();
         let mut limits = Vec::new();
         for r in self.store.scan(&self.space().holders()) {
@@ -700,7 +711,7 @@ impl KeyService {
             w.start_clear();
             b.put(staging::DIRTY.to_vec(), b"1".to_vec());
         }
-        let state = SyncState { generation, holders: 0, bytes: 0, retired: 0, dropped: None };
+        let state = SyncState { generation, holders: 0, bytes: 0, keys: 0, retired: 0, dropped: None };
         b.put(records::SYNC.to_vec(), serde_json::to_vec(&state).unwrap_or_default());
         self.store.apply(b)?;
         w.expires = Some(std::time::Instant::now() + w.limits.idle);
@@ -855,10 +866,12 @@ impl KeyService {
                     batch.remove(records::key_key(staging, &k));
                 }
                 state.bytes = state.bytes.saturating_sub(staged_bytes(o));
+                state.keys = state.keys.saturating_sub(o.keys().len() as u64);
             } else {
                 state.holders += 1;
             }
             state.bytes += staged_bytes(&rec);
+            state.keys += rec.keys().len() as u64;
             for (k, ..) in rec.keys() {
                 batch.put(records::key_key(staging, &k), rec.id.as_bytes().to_vec());
             }
@@ -927,6 +940,10 @@ impl KeyService {
         // Leftovers of an earlier sync must not become live: a clear still
         // under way is finished first.
         while !self.shared.clear_chunk(&mut w)? {}
+        // The sync.puts' freed pages go back before the index is built: the
+        // commit's own allocations then add to what is live, not to what the
+        // puts left resident (docs/performance.md).
+        crate::memory::trim();
         let (live, staging) = (self.space(), self.space().other());
         // PINs of the live set that the new set drops become tombstones. They
         // are written before the flip: a tombstone for a PIN still live is
@@ -980,7 +997,7 @@ impl KeyService {
         w.start_clear();
         w.expires = None;
         self.shared.wake.notify_all();
-        self.reload()?;
+        self.reload_sized(state.keys as usize, state.holders as usize)?;
         let s = self.state_unlocked()?;
         // The sync's short-lived allocations are all freed by now.
         crate::memory::trim();
