@@ -54,7 +54,14 @@ pub struct Lines(Arc<(Mutex<Vec<String>>, Condvar)>);
 impl Lines {
     fn follow(stream: impl std::io::Read + Send + 'static, echo: &'static str) -> Lines {
         let lines = Lines::default();
-        let l = lines.clone();
+        lines.follow_into(stream, echo);
+        lines
+    }
+
+    /// Adds the lines of another stream (a restarted child's, or its
+    /// standard error beside its output) to these.
+    fn follow_into(&self, stream: impl std::io::Read + Send + 'static, echo: &'static str) {
+        let l = self.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stream).lines() {
                 let Ok(line) = line else { break };
@@ -66,7 +73,16 @@ impl Lines {
                 cv.notify_all();
             }
         });
-        lines
+    }
+
+    /// Every line so far, as one text.
+    pub fn text(&self) -> String {
+        self.all().join("\n")
+    }
+
+    /// How many lines at or after `from` contain every one of `parts`.
+    pub fn count(&self, from: usize, parts: &[&str]) -> usize {
+        self.all().iter().skip(from).filter(|l| parts.iter().all(|p| l.contains(p))).count()
     }
 
     /// Every line so far.
@@ -209,6 +225,21 @@ impl Daemon {
         Self::spawn(cmd, config, socket)
     }
 
+    /// porterd on [`mqtt_config`] in `dir`, started and ready (it may not
+    /// have reached its broker yet).
+    pub fn with_mqtt(dir: &Path, seed: bool, extra: &str, mqtt: &str) -> Daemon {
+        Daemon::start(&mqtt_config(dir, seed, extra, mqtt), &dir.join("admin.sock"))
+    }
+
+    /// porterd in `dir` on `broker` (`url`, then the `mqtt` lines of its
+    /// `[mqtt]` section; `extra` TOML before it), once it has subscribed to
+    /// its command topics.
+    pub fn on_broker(dir: &Path, broker: &Broker, extra: &str, mqtt: &str) -> Daemon {
+        let d = Daemon::with_mqtt(dir, false, extra, &format!("url = \"{}\"\n{mqtt}", broker.url()));
+        d.log.wait_for(0, &["mqtt subscribed"]);
+        d
+    }
+
     /// `porterd --demo`, the README's first command, run in `dir` as a user
     /// runs it in a checkout: the embedded demo config, data in `dir/data`.
     pub fn demo(dir: &Path) -> Daemon {
@@ -348,59 +379,82 @@ pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-/// A real Mosquitto broker on a free port, with its own config, for one test.
+/// The topic prefix of every test config (`site = "test"`, `controller = "room-1"`).
+pub const P: &str = "porter/test/room-1";
+
+/// A real Mosquitto broker on a free port, with its own config and folder,
+/// for one test. Its log (standard error, mosquitto's default) is collected
+/// in [`Broker::log`].
 pub struct Broker {
     child: Option<Child>,
     pub port: u16,
     dir: tempfile::TempDir,
+    /// Its config after the `listener` line.
+    lines: String,
+    /// Everything it logged, across restarts.
+    pub log: Lines,
 }
 
 impl Broker {
-    /// Starts mosquitto on a free port and waits until it accepts connections.
+    /// The broker most tests use: anonymous clients allowed, persistence
+    /// after every change (`autosave_on_changes`), so a SIGKILL loses no
+    /// message it acknowledged, and replies without Nagle's delay
+    /// (`set_tcp_nodelay`, else each waits ~40 ms for a delayed ACK): what a
+    /// site broker needs too (see docs/mqtt.md).
     pub fn start() -> Broker {
-        let dir = tempfile::tempdir().unwrap();
-        // Started as root, mosquitto drops to its own user: let it write its
-        // persistence file here.
-        std::fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
-        let mut b = Broker { child: None, port: free_port(), dir };
+        let dir = open_dir();
+        let lines = format!(
+            "allow_anonymous true\npersistence true\npersistence_location {}/\nautosave_on_changes true\nautosave_interval 1\nset_tcp_nodelay true\n",
+            dir.path().display()
+        );
+        Broker::start_in(dir, &lines)
+    }
+
+    /// A broker whose config is `listener PORT 127.0.0.1` followed by
+    /// `lines` (TLS, passwords, a stock config ...), in a folder of its own.
+    pub fn start_with(lines: &str) -> Broker {
+        Broker::start_in(open_dir(), lines)
+    }
+
+    /// [`Broker::start_with`] in `dir`, which may hold files the config names
+    /// (see [`open_dir`]).
+    pub fn start_in(dir: tempfile::TempDir, lines: &str) -> Broker {
+        let mut b = Broker { child: None, port: free_port(), dir, lines: lines.to_string(), log: Lines::default() };
         b.restart();
         b
     }
 
-    /// The broker persists after every change (`autosave_on_changes`), so a
-    /// SIGKILL loses no message it acknowledged, and sends without Nagle's
-    /// delay (`set_tcp_nodelay`, else each reply waits ~40 ms for a delayed
-    /// ACK): what a site broker needs too (see docs/mqtt.md).
-    fn conf(&self) -> PathBuf {
-        let p = self.dir.path().join("mosquitto.conf");
-        std::fs::write(
-            &p,
-            format!(
-                "listener {} 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location {}/\nautosave_on_changes true\nautosave_interval 1\nset_tcp_nodelay true\n",
-                self.port,
-                self.dir.path().display()
-            ),
-        )
-        .unwrap();
-        p
-    }
-
-    /// (Re)starts the broker on the same port.
+    /// (Re)starts the broker on the same port and waits until it says it
+    /// runs (its listeners are open by then); a broker that exits first
+    /// fails the test with its config and log.
     pub fn restart(&mut self) {
-        let conf = self.conf();
-        let child = Command::new(mosquitto())
+        let conf = self.dir.path().join("mosquitto.conf");
+        std::fs::write(&conf, format!("listener {} 127.0.0.1\n{}", self.port, self.lines)).unwrap();
+        let mut child = Command::new(mosquitto())
             .arg("-c")
             .arg(&conf)
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(Stdio::piped())
             .spawn()
             .expect("spawning mosquitto (apt-get install mosquitto)");
-        self.child = Some(child);
+        let from = self.log.len();
+        self.log.follow_into(child.stderr.take().unwrap(), "mosquitto");
         let deadline = Instant::now() + DEADLINE;
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(Instant::now() < deadline, "mosquitto did not listen on {}", self.port);
-            std::thread::sleep(Duration::from_millis(20));
+        while self
+            .log
+            .wait_within(from, Duration::from_millis(20), |l| l.contains("mosquitto version") && l.contains("running"))
+            .is_none()
+        {
+            if let Some(st) = child.try_wait().unwrap() {
+                panic!(
+                    "mosquitto exited ({st}); config:\n{}\nlog:\n{}",
+                    std::fs::read_to_string(&conf).unwrap(),
+                    self.log.text()
+                );
+            }
+            assert!(Instant::now() < deadline, "mosquitto did not start; log:\n{}", self.log.text());
         }
+        self.child = Some(child);
     }
 
     /// Stops the broker: SIGTERM (graceful) or SIGKILL.
@@ -416,13 +470,22 @@ impl Broker {
         format!("mqtt://127.0.0.1:{}", self.port)
     }
 
+    /// A mosquitto client tool (`mosquitto_pub`, `mosquitto_sub`,
+    /// `mosquitto_rr`) pointed at this broker, MQTT v5, QoS 1, with the
+    /// given credentials (`-u`/`-P`, `--cafile`, `--cert`/`--key`).
+    pub fn tool(&self, name: &str, auth: &[String]) -> Command {
+        let mut c = Command::new(name);
+        c.args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-V", "mqttv5", "-q", "1"]).args(auth);
+        c
+    }
+
     /// `mosquitto_sub -v` on `topic`, its lines collected. The subscriber
     /// keeps a persistent session (`-c -i id`) so it misses nothing across
     /// broker restarts.
     pub fn subscribe(&self, topic: &str, id: &str) -> Subscriber {
-        let mut child = Command::new("mosquitto_sub")
-            .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-V", "mqttv5", "-q", "1", "-v", "-c", "-i", id])
-            .args(["-x", "3600", "-t", topic])
+        let mut child = self
+            .tool("mosquitto_sub", &[])
+            .args(["-v", "-c", "-i", id, "-x", "3600", "-t", topic])
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -445,19 +508,62 @@ impl Broker {
         Subscriber { child, lines }
     }
 
+    /// `mosquitto_sub -v` on `P/#` with the given credentials, its standard
+    /// output and error collected (a refused subscriber says why). No probe:
+    /// for a broker that takes only authenticated publishers, a test waits
+    /// for the retained status instead.
+    pub fn subscribe_as(&self, auth: &[String]) -> Subscriber {
+        let mut child = self
+            .tool("mosquitto_sub", auth)
+            .args(["-v", "-t", &format!("{P}/#")])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawning mosquitto_sub (apt-get install mosquitto-clients)");
+        let lines = Lines::follow(child.stdout.take().unwrap(), "sub");
+        lines.follow_into(child.stderr.take().unwrap(), "sub");
+        Subscriber { child, lines }
+    }
+
     /// Publishes one QoS 1 message with `mosquitto_pub`.
     pub fn publish(&self, topic: &str, payload: &str) {
-        let st = Command::new("mosquitto_pub")
-            .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-V", "mqttv5", "-q", "1", "-t", topic, "-s"])
+        self.publish_as(&[], topic, payload);
+    }
+
+    /// [`Broker::publish`] with the given credentials.
+    pub fn publish_as(&self, auth: &[String], topic: &str, payload: &str) {
+        let out = self
+            .tool("mosquitto_pub", auth)
+            .args(["-t", topic, "-s"])
             .stdin(Stdio::piped())
+            .stderr(Stdio::piped())
             .spawn()
             .and_then(|mut c| {
                 // -s: the message from standard input, so it may be large.
                 c.stdin.take().unwrap().write_all(payload.as_bytes())?;
-                c.wait()
+                c.wait_with_output()
             })
             .expect("mosquitto_pub");
-        assert!(st.success(), "mosquitto_pub failed");
+        assert!(out.status.success(), "mosquitto_pub failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    /// Sends one command to porterd on `P/cmd`, as an anonymous portal.
+    pub fn command(&self, id: &str, op: &str, args: Value) {
+        self.command_as(&[], id, op, args);
+    }
+
+    /// Sends command `id` and waits for its reply on `sub`, among the
+    /// messages that arrive after it was sent (so an id sent again gets
+    /// its new reply).
+    pub fn call(&self, sub: &Subscriber, id: &str, op: &str, args: Value) -> Value {
+        let mark = sub.lines.len();
+        self.command(id, op, args);
+        sub.wait_json(mark, &format!("{P}/reply"), &format!("reply {id}"), |v| v["id"] == id).1
+    }
+
+    /// [`Broker::command`] with the given credentials.
+    pub fn command_as(&self, auth: &[String], id: &str, op: &str, args: Value) {
+        self.publish_as(auth, &format!("{P}/cmd"), &serde_json::json!({"id": id, "op": op, "args": args}).to_string());
     }
 }
 
@@ -467,13 +573,29 @@ impl Drop for Broker {
     }
 }
 
+/// A temporary folder that mosquitto, which drops from root to its own user,
+/// can write to and read the files in (make them readable, too).
+pub fn open_dir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+    dir
+}
+
 fn mosquitto() -> PathBuf {
-    for p in ["/usr/sbin/mosquitto", "/usr/bin/mosquitto"] {
-        if Path::new(p).exists() {
-            return PathBuf::from(p);
-        }
-    }
-    PathBuf::from("mosquitto")
+    ["/usr/sbin/mosquitto", "/usr/bin/mosquitto"]
+        .into_iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists())
+        .unwrap_or_else(|| PathBuf::from("mosquitto"))
+}
+
+/// `dir/porter.toml` for a porterd on MQTT: [`config_text`] (the demo's
+/// door, console keypad and simulated lock; `seed` as there) with `extra`
+/// TOML, then an `[mqtt]` section of `mqtt` lines. Returns its path.
+pub fn mqtt_config(dir: &Path, seed: bool, extra: &str, mqtt: &str) -> PathBuf {
+    let cfg = dir.join("porter.toml");
+    std::fs::write(&cfg, config_text(dir, 200, seed, &format!("{extra}\n[mqtt]\n{mqtt}"))).unwrap();
+    cfg
 }
 
 /// A running `mosquitto_sub`.
@@ -483,6 +605,11 @@ pub struct Subscriber {
 }
 
 impl Subscriber {
+    /// Waits for porterd's reply to command `id` on `P/reply`.
+    pub fn reply(&self, id: &str) -> Value {
+        self.wait_json(0, &format!("{P}/reply"), &format!("reply {id}"), |v| v["id"] == id).1
+    }
+
     /// Waits for a message on `topic` whose JSON satisfies `pred`; returns it.
     pub fn wait_json(&self, from: usize, topic: &str, what: &str, pred: impl Fn(&Value) -> bool) -> (usize, Value) {
         let (i, line) = self.lines.wait(from, what, |l| {

@@ -2,27 +2,15 @@
 //! port, as a portal that missed events would fetch them, and through
 //! porterctl (the admin socket and `--mqtt`).
 
-use porter_tests::{config_text, Broker, Daemon, Subscriber};
+use porter_tests::{Broker, Daemon, Subscriber, P};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 
-const P: &str = "porter/test/room-1";
-
 fn start(broker: &Broker) -> (tempfile::TempDir, Daemon) {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = dir.path().join("porter.toml");
     // The smallest log allowed, so that a test can overrun it.
-    let extra = format!("\n[audit]\nretain = 1000\n\n[mqtt]\nurl = \"{}\"\nkeep_alive_s = 5\n", broker.url());
-    std::fs::write(&cfg, config_text(dir.path(), 200, false, &extra)).unwrap();
-    let d = Daemon::start(&cfg, &dir.path().join("admin.sock"));
-    d.log.wait_for(0, &["mqtt subscribed"]);
+    let d = Daemon::on_broker(dir.path(), broker, "\n[audit]\nretain = 1000\n", "keep_alive_s = 5\n");
     (dir, d)
-}
-
-fn call(broker: &Broker, sub: &Subscriber, id: &str, op: &str, args: Value) -> Value {
-    let mark = sub.lines.len();
-    broker.publish(&format!("{P}/cmd"), &json!({"id": id, "op": op, "args": args}).to_string());
-    sub.wait_json(mark, &format!("{P}/reply"), &format!("reply {id}"), |v| v["id"] == id).1
 }
 
 fn oldest_now(r: &Value) -> Value {
@@ -65,9 +53,9 @@ fn a_portal_fetches_missed_events_page_by_page_and_sees_what_was_pruned() {
     let (_dir, mut d) = start(&broker);
 
     // A PIN typed at the door: its grant is an event, and no reply shows it.
-    let r = call(&broker, &sub, "c-1", "holder.put", json!({"holder": "courier-ups", "role": "courier"}));
+    let r = broker.call(&sub, "c-1", "holder.put", json!({"holder": "courier-ups", "role": "courier"}));
     assert_eq!(r["ok"], true, "{r}");
-    let pin = call(&broker, &sub, "c-2", "pin.generate", json!({"holder": "courier-ups"}))["result"]["pin"]
+    let pin = broker.call(&sub, "c-2", "pin.generate", json!({"holder": "courier-ups"}))["result"]["pin"]
         .as_str()
         .unwrap()
         .to_string();
@@ -76,7 +64,7 @@ fn a_portal_fetches_missed_events_page_by_page_and_sees_what_was_pruned() {
 
     // Nothing pruned yet: the log starts at 1. The grant is there, without
     // the PIN.
-    let r = call(&broker, &sub, "g-1", "events.get", json!({"after": 0, "limit": 5}));
+    let r = broker.call(&sub, "g-1", "events.get", json!({"after": 0, "limit": 5}));
     assert_eq!(r["ok"], true, "{r}");
     assert_eq!(r["result"]["oldest"], 1, "{r}");
     assert_eq!(seqs(&r)[0], 1);
@@ -86,7 +74,7 @@ fn a_portal_fetches_missed_events_page_by_page_and_sees_what_was_pruned() {
 
     // More than the log keeps (retain = 1000): the oldest are pruned.
     make_events(&mut d, &sub, 1300);
-    let r = call(&broker, &sub, "g-2", "events.get", json!({"after": 0, "limit": 1000}));
+    let r = broker.call(&sub, "g-2", "events.get", json!({"after": 0, "limit": 1000}));
     let res = &r["result"];
     let (oldest, newest) = (res["oldest"].as_u64().unwrap(), res["newest"].as_u64().unwrap());
     assert!(newest >= 1300 && oldest > 1 && newest - oldest < 1000, "{res}");
@@ -111,7 +99,7 @@ fn a_portal_fetches_missed_events_page_by_page_and_sees_what_was_pruned() {
             break;
         }
         let after = page["result"]["next_after"].clone();
-        page = call(&broker, &sub, &format!("g-{n}"), "events.get", json!({"after": after, "limit": 1000}));
+        page = broker.call(&sub, &format!("g-{n}"), "events.get", json!({"after": after, "limit": 1000}));
         assert_eq!(page["ok"], true, "{page}");
     }
     let last = *fetched.keys().last().unwrap();
@@ -131,7 +119,7 @@ fn a_portal_fetches_missed_events_page_by_page_and_sees_what_was_pruned() {
         }
     }
     // Past the newest: nothing, and the same `after` back.
-    let r = call(&broker, &sub, "g-end", "events.get", json!({"after": last, "limit": 10}));
+    let r = broker.call(&sub, "g-end", "events.get", json!({"after": last, "limit": 10}));
     assert_eq!(
         (seqs(&r).len(), r["result"]["next_after"].clone(), r["result"]["more"].clone()),
         (0, json!(last), json!(false))
@@ -139,7 +127,7 @@ fn a_portal_fetches_missed_events_page_by_page_and_sees_what_was_pruned() {
 
     // The same id again runs again (its reply is not stored: it reads the
     // log), so it now starts at the oldest event kept.
-    let again = call(&broker, &sub, "g-1", "events.get", json!({"after": 0, "limit": 5}));
+    let again = broker.call(&sub, "g-1", "events.get", json!({"after": 0, "limit": 5}));
     assert_eq!(again["result"]["oldest"], oldest_now(&again));
     assert!(seqs(&again)[0] > 1, "{again}");
 
@@ -159,7 +147,7 @@ fn a_portal_fetches_missed_events_page_by_page_and_sees_what_was_pruned() {
     .into_iter()
     .enumerate()
     {
-        let r = call(&broker, &sub, &format!("bad-{i}"), "events.get", args.clone());
+        let r = broker.call(&sub, &format!("bad-{i}"), "events.get", args.clone());
         assert_eq!(r["error"]["code"], "invalid", "{args}: {r}");
     }
     assert!(!d.log.has(0, &["mqtt disconnected"]), "the session dropped");

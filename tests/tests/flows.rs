@@ -1,26 +1,14 @@
 //! The package room's own flows, end to end: the real daemon with a console
 //! keypad and card reader, provisioned and watched over a real Mosquitto.
 
-use porter_tests::{config_text, Broker, Daemon, Subscriber};
+use porter_tests::{config_text, Broker, Daemon, Subscriber, P};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 
-const P: &str = "porter/test/room-1";
-
 fn start(broker: &Broker, extra: &str) -> (tempfile::TempDir, Daemon) {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = dir.path().join("porter.toml");
-    let extra = format!("{extra}\n[mqtt]\nurl = \"{}\"\n", broker.url());
-    std::fs::write(&cfg, config_text(dir.path(), 200, false, &extra)).unwrap();
-    let d = Daemon::start(&cfg, &dir.path().join("admin.sock"));
-    d.log.wait_for(0, &["mqtt subscribed"]);
+    let d = Daemon::on_broker(dir.path(), broker, extra, "");
     (dir, d)
-}
-
-/// Sends a command and returns its reply.
-fn call(broker: &Broker, sub: &Subscriber, id: &str, op: &str, args: Value) -> Value {
-    broker.publish(&format!("{P}/cmd"), &json!({"id": id, "op": op, "args": args}).to_string());
-    sub.wait_json(0, &format!("{P}/reply"), &format!("reply {id}"), |v| v["id"] == id).1
 }
 
 /// The first event from line `from` on with type `kind`.
@@ -37,15 +25,15 @@ fn a_courier_enrolls_a_card_at_the_keypad_and_opens_with_it() {
         assert_eq!(r["ok"], true, "{r}");
         r
     };
-    ok(call(&broker, &sub, "f-1", "holder.put", json!({"holder": "courier-ups", "name": "UPS", "role": "courier"})));
-    let pin = ok(call(&broker, &sub, "f-2", "pin.generate", json!({"holder": "courier-ups"})))["result"]["pin"]
+    ok(broker.call(&sub, "f-1", "holder.put", json!({"holder": "courier-ups", "name": "UPS", "role": "courier"})));
+    let pin = ok(broker.call(&sub, "f-2", "pin.generate", json!({"holder": "courier-ups"})))["result"]["pin"]
         .as_str()
         .unwrap()
         .to_string();
-    ok(call(&broker, &sub, "f-3", "holder.put", json!({"holder": "courier-dhl", "role": "courier"})));
-    ok(call(&broker, &sub, "f-4", "card.assign", json!({"holder": "courier-dhl", "uid": "0badcafe"})));
-    ok(call(&broker, &sub, "f-5", "holder.put", json!({"holder": "res-12b", "role": "resident"})));
-    let res_pin = ok(call(&broker, &sub, "f-6", "pin.generate", json!({"holder": "res-12b"})))["result"]["pin"]
+    ok(broker.call(&sub, "f-3", "holder.put", json!({"holder": "courier-dhl", "role": "courier"})));
+    ok(broker.call(&sub, "f-4", "card.assign", json!({"holder": "courier-dhl", "uid": "0badcafe"})));
+    ok(broker.call(&sub, "f-5", "holder.put", json!({"holder": "res-12b", "role": "resident"})));
+    let res_pin = ok(broker.call(&sub, "f-6", "pin.generate", json!({"holder": "res-12b"})))["result"]["pin"]
         .as_str()
         .unwrap()
         .to_string();
@@ -74,7 +62,7 @@ fn a_courier_enrolls_a_card_at_the_keypad_and_opens_with_it() {
         &sub.lines.all()[mark..]
     );
     assert!(!d.log.has(log_mark, &["unlocked"]), "the lock opened during enrolment");
-    let keys = ok(call(&broker, &sub, "f-7", "holder.get", json!({"holder": "courier-ups"})));
+    let keys = ok(broker.call(&sub, "f-7", "holder.get", json!({"holder": "courier-ups"})));
     assert_eq!(keys["result"]["keys"]["cards"][0]["hint"], "ffee", "{keys}");
 
     // From now on the card opens the door.
@@ -170,8 +158,8 @@ url = "{url}"
     assert_eq!(relay.read_exact(4, DEADLINE), lcus(false), "locked at start");
 
     // The portal created the courier account with a PIN only.
-    call(&broker, &sub, "d-1", "holder.put", json!({"holder": "courier-fedex", "name": "FedEx", "role": "courier"}));
-    let pin = call(&broker, &sub, "d-2", "pin.generate", json!({"holder": "courier-fedex"}))["result"]["pin"]
+    broker.call(&sub, "d-1", "holder.put", json!({"holder": "courier-fedex", "name": "FedEx", "role": "courier"}));
+    let pin = broker.call(&sub, "d-2", "pin.generate", json!({"holder": "courier-fedex"}))["result"]["pin"]
         .as_str()
         .unwrap()
         .to_string();
@@ -387,15 +375,15 @@ fn a_one_time_code_presented_twice_at_once_opens_once() {
         d
     };
     let d = start();
-    call(&broker, &sub, "o-1", "holder.put", json!({"holder": "res-12b", "role": "resident"}));
-    let r = call(&broker, &sub, "o-2", "qr.generate", json!({"holder": "res-12b", "uses": 1}));
+    broker.call(&sub, "o-1", "holder.put", json!({"holder": "res-12b", "role": "resident"}));
+    let r = broker.call(&sub, "o-2", "qr.generate", json!({"holder": "res-12b", "uses": 1}));
     assert_eq!(r["ok"], true, "{r}");
     assert_eq!(r["result"]["uses"], 1, "{r}");
     assert!(r["result"]["expires"].is_string(), "a day by default: {r}");
     let token = r["result"]["token"].as_str().unwrap().to_string();
-    let r = call(&broker, &sub, "o-3", "qr.generate", json!({"holder": "res-12b", "uses": 0}));
+    let r = broker.call(&sub, "o-3", "qr.generate", json!({"holder": "res-12b", "uses": 0}));
     assert_eq!(r["error"]["code"], "invalid", "{r}");
-    let r = call(&broker, &sub, "o-4", "holder.get", json!({"holder": "res-12b"}));
+    let r = broker.call(&sub, "o-4", "holder.get", json!({"holder": "res-12b"}));
     assert_eq!(r["result"]["keys"]["qr"]["uses_left"], 1, "{r}");
     assert_eq!(r["result"]["keys"]["qr"]["expired"], false, "{r}");
 
@@ -412,7 +400,7 @@ fn a_one_time_code_presented_twice_at_once_opens_once() {
     assert_eq!((granted["holder"].as_str(), granted["uses_left"].as_u64()), (Some("res-12b"), Some(0)), "{granted}");
     assert_eq!((denied["holder"].as_str(), denied["reason"].as_str()), (Some("res-12b"), Some("expired")), "{denied}");
     assert_ne!(granted["device"], denied["device"], "one per scanner");
-    let r = call(&broker, &sub, "o-5", "holder.get", json!({"holder": "res-12b"}));
+    let r = broker.call(&sub, "o-5", "holder.get", json!({"holder": "res-12b"}));
     assert_eq!(r["result"]["keys"]["qr"]["uses_left"], 0, "{r}");
     assert_eq!(
         (r["result"]["keys"]["qr"]["active"].as_bool(), r["result"]["keys"]["qr"]["expired"].as_bool()),
@@ -451,12 +439,12 @@ fn card_plus_pin_opens_only_with_both() {
     std::fs::write(&cfg, text).unwrap();
     let mut d = Daemon::start(&cfg, &dir.path().join("admin.sock"));
     d.log.wait_for(0, &["mqtt subscribed"]);
-    call(&broker, &sub, "p-1", "holder.put", json!({"holder": "staff-ann", "role": "staff"}));
-    let pin = call(&broker, &sub, "p-2", "pin.generate", json!({"holder": "staff-ann"}))["result"]["pin"]
+    broker.call(&sub, "p-1", "holder.put", json!({"holder": "staff-ann", "role": "staff"}));
+    let pin = broker.call(&sub, "p-2", "pin.generate", json!({"holder": "staff-ann"}))["result"]["pin"]
         .as_str()
         .unwrap()
         .to_string();
-    call(&broker, &sub, "p-3", "card.assign", json!({"holder": "staff-ann", "uid": "04a1b2c3"}));
+    broker.call(&sub, "p-3", "card.assign", json!({"holder": "staff-ann", "uid": "04a1b2c3"}));
 
     let mark = sub.lines.len();
     d.type_line(&format!("{pin}#"));

@@ -1,11 +1,9 @@
 //! The MQTT contract against a real Mosquitto on a free port, with a portal
 //! stand-in made of mosquitto_pub and mosquitto_sub.
 
-use porter_tests::{config_text, Broker, Daemon};
+use porter_tests::{Broker, Daemon, P};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
-
-const P: &str = "porter/test/room-1";
 
 fn start(broker: &Broker, keep_alive_s: u64) -> (tempfile::TempDir, Daemon) {
     let dir = tempfile::tempdir().unwrap();
@@ -15,20 +13,7 @@ fn start(broker: &Broker, keep_alive_s: u64) -> (tempfile::TempDir, Daemon) {
 
 /// Starts porterd with its config and data in `dir` (again, after a kill).
 fn start_in(dir: &tempfile::TempDir, broker: &Broker, keep_alive_s: u64) -> Daemon {
-    let cfg = dir.path().join("porter.toml");
-    let mqtt = format!("\n[mqtt]\nurl = \"{}\"\nkeep_alive_s = {keep_alive_s}\n", broker.url());
-    std::fs::write(&cfg, config_text(dir.path(), 200, false, &mqtt)).unwrap();
-    let d = Daemon::start(&cfg, &dir.path().join("admin.sock"));
-    d.log.wait_for(0, &["mqtt subscribed"]);
-    d
-}
-
-fn cmd(broker: &Broker, id: &str, op: &str, args: Value) {
-    broker.publish(&format!("{P}/cmd"), &json!({"id": id, "op": op, "args": args}).to_string());
-}
-
-fn reply(sub: &porter_tests::Subscriber, id: &str) -> Value {
-    sub.wait_json(0, &format!("{P}/reply"), &format!("reply {id}"), |v| v["id"] == id).1
+    Daemon::on_broker(dir.path(), broker, "", &format!("keep_alive_s = {keep_alive_s}\n"))
 }
 
 #[test]
@@ -49,43 +34,43 @@ fn a_portal_stand_in_provisions_and_watches_over_mqtt() {
         sub.lines.all()
     );
 
-    cmd(&broker, "c-1", "holder.put", json!({"holder": "courier-ups", "name": "UPS", "role": "courier"}));
-    assert_eq!(reply(&sub, "c-1")["ok"], true);
-    cmd(&broker, "c-2", "pin.generate", json!({"holder": "courier-ups"}));
-    let r = reply(&sub, "c-2");
+    broker.command("c-1", "holder.put", json!({"holder": "courier-ups", "name": "UPS", "role": "courier"}));
+    assert_eq!(sub.reply("c-1")["ok"], true);
+    broker.command("c-2", "pin.generate", json!({"holder": "courier-ups"}));
+    let r = sub.reply("c-2");
     let pin = r["result"]["pin"].as_str().unwrap().to_string();
     // The same id again: not applied twice, the same reply.
     let mark = sub.lines.len();
-    cmd(&broker, "c-2", "pin.generate", json!({"holder": "courier-ups"}));
+    broker.command("c-2", "pin.generate", json!({"holder": "courier-ups"}));
     let (_, again) = sub.wait_json(mark, &format!("{P}/reply"), "repeated reply", |v| v["id"] == "c-2");
     assert_eq!(again, r);
     assert_eq!(r["controller"], "room-1");
     d.log.wait_for(0, &["repeated command id"]);
     // Another command under that id gets an error, never the stored PIN.
     let mark = sub.lines.len();
-    cmd(&broker, "c-2", "state.get", json!({}));
+    broker.command("c-2", "state.get", json!({}));
     let (_, reused) = sub.wait_json(mark, &format!("{P}/reply"), "reused id", |v| v["id"] == "c-2");
     assert_eq!(reused["error"]["code"], "invalid", "{reused}");
     assert!(!porter_tests::shows_pin(&reused.to_string(), &pin), "{reused}");
 
-    cmd(&broker, "c-3", "holder.put", json!({"holder": "courier-dhl", "role": "courier"}));
-    reply(&sub, "c-3");
-    cmd(&broker, "c-4", "pin.set", json!({"holder": "courier-dhl", "pin": pin}));
-    assert_eq!(reply(&sub, "c-4")["error"]["code"], "duplicate");
-    cmd(&broker, "c-5", "qr.generate", json!({"holder": "courier-dhl"}));
-    assert!(reply(&sub, "c-5")["result"]["token"].is_string());
-    cmd(&broker, "c-6", "card.assign", json!({"holder": "courier-dhl", "uid": "04a1b2c3"}));
-    assert_eq!(reply(&sub, "c-6")["ok"], true);
-    cmd(&broker, "c-7", "pin.deactivate", json!({"holder": "courier-ups"}));
-    assert_eq!(reply(&sub, "c-7")["ok"], true);
-    cmd(&broker, "c-8", "pin.activate", json!({"holder": "courier-ups"}));
-    assert_eq!(reply(&sub, "c-8")["ok"], true);
-    cmd(&broker, "c-9", "holder.get", json!({"holder": "nobody"}));
-    assert_eq!(reply(&sub, "c-9")["error"]["code"], "not_found");
-    cmd(&broker, "c-10", "no.such.op", json!({}));
-    assert_eq!(reply(&sub, "c-10")["error"]["code"], "unsupported");
-    cmd(&broker, "c-11", "pin.generate", json!({"holder": 5}));
-    assert_eq!(reply(&sub, "c-11")["error"]["code"], "invalid");
+    broker.command("c-3", "holder.put", json!({"holder": "courier-dhl", "role": "courier"}));
+    sub.reply("c-3");
+    broker.command("c-4", "pin.set", json!({"holder": "courier-dhl", "pin": pin}));
+    assert_eq!(sub.reply("c-4")["error"]["code"], "duplicate");
+    broker.command("c-5", "qr.generate", json!({"holder": "courier-dhl"}));
+    assert!(sub.reply("c-5")["result"]["token"].is_string());
+    broker.command("c-6", "card.assign", json!({"holder": "courier-dhl", "uid": "04a1b2c3"}));
+    assert_eq!(sub.reply("c-6")["ok"], true);
+    broker.command("c-7", "pin.deactivate", json!({"holder": "courier-ups"}));
+    assert_eq!(sub.reply("c-7")["ok"], true);
+    broker.command("c-8", "pin.activate", json!({"holder": "courier-ups"}));
+    assert_eq!(sub.reply("c-8")["ok"], true);
+    broker.command("c-9", "holder.get", json!({"holder": "nobody"}));
+    assert_eq!(sub.reply("c-9")["error"]["code"], "not_found");
+    broker.command("c-10", "no.such.op", json!({}));
+    assert_eq!(sub.reply("c-10")["error"]["code"], "unsupported");
+    broker.command("c-11", "pin.generate", json!({"holder": 5}));
+    assert_eq!(sub.reply("c-11")["error"]["code"], "invalid");
 
     // Malformed and oversized commands get typed replies and do not break the session.
     let mark = sub.lines.len();
@@ -96,11 +81,11 @@ fn a_portal_stand_in_provisions_and_watches_over_mqtt() {
     // Over the 1 MiB command limit, under the 2 MiB packet limit: a typed reply.
     let big = json!({"id": "c-big", "op": "state.get", "args": {"pad": "x".repeat(1_200_000)}}).to_string();
     broker.publish(&format!("{P}/cmd"), &big);
-    let r = reply(&sub, "c-big");
+    let r = sub.reply("c-big");
     assert_eq!(r["error"]["code"], "invalid");
     assert!(r["error"]["message"].as_str().unwrap().contains("the limit is 1048576"), "{r}");
-    cmd(&broker, "c-12", "state.get", json!({}));
-    let st = reply(&sub, "c-12");
+    broker.command("c-12", "state.get", json!({}));
+    let st = sub.reply("c-12");
     assert_eq!((st["result"]["holders"].as_u64(), st["result"]["cards"].as_u64()), (Some(2), Some(1)));
     assert!(!d.log.has(0, &["mqtt disconnected"]), "the session dropped");
 
@@ -116,7 +101,7 @@ fn a_portal_stand_in_provisions_and_watches_over_mqtt() {
 
     // The fleet topic reaches this controller too.
     broker.publish("porter/test/all/cmd", &json!({"id": "f-1", "op": "state.get"}).to_string());
-    assert_eq!(reply(&sub, "f-1")["ok"], true);
+    assert_eq!(sub.reply("f-1")["ok"], true);
 
     // Clean shutdown: the status says offline.
     let mark = sub.lines.len();
@@ -213,15 +198,15 @@ fn a_sync_cut_short_by_a_crash_leaves_the_old_set_in_force() {
     let sub = broker.subscribe(&format!("{P}/reply"), "portal-sync");
     let dir = tempfile::tempdir().unwrap();
     let d = start_in(&dir, &broker, 5);
-    cmd(&broker, "s-1", "holder.put", json!({"holder": "old", "role": "courier"}));
-    reply(&sub, "s-1");
-    cmd(&broker, "s-2", "pin.set", json!({"holder": "old", "pin": "483920"}));
-    assert_eq!(reply(&sub, "s-2")["ok"], true);
-    cmd(&broker, "s-3", "sync.begin", json!({"generation": 7}));
-    assert_eq!(reply(&sub, "s-3")["ok"], true);
+    broker.command("s-1", "holder.put", json!({"holder": "old", "role": "courier"}));
+    sub.reply("s-1");
+    broker.command("s-2", "pin.set", json!({"holder": "old", "pin": "483920"}));
+    assert_eq!(sub.reply("s-2")["ok"], true);
+    broker.command("s-3", "sync.begin", json!({"generation": 7}));
+    assert_eq!(sub.reply("s-3")["ok"], true);
     let holders = json!([{"holder": "new", "role": "courier", "pin": "502817", "cards": ["04a1b2c3"]}]);
-    cmd(&broker, "s-4", "sync.put", json!({"holders": holders}));
-    assert_eq!(reply(&sub, "s-4")["result"]["staged"], 1);
+    broker.command("s-4", "sync.put", json!({"holders": holders}));
+    assert_eq!(sub.reply("s-4")["result"]["staged"], 1);
     d.kill();
 
     let mut d = start_in(&dir, &broker, 5);
@@ -232,12 +217,12 @@ fn a_sync_cut_short_by_a_crash_leaves_the_old_set_in_force() {
     d.log.wait_for(mark, &["access denied", "reason=\"unknown\""]);
 
     // The portal starts the sync again and commits it.
-    cmd(&broker, "s-5", "sync.begin", json!({"generation": 7}));
-    assert_eq!(reply(&sub, "s-5")["ok"], true);
-    cmd(&broker, "s-6", "sync.put", json!({"holders": holders}));
-    assert_eq!(reply(&sub, "s-6")["ok"], true);
-    cmd(&broker, "s-7", "sync.commit", json!({}));
-    let r = reply(&sub, "s-7");
+    broker.command("s-5", "sync.begin", json!({"generation": 7}));
+    assert_eq!(sub.reply("s-5")["ok"], true);
+    broker.command("s-6", "sync.put", json!({"holders": holders}));
+    assert_eq!(sub.reply("s-6")["ok"], true);
+    broker.command("s-7", "sync.commit", json!({}));
+    let r = sub.reply("s-7");
     assert_eq!((r["result"]["generation"].as_u64(), r["result"]["holders"].as_u64()), (Some(7), Some(1)), "{r}");
     let mark = d.log.len();
     d.type_line("502817#");
@@ -246,8 +231,8 @@ fn a_sync_cut_short_by_a_crash_leaves_the_old_set_in_force() {
     d.log.wait_for(mark, &["access granted", "key=\"card\""]);
     d.type_line("483920#");
     d.log.wait_for(mark, &["access denied", "reason=\"unknown\""]);
-    cmd(&broker, "s-8", "sync.begin", json!({"generation": 7}));
-    assert_eq!(reply(&sub, "s-8")["error"]["code"], "stale");
+    broker.command("s-8", "sync.begin", json!({"generation": 7}));
+    assert_eq!(sub.reply("s-8")["error"]["code"], "stale");
 }
 
 #[test]
@@ -378,27 +363,27 @@ fn enroll_start_assigns_the_next_card_at_the_door_and_reports_it() {
     let broker = Broker::start();
     let sub = broker.subscribe(&format!("{P}/#"), "portal-enroll");
     let (_dir, mut d) = start(&broker, 5);
-    cmd(&broker, "e-1", "holder.put", json!({"holder": "courier-fedex", "name": "FedEx", "role": "courier"}));
-    reply(&sub, "e-1");
-    cmd(&broker, "e-2", "holder.put", json!({"holder": "courier-dhl", "role": "courier"}));
-    reply(&sub, "e-2");
-    cmd(&broker, "e-3", "card.assign", json!({"holder": "courier-dhl", "uid": "0badcafe"}));
-    reply(&sub, "e-3");
+    broker.command("e-1", "holder.put", json!({"holder": "courier-fedex", "name": "FedEx", "role": "courier"}));
+    sub.reply("e-1");
+    broker.command("e-2", "holder.put", json!({"holder": "courier-dhl", "role": "courier"}));
+    sub.reply("e-2");
+    broker.command("e-3", "card.assign", json!({"holder": "courier-dhl", "uid": "0badcafe"}));
+    sub.reply("e-3");
 
     // Errors a portal developer can act on.
-    cmd(&broker, "e-4", "enroll.start", json!({"holder": "nobody", "door": "main"}));
-    assert_eq!(reply(&sub, "e-4")["error"]["code"], "not_found");
-    cmd(&broker, "e-5", "enroll.start", json!({"holder": "courier-fedex", "door": "back"}));
-    let r = reply(&sub, "e-5");
+    broker.command("e-4", "enroll.start", json!({"holder": "nobody", "door": "main"}));
+    assert_eq!(sub.reply("e-4")["error"]["code"], "not_found");
+    broker.command("e-5", "enroll.start", json!({"holder": "courier-fedex", "door": "back"}));
+    let r = sub.reply("e-5");
     assert_eq!(r["error"]["code"], "not_found");
     assert!(r["error"]["message"].as_str().unwrap().contains("doors are: main"), "{r}");
-    cmd(&broker, "e-6", "enroll.start", json!({"holder": "courier-fedex", "door": "main", "timeout_s": 1}));
-    assert_eq!(reply(&sub, "e-6")["error"]["code"], "invalid");
+    broker.command("e-6", "enroll.start", json!({"holder": "courier-fedex", "door": "main", "timeout_s": 1}));
+    assert_eq!(sub.reply("e-6")["error"]["code"], "invalid");
 
     // The window: the next card at the door is assigned and opens nothing.
     let mark = sub.lines.len();
-    cmd(&broker, "e-7", "enroll.start", json!({"holder": "courier-fedex", "door": "main", "timeout_s": 60}));
-    let r = reply(&sub, "e-7");
+    broker.command("e-7", "enroll.start", json!({"holder": "courier-fedex", "door": "main", "timeout_s": 60}));
+    let r = sub.reply("e-7");
     assert_eq!(r["ok"], true, "{r}");
     assert_eq!((r["result"]["door"].as_str(), r["result"]["timeout_s"].as_u64()), (Some("main"), Some(60)));
     sub.wait_json(mark, &format!("{P}/events"), "enroll.started", |v| v["type"] == "enroll.started");
@@ -413,8 +398,8 @@ fn enroll_start_assigns_the_next_card_at_the_door_and_reports_it() {
         "the enrolled card was also decided: {:?}",
         &sub.lines.all()[mark..]
     );
-    cmd(&broker, "e-8", "holder.get", json!({"holder": "courier-fedex"}));
-    assert_eq!(reply(&sub, "e-8")["result"]["keys"]["cards"].as_array().map(Vec::len), Some(1));
+    broker.command("e-8", "holder.get", json!({"holder": "courier-fedex"}));
+    assert_eq!(sub.reply("e-8")["result"]["keys"]["cards"].as_array().map(Vec::len), Some(1));
 
     // The window is closed: the same card now opens the door.
     d.type_line("card:04c0ffee");
@@ -422,17 +407,17 @@ fn enroll_start_assigns_the_next_card_at_the_door_and_reports_it() {
     assert_eq!(e["holder"], "courier-fedex");
 
     // A card already assigned to someone else is refused.
-    cmd(&broker, "e-9", "enroll.start", json!({"holder": "courier-fedex", "door": "main"}));
-    reply(&sub, "e-9");
+    broker.command("e-9", "enroll.start", json!({"holder": "courier-fedex", "door": "main"}));
+    sub.reply("e-9");
     d.type_line("card:0badcafe");
     let (_, e) = sub.wait_json(mark, &format!("{P}/events"), "enroll.refused", |v| v["type"] == "enroll.refused");
     assert_eq!((e["reason"].as_str(), e["holder"].as_str()), (Some("duplicate"), Some("courier-fedex")), "{e}");
-    cmd(&broker, "e-10", "holder.get", json!({"holder": "courier-fedex"}));
-    assert_eq!(reply(&sub, "e-10")["result"]["keys"]["cards"].as_array().map(Vec::len), Some(1));
+    broker.command("e-10", "holder.get", json!({"holder": "courier-fedex"}));
+    assert_eq!(sub.reply("e-10")["result"]["keys"]["cards"].as_array().map(Vec::len), Some(1));
 
     // A window nobody uses closes by itself.
-    cmd(&broker, "e-11", "enroll.start", json!({"holder": "courier-fedex", "door": "main", "timeout_s": 5}));
-    reply(&sub, "e-11");
+    broker.command("e-11", "enroll.start", json!({"holder": "courier-fedex", "door": "main", "timeout_s": 5}));
+    sub.reply("e-11");
     let (_, e) = sub.wait_json(mark, &format!("{P}/events"), "enroll.expired", |v| v["type"] == "enroll.expired");
     assert_eq!(e["holder"], "courier-fedex");
     d.type_line("card:0a0b0c0d");

@@ -10,26 +10,15 @@
 //! was refused (more than once: the daemon keeps retrying), and the daemon
 //! must still decide at its door.
 
-use porter_tests::{config_text, free_port, Daemon, DEADLINE};
-use serde_json::{json, Value};
-use std::io::{BufRead, BufReader};
+use porter_tests::{config_text, open_dir, Broker, Daemon, DEADLINE, P};
+use serde_json::json;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-const P: &str = "porter/test/room-1";
 /// How long a refused porterd is watched for a connection that must not happen.
 const REFUSED_FOR: Duration = Duration::from_secs(3);
-
-/// Makes a folder (and, later, the files in it) readable by mosquitto, which
-/// drops from root to its own user.
-fn open_dir() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
-    dir
-}
 
 /// Test certificates, made with the `openssl` command line in a temp folder.
 struct Pki {
@@ -162,192 +151,11 @@ impl Pki {
     }
 }
 
-/// A Mosquitto with a custom listener config, its log in a file.
-struct Mosquitto {
-    child: Child,
-    port: u16,
-    log: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl Mosquitto {
-    /// Starts mosquitto with `listener PORT 127.0.0.1` followed by `lines`
-    /// and waits until it runs.
-    fn start(lines: &str) -> Mosquitto {
-        Mosquitto::start_in(open_dir(), lines)
-    }
-
-    /// The same, with its config and log in `dir` (which may hold files the
-    /// config names).
-    fn start_in(dir: tempfile::TempDir, lines: &str) -> Mosquitto {
-        let port = free_port();
-        let conf = dir.path().join("mosquitto.conf");
-        std::fs::write(&conf, format!("listener {port} 127.0.0.1\n{lines}")).unwrap();
-        let log = dir.path().join("mosquitto.log");
-        // Its standard error (the default log destination) into a file we own.
-        let err = std::fs::File::create(&log).unwrap();
-        let child = Command::new(mosquitto())
-            .arg("-c")
-            .arg(&conf)
-            .stdout(Stdio::null())
-            .stderr(err)
-            .spawn()
-            .expect("spawning mosquitto (apt-get install mosquitto)");
-        let mut m = Mosquitto { child, port, log, _dir: dir };
-        let deadline = Instant::now() + DEADLINE;
-        while !m.has(0, &["mosquitto version", "running"]) {
-            if let Some(st) = m.child.try_wait().unwrap() {
-                panic!(
-                    "mosquitto exited ({st}); config:\n{}\nlog:\n{}",
-                    std::fs::read_to_string(&conf).unwrap(),
-                    m.text()
-                );
-            }
-            assert!(Instant::now() < deadline, "mosquitto did not start; log:\n{}", m.text());
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        m
-    }
-
-    fn text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn lines(&self) -> Vec<String> {
-        self.text().lines().map(String::from).collect()
-    }
-
-    fn count(&self, from: usize, parts: &[&str]) -> usize {
-        self.lines().iter().skip(from).filter(|l| parts.iter().all(|p| l.contains(p))).count()
-    }
-
-    fn has(&self, from: usize, parts: &[&str]) -> bool {
-        self.count(from, parts) > 0
-    }
-
-    /// Waits for a log line at or after line `from` containing every one of `parts`.
-    fn wait_for(&self, from: usize, parts: &[&str]) -> String {
-        let deadline = Instant::now() + DEADLINE;
-        loop {
-            if let Some(l) = self.lines().into_iter().skip(from).find(|l| parts.iter().all(|p| l.contains(p))) {
-                return l;
-            }
-            assert!(Instant::now() < deadline, "mosquitto never logged {parts:?}; log:\n{}", self.text());
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn tool(&self, name: &str, auth: &[String]) -> Command {
-        let mut c = Command::new(name);
-        c.args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-V", "mqttv5", "-q", "1"]).args(auth);
-        c
-    }
-
-    /// `mosquitto_sub -v` on `P/#` with the given credentials.
-    fn subscribe(&self, auth: &[String]) -> Sub {
-        let mut child = self
-            .tool("mosquitto_sub", auth)
-            .args(["-v", "-t", &format!("{P}/#")])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawning mosquitto_sub (apt-get install mosquitto-clients)");
-        let (tx, rx) = mpsc::channel();
-        for stream in [
-            Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
-            Box::new(child.stderr.take().unwrap()),
-        ] {
-            let tx = tx.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(stream).lines() {
-                    let Ok(line) = line else { break };
-                    if tx.send(line).is_err() {
-                        break;
-                    }
-                }
-            });
-        }
-        Sub { child, rx, seen: Vec::new() }
-    }
-
-    /// Sends one command to porterd with mosquitto_pub and the given credentials.
-    fn command(&self, auth: &[String], id: &str, op: &str, args: Value) {
-        let out = self
-            .tool("mosquitto_pub", auth)
-            .args(["-t", &format!("{P}/cmd"), "-m", &json!({"id": id, "op": op, "args": args}).to_string()])
-            .output()
-            .expect("mosquitto_pub");
-        assert!(out.status.success(), "mosquitto_pub failed: {}", String::from_utf8_lossy(&out.stderr));
-    }
-}
-
-impl Drop for Mosquitto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn mosquitto() -> PathBuf {
-    ["/usr/sbin/mosquitto", "/usr/bin/mosquitto"]
-        .into_iter()
-        .map(PathBuf::from)
-        .find(|p| p.exists())
-        .unwrap_or_else(|| PathBuf::from("mosquitto"))
-}
-
-/// A running `mosquitto_sub -v`: its output lines (stdout and stderr).
-struct Sub {
-    child: Child,
-    rx: mpsc::Receiver<String>,
-    seen: Vec<String>,
-}
-
-impl Sub {
-    /// Waits for a message on `P/<sub>` whose JSON satisfies `pred`.
-    fn wait_json(&mut self, sub: &str, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
-        let topic = format!("{P}/{sub}");
-        let matches = |l: &str| {
-            l.split_once(' ')
-                .filter(|(t, _)| *t == topic)
-                .and_then(|(_, p)| serde_json::from_str::<Value>(p).ok())
-                .filter(|v| pred(v))
-        };
-        if let Some(v) = self.seen.iter().find_map(|l| matches(l)) {
-            return v;
-        }
-        let deadline = Instant::now() + DEADLINE;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.rx.recv_timeout(left) {
-                Ok(l) => {
-                    let v = matches(&l);
-                    self.seen.push(l);
-                    if let Some(v) = v {
-                        return v;
-                    }
-                }
-                Err(_) => panic!("timed out waiting for {what}; mosquitto_sub output:\n{}", self.seen.join("\n")),
-            }
-        }
-    }
-}
-
-impl Drop for Sub {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// Starts porterd (demo seeding on, so its console has a PIN) with the given
 /// `[mqtt]` keys; waits until it is ready, not until it connects.
 fn porterd(mqtt: &str) -> (tempfile::TempDir, Daemon) {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = dir.path().join("porter.toml");
-    let extra = format!("\n[mqtt]\nkeep_alive_s = 5\n{mqtt}");
-    std::fs::write(&cfg, config_text(dir.path(), 200, true, &extra)).unwrap();
-    let d = Daemon::start(&cfg, &dir.path().join("admin.sock"));
+    let d = Daemon::with_mqtt(dir.path(), true, "", &format!("keep_alive_s = 5\n{mqtt}"));
     (dir, d)
 }
 
@@ -367,15 +175,15 @@ fn still_decides(d: &mut Daemon) {
 /// porterd is refused by `broker` for `reason` (a mosquitto log line, seen
 /// from line `from` on): it keeps retrying, never connects within
 /// [`REFUSED_FOR`], and goes on deciding at its door; it then stops cleanly.
-fn assert_refused(broker: &Mosquitto, from: usize, mut d: Daemon, reason: &[&str]) {
+fn assert_refused(broker: &Broker, from: usize, mut d: Daemon, reason: &[&str]) {
     let not_connected = |d: &Daemon| {
-        assert!(!d.log.has(0, &["mqtt connected"]), "porterd connected; broker log:\n{}", broker.text());
+        assert!(!d.log.has(0, &["mqtt connected"]), "porterd connected; broker log:\n{}", broker.log.text());
     };
     // The first refusal, for that reason (and not a connection instead).
     let deadline = Instant::now() + DEADLINE;
-    while !broker.has(from, reason) {
+    while !broker.log.has(from, reason) {
         not_connected(&d);
-        assert!(Instant::now() < deadline, "mosquitto never logged {reason:?}; log:\n{}", broker.text());
+        assert!(Instant::now() < deadline, "mosquitto never logged {reason:?}; log:\n{}", broker.log.text());
         std::thread::sleep(Duration::from_millis(20));
     }
     // Then a few seconds of retries, none of which connects.
@@ -385,37 +193,40 @@ fn assert_refused(broker: &Mosquitto, from: usize, mut d: Daemon, reason: &[&str
         std::thread::sleep(Duration::from_millis(50));
     }
     not_connected(&d);
-    let n = broker.count(from, reason);
-    assert!(n >= 2, "porterd tried {n} time(s) in {REFUSED_FOR:?}, not retrying; broker log:\n{}", broker.text());
+    let n = broker.log.count(from, reason);
+    assert!(n >= 2, "porterd tried {n} time(s) in {REFUSED_FOR:?}, not retrying; broker log:\n{}", broker.log.text());
     still_decides(&mut d);
     assert!(d.stop().0.success(), "porterd did not stop cleanly");
 }
 
 /// The portal's side over an authenticated connection: status online, a
 /// command and its reply, and the door's decision as an event.
-fn round_trip(broker: &Mosquitto, auth: &[String], d: &mut Daemon) {
-    let mut sub = broker.subscribe(auth);
+fn round_trip(broker: &Broker, auth: &[String], d: &mut Daemon) {
+    let sub = broker.subscribe_as(auth);
     // The retained status: the subscription is live.
-    sub.wait_json("status", "status online", |v| v["state"] == "online");
-    broker.command(auth, "t-1", "holder.put", json!({"holder": "courier-dhl", "role": "courier"}));
-    assert_eq!(sub.wait_json("reply", "reply t-1", |v| v["id"] == "t-1")["ok"], true);
-    broker.command(auth, "t-2", "pin.generate", json!({"holder": "courier-dhl"}));
-    let r = sub.wait_json("reply", "reply t-2", |v| v["id"] == "t-2");
+    sub.wait_json(0, &format!("{P}/status"), "status online", |v| v["state"] == "online");
+    broker.command_as(auth, "t-1", "holder.put", json!({"holder": "courier-dhl", "role": "courier"}));
+    assert_eq!(sub.wait_json(0, &format!("{P}/reply"), "reply t-1", |v| v["id"] == "t-1").1["ok"], true);
+    broker.command_as(auth, "t-2", "pin.generate", json!({"holder": "courier-dhl"}));
+    let r = sub.wait_json(0, &format!("{P}/reply"), "reply t-2", |v| v["id"] == "t-2").1;
     let pin = r["result"]["pin"].as_str().unwrap_or_else(|| panic!("no PIN in {r}")).to_string();
     d.type_line(&format!("{pin}#"));
-    let e =
-        sub.wait_json("events", "access.granted", |v| v["type"] == "access.granted" && v["holder"] == "courier-dhl");
+    let e = sub
+        .wait_json(0, &format!("{P}/events"), "access.granted", |v| {
+            v["type"] == "access.granted" && v["holder"] == "courier-dhl"
+        })
+        .1;
     assert_eq!(e["key"], "pin");
 }
 
 #[test]
 fn mqtts_with_the_ca_file_connects_and_carries_commands_replies_and_events() {
     let pki = Pki::new();
-    let broker = Mosquitto::start(&format!("{}allow_anonymous true\n", pki.listener_tls()));
+    let broker = Broker::start_with(&format!("{}allow_anonymous true\n", pki.listener_tls()));
     let (_dir, mut d) =
         porterd(&format!("url = \"mqtts://127.0.0.1:{}\"\nca_file = {}\n", broker.port, q(&pki.path("ca.crt"))));
     d.log.wait_for(0, &["mqtt subscribed"]);
-    broker.wait_for(0, &["New client connected", "as porter-test-room-1"]);
+    broker.log.wait_for(0, &["New client connected", "as porter-test-room-1"]);
     round_trip(&broker, &pki.client_args(None), &mut d);
     assert!(!d.log.has(0, &["mqtt disconnected"]), "the session dropped");
     assert!(d.stop().0.success());
@@ -425,7 +236,7 @@ fn mqtts_with_the_ca_file_connects_and_carries_commands_replies_and_events() {
 fn mqtts_with_an_unrelated_ca_file_is_refused_and_the_daemon_keeps_deciding() {
     let pki = Pki::new();
     pki.ca("other-ca", "Somebody Else's CA");
-    let broker = Mosquitto::start(&format!("{}allow_anonymous true\n", pki.listener_tls()));
+    let broker = Broker::start_with(&format!("{}allow_anonymous true\n", pki.listener_tls()));
     let (_dir, d) =
         porterd(&format!("url = \"mqtts://127.0.0.1:{}\"\nca_file = {}\n", broker.port, q(&pki.path("other-ca.crt"))));
     // rustls rejects the server's chain and says so: alert unknown_ca.
@@ -436,15 +247,15 @@ fn mqtts_with_an_unrelated_ca_file_is_refused_and_the_daemon_keeps_deciding() {
 fn mqtts_without_a_ca_file_does_not_trust_a_private_ca() {
     // No ca_file: the system's roots, which do not hold the test CA.
     let pki = Pki::new();
-    let broker = Mosquitto::start(&format!("{}allow_anonymous true\n", pki.listener_tls()));
+    let broker = Broker::start_with(&format!("{}allow_anonymous true\n", pki.listener_tls()));
     let (_dir, d) = porterd(&format!("url = \"mqtts://127.0.0.1:{}\"\n", broker.port));
     assert_refused(&broker, 0, d, &["alert unknown ca"]);
 }
 
 /// A broker requiring a client certificate from our CA, whose CN becomes the
 /// MQTT username; anonymous clients are refused.
-fn mtls_broker(pki: &Pki) -> Mosquitto {
-    Mosquitto::start(&format!(
+fn mtls_broker(pki: &Pki) -> Broker {
+    Broker::start_with(&format!(
         "{}require_certificate true\nuse_identity_as_username true\nallow_anonymous false\n",
         pki.listener_tls()
     ))
@@ -466,7 +277,7 @@ fn mutual_tls_with_a_client_certificate_connects_under_its_identity() {
     ));
     d.log.wait_for(0, &["mqtt subscribed"]);
     // The broker knows the daemon by its certificate.
-    broker.wait_for(0, &["New client connected", "as porter-test-room-1", "u'porterd-room-1'"]);
+    broker.log.wait_for(0, &["New client connected", "as porter-test-room-1", "u'porterd-room-1'"]);
     round_trip(&broker, &pki.client_args(Some("portal")), &mut d);
     assert!(d.stop().0.success());
 }
@@ -498,7 +309,7 @@ fn mutual_tls_with_a_certificate_from_another_ca_is_refused() {
 
 /// A plain broker that refuses anonymous clients and knows `porter` /
 /// `s3cret` and `portal` / `portal-pw`.
-fn password_broker() -> Mosquitto {
+fn password_broker() -> Broker {
     let dir = open_dir();
     let pw = dir.path().join("passwd");
     for (i, (user, pass)) in [("porter", "s3cret"), ("portal", "portal-pw")].into_iter().enumerate() {
@@ -512,7 +323,7 @@ fn password_broker() -> Mosquitto {
     }
     std::fs::set_permissions(&pw, std::fs::Permissions::from_mode(0o644)).unwrap();
     let lines = format!("allow_anonymous false\npassword_file {}\n", pw.display());
-    Mosquitto::start_in(dir, &lines)
+    Broker::start_in(dir, &lines)
 }
 
 fn portal_password() -> Vec<String> {
@@ -521,7 +332,7 @@ fn portal_password() -> Vec<String> {
 
 /// porterd with username `porter` and a password file holding `password`
 /// and a trailing newline, on `broker`.
-fn porterd_with_password(broker: &Mosquitto, password: &str) -> (tempfile::TempDir, Daemon, tempfile::TempDir) {
+fn porterd_with_password(broker: &Broker, password: &str) -> (tempfile::TempDir, Daemon, tempfile::TempDir) {
     let secrets = tempfile::tempdir().unwrap();
     let pw = secrets.path().join("mqtt.password");
     std::fs::write(&pw, format!("{password}\n")).unwrap();
@@ -539,7 +350,7 @@ fn username_and_password_file_connect() {
     let broker = password_broker();
     let (_dir, mut d, _secrets) = porterd_with_password(&broker, "s3cret");
     d.log.wait_for(0, &["mqtt subscribed"]);
-    broker.wait_for(0, &["New client connected", "as porter-test-room-1", "u'porter'"]);
+    broker.log.wait_for(0, &["New client connected", "as porter-test-room-1", "u'porter'"]);
     round_trip(&broker, &portal_password(), &mut d);
     assert!(d.stop().0.success());
 }

@@ -2,29 +2,14 @@
 //! outside is bounded, against the real porterd and a real Mosquitto on a
 //! free port.
 
-use porter_tests::{config_text, shows_pin, Broker, Daemon, Subscriber};
+use porter_tests::{shows_pin, Broker, Daemon, P};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-const P: &str = "porter/test/room-1";
-
 /// Starts porterd in `dir` against `broker`, with `extra` TOML appended.
 fn start(dir: &tempfile::TempDir, broker: &Broker, extra: &str) -> Daemon {
-    let cfg = dir.path().join("porter.toml");
-    let mqtt = format!("{extra}\n[mqtt]\nurl = \"{}\"\nkeep_alive_s = 5\n", broker.url());
-    std::fs::write(&cfg, config_text(dir.path(), 200, false, &mqtt)).unwrap();
-    let d = Daemon::start(&cfg, &dir.path().join("admin.sock"));
-    d.log.wait_for(0, &["mqtt subscribed"]);
-    d
-}
-
-fn cmd(broker: &Broker, id: &str, op: &str, args: Value) {
-    broker.publish(&format!("{P}/cmd"), &json!({"id": id, "op": op, "args": args}).to_string());
-}
-
-fn reply(sub: &Subscriber, id: &str) -> Value {
-    sub.wait_json(0, &format!("{P}/reply"), &format!("reply {id}"), |v| v["id"] == id).1
+    Daemon::on_broker(dir.path(), broker, extra, "keep_alive_s = 5\n")
 }
 
 /// The bytes of every file under `p`.
@@ -44,8 +29,8 @@ fn oversized_and_rounded_ids_are_refused_and_the_store_does_not_grow() {
     let sub = broker.subscribe(&format!("{P}/reply"), "portal-ids");
     let dir = tempfile::tempdir().unwrap();
     let d = start(&dir, &broker, "");
-    cmd(&broker, "warm-up", "state.get", json!({}));
-    reply(&sub, "warm-up");
+    broker.command("warm-up", "state.get", json!({}));
+    sub.reply("warm-up");
     let store = dir.path().join("data");
     let before = size_of(&store);
     let refused = |from: usize, what: &str, part: &str| {
@@ -56,7 +41,7 @@ fn oversized_and_rounded_ids_are_refused_and_the_store_does_not_grow() {
     let mut mark = 0;
     for n in 0..12 {
         let id = format!("{n}-{}", "x".repeat(1_000_000));
-        cmd(&broker, &id, "state.get", json!({}));
+        broker.command(&id, "state.get", json!({}));
         let (i, r) = refused(mark, "the reply to a 1 MB id", "at most 128 bytes");
         assert_eq!(r["error"]["code"], "invalid", "{r}");
         mark = i + 1;
@@ -72,8 +57,8 @@ fn oversized_and_rounded_ids_are_refused_and_the_store_does_not_grow() {
     }
     // A 128-byte id and a 64-bit number are ids as before.
     let long = "y".repeat(128);
-    cmd(&broker, &long, "state.get", json!({}));
-    assert_eq!(reply(&sub, &long)["ok"], true);
+    broker.command(&long, "state.get", json!({}));
+    assert_eq!(sub.reply(&long)["ok"], true);
     broker.publish(&format!("{P}/cmd"), r#"{"id": 18446744073709551615, "op": "state.get"}"#);
     let (_, r) = sub.wait_json(mark, &format!("{P}/reply"), "u64 id", |v| v["id"] == json!(u64::MAX));
     assert_eq!(r["ok"], true, "{r}");
@@ -98,31 +83,31 @@ fn an_abandoned_sync_expires_and_the_portal_is_told_to_begin_again() {
     let sub = broker.subscribe(&format!("{P}/reply"), "portal-idle");
     let dir = tempfile::tempdir().unwrap();
     let d = start(&dir, &broker, "[store]\nsync_idle_s = 2\n");
-    cmd(&broker, "a-1", "holder.put", json!({"holder": "live", "role": "staff"}));
-    assert_eq!(reply(&sub, "a-1")["ok"], true);
-    cmd(&broker, "a-2", "sync.begin", json!({"generation": 1}));
-    assert_eq!(reply(&sub, "a-2")["ok"], true);
-    cmd(&broker, "a-3", "sync.put", carded(0, 10));
-    assert_eq!(reply(&sub, "a-3")["result"]["staged"], 10);
+    broker.command("a-1", "holder.put", json!({"holder": "live", "role": "staff"}));
+    assert_eq!(sub.reply("a-1")["ok"], true);
+    broker.command("a-2", "sync.begin", json!({"generation": 1}));
+    assert_eq!(sub.reply("a-2")["ok"], true);
+    broker.command("a-3", "sync.put", carded(0, 10));
+    assert_eq!(sub.reply("a-3")["result"]["staged"], 10);
     // The portal goes away; the controller drops the staged set by itself.
     let (i, _) = d.log.wait_for(0, &["staged set expired"]);
     d.log.wait_for(i, &["staged set cleared"]);
     for (id, op, args) in [("a-4", "sync.put", carded(10, 1)), ("a-5", "sync.commit", json!({}))] {
-        cmd(&broker, id, op, args);
-        let r = reply(&sub, id);
+        broker.command(id, op, args);
+        let r = sub.reply(id);
         assert_eq!(r["error"]["code"], "stale", "{r}");
         assert!(r["error"]["message"].as_str().unwrap().contains("send sync.begin again"), "{r}");
     }
-    cmd(&broker, "a-6", "state.get", json!({}));
-    let r = reply(&sub, "a-6");
+    broker.command("a-6", "state.get", json!({}));
+    let r = sub.reply("a-6");
     assert_eq!((r["result"]["generation"].as_u64(), r["result"]["holders"].as_u64()), (Some(0), Some(1)), "{r}");
     // Begun again, the sync goes through.
-    cmd(&broker, "a-7", "sync.begin", json!({"generation": 1}));
-    assert_eq!(reply(&sub, "a-7")["ok"], true);
-    cmd(&broker, "a-8", "sync.put", carded(0, 3));
-    assert_eq!(reply(&sub, "a-8")["result"]["staged"], 3);
-    cmd(&broker, "a-9", "sync.commit", json!({}));
-    assert_eq!(reply(&sub, "a-9")["result"]["holders"], 3);
+    broker.command("a-7", "sync.begin", json!({"generation": 1}));
+    assert_eq!(sub.reply("a-7")["ok"], true);
+    broker.command("a-8", "sync.put", carded(0, 3));
+    assert_eq!(sub.reply("a-8")["result"]["staged"], 3);
+    broker.command("a-9", "sync.commit", json!({}));
+    assert_eq!(sub.reply("a-9")["result"]["holders"], 3);
 }
 
 /// Issue 11: clearing 200,000 staged holders at the next sync.begin took
@@ -133,29 +118,29 @@ fn clearing_a_large_staged_set_does_not_hold_up_the_next_command() {
     let sub = broker.subscribe(&format!("{P}/reply"), "portal-clear");
     let dir = tempfile::tempdir().unwrap();
     let d = start(&dir, &broker, "");
-    cmd(&broker, "b-0", "sync.begin", json!({"generation": 1}));
-    assert_eq!(reply(&sub, "b-0")["ok"], true);
+    broker.command("b-0", "sync.begin", json!({"generation": 1}));
+    assert_eq!(sub.reply("b-0")["ok"], true);
     for n in 0..20 {
         let id = format!("b-put-{n}");
-        cmd(&broker, &id, "sync.put", carded(n * 1000, 1000));
-        assert_eq!(reply(&sub, &id)["ok"], true);
+        broker.command(&id, "sync.put", carded(n * 1000, 1000));
+        assert_eq!(sub.reply(&id)["ok"], true);
     }
     // Abandoned: the portal begins again, and asks for the state at once.
     let mark = d.log.len();
     let sent = Instant::now();
-    cmd(&broker, "b-1", "sync.begin", json!({"generation": 2}));
-    cmd(&broker, "b-2", "state.get", json!({}));
-    assert_eq!(reply(&sub, "b-1")["ok"], true);
-    assert_eq!(reply(&sub, "b-2")["result"]["holders"], 0);
+    broker.command("b-1", "sync.begin", json!({"generation": 2}));
+    broker.command("b-2", "state.get", json!({}));
+    assert_eq!(sub.reply("b-1")["ok"], true);
+    assert_eq!(sub.reply("b-2")["result"]["holders"], 0);
     let answered = sent.elapsed();
     let (got, _) = d.log.wait_for(mark, &["mqtt command", "op=state.get"]);
     let (cleared, line) = d.log.wait_for(mark, &["staged set cleared"]);
     assert!(got < cleared, "state.get waited for the clear ({answered:?}): {line}");
     // The new sync sees nothing of the old one.
-    cmd(&broker, "b-3", "sync.put", carded(5, 2));
-    assert_eq!(reply(&sub, "b-3")["result"]["staged"], 2);
-    cmd(&broker, "b-4", "sync.commit", json!({}));
-    assert_eq!(reply(&sub, "b-4")["result"]["holders"], 2);
+    broker.command("b-3", "sync.put", carded(5, 2));
+    assert_eq!(sub.reply("b-3")["result"]["staged"], 2);
+    broker.command("b-4", "sync.commit", json!({}));
+    assert_eq!(sub.reply("b-4")["result"]["holders"], 2);
 }
 
 /// Replies to reads are not kept for idempotency: 40 pages of 500 holders
@@ -167,19 +152,19 @@ fn replies_to_reads_are_not_kept_on_disk() {
     let sub = broker.subscribe(&format!("{P}/reply"), "portal-reads");
     let dir = tempfile::tempdir().unwrap();
     let _d = start(&dir, &broker, "");
-    cmd(&broker, "r-1", "sync.begin", json!({"generation": 1}));
-    assert_eq!(reply(&sub, "r-1")["ok"], true);
-    cmd(&broker, "r-2", "sync.put", carded(0, 500));
-    assert_eq!(reply(&sub, "r-2")["ok"], true);
-    cmd(&broker, "r-3", "sync.commit", json!({}));
-    assert_eq!(reply(&sub, "r-3")["result"]["holders"], 500);
+    broker.command("r-1", "sync.begin", json!({"generation": 1}));
+    assert_eq!(sub.reply("r-1")["ok"], true);
+    broker.command("r-2", "sync.put", carded(0, 500));
+    assert_eq!(sub.reply("r-2")["ok"], true);
+    broker.command("r-3", "sync.commit", json!({}));
+    assert_eq!(sub.reply("r-3")["result"]["holders"], 500);
     let store = dir.path().join("data");
     let before = size_of(&store);
     let mut page_bytes = 0;
     for n in 0..40 {
         let id = format!("list-{n}");
         let from = sub.lines.len();
-        cmd(&broker, &id, "holder.list", json!({"limit": 500}));
+        broker.command(&id, "holder.list", json!({"limit": 500}));
         let (_, r) = sub.wait_json(from, &format!("{P}/reply"), "a page", |v| v["id"] == id.as_str());
         assert_eq!(r["result"]["holders"].as_array().map(Vec::len), Some(500), "{r}");
         page_bytes = r.to_string().len();
@@ -188,10 +173,10 @@ fn replies_to_reads_are_not_kept_on_disk() {
     assert!(grown < 40 * page_bytes as u64 / 4, "the store grew by {grown} bytes for 40 reads of {page_bytes} bytes");
     // The same id again is read again: a holder added since shows.
     let from = sub.lines.len();
-    cmd(&broker, "r-4", "holder.put", json!({"holder": "later", "role": "staff"}));
+    broker.command("r-4", "holder.put", json!({"holder": "later", "role": "staff"}));
     assert_eq!(sub.wait_json(from, &format!("{P}/reply"), "r-4", |v| v["id"] == "r-4").1["ok"], true);
     let from = sub.lines.len();
-    cmd(&broker, "list-0", "holder.get", json!({"holder": "later"}));
+    broker.command("list-0", "holder.get", json!({"holder": "later"}));
     let (_, r) = sub.wait_json(from, &format!("{P}/reply"), "list-0 again", |v| v["id"] == "list-0");
     assert_eq!(r["ok"], true, "{r}");
 }
@@ -216,12 +201,12 @@ fn a_full_sync_brings_back_retired_pins_after_a_lost_store_and_never_shows_them(
     let (old, also, live, fresh) = ("604728", "730194", "502817", "913604");
     let d = start(&dir, &broker, "");
     // A courier's PIN is deleted: a tombstone.
-    cmd(&broker, "t-1", "holder.put", json!({"holder": "courier-old", "role": "courier"}));
-    assert_eq!(reply(&sub, "t-1")["ok"], true);
-    cmd(&broker, "t-2", "pin.set", json!({"holder": "courier-old", "pin": old}));
-    assert_eq!(reply(&sub, "t-2")["ok"], true);
-    cmd(&broker, "t-3", "pin.delete", json!({"holder": "courier-old"}));
-    assert_eq!(reply(&sub, "t-3")["ok"], true);
+    broker.command("t-1", "holder.put", json!({"holder": "courier-old", "role": "courier"}));
+    assert_eq!(sub.reply("t-1")["ok"], true);
+    broker.command("t-2", "pin.set", json!({"holder": "courier-old", "pin": old}));
+    assert_eq!(sub.reply("t-2")["ok"], true);
+    broker.command("t-3", "pin.delete", json!({"holder": "courier-old"}));
+    assert_eq!(sub.reply("t-3")["ok"], true);
     assert!(d.stop().0.success());
     // The store and its snapshots are lost: the tombstone with them.
     std::fs::remove_dir_all(dir.path().join("data/store")).unwrap();
@@ -232,36 +217,36 @@ fn a_full_sync_brings_back_retired_pins_after_a_lost_store_and_never_shows_them(
     let d = start(&dir, &broker, "");
     assert!(d.log.has(0, &["store recovered"]), "the lost store was not noticed");
     // The portal's full sync, with the PINs it retired.
-    cmd(&broker, "t-4", "sync.begin", json!({"generation": 1}));
-    assert_eq!(reply(&sub, "t-4")["ok"], true);
+    broker.command("t-4", "sync.begin", json!({"generation": 1}));
+    assert_eq!(sub.reply("t-4")["ok"], true);
     let holders = json!([{"holder": "courier-ups", "role": "courier", "pin": live}]);
-    cmd(&broker, "t-5", "sync.put", json!({"holders": holders, "retired": [old, also]}));
-    let r = reply(&sub, "t-5");
+    broker.command("t-5", "sync.put", json!({"holders": holders, "retired": [old, also]}));
+    let r = sub.reply("t-5");
     assert_eq!((r["result"]["staged"].as_u64(), r["result"]["retired"].as_u64()), (Some(1), Some(2)), "{r}");
     // A holder's PIN cannot be retired: the error names the holder.
-    cmd(&broker, "t-6", "sync.put", json!({"retired": [live]}));
-    let r = reply(&sub, "t-6");
+    broker.command("t-6", "sync.put", json!({"retired": [live]}));
+    let r = sub.reply("t-6");
     assert_eq!(r["error"]["code"], "duplicate", "{r}");
     assert!(r["error"]["message"].as_str().unwrap().contains("`courier-ups`"), "{r}");
     let mark = d.log.len();
-    cmd(&broker, "t-7", "sync.commit", json!({}));
-    let r = reply(&sub, "t-7");
+    broker.command("t-7", "sync.commit", json!({}));
+    let r = sub.reply("t-7");
     assert_eq!((r["result"]["holders"].as_u64(), r["result"]["retired"].as_u64()), (Some(1), Some(2)), "{r}");
     d.log.wait_for(mark, &["snapshot written", "generation=1"]);
     // A PIN deleted now, to compare the refusals with.
-    cmd(&broker, "t-8", "holder.put", json!({"holder": "staff-ann", "role": "staff"}));
-    assert_eq!(reply(&sub, "t-8")["ok"], true);
-    cmd(&broker, "t-9", "pin.set", json!({"holder": "staff-ann", "pin": fresh}));
-    assert_eq!(reply(&sub, "t-9")["ok"], true);
-    cmd(&broker, "t-10", "pin.delete", json!({"holder": "staff-ann"}));
-    assert_eq!(reply(&sub, "t-10")["ok"], true);
-    cmd(&broker, "t-11", "pin.set", json!({"holder": "staff-ann", "pin": fresh}));
-    let deleted = reply(&sub, "t-11")["error"].clone();
+    broker.command("t-8", "holder.put", json!({"holder": "staff-ann", "role": "staff"}));
+    assert_eq!(sub.reply("t-8")["ok"], true);
+    broker.command("t-9", "pin.set", json!({"holder": "staff-ann", "pin": fresh}));
+    assert_eq!(sub.reply("t-9")["ok"], true);
+    broker.command("t-10", "pin.delete", json!({"holder": "staff-ann"}));
+    assert_eq!(sub.reply("t-10")["ok"], true);
+    broker.command("t-11", "pin.set", json!({"holder": "staff-ann", "pin": fresh}));
+    let deleted = sub.reply("t-11")["error"].clone();
     assert_eq!(deleted["code"], "duplicate", "{deleted}");
     for (n, pin) in [old, also].into_iter().enumerate() {
         let id = format!("t-set-{n}");
-        cmd(&broker, &id, "pin.set", json!({"holder": "staff-ann", "pin": pin}));
-        assert_eq!(reply(&sub, &id)["error"], deleted, "over MQTT");
+        broker.command(&id, "pin.set", json!({"holder": "staff-ann", "pin": pin}));
+        assert_eq!(sub.reply(&id)["error"], deleted, "over MQTT");
         let (code, r) = d.ctl("pin.set", &["holder=staff-ann", &format!("pin={pin}")]);
         assert_ne!(code, 0);
         assert_eq!(r["error"], deleted, "over the admin socket");
