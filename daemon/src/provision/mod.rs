@@ -15,6 +15,7 @@ pub mod events;
 pub mod keys;
 pub mod mqtt;
 pub mod replies;
+pub mod status;
 
 pub use command::{Command, Control};
 pub use error::{ErrorCode, OpError};

@@ -101,7 +101,7 @@ pub struct Deps {
     /// The broker's address, for messages.
     pub broker: String,
     /// The status document (without `state`), built on demand.
-    pub status: Arc<dyn Fn() -> serde_json::Map<String, Value> + Send + Sync>,
+    pub status: Arc<dyn Fn() -> super::status::Status + Send + Sync>,
 }
 
 /// A file that `[mqtt]` names cannot be used: a config error like any
@@ -344,11 +344,7 @@ pub async fn run(opts: MqttOptions, topics: Topics, deps: Deps, cancel: Cancella
         }
         r.is_ok()
     };
-    let status = |online: bool| {
-        let mut s = (deps.status)();
-        s.insert("state".into(), json!(if online { "online" } else { "offline" }));
-        serde_json::to_vec(&s).unwrap_or_default()
-    };
+    let status = |online: bool| (deps.status)().to_json(online);
     'session: loop {
         // One poll future lives until it completes: rumqttc's poll is not
         // safe to cancel (a connect cut short makes the broker publish our

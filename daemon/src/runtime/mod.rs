@@ -735,40 +735,31 @@ pub async fn run_with_clock(
         let (svc2, store2, health2, storage2) = (svc.clone(), store.clone(), health.clone(), storage.clone());
         let (trust, unsynchronized) = (trust.clone(), cfg.clock.unsynchronized);
         let status = Arc::new(move || {
-            let mut m = serde_json::Map::new();
-            m.insert("version".into(), json!(env!("CARGO_PKG_VERSION")));
+            use crate::provision::status::{ClockStatus, Status, StorageStatus};
+            use std::sync::atomic::Ordering::Relaxed;
             // Counts kept as the set changes: a scan of 100,000 holders here
             // would hold up the MQTT session for a third of a second.
             // Generation and counts in one value, of the same committed set.
             let crate::provision::keys::Summary { generation, counts: c } = svc2.summary();
-            m.insert("generation".into(), json!(generation));
-            m.insert("holders".into(), json!(c.holders));
-            m.insert("pins".into(), json!(c.pins));
-            m.insert("qr".into(), json!(c.qr));
-            m.insert("cards".into(), json!(c.cards));
             let num = |k: &[u8]| -> u64 {
                 store2.get(k).ok().flatten().and_then(|v| String::from_utf8_lossy(&v).parse().ok()).unwrap_or(0)
             };
-            // After a recovery, until the portal's next full sync.
-            let state = if recover::needs_sync(&store2) { "needs_sync" } else { "ok" };
-            m.insert("store".into(), json!(state));
-            m.insert(
-                "storage".into(),
-                json!({
-                    "free_mb": storage2.free_mb.load(std::sync::atomic::Ordering::Relaxed),
-                    "low": storage2.low.load(std::sync::atomic::Ordering::Relaxed),
-                }),
-            );
-            m.insert("outbox".into(), json!(num(crate::store::records::SEQ).saturating_sub(num(b"m/events_acked"))));
-            if let Ok(h) = health2.lock() {
-                m.insert("devices".into(), json!(*h));
+            Status {
+                cards: c.cards,
+                clock: ClockStatus { synchronized: trust.synchronized(), unsynchronized: unsynchronized.as_str() },
+                devices: health2.lock().ok().map(|h| h.clone()),
+                generation,
+                holders: c.holders,
+                outbox: num(crate::store::records::SEQ).saturating_sub(num(b"m/events_acked")),
+                pins: c.pins,
+                qr: c.qr,
+                state: None,
+                storage: StorageStatus { free_mb: storage2.free_mb.load(Relaxed), low: storage2.low.load(Relaxed) },
+                // After a recovery, until the portal's next full sync.
+                store: if recover::needs_sync(&store2) { "needs_sync" } else { "ok" },
+                uptime_s: started.elapsed().as_secs(),
+                version: env!("CARGO_PKG_VERSION"),
             }
-            m.insert("uptime_s".into(), json!(started.elapsed().as_secs()));
-            m.insert(
-                "clock".into(),
-                json!({"synchronized": trust.synchronized(), "unsynchronized": unsynchronized.as_str()}),
-            );
-            m
         });
         let broker = cfg.mqtt.as_ref().map(|m| m.url.clone()).unwrap_or_default();
         let deps = mqtt::Deps {
