@@ -13,6 +13,7 @@
 
 pub mod audit;
 pub mod clock;
+pub mod component;
 pub mod decisions;
 pub mod doors;
 pub mod enroll;
