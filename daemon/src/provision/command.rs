@@ -330,19 +330,21 @@ pub const MAX_USES: u64 = 1000;
 /// The limit of a key made now (`pin.generate`, `pin.set`, `qr.generate`):
 /// [`limit_args`], and an expiry in the past is refused, as it would make a
 /// key that can never open (a sync may bring one: its key has expired).
-fn new_key_limit(a: &Args) -> Result<Option<KeyLimit>, OpError> {
-    let limit = limit_args(a.opt_u64("uses")?, a.opt_str("expires")?, a.opt_u64("expires_in_s")?)?;
-    if limit.and_then(|l| l.expires_ms).is_some_and(|e| e <= chrono::Utc::now().timestamp_millis()) {
+fn new_key_limit(a: &Args, now_ms: i64) -> Result<Option<KeyLimit>, OpError> {
+    let limit = limit_args(a.opt_u64("uses")?, a.opt_str("expires")?, a.opt_u64("expires_in_s")?, now_ms)?;
+    if limit.and_then(|l| l.expires_ms).is_some_and(|e| e <= now_ms) {
         return Err(OpError::invalid("`expires` is in the past: the key could never open"));
     }
     Ok(limit)
 }
 
-/// A key's limit from `uses` and `expires` (RFC 3339) or `expires_in_s`.
+/// A key's limit from `uses` and `expires` (RFC 3339) or `expires_in_s`
+/// (counted from `now_ms`).
 fn limit_args(
     uses: Option<u64>,
     expires: Option<&str>,
     expires_in_s: Option<u64>,
+    now_ms: i64,
 ) -> Result<Option<KeyLimit>, OpError> {
     if uses.is_some_and(|u| !(1..=MAX_USES).contains(&u)) {
         return Err(OpError::invalid(format!("`uses` must be from 1 to {MAX_USES}")));
@@ -353,7 +355,7 @@ fn limit_args(
     let expires_ms = match (parse_time("expires", expires)?, expires_in_s) {
         (Some(_), Some(_)) => return Err(OpError::invalid("give `expires` or `expires_in_s`, not both")),
         (Some(t), None) => Some(t),
-        (None, Some(s)) => Some(chrono::Utc::now().timestamp_millis() + s as i64 * 1000),
+        (None, Some(s)) => Some(now_ms + s as i64 * 1000),
         (None, None) => None,
     };
     if uses.is_none() && expires_ms.is_none() {
@@ -393,7 +395,8 @@ fn key_arg(v: Option<&Value>, field: &str, what: &str) -> Result<Option<(String,
                 Some(Value::String(s)) => Some(s.as_str()),
                 Some(_) => return Err(OpError::invalid("`expires` must be an RFC 3339 time")),
             };
-            Ok(Some((text.to_string(), active, limit_args(uses, expires, None)?)))
+            // A sync takes no `expires_in_s`, so the time is not needed here.
+            Ok(Some((text.to_string(), active, limit_args(uses, expires, None, 0)?)))
         }
         Some(_) => Err(bad()),
     }
@@ -560,13 +563,13 @@ fn dispatch(svc: &KeyService, ctl: &dyn Control, cmd: &Command) -> Result<Value,
         "holder.delete" => svc.holder_delete(Args::new(a, &["holder"])?.holder()?).and_then(|_| done()),
         "pin.generate" => {
             let a = Args::new(a, &["holder", "uses", "expires", "expires_in_s"])?;
-            let limit = new_key_limit(&a)?;
+            let limit = new_key_limit(&a, svc.now_ms())?;
             let (pin, limit) = svc.pin_generate_limited(a.holder()?, limit)?;
             Ok(with_limit(json!({"pin": pin}), limit))
         }
         "pin.set" => {
             let a = Args::new(a, &["holder", "pin", "uses", "expires", "expires_in_s"])?;
-            let limit = new_key_limit(&a)?;
+            let limit = new_key_limit(&a, svc.now_ms())?;
             let limit = svc.pin_set_limited(a.holder()?, a.str("pin")?, limit)?;
             Ok(with_limit(json!({}), limit))
         }
@@ -575,7 +578,7 @@ fn dispatch(svc: &KeyService, ctl: &dyn Control, cmd: &Command) -> Result<Value,
         "pin.delete" => svc.pin_delete(Args::new(a, &["holder"])?.holder()?).and_then(|_| done()),
         "qr.generate" => {
             let a = Args::new(a, &["holder", "uses", "expires", "expires_in_s"])?;
-            let limit = new_key_limit(&a)?;
+            let limit = new_key_limit(&a, svc.now_ms())?;
             let (token, limit) = svc.qr_generate_limited(a.holder()?, limit)?;
             Ok(with_limit(json!({"token": token}), limit))
         }
@@ -654,13 +657,13 @@ mod tests {
 
     #[test]
     fn key_limits_are_checked() {
-        assert_eq!(limit_args(None, None, None).unwrap(), None);
-        assert_eq!(limit_args(Some(1), None, None).unwrap(), Some(KeyLimit { uses: Some(1), expires_ms: None }));
-        let at = limit_args(None, Some("2026-12-01T00:00:00Z"), None).unwrap().unwrap();
+        let now = 1_795_622_400_000;
+        assert_eq!(limit_args(None, None, None, now).unwrap(), None);
+        assert_eq!(limit_args(Some(1), None, None, now).unwrap(), Some(KeyLimit { uses: Some(1), expires_ms: None }));
+        let at = limit_args(None, Some("2026-12-01T00:00:00Z"), None, now).unwrap().unwrap();
         assert_eq!((at.uses, at.expires_ms), (None, Some(1_796_083_200_000)));
-        let soon = limit_args(Some(3), None, Some(3600)).unwrap().unwrap();
-        let left = soon.expires_ms.unwrap() - chrono::Utc::now().timestamp_millis();
-        assert!((3_590_000..=3_600_000).contains(&left), "{left}");
+        let soon = limit_args(Some(3), None, Some(3600), now).unwrap().unwrap();
+        assert_eq!(soon.expires_ms, Some(now + 3_600_000));
         for (uses, expires, in_s, msg) in [
             (Some(0), None, None, "`uses` must be from 1 to 1000"),
             (Some(1001), None, None, "`uses` must be from 1 to 1000"),
@@ -668,7 +671,7 @@ mod tests {
             (None, Some("tomorrow"), None, "`expires` must be an RFC 3339 time"),
             (Some(1), Some("2026-12-01T00:00:00Z"), Some(600), "not both"),
         ] {
-            let e = limit_args(uses, expires, in_s).unwrap_err();
+            let e = limit_args(uses, expires, in_s, now).unwrap_err();
             assert!(e.message.contains(msg), "{}", e.message);
         }
         // In a sync, a card takes no limit; a PIN does.
@@ -683,10 +686,11 @@ mod tests {
     fn a_new_key_cannot_expire_in_the_past_and_ids_are_echoed_only_when_ids() {
         let m = json!({"expires": "2020-01-01T00:00:00Z"});
         let a = Args::new(m.as_object().unwrap(), &["uses", "expires", "expires_in_s"]).unwrap();
-        assert!(new_key_limit(&a).unwrap_err().message.contains("in the past"));
+        let now = 1_795_622_400_000;
+        assert!(new_key_limit(&a, now).unwrap_err().message.contains("in the past"));
         let m = json!({"expires": "2999-01-01T00:00:00Z"});
         let a = Args::new(m.as_object().unwrap(), &["uses", "expires", "expires_in_s"]).unwrap();
-        assert!(new_key_limit(&a).unwrap().is_some());
+        assert!(new_key_limit(&a, now).unwrap().is_some());
         let e = parse(br#"{"id": {"x": 1}, "op": "state.get"}"#).unwrap_err();
         assert_eq!(e["id"], Value::Null, "{e}");
         let m = json!({"foo": 1});

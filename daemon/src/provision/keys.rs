@@ -8,6 +8,7 @@
 
 use super::error::OpError;
 use crate::access::{KeyEntry, KeyHash, KeyKind, Role, Snapshot};
+use crate::runtime::clock::{Clock, SystemClock};
 use crate::store::records::{self, CardRecord, HolderRecord, KeyLimit, KeyRecord, Space, WindowRecord};
 use crate::store::secret::KeyHasher;
 use crate::store::{Batch, Store};
@@ -115,6 +116,11 @@ pub struct KeyService {
     /// under the writer's lock, right after the snapshot is swapped: a
     /// reader gets both from the same committed set.
     summary: std::sync::Mutex<Summary>,
+    /// Where every time this service writes (a key's creation, a holder's
+    /// update, a tombstone) or compares with (a limit's expiry) is read:
+    /// the daemon's injected clock ([`KeyService::with_clock`]), so tests
+    /// move time instead of sleeping for it.
+    clock: Arc<dyn Clock>,
 }
 
 /// How long a key limited in uses lasts when no expiry is given.
@@ -181,10 +187,6 @@ impl Counts {
     }
 }
 
-fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
-}
-
 /// Whether a PIN is too easy to guess: one digit repeated, a run up or down
 /// (wrapping, as 890123), or a block of two or three repeated (121212, 123123).
 pub fn is_trivial(pin: &[u8]) -> bool {
@@ -239,9 +241,22 @@ impl KeyService {
             shared,
             janitor: Some(janitor),
             summary: Default::default(),
+            clock: Arc::new(SystemClock),
         };
         svc.reload()?;
         Ok(svc)
+    }
+
+    /// The service reading the time from `clock` (the system clock until
+    /// then).
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Unix time in milliseconds, from the service's clock.
+    pub fn now_ms(&self) -> i64 {
+        self.clock.now_ms()
     }
 
     /// The live space.
@@ -402,7 +417,7 @@ impl KeyService {
         let mut batch = Batch::default();
         let out = f(self, &mut rec, &mut batch)?;
         if rec != old {
-            rec.updated_ms = now_ms();
+            rec.updated_ms = self.now_ms();
             self.commit(Some(&old), Some(&rec), batch)?;
         }
         Ok(out)
@@ -414,7 +429,7 @@ impl KeyService {
     pub fn holder_put(&self, spec: HolderSpec) -> Result<serde_json::Value, OpError> {
         let _w = self.shared.lock()?;
         let old = self.load(&spec.id)?;
-        let now = now_ms();
+        let now = self.now_ms();
         let rec = HolderRecord {
             id: spec.id,
             name: spec.name,
@@ -431,12 +446,12 @@ impl KeyService {
             updated_ms: now,
         };
         self.commit(old.as_ref(), Some(&rec), Batch::default())?;
-        Ok(view(&rec))
+        Ok(view(&rec, now))
     }
 
     pub fn holder_get(&self, id: &str) -> Result<serde_json::Value, OpError> {
         let rec = self.load(id)?.ok_or_else(|| OpError::not_found(format!("no holder `{id}`")))?;
-        let mut v = view(&rec);
+        let mut v = view(&rec, self.now_ms());
         // A limited key's uses left, as last written by the decision loop.
         for (name, k) in [("pin", &rec.pin), ("qr", &rec.qr)] {
             let Some((k, uses)) = k.as_ref().and_then(|k| Some((k, k.limit?.uses?))) else { continue };
@@ -462,7 +477,7 @@ impl KeyService {
         after: Option<&str>,
         limit: usize,
     ) -> Result<serde_json::Value, OpError> {
-        let space = self.space();
+        let (space, now) = (self.space(), self.now_ms());
         let start = records::holder_key(space, after.unwrap_or(""));
         let iter: Box<dyn Iterator<Item = _>> = match after {
             Some(_) => Box::new(self.store.scan_after(&space.holders(), &start)),
@@ -480,7 +495,7 @@ impl KeyService {
                 next = out.last().and_then(|v: &serde_json::Value| v["holder"].as_str().map(String::from));
                 break;
             }
-            out.push(view(&rec));
+            out.push(view(&rec, now));
         }
         Ok(serde_json::json!({"holders": out, "next": next}))
     }
@@ -490,7 +505,7 @@ impl KeyService {
         let _w = self.shared.lock()?;
         let old = self.load(id)?.ok_or_else(|| OpError::not_found(format!("no holder `{id}`")))?;
         let mut batch = Batch::default();
-        tombstone(&old.pin, &mut batch);
+        tombstone(&old.pin, self.now_ms(), &mut batch);
         self.commit(Some(&old), None, batch)
     }
 
@@ -529,8 +544,8 @@ impl KeyService {
                 if svc.owner_of(&h)?.is_some() || svc.is_tombstoned(&h)? {
                     continue;
                 }
-                tombstone(&rec.pin, batch);
-                let created_ms = now_ms();
+                tombstone(&rec.pin, svc.now_ms(), batch);
+                let created_ms = svc.now_ms();
                 let limit = resolve(limit, created_ms);
                 rec.pin = Some(KeyRecord { hash: h, active: true, created_ms, limit });
                 return Ok((pin, limit));
@@ -565,9 +580,9 @@ impl KeyService {
                 return Ok(None);
             }
             if rec.pin.as_ref().is_some_and(|p| p.hash != h) {
-                tombstone(&rec.pin, batch);
+                tombstone(&rec.pin, svc.now_ms(), batch);
             }
-            let created_ms = now_ms();
+            let created_ms = svc.now_ms();
             let limit = resolve(limit, created_ms);
             // A PIN set or made again with limits is a new key: active, its count fresh.
             rec.pin = Some(KeyRecord { hash: h, active: true, created_ms, limit });
@@ -586,11 +601,11 @@ impl KeyService {
     }
 
     pub fn pin_delete(&self, id: &str) -> Result<(), OpError> {
-        self.modify(id, |_, rec, batch| {
+        self.modify(id, |svc, rec, batch| {
             if rec.pin.is_none() {
                 return Err(OpError::not_found(format!("holder `{id}` has no PIN")));
             }
-            tombstone(&rec.pin, batch);
+            tombstone(&rec.pin, svc.now_ms(), batch);
             rec.pin = None;
             Ok(())
         })
@@ -615,7 +630,7 @@ impl KeyService {
             getrandom::fill(&mut raw).map_err(|e| OpError::internal(format!("no randomness: {e}")))?;
             let token = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw);
             let h = svc.hasher.hash(KeyKind::Qr, token.as_bytes());
-            let created_ms = now_ms();
+            let created_ms = svc.now_ms();
             let limit = resolve(limit, created_ms);
             rec.qr = Some(KeyRecord { hash: h, active: true, created_ms, limit });
             Ok((token, limit))
@@ -660,7 +675,7 @@ impl KeyService {
                 hash: h,
                 hint: hex_uid[hex_uid.len().saturating_sub(4)..].to_string(),
                 active: true,
-                created_ms: now_ms(),
+                created_ms: svc.now_ms(),
             });
             Ok(())
         })
@@ -750,7 +765,7 @@ impl KeyService {
         let mut batch = Batch::default();
         // Keys staged by this very call, so duplicates inside it are caught too.
         let mut claimed: std::collections::HashMap<KeyHash, String> = std::collections::HashMap::new();
-        let now = now_ms();
+        let now = self.now_ms();
         let mut seen = std::collections::HashSet::new();
         for h in &holders {
             if !seen.insert(h.spec.id.as_str()) {
@@ -937,6 +952,7 @@ impl KeyService {
     pub fn sync_commit(&self) -> Result<serde_json::Value, OpError> {
         let mut w = self.shared.lock()?;
         let state = staging::open_sync(&self.shared, &mut w)?;
+        let now = self.now_ms();
         // Leftovers of an earlier sync must not become live: a clear still
         // under way is finished first.
         while !self.shared.clear_chunk(&mut w)? {}
@@ -954,7 +970,7 @@ impl KeyService {
             let rec = HolderRecord::decode(&k, &v)?;
             if let Some(h) = rec.pin.as_ref().map(|p| p.hash) {
                 if self.store.get(&records::key_key(staging, &h))?.is_none() {
-                    b.put(records::tombstone_key(&h), now_ms().to_string().into_bytes());
+                    b.put(records::tombstone_key(&h), now.to_string().into_bytes());
                 }
             }
             if b.len() >= 1000 {
@@ -969,7 +985,7 @@ impl KeyService {
             let (k, _) = r?;
             if let Some(h) = k.get(prefix.len()..).and_then(|h| <[u8; KeyHash::LEN]>::try_from(h).ok()) {
                 if !self.is_tombstoned(&KeyHash(h))? {
-                    b.put(records::tombstone_key(&KeyHash(h)), now_ms().to_string().into_bytes());
+                    b.put(records::tombstone_key(&KeyHash(h)), now.to_string().into_bytes());
                 }
             }
             b.remove(k.to_vec());
@@ -1085,9 +1101,9 @@ pub fn digest_line(rec: &HolderRecord) -> String {
     )
 }
 
-fn tombstone(pin: &Option<KeyRecord>, batch: &mut Batch) {
+fn tombstone(pin: &Option<KeyRecord>, now: i64, batch: &mut Batch) {
     if let Some(h) = pin.as_ref().map(|p| p.hash) {
-        batch.put(records::tombstone_key(&h), now_ms().to_string().into_bytes());
+        batch.put(records::tombstone_key(&h), now.to_string().into_bytes());
     }
 }
 
@@ -1108,7 +1124,7 @@ fn random_pin(len: usize) -> Result<String, OpError> {
 }
 
 /// A holder as `holder.get` shows it: never a PIN, token or full card UID.
-pub fn view(rec: &HolderRecord) -> serde_json::Value {
+pub fn view(rec: &HolderRecord, now_ms: i64) -> serde_json::Value {
     let key = |k: &Option<KeyRecord>| {
         k.as_ref().map(|k| {
             let mut v = serde_json::json!({"active": k.active, "created": records::rfc3339(k.created_ms)});
@@ -1116,7 +1132,7 @@ pub fn view(rec: &HolderRecord) -> serde_json::Value {
                 v["uses"] = serde_json::json!(l.uses);
                 v["expires"] = serde_json::json!(l.expires_ms.map(records::rfc3339));
                 // `active` is the portal's tick; this says whether it can still open.
-                v["expired"] = serde_json::json!(l.expires_ms.is_some_and(|e| e <= now_ms()));
+                v["expired"] = serde_json::json!(l.expires_ms.is_some_and(|e| e <= now_ms));
             }
             v
         })

@@ -20,6 +20,30 @@ fn open_at(dir: &std::path::Path) -> KeyService {
         .unwrap()
 }
 
+/// A clock that stands still until a test moves it.
+struct TestClock(std::sync::atomic::AtomicI64);
+
+impl TestClock {
+    /// A clock at 2026-11-25T16:00:00Z.
+    fn new() -> Arc<Self> {
+        Arc::new(TestClock(1_795_622_400_000.into()))
+    }
+    fn advance(&self, ms: i64) {
+        self.0.fetch_add(ms, Ordering::SeqCst);
+    }
+}
+
+impl Clock for TestClock {
+    fn now_ms(&self) -> i64 {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// [`open_at`] reading the time from `clock`.
+fn open_at_clock(dir: &std::path::Path, clock: &Arc<TestClock>) -> KeyService {
+    open_at(dir).with_clock(clock.clone())
+}
+
 fn spec(id: &str) -> HolderSpec {
     HolderSpec::new(id, &id.to_uppercase(), Role::Courier)
 }
@@ -31,7 +55,7 @@ fn try_key(s: &KeyService, kind: KeyKind, value: impl AsRef<[u8]>) -> Option<Rea
         device: 0,
         kind,
         key: s.hasher().hash(kind, value.as_ref()),
-        now_ms: now_ms(),
+        now_ms: s.now_ms(),
         local: LocalTime { weekday: 0, minute: 600 },
         device_locked: false,
         clock_untrusted: false,
@@ -453,7 +477,8 @@ fn a_schema_2_store_is_migrated_and_keeps_deciding() {
 #[test]
 fn a_limited_key_keeps_its_creation_across_syncs() {
     let dir = tempfile::tempdir().unwrap();
-    let s = open_at(dir.path());
+    let clock = TestClock::new();
+    let s = open_at_clock(dir.path(), &clock);
     let once = Some(KeyLimit { uses: Some(1), expires_ms: None });
     let pin = |s: &KeyService| s.holder_get("res").unwrap()["keys"]["pin"].clone();
     let mut first = None;
@@ -471,7 +496,7 @@ fn a_limited_key_keeps_its_creation_across_syncs() {
             None => first = Some(p),
             Some(f) => assert_eq!(f["created"], p["created"], "the creation moved"),
         }
-        std::thread::sleep(std::time::Duration::from_millis(5));
+        clock.advance(60_000);
     }
     let snap = s.live().load_full();
     let l = snap.limit(&s.hasher().hash(KeyKind::Pin, b"483920")).copied().unwrap();
@@ -485,7 +510,8 @@ fn a_limited_key_keeps_its_creation_across_syncs() {
 #[test]
 fn a_spent_use_restored_by_a_recovery_survives_the_portals_sync() {
     let dir = tempfile::tempdir().unwrap();
-    let made = now_ms() - 3_600_000;
+    let clock = TestClock::new();
+    let made = clock.now_ms() - 3_600_000;
     {
         let store = Store::open(dir.path(), 1 << 20).unwrap();
         let h = KeyHasher::new(b"test-secret-0123").hash(KeyKind::Pin, b"483920");
@@ -493,7 +519,7 @@ fn a_spent_use_restored_by_a_recovery_survives_the_portals_sync() {
         b.put(records::uses_key(&h), records::Spent { created_ms: made, used: 1 }.encode());
         store.apply(b).unwrap();
     }
-    let s = open_at(dir.path());
+    let s = open_at_clock(dir.path(), &clock);
     let once = Some(KeyLimit { uses: Some(1), expires_ms: None });
     s.sync_begin(1).unwrap();
     s.sync_put(vec![SyncHolder { pin: Some(("483920".into(), true, once)), ..sync_holder("res", None, None) }])
@@ -508,12 +534,13 @@ fn a_spent_use_restored_by_a_recovery_survives_the_portals_sync() {
 #[test]
 fn limits_synced_onto_an_unlimited_pin_count_from_now() {
     let dir = tempfile::tempdir().unwrap();
-    let s = open_at(dir.path());
+    let clock = TestClock::new();
+    let s = open_at_clock(dir.path(), &clock);
     s.sync_begin(1).unwrap();
     s.sync_put(vec![sync_holder("res", Some("483920"), None)]).unwrap();
     s.sync_commit().unwrap();
     let first = s.holder_get("res").unwrap()["keys"]["pin"]["created"].as_str().unwrap().to_string();
-    std::thread::sleep(std::time::Duration::from_millis(5));
+    clock.advance(3_600_000);
     s.sync_begin(2).unwrap();
     let once = Some(KeyLimit { uses: Some(1), expires_ms: None });
     s.sync_put(vec![SyncHolder { pin: Some(("483920".into(), true, once)), ..sync_holder("res", None, None) }])
@@ -521,6 +548,7 @@ fn limits_synced_onto_an_unlimited_pin_count_from_now() {
     s.sync_commit().unwrap();
     let p = s.holder_get("res").unwrap()["keys"]["pin"].clone();
     assert_ne!(p["created"].as_str().unwrap(), first, "{p}");
+    assert_eq!(p["created"], records::rfc3339(clock.now_ms()), "made again now: {p}");
     assert_eq!(try_key(&s, KeyKind::Pin, "483920"), None, "not expired at once");
 }
 
