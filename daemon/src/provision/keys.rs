@@ -22,6 +22,10 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 
 mod staging;
+mod views;
+pub use views::{
+    CardView, HolderPage, HolderView, KeyView, KeysView, LimitView, NewKey, SyncBegun, SyncCommitted, SyncStaged,
+};
 
 /// The most key cards one holder may have.
 pub const MAX_CARDS: usize = 32;
@@ -426,7 +430,7 @@ impl KeyService {
     // ---- holders ----
 
     /// Creates the holder or replaces its profile; its keys are kept.
-    pub fn holder_put(&self, spec: HolderSpec) -> Result<serde_json::Value, OpError> {
+    pub fn holder_put(&self, spec: HolderSpec) -> Result<HolderView, OpError> {
         let _w = self.shared.lock()?;
         let old = self.load(&spec.id)?;
         let now = self.now_ms();
@@ -446,37 +450,31 @@ impl KeyService {
             updated_ms: now,
         };
         self.commit(old.as_ref(), Some(&rec), Batch::default())?;
-        Ok(view(&rec, now))
+        Ok(HolderView::of(&rec, now))
     }
 
-    pub fn holder_get(&self, id: &str) -> Result<serde_json::Value, OpError> {
+    pub fn holder_get(&self, id: &str) -> Result<HolderView, OpError> {
         let rec = self.load(id)?.ok_or_else(|| OpError::not_found(format!("no holder `{id}`")))?;
-        let mut v = view(&rec, self.now_ms());
+        let mut v = HolderView::of(&rec, self.now_ms());
         // A limited key's uses left, as last written by the decision loop.
-        for (name, k) in [("pin", &rec.pin), ("qr", &rec.qr)] {
+        for (k, view) in [(&rec.pin, &mut v.keys.pin), (&rec.qr, &mut v.keys.qr)] {
             let Some((k, uses)) = k.as_ref().and_then(|k| Some((k, k.limit?.uses?))) else { continue };
+            let Some(limit) = view.as_mut().and_then(|v| v.limit.as_mut()) else { continue };
             let used = self
                 .store
                 .get(&records::uses_key(&k.hash))?
                 .and_then(|b| records::Spent::decode(&b))
                 .filter(|s| s.created_ms == k.created_ms)
                 .map_or(0, |s| s.used);
-            v["keys"][name]["uses_left"] = serde_json::json!(uses.saturating_sub(used));
-            if used >= uses {
-                v["keys"][name]["expired"] = serde_json::json!(true);
-            }
+            limit.uses_left = Some(uses.saturating_sub(used));
+            limit.expired |= used >= uses;
         }
         Ok(v)
     }
 
     /// Holders in id order after `after`, at most `limit`, optionally of one
     /// role; `next` is the cursor for the following page.
-    pub fn holder_list(
-        &self,
-        role: Option<Role>,
-        after: Option<&str>,
-        limit: usize,
-    ) -> Result<serde_json::Value, OpError> {
+    pub fn holder_list(&self, role: Option<Role>, after: Option<&str>, limit: usize) -> Result<HolderPage, OpError> {
         let (space, now) = (self.space(), self.now_ms());
         let start = records::holder_key(space, after.unwrap_or(""));
         let iter: Box<dyn Iterator<Item = _>> = match after {
@@ -492,12 +490,12 @@ impl KeyService {
                 continue;
             }
             if out.len() == limit {
-                next = out.last().and_then(|v: &serde_json::Value| v["holder"].as_str().map(String::from));
+                next = out.last().map(|v: &HolderView| v.holder.clone());
                 break;
             }
-            out.push(view(&rec, now));
+            out.push(HolderView::of(&rec, now));
         }
-        Ok(serde_json::json!({"holders": out, "next": next}))
+        Ok(HolderPage { holders: out, next })
     }
 
     /// Deletes the holder and all its keys; its PIN becomes a tombstone.
@@ -712,7 +710,7 @@ impl KeyService {
     /// the live set keeps deciding until the commit. What an earlier sync
     /// left there is cleared in the background, never seen by this one
     /// (see `staging`), so this returns at once however much was staged.
-    pub fn sync_begin(&self, generation: u64) -> Result<serde_json::Value, OpError> {
+    pub fn sync_begin(&self, generation: u64) -> Result<SyncBegun, OpError> {
         let mut w = self.shared.lock()?;
         let live = self.generation()?;
         if generation <= live {
@@ -731,13 +729,13 @@ impl KeyService {
         self.store.apply(b)?;
         w.expires = Some(std::time::Instant::now() + w.limits.idle);
         self.shared.wake.notify_all();
-        Ok(serde_json::json!({"generation": generation}))
+        Ok(SyncBegun { generation })
     }
 
     /// `sync.put`: stages holders with their keys (plaintext in, keyed hashes
     /// stored). A holder staged twice is replaced; a key staged for two
     /// holders, or a deleted PIN, is refused as `duplicate`.
-    pub fn sync_put(&self, holders: Vec<SyncHolder>) -> Result<serde_json::Value, OpError> {
+    pub fn sync_put(&self, holders: Vec<SyncHolder>) -> Result<SyncStaged, OpError> {
         self.sync_put_retiring(holders, Vec::new())
     }
 
@@ -746,11 +744,7 @@ impl KeyService {
     /// its own batch. A PIN that a holder of this sync has is refused as
     /// `duplicate`, naming the holder (never the PIN), whichever came first.
     /// A PIN already retired, or sent again, counts once.
-    pub fn sync_put_retiring(
-        &self,
-        holders: Vec<SyncHolder>,
-        retired: Vec<String>,
-    ) -> Result<serde_json::Value, OpError> {
+    pub fn sync_put_retiring(&self, holders: Vec<SyncHolder>, retired: Vec<String>) -> Result<SyncStaged, OpError> {
         for (i, p) in retired.iter().enumerate() {
             if p.len() != self.pin_length || !p.bytes().all(|b| b.is_ascii_digit()) {
                 return Err(OpError::invalid(format!("`retired[{i}]`: a PIN is exactly {} digits", self.pin_length)));
@@ -945,11 +939,11 @@ impl KeyService {
         }
         w.expires = Some(std::time::Instant::now() + limits.idle);
         self.shared.wake.notify_all();
-        Ok(serde_json::json!({"staged": state.holders, "retired": state.retired}))
+        Ok(SyncStaged { staged: state.holders, retired: state.retired })
     }
 
     /// `sync.commit`: makes the staged set live in one atomic step.
-    pub fn sync_commit(&self) -> Result<serde_json::Value, OpError> {
+    pub fn sync_commit(&self) -> Result<SyncCommitted, OpError> {
         let mut w = self.shared.lock()?;
         let state = staging::open_sync(&self.shared, &mut w)?;
         let now = self.now_ms();
@@ -1017,9 +1011,7 @@ impl KeyService {
         let s = self.state_unlocked()?;
         // The sync's short-lived allocations are all freed by now.
         crate::memory::trim();
-        let mut v = serde_json::to_value(s).map_err(|e| OpError::internal(e.to_string()))?;
-        v["retired"] = serde_json::json!(state.retired);
-        Ok(v)
+        Ok(SyncCommitted { state: s, retired: state.retired })
     }
 
     /// The generation of the last committed full sync (0 before any), as
@@ -1121,41 +1113,6 @@ fn random_pin(len: usize) -> Result<String, OpError> {
         }
     }
     Ok(out)
-}
-
-/// A holder as `holder.get` shows it: never a PIN, token or full card UID.
-pub fn view(rec: &HolderRecord, now_ms: i64) -> serde_json::Value {
-    let key = |k: &Option<KeyRecord>| {
-        k.as_ref().map(|k| {
-            let mut v = serde_json::json!({"active": k.active, "created": records::rfc3339(k.created_ms)});
-            if let Some(l) = k.limit {
-                v["uses"] = serde_json::json!(l.uses);
-                v["expires"] = serde_json::json!(l.expires_ms.map(records::rfc3339));
-                // `active` is the portal's tick; this says whether it can still open.
-                v["expired"] = serde_json::json!(l.expires_ms.is_some_and(|e| e <= now_ms));
-            }
-            v
-        })
-    };
-    serde_json::json!({
-        "holder": rec.id,
-        "name": rec.name,
-        "role": rec.role.as_str(),
-        "doors": match &rec.doors { None => serde_json::json!("*"), Some(d) => serde_json::json!(d) },
-        "valid_from": rec.valid_from_ms.map(records::rfc3339),
-        "valid_until": rec.valid_until_ms.map(records::rfc3339),
-        "schedule": rec.schedule.iter().map(records::window_json).collect::<Vec<_>>(),
-        "enabled": rec.enabled,
-        "keys": {
-            "pin": key(&rec.pin),
-            "qr": key(&rec.qr),
-            "cards": rec.cards.iter().map(|c| serde_json::json!({
-                "id": hex::encode(&c.hash.0[..8]), "hint": c.hint, "active": c.active, "created": records::rfc3339(c.created_ms)
-            })).collect::<Vec<_>>(),
-        },
-        "created": records::rfc3339(rec.created_ms),
-        "updated": records::rfc3339(rec.updated_ms),
-    })
 }
 
 #[cfg(test)]

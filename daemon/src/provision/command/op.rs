@@ -12,7 +12,7 @@
 use super::{holder_spec, new_key_limit, sync_put_args, Args, Control, HOLDER_ARGS};
 use crate::access::Role;
 use crate::provision::error::{ErrorCode, OpError};
-use crate::provision::keys::{HolderSpec, KeyService, SyncHolder};
+use crate::provision::keys::{HolderSpec, KeyService, NewKey, SyncHolder};
 use crate::store::records::KeyLimit;
 use porter_drivers::CardUid;
 use serde_json::{json, Map, Value};
@@ -273,37 +273,37 @@ impl Op {
         })
     }
 
-    /// Carries the op out and returns its result. Blocking (it waits for the
-    /// disk): call it from a blocking thread.
+    /// Carries the op out and returns its result, as the reply's JSON.
+    /// Blocking (it waits for the disk): call it from a blocking thread.
     pub fn apply(self, svc: &KeyService, ctl: &dyn Control) -> Result<Value, OpError> {
         let done = |r: Result<(), OpError>| r.map(|_| json!({}));
+        let holder = |h: String| json!({ "holder": h });
         match self {
-            Op::HolderPut(spec) => svc.holder_put(spec),
-            Op::HolderGet { holder } => svc.holder_get(&holder),
-            Op::HolderList { role, after, limit } => svc.holder_list(role, after.as_deref(), limit),
+            Op::HolderPut(spec) => to_json(svc.holder_put(spec)?),
+            Op::HolderGet { holder } => to_json(svc.holder_get(&holder)?),
+            Op::HolderList { role, after, limit } => to_json(svc.holder_list(role, after.as_deref(), limit)?),
             Op::HolderDelete { holder } => done(svc.holder_delete(&holder)),
             Op::PinGenerate { holder, limit } => {
                 let (pin, limit) = svc.pin_generate_limited(&holder, limit)?;
-                Ok(with_limit(json!({ "pin": pin }), limit))
+                to_json(NewKey::new(Some(pin), None, limit))
             }
             Op::PinSet { holder, pin, limit } => {
-                let limit = svc.pin_set_limited(&holder, &pin, limit)?;
-                Ok(with_limit(json!({}), limit))
+                to_json(NewKey::new(None, None, svc.pin_set_limited(&holder, &pin, limit)?))
             }
             Op::PinActivate { holder } => done(svc.pin_set_active(&holder, true)),
             Op::PinDeactivate { holder } => done(svc.pin_set_active(&holder, false)),
             Op::PinDelete { holder } => done(svc.pin_delete(&holder)),
             Op::QrGenerate { holder, limit } => {
                 let (token, limit) = svc.qr_generate_limited(&holder, limit)?;
-                Ok(with_limit(json!({ "token": token }), limit))
+                to_json(NewKey::new(None, Some(token), limit))
             }
             Op::QrActivate { holder } => done(svc.qr_set_active(&holder, true)),
             Op::QrDeactivate { holder } => done(svc.qr_set_active(&holder, false)),
             Op::QrDelete { holder } => done(svc.qr_delete(&holder)),
             Op::CardAssign { holder, uid } => done(svc.card_assign(&holder, &uid)),
-            Op::CardActivate { uid } => svc.card_set_active(&uid, true).map(|h| json!({ "holder": h })),
-            Op::CardDeactivate { uid } => svc.card_set_active(&uid, false).map(|h| json!({ "holder": h })),
-            Op::CardDelete { uid } => svc.card_delete(&uid).map(|h| json!({ "holder": h })),
+            Op::CardActivate { uid } => svc.card_set_active(&uid, true).map(holder),
+            Op::CardDeactivate { uid } => svc.card_set_active(&uid, false).map(holder),
+            Op::CardDelete { uid } => svc.card_delete(&uid).map(holder),
             Op::EnrollStart { holder, door, window } => {
                 // The holder must exist now; the card is assigned when presented.
                 svc.holder_get(&holder)?;
@@ -311,17 +311,22 @@ impl Op {
             }
             Op::DoorUnlock { door, ms } => ctl.unlock(&door, ms),
             Op::LockoutClear { device } => ctl.clear_lockout(device.as_deref()),
-            Op::SyncBegin { generation } => svc.sync_begin(generation),
-            Op::SyncPut { holders, retired } => svc.sync_put_retiring(holders, retired),
-            Op::SyncCommit => svc.sync_commit(),
+            Op::SyncBegin { generation } => to_json(svc.sync_begin(generation)?),
+            Op::SyncPut { holders, retired } => to_json(svc.sync_put_retiring(holders, retired)?),
+            Op::SyncCommit => to_json(svc.sync_commit()?),
             Op::StateGet => {
-                let mut state = serde_json::to_value(svc.state()?).map_err(|e| OpError::internal(e.to_string()))?;
+                let mut state = to_json(svc.state()?)?;
                 state["lockouts"] = ctl.lockouts()?;
                 Ok(state)
             }
             Op::EventsGet { after, limit } => crate::provision::events::get(svc.store(), after, limit),
         }
     }
+}
+
+/// A typed result as the reply's JSON.
+fn to_json(v: impl serde::Serialize) -> Result<Value, OpError> {
+    serde_json::to_value(v).map_err(|e| OpError::internal(e.to_string()))
 }
 
 /// `holder.list {role?, after?, limit?}`.
@@ -365,19 +370,6 @@ fn door_unlock(a: &Map<String, Value>) -> Result<Op, OpError> {
         return Err(OpError::invalid("`ms` must be from 100 to 600000 (ten minutes, as for unlock_ms)"));
     }
     Ok(Op::DoorUnlock { door: a.str("door")?.to_string(), ms })
-}
-
-/// A reply with the key's `uses` and `expires` when it is limited.
-fn with_limit(mut v: Value, limit: Option<KeyLimit>) -> Value {
-    if let (Some(l), Some(m)) = (limit, v.as_object_mut()) {
-        if let Some(u) = l.uses {
-            m.insert("uses".into(), json!(u));
-        }
-        if let Some(e) = l.expires_ms {
-            m.insert("expires".into(), json!(crate::store::records::rfc3339(e)));
-        }
-    }
-    v
 }
 
 #[cfg(test)]
