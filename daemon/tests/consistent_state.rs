@@ -43,7 +43,7 @@ fn sync(svc: &KeyService, g: u64, n: usize) -> StateView {
         svc.sync_put(std::mem::replace(&mut hs, rest)).unwrap();
     }
     let v = svc.sync_commit().unwrap();
-    serde_json::from_value::<Committed>(v).unwrap().into()
+    serde_json::from_value::<Committed>(serde_json::to_value(v).unwrap()).unwrap().into()
 }
 
 #[derive(serde::Deserialize)]

@@ -285,13 +285,10 @@ fn main() -> ExitCode {
     }
 }
 
-/// Publishes the op to the controller's command topic with a Response Topic
-/// and Correlation Data of its own, and waits for the matching reply.
-fn over_mqtt(cli: &Cli, args: Map<String, Value>) -> Result<Value, String> {
+/// The broker settings, site and controller for `--mqtt`: the command
+/// line's, else those of `--config`.
+fn mqtt_settings(cli: &Cli) -> Result<(porterd::config::MqttConfig, String, String), String> {
     use porterd::config::{parse_mqtt_url, Config, MqttConfig};
-    use rumqttc::v5::mqttbytes::v5::{Packet, PublishProperties};
-    use rumqttc::v5::mqttbytes::QoS;
-    use rumqttc::v5::{AsyncClient, Event};
 
     let cfg = match &cli.config {
         Some(c) => Some(Config::load(c).map_err(|e| format!("{}: {e}", c.display()))?),
@@ -336,6 +333,17 @@ fn over_mqtt(cli: &Cli, args: Map<String, Value>) -> Result<Value, String> {
         key_file: cli.key_file.clone().or(base.key_file.clone()),
         ..base
     };
+    Ok((m, site, controller))
+}
+
+/// Publishes the op to the controller's command topic with a Response Topic
+/// and Correlation Data of its own, and waits for the matching reply.
+fn over_mqtt(cli: &Cli, args: Map<String, Value>) -> Result<Value, String> {
+    use rumqttc::v5::mqttbytes::v5::{Packet, PublishProperties};
+    use rumqttc::v5::mqttbytes::QoS;
+    use rumqttc::v5::{AsyncClient, Event};
+
+    let (m, site, controller) = mqtt_settings(cli)?;
     let nonce = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
     let client_id = format!("porterctl-{}-{nonce}", std::process::id());
     let mut opts = porterd::provision::mqtt::connection(&m, &client_id).map_err(|e| e.to_string())?;

@@ -1,17 +1,21 @@
 //! The command and reply schema shared by the admin socket and MQTT, and the
-//! dispatcher from an op name to the key operations.
+//! checks of arguments that several ops share. Each op, its arguments and
+//! what it does are in `command/op.rs` ([`Op`]).
 //!
 //! Command: `{"id": "c-1842", "op": "pin.generate", "args": {"holder": "courier-ups"}}`.
 //! Reply: `{"id": "c-1842", "ok": true, "result": {...}}` or
 //! `{"id": ..., "ok": false, "error": {"code": "duplicate", "message": "..."}}`.
 
-use super::error::{ErrorCode, OpError};
+use super::error::OpError;
 use super::keys::{HolderSpec, KeyService, SyncHolder};
 use crate::access::schedule;
 use crate::access::Role;
 use crate::store::records::{KeyLimit, WindowRecord};
 use porter_drivers::CardUid;
 use serde_json::{json, Map, Value};
+
+mod op;
+pub use op::{is_read_only, Op, OpName, ParseContext, OPS};
 
 /// The largest command accepted, in bytes.
 pub const MAX_COMMAND_BYTES: usize = 1024 * 1024;
@@ -24,40 +28,6 @@ pub const MAX_OP_BYTES: usize = 32;
 /// The longest error `message` in a reply, in bytes: messages may echo names
 /// from the command (an unknown argument, a door id), and replies are stored.
 pub const MAX_MESSAGE_BYTES: usize = 1024;
-
-/// Every op of the contract, in documentation order.
-pub const OPS: &[&str] = &[
-    "holder.put",
-    "holder.get",
-    "holder.list",
-    "holder.delete",
-    "pin.generate",
-    "pin.set",
-    "pin.activate",
-    "pin.deactivate",
-    "pin.delete",
-    "qr.generate",
-    "qr.activate",
-    "qr.deactivate",
-    "qr.delete",
-    "card.assign",
-    "card.activate",
-    "card.deactivate",
-    "card.delete",
-    "enroll.start",
-    "door.unlock",
-    "lockout.clear",
-    "sync.begin",
-    "sync.put",
-    "sync.commit",
-    "state.get",
-    "events.get",
-];
-
-/// The ops that change nothing. Their replies are not stored for
-/// idempotency: a repeat reads again, and a reply that can be large (a
-/// page of holders or events) is not kept on disk for every id.
-pub const READ_ONLY: &[&str] = &["holder.get", "holder.list", "state.get", "events.get"];
 
 /// What the running daemon does for ops that act on doors and devices.
 pub trait Control: Send + Sync {
@@ -170,7 +140,8 @@ pub fn error_reply(id: &Value, e: &OpError) -> Value {
 /// Runs one command and returns its reply. Blocking (it waits for the disk):
 /// call it from a blocking thread.
 pub fn execute(svc: &KeyService, ctl: &dyn Control, cmd: &Command) -> Value {
-    match dispatch(svc, ctl, cmd) {
+    let cx = ParseContext { now_ms: svc.now_ms(), pin_length: svc.pin_length() };
+    match Op::parse(&cmd.op, &cmd.args, cx).and_then(|op| op.apply(svc, ctl)) {
         Ok(v) => ok_reply(&cmd.id, v),
         Err(e) => error_reply(&cmd.id, &e),
     }
@@ -233,19 +204,6 @@ impl<'a> Args<'a> {
         CardUid::parse_hex(self.str("uid")?)
             .ok_or_else(|| OpError::invalid("`uid` must be the card's UID in hex, 1 to 10 bytes (such as 04a1b2c3)"))
     }
-}
-
-/// A reply with the key's `uses` and `expires` when it is limited.
-fn with_limit(mut v: Value, limit: Option<KeyLimit>) -> Value {
-    if let (Some(l), Some(m)) = (limit, v.as_object_mut()) {
-        if let Some(u) = l.uses {
-            m.insert("uses".into(), json!(u));
-        }
-        if let Some(e) = l.expires_ms {
-            m.insert("expires".into(), json!(crate::store::records::rfc3339(e)));
-        }
-    }
-    v
 }
 
 /// Holder ids: 1-64 characters of letters, digits, `.`, `_` and `-`.
@@ -330,19 +288,21 @@ pub const MAX_USES: u64 = 1000;
 /// The limit of a key made now (`pin.generate`, `pin.set`, `qr.generate`):
 /// [`limit_args`], and an expiry in the past is refused, as it would make a
 /// key that can never open (a sync may bring one: its key has expired).
-fn new_key_limit(a: &Args) -> Result<Option<KeyLimit>, OpError> {
-    let limit = limit_args(a.opt_u64("uses")?, a.opt_str("expires")?, a.opt_u64("expires_in_s")?)?;
-    if limit.and_then(|l| l.expires_ms).is_some_and(|e| e <= chrono::Utc::now().timestamp_millis()) {
+fn new_key_limit(a: &Args, now_ms: i64) -> Result<Option<KeyLimit>, OpError> {
+    let limit = limit_args(a.opt_u64("uses")?, a.opt_str("expires")?, a.opt_u64("expires_in_s")?, now_ms)?;
+    if limit.and_then(|l| l.expires_ms).is_some_and(|e| e <= now_ms) {
         return Err(OpError::invalid("`expires` is in the past: the key could never open"));
     }
     Ok(limit)
 }
 
-/// A key's limit from `uses` and `expires` (RFC 3339) or `expires_in_s`.
+/// A key's limit from `uses` and `expires` (RFC 3339) or `expires_in_s`
+/// (counted from `now_ms`).
 fn limit_args(
     uses: Option<u64>,
     expires: Option<&str>,
     expires_in_s: Option<u64>,
+    now_ms: i64,
 ) -> Result<Option<KeyLimit>, OpError> {
     if uses.is_some_and(|u| !(1..=MAX_USES).contains(&u)) {
         return Err(OpError::invalid(format!("`uses` must be from 1 to {MAX_USES}")));
@@ -353,7 +313,7 @@ fn limit_args(
     let expires_ms = match (parse_time("expires", expires)?, expires_in_s) {
         (Some(_), Some(_)) => return Err(OpError::invalid("give `expires` or `expires_in_s`, not both")),
         (Some(t), None) => Some(t),
-        (None, Some(s)) => Some(chrono::Utc::now().timestamp_millis() + s as i64 * 1000),
+        (None, Some(s)) => Some(now_ms + s as i64 * 1000),
         (None, None) => None,
     };
     if uses.is_none() && expires_ms.is_none() {
@@ -393,7 +353,8 @@ fn key_arg(v: Option<&Value>, field: &str, what: &str) -> Result<Option<(String,
                 Some(Value::String(s)) => Some(s.as_str()),
                 Some(_) => return Err(OpError::invalid("`expires` must be an RFC 3339 time")),
             };
-            Ok(Some((text.to_string(), active, limit_args(uses, expires, None)?)))
+            // A sync takes no `expires_in_s`, so the time is not needed here.
+            Ok(Some((text.to_string(), active, limit_args(uses, expires, None, 0)?)))
         }
         Some(_) => Err(bad()),
     }
@@ -537,130 +498,20 @@ fn holder_spec(a: &Args<'_>) -> Result<HolderSpec, OpError> {
     Ok(spec)
 }
 
-fn dispatch(svc: &KeyService, ctl: &dyn Control, cmd: &Command) -> Result<Value, OpError> {
-    let a = &cmd.args;
-    let done = || Ok(json!({}));
-    match cmd.op.as_str() {
-        "holder.put" => svc.holder_put(holder_spec(&Args::new(a, HOLDER_ARGS)?)?),
-        "holder.get" => svc.holder_get(Args::new(a, &["holder"])?.holder()?),
-        "holder.list" => {
-            let a = Args::new(a, &["role", "after", "limit"])?;
-            let role = a
-                .opt_str("role")?
-                .map(|r| {
-                    Role::parse(r).ok_or_else(|| OpError::invalid("`role` must be courier, staff, resident or manager"))
-                })
-                .transpose()?;
-            let limit = a.opt_u64("limit")?.unwrap_or(100);
-            if !(1..=1000).contains(&limit) {
-                return Err(OpError::invalid("`limit` must be from 1 to 1000"));
-            }
-            svc.holder_list(role, a.opt_str("after")?, limit as usize)
-        }
-        "holder.delete" => svc.holder_delete(Args::new(a, &["holder"])?.holder()?).and_then(|_| done()),
-        "pin.generate" => {
-            let a = Args::new(a, &["holder", "uses", "expires", "expires_in_s"])?;
-            let limit = new_key_limit(&a)?;
-            let (pin, limit) = svc.pin_generate_limited(a.holder()?, limit)?;
-            Ok(with_limit(json!({"pin": pin}), limit))
-        }
-        "pin.set" => {
-            let a = Args::new(a, &["holder", "pin", "uses", "expires", "expires_in_s"])?;
-            let limit = new_key_limit(&a)?;
-            let limit = svc.pin_set_limited(a.holder()?, a.str("pin")?, limit)?;
-            Ok(with_limit(json!({}), limit))
-        }
-        "pin.activate" => svc.pin_set_active(Args::new(a, &["holder"])?.holder()?, true).and_then(|_| done()),
-        "pin.deactivate" => svc.pin_set_active(Args::new(a, &["holder"])?.holder()?, false).and_then(|_| done()),
-        "pin.delete" => svc.pin_delete(Args::new(a, &["holder"])?.holder()?).and_then(|_| done()),
-        "qr.generate" => {
-            let a = Args::new(a, &["holder", "uses", "expires", "expires_in_s"])?;
-            let limit = new_key_limit(&a)?;
-            let (token, limit) = svc.qr_generate_limited(a.holder()?, limit)?;
-            Ok(with_limit(json!({"token": token}), limit))
-        }
-        "qr.activate" => svc.qr_set_active(Args::new(a, &["holder"])?.holder()?, true).and_then(|_| done()),
-        "qr.deactivate" => svc.qr_set_active(Args::new(a, &["holder"])?.holder()?, false).and_then(|_| done()),
-        "qr.delete" => svc.qr_delete(Args::new(a, &["holder"])?.holder()?).and_then(|_| done()),
-        "card.assign" => {
-            let a = Args::new(a, &["holder", "uid"])?;
-            svc.card_assign(a.holder()?, &a.uid()?).and_then(|_| done())
-        }
-        "card.activate" => svc.card_set_active(&Args::new(a, &["uid"])?.uid()?, true).map(|h| json!({"holder": h})),
-        "card.deactivate" => svc.card_set_active(&Args::new(a, &["uid"])?.uid()?, false).map(|h| json!({"holder": h})),
-        "card.delete" => svc.card_delete(&Args::new(a, &["uid"])?.uid()?).map(|h| json!({"holder": h})),
-        "door.unlock" => {
-            let a = Args::new(a, &["door", "ms"])?;
-            let ms = a.opt_u64("ms")?;
-            if ms.is_some_and(|ms| !(100..=600_000).contains(&ms)) {
-                return Err(OpError::invalid("`ms` must be from 100 to 600000 (ten minutes, as for unlock_ms)"));
-            }
-            ctl.unlock(a.str("door")?, ms)
-        }
-        "lockout.clear" => ctl.clear_lockout(Args::new(a, &["device"])?.opt_str("device")?),
-        "state.get" => {
-            Args::new(a, &[])?;
-            let mut state = serde_json::to_value(svc.state()?).map_err(|e| OpError::internal(e.to_string()))?;
-            state["lockouts"] = ctl.lockouts()?;
-            Ok(state)
-        }
-        "events.get" => {
-            let a = Args::new(a, &["after", "limit"])?;
-            let after = a.opt_u64("after")?.unwrap_or(0);
-            let limit = a.opt_u64("limit")?.unwrap_or(super::events::LIMIT_DEFAULT);
-            super::events::get(svc.store(), after, limit)
-        }
-        "enroll.start" => {
-            let a = Args::new(a, &["holder", "door", "timeout_s"])?;
-            let holder = a.holder()?;
-            let range = crate::runtime::enroll::WINDOW_RANGE_S;
-            let window = match a.opt_u64("timeout_s")? {
-                None => None,
-                Some(s) if range.contains(&s) => Some(std::time::Duration::from_secs(s)),
-                Some(_) => {
-                    return Err(OpError::invalid(format!(
-                        "`timeout_s` must be from {} to {} seconds",
-                        range.start(),
-                        range.end()
-                    )))
-                }
-            };
-            // The holder must exist now; the card is assigned when presented.
-            svc.holder_get(holder)?;
-            ctl.enroll(holder, a.str("door")?, window)
-        }
-        "sync.begin" => {
-            let a = Args::new(a, &["generation"])?;
-            let g = a.opt_u64("generation")?.ok_or_else(|| OpError::invalid("missing argument `generation`"))?;
-            svc.sync_begin(g)
-        }
-        "sync.put" => {
-            let (hs, retired) = sync_put_args(a, svc.pin_length())?;
-            svc.sync_put_retiring(hs, retired)
-        }
-        "sync.commit" => {
-            Args::new(a, &[])?;
-            svc.sync_commit()
-        }
-        other => {
-            Err(OpError::new(ErrorCode::Unsupported, format!("unknown op `{other}`; ops are: {}", OPS.join(", "))))
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::provision::error::ErrorCode;
 
     #[test]
     fn key_limits_are_checked() {
-        assert_eq!(limit_args(None, None, None).unwrap(), None);
-        assert_eq!(limit_args(Some(1), None, None).unwrap(), Some(KeyLimit { uses: Some(1), expires_ms: None }));
-        let at = limit_args(None, Some("2026-12-01T00:00:00Z"), None).unwrap().unwrap();
+        let now = 1_795_622_400_000;
+        assert_eq!(limit_args(None, None, None, now).unwrap(), None);
+        assert_eq!(limit_args(Some(1), None, None, now).unwrap(), Some(KeyLimit { uses: Some(1), expires_ms: None }));
+        let at = limit_args(None, Some("2026-12-01T00:00:00Z"), None, now).unwrap().unwrap();
         assert_eq!((at.uses, at.expires_ms), (None, Some(1_796_083_200_000)));
-        let soon = limit_args(Some(3), None, Some(3600)).unwrap().unwrap();
-        let left = soon.expires_ms.unwrap() - chrono::Utc::now().timestamp_millis();
-        assert!((3_590_000..=3_600_000).contains(&left), "{left}");
+        let soon = limit_args(Some(3), None, Some(3600), now).unwrap().unwrap();
+        assert_eq!(soon.expires_ms, Some(now + 3_600_000));
         for (uses, expires, in_s, msg) in [
             (Some(0), None, None, "`uses` must be from 1 to 1000"),
             (Some(1001), None, None, "`uses` must be from 1 to 1000"),
@@ -668,7 +519,7 @@ mod tests {
             (None, Some("tomorrow"), None, "`expires` must be an RFC 3339 time"),
             (Some(1), Some("2026-12-01T00:00:00Z"), Some(600), "not both"),
         ] {
-            let e = limit_args(uses, expires, in_s).unwrap_err();
+            let e = limit_args(uses, expires, in_s, now).unwrap_err();
             assert!(e.message.contains(msg), "{}", e.message);
         }
         // In a sync, a card takes no limit; a PIN does.
@@ -683,10 +534,11 @@ mod tests {
     fn a_new_key_cannot_expire_in_the_past_and_ids_are_echoed_only_when_ids() {
         let m = json!({"expires": "2020-01-01T00:00:00Z"});
         let a = Args::new(m.as_object().unwrap(), &["uses", "expires", "expires_in_s"]).unwrap();
-        assert!(new_key_limit(&a).unwrap_err().message.contains("in the past"));
+        let now = 1_795_622_400_000;
+        assert!(new_key_limit(&a, now).unwrap_err().message.contains("in the past"));
         let m = json!({"expires": "2999-01-01T00:00:00Z"});
         let a = Args::new(m.as_object().unwrap(), &["uses", "expires", "expires_in_s"]).unwrap();
-        assert!(new_key_limit(&a).unwrap().is_some());
+        assert!(new_key_limit(&a, now).unwrap().is_some());
         let e = parse(br#"{"id": {"x": 1}, "op": "state.get"}"#).unwrap_err();
         assert_eq!(e["id"], Value::Null, "{e}");
         let m = json!({"foo": 1});

@@ -8,6 +8,7 @@
 
 use super::error::OpError;
 use crate::access::{KeyEntry, KeyHash, KeyKind, Role, Snapshot};
+use crate::runtime::clock::{Clock, SystemClock};
 use crate::store::records::{self, CardRecord, HolderRecord, KeyLimit, KeyRecord, Space, WindowRecord};
 use crate::store::secret::KeyHasher;
 use crate::store::{Batch, Store};
@@ -21,6 +22,11 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 
 mod staging;
+mod sync_put;
+mod views;
+pub use views::{
+    CardView, HolderPage, HolderView, KeyView, KeysView, LimitView, NewKey, SyncBegun, SyncCommitted, SyncStaged,
+};
 
 /// The most key cards one holder may have.
 pub const MAX_CARDS: usize = 32;
@@ -115,6 +121,11 @@ pub struct KeyService {
     /// under the writer's lock, right after the snapshot is swapped: a
     /// reader gets both from the same committed set.
     summary: std::sync::Mutex<Summary>,
+    /// Where every time this service writes (a key's creation, a holder's
+    /// update, a tombstone) or compares with (a limit's expiry) is read:
+    /// the daemon's injected clock ([`KeyService::with_clock`]), so tests
+    /// move time instead of sleeping for it.
+    clock: Arc<dyn Clock>,
 }
 
 /// How long a key limited in uses lasts when no expiry is given.
@@ -181,10 +192,6 @@ impl Counts {
     }
 }
 
-fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
-}
-
 /// Whether a PIN is too easy to guess: one digit repeated, a run up or down
 /// (wrapping, as 890123), or a block of two or three repeated (121212, 123123).
 pub fn is_trivial(pin: &[u8]) -> bool {
@@ -239,9 +246,22 @@ impl KeyService {
             shared,
             janitor: Some(janitor),
             summary: Default::default(),
+            clock: Arc::new(SystemClock),
         };
         svc.reload()?;
         Ok(svc)
+    }
+
+    /// The service reading the time from `clock` (the system clock until
+    /// then).
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Unix time in milliseconds, from the service's clock.
+    pub fn now_ms(&self) -> i64 {
+        self.clock.now_ms()
     }
 
     /// The live space.
@@ -402,7 +422,7 @@ impl KeyService {
         let mut batch = Batch::default();
         let out = f(self, &mut rec, &mut batch)?;
         if rec != old {
-            rec.updated_ms = now_ms();
+            rec.updated_ms = self.now_ms();
             self.commit(Some(&old), Some(&rec), batch)?;
         }
         Ok(out)
@@ -411,10 +431,10 @@ impl KeyService {
     // ---- holders ----
 
     /// Creates the holder or replaces its profile; its keys are kept.
-    pub fn holder_put(&self, spec: HolderSpec) -> Result<serde_json::Value, OpError> {
+    pub fn holder_put(&self, spec: HolderSpec) -> Result<HolderView, OpError> {
         let _w = self.shared.lock()?;
         let old = self.load(&spec.id)?;
-        let now = now_ms();
+        let now = self.now_ms();
         let rec = HolderRecord {
             id: spec.id,
             name: spec.name,
@@ -431,38 +451,32 @@ impl KeyService {
             updated_ms: now,
         };
         self.commit(old.as_ref(), Some(&rec), Batch::default())?;
-        Ok(view(&rec))
+        Ok(HolderView::of(&rec, now))
     }
 
-    pub fn holder_get(&self, id: &str) -> Result<serde_json::Value, OpError> {
+    pub fn holder_get(&self, id: &str) -> Result<HolderView, OpError> {
         let rec = self.load(id)?.ok_or_else(|| OpError::not_found(format!("no holder `{id}`")))?;
-        let mut v = view(&rec);
+        let mut v = HolderView::of(&rec, self.now_ms());
         // A limited key's uses left, as last written by the decision loop.
-        for (name, k) in [("pin", &rec.pin), ("qr", &rec.qr)] {
+        for (k, view) in [(&rec.pin, &mut v.keys.pin), (&rec.qr, &mut v.keys.qr)] {
             let Some((k, uses)) = k.as_ref().and_then(|k| Some((k, k.limit?.uses?))) else { continue };
+            let Some(limit) = view.as_mut().and_then(|v| v.limit.as_mut()) else { continue };
             let used = self
                 .store
                 .get(&records::uses_key(&k.hash))?
                 .and_then(|b| records::Spent::decode(&b))
                 .filter(|s| s.created_ms == k.created_ms)
                 .map_or(0, |s| s.used);
-            v["keys"][name]["uses_left"] = serde_json::json!(uses.saturating_sub(used));
-            if used >= uses {
-                v["keys"][name]["expired"] = serde_json::json!(true);
-            }
+            limit.uses_left = Some(uses.saturating_sub(used));
+            limit.expired |= used >= uses;
         }
         Ok(v)
     }
 
     /// Holders in id order after `after`, at most `limit`, optionally of one
     /// role; `next` is the cursor for the following page.
-    pub fn holder_list(
-        &self,
-        role: Option<Role>,
-        after: Option<&str>,
-        limit: usize,
-    ) -> Result<serde_json::Value, OpError> {
-        let space = self.space();
+    pub fn holder_list(&self, role: Option<Role>, after: Option<&str>, limit: usize) -> Result<HolderPage, OpError> {
+        let (space, now) = (self.space(), self.now_ms());
         let start = records::holder_key(space, after.unwrap_or(""));
         let iter: Box<dyn Iterator<Item = _>> = match after {
             Some(_) => Box::new(self.store.scan_after(&space.holders(), &start)),
@@ -477,12 +491,12 @@ impl KeyService {
                 continue;
             }
             if out.len() == limit {
-                next = out.last().and_then(|v: &serde_json::Value| v["holder"].as_str().map(String::from));
+                next = out.last().map(|v: &HolderView| v.holder.clone());
                 break;
             }
-            out.push(view(&rec));
+            out.push(HolderView::of(&rec, now));
         }
-        Ok(serde_json::json!({"holders": out, "next": next}))
+        Ok(HolderPage { holders: out, next })
     }
 
     /// Deletes the holder and all its keys; its PIN becomes a tombstone.
@@ -490,7 +504,7 @@ impl KeyService {
         let _w = self.shared.lock()?;
         let old = self.load(id)?.ok_or_else(|| OpError::not_found(format!("no holder `{id}`")))?;
         let mut batch = Batch::default();
-        tombstone(&old.pin, &mut batch);
+        tombstone(&old.pin, self.now_ms(), &mut batch);
         self.commit(Some(&old), None, batch)
     }
 
@@ -529,8 +543,8 @@ impl KeyService {
                 if svc.owner_of(&h)?.is_some() || svc.is_tombstoned(&h)? {
                     continue;
                 }
-                tombstone(&rec.pin, batch);
-                let created_ms = now_ms();
+                tombstone(&rec.pin, svc.now_ms(), batch);
+                let created_ms = svc.now_ms();
                 let limit = resolve(limit, created_ms);
                 rec.pin = Some(KeyRecord { hash: h, active: true, created_ms, limit });
                 return Ok((pin, limit));
@@ -565,9 +579,9 @@ impl KeyService {
                 return Ok(None);
             }
             if rec.pin.as_ref().is_some_and(|p| p.hash != h) {
-                tombstone(&rec.pin, batch);
+                tombstone(&rec.pin, svc.now_ms(), batch);
             }
-            let created_ms = now_ms();
+            let created_ms = svc.now_ms();
             let limit = resolve(limit, created_ms);
             // A PIN set or made again with limits is a new key: active, its count fresh.
             rec.pin = Some(KeyRecord { hash: h, active: true, created_ms, limit });
@@ -586,11 +600,11 @@ impl KeyService {
     }
 
     pub fn pin_delete(&self, id: &str) -> Result<(), OpError> {
-        self.modify(id, |_, rec, batch| {
+        self.modify(id, |svc, rec, batch| {
             if rec.pin.is_none() {
                 return Err(OpError::not_found(format!("holder `{id}` has no PIN")));
             }
-            tombstone(&rec.pin, batch);
+            tombstone(&rec.pin, svc.now_ms(), batch);
             rec.pin = None;
             Ok(())
         })
@@ -615,7 +629,7 @@ impl KeyService {
             getrandom::fill(&mut raw).map_err(|e| OpError::internal(format!("no randomness: {e}")))?;
             let token = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw);
             let h = svc.hasher.hash(KeyKind::Qr, token.as_bytes());
-            let created_ms = now_ms();
+            let created_ms = svc.now_ms();
             let limit = resolve(limit, created_ms);
             rec.qr = Some(KeyRecord { hash: h, active: true, created_ms, limit });
             Ok((token, limit))
@@ -660,7 +674,7 @@ impl KeyService {
                 hash: h,
                 hint: hex_uid[hex_uid.len().saturating_sub(4)..].to_string(),
                 active: true,
-                created_ms: now_ms(),
+                created_ms: svc.now_ms(),
             });
             Ok(())
         })
@@ -697,7 +711,7 @@ impl KeyService {
     /// the live set keeps deciding until the commit. What an earlier sync
     /// left there is cleared in the background, never seen by this one
     /// (see `staging`), so this returns at once however much was staged.
-    pub fn sync_begin(&self, generation: u64) -> Result<serde_json::Value, OpError> {
+    pub fn sync_begin(&self, generation: u64) -> Result<SyncBegun, OpError> {
         let mut w = self.shared.lock()?;
         let live = self.generation()?;
         if generation <= live {
@@ -716,227 +730,21 @@ impl KeyService {
         self.store.apply(b)?;
         w.expires = Some(std::time::Instant::now() + w.limits.idle);
         self.shared.wake.notify_all();
-        Ok(serde_json::json!({"generation": generation}))
+        Ok(SyncBegun { generation })
     }
 
     /// `sync.put`: stages holders with their keys (plaintext in, keyed hashes
     /// stored). A holder staged twice is replaced; a key staged for two
     /// holders, or a deleted PIN, is refused as `duplicate`.
-    pub fn sync_put(&self, holders: Vec<SyncHolder>) -> Result<serde_json::Value, OpError> {
+    pub fn sync_put(&self, holders: Vec<SyncHolder>) -> Result<SyncStaged, OpError> {
         self.sync_put_retiring(holders, Vec::new())
     }
 
-    /// [`KeyService::sync_put`] with `retired`: PINs (plaintext, hashed here
-    /// and never kept) that the commit makes tombstones, as if deleted, in
-    /// its own batch. A PIN that a holder of this sync has is refused as
-    /// `duplicate`, naming the holder (never the PIN), whichever came first.
-    /// A PIN already retired, or sent again, counts once.
-    pub fn sync_put_retiring(
-        &self,
-        holders: Vec<SyncHolder>,
-        retired: Vec<String>,
-    ) -> Result<serde_json::Value, OpError> {
-        for (i, p) in retired.iter().enumerate() {
-            if p.len() != self.pin_length || !p.bytes().all(|b| b.is_ascii_digit()) {
-                return Err(OpError::invalid(format!("`retired[{i}]`: a PIN is exactly {} digits", self.pin_length)));
-            }
-        }
-        let retired: Vec<KeyHash> = retired.iter().map(|p| self.hasher.hash(KeyKind::Pin, p.as_bytes())).collect();
-        let retiring: std::collections::HashSet<KeyHash> = retired.iter().copied().collect();
-        let mut w = self.shared.lock()?;
-        let mut state = staging::open_sync(&self.shared, &mut w)?;
-        let retired_before = state.retired;
-        let staging = self.space().other();
-        let mut batch = Batch::default();
-        // Keys staged by this very call, so duplicates inside it are caught too.
-        let mut claimed: std::collections::HashMap<KeyHash, String> = std::collections::HashMap::new();
-        let now = now_ms();
-        let mut seen = std::collections::HashSet::new();
-        for h in &holders {
-            if !seen.insert(h.spec.id.as_str()) {
-                return Err(OpError::invalid(format!("holder `{}` is listed twice in this sync.put", h.spec.id)));
-            }
-            if h.pin.as_ref().is_some_and(|(p, ..)| is_trivial(p.as_bytes())) {
-                return Err(OpError::invalid(format!(
-                    "holder `{}`: this PIN is too easy to guess (a repeated digit, a run such as 123456, or a repeated block)",
-                    h.spec.id
-                )));
-            }
-        }
-        // What this call writes, for the fence of a sync staged beside leftovers.
-        let mut written: Vec<String> = Vec::with_capacity(holders.len());
-        for h in holders {
-            let key = records::holder_key(staging, &h.spec.id);
-            // A record left by an earlier sync is not this sync's: it is
-            // overwritten here, its keys are cleared in the background.
-            let old = match w.staged_holder(&h.spec.id) {
-                true => self.store.get(&key)?.map(|v| HolderRecord::decode(&key, &v)).transpose()?,
-                false => None,
-            };
-            // A limited key the live set already has keeps its creation
-            // time: its uses stay counted and its default expiry stays put.
-            // (Read only for those: a sync of 100,000 holders has few.)
-            let limited = [&h.pin, &h.qr].into_iter().flatten().any(|(.., l)| l.is_some());
-            let live = if limited { self.load(&h.spec.id)? } else { None };
-            // Else, for a limited key, the uses recorded for it (`u/`): after
-            // a recovery from a snapshot the live set is empty but the spent
-            // uses were restored, and the portal's sync must not reset them.
-            let created = |hash: &KeyHash, k: fn(&HolderRecord) -> &Option<KeyRecord>, limited: bool| {
-                live.as_ref()
-                    .and_then(|l| k(l).as_ref())
-                    .filter(|r| r.hash == *hash && r.limit.is_some())
-                    .map(|r| r.created_ms)
-                    .or_else(|| {
-                        let spent = limited.then(|| self.store.get(&records::uses_key(hash)).ok().flatten()).flatten();
-                        spent.and_then(|v| records::Spent::decode(&v)).map(|s| s.created_ms)
-                    })
-                    .unwrap_or(now)
-            };
-            let mut rec = HolderRecord {
-                id: h.spec.id.clone(),
-                name: h.spec.name,
-                role: h.spec.role,
-                doors: h.spec.doors,
-                valid_from_ms: h.spec.valid_from_ms,
-                valid_until_ms: h.spec.valid_until_ms,
-                schedule: h.spec.schedule,
-                enabled: h.spec.enabled,
-                pin: None,
-                qr: None,
-                cards: vec![],
-                created_ms: now,
-                updated_ms: now,
-            };
-            let mut claim = |kind: KeyKind, value: &[u8], what: &str| -> Result<KeyHash, OpError> {
-                let hash = self.hasher.hash(kind, value);
-                let staged_owner = match w.staged_key(&hash) {
-                    true => self
-                        .store
-                        .get(&records::key_key(staging, &hash))?
-                        .map(|v| String::from_utf8_lossy(&v).into_owned()),
-                    false => None,
-                };
-                let other = claimed.get(&hash).cloned().or(staged_owner).filter(|o| *o != rec.id);
-                if let Some(o) = other {
-                    return Err(OpError::duplicate(format!("{what} of `{}` is also given to `{o}`", rec.id)));
-                }
-                // (A sync that has retired nothing yet needs no look-up.)
-                if kind == KeyKind::Pin
-                    && (retiring.contains(&hash)
-                        || (retired_before > 0
-                            && w.staged_retired(&hash)
-                            && self.store.get(&staging::retired_key(staging, &hash))?.is_some()))
-                {
-                    return Err(OpError::duplicate(format!(
-                        "the PIN of `{}` is retired by this sync (`retired`); a retired PIN is never given to a holder",
-                        rec.id
-                    )));
-                }
-                if kind == KeyKind::Pin && self.is_tombstoned(&hash)? {
-                    return Err(OpError::duplicate(format!(
-                        "the PIN of `{}` was used before and deleted; a deleted PIN is never reused",
-                        rec.id
-                    )));
-                }
-                claimed.insert(hash, rec.id.clone());
-                Ok(hash)
-            };
-            if let Some((pin, active, limit)) = &h.pin {
-                let hash = claim(KeyKind::Pin, pin.as_bytes(), "the PIN")?;
-                let created_ms = created(&hash, |r| &r.pin, limit.is_some());
-                rec.pin = Some(KeyRecord { hash, active: *active, created_ms, limit: resolve(*limit, created_ms) });
-            }
-            if let Some((token, active, limit)) = &h.qr {
-                let hash = claim(KeyKind::Qr, token.as_bytes(), "the QR token")?;
-                let created_ms = created(&hash, |r| &r.qr, limit.is_some());
-                rec.qr = Some(KeyRecord { hash, active: *active, created_ms, limit: resolve(*limit, created_ms) });
-            }
-            for (uid, active) in &h.cards {
-                let hash = claim(KeyKind::Card, uid.as_bytes(), "a card")?;
-                let hex_uid = uid.to_hex();
-                rec.cards.push(CardRecord {
-                    hash,
-                    hint: hex_uid[hex_uid.len().saturating_sub(4)..].to_string(),
-                    active: *active,
-                    created_ms: now,
-                });
-            }
-            if let Some(o) = &old {
-                for (k, ..) in o.keys() {
-                    batch.remove(records::key_key(staging, &k));
-                }
-                state.bytes = state.bytes.saturating_sub(staged_bytes(o));
-                state.keys = state.keys.saturating_sub(o.keys().len() as u64);
-            } else {
-                state.holders += 1;
-            }
-            state.bytes += staged_bytes(&rec);
-            state.keys += rec.keys().len() as u64;
-            for (k, ..) in rec.keys() {
-                batch.put(records::key_key(staging, &k), rec.id.as_bytes().to_vec());
-            }
-            batch.put(key, rec.encode());
-            written.push(rec.id);
-        }
-        // The retired PINs: a holder of this message with one was refused
-        // above; a holder staged by an earlier message still has its PIN
-        // unless this message sent it again.
-        let mut new_retired = Vec::new();
-        for (i, h) in retired.iter().enumerate() {
-            if w.staged_key(h) {
-                if let Some(o) = self.store.get(&records::key_key(staging, h))? {
-                    let o = String::from_utf8_lossy(&o);
-                    if !written.iter().any(|id| *id == o) {
-                        return Err(OpError::duplicate(format!(
-                            "`retired[{i}]` is the PIN of `{o}` in this sync; a holder's PIN cannot be retired"
-                        )));
-                    }
-                }
-            }
-            let staged = w.staged_retired(h) && self.store.get(&staging::retired_key(staging, h))?.is_some();
-            if staged || new_retired.contains(h) {
-                continue;
-            }
-            new_retired.push(*h);
-            batch.put(staging::retired_key(staging, h), Vec::new());
-            state.retired += 1;
-            state.bytes += TOMBSTONE_BYTES;
-        }
-        let limits = w.limits;
-        if state.retired > limits.retired {
-            return Err(OpError::invalid(format!(
-                "this sync.put would retire {} PINs; a sync retires at most {}: nothing of this message was staged",
-                state.retired, limits.retired
-            )));
-        }
-        if state.holders > limits.holders {
-            return Err(OpError::invalid(format!(
-                "this sync.put would stage {} holders; a sync holds at most {}: nothing of this message was staged",
-                state.holders, limits.holders
-            )));
-        }
-        if state.bytes > limits.bytes {
-            return Err(OpError::invalid(format!(
-                "this sync.put would stage {} bytes of records; a sync holds at most {}: nothing of this message was staged",
-                state.bytes, limits.bytes
-            )));
-        }
-        batch.put(records::SYNC.to_vec(), serde_json::to_vec(&state).unwrap_or_default());
-        self.store.apply(batch)?;
-        if let Some(f) = w.fence.as_mut() {
-            f.keys.extend(claimed.into_keys());
-            f.holders.extend(written);
-            f.retired.extend(new_retired);
-        }
-        w.expires = Some(std::time::Instant::now() + limits.idle);
-        self.shared.wake.notify_all();
-        Ok(serde_json::json!({"staged": state.holders, "retired": state.retired}))
-    }
-
     /// `sync.commit`: makes the staged set live in one atomic step.
-    pub fn sync_commit(&self) -> Result<serde_json::Value, OpError> {
+    pub fn sync_commit(&self) -> Result<SyncCommitted, OpError> {
         let mut w = self.shared.lock()?;
         let state = staging::open_sync(&self.shared, &mut w)?;
+        let now = self.now_ms();
         // Leftovers of an earlier sync must not become live: a clear still
         // under way is finished first.
         while !self.shared.clear_chunk(&mut w)? {}
@@ -954,7 +762,7 @@ impl KeyService {
             let rec = HolderRecord::decode(&k, &v)?;
             if let Some(h) = rec.pin.as_ref().map(|p| p.hash) {
                 if self.store.get(&records::key_key(staging, &h))?.is_none() {
-                    b.put(records::tombstone_key(&h), now_ms().to_string().into_bytes());
+                    b.put(records::tombstone_key(&h), now.to_string().into_bytes());
                 }
             }
             if b.len() >= 1000 {
@@ -969,7 +777,7 @@ impl KeyService {
             let (k, _) = r?;
             if let Some(h) = k.get(prefix.len()..).and_then(|h| <[u8; KeyHash::LEN]>::try_from(h).ok()) {
                 if !self.is_tombstoned(&KeyHash(h))? {
-                    b.put(records::tombstone_key(&KeyHash(h)), now_ms().to_string().into_bytes());
+                    b.put(records::tombstone_key(&KeyHash(h)), now.to_string().into_bytes());
                 }
             }
             b.remove(k.to_vec());
@@ -1001,9 +809,7 @@ impl KeyService {
         let s = self.state_unlocked()?;
         // The sync's short-lived allocations are all freed by now.
         crate::memory::trim();
-        let mut v = serde_json::to_value(s).map_err(|e| OpError::internal(e.to_string()))?;
-        v["retired"] = serde_json::json!(state.retired);
-        Ok(v)
+        Ok(SyncCommitted { state: s, retired: state.retired })
     }
 
     /// The generation of the last committed full sync (0 before any), as
@@ -1085,9 +891,9 @@ pub fn digest_line(rec: &HolderRecord) -> String {
     )
 }
 
-fn tombstone(pin: &Option<KeyRecord>, batch: &mut Batch) {
+fn tombstone(pin: &Option<KeyRecord>, now: i64, batch: &mut Batch) {
     if let Some(h) = pin.as_ref().map(|p| p.hash) {
-        batch.put(records::tombstone_key(&h), now_ms().to_string().into_bytes());
+        batch.put(records::tombstone_key(&h), now.to_string().into_bytes());
     }
 }
 
@@ -1105,41 +911,6 @@ fn random_pin(len: usize) -> Result<String, OpError> {
         }
     }
     Ok(out)
-}
-
-/// A holder as `holder.get` shows it: never a PIN, token or full card UID.
-pub fn view(rec: &HolderRecord) -> serde_json::Value {
-    let key = |k: &Option<KeyRecord>| {
-        k.as_ref().map(|k| {
-            let mut v = serde_json::json!({"active": k.active, "created": records::rfc3339(k.created_ms)});
-            if let Some(l) = k.limit {
-                v["uses"] = serde_json::json!(l.uses);
-                v["expires"] = serde_json::json!(l.expires_ms.map(records::rfc3339));
-                // `active` is the portal's tick; this says whether it can still open.
-                v["expired"] = serde_json::json!(l.expires_ms.is_some_and(|e| e <= now_ms()));
-            }
-            v
-        })
-    };
-    serde_json::json!({
-        "holder": rec.id,
-        "name": rec.name,
-        "role": rec.role.as_str(),
-        "doors": match &rec.doors { None => serde_json::json!("*"), Some(d) => serde_json::json!(d) },
-        "valid_from": rec.valid_from_ms.map(records::rfc3339),
-        "valid_until": rec.valid_until_ms.map(records::rfc3339),
-        "schedule": rec.schedule.iter().map(records::window_json).collect::<Vec<_>>(),
-        "enabled": rec.enabled,
-        "keys": {
-            "pin": key(&rec.pin),
-            "qr": key(&rec.qr),
-            "cards": rec.cards.iter().map(|c| serde_json::json!({
-                "id": hex::encode(&c.hash.0[..8]), "hint": c.hint, "active": c.active, "created": records::rfc3339(c.created_ms)
-            })).collect::<Vec<_>>(),
-        },
-        "created": records::rfc3339(rec.created_ms),
-        "updated": records::rfc3339(rec.updated_ms),
-    })
 }
 
 #[cfg(test)]

@@ -605,7 +605,7 @@ async fn handle(deps: &Deps, replies: &Arc<Replies>, payload: Bytes) -> Value {
         // A read changes nothing, and its reply can be large (a page of
         // holders or of the log): a repeat reads again rather than keep a
         // copy on disk for every id.
-        if let Some(k) = key.filter(|_| !command::READ_ONLY.contains(&cmd.op.as_str())) {
+        if let Some(k) = key.filter(|_| !command::is_read_only(&cmd.op)) {
             replies.put(&k, &digest, &reply);
         }
         tracing::info!(op = %cmd.op, ok = reply["ok"] == json!(true), "mqtt command");

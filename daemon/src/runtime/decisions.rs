@@ -1039,10 +1039,10 @@ mod tests {
         r.svc.holder_put(HolderSpec::new("res-12b", "12B", crate::access::Role::Resident)).unwrap();
         let once = Some(KeyLimit { uses: Some(1), expires_ms: None });
         let (pin, limit) = r.svc.pin_generate_limited("res-12b", once).unwrap();
-        let created = r.svc.holder_get("res-12b").unwrap()["keys"]["pin"]["created"].as_str().unwrap().to_string();
+        let created = r.svc.holder_get("res-12b").unwrap().keys.pin.unwrap().created;
         let created = chrono::DateTime::parse_from_rfc3339(&created).unwrap().timestamp_millis();
         assert_eq!(limit.unwrap().expires_ms, Some(created + 24 * 3600 * 1000), "a day by default");
-        assert_eq!(r.svc.holder_get("res-12b").unwrap()["keys"]["pin"]["uses_left"], 1);
+        assert_eq!(r.svc.holder_get("res-12b").unwrap().keys.pin.and_then(|p| p.limit?.uses_left), Some(1));
         // Use the real clock's now: the key was made just now.
         r.clock.0.store(created + 1_000, Ordering::SeqCst);
         keys(&mut r.lp, &format!("{pin}#"));
@@ -1051,7 +1051,11 @@ mod tests {
         keys(&mut r.lp, &format!("{pin}#"));
         let e = next_event(&mut r.events).await;
         assert_eq!((e["type"].as_str(), e["reason"].as_str()), (Some("access.denied"), Some("expired")), "{e}");
-        assert_eq!(r.svc.holder_get("res-12b").unwrap()["keys"]["pin"]["uses_left"], 0, "persisted");
+        assert_eq!(
+            r.svc.holder_get("res-12b").unwrap().keys.pin.and_then(|p| p.limit?.uses_left),
+            Some(0),
+            "persisted"
+        );
         // A loop started on the same store knows the code is used up.
         assert_eq!(
             load_uses(&r.store).get(&r.svc.hasher().hash(KeyKind::Pin, pin.as_bytes())).map(|s| s.used),

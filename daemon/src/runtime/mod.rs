@@ -212,7 +212,8 @@ fn sled_io(e: std::io::Error) -> sled::Error {
 /// that the store and its record can be opened and written.
 const START_FREE_MIN: u64 = 4 << 20;
 
-fn open_state(cfg: &Config, now_ms: i64) -> Result<Opened, StartError> {
+fn open_state(cfg: &Config, clock: &Arc<dyn Clock>) -> Result<Opened, StartError> {
+    let now_ms = clock.now_ms();
     let s = &cfg.store;
     let reserve = crate::store::space::Reserve::new(&cfg.data_dir, s.reserve);
     if crate::store::space::free(&cfg.data_dir).is_ok_and(|(free, _)| free < START_FREE_MIN) && reserve.release() {
@@ -220,7 +221,7 @@ fn open_state(cfg: &Config, now_ms: i64) -> Result<Opened, StartError> {
     }
     let opened = recover::open(&cfg.data_dir, s.cache_capacity, s.on_damage, s.restore, now_ms)?;
     opened.store.attach_reserve(reserve);
-    match open_keys(cfg, opened.store.clone()) {
+    match open_keys(cfg, opened.store.clone(), clock) {
         Ok((hasher, svc)) => finish_open(cfg, opened, hasher, svc),
         // A record that does not decode: the store is damaged after all.
         Err(StartError::Keys(e)) if e.code == ErrorCode::Internal && e.message.contains("corrupt record") => {
@@ -234,14 +235,18 @@ fn open_state(cfg: &Config, now_ms: i64) -> Result<Opened, StartError> {
                 damage,
                 now_ms,
             )?;
-            let (hasher, svc) = open_keys(cfg, opened.store.clone())?;
+            let (hasher, svc) = open_keys(cfg, opened.store.clone(), clock)?;
             finish_open(cfg, opened, hasher, svc)
         }
         Err(e) => Err(e),
     }
 }
 
-fn open_keys(cfg: &Config, store: Store) -> Result<(secret::KeyHasher, Arc<KeyService>), StartError> {
+fn open_keys(
+    cfg: &Config,
+    store: Store,
+    clock: &Arc<dyn Clock>,
+) -> Result<(secret::KeyHasher, Arc<KeyService>), StartError> {
     // A new secret would silently invalidate every stored key and tombstone:
     // make one only for a store that holds none and has never checked one.
     let empty = {
@@ -257,7 +262,7 @@ fn open_keys(cfg: &Config, store: Store) -> Result<(secret::KeyHasher, Arc<KeySe
     let door_ids: Vec<String> = cfg.doors.iter().map(|d| d.id.clone()).collect();
     let svc = Arc::new(
         KeyService::open_with_roles(store, hasher.clone(), door_ids, cfg.keys.pin_length, cfg.role_schedules.clone())
-            .map(|svc| svc.with_sync_idle(cfg.store.sync_idle))
+            .map(|svc| svc.with_sync_idle(cfg.store.sync_idle).with_clock(clock.clone()))
             .map_err(StartError::Keys)?,
     );
     Ok((hasher, svc))
@@ -530,7 +535,7 @@ pub async fn run_with_clock(
     // panic, a wrong schema, a missing secret): every lock is driven locked
     // before anything that can fail runs.
     let mut driven = doors::lock_all(&cfg).await;
-    let Opened { store, hasher, svc, audit, audit_thread, recovery, gap } = open_state(&cfg, clock.now_ms())?;
+    let Opened { store, hasher, svc, audit, audit_thread, recovery, gap } = open_state(&cfg, &clock)?;
     let store_dir = cfg.data_dir.join("store");
     tracing::info!(dir = %store_dir.display(), holders = svc.state().map(|s| s.holders).unwrap_or(0), "store open");
     report_recovery(&audit, clock.now_ms(), recovery.as_ref(), gap.as_ref());

@@ -20,6 +20,41 @@ fn open_at(dir: &std::path::Path) -> KeyService {
         .unwrap()
 }
 
+/// A clock that stands still until a test moves it.
+struct TestClock(std::sync::atomic::AtomicI64);
+
+impl TestClock {
+    /// A clock at 2026-11-25T16:00:00Z.
+    fn new() -> Arc<Self> {
+        Arc::new(TestClock(1_795_622_400_000.into()))
+    }
+    fn advance(&self, ms: i64) {
+        self.0.fetch_add(ms, Ordering::SeqCst);
+    }
+}
+
+impl Clock for TestClock {
+    fn now_ms(&self) -> i64 {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// [`open_at`] reading the time from `clock`.
+fn open_at_clock(dir: &std::path::Path, clock: &Arc<TestClock>) -> KeyService {
+    open_at(dir).with_clock(clock.clone())
+}
+
+/// A typed result as the reply's JSON, as the portal reads it.
+trait Json {
+    fn json(&self) -> serde_json::Value;
+}
+
+impl<T: serde::Serialize> Json for T {
+    fn json(&self) -> serde_json::Value {
+        serde_json::to_value(self).unwrap()
+    }
+}
+
 fn spec(id: &str) -> HolderSpec {
     HolderSpec::new(id, &id.to_uppercase(), Role::Courier)
 }
@@ -31,7 +66,7 @@ fn try_key(s: &KeyService, kind: KeyKind, value: impl AsRef<[u8]>) -> Option<Rea
         device: 0,
         kind,
         key: s.hasher().hash(kind, value.as_ref()),
-        now_ms: now_ms(),
+        now_ms: s.now_ms(),
         local: LocalTime { weekday: 0, minute: 600 },
         device_locked: false,
         clock_untrusted: false,
@@ -59,7 +94,7 @@ fn generated_pins_open_and_are_never_shown_again() {
     assert_eq!(pin.len(), 6);
     assert!(!is_trivial(pin.as_bytes()));
     assert_eq!(try_key(&s, KeyKind::Pin, &pin), None);
-    let view = s.holder_get("courier-ups").unwrap().to_string();
+    let view = s.holder_get("courier-ups").unwrap().json().to_string();
     assert!(!view.contains(&pin), "{view}");
     assert!(view.contains("\"pin\":{\"active\":true"), "{view}");
 
@@ -107,7 +142,7 @@ fn a_pin_made_again_with_limits_is_active() {
     let limit = KeyLimit { uses: Some(2), expires_ms: None };
     s.pin_set_limited("st-1", "483920", Some(limit)).unwrap();
     assert_eq!(try_key(&s, KeyKind::Pin, "483920"), None);
-    assert_eq!(s.holder_get("st-1").unwrap()["keys"]["pin"]["active"], true);
+    assert_eq!(s.holder_get("st-1").unwrap().json()["keys"]["pin"]["active"], true);
 }
 
 #[test]
@@ -143,7 +178,7 @@ fn cards_and_qr() {
     assert_eq!(try_key(&s, KeyKind::Card, uid.as_bytes()), None);
     assert_eq!(s.card_set_active(&uid, false).unwrap(), "a");
     assert_eq!(try_key(&s, KeyKind::Card, uid.as_bytes()), Some(Reason::Inactive));
-    let view = s.holder_get("a").unwrap();
+    let view = s.holder_get("a").unwrap().json();
     assert_eq!(view["keys"]["cards"][0]["hint"], "b2c3");
     assert_eq!(view["keys"]["cards"][0]["active"], false);
     s.card_delete(&uid).unwrap();
@@ -187,13 +222,13 @@ fn list_pages_and_state_counts() {
         })
         .unwrap();
     }
-    let p1 = s.holder_list(None, None, 10).unwrap();
+    let p1 = s.holder_list(None, None, 10).unwrap().json();
     assert_eq!(p1["holders"].as_array().unwrap().len(), 10);
     assert_eq!(p1["next"], "h09");
-    let p3 = s.holder_list(None, Some("h19"), 10).unwrap();
+    let p3 = s.holder_list(None, Some("h19"), 10).unwrap().json();
     assert_eq!(p3["holders"].as_array().unwrap().len(), 5);
     assert_eq!(p3["next"], serde_json::Value::Null);
-    let staff = s.holder_list(Some(Role::Staff), None, 100).unwrap();
+    let staff = s.holder_list(Some(Role::Staff), None, 100).unwrap().json();
     assert_eq!(staff["holders"].as_array().unwrap().len(), 5);
     s.pin_generate("h03").unwrap();
     let st = s.state().unwrap();
@@ -250,7 +285,7 @@ fn a_full_sync_replaces_the_set_atomically() {
         assert_eq!(dup.code, ErrorCode::Duplicate, "{dup:?}");
         let dup = s.sync_put(vec![sync_holder("x", None, Some("04a1b2c3"))]).unwrap_err();
         assert_eq!(dup.code, ErrorCode::Duplicate);
-        let r = s.sync_commit().unwrap();
+        let r = s.sync_commit().unwrap().json();
         assert_eq!(r["generation"], 5);
         assert_eq!(r["holders"], 2);
         assert_eq!(try_key(&s, KeyKind::Pin, "502817"), None);
@@ -286,7 +321,7 @@ fn sync_put_refuses_a_holder_twice_and_trivial_pins() {
     assert_eq!(e.code, ErrorCode::Invalid);
     // Nothing of a refused message was staged.
     s.sync_put(vec![sync_holder("c", Some("502817"), None)]).unwrap();
-    assert_eq!(s.sync_commit().unwrap()["holders"], 1);
+    assert_eq!(s.sync_commit().unwrap().json()["holders"], 1);
 }
 
 /// The counts kept for the status document agree with a scan of the store
@@ -368,7 +403,7 @@ fn a_schema_1_store_is_migrated_and_keeps_deciding() {
     assert_eq!(try_key(&s, KeyKind::Pin, "483920"), None);
     assert_eq!(try_key(&s, KeyKind::Card, [0x04, 0xa1, 0xb2, 0xc3]), None);
     assert_eq!(s.counts(), Counts { holders: 1, pins: 1, qr: 0, cards: 1 });
-    let v = s.holder_get("courier-ups").unwrap();
+    let v = s.holder_get("courier-ups").unwrap().json();
     assert_eq!(v["keys"]["cards"][0]["id"], hex::encode(&card[..8]), "{v}");
     assert_eq!(v["schedule"][0]["days"].as_array().unwrap().len(), 7, "{v}");
     s.holder_put(spec("other")).unwrap();
@@ -442,7 +477,7 @@ fn a_schema_2_store_is_migrated_and_keeps_deciding() {
     assert_eq!(s.store().get(b"m/schema").unwrap().as_deref(), Some(b"3".as_slice()));
     assert_eq!(try_key(&s, KeyKind::Pin, "483920"), None);
     assert_eq!(try_key(&s, KeyKind::Qr, "tok-123"), Some(Reason::Inactive));
-    let v = s.holder_get("res-12b").unwrap();
+    let v = s.holder_get("res-12b").unwrap().json();
     assert_eq!(v["keys"]["pin"]["created"], "2025-11-24T16:00:00.000Z", "{v}");
     assert!(v["keys"]["pin"].get("uses").is_none(), "unlimited: {v}");
 }
@@ -453,9 +488,10 @@ fn a_schema_2_store_is_migrated_and_keeps_deciding() {
 #[test]
 fn a_limited_key_keeps_its_creation_across_syncs() {
     let dir = tempfile::tempdir().unwrap();
-    let s = open_at(dir.path());
+    let clock = TestClock::new();
+    let s = open_at_clock(dir.path(), &clock);
     let once = Some(KeyLimit { uses: Some(1), expires_ms: None });
-    let pin = |s: &KeyService| s.holder_get("res").unwrap()["keys"]["pin"].clone();
+    let pin = |s: &KeyService| s.holder_get("res").unwrap().json()["keys"]["pin"].clone();
     let mut first = None;
     for generation in 1..=2 {
         s.sync_begin(generation).unwrap();
@@ -471,7 +507,7 @@ fn a_limited_key_keeps_its_creation_across_syncs() {
             None => first = Some(p),
             Some(f) => assert_eq!(f["created"], p["created"], "the creation moved"),
         }
-        std::thread::sleep(std::time::Duration::from_millis(5));
+        clock.advance(60_000);
     }
     let snap = s.live().load_full();
     let l = snap.limit(&s.hasher().hash(KeyKind::Pin, b"483920")).copied().unwrap();
@@ -485,7 +521,8 @@ fn a_limited_key_keeps_its_creation_across_syncs() {
 #[test]
 fn a_spent_use_restored_by_a_recovery_survives_the_portals_sync() {
     let dir = tempfile::tempdir().unwrap();
-    let made = now_ms() - 3_600_000;
+    let clock = TestClock::new();
+    let made = clock.now_ms() - 3_600_000;
     {
         let store = Store::open(dir.path(), 1 << 20).unwrap();
         let h = KeyHasher::new(b"test-secret-0123").hash(KeyKind::Pin, b"483920");
@@ -493,13 +530,13 @@ fn a_spent_use_restored_by_a_recovery_survives_the_portals_sync() {
         b.put(records::uses_key(&h), records::Spent { created_ms: made, used: 1 }.encode());
         store.apply(b).unwrap();
     }
-    let s = open_at(dir.path());
+    let s = open_at_clock(dir.path(), &clock);
     let once = Some(KeyLimit { uses: Some(1), expires_ms: None });
     s.sync_begin(1).unwrap();
     s.sync_put(vec![SyncHolder { pin: Some(("483920".into(), true, once)), ..sync_holder("res", None, None) }])
         .unwrap();
     s.sync_commit().unwrap();
-    let p = s.holder_get("res").unwrap()["keys"]["pin"].clone();
+    let p = s.holder_get("res").unwrap().json()["keys"]["pin"].clone();
     assert_eq!(p["created"], records::rfc3339(made), "{p}");
 }
 
@@ -508,19 +545,21 @@ fn a_spent_use_restored_by_a_recovery_survives_the_portals_sync() {
 #[test]
 fn limits_synced_onto_an_unlimited_pin_count_from_now() {
     let dir = tempfile::tempdir().unwrap();
-    let s = open_at(dir.path());
+    let clock = TestClock::new();
+    let s = open_at_clock(dir.path(), &clock);
     s.sync_begin(1).unwrap();
     s.sync_put(vec![sync_holder("res", Some("483920"), None)]).unwrap();
     s.sync_commit().unwrap();
-    let first = s.holder_get("res").unwrap()["keys"]["pin"]["created"].as_str().unwrap().to_string();
-    std::thread::sleep(std::time::Duration::from_millis(5));
+    let first = s.holder_get("res").unwrap().json()["keys"]["pin"]["created"].as_str().unwrap().to_string();
+    clock.advance(3_600_000);
     s.sync_begin(2).unwrap();
     let once = Some(KeyLimit { uses: Some(1), expires_ms: None });
     s.sync_put(vec![SyncHolder { pin: Some(("483920".into(), true, once)), ..sync_holder("res", None, None) }])
         .unwrap();
     s.sync_commit().unwrap();
-    let p = s.holder_get("res").unwrap()["keys"]["pin"].clone();
+    let p = s.holder_get("res").unwrap().json()["keys"]["pin"].clone();
     assert_ne!(p["created"].as_str().unwrap(), first, "{p}");
+    assert_eq!(p["created"], records::rfc3339(clock.now_ms()), "made again now: {p}");
     assert_eq!(try_key(&s, KeyKind::Pin, "483920"), None, "not expired at once");
 }
 
@@ -555,16 +594,16 @@ fn a_staged_sync_is_bounded_in_holders_and_bytes_and_nothing_live_is_lost() {
     assert_eq!(e.code, ErrorCode::Invalid);
     assert!(e.message.contains("would stage 4 holders; a sync holds at most 3"), "{}", e.message);
     // Sent again, a staged holder replaces its copy: no new holder.
-    assert_eq!(s.sync_put(carded(1, 2)).unwrap()["staged"], 3);
+    assert_eq!(s.sync_put(carded(1, 2)).unwrap().json()["staged"], 3);
     assert_eq!(try_key(&s, KeyKind::Pin, "483920"), None, "the live set is untouched");
-    assert_eq!(s.sync_commit().unwrap()["holders"], 3);
+    assert_eq!(s.sync_commit().unwrap().json()["holders"], 3);
 
     let s = svc().with_sync_limits(SyncLimits { bytes: 1000, ..Default::default() });
     s.sync_begin(1).unwrap();
     s.sync_put(carded(0, 5)).unwrap();
     let e = s.sync_put(carded(5, 20)).unwrap_err();
     assert!(e.message.contains("bytes of records; a sync holds at most 1000"), "{}", e.message);
-    assert_eq!(s.sync_put(vec![]).unwrap()["staged"], 5, "the refused message staged nothing");
+    assert_eq!(s.sync_put(vec![]).unwrap().json()["staged"], 5, "the refused message staged nothing");
 }
 
 #[test]
@@ -586,7 +625,7 @@ fn an_idle_staged_sync_expires_is_cleared_and_says_so() {
     // A new sync works, and is not dropped while puts keep coming.
     s.sync_begin(1).unwrap();
     s.sync_put(carded(0, 1)).unwrap();
-    assert_eq!(s.sync_commit().unwrap()["holders"], 1);
+    assert_eq!(s.sync_commit().unwrap().json()["holders"], 1);
 }
 
 /// Issue 11: clearing 200,000 staged holders at the next sync.begin took
@@ -607,8 +646,8 @@ fn sync_begin_returns_before_a_large_staged_set_is_cleared_and_sees_none_of_it()
     // abandoned holder sent again counts as new.
     s.holder_put(spec("other")).unwrap();
     let r = s.sync_put(vec![sync_holder("h7", None, Some("00000001")), sync_holder("x", Some("502817"), None)]);
-    assert_eq!(r.unwrap()["staged"], 2);
-    let r = s.sync_commit().unwrap();
+    assert_eq!(r.unwrap().json()["staged"], 2);
+    let r = s.sync_commit().unwrap().json();
     assert_eq!((r["holders"].as_u64(), r["generation"].as_u64()), (Some(2), Some(2)), "{r}");
     assert_eq!(try_key(&s, KeyKind::Card, [0, 0, 0, 1]), None);
     assert_eq!(try_key(&s, KeyKind::Card, [0, 0, 0, 2]), Some(Reason::Unknown), "a leftover went live");
@@ -639,7 +678,7 @@ fn a_sync_staged_beside_leftovers_is_dropped_by_a_restart() {
     assert!(e.message.contains("restarted"), "{}", e.message);
     wait_until("the leftovers are cleared", || staging_is_empty(&s));
     s.sync_begin(2).unwrap();
-    assert_eq!(s.sync_put(carded(5, 1)).unwrap()["staged"], 1);
+    assert_eq!(s.sync_put(carded(5, 1)).unwrap().json()["staged"], 1);
 }
 
 // ---- issue 11: a portal restores "a deleted PIN is never used again" ----
@@ -661,19 +700,22 @@ fn store_shows(s: &KeyService, pin: &str) -> bool {
 fn retired_pins_become_tombstones_at_the_commit_and_are_refused_like_deleted_ones() {
     let s = svc();
     s.sync_begin(1).unwrap();
-    let r = s.sync_put_retiring(vec![sync_holder("a", Some("502817"), None)], strings(&["604728", "730194"])).unwrap();
+    let r = s
+        .sync_put_retiring(vec![sync_holder("a", Some("502817"), None)], strings(&["604728", "730194"]))
+        .unwrap()
+        .json();
     assert_eq!((r["staged"].as_u64(), r["retired"].as_u64()), (Some(1), Some(2)), "{r}");
     // Staged only: nothing is retired before the commit.
     let hash = |p: &str| s.hasher().hash(KeyKind::Pin, p.as_bytes());
     assert!(!s.is_tombstoned(&hash("604728")).unwrap());
     // A PIN sent again counts once; a message may carry `retired` alone.
-    let r = s.sync_put_retiring(vec![], strings(&["604728", "815062", "815062"])).unwrap();
+    let r = s.sync_put_retiring(vec![], strings(&["604728", "815062", "815062"])).unwrap().json();
     assert_eq!((r["staged"].as_u64(), r["retired"].as_u64()), (Some(1), Some(3)), "{r}");
-    assert_eq!(s.sync_put(vec![]).unwrap()["retired"], 3);
+    assert_eq!(s.sync_put(vec![]).unwrap().json()["retired"], 3);
     for p in ["604728", "730194", "815062"] {
         assert!(!store_shows(&s, p), "{p} is stored in plaintext");
     }
-    let r = s.sync_commit().unwrap();
+    let r = s.sync_commit().unwrap().json();
     assert_eq!((r["holders"].as_u64(), r["retired"].as_u64()), (Some(1), Some(3)), "{r}");
     for p in ["604728", "730194", "815062"] {
         assert!(s.is_tombstoned(&hash(p)).unwrap(), "{p}");
@@ -690,7 +732,7 @@ fn retired_pins_become_tombstones_at_the_commit_and_are_refused_like_deleted_one
     let e = s.sync_put(vec![sync_holder("b", Some("730194"), None)]).unwrap_err();
     assert_eq!(e.code, ErrorCode::Duplicate, "{e:?}");
     // A sync without `retired` reports none.
-    assert_eq!(s.sync_commit().unwrap()["retired"], 0);
+    assert_eq!(s.sync_commit().unwrap().json()["retired"], 0);
 }
 
 #[test]
@@ -705,7 +747,7 @@ fn pin_generate_never_draws_a_retired_pin() {
     for chunk in retired.chunks(5000) {
         s.sync_put_retiring(vec![], chunk.to_vec()).unwrap();
     }
-    assert_eq!(s.sync_commit().unwrap()["retired"].as_u64(), Some(retired.len() as u64));
+    assert_eq!(s.sync_commit().unwrap().json()["retired"].as_u64(), Some(retired.len() as u64));
     for _ in 0..20 {
         let pin = s.pin_generate("t").unwrap();
         assert!(free.contains(&pin), "{pin} was retired");
@@ -720,7 +762,7 @@ fn a_retired_pin_that_a_staged_holder_has_is_refused_naming_the_holder() {
     let e = s.sync_put_retiring(vec![sync_holder("a", Some("502817"), None)], strings(&["502817"])).unwrap_err();
     assert_eq!(e.code, ErrorCode::Duplicate, "{e:?}");
     assert!(e.message.contains("`a`") && !e.message.contains("502817"), "{}", e.message);
-    let r = s.sync_put(vec![]).unwrap();
+    let r = s.sync_put(vec![]).unwrap().json();
     assert_eq!((r["staged"].as_u64(), r["retired"].as_u64()), (Some(0), Some(0)), "nothing of it was staged: {r}");
     // A holder staged before, then its PIN retired.
     s.sync_put(vec![sync_holder("a", Some("502817"), None)]).unwrap();
@@ -734,7 +776,7 @@ fn a_retired_pin_that_a_staged_holder_has_is_refused_naming_the_holder() {
     assert_eq!(e.code, ErrorCode::Duplicate, "{e:?}");
     assert!(e.message.contains("`b`") && !e.message.contains("604728"), "{}", e.message);
     // The holder sent again without that PIN: its old PIN can be retired.
-    let r = s.sync_put_retiring(vec![sync_holder("a", Some("730194"), None)], strings(&["502817"])).unwrap();
+    let r = s.sync_put_retiring(vec![sync_holder("a", Some("730194"), None)], strings(&["502817"])).unwrap().json();
     assert_eq!((r["staged"].as_u64(), r["retired"].as_u64()), (Some(1), Some(2)), "{r}");
     // A PIN of the live set that the new set drops may be retired too, and
     // a PIN already retired is no error.
@@ -742,9 +784,12 @@ fn a_retired_pin_that_a_staged_holder_has_is_refused_naming_the_holder() {
     s.holder_put(spec("live")).unwrap();
     s.pin_set("live", "815062").unwrap();
     s.sync_begin(2).unwrap();
-    let r = s.sync_put_retiring(vec![sync_holder("a", Some("730194"), None)], strings(&["815062", "604728"])).unwrap();
+    let r = s
+        .sync_put_retiring(vec![sync_holder("a", Some("730194"), None)], strings(&["815062", "604728"]))
+        .unwrap()
+        .json();
     assert_eq!(r["retired"], 2);
-    assert_eq!(s.sync_commit().unwrap()["retired"], 2);
+    assert_eq!(s.sync_commit().unwrap().json()["retired"], 2);
     assert_eq!(try_key(&s, KeyKind::Pin, "730194"), None);
     assert_eq!(try_key(&s, KeyKind::Pin, "815062"), Some(Reason::Unknown));
 }
@@ -762,7 +807,7 @@ fn a_sync_cut_short_retires_nothing_and_a_restart_keeps_what_was_staged() {
         // The controller restarted: the sync is still open, nothing retired yet.
         let s = open_at(dir.path());
         assert!(!s.is_tombstoned(&hash(&s, "604728")).unwrap());
-        assert_eq!(s.sync_commit().unwrap()["retired"], 1);
+        assert_eq!(s.sync_commit().unwrap().json()["retired"], 1);
         assert!(s.is_tombstoned(&hash(&s, "604728")).unwrap());
     }
     let s = open_at(dir.path());
@@ -771,9 +816,9 @@ fn a_sync_cut_short_retires_nothing_and_a_restart_keeps_what_was_staged() {
     s.sync_begin(2).unwrap();
     s.sync_put_retiring(vec![], strings(&["730194"])).unwrap();
     s.sync_begin(3).unwrap();
-    assert_eq!(s.sync_put(vec![]).unwrap()["retired"], 0, "the new sync sees none of the old one's");
+    assert_eq!(s.sync_put(vec![]).unwrap().json()["retired"], 0, "the new sync sees none of the old one's");
     wait_until("the abandoned sync's PINs are cleared", || staging_is_empty(&s));
-    assert_eq!(s.sync_commit().unwrap()["retired"], 0);
+    assert_eq!(s.sync_commit().unwrap().json()["retired"], 0);
     assert!(!s.is_tombstoned(&hash(&s, "730194")).unwrap());
     let s = s.with_sync_idle(std::time::Duration::from_millis(200));
     s.sync_begin(4).unwrap();
@@ -792,8 +837,8 @@ fn retired_pins_are_bounded_per_sync_and_counted_in_its_bytes() {
     assert_eq!(e.code, ErrorCode::Invalid);
     assert!(e.message.contains("would retire 4 PINs; a sync retires at most 3"), "{}", e.message);
     assert!(!e.message.contains("815062") && !e.message.contains("502817"), "{}", e.message);
-    assert_eq!(s.sync_put(vec![]).unwrap()["retired"], 2, "the refused message retired nothing");
-    assert_eq!(s.sync_commit().unwrap()["retired"], 2);
+    assert_eq!(s.sync_put(vec![]).unwrap().json()["retired"], 2, "the refused message retired nothing");
+    assert_eq!(s.sync_commit().unwrap().json()["retired"], 2);
 
     let s = svc().with_sync_limits(SyncLimits { bytes: 100, ..Default::default() });
     s.sync_begin(1).unwrap();
@@ -812,5 +857,5 @@ fn a_retired_pin_of_the_wrong_form_is_invalid_without_echoing_it() {
         assert!(e.message.contains("`retired[1]`: a PIN is exactly 6 digits"), "{}", e.message);
         assert!(bad.is_empty() || !e.message.contains(bad), "{}", e.message);
     }
-    assert_eq!(s.sync_put(vec![]).unwrap()["retired"], 0);
+    assert_eq!(s.sync_put(vec![]).unwrap().json()["retired"], 0);
 }
