@@ -320,31 +320,11 @@ impl Outbox {
 pub async fn run(opts: MqttOptions, topics: Topics, deps: Deps, cancel: CancellationToken) {
     let (client, mut el) = AsyncClient::new(opts, 1024);
     let (work_tx, work_rx) = mpsc::channel::<Publish>(RECEIVE_MAXIMUM as usize);
-    let mut backlog: std::collections::VecDeque<Publish> = Default::default();
-    let mut backlog_bytes = 0usize;
     let (done_tx, mut done_rx) = mpsc::channel::<Done>(256);
     let worker = tokio::spawn(work(work_rx, done_tx, deps.clone(), topics.reply.clone(), topics.controller.clone()));
     let mut wake = deps.audit.subscribe();
-    let acked =
-        deps.store.get(ACKED).ok().flatten().and_then(|v| String::from_utf8_lossy(&v).parse().ok()).unwrap_or(0);
-    let mut out = Outbox { acked, settled: acked, ..Default::default() };
-    out.reset();
-    let mut backoff = Backoff::new(Duration::from_millis(250), Duration::from_secs(30));
-    let mut connected = false;
-    let mut last_failure: Option<String> = None;
-    let mut dropped_commands = 0u64;
     let mut status_tick = tokio::time::interval(STATUS_EVERY);
-    let publish = |out: &mut Outbox, topic: &str, retain: bool, payload: Vec<u8>, props: Option<PublishProperties>| {
-        let r = match props {
-            Some(p) => client.try_publish_with_properties(topic, QoS::AtLeastOnce, retain, payload, p),
-            None => client.try_publish(topic, QoS::AtLeastOnce, retain, payload),
-        };
-        if r.is_ok() {
-            out.issued += 1;
-        }
-        r.is_ok()
-    };
-    let status = |online: bool| (deps.status)().to_json(online);
+    let mut s = Session::new(client, topics, deps, work_tx);
     'session: loop {
         // One poll future lives until it completes: rumqttc's poll is not
         // safe to cancel (a connect cut short makes the broker publish our
@@ -357,111 +337,43 @@ pub async fn run(opts: MqttOptions, topics: Topics, deps: Deps, cancel: Cancella
                 tokio::select! {
                     ev = &mut fut => break ev,
                     _ = cancel.cancelled() => break 'session,
-                    Some(d) = done_rx.recv() => if connected {
-                        let props = PublishProperties { correlation_data: d.correlation, ..Default::default() };
-                        publish(&mut out, &d.reply_topic, false, d.reply, Some(props));
-                        let _ = client.try_ack(&d.command);
-                    },
+                    Some(d) = done_rx.recv() => s.replied(d),
                     r = wake.recv() => match r {
-                        Err(tokio::sync::broadcast::error::RecvError::Closed) => wake = deps.audit.subscribe(),
-                        // What the status reports of the store and its disk
-                        // changed: the portal sees it now, not at the next tick.
-                        Ok(e) if connected && e.json["type"].as_str().is_some_and(|t| t.starts_with("storage.") || t == "store.recovered") => {
-                            publish(&mut out, &topics.status, true, status(true), None);
-                        }
-                        _ => {}
+                        Err(tokio::sync::broadcast::error::RecvError::Closed) => wake = s.deps.audit.subscribe(),
+                        Ok(e) => s.recorded(&e),
+                        Err(_) => {}
                     },
-                    _ = status_tick.tick() => if connected {
-                        publish(&mut out, &topics.status, true, status(true), None);
-                    },
+                    _ = status_tick.tick() => s.publish_status(),
                 }
-                feed(&mut backlog, &mut backlog_bytes, &work_tx);
-                if connected {
-                    pump(&mut out, &deps.store, &mut |out, payload| publish(out, &topics.events, false, payload, None));
-                }
+                s.feed();
+                s.pump();
             }
         };
-        match ev {
-            Ok(Event::Incoming(Packet::ConnAck(ack))) => {
-                connected = true;
-                last_failure = None;
-                backoff.reset();
-                out.reset();
-                tracing::info!(session_present = ack.session_present, "mqtt connected");
-                let filters =
-                    vec![Filter::new(&topics.cmd, QoS::AtLeastOnce), Filter::new(&topics.all_cmd, QoS::AtLeastOnce)];
-                if let Err(e) = client.try_subscribe_many(filters) {
-                    tracing::error!(error = %e, "mqtt: cannot subscribe");
-                }
-                publish(&mut out, &topics.status, true, status(true), None);
+        let retry_in = match ev {
+            Ok(ev) => {
+                s.event(ev);
+                None
             }
-            Ok(Event::Incoming(Packet::SubAck(ack))) => {
-                // Commands published before this point are not delivered to
-                // a session without a stored subscription: "mqtt subscribed"
-                // is the moment the controller takes commands.
-                let topics = [&topics.cmd, &topics.all_cmd];
-                for (topic, code) in topics.iter().zip(&ack.return_codes) {
-                    if !matches!(code, SubscribeReasonCode::Success(_)) {
-                        tracing::error!(topic = %topic, reason = ?code, "mqtt: the broker refused the command subscription; check its ACL for this client");
-                    }
-                }
-                tracing::info!("mqtt subscribed");
-            }
-            Ok(Event::Incoming(Packet::Publish(p))) => {
-                if p.topic == topics.cmd.as_bytes() || p.topic == topics.all_cmd.as_bytes() {
-                    if backlog_bytes + p.payload.len() > BACKLOG_BYTES {
-                        // Unacknowledged: the broker delivers it again after
-                        // the next reconnect.
-                        dropped_commands += 1;
-                        tracing::error!(dropped_commands, "mqtt: command backlog full; command left unacknowledged");
-                    } else {
-                        backlog_bytes += p.payload.len();
-                        backlog.push_back(p);
-                    }
-                } else {
-                    let _ = client.try_ack(&p);
-                }
-            }
-            Ok(Event::Outgoing(Outgoing::Publish(_))) => out.sent += 1,
-            Ok(_) => {}
-            Err(e) => {
-                // Say why once, and again when the reason changes (a wrong CA,
-                // password or certificate must show at info level); repeats of
-                // the same failure only at debug.
-                let why = e.to_string();
-                if connected {
-                    tracing::warn!(error = %why, "mqtt disconnected");
-                } else if last_failure.as_deref() != Some(why.as_str()) {
-                    tracing::warn!(error = %why, broker = %deps.broker, "mqtt connect failed; retrying with backoff");
-                } else {
-                    tracing::debug!(error = %why, "mqtt connect failed");
-                }
-                last_failure = Some(why);
-                if connected {
-                    out.rewind(Instant::now());
-                }
-                connected = false;
-                el.pending.clear();
-                out.reset();
-                let delay = backoff.next_delay();
-                tokio::select! {
-                    _ = cancel.cancelled() => break 'session,
-                    _ = tokio::time::sleep(delay) => {}
-                }
+            Err(e) => Some(s.lost(&e.to_string(), &mut el)),
+        };
+        if let Some(delay) = retry_in {
+            tokio::select! {
+                _ = cancel.cancelled() => break 'session,
+                _ = tokio::time::sleep(delay) => {}
             }
         }
-        feed(&mut backlog, &mut backlog_bytes, &work_tx);
-        if connected {
-            confirm(&mut out, &el, &deps.store);
-            pump(&mut out, &deps.store, &mut |out, payload| publish(out, &topics.events, false, payload, None));
+        s.feed();
+        if s.connected {
+            confirm(&mut s.out, &el, &s.deps.store);
         }
+        s.pump();
     }
-    drop(work_tx);
+    drop(s.work_tx);
     worker.abort();
-    if connected {
+    if s.connected {
         // A clean shutdown says offline itself, before the Last Will would.
-        let _ = client.try_publish(&topics.status, QoS::AtLeastOnce, true, status(false));
-        let _ = client.try_disconnect();
+        let _ = s.client.try_publish(&s.topics.status, QoS::AtLeastOnce, true, (s.deps.status)().to_json(false));
+        let _ = s.client.try_disconnect();
         let _ = tokio::time::timeout(Duration::from_secs(2), async {
             loop {
                 match el.poll().await {
@@ -473,6 +385,179 @@ pub async fn run(opts: MqttOptions, topics: Topics, deps: Deps, cancel: Cancella
         .await;
     }
     tracing::info!("mqtt stopped");
+}
+
+/// The session's state between polls of the event loop: what [`run`]'s
+/// loop hands each thing that happens to.
+struct Session {
+    client: AsyncClient,
+    topics: Topics,
+    deps: Deps,
+    out: Outbox,
+    /// Commands received and not yet handed to the worker.
+    backlog: std::collections::VecDeque<Publish>,
+    backlog_bytes: usize,
+    work_tx: mpsc::Sender<Publish>,
+    connected: bool,
+    last_failure: Option<String>,
+    dropped_commands: u64,
+    backoff: Backoff,
+}
+
+impl Session {
+    fn new(client: AsyncClient, topics: Topics, deps: Deps, work_tx: mpsc::Sender<Publish>) -> Self {
+        let acked =
+            deps.store.get(ACKED).ok().flatten().and_then(|v| String::from_utf8_lossy(&v).parse().ok()).unwrap_or(0);
+        let mut out = Outbox { acked, settled: acked, ..Default::default() };
+        out.reset();
+        Session {
+            client,
+            topics,
+            deps,
+            out,
+            backlog: Default::default(),
+            backlog_bytes: 0,
+            work_tx,
+            connected: false,
+            last_failure: None,
+            dropped_commands: 0,
+            backoff: Backoff::new(Duration::from_millis(250), Duration::from_secs(30)),
+        }
+    }
+
+    /// The retained status, now (when connected).
+    fn publish_status(&mut self) {
+        if self.connected {
+            let status = (self.deps.status)().to_json(true);
+            publish(&self.client, &mut self.out, &self.topics.status, true, status, None);
+        }
+    }
+
+    /// The worker answered a command: its reply, then the command's ack.
+    fn replied(&mut self, d: Done) {
+        if self.connected {
+            let props = PublishProperties { correlation_data: d.correlation, ..Default::default() };
+            publish(&self.client, &mut self.out, &d.reply_topic, false, d.reply, Some(props));
+            let _ = self.client.try_ack(&d.command);
+        }
+    }
+
+    /// An event was recorded: what the status reports of the store and its
+    /// disk changed, so the portal sees it now, not at the next tick.
+    fn recorded(&mut self, e: &audit::Event) {
+        if e.json["type"].as_str().is_some_and(|t| t.starts_with("storage.") || t == "store.recovered") {
+            self.publish_status();
+        }
+    }
+
+    /// Hands waiting commands to the worker.
+    fn feed(&mut self) {
+        feed(&mut self.backlog, &mut self.backlog_bytes, &self.work_tx);
+    }
+
+    /// Publishes recorded events within the window (when connected).
+    fn pump(&mut self) {
+        if self.connected {
+            let (client, events) = (&self.client, &self.topics.events);
+            pump(&mut self.out, &self.deps.store, &mut |out, payload| {
+                publish(client, out, events, false, payload, None)
+            });
+        }
+    }
+
+    fn event(&mut self, ev: Event) {
+        match ev {
+            Event::Incoming(Packet::ConnAck(ack)) => {
+                self.connected = true;
+                self.last_failure = None;
+                self.backoff.reset();
+                self.out.reset();
+                tracing::info!(session_present = ack.session_present, "mqtt connected");
+                let filters = vec![
+                    Filter::new(&self.topics.cmd, QoS::AtLeastOnce),
+                    Filter::new(&self.topics.all_cmd, QoS::AtLeastOnce),
+                ];
+                if let Err(e) = self.client.try_subscribe_many(filters) {
+                    tracing::error!(error = %e, "mqtt: cannot subscribe");
+                }
+                self.publish_status();
+            }
+            Event::Incoming(Packet::SubAck(ack)) => {
+                // Commands published before this point are not delivered to
+                // a session without a stored subscription: "mqtt subscribed"
+                // is the moment the controller takes commands.
+                let topics = [&self.topics.cmd, &self.topics.all_cmd];
+                for (topic, code) in topics.iter().zip(&ack.return_codes) {
+                    if !matches!(code, SubscribeReasonCode::Success(_)) {
+                        tracing::error!(topic = %topic, reason = ?code, "mqtt: the broker refused the command subscription; check its ACL for this client");
+                    }
+                }
+                tracing::info!("mqtt subscribed");
+            }
+            Event::Incoming(Packet::Publish(p)) => self.received(p),
+            Event::Outgoing(Outgoing::Publish(_)) => self.out.sent += 1,
+            _ => {}
+        }
+    }
+
+    /// A message on a subscribed topic: a command is queued for the worker
+    /// (within the backlog's bound), anything else acknowledged.
+    fn received(&mut self, p: Publish) {
+        if p.topic != self.topics.cmd.as_bytes() && p.topic != self.topics.all_cmd.as_bytes() {
+            let _ = self.client.try_ack(&p);
+        } else if self.backlog_bytes + p.payload.len() > BACKLOG_BYTES {
+            // Unacknowledged: the broker delivers it again after the next
+            // reconnect.
+            self.dropped_commands += 1;
+            let dropped_commands = self.dropped_commands;
+            tracing::error!(dropped_commands, "mqtt: command backlog full; command left unacknowledged");
+        } else {
+            self.backlog_bytes += p.payload.len();
+            self.backlog.push_back(p);
+        }
+    }
+
+    /// The connection failed or was lost (`why`); returns how long to wait
+    /// before the next attempt.
+    fn lost(&mut self, why: &str, el: &mut EventLoop) -> Duration {
+        // Say why once, and again when the reason changes (a wrong CA,
+        // password or certificate must show at info level); repeats of the
+        // same failure only at debug.
+        if self.connected {
+            tracing::warn!(error = %why, "mqtt disconnected");
+        } else if self.last_failure.as_deref() != Some(why) {
+            tracing::warn!(error = %why, broker = %self.deps.broker, "mqtt connect failed; retrying with backoff");
+        } else {
+            tracing::debug!(error = %why, "mqtt connect failed");
+        }
+        self.last_failure = Some(why.to_string());
+        if self.connected {
+            self.out.rewind(Instant::now());
+        }
+        self.connected = false;
+        el.pending.clear();
+        self.out.reset();
+        self.backoff.next_delay()
+    }
+}
+
+/// Publishes at QoS 1 without waiting; counts what was handed to the client.
+fn publish(
+    client: &AsyncClient,
+    out: &mut Outbox,
+    topic: &str,
+    retain: bool,
+    payload: Vec<u8>,
+    props: Option<PublishProperties>,
+) -> bool {
+    let r = match props {
+        Some(p) => client.try_publish_with_properties(topic, QoS::AtLeastOnce, retain, payload, p),
+        None => client.try_publish(topic, QoS::AtLeastOnce, retain, payload),
+    };
+    if r.is_ok() {
+        out.issued += 1;
+    }
+    r.is_ok()
 }
 
 /// Hands waiting commands to the worker, in arrival order, as it has room.
