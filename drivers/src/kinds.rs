@@ -223,3 +223,46 @@ impl KindConfig {
         }
     }
 }
+
+/// The resources that `devices` (each with its key path) claim twice: a relay
+/// board's port read by an input device or set up two ways by its channels,
+/// and every port, line or stream that two devices hold. A port or path that
+/// is empty is missing, and reported already: it is no resource to compare.
+pub fn check_claims(devices: &[(String, &KindConfig)], errs: &mut ConfigErrors) {
+    // Channels of one relay board share its port, so they must agree on its framing.
+    let relays: Vec<(String, &SerialRelayConfig)> = devices
+        .iter()
+        .filter_map(|(path, k)| match k {
+            KindConfig::SerialRelay(c) if !c.serial.port.is_empty() => Some((path.clone(), c)),
+            _ => None,
+        })
+        .collect();
+    crate::serial_relay::check_shared_ports(&relays, errs);
+    for (path, relay) in &relays {
+        let port = &relay.serial.port;
+        let other = devices.iter().find(|(_, k)| k.claims().contains(&Claim::Path(port.clone())));
+        if let Some((other, _)) = other {
+            errs.push(
+                format!("{path}.port"),
+                format!("{port} is also read by {other}"),
+                Some("a relay board and an input device cannot share a serial port; give each its own".into()),
+            );
+        }
+    }
+    let mut claims: std::collections::HashMap<Claim, String> = std::collections::HashMap::new();
+    for (path, k) in devices {
+        let mut own = k.claims();
+        own.sort();
+        own.dedup();
+        own.retain(|c| *c != Claim::Path(String::new()));
+        for c in own {
+            if let Some(first) = claims.insert(c.clone(), path.clone()) {
+                errs.push(
+                    path.clone(),
+                    format!("{c} is already used by {first}"),
+                    Some("each port, line or stream can belong to one device only".into()),
+                );
+            }
+        }
+    }
+}

@@ -1,5 +1,6 @@
 use super::*;
 use porter_drivers::settings::ConfigError;
+use std::time::Duration;
 
 /// The required top-level keys of the wiring tests' configs.
 const HEAD: &str = "site = \"s\"\ncontroller = \"c\"\ndata_dir = \"/tmp/x\"\nsecret_file = \"/tmp/x/key\"\n";
@@ -345,7 +346,7 @@ fn role_schedules() {
 
 #[test]
 fn clock_policy_and_source() {
-    use crate::runtime::clock::{SyncSource, Unsynchronized};
+    use crate::config::clock::{SyncSource, Unsynchronized};
     let c = Config::from_toml_with_env(DEMO_TOML, no_env()).unwrap();
     assert_eq!((c.clock.unsynchronized, &c.clock.source), (Unsynchronized::Deny, &SyncSource::Kernel));
     let text = format!(
