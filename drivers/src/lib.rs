@@ -26,22 +26,24 @@ pub mod error;
 pub mod exec;
 pub mod fake;
 pub mod gpio;
-pub mod gpio_input;
-pub mod gpio_relay;
 pub mod hid;
 pub mod kinds;
 pub mod lines;
 #[cfg(feature = "pcsc")]
 pub mod pcsc;
 pub mod serial;
-pub mod serial_keypad;
-pub mod serial_qr;
-pub mod serial_relay;
-pub mod serial_rfid;
 pub mod settings;
 pub mod sim_lock;
 pub mod supervise;
-pub mod wiegand;
+
+// The kinds' old paths, from before they were grouped by family.
+pub use gpio::input as gpio_input;
+pub use gpio::relay as gpio_relay;
+pub use gpio::wiegand;
+pub use serial::keypad as serial_keypad;
+pub use serial::qr as serial_qr;
+pub use serial::relay as serial_relay;
+pub use serial::rfid as serial_rfid;
 
 pub use contract::{CardUid, DeviceReport, Health, Input, InputDriver, InputSink, Output, Report};
 pub use error::{DriverError, ErrorKind};
