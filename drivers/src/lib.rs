@@ -47,6 +47,6 @@ pub use serial::rfid as serial_rfid;
 
 pub use contract::{CardUid, DeviceReport, Health, Input, InputDriver, InputSink, Output, Report};
 pub use error::{DriverError, ErrorKind};
-pub use kinds::{Claim, KindConfig, Role, KINDS};
+pub use kinds::{Access, Check, Claim, Descriptor, DeviceKind, KindConfig, Reports, Role, KINDS, REGISTRY};
 pub use settings::{ConfigError, ConfigErrors, Section};
 pub use supervise::{supervise, Backoff, Ended};

@@ -702,6 +702,37 @@ fn read_uid(ctx: &Context, reader: &CStr) -> Result<Result<CardUid, Unreadable>,
     outcome
 }
 
+/// `kind = "pcsc"`: what it is and what it needs (see [`crate::kinds`]).
+pub const KIND: crate::kinds::Descriptor = crate::kinds::Descriptor {
+    name: "pcsc",
+    role: crate::kinds::Role::Input,
+    reports: crate::kinds::Reports { keys: true, levels: false },
+    drives_outputs: false,
+    output_through_input: false,
+    access: crate::kinds::Access::None,
+    parse: |sec, errs| Some(crate::kinds::KindConfig::new(PcscConfig::parse(sec, errs))),
+    cross_check: None,
+};
+
+impl crate::kinds::DeviceKind for PcscConfig {
+    fn descriptor(&self) -> &'static crate::kinds::Descriptor {
+        &KIND
+    }
+
+    fn claims(&self) -> Vec<crate::kinds::Claim> {
+        use crate::kinds::Claim;
+        vec![Claim::PcscReader(self.reader.as_ref().map(|p| p.as_str().to_string()))]
+    }
+
+    fn input_driver(&self, id: &str) -> Option<Box<dyn crate::contract::InputDriver>> {
+        Some(Box::new(Pcsc::new(id, self.clone())))
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -254,7 +254,7 @@ impl RawWiring {
     /// The door a device that no door uses as its contact or button reports
     /// to: `Some(None)` for one with no door, `None` when it is left out.
     fn credentials_door(&self, i: usize, d: &RawDevice, uses: &Uses, errs: &mut ConfigErrors) -> Option<Option<usize>> {
-        if d.kind.as_ref().is_some_and(|k| k.reports_levels() && k.kind() != "exec") {
+        if d.kind.as_ref().is_some_and(|k| k.reports_levels() && !k.reads_keys()) {
             // Reaching here, no door names it: its level would go nowhere.
             let id = d.id.as_deref().unwrap_or("...");
             errs.push(
