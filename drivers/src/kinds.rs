@@ -165,7 +165,7 @@ impl fmt::Display for Claim {
         match self {
             Claim::Stdin => f.write_str("standard input"),
             Claim::Node(p) => f.write_str(p),
-            Claim::GpioLine(line) => write!(f, "gpio{line}"),
+            Claim::GpioLine(line) => f.write_str(&crate::gpio::line_name(*line)),
             Claim::PcscReader(None) => f.write_str("pcsc:*"),
             Claim::PcscReader(Some(p)) => write!(f, "pcsc:{}", p.to_lowercase()),
             Claim::RelayChannel { port, channel } => write!(f, "{port}#{channel}"),
