@@ -8,12 +8,12 @@
 //! config again: a [`Config`] is valid by construction. Every key is
 //! documented, with its default, in docs/config.md.
 //!
-//! Layout: each section is read and checked by its own config type, in the
-//! file of what it configures: [`store`] `[store]`, [`access`] `[keys]`,
-//! `[keypad]`, `[lockout]` and `[roles]`, [`enroll`] `[enroll]`, [`clock`]
-//! `[clock]`, [`service`] `[audit]`, `[admin]` and `[demo]`, [`mqtt`]
-//! `[mqtt]`, [`devices`] `[[devices]]` and `[[doors]]` (each device's own keys
-//! are its kind's, in porter-drivers), and [`env`] the `PORTER_` overrides.
+//! Layout: each section is read and checked by its own config type, in
+//! `config/<file>.rs`: `store.rs` `[store]`; `access.rs` `[keys]`,
+//! `[keypad]`, `[lockout]` and `[roles]`; `enroll.rs` `[enroll]`; `clock.rs`
+//! `[clock]`; `service.rs` `[audit]`, `[admin]` and `[demo]`; `mqtt.rs`
+//! `[mqtt]`; `devices.rs` `[[devices]]` and `[[doors]]` (each device's own
+//! keys are its kind's, in porter-drivers); `env.rs` the `PORTER_` overrides.
 //! This module reads the top-level keys and calls them in the file's order,
 //! which is the order errors are listed in. The config sits below the runtime
 //! and provisioning: it imports only `access`, `store` and porter-drivers.
