@@ -294,6 +294,58 @@ d1 = 6
     assert!(!errs.0.iter().any(|e| e.path == "doors[0].held_open_s"), "{errs}");
 }
 
+/// The kinds' typed claims keep the texts, and the order, that the config's
+/// errors named them by when claims were strings: lines sorted as text
+/// (`gpio18` before `gpio5`), a relay channel as `port#channel`.
+#[test]
+fn resources_claimed_twice_are_named_as_before() {
+    let text = &format!(
+        r#"{HEAD}
+[[doors]]
+id = "main"
+lock = "relay"
+
+[[devices]]
+id = "reader"
+kind = "wiegand"
+door = "main"
+d0 = 5
+d1 = 18
+
+[[devices]]
+id = "reader2"
+kind = "wiegand"
+door = "main"
+d0 = 18
+d1 = 5
+
+[[devices]]
+id = "relay"
+kind = "serial_relay"
+port = "/dev/ttyUSB1"
+channel = 2
+
+[[devices]]
+id = "relay2"
+kind = "serial_relay"
+port = "/dev/ttyUSB1"
+channel = 2
+"#
+    );
+    let errs = errors(text, &[]);
+    let claims: Vec<&str> =
+        errs.0.iter().filter(|e| e.message.contains("is already used by")).map(|e| e.message.as_str()).collect();
+    assert_eq!(
+        claims,
+        [
+            "gpio18 is already used by devices[0]",
+            "gpio5 is already used by devices[0]",
+            "/dev/ttyUSB1#2 is already used by devices[2]"
+        ],
+        "{errs}"
+    );
+}
+
 #[test]
 fn enrolment_roles_and_window() {
     use crate::access::Role;
