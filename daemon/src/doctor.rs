@@ -6,7 +6,7 @@
 //! to fix.
 
 use crate::config::Config;
-use porter_drivers::{Claim, KindConfig};
+use porter_drivers::Check;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -156,40 +156,19 @@ pub fn devices(cfg: &Config, user: Option<&ServiceUser>) -> Vec<Finding> {
     let mut out = Vec::new();
     let mut gpio_checked = false;
     for d in &cfg.devices {
-        #[cfg(feature = "pcsc")]
-        if let KindConfig::Pcsc(c) = &d.kind {
-            out.push(pcsc_check(&d.id, c.reader.as_ref()));
-            continue;
-        }
-        for claim in d.kind.claims() {
-            let Claim::Path(p) = claim else { continue };
-            if p.starts_with("pcsc:") {
-                out.push(Finding::Info(format!(
-                    "device `{}`: a PC/SC reader, not checked (this porterctl was built without PC/SC)",
-                    d.id
-                )));
-                continue;
-            }
-            if p.starts_with("gpio") && !p.starts_with('/') {
-                if !gpio_checked {
+        for check in d.kind.checks() {
+            match check {
+                Check::PcscReader(pattern) => out.push(pcsc_check(&d.id, pattern.as_deref())),
+                Check::GpioMemory if gpio_checked => {}
+                Check::GpioMemory => {
                     gpio_checked = true;
                     // rppal opens the register window first: /dev/gpiomem on a
                     // Pi 4 and before, /dev/gpiomem0 on a Pi 5.
                     let mem = ["/dev/gpiomem", "/dev/gpiomem0"].into_iter().map(Path::new).find(|p| p.exists());
                     out.push(path_check(&d.id, mem.unwrap_or(Path::new("/dev/gpiomem")), true, user, "GPIO"));
                 }
-                continue;
+                Check::Node { path, write } => out.push(path_check(&d.id, Path::new(&path), write, user, "its device")),
             }
-            // A relay board's channel claims `port#channel`.
-            let path = p.split_once('#').map_or(p.as_str(), |(port, _)| port);
-            let write = matches!(
-                d.kind,
-                KindConfig::SerialRelay(_)
-                    | KindConfig::SerialKeypad(_)
-                    | KindConfig::SerialQr(_)
-                    | KindConfig::SerialRfid(_)
-            );
-            out.push(path_check(&d.id, Path::new(path), write, user, "its device"));
         }
     }
     // The files the daemon reads as its user: the MQTT password and TLS files.
@@ -265,7 +244,10 @@ fn path_check(id: &str, path: &Path, write: bool, user: Option<&ServiceUser>, wh
 }
 
 #[cfg(feature = "pcsc")]
-fn pcsc_check(id: &str, pattern: Option<&porter_drivers::pcsc::ReaderPattern>) -> Finding {
+fn pcsc_check(id: &str, pattern: Option<&str>) -> Finding {
+    // The config checked the pattern: it parses again.
+    let pattern = pattern.and_then(|p| porter_drivers::pcsc::ReaderPattern::new(p).ok());
+    let pattern = pattern.as_ref();
     match porter_drivers::pcsc::readers() {
         Err(e) => Finding::Fix(format!("device `{id}`: {e}")),
         Ok(names) => match names.iter().find(|n| pattern.is_none_or(|p| p.matches(n))) {
@@ -280,6 +262,11 @@ fn pcsc_check(id: &str, pattern: Option<&porter_drivers::pcsc::ReaderPattern>) -
             )),
         },
     }
+}
+
+#[cfg(not(feature = "pcsc"))]
+fn pcsc_check(id: &str, _pattern: Option<&str>) -> Finding {
+    Finding::Info(format!("device `{id}`: a PC/SC reader, not checked (this porterctl was built without PC/SC)"))
 }
 
 /// Connects to the configured broker with the configured credentials.

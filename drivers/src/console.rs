@@ -168,6 +168,37 @@ impl InputDriver for Console {
     }
 }
 
+/// `kind = "console"`: what it is and what it needs (see [`crate::kinds`]).
+pub const KIND: crate::kinds::Descriptor = crate::kinds::Descriptor {
+    name: "console",
+    role: crate::kinds::Role::Input,
+    reports: crate::kinds::Reports { keys: true, levels: false },
+    drives_outputs: false,
+    output_through_input: false,
+    access: crate::kinds::Access::None,
+    parse: |sec, errs| Some(crate::kinds::KindConfig::new(ConsoleConfig::parse(sec, errs))),
+    cross_check: None,
+};
+
+impl crate::kinds::DeviceKind for ConsoleConfig {
+    fn descriptor(&self) -> &'static crate::kinds::Descriptor {
+        &KIND
+    }
+
+    fn claims(&self) -> Vec<crate::kinds::Claim> {
+        use crate::kinds::Claim;
+        vec![Claim::Stdin]
+    }
+
+    fn input_driver(&self, _id: &str) -> Option<Box<dyn crate::contract::InputDriver>> {
+        Some(Box::new(Console::new()))
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

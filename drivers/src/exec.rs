@@ -498,6 +498,40 @@ impl Output for ExecOutput {
     }
 }
 
+/// `kind = "exec"`: what it is and what it needs (see [`crate::kinds`]).
+pub const KIND: crate::kinds::Descriptor = crate::kinds::Descriptor {
+    name: "exec",
+    role: crate::kinds::Role::Input,
+    reports: crate::kinds::Reports { keys: true, levels: true },
+    drives_outputs: true,
+    output_through_input: true,
+    access: crate::kinds::Access::None,
+    parse: |sec, errs| Some(crate::kinds::KindConfig::new(ExecConfig::parse(sec, errs))),
+    cross_check: None,
+};
+
+impl crate::kinds::DeviceKind for ExecConfig {
+    fn descriptor(&self) -> &'static crate::kinds::Descriptor {
+        &KIND
+    }
+
+    fn claims(&self) -> Vec<crate::kinds::Claim> {
+        Vec::new()
+    }
+
+    fn input_driver(&self, id: &str) -> Option<Box<dyn crate::contract::InputDriver>> {
+        Some(Box::new(Exec::new(id, self.clone())))
+    }
+
+    fn output_driver(&self, id: &str) -> Option<Box<dyn crate::contract::Output>> {
+        Some(Box::new(ExecOutput::new(id)))
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -536,6 +536,37 @@ impl InputDriver for Hid {
     }
 }
 
+/// `kind = "hid"`: what it is and what it needs (see [`crate::kinds`]).
+pub const KIND: crate::kinds::Descriptor = crate::kinds::Descriptor {
+    name: "hid",
+    role: crate::kinds::Role::Input,
+    reports: crate::kinds::Reports { keys: true, levels: false },
+    drives_outputs: false,
+    output_through_input: false,
+    access: crate::kinds::Access::Read,
+    parse: |sec, errs| Some(crate::kinds::KindConfig::new(HidConfig::parse(sec, errs))),
+    cross_check: None,
+};
+
+impl crate::kinds::DeviceKind for HidConfig {
+    fn descriptor(&self) -> &'static crate::kinds::Descriptor {
+        &KIND
+    }
+
+    fn claims(&self) -> Vec<crate::kinds::Claim> {
+        use crate::kinds::Claim;
+        vec![Claim::Node(self.path.clone())]
+    }
+
+    fn input_driver(&self, id: &str) -> Option<Box<dyn crate::contract::InputDriver>> {
+        Some(Box::new(Hid::new(id, self.clone())))
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

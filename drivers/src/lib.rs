@@ -7,14 +7,20 @@
 //! - [`supervise`]: restart with capped, jittered backoff; cancel at shutdown.
 //! - [`settings`]: reading a config table with every error and its key path;
 //!   each kind parses its own keys with it.
-//! - [`kinds`]: the registry from `kind = "..."` to config and driver.
+//! - [`kinds`]: the registry, one line per kind. Each kind describes itself
+//!   in its module: a [`Descriptor`] (role, what it reports, the access its
+//!   nodes need, its key parser) and [`DeviceKind`] on its config (typed
+//!   [`Claim`]s, doctor [`Check`]s, its drivers).
 //! - one module per kind: [`console`], [`sim_lock`].
-//! - the serial kinds [`serial_keypad`], [`serial_qr`], [`serial_rfid`] and
-//!   [`serial_relay`], with what they share in [`serial`].
+//! - the serial kinds in [`serial`]: [`serial::keypad`], [`serial::qr`],
+//!   [`serial::rfid`] and [`serial::relay`], beside the port code they share.
 //! - [`hid`] (evdev scanners and keypads) and [`exec`] (a program the
 //!   daemon runs, speaking JSON lines).
-//! - the GPIO kinds [`wiegand`], [`gpio_input`] and [`gpio_relay`], on the
-//!   small GPIO trait in [`gpio`] (rppal on a Raspberry Pi, a fake in tests).
+//! - the GPIO kinds in [`gpio`]: [`gpio::wiegand`], [`gpio::input`] and
+//!   [`gpio::relay`], on the small GPIO trait there (rppal on a Raspberry Pi,
+//!   a fake in tests).
+//! - the old paths of the serial and GPIO kinds (`serial_relay`,
+//!   `gpio_input`, ...) stay as re-exports.
 //! - [`fake`]: test doubles.
 //!
 //! Drivers know nothing of holders, doors or policy: they turn bytes into
@@ -26,25 +32,27 @@ pub mod error;
 pub mod exec;
 pub mod fake;
 pub mod gpio;
-pub mod gpio_input;
-pub mod gpio_relay;
 pub mod hid;
 pub mod kinds;
 pub mod lines;
 #[cfg(feature = "pcsc")]
 pub mod pcsc;
 pub mod serial;
-pub mod serial_keypad;
-pub mod serial_qr;
-pub mod serial_relay;
-pub mod serial_rfid;
 pub mod settings;
 pub mod sim_lock;
 pub mod supervise;
-pub mod wiegand;
+
+// The kinds' old paths, from before they were grouped by family.
+pub use gpio::input as gpio_input;
+pub use gpio::relay as gpio_relay;
+pub use gpio::wiegand;
+pub use serial::keypad as serial_keypad;
+pub use serial::qr as serial_qr;
+pub use serial::relay as serial_relay;
+pub use serial::rfid as serial_rfid;
 
 pub use contract::{CardUid, DeviceReport, Health, Input, InputDriver, InputSink, Output, Report};
 pub use error::{DriverError, ErrorKind};
-pub use kinds::{Claim, KindConfig, Role, KINDS};
+pub use kinds::{Access, Check, Claim, Descriptor, DeviceKind, KindConfig, Reports, Role, KINDS, REGISTRY};
 pub use settings::{ConfigError, ConfigErrors, Section};
 pub use supervise::{supervise, Backoff, Ended};

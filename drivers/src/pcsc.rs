@@ -168,11 +168,8 @@ impl PcscConfig {
     /// The exclusive resource: one device per reader pattern (no pattern is
     /// the same as `*`). Different patterns may still pick the same reader;
     /// the log names the reader each device chose.
-    pub fn claim(&self) -> String {
-        match &self.reader {
-            Some(p) => format!("pcsc:{}", p.as_str().to_lowercase()),
-            None => "pcsc:*".into(),
-        }
+    pub fn claim(&self) -> crate::kinds::Claim {
+        crate::kinds::Claim::PcscReader(self.reader.as_ref().map(|p| p.as_str().to_string()))
     }
 
     /// The reader to use among `names` (in pcscd's order), and how many match.
@@ -702,6 +699,36 @@ fn read_uid(ctx: &Context, reader: &CStr) -> Result<Result<CardUid, Unreadable>,
     outcome
 }
 
+/// `kind = "pcsc"`: what it is and what it needs (see [`crate::kinds`]).
+pub const KIND: crate::kinds::Descriptor = crate::kinds::Descriptor {
+    name: "pcsc",
+    role: crate::kinds::Role::Input,
+    reports: crate::kinds::Reports { keys: true, levels: false },
+    drives_outputs: false,
+    output_through_input: false,
+    access: crate::kinds::Access::None,
+    parse: |sec, errs| Some(crate::kinds::KindConfig::new(PcscConfig::parse(sec, errs))),
+    cross_check: None,
+};
+
+impl crate::kinds::DeviceKind for PcscConfig {
+    fn descriptor(&self) -> &'static crate::kinds::Descriptor {
+        &KIND
+    }
+
+    fn claims(&self) -> Vec<crate::kinds::Claim> {
+        vec![self.claim()]
+    }
+
+    fn input_driver(&self, id: &str) -> Option<Box<dyn crate::contract::InputDriver>> {
+        Some(Box::new(Pcsc::new(id, self.clone())))
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -717,12 +744,12 @@ mod tests {
         let (cfg, errs) = parse(json!({}));
         assert!(errs.is_empty(), "{errs}");
         assert_eq!(cfg.reader, None);
-        assert_eq!(cfg.claim(), "pcsc:*");
+        assert_eq!(cfg.claim().to_string(), "pcsc:*");
 
         let (cfg, errs) = parse(json!({"reader": "ACR122"}));
         assert!(errs.is_empty(), "{errs}");
         assert_eq!(cfg.reader.as_ref().map(ReaderPattern::as_str), Some("ACR122"));
-        assert_eq!(cfg.claim(), "pcsc:acr122");
+        assert_eq!(cfg.claim().to_string(), "pcsc:acr122");
 
         for bad in [json!(""), json!("   "), json!("a\u{1}b"), json!("x".repeat(129)), json!(["a"])] {
             let (cfg, errs) = parse(json!({ "reader": bad }));

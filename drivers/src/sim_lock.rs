@@ -38,3 +38,33 @@ impl Output for SimLock {
         Ok(())
     }
 }
+
+/// `kind = "sim_lock"`: what it is and what it needs (see [`crate::kinds`]).
+pub const KIND: crate::kinds::Descriptor = crate::kinds::Descriptor {
+    name: "sim_lock",
+    role: crate::kinds::Role::Output,
+    reports: crate::kinds::Reports { keys: false, levels: false },
+    drives_outputs: true,
+    output_through_input: false,
+    access: crate::kinds::Access::None,
+    parse: |sec, errs| Some(crate::kinds::KindConfig::new(SimLockConfig::parse(sec, errs))),
+    cross_check: None,
+};
+
+impl crate::kinds::DeviceKind for SimLockConfig {
+    fn descriptor(&self) -> &'static crate::kinds::Descriptor {
+        &KIND
+    }
+
+    fn claims(&self) -> Vec<crate::kinds::Claim> {
+        Vec::new()
+    }
+
+    fn output_driver(&self, id: &str) -> Option<Box<dyn crate::contract::Output>> {
+        Some(Box::new(SimLock::new(id)))
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+}

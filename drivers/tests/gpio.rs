@@ -416,20 +416,20 @@ fn gpio_kinds_are_registered_with_their_claims() {
     assert!(errs.is_empty(), "{errs}");
     let k = k.unwrap();
     assert_eq!((k.kind(), k.role()), ("wiegand", Role::Input));
-    assert_eq!(k.claims(), [Claim::Path("gpio17".into()), Claim::Path("gpio27".into())]);
+    assert_eq!(k.claims(), [Claim::GpioLine(17), Claim::GpioLine(27)]);
     assert!(k.input_driver("w").is_some() && k.output_driver("w").is_none());
 
     let (k, errs) = kind("gpio_input", serde_json::json!({"line": 22, "pull": "up"}));
     assert!(errs.is_empty(), "{errs}");
     let k = k.unwrap();
     assert_eq!((k.kind(), k.role()), ("gpio_input", Role::Input));
-    assert_eq!(k.claims(), [Claim::Path("gpio22".into())]);
+    assert_eq!(k.claims(), [Claim::GpioLine(22)]);
 
     let (k, errs) = kind("gpio_relay", serde_json::json!({"line": 18, "active_low": true}));
     assert!(errs.is_empty(), "{errs}");
     let k = k.unwrap();
     assert_eq!((k.kind(), k.role()), ("gpio_relay", Role::Output));
-    assert_eq!(k.claims(), [Claim::Path("gpio18".into())]);
+    assert_eq!(k.claims(), [Claim::GpioLine(18)]);
     assert!(k.input_driver("r").is_none());
     // Off a Raspberry Pi the real backend cannot open the line; the output
     // still builds, and its first set says why it cannot drive the line.

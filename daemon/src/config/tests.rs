@@ -1,5 +1,6 @@
 use super::*;
 use porter_drivers::settings::ConfigError;
+use std::time::Duration;
 
 /// The required top-level keys of the wiring tests' configs.
 const HEAD: &str = "site = \"s\"\ncontroller = \"c\"\ndata_dir = \"/tmp/x\"\nsecret_file = \"/tmp/x/key\"\n";
@@ -293,6 +294,58 @@ d1 = 6
     assert!(!errs.0.iter().any(|e| e.path == "doors[0].held_open_s"), "{errs}");
 }
 
+/// The kinds' typed claims keep the texts, and the order, that the config's
+/// errors named them by when claims were strings: lines sorted as text
+/// (`gpio18` before `gpio5`), a relay channel as `port#channel`.
+#[test]
+fn resources_claimed_twice_are_named_as_before() {
+    let text = &format!(
+        r#"{HEAD}
+[[doors]]
+id = "main"
+lock = "relay"
+
+[[devices]]
+id = "reader"
+kind = "wiegand"
+door = "main"
+d0 = 5
+d1 = 18
+
+[[devices]]
+id = "reader2"
+kind = "wiegand"
+door = "main"
+d0 = 18
+d1 = 5
+
+[[devices]]
+id = "relay"
+kind = "serial_relay"
+port = "/dev/ttyUSB1"
+channel = 2
+
+[[devices]]
+id = "relay2"
+kind = "serial_relay"
+port = "/dev/ttyUSB1"
+channel = 2
+"#
+    );
+    let errs = errors(text, &[]);
+    let claims: Vec<&str> =
+        errs.0.iter().filter(|e| e.message.contains("is already used by")).map(|e| e.message.as_str()).collect();
+    assert_eq!(
+        claims,
+        [
+            "gpio18 is already used by devices[0]",
+            "gpio5 is already used by devices[0]",
+            "/dev/ttyUSB1#2 is already used by devices[2]"
+        ],
+        "{errs}"
+    );
+}
+
 #[test]
 fn enrolment_roles_and_window() {
     use crate::access::Role;
@@ -345,7 +398,7 @@ fn role_schedules() {
 
 #[test]
 fn clock_policy_and_source() {
-    use crate::runtime::clock::{SyncSource, Unsynchronized};
+    use crate::config::clock::{SyncSource, Unsynchronized};
     let c = Config::from_toml_with_env(DEMO_TOML, no_env()).unwrap();
     assert_eq!((c.clock.unsynchronized, &c.clock.source), (Unsynchronized::Deny, &SyncSource::Kernel));
     let text = format!(

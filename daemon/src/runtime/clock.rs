@@ -5,7 +5,6 @@ use super::audit::{Audit, Draft};
 use crate::access::schedule::LocalTime;
 use chrono::{Datelike, Timelike};
 use serde_json::{json, Map};
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -46,15 +45,7 @@ pub fn system_clock_synchronized() -> Option<bool> {
     Some(state != TIME_ERROR && tx.status & STA_UNSYNC == 0)
 }
 
-/// Where the daemon learns whether the wall clock is synchronised.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SyncSource {
-    /// The kernel's NTP state ([`system_clock_synchronized`]).
-    Kernel,
-    /// Synchronised while this file exists (systemd-timesyncd creates
-    /// `/run/systemd/timesync/synchronized` at its first synchronisation).
-    File(PathBuf),
-}
+pub use crate::config::clock::{SyncSource, Unsynchronized};
 
 impl SyncSource {
     /// Whether the clock is synchronised now; `None` when it cannot be told.
@@ -62,24 +53,6 @@ impl SyncSource {
         match self {
             SyncSource::Kernel => system_clock_synchronized(),
             SyncSource::File(p) => Some(p.exists()),
-        }
-    }
-}
-
-/// What to do with keys bound by time while the clock is not synchronised.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Unsynchronized {
-    /// Deny them (`clock_unsynchronized`), except staff and managers: fail-secure.
-    Deny,
-    /// Decide them on the clock as it is.
-    Allow,
-}
-
-impl Unsynchronized {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Unsynchronized::Deny => "deny",
-            Unsynchronized::Allow => "allow",
         }
     }
 }

@@ -120,7 +120,7 @@ pub async fn lock_all(cfg: &crate::config::Config) -> Vec<Driven> {
     let mut out = Vec::new();
     for d in &cfg.doors {
         let dev = &cfg.devices[d.lock];
-        if matches!(dev.kind, porter_drivers::KindConfig::Exec(_)) {
+        if dev.kind.descriptor().output_through_input {
             tracing::warn!(door = %d.id, device = %dev.id, "exec lock not driven before the store is opened: its program starts with the doors");
             out.push(None);
             continue;

@@ -13,13 +13,9 @@ use crate::provision::KeyService;
 use porter_drivers::CardUid;
 use serde_json::{json, Map, Value};
 use std::sync::Arc;
-use std::time::Duration;
 use tokio::sync::mpsc;
 
-/// The default enrolment window.
-pub const DEFAULT_WINDOW: Duration = Duration::from_secs(30);
-/// The window's allowed range, in seconds.
-pub const WINDOW_RANGE_S: std::ops::RangeInclusive<u64> = 5..=600;
+pub use crate::config::enroll::{DEFAULT_WINDOW, WINDOW_RANGE_S};
 
 /// One card to assign.
 #[derive(Debug)]

@@ -25,6 +25,11 @@ use tokio::io::AsyncReadExt;
 use tokio::time::Instant;
 use tokio_serial::{DataBits, FlowControl, Parity, SerialPort, SerialPortBuilderExt, SerialStream, StopBits};
 
+pub mod keypad;
+pub mod qr;
+pub mod relay;
+pub mod rfid;
+
 /// The baud rate when `baud` is not set.
 pub const DEFAULT_BAUD: u32 = 9600;
 

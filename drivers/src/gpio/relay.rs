@@ -105,6 +105,37 @@ impl Drop for GpioRelay {
     }
 }
 
+/// `kind = "gpio_relay"`: what it is and what it needs (see [`crate::kinds`]).
+pub const KIND: crate::kinds::Descriptor = crate::kinds::Descriptor {
+    name: "gpio_relay",
+    role: crate::kinds::Role::Output,
+    reports: crate::kinds::Reports { keys: false, levels: false },
+    drives_outputs: true,
+    output_through_input: false,
+    access: crate::kinds::Access::None,
+    parse: |sec, errs| Some(crate::kinds::KindConfig::new(GpioRelayConfig::parse(sec, errs))),
+    cross_check: None,
+};
+
+impl crate::kinds::DeviceKind for GpioRelayConfig {
+    fn descriptor(&self) -> &'static crate::kinds::Descriptor {
+        &KIND
+    }
+
+    fn claims(&self) -> Vec<crate::kinds::Claim> {
+        use crate::kinds::Claim;
+        vec![Claim::GpioLine(self.line)]
+    }
+
+    fn output_driver(&self, id: &str) -> Option<Box<dyn crate::contract::Output>> {
+        Some(Box::new(GpioRelay::new(self.clone(), id)))
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -342,6 +342,37 @@ impl InputDriver for Wiegand {
     }
 }
 
+/// `kind = "wiegand"`: what it is and what it needs (see [`crate::kinds`]).
+pub const KIND: crate::kinds::Descriptor = crate::kinds::Descriptor {
+    name: "wiegand",
+    role: crate::kinds::Role::Input,
+    reports: crate::kinds::Reports { keys: true, levels: false },
+    drives_outputs: false,
+    output_through_input: false,
+    access: crate::kinds::Access::None,
+    parse: |sec, errs| Some(crate::kinds::KindConfig::new(WiegandConfig::parse(sec, errs))),
+    cross_check: None,
+};
+
+impl crate::kinds::DeviceKind for WiegandConfig {
+    fn descriptor(&self) -> &'static crate::kinds::Descriptor {
+        &KIND
+    }
+
+    fn claims(&self) -> Vec<crate::kinds::Claim> {
+        use crate::kinds::Claim;
+        vec![Claim::GpioLine(self.d0), Claim::GpioLine(self.d1)]
+    }
+
+    fn input_driver(&self, id: &str) -> Option<Box<dyn crate::contract::InputDriver>> {
+        Some(Box::new(Wiegand::new(self.clone(), id)))
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

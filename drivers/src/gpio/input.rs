@@ -158,6 +158,37 @@ impl InputDriver for GpioInput {
     }
 }
 
+/// `kind = "gpio_input"`: what it is and what it needs (see [`crate::kinds`]).
+pub const KIND: crate::kinds::Descriptor = crate::kinds::Descriptor {
+    name: "gpio_input",
+    role: crate::kinds::Role::Input,
+    reports: crate::kinds::Reports { keys: false, levels: true },
+    drives_outputs: false,
+    output_through_input: false,
+    access: crate::kinds::Access::None,
+    parse: |sec, errs| Some(crate::kinds::KindConfig::new(GpioInputConfig::parse(sec, errs))),
+    cross_check: None,
+};
+
+impl crate::kinds::DeviceKind for GpioInputConfig {
+    fn descriptor(&self) -> &'static crate::kinds::Descriptor {
+        &KIND
+    }
+
+    fn claims(&self) -> Vec<crate::kinds::Claim> {
+        use crate::kinds::Claim;
+        vec![Claim::GpioLine(self.line)]
+    }
+
+    fn input_driver(&self, id: &str) -> Option<Box<dyn crate::contract::InputDriver>> {
+        Some(Box::new(GpioInput::new(self.clone(), id)))
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -26,6 +26,10 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+pub mod input;
+pub mod relay;
+pub mod wiegand;
+
 /// Edges queued between a backend and a driver. A Wiegand frame is at most a
 /// few dozen edges and a bouncing contact a few dozen more; past this the
 /// driver is stuck, and edges are dropped and counted.

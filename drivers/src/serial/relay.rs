@@ -303,6 +303,61 @@ impl Output for SerialRelay {
     }
 }
 
+/// The checks across devices for relay boards: channels of one board share
+/// its port, so they must agree on its framing ([`check_shared_ports`]), and
+/// no input device may read that port. A port that is empty is missing, and
+/// reported already.
+fn cross_check(devices: &[(String, &crate::kinds::KindConfig)], errs: &mut ConfigErrors) {
+    let relays: Vec<(String, &SerialRelayConfig)> = devices
+        .iter()
+        .filter_map(|(path, k)| Some((path.clone(), k.downcast_ref::<SerialRelayConfig>()?)))
+        .filter(|(_, c)| !c.serial.port.is_empty())
+        .collect();
+    check_shared_ports(&relays, errs);
+    for (path, relay) in &relays {
+        let port = &relay.serial.port;
+        let node = crate::kinds::Claim::Node(port.clone());
+        if let Some((other, _)) = devices.iter().find(|(_, k)| k.claims().contains(&node)) {
+            errs.push(
+                format!("{path}.port"),
+                format!("{port} is also read by {other}"),
+                Some("a relay board and an input device cannot share a serial port; give each its own".into()),
+            );
+        }
+    }
+}
+
+/// `kind = "serial_relay"`: what it is and what it needs (see [`crate::kinds`]).
+pub const KIND: crate::kinds::Descriptor = crate::kinds::Descriptor {
+    name: "serial_relay",
+    role: crate::kinds::Role::Output,
+    reports: crate::kinds::Reports { keys: false, levels: false },
+    drives_outputs: true,
+    output_through_input: false,
+    access: crate::kinds::Access::ReadWrite,
+    parse: |sec, errs| Some(crate::kinds::KindConfig::new(SerialRelayConfig::parse(sec, errs))),
+    cross_check: Some(cross_check),
+};
+
+impl crate::kinds::DeviceKind for SerialRelayConfig {
+    fn descriptor(&self) -> &'static crate::kinds::Descriptor {
+        &KIND
+    }
+
+    fn claims(&self) -> Vec<crate::kinds::Claim> {
+        use crate::kinds::Claim;
+        vec![Claim::RelayChannel { port: self.serial.port.clone(), channel: self.channel }]
+    }
+
+    fn output_driver(&self, id: &str) -> Option<Box<dyn crate::contract::Output>> {
+        Some(Box::new(SerialRelay::new(id, self.clone())))
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -279,6 +279,37 @@ impl InputDriver for SerialRfid {
     }
 }
 
+/// `kind = "serial_rfid"`: what it is and what it needs (see [`crate::kinds`]).
+pub const KIND: crate::kinds::Descriptor = crate::kinds::Descriptor {
+    name: "serial_rfid",
+    role: crate::kinds::Role::Input,
+    reports: crate::kinds::Reports { keys: true, levels: false },
+    drives_outputs: false,
+    output_through_input: false,
+    access: crate::kinds::Access::ReadWrite,
+    parse: |sec, errs| Some(crate::kinds::KindConfig::new(SerialRfidConfig::parse(sec, errs))),
+    cross_check: None,
+};
+
+impl crate::kinds::DeviceKind for SerialRfidConfig {
+    fn descriptor(&self) -> &'static crate::kinds::Descriptor {
+        &KIND
+    }
+
+    fn claims(&self) -> Vec<crate::kinds::Claim> {
+        use crate::kinds::Claim;
+        vec![Claim::Node(self.serial.port.clone())]
+    }
+
+    fn input_driver(&self, id: &str) -> Option<Box<dyn crate::contract::InputDriver>> {
+        Some(Box::new(SerialRfid::new(id, self.clone())))
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
