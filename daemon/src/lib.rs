@@ -8,12 +8,14 @@
 //!   and MQTT), the command and reply schema, the admin socket.
 //! - [`runtime`]: wiring: devices, the decision loop, doors, the audit writer,
 //!   shutdown.
+//! - [`event`]: every event the daemon records, one typed variant per kind.
 //! - [`config`]: raw TOML and environment to a validated [`config::Config`].
 //! - [`memory`]: the allocator: one arena, freed memory given back after a sync.
 
 pub mod access;
 pub mod config;
 pub mod doctor;
+pub mod event;
 pub mod memory;
 pub mod provision;
 pub mod runtime;

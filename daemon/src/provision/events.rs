@@ -75,16 +75,15 @@ fn seq_of(v: Option<&[u8]>) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::event::Event;
     use crate::runtime::audit::Draft;
-    use serde_json::Map;
 
     fn log(retain: u64, n: usize, field: &str) -> Store {
         let store = Store::temporary().unwrap();
         let (a, thread) = audit::start(store.clone(), retain).unwrap();
         for _ in 0..n {
-            let mut fields = Map::new();
-            fields.insert("door".into(), json!(field));
-            a.record(Draft { ts_ms: 0, kind: "door.unlocked", fields });
+            let event = Event::DoorUnlocked { door: field.to_string(), ms: 2000, by: "command" };
+            a.record(Draft { ts_ms: 0, event });
         }
         drop(a);
         thread.join().unwrap();

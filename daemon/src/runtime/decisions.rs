@@ -15,11 +15,12 @@ use crate::access::keypad::{KeyOutcome, KeypadEntry};
 use crate::access::lockout::{Engaged, LockoutPolicy, LockoutState};
 use crate::access::{decide, KeyHash, KeyKind, Reason, Request, Role, Snapshot};
 use crate::config::Purpose;
+use crate::event::Event;
 use crate::store::records;
 use crate::store::secret::KeyHasher;
 use arc_swap::ArcSwap;
 use porter_drivers::{DeviceReport, Health, Input, Report};
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
@@ -195,11 +196,7 @@ impl DecisionLoop {
                 let now = self.clock.now_ms();
                 for (id, _) in &cleared {
                     tracing::info!(device = %id, "lockout cleared");
-                    self.audit.record(Draft {
-                        ts_ms: now,
-                        kind: "lockout.cleared",
-                        fields: fields(&[("device", json!(id))]),
-                    });
+                    self.audit.record(Draft { ts_ms: now, event: Event::LockoutCleared { device: id.clone() } });
                 }
                 let _ = reply.send(Ok(cleared));
             }
@@ -210,7 +207,7 @@ impl DecisionLoop {
                     return;
                 };
                 let window = window.unwrap_or(self.enroll_window);
-                let until_ms = self.open_window(i, holder, window, fields(&[("via", json!("command"))]));
+                let until_ms = self.open_window(i, holder, window, "command", None);
                 let _ = reply.send(Ok((until_ms, window)));
             }
             ControlMsg::Ping { reply } => {
@@ -258,16 +255,28 @@ impl DecisionLoop {
     }
 
     /// Opens door `i`'s enrolment window for `holder`, replacing an open one,
-    /// and records `enroll.started` with `extra`; returns its end in unix ms.
-    fn open_window(&mut self, i: usize, holder: String, window: Duration, extra: Map<String, Value>) -> i64 {
+    /// and records `enroll.started` (`via` the command or the keypad
+    /// `device`); returns its end in unix ms.
+    fn open_window(
+        &mut self,
+        i: usize,
+        holder: String,
+        window: Duration,
+        via: &'static str,
+        device: Option<String>,
+    ) -> i64 {
         let door = &self.doors[i].id;
         let now_ms = self.clock.now_ms();
         let until_ms = now_ms + window.as_millis() as i64;
         tracing::info!(door = %door, holder = %holder, window_s = window.as_secs(), "enrolment window open");
-        let mut f =
-            fields(&[("door", json!(door)), ("holder", json!(holder)), ("until", json!(records::rfc3339(until_ms)))]);
-        f.extend(extra);
-        self.audit.record(Draft { ts_ms: now_ms, kind: "enroll.started", fields: f });
+        let event = Event::EnrollStarted {
+            door: door.clone(),
+            holder: holder.clone(),
+            until: records::rfc3339(until_ms),
+            via,
+            device,
+        };
+        self.audit.record(Draft { ts_ms: now_ms, event });
         self.windows[i] = Some(Window { holder, until: Instant::now() + window });
         self.doors[i].signal(Signal::EnrollOpen(window));
         until_ms
@@ -281,11 +290,8 @@ impl DecisionLoop {
                 self.doors[i].signal(Signal::Off);
                 let door = &self.doors[i].id;
                 tracing::info!(door = %door, holder = %w.holder, "enrolment window closed: no card presented");
-                self.audit.record(Draft {
-                    ts_ms: self.clock.now_ms(),
-                    kind: "enroll.expired",
-                    fields: fields(&[("door", json!(door)), ("holder", json!(w.holder))]),
-                });
+                let event = Event::EnrollExpired { door: door.clone(), holder: w.holder };
+                self.audit.record(Draft { ts_ms: self.clock.now_ms(), event });
             }
         }
     }
@@ -298,17 +304,15 @@ impl DecisionLoop {
             let (door, device) = (&self.doors[i], &self.devices[p.device].id);
             door.signal(Signal::Deny);
             tracing::info!(door = %door.id, device = %device, key = "card", holder = %p.holder, reason = "pin_required", "access denied");
-            self.audit.record(Draft {
-                ts_ms: self.clock.now_ms(),
-                kind: "access.denied",
-                fields: fields(&[
-                    ("door", json!(door.id)),
-                    ("device", json!(device)),
-                    ("key", json!("card")),
-                    ("holder", json!(p.holder)),
-                    ("reason", json!(Reason::PinRequired.as_str())),
-                ]),
-            });
+            let event = Event::AccessDenied {
+                door: door.id.clone(),
+                device: device.clone(),
+                key: "card",
+                holder: Some(p.holder),
+                card_device: None,
+                reason: Reason::PinRequired.as_str(),
+            };
+            self.audit.record(Draft { ts_ms: self.clock.now_ms(), event });
         }
     }
 
@@ -317,19 +321,18 @@ impl DecisionLoop {
         match r.report {
             Report::Health(h) => {
                 let now = self.clock.now_ms();
-                let (kind, mut f) = match &h {
-                    Health::Online => ("device.online", Map::new()),
-                    Health::Offline(e) => (
-                        "device.offline",
-                        fields(&[("error", json!(e.to_string())), ("error_kind", json!(e.kind.as_str()))]),
-                    ),
+                let device = dev.id.clone();
+                let event = match &h {
+                    Health::Online => Event::DeviceOnline { device },
+                    Health::Offline(e) => {
+                        Event::DeviceOffline { device, error: e.to_string(), error_kind: e.kind.as_str() }
+                    }
                 };
-                f.insert("device".into(), json!(dev.id));
-                tracing::info!(device = %dev.id, event = kind, "device health");
+                tracing::info!(device = %dev.id, event = event.kind(), "device health");
                 if let Ok(mut m) = self.health.lock() {
                     m.insert(dev.id.clone(), if matches!(h, Health::Online) { "online" } else { "offline" });
                 }
-                self.audit.record(Draft { ts_ms: now, kind, fields: f });
+                self.audit.record(Draft { ts_ms: now, event });
             }
             Report::Input(input) => self.input(r.device, input),
         }
@@ -453,26 +456,28 @@ impl DecisionLoop {
         let engaged = self.count(device, door_i, reason, now_ms, day);
         let dev = &self.devices[device];
         let door_id = &self.doors[door_i].id;
-        let mut f = fields(&[
-            ("door", json!(door_id)),
-            ("device", json!(dev.id)),
-            ("key", json!(key_name)),
-            ("holder", json!(holder)),
-        ]);
-        if let Some(c) = card_device {
-            f.insert("card_device".into(), json!(self.devices[c].id));
-        }
+        let card_device = card_device.map(|c| self.devices[c].id.clone());
         match reason {
             None => {
                 tracing::info!(door = %door_id, device = %dev.id, key = key_name, holder = holder.unwrap_or(""), "access granted");
-                if !opened && use_of.is_none() {
+                let lock = (!opened && use_of.is_none()).then(|| {
                     tracing::error!(door = %door_id, "door command queue full: the lock was not opened");
-                    f.insert("lock".into(), json!("not_driven"));
-                }
-                if let (Some(s), Some(u)) = (use_of, limit.and_then(|l| l.uses)) {
-                    f.insert("uses_left".into(), json!(u.saturating_sub(s.used)));
-                }
-                let d = Draft { ts_ms: now_ms, kind: "access.granted", fields: f };
+                    "not_driven"
+                });
+                let uses_left = match (use_of, limit.and_then(|l| l.uses)) {
+                    (Some(s), Some(u)) => Some(u.saturating_sub(s.used)),
+                    _ => None,
+                };
+                let event = Event::AccessGranted {
+                    door: door_id.clone(),
+                    device: dev.id.clone(),
+                    key: key_name,
+                    holder: holder.map(String::from),
+                    card_device,
+                    lock,
+                    uses_left,
+                };
+                let d = Draft { ts_ms: now_ms, event };
                 match use_of {
                     Some(s) => {
                         let door_h = self.doors[door_i].clone();
@@ -491,8 +496,15 @@ impl DecisionLoop {
             }
             Some(reason) => {
                 tracing::info!(door = %door_id, device = %dev.id, key = key_name, holder = holder.unwrap_or(""), reason = reason.as_str(), "access denied");
-                f.insert("reason".into(), json!(reason.as_str()));
-                self.audit.record(Draft { ts_ms: now_ms, kind: "access.denied", fields: f });
+                let event = Event::AccessDenied {
+                    door: door_id.clone(),
+                    device: dev.id.clone(),
+                    key: key_name,
+                    holder: holder.map(String::from),
+                    card_device,
+                    reason: reason.as_str(),
+                };
+                self.audit.record(Draft { ts_ms: now_ms, event });
             }
         }
         if let Some(e) = engaged {
@@ -532,12 +544,7 @@ impl DecisionLoop {
         let (door_i, dev_id) = (door as usize, self.devices[device].id.clone());
         match (reason, holder) {
             (None, Some((id, _))) => {
-                self.open_window(
-                    door_i,
-                    id,
-                    self.enroll_window,
-                    fields(&[("via", json!("keypad")), ("device", json!(dev_id))]),
-                );
+                self.open_window(door_i, id, self.enroll_window, "keypad", Some(dev_id));
             }
             (reason, holder) => {
                 let reason = reason.unwrap_or("unknown");
@@ -550,17 +557,8 @@ impl DecisionLoop {
                     Some(_) => {}
                 }
                 tracing::info!(door = %door_h.id, device = %dev_id, holder = holder.as_deref().unwrap_or(""), reason, "enrolment refused at the keypad");
-                self.audit.record(Draft {
-                    ts_ms: now_ms,
-                    kind: "enroll.denied",
-                    fields: fields(&[
-                        ("door", json!(door_h.id)),
-                        ("device", json!(dev_id)),
-                        ("key", json!("pin")),
-                        ("holder", json!(holder)),
-                        ("reason", json!(reason)),
-                    ]),
-                });
+                let event = Event::EnrollDenied { door: door_h.id.clone(), device: dev_id, key: "pin", holder, reason };
+                self.audit.record(Draft { ts_ms: now_ms, event });
             }
         }
         if let Some(e) = engaged {
@@ -649,26 +647,23 @@ impl DecisionLoop {
         let dev = &self.devices[device];
         let door_h = &self.doors[door as usize];
         let until = match e {
-            Engaged::Until(t) => json!(records::rfc3339(t)),
-            Engaged::DailyCap => Value::Null,
+            Engaged::Until(t) => Some(records::rfc3339(t)),
+            Engaged::DailyCap => None,
         };
         let why = match e {
             Engaged::Until(_) => "consecutive_failures",
             Engaged::DailyCap => "daily_cap",
         };
-        let until_text = until.as_str().unwrap_or("the end of the local day").to_string();
+        let until_text = until.as_deref().unwrap_or("the end of the local day");
         tracing::warn!(device = %dev.id, why, until = %until_text, consecutive = dev.lockout.consecutive, failures_today = dev.lockout.day_failures, "lockout engaged");
-        self.audit.record(Draft {
-            ts_ms: now_ms,
-            kind: "lockout.engaged",
-            fields: fields(&[
-                ("door", json!(door_h.id)),
-                ("device", json!(dev.id)),
-                ("why", json!(why)),
-                ("until", until),
-                ("failures_today", json!(dev.lockout.day_failures)),
-            ]),
-        });
+        let event = Event::LockoutEngaged {
+            door: door_h.id.clone(),
+            device: dev.id.clone(),
+            why,
+            until,
+            failures_today: dev.lockout.day_failures,
+        };
+        self.audit.record(Draft { ts_ms: now_ms, event });
     }
 }
 
@@ -691,10 +686,6 @@ fn open_when_durable(door: &DoorHandle, decided: std::time::Instant) {
     } else {
         tracing::error!(door = %door.id, "door command queue full: the lock was not opened");
     }
-}
-
-fn fields(kv: &[(&str, Value)]) -> Map<String, Value> {
-    kv.iter().map(|(k, v)| (k.to_string(), v.clone())).collect()
 }
 
 #[cfg(test)]
