@@ -1,6 +1,6 @@
 //! Every event the daemon records, one variant per `type`.
 //!
-//! The audit writer ([`crate::runtime::audit`]) turns an [`Event`] into the
+//! The audit writer ([`crate::audit`]) turns an [`Event`] into the
 //! JSON line it stores and publishes: the variant's fields, its `type`, and
 //! the `seq` and `ts` it adds. `serde_json` keeps an object's keys sorted, so
 //! the order of the fields here does not reach the wire; their names, types

@@ -613,7 +613,7 @@ fn dispatch(svc: &KeyService, ctl: &dyn Control, cmd: &Command) -> Result<Value,
         "enroll.start" => {
             let a = Args::new(a, &["holder", "door", "timeout_s"])?;
             let holder = a.holder()?;
-            let range = crate::runtime::enroll::WINDOW_RANGE_S;
+            let range = crate::access::enroll::WINDOW_RANGE_S;
             let window = match a.opt_u64("timeout_s")? {
                 None => None,
                 Some(s) if range.contains(&s) => Some(std::time::Duration::from_secs(s)),

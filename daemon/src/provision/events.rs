@@ -8,11 +8,11 @@
 //! more remain and which events the log still holds, so the portal knows
 //! when the ones it asks for have been pruned (`audit.retain`).
 //!
-//! Events never hold a PIN, a QR token or a secret (see `runtime::audit`);
+//! Events never hold a PIN, a QR token or a secret (see `crate::audit`);
 //! this returns them exactly as they were published.
 
 use super::error::OpError;
-use crate::runtime::audit;
+use crate::audit;
 use crate::store::{records, Store};
 use serde_json::{json, Value};
 
@@ -75,8 +75,8 @@ fn seq_of(v: Option<&[u8]>) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::audit::Draft;
     use crate::event::Event;
-    use crate::runtime::audit::Draft;
 
     fn log(retain: u64, n: usize, field: &str) -> Store {
         let store = Store::temporary().unwrap();

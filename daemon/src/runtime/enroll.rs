@@ -13,13 +13,11 @@ use crate::event::Event;
 use crate::provision::KeyService;
 use porter_drivers::CardUid;
 use std::sync::Arc;
-use std::time::Duration;
 use tokio::sync::mpsc;
 
-/// The default enrolment window.
-pub const DEFAULT_WINDOW: Duration = Duration::from_secs(30);
-/// The window's allowed range, in seconds.
-pub const WINDOW_RANGE_S: std::ops::RangeInclusive<u64> = 5..=600;
+// The window's bounds live in `access`, below provisioning and the config;
+// these paths stay for the code that names them here.
+pub use crate::access::enroll::{DEFAULT_WINDOW, WINDOW_RANGE_S};
 
 /// One card to assign.
 #[derive(Debug)]

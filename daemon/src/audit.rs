@@ -212,7 +212,7 @@ fn writer(
     // on a two-core controller it must not take a core from the drivers and
     // the decision loop at the moment a key is presented. The queue holds
     // QUEUE events meanwhile.
-    crate::provision::lower_this_thread();
+    crate::priority::lower_this_thread();
     while let Some(first) = rx.blocking_recv() {
         let mut msgs = vec![first];
         while msgs.len() < GROUP {
