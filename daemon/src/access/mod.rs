@@ -12,10 +12,12 @@
 //! - [`schedule`]: weekly windows on local time.
 //! - [`keypad`]: keys to a submitted PIN.
 //! - [`lockout`]: brute-force lockout per input device.
+//! - [`room`]: each door's enrolment window and card-plus-PIN wait.
 
 pub mod enroll;
 pub mod keypad;
 pub mod lockout;
+pub mod room;
 pub mod schedule;
 
 use schedule::{LocalTime, Window};

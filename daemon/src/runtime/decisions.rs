@@ -13,7 +13,8 @@ use super::enroll::EnrollJob;
 use super::feedback::Signal;
 use crate::access::keypad::{KeyOutcome, KeypadEntry};
 use crate::access::lockout::{Engaged, LockoutPolicy, LockoutState};
-use crate::access::{decide, KeyHash, KeyKind, Reason, Request, Role, Snapshot};
+use crate::access::room::{CardPin, Room};
+use crate::access::{decide, KeyHash, KeyKind, Reason, Request, Snapshot};
 use crate::config::Purpose;
 use crate::event::Event;
 use crate::store::records;
@@ -50,22 +51,6 @@ pub enum ControlMsg {
     ClockJumped { by_ms: i64 },
 }
 
-/// An open enrolment window at a door.
-#[derive(Debug, Clone)]
-pub struct Window {
-    pub holder: String,
-    pub until: Instant,
-}
-
-/// A card accepted at a door that wants its holder's PIN next.
-#[derive(Debug, Clone)]
-pub struct Pending {
-    pub holder: String,
-    /// The reader the card was presented at.
-    pub device: usize,
-    pub until: Instant,
-}
-
 /// The devices a `lockout.clear` cleared, and the wait for their persistence.
 pub type Cleared = Vec<(String, oneshot::Receiver<()>)>;
 
@@ -90,8 +75,8 @@ pub struct DecisionLoop {
     pub audit: Audit,
     /// Each input device's health, for the status document.
     pub health: HealthMap,
-    /// Each door's open enrolment window.
-    pub windows: Vec<Option<Window>>,
+    /// Each door's enrolment window and card waiting for its PIN.
+    pub room: Room,
     /// Where a card caught by an enrolment window goes to be assigned.
     pub enroller: mpsc::Sender<EnrollJob>,
     /// The roles whose PIN opens an enrolment window at a keypad.
@@ -103,12 +88,6 @@ pub struct DecisionLoop {
     pub unsynchronized: clock::Unsynchronized,
     /// The grants each limited key has given ([`load_uses`]).
     pub uses: std::collections::HashMap<KeyHash, records::Spent>,
-    /// Card plus PIN: the doors that want it, the roles that want it, how
-    /// long a PIN is awaited after the card, and each door's waiting card.
-    pub card_pin_doors: Vec<bool>,
-    pub card_pin_roles: Vec<Role>,
-    pub pin_after_card: Duration,
-    pub pending: Vec<Option<Pending>>,
 }
 
 /// Device id to `online`, `offline` or `unknown`.
@@ -149,13 +128,7 @@ impl DecisionLoop {
         cancel: CancellationToken,
     ) {
         loop {
-            let next_close = self
-                .windows
-                .iter()
-                .flatten()
-                .map(|w| w.until)
-                .chain(self.pending.iter().flatten().map(|p| p.until))
-                .min();
+            let next_close = self.room.next_deadline().map(Instant::from_std);
             let close = async {
                 match next_close {
                     Some(t) => tokio::time::sleep_until(t).await,
@@ -277,30 +250,26 @@ impl DecisionLoop {
             device,
         };
         self.audit.record(Draft { ts_ms: now_ms, event });
-        self.windows[i] = Some(Window { holder, until: Instant::now() + window });
+        self.room.open_window(i, holder, window, Instant::now().into_std());
         self.doors[i].signal(Signal::EnrollOpen(window));
         until_ms
     }
 
     /// Closes every window whose time is up, recording `enroll.expired`.
     fn close_windows(&mut self, now: Instant) {
-        for (i, w) in self.windows.iter_mut().enumerate() {
-            if w.as_ref().is_some_and(|w| w.until <= now) {
-                let w = w.take().expect("checked");
-                self.doors[i].signal(Signal::Off);
-                let door = &self.doors[i].id;
-                tracing::info!(door = %door, holder = %w.holder, "enrolment window closed: no card presented");
-                let event = Event::EnrollExpired { door: door.clone(), holder: w.holder };
-                self.audit.record(Draft { ts_ms: self.clock.now_ms(), event });
-            }
+        for (i, holder) in self.room.expire_windows(now.into_std()) {
+            self.doors[i].signal(Signal::Off);
+            let door = &self.doors[i].id;
+            tracing::info!(door = %door, holder = %holder, "enrolment window closed: no card presented");
+            let event = Event::EnrollExpired { door: door.clone(), holder };
+            self.audit.record(Draft { ts_ms: self.clock.now_ms(), event });
         }
     }
 
     /// Ends every card's wait for a PIN whose time is up: `access.denied`
     /// with `pin_required` (not a failure: the card was right).
     fn close_pending(&mut self, now: Instant) {
-        for i in 0..self.pending.len() {
-            let Some(p) = self.pending[i].take_if(|p| p.until <= now) else { continue };
+        for (i, p) in self.room.expire_pending(now.into_std()) {
             let (door, device) = (&self.doors[i], &self.devices[p.device].id);
             door.signal(Signal::Deny);
             tracing::info!(door = %door.id, device = %device, key = "card", holder = %p.holder, reason = "pin_required", "access denied");
@@ -352,11 +321,11 @@ impl DecisionLoop {
                 // A card at a door with an open enrolment window is assigned,
                 // not decided: it opens nothing and counts for no lockout.
                 let door = self.devices[device].door.map(usize::from);
-                let window = door.and_then(|d| self.windows[d].take_if(|w| w.until > Instant::now()));
+                let window = door.and_then(|d| self.room.take_window(d, Instant::now().into_std()));
                 match (door, window) {
-                    (Some(d), Some(w)) => {
+                    (Some(d), Some(holder)) => {
                         let job = EnrollJob {
-                            holder: w.holder,
+                            holder,
                             uid,
                             door: self.doors[d].id.clone(),
                             device: self.devices[device].id.clone(),
@@ -391,7 +360,8 @@ impl DecisionLoop {
     /// Decides one presented key at `device` and acts on it.
     pub fn present(&mut self, device: usize, kind: KeyKind, value: &[u8]) {
         // A card whose wait ran out is settled before anything else is decided.
-        self.close_pending(Instant::now());
+        let mono = Instant::now();
+        self.close_pending(mono);
         let snap = self.live.load();
         let Some((req, limit, day)) = self.request(&snap, device, kind, value) else { return };
         let (now_ms, door, key, spent) = (req.now_ms, req.door, req.key, req.spent);
@@ -403,31 +373,19 @@ impl DecisionLoop {
         let mut card_device = None;
         // Card plus PIN, at this door or for this holder's role: a card waits
         // for its holder's PIN; a PIN opens only after its holder's card.
-        if let Some(h) = decision.holder().filter(|_| reason.is_none()) {
-            if self.card_pin_doors[door_i] || self.card_pin_roles.contains(&h.role) {
-                let now = Instant::now();
-                match kind {
-                    KeyKind::Card => {
-                        let wait = self.pin_after_card;
-                        tracing::info!(door = %self.doors[door_i].id, device = %self.devices[device].id, holder = h.id, "card accepted; waiting for the holder's PIN");
-                        self.pending[door_i] = Some(Pending { holder: h.id.to_string(), device, until: now + wait });
-                        self.doors[door_i].signal(Signal::PinNeeded(wait));
-                        return;
-                    }
-                    KeyKind::Pin => match self.pending[door_i].take() {
-                        Some(p) if p.until > now && p.holder == h.id => {
-                            key_name = "card+pin";
-                            card_device = Some(p.device);
-                        }
-                        Some(p) if p.until > now => reason = Some(Reason::PinMismatch),
-                        _ => reason = Some(Reason::CardRequired),
-                    },
-                    KeyKind::Qr => reason = Some(Reason::CardRequired),
-                }
+        let who = decision.holder().map(|h| (h.id, h.role));
+        match self.room.card_plus_pin(door_i, device, kind, who, reason, mono.into_std()) {
+            CardPin::NotRequired => {}
+            CardPin::Wait(wait) => {
+                tracing::info!(door = %self.doors[door_i].id, device = %self.devices[device].id, holder = holder.unwrap_or(""), "card accepted; waiting for the holder's PIN");
+                self.doors[door_i].signal(Signal::PinNeeded(wait));
+                return;
             }
-        } else if kind == KeyKind::Pin && reason != Some(Reason::LockedOut) {
-            // A refused PIN after a card ends the card's wait: present it again.
-            self.pending[door_i] = None;
+            CardPin::Completed { card_device: c } => {
+                key_name = "card+pin";
+                card_device = Some(c);
+            }
+            CardPin::Refused(r) => reason = Some(r),
         }
         let door_h = &self.doors[door_i];
         // A limited key's use counts at once, before anything else is
@@ -755,17 +713,20 @@ mod tests {
             clock: clock.clone(),
             audit,
             health: HealthMap::default(),
-            windows: vec![None],
             enroller,
             enroll_roles: vec![crate::access::Role::Courier, crate::access::Role::Staff],
             enroll_window: Duration::from_secs(30),
             trust: Arc::new(clock::Trust::new(&clock::SyncSource::File("/".into()))),
             unsynchronized: clock::Unsynchronized::Deny,
             uses: Default::default(),
-            card_pin_doors: vec![false],
-            card_pin_roles: Vec::new(),
-            pin_after_card: Duration::from_secs(10),
-            pending: vec![None],
+            room: Room::new(
+                1,
+                crate::access::room::CardPinPolicy {
+                    doors: vec![false],
+                    roles: Vec::new(),
+                    pin_after_card: Duration::from_secs(10),
+                },
+            ),
         };
         Rig { svc, lp, lock, events, clock, store, jobs }
     }
@@ -905,7 +866,7 @@ mod tests {
         r.lp.report(DeviceReport { device: 0, report: Report::Input(Input::Card(uid)) });
         let job = r.jobs.try_recv().expect("an enrolment job");
         assert_eq!((job.holder.as_str(), job.uid, job.door.as_str()), ("courier-ups", uid, "main"));
-        assert!(r.lp.windows[0].is_none());
+        assert!(r.lp.room.window(0).is_none());
         // The card after that is decided as usual.
         r.lp.report(DeviceReport { device: 0, report: Report::Input(Input::Card(uid)) });
         assert_eq!(next_event(&mut r.events).await["type"], "access.denied");
@@ -924,7 +885,7 @@ mod tests {
             (Some("enroll.denied"), Some("role_not_allowed"), Some("res-12b")),
             "{e}"
         );
-        assert!(r.lp.windows[0].is_none());
+        assert!(r.lp.room.window(0).is_none());
         assert_eq!(r.lp.devices[0].lockout.consecutive, 0, "a right PIN is no failure");
         // Wrong enrolment PINs count towards the keypad's lockout.
         let wrong = if pin == "502817" { "502818" } else { "502817" };
@@ -943,7 +904,7 @@ mod tests {
         let pin = r.svc.pin_generate("courier-dhl").unwrap();
         keys(&mut r.lp, &format!("**{pin}#"));
         assert_eq!(next_event(&mut r.events).await["reason"], "locked_out");
-        assert!(r.lp.windows[0].is_none());
+        assert!(r.lp.room.window(0).is_none());
         assert_eq!(r.lock.states(), [false]);
     }
 
@@ -1101,10 +1062,15 @@ mod tests {
             let uid = CardUid::parse_hex("04a1b2c3").unwrap();
             r.lp.report(DeviceReport { device: 0, report: Report::Input(Input::Card(uid)) })
         };
-        r.lp.card_pin_doors[0] = true;
+        let policy = |doors: Vec<bool>, roles| crate::access::room::CardPinPolicy {
+            doors,
+            roles,
+            pin_after_card: Duration::from_secs(10),
+        };
+        r.lp.room = Room::new(1, policy(vec![true], Vec::new()));
         // The card alone opens nothing and says nothing yet; its holder's PIN then opens.
         card(&mut r);
-        assert!(r.lp.pending[0].is_some());
+        assert!(r.lp.room.pending(0).is_some());
         keys(&mut r.lp, &format!("{pin}#"));
         let e = next_event(&mut r.events).await;
         assert_eq!(
@@ -1120,11 +1086,11 @@ mod tests {
         keys(&mut r.lp, &format!("{other_pin}#"));
         let e = next_event(&mut r.events).await;
         assert_eq!((e["reason"].as_str(), e["holder"].as_str()), (Some("pin_mismatch"), Some("courier-dhl")), "{e}");
-        assert!(r.lp.pending[0].is_none());
+        assert!(r.lp.room.pending(0).is_none());
         card(&mut r);
         keys(&mut r.lp, "502817#");
         assert_eq!(next_event(&mut r.events).await["reason"], "unknown");
-        assert!(r.lp.pending[0].is_none(), "a wrong PIN ends the wait too");
+        assert!(r.lp.room.pending(0).is_none(), "a wrong PIN ends the wait too");
         // No PIN in time.
         card(&mut r);
         r.lp.close_pending(Instant::now() + Duration::from_secs(11));
@@ -1136,8 +1102,7 @@ mod tests {
         );
 
         // For a role, at a door that does not want it: couriers only.
-        r.lp.card_pin_doors[0] = false;
-        r.lp.card_pin_roles = vec![crate::access::Role::Courier];
+        r.lp.room = Room::new(1, policy(vec![false], vec![crate::access::Role::Courier]));
         keys(&mut r.lp, &format!("{pin}#"));
         assert_eq!(next_event(&mut r.events).await["reason"], "card_required");
         r.svc.holder_put(HolderSpec::new("staff-ann", "Ann", crate::access::Role::Staff)).unwrap();

@@ -686,17 +686,20 @@ pub async fn run_with_clock(
         clock: clock.clone(),
         audit: audit.clone(),
         health: health.clone(),
-        windows: vec![None; cfg.doors.len()],
         enroller: enroll_tx,
         enroll_roles: cfg.enroll.roles.clone(),
         enroll_window: cfg.enroll.window,
         trust: trust.clone(),
         unsynchronized: cfg.clock.unsynchronized,
         uses: decisions::load_uses(&store),
-        card_pin_doors: cfg.doors.iter().map(|d| d.card_plus_pin).collect(),
-        card_pin_roles: cfg.card_plus_pin_roles.clone(),
-        pin_after_card: cfg.keypad.pin_after_card,
-        pending: vec![None; cfg.doors.len()],
+        room: crate::access::room::Room::new(
+            cfg.doors.len(),
+            crate::access::room::CardPinPolicy {
+                doors: cfg.doors.iter().map(|d| d.card_plus_pin).collect(),
+                roles: cfg.card_plus_pin_roles.clone(),
+                pin_after_card: cfg.keypad.pin_after_card,
+            },
+        ),
     };
     let loop_task = tokio::spawn(decision_loop.run(report_rx, control_rx, loop_cancel.clone()));
 
