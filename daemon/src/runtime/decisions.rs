@@ -13,7 +13,8 @@ use super::enroll::EnrollJob;
 use super::feedback::Signal;
 use crate::access::keypad::{KeyOutcome, KeypadEntry};
 use crate::access::lockout::{Engaged, LockoutPolicy, LockoutState};
-use crate::access::room::{CardPin, Room};
+use crate::access::room::{CardPin, CardPinPolicy, Room};
+use crate::access::Role;
 use crate::access::{decide, KeyHash, KeyKind, Reason, Request, Snapshot};
 use crate::config::Purpose;
 use crate::event::Event;
@@ -62,6 +63,52 @@ pub struct DeviceState {
     pub purpose: Purpose,
     pub keypad: KeypadEntry,
     pub lockout: LockoutState,
+}
+
+/// The room's policy, as configured.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub lockout: LockoutPolicy,
+    pub tz: chrono_tz::Tz,
+    /// The roles whose PIN opens an enrolment window at a keypad.
+    pub enroll_roles: Vec<Role>,
+    /// How long a window stays open unless `enroll.start` says otherwise.
+    pub enroll_window: Duration,
+    pub unsynchronized: clock::Unsynchronized,
+    pub card_pin: CardPinPolicy,
+}
+
+impl Settings {
+    pub fn from_config(cfg: &crate::config::Config) -> Settings {
+        Settings {
+            lockout: cfg.lockout,
+            tz: cfg.timezone,
+            enroll_roles: cfg.enroll.roles.clone(),
+            enroll_window: cfg.enroll.window,
+            unsynchronized: cfg.clock.unsynchronized,
+            card_pin: CardPinPolicy {
+                doors: cfg.doors.iter().map(|d| d.card_plus_pin).collect(),
+                roles: cfg.card_plus_pin_roles.clone(),
+                pin_after_card: cfg.keypad.pin_after_card,
+            },
+        }
+    }
+}
+
+/// What the loop works with: the live keys, the devices and doors, and
+/// where its results go.
+pub struct Parts {
+    pub live: Arc<ArcSwap<Snapshot>>,
+    pub hasher: KeyHasher,
+    pub devices: Vec<DeviceState>,
+    pub doors: Vec<DoorHandle>,
+    pub clock: Arc<dyn Clock>,
+    pub audit: Audit,
+    pub health: HealthMap,
+    pub enroller: mpsc::Sender<EnrollJob>,
+    pub trust: Arc<clock::Trust>,
+    /// The grants each limited key has given ([`load_uses`]).
+    pub uses: std::collections::HashMap<KeyHash, records::Spent>,
 }
 
 pub struct DecisionLoop {
@@ -120,6 +167,28 @@ pub fn load_lockouts(store: &crate::store::Store, ids: &[String]) -> Vec<Lockout
 }
 
 impl DecisionLoop {
+    /// A loop with no enrolment window open and no card waiting.
+    pub fn new(p: Parts, s: Settings) -> DecisionLoop {
+        DecisionLoop {
+            room: Room::new(p.doors.len(), s.card_pin),
+            live: p.live,
+            hasher: p.hasher,
+            devices: p.devices,
+            doors: p.doors,
+            policy: s.lockout,
+            tz: s.tz,
+            clock: p.clock,
+            audit: p.audit,
+            health: p.health,
+            enroller: p.enroller,
+            enroll_roles: s.enroll_roles,
+            enroll_window: s.enroll_window,
+            trust: p.trust,
+            unsynchronized: s.unsynchronized,
+            uses: p.uses,
+        }
+    }
+
     /// Runs until `cancel` fires, then handles what is already queued.
     pub async fn run(
         mut self,
@@ -697,7 +766,7 @@ mod tests {
         // 2026-11-25 is a Wednesday; noon UTC.
         let clock = Arc::new(FixedClock(AtomicI64::new(1_795_608_000_000)));
         let (enroller, jobs) = mpsc::channel(4);
-        let lp = DecisionLoop {
+        let parts = Parts {
             live: svc.live(),
             hasher,
             devices: vec![DeviceState {
@@ -708,27 +777,28 @@ mod tests {
                 lockout: LockoutState::default(),
             }],
             doors: vec![door],
-            policy: LockoutPolicy::default(),
-            tz,
             clock: clock.clone(),
             audit,
             health: HealthMap::default(),
             enroller,
+            trust: Arc::new(clock::Trust::new(&clock::SyncSource::File("/".into()))),
+            uses: Default::default(),
+        };
+        let settings = Settings {
+            lockout: LockoutPolicy::default(),
+            tz,
             enroll_roles: vec![crate::access::Role::Courier, crate::access::Role::Staff],
             enroll_window: Duration::from_secs(30),
-            trust: Arc::new(clock::Trust::new(&clock::SyncSource::File("/".into()))),
             unsynchronized: clock::Unsynchronized::Deny,
-            uses: Default::default(),
-            room: Room::new(
-                1,
-                crate::access::room::CardPinPolicy {
-                    doors: vec![false],
-                    roles: Vec::new(),
-                    pin_after_card: Duration::from_secs(10),
-                },
-            ),
+            card_pin: card_pin(vec![false], Vec::new()),
         };
+        let lp = DecisionLoop::new(parts, settings);
         Rig { svc, lp, lock, events, clock, store, jobs }
+    }
+
+    /// Card plus PIN at these doors and for these roles; a PIN awaited 10 s.
+    fn card_pin(doors: Vec<bool>, roles: Vec<crate::access::Role>) -> CardPinPolicy {
+        CardPinPolicy { doors, roles, pin_after_card: Duration::from_secs(10) }
     }
 
     fn keys(lp: &mut DecisionLoop, s: &str) {
@@ -1062,12 +1132,7 @@ mod tests {
             let uid = CardUid::parse_hex("04a1b2c3").unwrap();
             r.lp.report(DeviceReport { device: 0, report: Report::Input(Input::Card(uid)) })
         };
-        let policy = |doors: Vec<bool>, roles| crate::access::room::CardPinPolicy {
-            doors,
-            roles,
-            pin_after_card: Duration::from_secs(10),
-        };
-        r.lp.room = Room::new(1, policy(vec![true], Vec::new()));
+        r.lp.room = Room::new(1, card_pin(vec![true], Vec::new()));
         // The card alone opens nothing and says nothing yet; its holder's PIN then opens.
         card(&mut r);
         assert!(r.lp.room.pending(0).is_some());
@@ -1102,7 +1167,7 @@ mod tests {
         );
 
         // For a role, at a door that does not want it: couriers only.
-        r.lp.room = Room::new(1, policy(vec![false], vec![crate::access::Role::Courier]));
+        r.lp.room = Room::new(1, card_pin(vec![false], vec![crate::access::Role::Courier]));
         keys(&mut r.lp, &format!("{pin}#"));
         assert_eq!(next_event(&mut r.events).await["reason"], "card_required");
         r.svc.holder_put(HolderSpec::new("staff-ann", "Ann", crate::access::Role::Staff)).unwrap();

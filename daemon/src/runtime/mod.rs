@@ -676,31 +676,19 @@ pub async fn run_with_clock(
     };
     let enroll_task = tokio::spawn(enroll::run(svc.clone(), audit.clone(), clock.clone(), enroll_rx, signal));
     let loop_cancel = CancellationToken::new();
-    let decision_loop = DecisionLoop {
+    let parts = decisions::Parts {
         live: svc.live(),
         hasher,
         devices,
         doors: doors.clone(),
-        policy: cfg.lockout,
-        tz: cfg.timezone,
         clock: clock.clone(),
         audit: audit.clone(),
         health: health.clone(),
         enroller: enroll_tx,
-        enroll_roles: cfg.enroll.roles.clone(),
-        enroll_window: cfg.enroll.window,
         trust: trust.clone(),
-        unsynchronized: cfg.clock.unsynchronized,
         uses: decisions::load_uses(&store),
-        room: crate::access::room::Room::new(
-            cfg.doors.len(),
-            crate::access::room::CardPinPolicy {
-                doors: cfg.doors.iter().map(|d| d.card_plus_pin).collect(),
-                roles: cfg.card_plus_pin_roles.clone(),
-                pin_after_card: cfg.keypad.pin_after_card,
-            },
-        ),
     };
+    let decision_loop = DecisionLoop::new(parts, decisions::Settings::from_config(&cfg));
     let loop_task = tokio::spawn(decision_loop.run(report_rx, control_rx, loop_cancel.clone()));
 
     // Inputs, supervised. An input that also drives a door's output (an
