@@ -24,14 +24,8 @@ pub enum Event {
     /// A key was accepted and the door was told to open.
     #[serde(rename = "access.granted")]
     AccessGranted {
-        door: String,
-        device: String,
-        /// `pin`, `qr`, `card` or `card+pin`.
-        key: &'static str,
-        holder: Option<String>,
-        /// Card plus PIN: the reader the card was presented at.
-        #[serde(skip_serializing_if = "Option::is_none")]
-        card_device: Option<String>,
+        #[serde(flatten)]
+        presented: Presented,
         /// `not_driven` when the door's command queue was full.
         #[serde(skip_serializing_if = "Option::is_none")]
         lock: Option<&'static str>,
@@ -42,12 +36,8 @@ pub enum Event {
     /// A key was refused.
     #[serde(rename = "access.denied")]
     AccessDenied {
-        door: String,
-        device: String,
-        key: &'static str,
-        holder: Option<String>,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        card_device: Option<String>,
+        #[serde(flatten)]
+        presented: Presented,
         reason: &'static str,
     },
     #[serde(rename = "lockout.engaged")]
@@ -149,6 +139,20 @@ pub enum Event {
     StorageLow(Storage),
     #[serde(rename = "storage.ok")]
     StorageOk(Storage),
+}
+
+/// A key presented at a door, for `access.granted` and `access.denied`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Presented {
+    pub door: String,
+    pub device: String,
+    /// `pin`, `qr`, `card` or `card+pin`.
+    pub key: &'static str,
+    /// `null` when the key is nobody's.
+    pub holder: Option<String>,
+    /// Card plus PIN: the reader the card was presented at.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub card_device: Option<String>,
 }
 
 /// The snapshot a recovered store was restored from.

@@ -8,7 +8,7 @@
 
 use porter_drivers::CardUid;
 use porterd::access::Role;
-use porterd::event::Event;
+use porterd::event::{Event, Presented};
 use porterd::provision::keys::{is_trivial, HolderSpec, KeyService, SyncHolder};
 use porterd::runtime::audit::{self, Draft};
 use porterd::store::{secret::KeyHasher, Store};
@@ -75,15 +75,14 @@ fn the_store_stops_growing_under_churn() {
             svc.holder_delete(&id).unwrap();
         }
         for i in 0..4_000 {
-            let event = Event::AccessGranted {
+            let presented = Presented {
                 door: "main".into(),
                 device: "keypad1".into(),
                 key: "pin",
                 holder: Some(format!("h{i}")),
                 card_device: None,
-                lock: None,
-                uses_left: None,
             };
+            let event = Event::AccessGranted { presented, lock: None, uses_left: None };
             audit.record(Draft { ts_ms: 1_700_000_000_000 + i, event });
         }
         audit.wait_written();

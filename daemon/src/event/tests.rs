@@ -11,53 +11,53 @@ fn storage(reserve: &'static str) -> Storage {
     Storage { free_mb: 120, total_mb: 14_000, low_mb: 256, reserve }
 }
 
+/// Ann's card at `reader1`, then her PIN at `keypad1`.
+fn card_plus_pin() -> Presented {
+    Presented {
+        door: s("main"),
+        device: s("keypad1"),
+        key: "card+pin",
+        holder: Some(s("staff-ann")),
+        card_device: Some(s("reader1")),
+    }
+}
+
 /// One or more samples of every kind, each with the JSON it must give.
 fn samples() -> Vec<(Event, &'static str)> {
     vec![
         (
             Event::AccessGranted {
-                door: s("main"),
-                device: s("keypad1"),
-                key: "pin",
-                holder: Some(s("courier-ups")),
-                card_device: None,
+                presented: Presented {
+                    door: s("main"),
+                    device: s("keypad1"),
+                    key: "pin",
+                    holder: Some(s("courier-ups")),
+                    card_device: None,
+                },
                 lock: None,
                 uses_left: None,
             },
             r#"{"device":"keypad1","door":"main","holder":"courier-ups","key":"pin","type":"access.granted"}"#,
         ),
         (
-            Event::AccessGranted {
-                door: s("main"),
-                device: s("keypad1"),
-                key: "card+pin",
-                holder: Some(s("staff-ann")),
-                card_device: Some(s("reader1")),
-                lock: Some("not_driven"),
-                uses_left: Some(0),
-            },
+            Event::AccessGranted { presented: card_plus_pin(), lock: Some("not_driven"), uses_left: Some(0) },
             r#"{"card_device":"reader1","device":"keypad1","door":"main","holder":"staff-ann","key":"card+pin","lock":"not_driven","type":"access.granted","uses_left":0}"#,
         ),
         (
             Event::AccessDenied {
-                door: s("main"),
-                device: s("keypad1"),
-                key: "pin",
-                holder: None,
-                card_device: None,
+                presented: Presented {
+                    door: s("main"),
+                    device: s("keypad1"),
+                    key: "pin",
+                    holder: None,
+                    card_device: None,
+                },
                 reason: "unknown",
             },
             r#"{"device":"keypad1","door":"main","holder":null,"key":"pin","reason":"unknown","type":"access.denied"}"#,
         ),
         (
-            Event::AccessDenied {
-                door: s("main"),
-                device: s("keypad1"),
-                key: "card+pin",
-                holder: Some(s("staff-ann")),
-                card_device: Some(s("reader1")),
-                reason: "outside_schedule",
-            },
+            Event::AccessDenied { presented: card_plus_pin(), reason: "outside_schedule" },
             r#"{"card_device":"reader1","device":"keypad1","door":"main","holder":"staff-ann","key":"card+pin","reason":"outside_schedule","type":"access.denied"}"#,
         ),
         (

@@ -17,7 +17,7 @@ use crate::access::room::{CardPin, CardPinPolicy, Room};
 use crate::access::Role;
 use crate::access::{decide, KeyHash, KeyKind, Reason, Request, Snapshot};
 use crate::config::Purpose;
-use crate::event::Event;
+use crate::event::{Event, Presented};
 use crate::store::records;
 use crate::store::secret::KeyHasher;
 use arc_swap::ArcSwap;
@@ -342,14 +342,14 @@ impl DecisionLoop {
             let (door, device) = (&self.doors[i], &self.devices[p.device].id);
             door.signal(Signal::Deny);
             tracing::info!(door = %door.id, device = %device, key = "card", holder = %p.holder, reason = "pin_required", "access denied");
-            let event = Event::AccessDenied {
+            let presented = Presented {
                 door: door.id.clone(),
                 device: device.clone(),
                 key: "card",
                 holder: Some(p.holder),
                 card_device: None,
-                reason: Reason::PinRequired.as_str(),
             };
+            let event = Event::AccessDenied { presented, reason: Reason::PinRequired.as_str() };
             self.audit.record(Draft { ts_ms: self.clock.now_ms(), event });
         }
     }
@@ -483,7 +483,13 @@ impl DecisionLoop {
         let engaged = self.count(device, door_i, reason, now_ms, day);
         let dev = &self.devices[device];
         let door_id = &self.doors[door_i].id;
-        let card_device = card_device.map(|c| self.devices[c].id.clone());
+        let presented = Presented {
+            door: door_id.clone(),
+            device: dev.id.clone(),
+            key: key_name,
+            holder: holder.map(String::from),
+            card_device: card_device.map(|c| self.devices[c].id.clone()),
+        };
         match reason {
             None => {
                 tracing::info!(door = %door_id, device = %dev.id, key = key_name, holder = holder.unwrap_or(""), "access granted");
@@ -495,15 +501,7 @@ impl DecisionLoop {
                     (Some(s), Some(u)) => Some(u.saturating_sub(s.used)),
                     _ => None,
                 };
-                let event = Event::AccessGranted {
-                    door: door_id.clone(),
-                    device: dev.id.clone(),
-                    key: key_name,
-                    holder: holder.map(String::from),
-                    card_device,
-                    lock,
-                    uses_left,
-                };
+                let event = Event::AccessGranted { presented, lock, uses_left };
                 let d = Draft { ts_ms: now_ms, event };
                 match use_of {
                     Some(s) => {
@@ -523,14 +521,7 @@ impl DecisionLoop {
             }
             Some(reason) => {
                 tracing::info!(door = %door_id, device = %dev.id, key = key_name, holder = holder.unwrap_or(""), reason = reason.as_str(), "access denied");
-                let event = Event::AccessDenied {
-                    door: door_id.clone(),
-                    device: dev.id.clone(),
-                    key: key_name,
-                    holder: holder.map(String::from),
-                    card_device,
-                    reason: reason.as_str(),
-                };
+                let event = Event::AccessDenied { presented, reason: reason.as_str() };
                 self.audit.record(Draft { ts_ms: now_ms, event });
             }
         }
