@@ -166,6 +166,28 @@ pub fn load_lockouts(store: &crate::store::Store, ids: &[String]) -> Vec<Lockout
         .collect()
 }
 
+/// A key decided at `device` whose lock has its command (or not, for a
+/// limited key, whose use must be on disk first): what is left to do.
+struct Decided<'a> {
+    device: usize,
+    door: u8,
+    key: KeyHash,
+    /// `pin`, `qr`, `card` or `card+pin`.
+    key_name: &'static str,
+    holder: Option<&'a str>,
+    /// Card plus PIN: the reader the card was presented at.
+    card_device: Option<usize>,
+    reason: Option<Reason>,
+    /// The door took its command.
+    opened: bool,
+    /// A limited key's grant: its uses spent with this one.
+    use_of: Option<records::Spent>,
+    /// The uses spent before this one.
+    spent: u32,
+    /// The uses a limited key has in all.
+    uses: Option<u32>,
+}
+
 impl DecisionLoop {
     /// A loop with no enrolment window open and no card waiting.
     pub fn new(p: Parts, s: Settings) -> DecisionLoop {
@@ -480,6 +502,17 @@ impl DecisionLoop {
         }
 
         // The lock has its command; everything below may take its time.
+        let uses = limit.and_then(|l| l.uses);
+        let d = Decided { device, door, key, key_name, holder, card_device, reason, opened, use_of, spent, uses };
+        self.record_decision(d, now_ms, day);
+    }
+
+    /// Counts a decided key towards its device's lockout, logs it and
+    /// records its event; a limited key's grant opens its door once its use
+    /// is on disk.
+    fn record_decision(&mut self, d: Decided<'_>, now_ms: i64, day: i32) {
+        let Decided { device, door, key, key_name, holder, card_device, reason, opened, use_of, spent, uses } = d;
+        let door_i = door as usize;
         let engaged = self.count(device, door_i, reason, now_ms, day);
         let dev = &self.devices[device];
         let door_id = &self.doors[door_i].id;
@@ -497,7 +530,7 @@ impl DecisionLoop {
                     tracing::error!(door = %door_id, "door command queue full: the lock was not opened");
                     "not_driven"
                 });
-                let uses_left = match (use_of, limit.and_then(|l| l.uses)) {
+                let uses_left = match (use_of, uses) {
                     (Some(s), Some(u)) => Some(u.saturating_sub(s.used)),
                     _ => None,
                 };
