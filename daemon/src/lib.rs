@@ -8,13 +8,21 @@
 //!   and MQTT), the command and reply schema, the admin socket.
 //! - [`runtime`]: wiring: devices, the decision loop, doors, the audit writer,
 //!   shutdown.
+//! - [`audit`]: the audit log and the event bus: one writer thread numbers,
+//!   stores and publishes events. Below `runtime` and `provision`, which both
+//!   use it.
+//! - [`event`]: every event the daemon records, one typed variant per kind.
 //! - [`config`]: raw TOML and environment to a validated [`config::Config`].
+//! - [`priority`]: lowering the priority of background threads.
 //! - [`memory`]: the allocator: one arena, freed memory given back after a sync.
 
 pub mod access;
+pub mod audit;
 pub mod config;
 pub mod doctor;
+pub mod event;
 pub mod memory;
+pub mod priority;
 pub mod provision;
 pub mod runtime;
 pub mod store;

@@ -8,6 +8,7 @@
 
 use porter_drivers::CardUid;
 use porterd::access::Role;
+use porterd::event::{Event, Presented};
 use porterd::provision::keys::{is_trivial, HolderSpec, KeyService, SyncHolder};
 use porterd::runtime::audit::{self, Draft};
 use porterd::store::{secret::KeyHasher, Store};
@@ -74,10 +75,15 @@ fn the_store_stops_growing_under_churn() {
             svc.holder_delete(&id).unwrap();
         }
         for i in 0..4_000 {
-            let mut fields = serde_json::Map::new();
-            fields.insert("door".into(), "main".into());
-            fields.insert("holder".into(), format!("h{i}").into());
-            audit.record(Draft { ts_ms: 1_700_000_000_000 + i, kind: "access.granted", fields });
+            let presented = Presented {
+                door: "main".into(),
+                device: "keypad1".into(),
+                key: "pin",
+                holder: Some(format!("h{i}")),
+                card_device: None,
+            };
+            let event = Event::AccessGranted { presented, lock: None, uses_left: None };
+            audit.record(Draft { ts_ms: 1_700_000_000_000 + i, event });
         }
         audit.wait_written();
         assert_eq!(audit.dropped(), 0, "events were dropped: the sizes would be low");

@@ -8,12 +8,16 @@
 //! a [`Decision`]. It never touches the store, never waits and never
 //! allocates; `tests/no_alloc.rs` proves the last with a counting allocator.
 //!
+//! - [`enroll`]: the bounds of an enrolment window.
 //! - [`schedule`]: weekly windows on local time.
 //! - [`keypad`]: keys to a submitted PIN.
 //! - [`lockout`]: brute-force lockout per input device.
+//! - [`room`]: each door's enrolment window and card-plus-PIN wait.
 
+pub mod enroll;
 pub mod keypad;
 pub mod lockout;
+pub mod room;
 pub mod schedule;
 
 use schedule::{LocalTime, Window};

@@ -1,15 +1,12 @@
 //! `[enroll]`: card enrolment at the room (`*` `*` PIN `#`, then a card). The
-//! window's default and range live here, below the runtime, which re-exports
-//! them (`runtime::enroll`) and `provision` checks `enroll.start` against.
+//! window's default and range live in `access::enroll`, below the config,
+//! provisioning (which checks `enroll.start` against them) and the runtime.
 
 use crate::access::Role;
 use porter_drivers::settings::{ConfigErrors, Section};
 use std::time::Duration;
 
-/// The default enrolment window.
-pub const DEFAULT_WINDOW: Duration = Duration::from_secs(30);
-/// The window's allowed range, in seconds.
-pub const WINDOW_RANGE_S: std::ops::RangeInclusive<u64> = 5..=600;
+pub use crate::access::enroll::{DEFAULT_WINDOW, WINDOW_RANGE_S};
 
 /// Card enrolment at the room (`*` `*` PIN `#`, then a card).
 #[derive(Debug, Clone)]

@@ -8,11 +8,11 @@
 //! more remain and which events the log still holds, so the portal knows
 //! when the ones it asks for have been pruned (`audit.retain`).
 //!
-//! Events never hold a PIN, a QR token or a secret (see `runtime::audit`);
+//! Events never hold a PIN, a QR token or a secret (see `crate::audit`);
 //! this returns them exactly as they were published.
 
 use super::error::OpError;
-use crate::runtime::audit;
+use crate::audit;
 use crate::store::{records, Store};
 use serde_json::{json, Value};
 
@@ -75,16 +75,15 @@ fn seq_of(v: Option<&[u8]>) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::runtime::audit::Draft;
-    use serde_json::Map;
+    use crate::audit::Draft;
+    use crate::event::Event;
 
     fn log(retain: u64, n: usize, field: &str) -> Store {
         let store = Store::temporary().unwrap();
         let (a, thread) = audit::start(store.clone(), retain).unwrap();
         for _ in 0..n {
-            let mut fields = Map::new();
-            fields.insert("door".into(), json!(field));
-            a.record(Draft { ts_ms: 0, kind: "door.unlocked", fields });
+            let event = Event::DoorUnlocked { door: field.to_string(), ms: 2000, by: "command" };
+            a.record(Draft { ts_ms: 0, event });
         }
         drop(a);
         thread.join().unwrap();

@@ -21,8 +21,8 @@ pub use command::{Command, Control};
 pub use error::{ErrorCode, OpError};
 pub use keys::KeyService;
 
-/// How much lower than the decision path provisioning runs (a `nice` value).
-pub const BACKGROUND_NICE: i32 = 10;
+// Lives below provision so the audit log can lower its writer too.
+pub use crate::priority::{lower_this_thread, BACKGROUND_NICE};
 
 /// Runs provisioning work (parsing a command, a key operation, a sync with
 /// its HMACs and store flushes) on tokio's blocking pool, on a thread whose
@@ -38,19 +38,4 @@ pub async fn background<T: Send + 'static>(
         f()
     })
     .await
-}
-
-/// Lowers the calling thread's CPU priority to [`BACKGROUND_NICE`], once.
-/// For threads whose work may wait: provisioning, the audit writer.
-#[allow(unsafe_code)]
-pub fn lower_this_thread() {
-    thread_local!(static LOWERED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) });
-    if !LOWERED.with(|l| l.replace(true)) {
-        // SAFETY: setpriority only changes scheduling; on Linux, PRIO_PROCESS
-        // with who = 0 names the calling thread alone.
-        let rc = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, BACKGROUND_NICE) };
-        if rc != 0 {
-            tracing::debug!(error = %std::io::Error::last_os_error(), "could not lower a provisioning thread's priority");
-        }
-    }
 }

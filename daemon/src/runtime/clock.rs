@@ -3,8 +3,8 @@
 
 use super::audit::{Audit, Draft};
 use crate::access::schedule::LocalTime;
+use crate::event::Event;
 use chrono::{Datelike, Timelike};
-use serde_json::{json, Map};
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -116,11 +116,10 @@ pub async fn watch(
     cancel: CancellationToken,
 ) {
     let record = |state: Option<bool>| {
-        let mut f = Map::new();
-        f.insert("policy".into(), json!(policy.as_str()));
-        let kind = if state == Some(true) {
+        let policy_name = policy.as_str();
+        let event = if state == Some(true) {
             tracing::info!("system clock synchronised");
-            "clock.synchronized"
+            Event::ClockSynchronized { policy: policy_name }
         } else {
             // `sync_state`: `unsynchronized`, or `unknown` when the state
             // cannot be read (adjtimex refused, say): both count as not synchronised.
@@ -130,9 +129,9 @@ pub async fn watch(
                 "system clock not synchronised: keys bound by time (schedules, validity dates) of couriers and residents are {}",
                 if policy == Unsynchronized::Deny { "denied (clock_unsynchronized) until it is" } else { "decided on it as it is" }
             );
-            "clock.unsynchronized"
+            Event::ClockUnsynchronized { policy: policy_name }
         };
-        audit.record(Draft { ts_ms: clock.now_ms(), kind, fields: f });
+        audit.record(Draft { ts_ms: clock.now_ms(), event });
     };
     let mut last = trust.synchronized();
     if last != Some(true) {
@@ -154,9 +153,7 @@ pub async fn watch(
         let step = (w - wall) - m.duration_since(mono).as_millis() as i64;
         if step.abs() > JUMP_MS {
             tracing::warn!(by_ms = step, "the wall clock jumped");
-            let mut f = Map::new();
-            f.insert("by_ms".into(), json!(step));
-            audit.record(Draft { ts_ms: w, kind: "clock.jumped", fields: f });
+            audit.record(Draft { ts_ms: w, event: Event::ClockJumped { by_ms: step } });
             jumped(step);
         }
         (wall, mono) = (w, m);

@@ -13,13 +13,16 @@ use super::enroll::EnrollJob;
 use super::feedback::Signal;
 use crate::access::keypad::{KeyOutcome, KeypadEntry};
 use crate::access::lockout::{Engaged, LockoutPolicy, LockoutState};
-use crate::access::{decide, KeyHash, KeyKind, Reason, Request, Role, Snapshot};
+use crate::access::room::{CardPin, CardPinPolicy, Room};
+use crate::access::Role;
+use crate::access::{decide, KeyHash, KeyKind, Reason, Request, Snapshot};
 use crate::config::Purpose;
+use crate::event::{Event, Presented};
 use crate::store::records;
 use crate::store::secret::KeyHasher;
 use arc_swap::ArcSwap;
 use porter_drivers::{DeviceReport, Health, Input, Report};
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
@@ -49,22 +52,6 @@ pub enum ControlMsg {
     ClockJumped { by_ms: i64 },
 }
 
-/// An open enrolment window at a door.
-#[derive(Debug, Clone)]
-pub struct Window {
-    pub holder: String,
-    pub until: Instant,
-}
-
-/// A card accepted at a door that wants its holder's PIN next.
-#[derive(Debug, Clone)]
-pub struct Pending {
-    pub holder: String,
-    /// The reader the card was presented at.
-    pub device: usize,
-    pub until: Instant,
-}
-
 /// The devices a `lockout.clear` cleared, and the wait for their persistence.
 pub type Cleared = Vec<(String, oneshot::Receiver<()>)>;
 
@@ -78,6 +65,52 @@ pub struct DeviceState {
     pub lockout: LockoutState,
 }
 
+/// The room's policy, as configured.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub lockout: LockoutPolicy,
+    pub tz: chrono_tz::Tz,
+    /// The roles whose PIN opens an enrolment window at a keypad.
+    pub enroll_roles: Vec<Role>,
+    /// How long a window stays open unless `enroll.start` says otherwise.
+    pub enroll_window: Duration,
+    pub unsynchronized: clock::Unsynchronized,
+    pub card_pin: CardPinPolicy,
+}
+
+impl Settings {
+    pub fn from_config(cfg: &crate::config::Config) -> Settings {
+        Settings {
+            lockout: cfg.lockout,
+            tz: cfg.timezone,
+            enroll_roles: cfg.enroll.roles.clone(),
+            enroll_window: cfg.enroll.window,
+            unsynchronized: cfg.clock.unsynchronized,
+            card_pin: CardPinPolicy {
+                doors: cfg.doors.iter().map(|d| d.card_plus_pin).collect(),
+                roles: cfg.card_plus_pin_roles.clone(),
+                pin_after_card: cfg.keypad.pin_after_card,
+            },
+        }
+    }
+}
+
+/// What the loop works with: the live keys, the devices and doors, and
+/// where its results go.
+pub struct Parts {
+    pub live: Arc<ArcSwap<Snapshot>>,
+    pub hasher: KeyHasher,
+    pub devices: Vec<DeviceState>,
+    pub doors: Vec<DoorHandle>,
+    pub clock: Arc<dyn Clock>,
+    pub audit: Audit,
+    pub health: HealthMap,
+    pub enroller: mpsc::Sender<EnrollJob>,
+    pub trust: Arc<clock::Trust>,
+    /// The grants each limited key has given ([`load_uses`]).
+    pub uses: std::collections::HashMap<KeyHash, records::Spent>,
+}
+
 pub struct DecisionLoop {
     pub live: Arc<ArcSwap<Snapshot>>,
     pub hasher: KeyHasher,
@@ -89,8 +122,8 @@ pub struct DecisionLoop {
     pub audit: Audit,
     /// Each input device's health, for the status document.
     pub health: HealthMap,
-    /// Each door's open enrolment window.
-    pub windows: Vec<Option<Window>>,
+    /// Each door's enrolment window and card waiting for its PIN.
+    pub room: Room,
     /// Where a card caught by an enrolment window goes to be assigned.
     pub enroller: mpsc::Sender<EnrollJob>,
     /// The roles whose PIN opens an enrolment window at a keypad.
@@ -102,12 +135,6 @@ pub struct DecisionLoop {
     pub unsynchronized: clock::Unsynchronized,
     /// The grants each limited key has given ([`load_uses`]).
     pub uses: std::collections::HashMap<KeyHash, records::Spent>,
-    /// Card plus PIN: the doors that want it, the roles that want it, how
-    /// long a PIN is awaited after the card, and each door's waiting card.
-    pub card_pin_doors: Vec<bool>,
-    pub card_pin_roles: Vec<Role>,
-    pub pin_after_card: Duration,
-    pub pending: Vec<Option<Pending>>,
 }
 
 /// Device id to `online`, `offline` or `unknown`.
@@ -139,7 +166,51 @@ pub fn load_lockouts(store: &crate::store::Store, ids: &[String]) -> Vec<Lockout
         .collect()
 }
 
+/// A key decided at `device` whose lock has its command (or not, for a
+/// limited key, whose use must be on disk first): what is left to do.
+struct Decided<'a> {
+    device: usize,
+    door: u8,
+    key: KeyHash,
+    /// `pin`, `qr`, `card` or `card+pin`.
+    key_name: &'static str,
+    holder: Option<&'a str>,
+    /// Card plus PIN: the reader the card was presented at.
+    card_device: Option<usize>,
+    reason: Option<Reason>,
+    /// The door took its command.
+    opened: bool,
+    /// A limited key's grant: its uses spent with this one.
+    use_of: Option<records::Spent>,
+    /// The uses spent before this one.
+    spent: u32,
+    /// The uses a limited key has in all.
+    uses: Option<u32>,
+}
+
 impl DecisionLoop {
+    /// A loop with no enrolment window open and no card waiting.
+    pub fn new(p: Parts, s: Settings) -> DecisionLoop {
+        DecisionLoop {
+            room: Room::new(p.doors.len(), s.card_pin),
+            live: p.live,
+            hasher: p.hasher,
+            devices: p.devices,
+            doors: p.doors,
+            policy: s.lockout,
+            tz: s.tz,
+            clock: p.clock,
+            audit: p.audit,
+            health: p.health,
+            enroller: p.enroller,
+            enroll_roles: s.enroll_roles,
+            enroll_window: s.enroll_window,
+            trust: p.trust,
+            unsynchronized: s.unsynchronized,
+            uses: p.uses,
+        }
+    }
+
     /// Runs until `cancel` fires, then handles what is already queued.
     pub async fn run(
         mut self,
@@ -148,13 +219,7 @@ impl DecisionLoop {
         cancel: CancellationToken,
     ) {
         loop {
-            let next_close = self
-                .windows
-                .iter()
-                .flatten()
-                .map(|w| w.until)
-                .chain(self.pending.iter().flatten().map(|p| p.until))
-                .min();
+            let next_close = self.room.next_deadline().map(Instant::from_std);
             let close = async {
                 match next_close {
                     Some(t) => tokio::time::sleep_until(t).await,
@@ -195,11 +260,7 @@ impl DecisionLoop {
                 let now = self.clock.now_ms();
                 for (id, _) in &cleared {
                     tracing::info!(device = %id, "lockout cleared");
-                    self.audit.record(Draft {
-                        ts_ms: now,
-                        kind: "lockout.cleared",
-                        fields: fields(&[("device", json!(id))]),
-                    });
+                    self.audit.record(Draft { ts_ms: now, event: Event::LockoutCleared { device: id.clone() } });
                 }
                 let _ = reply.send(Ok(cleared));
             }
@@ -210,7 +271,7 @@ impl DecisionLoop {
                     return;
                 };
                 let window = window.unwrap_or(self.enroll_window);
-                let until_ms = self.open_window(i, holder, window, fields(&[("via", json!("command"))]));
+                let until_ms = self.open_window(i, holder, window, "command", None);
                 let _ = reply.send(Ok((until_ms, window)));
             }
             ControlMsg::Ping { reply } => {
@@ -258,57 +319,60 @@ impl DecisionLoop {
     }
 
     /// Opens door `i`'s enrolment window for `holder`, replacing an open one,
-    /// and records `enroll.started` with `extra`; returns its end in unix ms.
-    fn open_window(&mut self, i: usize, holder: String, window: Duration, extra: Map<String, Value>) -> i64 {
+    /// and records `enroll.started` (`via` the command or the keypad
+    /// `device`); returns its end in unix ms.
+    fn open_window(
+        &mut self,
+        i: usize,
+        holder: String,
+        window: Duration,
+        via: &'static str,
+        device: Option<String>,
+    ) -> i64 {
         let door = &self.doors[i].id;
         let now_ms = self.clock.now_ms();
         let until_ms = now_ms + window.as_millis() as i64;
         tracing::info!(door = %door, holder = %holder, window_s = window.as_secs(), "enrolment window open");
-        let mut f =
-            fields(&[("door", json!(door)), ("holder", json!(holder)), ("until", json!(records::rfc3339(until_ms)))]);
-        f.extend(extra);
-        self.audit.record(Draft { ts_ms: now_ms, kind: "enroll.started", fields: f });
-        self.windows[i] = Some(Window { holder, until: Instant::now() + window });
+        let event = Event::EnrollStarted {
+            door: door.clone(),
+            holder: holder.clone(),
+            until: records::rfc3339(until_ms),
+            via,
+            device,
+        };
+        self.audit.record(Draft { ts_ms: now_ms, event });
+        self.room.open_window(i, holder, window, Instant::now().into_std());
         self.doors[i].signal(Signal::EnrollOpen(window));
         until_ms
     }
 
     /// Closes every window whose time is up, recording `enroll.expired`.
     fn close_windows(&mut self, now: Instant) {
-        for (i, w) in self.windows.iter_mut().enumerate() {
-            if w.as_ref().is_some_and(|w| w.until <= now) {
-                let w = w.take().expect("checked");
-                self.doors[i].signal(Signal::Off);
-                let door = &self.doors[i].id;
-                tracing::info!(door = %door, holder = %w.holder, "enrolment window closed: no card presented");
-                self.audit.record(Draft {
-                    ts_ms: self.clock.now_ms(),
-                    kind: "enroll.expired",
-                    fields: fields(&[("door", json!(door)), ("holder", json!(w.holder))]),
-                });
-            }
+        for (i, holder) in self.room.expire_windows(now.into_std()) {
+            self.doors[i].signal(Signal::Off);
+            let door = &self.doors[i].id;
+            tracing::info!(door = %door, holder = %holder, "enrolment window closed: no card presented");
+            let event = Event::EnrollExpired { door: door.clone(), holder };
+            self.audit.record(Draft { ts_ms: self.clock.now_ms(), event });
         }
     }
 
     /// Ends every card's wait for a PIN whose time is up: `access.denied`
     /// with `pin_required` (not a failure: the card was right).
     fn close_pending(&mut self, now: Instant) {
-        for i in 0..self.pending.len() {
-            let Some(p) = self.pending[i].take_if(|p| p.until <= now) else { continue };
+        for (i, p) in self.room.expire_pending(now.into_std()) {
             let (door, device) = (&self.doors[i], &self.devices[p.device].id);
             door.signal(Signal::Deny);
             tracing::info!(door = %door.id, device = %device, key = "card", holder = %p.holder, reason = "pin_required", "access denied");
-            self.audit.record(Draft {
-                ts_ms: self.clock.now_ms(),
-                kind: "access.denied",
-                fields: fields(&[
-                    ("door", json!(door.id)),
-                    ("device", json!(device)),
-                    ("key", json!("card")),
-                    ("holder", json!(p.holder)),
-                    ("reason", json!(Reason::PinRequired.as_str())),
-                ]),
-            });
+            let presented = Presented {
+                door: door.id.clone(),
+                device: device.clone(),
+                key: "card",
+                holder: Some(p.holder),
+                card_device: None,
+            };
+            let event = Event::AccessDenied { presented, reason: Reason::PinRequired.as_str() };
+            self.audit.record(Draft { ts_ms: self.clock.now_ms(), event });
         }
     }
 
@@ -317,19 +381,18 @@ impl DecisionLoop {
         match r.report {
             Report::Health(h) => {
                 let now = self.clock.now_ms();
-                let (kind, mut f) = match &h {
-                    Health::Online => ("device.online", Map::new()),
-                    Health::Offline(e) => (
-                        "device.offline",
-                        fields(&[("error", json!(e.to_string())), ("error_kind", json!(e.kind.as_str()))]),
-                    ),
+                let device = dev.id.clone();
+                let event = match &h {
+                    Health::Online => Event::DeviceOnline { device },
+                    Health::Offline(e) => {
+                        Event::DeviceOffline { device, error: e.to_string(), error_kind: e.kind.as_str() }
+                    }
                 };
-                f.insert("device".into(), json!(dev.id));
-                tracing::info!(device = %dev.id, event = kind, "device health");
+                tracing::info!(device = %dev.id, event = event.kind(), "device health");
                 if let Ok(mut m) = self.health.lock() {
                     m.insert(dev.id.clone(), if matches!(h, Health::Online) { "online" } else { "offline" });
                 }
-                self.audit.record(Draft { ts_ms: now, kind, fields: f });
+                self.audit.record(Draft { ts_ms: now, event });
             }
             Report::Input(input) => self.input(r.device, input),
         }
@@ -349,11 +412,11 @@ impl DecisionLoop {
                 // A card at a door with an open enrolment window is assigned,
                 // not decided: it opens nothing and counts for no lockout.
                 let door = self.devices[device].door.map(usize::from);
-                let window = door.and_then(|d| self.windows[d].take_if(|w| w.until > Instant::now()));
+                let window = door.and_then(|d| self.room.take_window(d, Instant::now().into_std()));
                 match (door, window) {
-                    (Some(d), Some(w)) => {
+                    (Some(d), Some(holder)) => {
                         let job = EnrollJob {
-                            holder: w.holder,
+                            holder,
                             uid,
                             door: self.doors[d].id.clone(),
                             device: self.devices[device].id.clone(),
@@ -388,7 +451,8 @@ impl DecisionLoop {
     /// Decides one presented key at `device` and acts on it.
     pub fn present(&mut self, device: usize, kind: KeyKind, value: &[u8]) {
         // A card whose wait ran out is settled before anything else is decided.
-        self.close_pending(Instant::now());
+        let mono = Instant::now();
+        self.close_pending(mono);
         let snap = self.live.load();
         let Some((req, limit, day)) = self.request(&snap, device, kind, value) else { return };
         let (now_ms, door, key, spent) = (req.now_ms, req.door, req.key, req.spent);
@@ -400,31 +464,19 @@ impl DecisionLoop {
         let mut card_device = None;
         // Card plus PIN, at this door or for this holder's role: a card waits
         // for its holder's PIN; a PIN opens only after its holder's card.
-        if let Some(h) = decision.holder().filter(|_| reason.is_none()) {
-            if self.card_pin_doors[door_i] || self.card_pin_roles.contains(&h.role) {
-                let now = Instant::now();
-                match kind {
-                    KeyKind::Card => {
-                        let wait = self.pin_after_card;
-                        tracing::info!(door = %self.doors[door_i].id, device = %self.devices[device].id, holder = h.id, "card accepted; waiting for the holder's PIN");
-                        self.pending[door_i] = Some(Pending { holder: h.id.to_string(), device, until: now + wait });
-                        self.doors[door_i].signal(Signal::PinNeeded(wait));
-                        return;
-                    }
-                    KeyKind::Pin => match self.pending[door_i].take() {
-                        Some(p) if p.until > now && p.holder == h.id => {
-                            key_name = "card+pin";
-                            card_device = Some(p.device);
-                        }
-                        Some(p) if p.until > now => reason = Some(Reason::PinMismatch),
-                        _ => reason = Some(Reason::CardRequired),
-                    },
-                    KeyKind::Qr => reason = Some(Reason::CardRequired),
-                }
+        let who = decision.holder().map(|h| (h.id, h.role));
+        match self.room.card_plus_pin(door_i, device, kind, who, reason, mono.into_std()) {
+            CardPin::NotRequired => {}
+            CardPin::Wait(wait) => {
+                tracing::info!(door = %self.doors[door_i].id, device = %self.devices[device].id, holder = holder.unwrap_or(""), "card accepted; waiting for the holder's PIN");
+                self.doors[door_i].signal(Signal::PinNeeded(wait));
+                return;
             }
-        } else if kind == KeyKind::Pin && reason != Some(Reason::LockedOut) {
-            // A refused PIN after a card ends the card's wait: present it again.
-            self.pending[door_i] = None;
+            CardPin::Completed { card_device: c } => {
+                key_name = "card+pin";
+                card_device = Some(c);
+            }
+            CardPin::Refused(r) => reason = Some(r),
         }
         let door_h = &self.doors[door_i];
         // A limited key's use counts at once, before anything else is
@@ -450,29 +502,40 @@ impl DecisionLoop {
         }
 
         // The lock has its command; everything below may take its time.
+        let uses = limit.and_then(|l| l.uses);
+        let d = Decided { device, door, key, key_name, holder, card_device, reason, opened, use_of, spent, uses };
+        self.record_decision(d, now_ms, day);
+    }
+
+    /// Counts a decided key towards its device's lockout, logs it and
+    /// records its event; a limited key's grant opens its door once its use
+    /// is on disk.
+    fn record_decision(&mut self, d: Decided<'_>, now_ms: i64, day: i32) {
+        let Decided { device, door, key, key_name, holder, card_device, reason, opened, use_of, spent, uses } = d;
+        let door_i = door as usize;
         let engaged = self.count(device, door_i, reason, now_ms, day);
         let dev = &self.devices[device];
         let door_id = &self.doors[door_i].id;
-        let mut f = fields(&[
-            ("door", json!(door_id)),
-            ("device", json!(dev.id)),
-            ("key", json!(key_name)),
-            ("holder", json!(holder)),
-        ]);
-        if let Some(c) = card_device {
-            f.insert("card_device".into(), json!(self.devices[c].id));
-        }
+        let presented = Presented {
+            door: door_id.clone(),
+            device: dev.id.clone(),
+            key: key_name,
+            holder: holder.map(String::from),
+            card_device: card_device.map(|c| self.devices[c].id.clone()),
+        };
         match reason {
             None => {
                 tracing::info!(door = %door_id, device = %dev.id, key = key_name, holder = holder.unwrap_or(""), "access granted");
-                if !opened && use_of.is_none() {
+                let lock = (!opened && use_of.is_none()).then(|| {
                     tracing::error!(door = %door_id, "door command queue full: the lock was not opened");
-                    f.insert("lock".into(), json!("not_driven"));
-                }
-                if let (Some(s), Some(u)) = (use_of, limit.and_then(|l| l.uses)) {
-                    f.insert("uses_left".into(), json!(u.saturating_sub(s.used)));
-                }
-                let d = Draft { ts_ms: now_ms, kind: "access.granted", fields: f };
+                    "not_driven"
+                });
+                let uses_left = match (use_of, uses) {
+                    (Some(s), Some(u)) => Some(u.saturating_sub(s.used)),
+                    _ => None,
+                };
+                let event = Event::AccessGranted { presented, lock, uses_left };
+                let d = Draft { ts_ms: now_ms, event };
                 match use_of {
                     Some(s) => {
                         let door_h = self.doors[door_i].clone();
@@ -491,8 +554,8 @@ impl DecisionLoop {
             }
             Some(reason) => {
                 tracing::info!(door = %door_id, device = %dev.id, key = key_name, holder = holder.unwrap_or(""), reason = reason.as_str(), "access denied");
-                f.insert("reason".into(), json!(reason.as_str()));
-                self.audit.record(Draft { ts_ms: now_ms, kind: "access.denied", fields: f });
+                let event = Event::AccessDenied { presented, reason: reason.as_str() };
+                self.audit.record(Draft { ts_ms: now_ms, event });
             }
         }
         if let Some(e) = engaged {
@@ -532,12 +595,7 @@ impl DecisionLoop {
         let (door_i, dev_id) = (door as usize, self.devices[device].id.clone());
         match (reason, holder) {
             (None, Some((id, _))) => {
-                self.open_window(
-                    door_i,
-                    id,
-                    self.enroll_window,
-                    fields(&[("via", json!("keypad")), ("device", json!(dev_id))]),
-                );
+                self.open_window(door_i, id, self.enroll_window, "keypad", Some(dev_id));
             }
             (reason, holder) => {
                 let reason = reason.unwrap_or("unknown");
@@ -550,17 +608,8 @@ impl DecisionLoop {
                     Some(_) => {}
                 }
                 tracing::info!(door = %door_h.id, device = %dev_id, holder = holder.as_deref().unwrap_or(""), reason, "enrolment refused at the keypad");
-                self.audit.record(Draft {
-                    ts_ms: now_ms,
-                    kind: "enroll.denied",
-                    fields: fields(&[
-                        ("door", json!(door_h.id)),
-                        ("device", json!(dev_id)),
-                        ("key", json!("pin")),
-                        ("holder", json!(holder)),
-                        ("reason", json!(reason)),
-                    ]),
-                });
+                let event = Event::EnrollDenied { door: door_h.id.clone(), device: dev_id, key: "pin", holder, reason };
+                self.audit.record(Draft { ts_ms: now_ms, event });
             }
         }
         if let Some(e) = engaged {
@@ -649,26 +698,23 @@ impl DecisionLoop {
         let dev = &self.devices[device];
         let door_h = &self.doors[door as usize];
         let until = match e {
-            Engaged::Until(t) => json!(records::rfc3339(t)),
-            Engaged::DailyCap => Value::Null,
+            Engaged::Until(t) => Some(records::rfc3339(t)),
+            Engaged::DailyCap => None,
         };
         let why = match e {
             Engaged::Until(_) => "consecutive_failures",
             Engaged::DailyCap => "daily_cap",
         };
-        let until_text = until.as_str().unwrap_or("the end of the local day").to_string();
+        let until_text = until.as_deref().unwrap_or("the end of the local day");
         tracing::warn!(device = %dev.id, why, until = %until_text, consecutive = dev.lockout.consecutive, failures_today = dev.lockout.day_failures, "lockout engaged");
-        self.audit.record(Draft {
-            ts_ms: now_ms,
-            kind: "lockout.engaged",
-            fields: fields(&[
-                ("door", json!(door_h.id)),
-                ("device", json!(dev.id)),
-                ("why", json!(why)),
-                ("until", until),
-                ("failures_today", json!(dev.lockout.day_failures)),
-            ]),
-        });
+        let event = Event::LockoutEngaged {
+            door: door_h.id.clone(),
+            device: dev.id.clone(),
+            why,
+            until,
+            failures_today: dev.lockout.day_failures,
+        };
+        self.audit.record(Draft { ts_ms: now_ms, event });
     }
 }
 
@@ -691,10 +737,6 @@ fn open_when_durable(door: &DoorHandle, decided: std::time::Instant) {
     } else {
         tracing::error!(door = %door.id, "door command queue full: the lock was not opened");
     }
-}
-
-fn fields(kv: &[(&str, Value)]) -> Map<String, Value> {
-    kv.iter().map(|(k, v)| (k.to_string(), v.clone())).collect()
 }
 
 #[cfg(test)]
@@ -748,7 +790,7 @@ mod tests {
         // 2026-11-25 is a Wednesday; noon UTC.
         let clock = Arc::new(FixedClock(AtomicI64::new(1_795_608_000_000)));
         let (enroller, jobs) = mpsc::channel(4);
-        let lp = DecisionLoop {
+        let parts = Parts {
             live: svc.live(),
             hasher,
             devices: vec![DeviceState {
@@ -759,24 +801,28 @@ mod tests {
                 lockout: LockoutState::default(),
             }],
             doors: vec![door],
-            policy: LockoutPolicy::default(),
-            tz,
             clock: clock.clone(),
             audit,
             health: HealthMap::default(),
-            windows: vec![None],
             enroller,
+            trust: Arc::new(clock::Trust::new(&clock::SyncSource::File("/".into()))),
+            uses: Default::default(),
+        };
+        let settings = Settings {
+            lockout: LockoutPolicy::default(),
+            tz,
             enroll_roles: vec![crate::access::Role::Courier, crate::access::Role::Staff],
             enroll_window: Duration::from_secs(30),
-            trust: Arc::new(clock::Trust::new(&clock::SyncSource::File("/".into()))),
             unsynchronized: clock::Unsynchronized::Deny,
-            uses: Default::default(),
-            card_pin_doors: vec![false],
-            card_pin_roles: Vec::new(),
-            pin_after_card: Duration::from_secs(10),
-            pending: vec![None],
+            card_pin: card_pin(vec![false], Vec::new()),
         };
+        let lp = DecisionLoop::new(parts, settings);
         Rig { svc, lp, lock, events, clock, store, jobs }
+    }
+
+    /// Card plus PIN at these doors and for these roles; a PIN awaited 10 s.
+    fn card_pin(doors: Vec<bool>, roles: Vec<crate::access::Role>) -> CardPinPolicy {
+        CardPinPolicy { doors, roles, pin_after_card: Duration::from_secs(10) }
     }
 
     fn keys(lp: &mut DecisionLoop, s: &str) {
@@ -914,7 +960,7 @@ mod tests {
         r.lp.report(DeviceReport { device: 0, report: Report::Input(Input::Card(uid)) });
         let job = r.jobs.try_recv().expect("an enrolment job");
         assert_eq!((job.holder.as_str(), job.uid, job.door.as_str()), ("courier-ups", uid, "main"));
-        assert!(r.lp.windows[0].is_none());
+        assert!(r.lp.room.window(0).is_none());
         // The card after that is decided as usual.
         r.lp.report(DeviceReport { device: 0, report: Report::Input(Input::Card(uid)) });
         assert_eq!(next_event(&mut r.events).await["type"], "access.denied");
@@ -933,7 +979,7 @@ mod tests {
             (Some("enroll.denied"), Some("role_not_allowed"), Some("res-12b")),
             "{e}"
         );
-        assert!(r.lp.windows[0].is_none());
+        assert!(r.lp.room.window(0).is_none());
         assert_eq!(r.lp.devices[0].lockout.consecutive, 0, "a right PIN is no failure");
         // Wrong enrolment PINs count towards the keypad's lockout.
         let wrong = if pin == "502817" { "502818" } else { "502817" };
@@ -952,7 +998,7 @@ mod tests {
         let pin = r.svc.pin_generate("courier-dhl").unwrap();
         keys(&mut r.lp, &format!("**{pin}#"));
         assert_eq!(next_event(&mut r.events).await["reason"], "locked_out");
-        assert!(r.lp.windows[0].is_none());
+        assert!(r.lp.room.window(0).is_none());
         assert_eq!(r.lock.states(), [false]);
     }
 
@@ -1114,10 +1160,10 @@ mod tests {
             let uid = CardUid::parse_hex("04a1b2c3").unwrap();
             r.lp.report(DeviceReport { device: 0, report: Report::Input(Input::Card(uid)) })
         };
-        r.lp.card_pin_doors[0] = true;
+        r.lp.room = Room::new(1, card_pin(vec![true], Vec::new()));
         // The card alone opens nothing and says nothing yet; its holder's PIN then opens.
         card(&mut r);
-        assert!(r.lp.pending[0].is_some());
+        assert!(r.lp.room.pending(0).is_some());
         keys(&mut r.lp, &format!("{pin}#"));
         let e = next_event(&mut r.events).await;
         assert_eq!(
@@ -1133,11 +1179,11 @@ mod tests {
         keys(&mut r.lp, &format!("{other_pin}#"));
         let e = next_event(&mut r.events).await;
         assert_eq!((e["reason"].as_str(), e["holder"].as_str()), (Some("pin_mismatch"), Some("courier-dhl")), "{e}");
-        assert!(r.lp.pending[0].is_none());
+        assert!(r.lp.room.pending(0).is_none());
         card(&mut r);
         keys(&mut r.lp, "502817#");
         assert_eq!(next_event(&mut r.events).await["reason"], "unknown");
-        assert!(r.lp.pending[0].is_none(), "a wrong PIN ends the wait too");
+        assert!(r.lp.room.pending(0).is_none(), "a wrong PIN ends the wait too");
         // No PIN in time.
         card(&mut r);
         r.lp.close_pending(Instant::now() + Duration::from_secs(11));
@@ -1149,8 +1195,7 @@ mod tests {
         );
 
         // For a role, at a door that does not want it: couriers only.
-        r.lp.card_pin_doors[0] = false;
-        r.lp.card_pin_roles = vec![crate::access::Role::Courier];
+        r.lp.room = Room::new(1, card_pin(vec![false], vec![crate::access::Role::Courier]));
         keys(&mut r.lp, &format!("{pin}#"));
         assert_eq!(next_event(&mut r.events).await["reason"], "card_required");
         r.svc.holder_put(HolderSpec::new("staff-ann", "Ann", crate::access::Role::Staff)).unwrap();

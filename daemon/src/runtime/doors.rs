@@ -17,8 +17,8 @@
 use super::audit::{Audit, Draft};
 use super::clock::Clock;
 use super::feedback::Signal;
+use crate::event::Event;
 use porter_drivers::Output;
-use serde_json::{json, Map};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -172,14 +172,14 @@ impl Door {
                 _ = held => {
                     self.held_since = None;
                     tracing::warn!(door = %self.setup.id, held_open_s = self.setup.held_open.as_secs(), "door held open");
-                    self.record("door.held_open", &[("held_open_s", json!(self.setup.held_open.as_secs()))]);
+                    self.record(Event::DoorHeldOpen { door: self.setup.id.clone(), held_open_s: self.setup.held_open.as_secs() });
                 }
                 cmd = rx.recv() => match cmd {
                     None => break,
                     Some(DoorCmd::Unlock(d)) => self.unlock(d).await,
                     Some(DoorCmd::Exit) => {
                         tracing::info!(door = %self.setup.id, "exit button: door unlocked");
-                        self.record("door.exit", &[]);
+                        self.record(Event::DoorExit { door: self.setup.id.clone() });
                         self.unlock(self.setup.unlock).await;
                     }
                     Some(DoorCmd::Contact(open)) => self.contact(open).await,
@@ -219,7 +219,7 @@ impl Door {
             Ok(()) => {
                 if std::mem::take(&mut self.failing) {
                     tracing::info!(%door, unlocked, "lock output works again");
-                    self.record("door.lock_restored", &[]);
+                    self.record(Event::DoorLockRestored { door });
                 }
                 true
             }
@@ -231,8 +231,7 @@ impl Door {
                 tracing::error!(%door, error = %e, unlocked, "lock output failed");
                 let want = if unlocked { "unlocked" } else { "locked" };
                 // Until the event is queued, every failed try records it again.
-                self.failing =
-                    self.record("door.lock_failed", &[("lock", json!(want)), ("error", json!(e.to_string()))]);
+                self.failing = self.record(Event::DoorLockFailed { door, lock: want, error: e.to_string() });
                 false
             }
         }
@@ -249,15 +248,15 @@ impl Door {
             // (the lock may still be open).
             let forced = before.is_some() && self.open_until.is_none() && self.retry.is_none();
             self.held_since = Some(Instant::now());
-            self.record("door.opened", &[]);
+            self.record(Event::DoorOpened { door: self.setup.id.clone() });
             if forced {
                 tracing::warn!(door = %self.setup.id, "door forced: opened while locked");
-                self.record("door.forced", &[]);
+                self.record(Event::DoorForced { door: self.setup.id.clone() });
             }
         } else {
             self.held_since = None;
             if before.is_some() {
-                self.record("door.closed", &[]);
+                self.record(Event::DoorClosed { door: self.setup.id.clone() });
             }
             if self.setup.relock_on_close && self.open_until.is_some() && before == Some(true) {
                 tracing::info!(door = %self.setup.id, "door closed: relocked at once");
@@ -267,16 +266,11 @@ impl Door {
     }
 
     /// Records an event; false when the audit queue was full.
-    fn record(&self, kind: &'static str, extra: &[(&str, serde_json::Value)]) -> bool {
-        let mut f = Map::new();
-        f.insert("door".into(), json!(self.setup.id));
-        for (k, v) in extra {
-            f.insert((*k).into(), v.clone());
+    fn record(&self, event: Event) -> bool {
+        if matches!(event, Event::DoorOpened { .. } | Event::DoorClosed { .. }) {
+            tracing::info!(door = %self.setup.id, event = event.kind(), "door contact");
         }
-        if matches!(kind, "door.opened" | "door.closed") {
-            tracing::info!(door = %self.setup.id, event = kind, "door contact");
-        }
-        self.events.audit.record(Draft { ts_ms: self.events.clock.now_ms(), kind, fields: f })
+        self.events.audit.record(Draft { ts_ms: self.events.clock.now_ms(), event })
     }
 }
 

@@ -11,7 +11,9 @@
 //! the input drivers, let the decision loop finish what is queued, relock
 //! every door, let the audit writer write what is queued, flush the store.
 
-pub mod audit;
+// The audit log sits below runtime and provision (both record and read
+// events); this path stays for the code that names it here.
+pub use crate::audit;
 pub mod clock;
 pub mod component;
 pub mod decisions;
@@ -22,6 +24,7 @@ pub mod systemd;
 
 use crate::access::keypad::KeypadEntry;
 use crate::config::Config;
+use crate::event::Event;
 use crate::provision::{admin, mqtt, Control, ErrorCode, KeyService, OpError};
 use crate::store::{recover, secret, Store};
 use clock::{Clock, SystemClock};
@@ -76,11 +79,8 @@ impl Control for RuntimeControl {
             return Err(OpError::internal("the door's command queue is full; try again"));
         }
         tracing::info!(door, ms = dur.as_millis() as u64, "door unlocked by command");
-        let mut f = serde_json::Map::new();
-        f.insert("door".into(), json!(door));
-        f.insert("ms".into(), json!(dur.as_millis() as u64));
-        f.insert("by".into(), json!("command"));
-        self.audit.record(audit::Draft { ts_ms: self.clock.now_ms(), kind: "door.unlocked", fields: f });
+        let event = Event::DoorUnlocked { door: door.to_string(), ms: dur.as_millis() as u64, by: "command" };
+        self.audit.record(audit::Draft { ts_ms: self.clock.now_ms(), event });
         Ok(json!({"door": door, "ms": dur.as_millis() as u64}))
     }
 
@@ -290,18 +290,20 @@ fn report_recovery(audit: &audit::Audit, now_ms: i64, r: Option<&recover::Recove
             since = since.as_deref().unwrap_or(""),
             "events may be missing (audit.gap)"
         );
-        let mut f = serde_json::Map::new();
-        f.insert("after".into(), json!(g.after));
-        f.insert("reason".into(), json!(g.reason));
-        f.insert("since".into(), json!(since));
-        audit.record(audit::Draft { ts_ms: now_ms, kind: "audit.gap", fields: f });
+        let event = Event::AuditGap { after: g.after, reason: g.reason, since: Some(since), dropped: None };
+        audit.record(audit::Draft { ts_ms: now_ms, event });
     }
     let Some(r) = r else { return };
-    let snapshot = r.snapshot.as_ref().map(|(p, ms, generation)| {
-        json!({"file": p.display().to_string(), "taken": crate::store::records::rfc3339(*ms), "generation": generation})
+    let snapshot = r.snapshot.as_ref().map(|(p, ms, generation)| crate::event::RecoveredSnapshot {
+        file: p.display().to_string(),
+        taken: crate::store::records::rfc3339(*ms),
+        generation: *generation,
     });
-    let recorded =
-        r.recorded.as_ref().map(|c| json!({"changes": c.changes, "generation": c.generation, "seq": c.seq_floor}));
+    let recorded = r.recorded.as_ref().map(|c| crate::event::Recorded {
+        changes: c.changes,
+        generation: c.generation,
+        seq: c.seq_floor,
+    });
     let missing = match (&r.snapshot, r.restore) {
         (None, _) => "everything: no snapshot was found; every key is denied until the portal's full sync",
         (Some(_), recover::Restore::Restrictive) => {
@@ -320,19 +322,22 @@ fn report_recovery(audit: &audit::Audit, now_ms: i64, r: Option<&recover::Recove
         uses = r.uses,
         "store recovered; waiting for the portal's full sync (docs/ops.md)"
     );
-    let mut f = serde_json::Map::new();
-    f.insert("damage".into(), json!(r.damage.kind));
-    f.insert("detail".into(), json!(r.damage.detail));
-    f.insert("moved_to".into(), json!(r.moved_to.display().to_string()));
-    f.insert("snapshot".into(), snapshot.unwrap_or(Value::Null));
-    f.insert("restore".into(), json!(r.restore.as_str()));
-    f.insert(
-        "restored".into(),
-        json!({"holders": r.holders, "tombstones": r.tombstones, "lockouts": r.lockouts, "uses": r.uses}),
-    );
-    f.insert("recorded".into(), recorded.unwrap_or(Value::Null));
-    f.insert("missing".into(), json!(missing));
-    audit.record(audit::Draft { ts_ms: now_ms, kind: "store.recovered", fields: f });
+    let event = Event::StoreRecovered {
+        damage: r.damage.kind,
+        detail: r.damage.detail.clone(),
+        moved_to: r.moved_to.display().to_string(),
+        snapshot,
+        restore: r.restore.as_str(),
+        restored: crate::event::Restored {
+            holders: r.holders,
+            tombstones: r.tombstones,
+            lockouts: r.lockouts,
+            uses: r.uses,
+        },
+        recorded,
+        missing,
+    };
+    audit.record(audit::Draft { ts_ms: now_ms, event });
 }
 
 /// How often the storage watch looks at the disk.
@@ -400,24 +405,25 @@ async fn storage_watch(
         if is_low == state.low.swap(is_low, Ordering::Relaxed) {
             continue;
         }
-        let mut f = serde_json::Map::new();
-        f.insert("free_mb".into(), json!(mb(free)));
-        f.insert("total_mb".into(), json!(mb(total)));
-        f.insert("low_mb".into(), json!(mb(low)));
-        f.insert("reserve".into(), json!(if released { "released" } else { "held" }));
-        let kind = if is_low {
+        let seen = crate::event::Storage {
+            free_mb: mb(free),
+            total_mb: mb(total),
+            low_mb: mb(low),
+            reserve: if released { "released" } else { "held" },
+        };
+        let event = if is_low {
             tracing::error!(
                 free_mb = mb(free),
                 low_mb = mb(low),
                 reserve_released = released,
                 "storage low on the disk of data_dir (docs/ops.md, \"A full disk\")"
             );
-            "storage.low"
+            Event::StorageLow(seen)
         } else {
             tracing::info!(free_mb = mb(free), "storage ok again");
-            "storage.ok"
+            Event::StorageOk(seen)
         };
-        audit.record(audit::Draft { ts_ms: clock.now_ms(), kind, fields: f });
+        audit.record(audit::Draft { ts_ms: clock.now_ms(), event });
     }
 }
 
@@ -676,28 +682,19 @@ pub async fn run_with_clock(
     };
     let enroll_task = tokio::spawn(enroll::run(svc.clone(), audit.clone(), clock.clone(), enroll_rx, signal));
     let loop_cancel = CancellationToken::new();
-    let decision_loop = DecisionLoop {
+    let parts = decisions::Parts {
         live: svc.live(),
         hasher,
         devices,
         doors: doors.clone(),
-        policy: cfg.lockout,
-        tz: cfg.timezone,
         clock: clock.clone(),
         audit: audit.clone(),
         health: health.clone(),
-        windows: vec![None; cfg.doors.len()],
         enroller: enroll_tx,
-        enroll_roles: cfg.enroll.roles.clone(),
-        enroll_window: cfg.enroll.window,
         trust: trust.clone(),
-        unsynchronized: cfg.clock.unsynchronized,
         uses: decisions::load_uses(&store),
-        card_pin_doors: cfg.doors.iter().map(|d| d.card_plus_pin).collect(),
-        card_pin_roles: cfg.card_plus_pin_roles.clone(),
-        pin_after_card: cfg.keypad.pin_after_card,
-        pending: vec![None; cfg.doors.len()],
     };
+    let decision_loop = DecisionLoop::new(parts, decisions::Settings::from_config(&cfg));
     let loop_task = tokio::spawn(decision_loop.run(report_rx, control_rx, loop_cancel.clone()));
 
     // Inputs, supervised. An input that also drives a door's output (an

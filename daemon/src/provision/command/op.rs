@@ -347,7 +347,7 @@ fn holder_list(a: &Map<String, Value>) -> Result<Op, OpError> {
 fn enroll_start(a: &Map<String, Value>) -> Result<Op, OpError> {
     let a = Args::new(a, &["holder", "door", "timeout_s"])?;
     let holder = a.holder()?.to_string();
-    let range = crate::runtime::enroll::WINDOW_RANGE_S;
+    let range = crate::access::enroll::WINDOW_RANGE_S;
     let window = match a.opt_u64("timeout_s")? {
         None => None,
         Some(s) if range.contains(&s) => Some(Duration::from_secs(s)),

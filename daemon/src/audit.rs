@@ -5,13 +5,14 @@
 //! bounded channel, writes a group of them (and any lockout states) in one
 //! batch, flushes once, and only then publishes them on the broadcast bus that
 //! MQTT publishes from. The log keeps the newest `audit.retain` events.
-//! Events never hold a PIN, a QR token or a secret: drafts are built from
-//! holder ids, device ids and reasons only.
+//! Events never hold a PIN, a QR token or a secret: drafts are typed
+//! [`crate::event::Event`]s of holder ids, device ids and reasons only.
 
 use crate::access::lockout::LockoutState;
+use crate::event;
 use crate::store::records;
 use crate::store::{Batch, Store};
-use serde_json::{Map, Value};
+use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -30,8 +31,7 @@ const RETRY_MAX: std::time::Duration = std::time::Duration::from_secs(5);
 #[derive(Debug, Clone, PartialEq)]
 pub struct Draft {
     pub ts_ms: i64,
-    pub kind: &'static str,
-    pub fields: Map<String, Value>,
+    pub event: event::Event,
 }
 
 /// A stored event.
@@ -212,7 +212,7 @@ fn writer(
     // on a two-core controller it must not take a core from the drivers and
     // the decision loop at the moment a key is presented. The queue holds
     // QUEUE events meanwhile.
-    crate::provision::lower_this_thread();
+    crate::priority::lower_this_thread();
     while let Some(first) = rx.blocking_recv() {
         let mut msgs = vec![first];
         while msgs.len() < GROUP {
@@ -230,11 +230,11 @@ fn writer(
         let before = seq;
         let mut push = |d: Draft, batch: &mut Batch, events: &mut Vec<Event>| {
             seq += 1;
-            let mut obj = Map::new();
+            // The object's keys are sorted (serde_json's `Map`): the line
+            // reads the same whichever order they are inserted in.
+            let mut obj = d.event.to_json();
             obj.insert("seq".into(), seq.into());
             obj.insert("ts".into(), records::rfc3339(d.ts_ms).into());
-            obj.insert("type".into(), d.kind.into());
-            obj.extend(d.fields);
             let json = Value::Object(obj);
             batch.put(records::audit_key(seq), serde_json::to_vec(&json).unwrap_or_default());
             if seq > retain {
@@ -246,15 +246,13 @@ fn writer(
         // log holds, said where it happened.
         let lost = dropped.load(Ordering::Relaxed);
         if lost > reported {
-            let mut f = Map::new();
-            f.insert("after".into(), before.into());
-            f.insert("reason".into(), "queue_full".into());
-            f.insert("dropped".into(), (lost - reported).into());
-            push(
-                Draft { ts_ms: chrono::Utc::now().timestamp_millis(), kind: "audit.gap", fields: f },
-                &mut batch,
-                &mut events,
-            );
+            let gap = event::Event::AuditGap {
+                after: before,
+                reason: "queue_full",
+                since: None,
+                dropped: Some(lost - reported),
+            };
+            push(Draft { ts_ms: chrono::Utc::now().timestamp_millis(), event: gap }, &mut batch, &mut events);
             reported = lost;
         }
         for m in msgs {
@@ -319,8 +317,8 @@ pub fn read(store: &Store, after: u64, limit: usize) -> Vec<Value> {
 mod tests {
     use super::*;
 
-    fn draft(kind: &'static str) -> Draft {
-        Draft { ts_ms: 0, kind, fields: Map::new() }
+    fn draft() -> Draft {
+        Draft { ts_ms: 0, event: event::Event::DoorOpened { door: "main".into() } }
     }
 
     /// A queue full of events does not lose a lockout state: it is written
@@ -332,7 +330,7 @@ mod tests {
         // The queue filled before the writer runs: every wake-up is refused.
         let (audit, rx) = channel();
         while audit.dropped() == 0 {
-            audit.record(draft("access.denied"));
+            audit.record(draft());
         }
         let engaged = LockoutState { consecutive: 5, locked_until_ms: 1_000, ..Default::default() };
         audit.lockout("keypad1", LockoutState { consecutive: 4, ..Default::default() });
@@ -353,7 +351,7 @@ mod tests {
             let (audit, thread) = start(store.clone(), 1000).unwrap();
             let mut sub = audit.subscribe();
             for _ in 0..700 {
-                audit.record(draft("access.denied"));
+                audit.record(draft());
             }
             drop(audit);
             thread.join().unwrap();
