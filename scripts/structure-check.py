@@ -83,6 +83,7 @@ def module_edges():
         a = module_of(p)
         if a is None:
             continue
+        text = '\n'.join(re.sub(r'//.*', '', l) for l in text.split('\n'))
         used = set(re.findall(r'crate::(\w+)', text))
         for group in re.findall(r'use crate::\{([^}]*)\}', text):
             used |= set(re.findall(r'^\s*(\w+)', group, re.M)) | set(re.findall(r',\s*(\w+)', group))

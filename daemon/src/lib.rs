@@ -15,6 +15,7 @@
 //! - [`config`]: raw TOML and environment to a validated [`config::Config`].
 //! - [`priority`]: lowering the priority of background threads.
 //! - [`memory`]: the allocator: one arena, freed memory given back after a sync.
+//! - [`time`]: the injectable wall clock (`Clock`), below everything that reads the time.
 
 pub mod access;
 pub mod audit;
@@ -26,3 +27,4 @@ pub mod priority;
 pub mod provision;
 pub mod runtime;
 pub mod store;
+pub mod time;

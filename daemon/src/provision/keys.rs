@@ -8,10 +8,10 @@
 
 use super::error::OpError;
 use crate::access::{KeyEntry, KeyHash, KeyKind, Role, Snapshot};
-use crate::runtime::clock::{Clock, SystemClock};
 use crate::store::records::{self, CardRecord, HolderRecord, KeyLimit, KeyRecord, Space, WindowRecord};
 use crate::store::secret::KeyHasher;
 use crate::store::{Batch, Store};
+use crate::time::{Clock, SystemClock};
 use arc_swap::ArcSwap;
 use base64::Engine;
 use porter_drivers::CardUid;

@@ -10,21 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
-/// Where the runtime reads the time of day. Tests inject their own.
-pub trait Clock: Send + Sync {
-    /// Unix time in milliseconds.
-    fn now_ms(&self) -> i64;
-}
-
-/// The system clock.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct SystemClock;
-
-impl Clock for SystemClock {
-    fn now_ms(&self) -> i64 {
-        chrono::Utc::now().timestamp_millis()
-    }
-}
+pub use crate::time::{Clock, SystemClock};
 
 /// Whether the kernel holds the system clock as synchronised: NTP daemons
 /// (systemd-timesyncd, chrony, ntpd) report through `adjtimex`, so this is
