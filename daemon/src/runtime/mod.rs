@@ -20,17 +20,16 @@ pub mod decisions;
 pub mod doors;
 pub mod enroll;
 pub mod feedback;
+mod parts;
 pub mod systemd;
 
-use crate::access::keypad::KeypadEntry;
 use crate::config::Config;
 use crate::event::Event;
 use crate::provision::{admin, mqtt, Control, ErrorCode, KeyService, OpError};
 use crate::store::{recover, secret, Store};
 use clock::{Clock, SystemClock};
-use decisions::{ControlMsg, DecisionLoop, DeviceState};
+use decisions::ControlMsg;
 use doors::DoorHandle;
-use porter_drivers::{supervise, Backoff, InputSink, Role};
 use serde_json::{json, Value};
 use std::future::Future;
 use std::sync::Arc;
@@ -521,6 +520,88 @@ pub async fn run_with_clock(
     shutdown: impl Future<Output = ()>,
     clock: Arc<dyn Clock>,
 ) -> Result<(), StartError> {
+    let (_data_lock, mut driven, opened) = open_room(&cfg, &clock).await?;
+    let Opened { store, hasher, svc, audit, audit_thread, .. } = opened;
+    // Locks next: every door locked before any input is read.
+    let (doors, door_part) = parts::doors(&cfg, &mut driven, &audit, &clock).await;
+    if cfg.demo.seed {
+        if let Err(e) = seed_demo(&svc, &cfg) {
+            tracing::error!(error = %e, "demo seeding failed");
+        }
+    }
+    // The clock's trust, seen once before the first decision, then watched.
+    let trust = Arc::new(clock::Trust::new(&cfg.clock.source));
+    let storage = Arc::new(StorageState::default());
+    if let Ok((free, _)) = crate::store::space::free(&cfg.data_dir) {
+        storage.free_mb.store(free >> 20, std::sync::atomic::Ordering::Relaxed);
+    }
+    let health = parts::health(&cfg);
+    let (report_tx, report_rx) = mpsc::channel(REPORT_QUEUE);
+    let (control_tx, control_rx) = mpsc::channel(16);
+    let watchers = parts::watchers(&cfg, &svc, &audit, &clock, &trust, &storage, control_tx.clone());
+    let inputs = parts::DecisionInputs {
+        hasher,
+        doors: doors.clone(),
+        health: health.clone(),
+        trust: trust.clone(),
+        reports: report_rx,
+        control: control_rx,
+    };
+    let decisions = parts::decisions(&cfg, &svc, &audit, &clock, inputs);
+    let (mut inputs, door_inputs) = parts::inputs(&cfg, report_tx);
+    let ctl: Arc<dyn Control> =
+        Arc::new(RuntimeControl { doors, control: control_tx.clone(), audit: audit.clone(), clock });
+    let listening = parts::admin(&cfg, &svc, &ctl, &mut inputs);
+    let mqtt = parts::mqtt(&cfg, || mqtt::Deps {
+        svc: svc.clone(),
+        ctl: ctl.clone(),
+        audit: audit.clone(),
+        store: store.clone(),
+        broker: cfg.mqtt.as_ref().map(|m| m.url.clone()).unwrap_or_default(),
+        status: parts::status(&cfg, &svc, &health, &trust, &storage),
+    });
+    let admin = if listening { cfg.admin.socket.display().to_string() } else { "unavailable".into() };
+    tracing::info!(site = %cfg.site, controller = %cfg.controller, doors = cfg.doors.len(), devices = cfg.devices.len(), %admin, "porterd ready");
+    // The store is open and every lock is in its safe state: tell systemd,
+    // and feed its watchdog for as long as the decision loop answers.
+    let notifier = systemd::Notifier::from_env();
+    notifier.notify("READY=1\nSTATUS=deciding access");
+    let watchdog = parts::watchdog(&notifier, control_tx);
+
+    shutdown.await;
+    tracing::info!("shutting down");
+    notifier.notify("STOPPING=1");
+    watchdog.stop().await;
+    let deadline = tokio::time::Instant::now() + GRACE;
+    // The order the parts stop in (docs/architecture.md, "Shutdown"): no new
+    // input, the watchers, the decisions still under way (and the card
+    // assignment the enroller may be writing), the doors driven to their
+    // safe state, the inputs that drive doors (their program hears the final
+    // "locked"), and MQTT last, so the events of the shutdown itself still
+    // go out.
+    let mut order = component::Shutdown::default();
+    order.then(inputs).then(watchers).then(decisions).then(door_part).then(door_inputs).then(mqtt);
+    if let Some(part) = order.run(deadline).await {
+        tracing::error!(part, "shutdown took longer than {GRACE:?}; stopping anyway");
+    }
+    drop(ctl);
+    finish(store, audit, audit_thread, deadline).await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// The start up to an open store, in the order that keeps a room safe:
+/// another porterd on this admin socket or data_dir is left alone (its
+/// doors untouched); otherwise every lock is driven locked before anything
+/// that can fail runs (a damaged store that makes sled panic, a wrong
+/// schema, a missing secret), then the store is opened (recovered if it was
+/// damaged) and a recovery or gap reported. Returns the data_dir's lock
+/// (held while the daemon runs), the lock outputs already driven, and the
+/// open state.
+async fn open_room(
+    cfg: &Config,
+    clock: &Arc<dyn Clock>,
+) -> Result<(std::fs::File, Vec<doors::Driven>, Opened), StartError> {
     // Another porterd answering this admin socket runs this room: leave
     // its doors and its socket alone.
     if admin::answered(&cfg.admin.socket).await {
@@ -529,326 +610,36 @@ pub async fn run_with_clock(
     // Another porterd on this data_dir runs this room: leave its doors
     // alone. Any other failure here (a card gone read-only, a data_dir the
     // daemon may not write) still locks every door before the start stops.
-    let _data_lock = match lock_data_dir(&cfg) {
+    let data_lock = match lock_data_dir(cfg) {
         Ok(f) => f,
         Err(e @ StartError::Store { err: crate::store::StoreError::Locked { .. }, .. }) => return Err(e),
         Err(e) => {
-            doors::lock_all(&cfg).await;
+            doors::lock_all(cfg).await;
             return Err(e);
         }
     };
     // Locks first, whatever fails next (a damaged store that makes sled
     // panic, a wrong schema, a missing secret): every lock is driven locked
     // before anything that can fail runs.
-    let mut driven = doors::lock_all(&cfg).await;
-    let Opened { store, hasher, svc, audit, audit_thread, recovery, gap } = open_state(&cfg, &clock)?;
+    let driven = doors::lock_all(cfg).await;
+    let opened = open_state(cfg, clock)?;
+    let Opened { svc, audit, recovery, gap, .. } = &opened;
     let store_dir = cfg.data_dir.join("store");
     tracing::info!(dir = %store_dir.display(), holders = svc.state().map(|s| s.holders).unwrap_or(0), "store open");
-    report_recovery(&audit, clock.now_ms(), recovery.as_ref(), gap.as_ref());
+    report_recovery(audit, clock.now_ms(), recovery.as_ref(), gap.as_ref());
 
-    // Locks next: every door locked before any input is read.
-    let doors_cancel = CancellationToken::new();
-    let mut doors = Vec::new();
-    let mut door_tasks = Vec::new();
-    let events = doors::DoorEvents { audit: audit.clone(), clock: clock.clone() };
-    for d in &cfg.doors {
-        let dev = &cfg.devices[d.lock];
-        let (out, locked) = match driven.get_mut(doors.len()).and_then(Option::take) {
-            Some((out, locked)) => (out, locked),
-            None => (dev.kind.output_driver(&dev.id).expect("config guarantees locks are outputs"), false),
-        };
-        let mut indicators = Vec::new();
-        for (line, idx) in [(feedback::Line::Led, d.led), (feedback::Line::Buzzer, d.buzzer)] {
-            let Some(dev) = idx.map(|i| &cfg.devices[i]) else { continue };
-            let out = dev.kind.output_driver(&dev.id).expect("config guarantees indicators are outputs");
-            let (tx, t) = feedback::start(dev.id.clone(), line, out, doors_cancel.clone());
-            indicators.push(tx);
-            door_tasks.push(t);
-        }
-        let setup = doors::DoorSetup {
-            id: d.id.clone(),
-            unlock: d.unlock,
-            held_open: d.held_open,
-            relock_on_close: d.relock_on_close,
-        };
-        let (h, t) = doors::start(setup, out, locked, indicators, events.clone(), doors_cancel.clone()).await;
-        doors.push(h);
-        door_tasks.push(t);
-    }
-    drop(events);
+    Ok((data_lock, driven, opened))
+}
 
-    // A broken [mqtt] file (a missing CA or password file) must not stop the
-    // room: say so loudly and run standalone. check-config reports it too.
-    let mqtt_opts = match &cfg.mqtt {
-        Some(m) => match mqtt::options(m, &mqtt::Topics::new(&cfg.site, &cfg.controller)) {
-            Ok(o) => Some(o),
-            Err(e) => {
-                tracing::error!(error = %e, "MQTT cannot start; running standalone until fixed and restarted");
-                None
-            }
-        },
-        None => None,
-    };
-    if cfg.demo.seed {
-        if let Err(e) = seed_demo(&svc, &cfg) {
-            tracing::error!(error = %e, "demo seeding failed");
-        }
-    }
-
-    // The decision loop.
-    let device_ids: Vec<String> = cfg.devices.iter().map(|d| d.id.clone()).collect();
-    let mut lockouts = decisions::load_lockouts(&store, &device_ids);
-    let (_, today) = clock::local(cfg.timezone, clock.now_ms());
-    // A state written on a later day (the clock set back since, or it ran
-    // ahead then): its counts carry over to today, and end at midnight.
-    lockouts.iter_mut().for_each(|l| l.rebase(today));
-    for (id, l) in device_ids.iter().zip(&lockouts) {
-        if l.is_locked(&cfg.lockout, clock.now_ms(), today) {
-            let until = if l.locked_until_ms > clock.now_ms() {
-                crate::store::records::rfc3339(l.locked_until_ms)
-            } else {
-                "the end of the local day".into()
-            };
-            tracing::warn!(device = %id, %until, failures_today = l.day_failures, "lockout restored from before the restart (porterctl lockout.clear lifts it)");
-        }
-    }
-    let devices = cfg
-        .devices
-        .iter()
-        .zip(lockouts)
-        .map(|(d, lockout)| DeviceState {
-            id: d.id.clone(),
-            door: d.door.map(|i| i as u8),
-            purpose: d.purpose,
-            keypad: KeypadEntry::new(cfg.keys.pin_length, cfg.keypad.entry_timeout, cfg.keypad.submit_at_length),
-            lockout,
-        })
-        .collect();
-    let health: decisions::HealthMap = Default::default();
-    if let Ok(mut h) = health.lock() {
-        for d in cfg.devices.iter().filter(|d| d.kind.role() == Role::Input) {
-            h.insert(d.id.clone(), "unknown");
-        }
-    }
-    let (report_tx, report_rx) = mpsc::channel(REPORT_QUEUE);
-    let (control_tx, control_rx) = mpsc::channel(16);
-    let (enroll_tx, enroll_rx) = mpsc::channel(16);
-    let signal_doors = doors.clone();
-    let signal = move |door: &str, outcome: enroll::Outcome| {
-        if let Some(d) = signal_doors.iter().find(|d| d.id == door) {
-            d.signal(match outcome {
-                enroll::Outcome::Enrolled => feedback::Signal::Enrolled,
-                enroll::Outcome::Refused => feedback::Signal::Refused,
-            });
-        }
-    };
-    // The clock's trust, seen once before the first decision, then watched.
-    let trust = Arc::new(clock::Trust::new(&cfg.clock.source));
-    let clock_cancel = CancellationToken::new();
-    let storage = Arc::new(StorageState::default());
-    if let Ok((free, _)) = crate::store::space::free(&cfg.data_dir) {
-        storage.free_mb.store(free >> 20, std::sync::atomic::Ordering::Relaxed);
-    }
-    let storage_task = tokio::spawn(storage_watch(
-        store.clone(),
-        cfg.data_dir.clone(),
-        cfg.store.low_space,
-        audit.clone(),
-        clock.clone(),
-        storage.clone(),
-        clock_cancel.clone(),
-    ));
-    let snapshot_task = tokio::spawn(snapshots(
-        svc.clone(),
-        cfg.data_dir.clone(),
-        cfg.store.snapshots,
-        clock.clone(),
-        clock_cancel.clone(),
-    ));
-    let clock_task = {
-        let control = control_tx.clone();
-        let jumped = move |by_ms| {
-            let _ = control.try_send(ControlMsg::ClockJumped { by_ms });
-        };
-        tokio::spawn(clock::watch(
-            cfg.clock.source.clone(),
-            cfg.clock.unsynchronized,
-            trust.clone(),
-            clock.clone(),
-            audit.clone(),
-            jumped,
-            clock_cancel.clone(),
-        ))
-    };
-    let enroll_task = tokio::spawn(enroll::run(svc.clone(), audit.clone(), clock.clone(), enroll_rx, signal));
-    let loop_cancel = CancellationToken::new();
-    let parts = decisions::Parts {
-        live: svc.live(),
-        hasher,
-        devices,
-        doors: doors.clone(),
-        clock: clock.clone(),
-        audit: audit.clone(),
-        health: health.clone(),
-        enroller: enroll_tx,
-        trust: trust.clone(),
-        uses: decisions::load_uses(&store),
-    };
-    let decision_loop = DecisionLoop::new(parts, decisions::Settings::from_config(&cfg));
-    let loop_task = tokio::spawn(decision_loop.run(report_rx, control_rx, loop_cancel.clone()));
-
-    // Inputs, supervised. An input that also drives a door's output (an
-    // `exec` program taking lock commands) stops only after the doors have
-    // locked, so its program hears the final "locked".
-    let inputs_cancel = CancellationToken::new();
-    let outputs_cancel = CancellationToken::new();
-    let drives_a_door = |i: usize| cfg.doors.iter().any(|d| [Some(d.lock), d.led, d.buzzer].contains(&Some(i)));
-    let mut input_tasks = Vec::new();
-    let mut output_input_tasks = Vec::new();
-    for (i, d) in cfg.devices.iter().enumerate() {
-        if d.kind.role() != Role::Input {
-            continue;
-        }
-        let Some(driver) = d.kind.input_driver(&d.id) else { continue };
-        let sink = InputSink::new(i, report_tx.clone());
-        let (tasks, cancel) = if drives_a_door(i) {
-            (&mut output_input_tasks, outputs_cancel.clone())
-        } else {
-            (&mut input_tasks, inputs_cancel.clone())
-        };
-        let id = d.id.clone();
-        tasks.push(tokio::spawn(async move { supervise(&id, driver, sink, cancel, Backoff::default()).await }));
-    }
-    drop(report_tx);
-
-    // The admin socket. Failing to bind it is loud but not fatal: the room
-    // must keep deciding access.
-    let control_for_watchdog = control_tx.clone();
-    let ctl: Arc<dyn Control> = Arc::new(RuntimeControl { doors, control: control_tx, audit: audit.clone(), clock });
-    let admin_task = match admin::bind(&cfg.admin.socket) {
-        Ok(bound) => Some(tokio::spawn(admin::serve(bound, svc.clone(), ctl.clone(), inputs_cancel.clone()))),
-        Err(e) => {
-            tracing::error!(socket = %cfg.admin.socket.display(), error = %e, "cannot open the admin socket; porterctl will not reach this daemon (fix admin.socket or its folder's permissions)");
-            None
-        }
-    };
-    let mqtt_cancel = CancellationToken::new();
-    let mqtt_task = mqtt_opts.map(|opts| {
-        let started = std::time::Instant::now();
-        let (svc2, store2, health2, storage2) = (svc.clone(), store.clone(), health.clone(), storage.clone());
-        let (trust, unsynchronized) = (trust.clone(), cfg.clock.unsynchronized);
-        let status = Arc::new(move || {
-            use crate::provision::status::{ClockStatus, Status, StorageStatus};
-            use std::sync::atomic::Ordering::Relaxed;
-            // Counts kept as the set changes: a scan of 100,000 holders here
-            // would hold up the MQTT session for a third of a second.
-            // Generation and counts in one value, of the same committed set.
-            let crate::provision::keys::Summary { generation, counts: c } = svc2.summary();
-            let num = |k: &[u8]| -> u64 {
-                store2.get(k).ok().flatten().and_then(|v| String::from_utf8_lossy(&v).parse().ok()).unwrap_or(0)
-            };
-            Status {
-                cards: c.cards,
-                clock: ClockStatus { synchronized: trust.synchronized(), unsynchronized: unsynchronized.as_str() },
-                devices: health2.lock().ok().map(|h| h.clone()),
-                generation,
-                holders: c.holders,
-                outbox: num(crate::store::records::SEQ).saturating_sub(num(b"m/events_acked")),
-                pins: c.pins,
-                qr: c.qr,
-                state: None,
-                storage: StorageStatus { free_mb: storage2.free_mb.load(Relaxed), low: storage2.low.load(Relaxed) },
-                // After a recovery, until the portal's next full sync.
-                store: if recover::needs_sync(&store2) { "needs_sync" } else { "ok" },
-                uptime_s: started.elapsed().as_secs(),
-                version: env!("CARGO_PKG_VERSION"),
-            }
-        });
-        let broker = cfg.mqtt.as_ref().map(|m| m.url.clone()).unwrap_or_default();
-        let deps = mqtt::Deps {
-            svc: svc.clone(),
-            ctl: ctl.clone(),
-            audit: audit.clone(),
-            store: store.clone(),
-            broker,
-            status,
-        };
-        let topics = mqtt::Topics::new(&cfg.site, &cfg.controller);
-        tokio::spawn(mqtt::run(opts, topics, deps, mqtt_cancel.clone()))
-    });
-    let admin = if admin_task.is_some() { cfg.admin.socket.display().to_string() } else { "unavailable".into() };
-    tracing::info!(site = %cfg.site, controller = %cfg.controller, doors = cfg.doors.len(), devices = cfg.devices.len(), %admin, "porterd ready");
-    // The store is open and every lock is in its safe state: tell systemd,
-    // and feed its watchdog for as long as the decision loop answers.
-    let notifier = systemd::Notifier::from_env();
-    notifier.notify("READY=1\nSTATUS=deciding access");
-    let watchdog_cancel = CancellationToken::new();
-    let watchdog_task = systemd::watchdog_interval().filter(|_| notifier.enabled()).map(|every| {
-        let (notifier, control, cancel) = (notifier.clone(), control_for_watchdog.clone(), watchdog_cancel.clone());
-        tracing::info!(interval_ms = every.as_millis() as u64, "systemd watchdog on");
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(every / 2);
-            loop {
-                tokio::select! {
-                    _ = cancel.cancelled() => return,
-                    _ = tick.tick() => {}
-                }
-                let (tx, rx) = oneshot::channel();
-                let alive = control.try_send(ControlMsg::Ping { reply: tx }).is_ok()
-                    && tokio::time::timeout(every / 4, rx).await.is_ok_and(|r| r.is_ok());
-                if alive {
-                    notifier.notify("WATCHDOG=1");
-                } else {
-                    tracing::error!("the decision loop did not answer: not feeding the systemd watchdog");
-                }
-            }
-        })
-    });
-
-    shutdown.await;
-    tracing::info!("shutting down");
-    notifier.notify("STOPPING=1");
-    watchdog_cancel.cancel();
-    if let Some(t) = watchdog_task {
-        let _ = t.await;
-    }
-    drop(control_for_watchdog);
-    let deadline = tokio::time::Instant::now() + GRACE;
-    let stop = async {
-        inputs_cancel.cancel();
-        for t in input_tasks {
-            let _ = t.await;
-        }
-        if let Some(t) = admin_task {
-            let _ = t.await;
-        }
-        clock_cancel.cancel();
-        let _ = clock_task.await;
-        let _ = snapshot_task.await;
-        let _ = storage_task.await;
-        loop_cancel.cancel();
-        let _ = loop_task.await;
-        // The loop held the only job sender: the enroller ends after the
-        // assignment it may be writing.
-        let _ = enroll_task.await;
-        doors_cancel.cancel();
-        for t in door_tasks {
-            let _ = t.await;
-        }
-        outputs_cancel.cancel();
-        for t in output_input_tasks {
-            let _ = t.await;
-        }
-        // Last, so the events of the shutdown itself still go out.
-        mqtt_cancel.cancel();
-        if let Some(t) = mqtt_task {
-            let _ = t.await;
-        }
-        drop(ctl);
-    };
-    if tokio::time::timeout_at(deadline, stop).await.is_err() {
-        tracing::error!("shutdown took longer than {GRACE:?}; stopping anyway");
-    }
+/// The last of a stop: the audit writer drains its queue, the store is
+/// flushed and, when every event is on disk, the clean stop recorded (the
+/// next start then goes on from the last `seq` without a gap).
+async fn finish(
+    store: Store,
+    audit: audit::Audit,
+    audit_thread: std::thread::JoinHandle<()>,
+    deadline: tokio::time::Instant,
+) {
     // The writer ends once the last Audit clone is gone (an admin request
     // still finishing may hold one briefly), after writing what is queued.
     drop(audit);
@@ -870,6 +661,4 @@ pub async fn run_with_clock(
         }
         Ok(()) => {}
     }
-    tracing::info!("stopped");
-    Ok(())
 }
