@@ -194,87 +194,123 @@ fn spawn_writer(
         .unwrap_or(0);
     std::thread::Builder::new()
         .name("audit-writer".into())
-        .spawn(move || writer(store, rx, lockouts, bus, dropped, last, retain))
+        .spawn(move || Writer { store, lockouts, bus, dropped, seq: last, retain, reported: 0 }.run(rx))
 }
 
-fn writer(
+/// The writer thread's state: the next numbers, and what it has reported.
+struct Writer {
     store: Store,
-    mut rx: mpsc::Receiver<Msg>,
     lockouts: Arc<Mutex<Lockouts>>,
     bus: broadcast::Sender<Arc<Event>>,
     dropped: Arc<AtomicU64>,
-    mut seq: u64,
+    /// The last number given.
+    seq: u64,
     retain: u64,
-) {
-    // Drops already reported as an `audit.gap`.
-    let mut reported = 0;
-    // Writing events to the store (sled's page work, the fsyncs) may wait;
-    // on a two-core controller it must not take a core from the drivers and
-    // the decision loop at the moment a key is presented. The queue holds
-    // QUEUE events meanwhile.
-    crate::priority::lower_this_thread();
-    while let Some(first) = rx.blocking_recv() {
-        let mut msgs = vec![first];
-        while msgs.len() < GROUP {
-            match rx.try_recv() {
-                Ok(m) => msgs.push(m),
-                Err(_) => break,
+    /// Drops already reported as an `audit.gap`.
+    reported: u64,
+}
+
+/// One group of messages as it is written: one store batch, the events it
+/// publishes once written, and what waits for it to be durable.
+#[derive(Default)]
+struct Group {
+    batch: Batch,
+    events: Vec<Event>,
+    waiting: Vec<After>,
+}
+
+impl Writer {
+    fn run(mut self, mut rx: mpsc::Receiver<Msg>) {
+        // Writing events to the store (sled's page work, the fsyncs) may
+        // wait; on a two-core controller it must not take a core from the
+        // drivers and the decision loop at the moment a key is presented.
+        // The queue holds QUEUE events meanwhile.
+        crate::priority::lower_this_thread();
+        while let Some(first) = rx.blocking_recv() {
+            let mut msgs = vec![first];
+            while msgs.len() < GROUP {
+                match rx.try_recv() {
+                    Ok(m) => msgs.push(m),
+                    Err(_) => break,
+                }
             }
+            self.write_group(msgs);
         }
-        let mut batch = Batch::default();
-        let mut events = Vec::new();
-        let Lockouts { states, mut waiting } = std::mem::take(&mut *lockouts.lock().unwrap_or_else(|e| e.into_inner()));
+    }
+
+    /// Numbers and writes `msgs` (with the lockout states waiting) in one
+    /// durable batch, then publishes the events and runs what waited.
+    fn write_group(&mut self, msgs: Vec<Msg>) {
+        let mut g = Group::default();
+        let Lockouts { states, waiting } =
+            std::mem::take(&mut *self.lockouts.lock().unwrap_or_else(|e| e.into_inner()));
+        g.waiting = waiting;
         for (device, s) in states {
-            batch.put(records::lockout_key(&device), serde_json::to_vec(&s).unwrap_or_default());
+            g.batch.put(records::lockout_key(&device), serde_json::to_vec(&s).unwrap_or_default());
         }
-        let before = seq;
-        let mut push = |d: Draft, batch: &mut Batch, events: &mut Vec<Event>| {
-            seq += 1;
-            // The object's keys are sorted (serde_json's `Map`): the line
-            // reads the same whichever order they are inserted in.
-            let mut obj = d.event.to_json();
-            obj.insert("seq".into(), seq.into());
-            obj.insert("ts".into(), records::rfc3339(d.ts_ms).into());
-            let json = Value::Object(obj);
-            batch.put(records::audit_key(seq), serde_json::to_vec(&json).unwrap_or_default());
-            if seq > retain {
-                batch.remove(records::audit_key(seq - retain));
-            }
-            events.push(Event { seq, json });
-        };
+        let before = self.seq;
         // Events dropped because the queue was full: a gap in what the
         // log holds, said where it happened.
-        let lost = dropped.load(Ordering::Relaxed);
-        if lost > reported {
+        let lost = self.dropped.load(Ordering::Relaxed);
+        if lost > self.reported {
             let gap = event::Event::AuditGap {
                 after: before,
                 reason: "queue_full",
                 since: None,
-                dropped: Some(lost - reported),
+                dropped: Some(lost - self.reported),
             };
-            push(Draft { ts_ms: chrono::Utc::now().timestamp_millis(), event: gap }, &mut batch, &mut events);
-            reported = lost;
+            self.push(Draft { ts_ms: chrono::Utc::now().timestamp_millis(), event: gap }, &mut g);
+            self.reported = lost;
         }
         for m in msgs {
             match m {
-                Msg::Event(d) => push(d, &mut batch, &mut events),
+                Msg::Event(d) => self.push(d, &mut g),
                 Msg::EventUse(d, h, spent, then) => {
-                    push(d, &mut batch, &mut events);
-                    batch.put(records::uses_key(&h), spent.encode());
-                    waiting.push(then);
+                    self.push(d, &mut g);
+                    g.batch.put(records::uses_key(&h), spent.encode());
+                    g.waiting.push(then);
                 }
                 Msg::Wake => {}
-                Msg::Written(done) => waiting.push(done),
+                Msg::Written(done) => g.waiting.push(done),
             }
         }
-        batch.put(records::SEQ.to_vec(), seq.to_string().into_bytes());
-        // A write that fails (a full or failing disk) is tried again, the
-        // same batch with the same seqs, until it is written: nothing it
-        // holds is lost, and meanwhile the queue fills and drops (counted).
-        // Numbers are published only below what the check record has
-        // reserved, a block at a time, so no restart can hand one out again.
-        let floor = before;
-        let reserve = |store: &Store| -> Result<(), String> {
+        g.batch.put(records::SEQ.to_vec(), self.seq.to_string().into_bytes());
+        self.write_durably(before, &g.batch);
+        for e in g.events {
+            let _ = self.bus.send(Arc::new(e));
+        }
+        for w in g.waiting {
+            w();
+        }
+    }
+
+    /// Numbers event `d` and adds it to the group (the oldest beyond
+    /// `retain` leaves the log in the same batch).
+    fn push(&mut self, d: Draft, g: &mut Group) {
+        self.seq += 1;
+        let seq = self.seq;
+        // The object's keys are sorted (serde_json's `Map`): the line reads
+        // the same whichever order they are inserted in.
+        let mut obj = d.event.to_json();
+        obj.insert("seq".into(), seq.into());
+        obj.insert("ts".into(), records::rfc3339(d.ts_ms).into());
+        let json = Value::Object(obj);
+        g.batch.put(records::audit_key(seq), serde_json::to_vec(&json).unwrap_or_default());
+        if seq > self.retain {
+            g.batch.remove(records::audit_key(seq - self.retain));
+        }
+        g.events.push(Event { seq, json });
+    }
+
+    /// Writes `batch` (numbers above `floor`) until it is written. A write
+    /// that fails (a full or failing disk) is tried again, the same batch
+    /// with the same seqs: nothing it holds is lost, and meanwhile the queue
+    /// fills and drops (counted). Numbers are published only below what the
+    /// check record has reserved, a block at a time, so no restart can hand
+    /// one out again.
+    fn write_durably(&self, floor: u64, batch: &Batch) {
+        let (store, seq) = (&self.store, self.seq);
+        let reserve = || -> Result<(), String> {
             match store.guard() {
                 Some(g) if g.reserved() < seq => {
                     let hi = seq + crate::store::check::SEQ_BLOCK;
@@ -289,16 +325,10 @@ fn writer(
             }
         };
         let mut wait = RETRY_FIRST;
-        while let Err(e) = reserve(&store).and_then(|()| store.apply(batch.clone()).map_err(|e| e.to_string())) {
+        while let Err(e) = reserve().and_then(|()| store.apply(batch.clone()).map_err(|e| e.to_string())) {
             tracing::error!(error = %e, retry_in_ms = wait.as_millis() as u64, "audit log write failed");
             std::thread::sleep(wait);
             wait = (wait * 2).min(RETRY_MAX);
-        }
-        for e in events {
-            let _ = bus.send(Arc::new(e));
-        }
-        for w in waiting {
-            w();
         }
     }
 }
