@@ -12,12 +12,16 @@
 //! its type: a failure's count is a [`Count::PersistThenDeny`], whose deny
 //! feedback the caller plays only once the state is on disk.
 //!
-//! Still in `runtime::decisions`, to move here next: the uses of limited keys
-//! and the clock's trust (issue 12, step 1).
+//! Likewise a grant is a [`Grant`]: an unlimited key's lock is driven at
+//! once, a limited key's only once its use is on disk.
+//!
+//! Still in `runtime::decisions`, to move here next: the clock's trust and
+//! one list of typed effects for a whole input (issue 12, step 1).
 
 use super::keypad::{KeyOutcome, KeypadEntry};
 use super::lockout::{Engaged, LockoutPolicy, LockoutState};
-use super::{KeyKind, Reason, Role};
+use super::{KeyHash, KeyKind, Limit, Reason, Role};
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 /// An open enrolment window at a door.
@@ -76,6 +80,27 @@ pub enum Count {
     PersistThenDeny { state: LockoutState, engaged: Option<Engaged> },
 }
 
+/// The grants a limited key made at `created_ms` has given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Used {
+    pub created_ms: i64,
+    pub used: u32,
+}
+
+/// How a granted key reaches its lock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Grant {
+    /// A key of unlimited uses: drive the lock now, before anything is
+    /// written (the sub-millisecond path).
+    UnlockNow,
+    /// A limited key: its use counts at once (two presentations of a
+    /// one-time code, even at the same moment on two devices, are decided
+    /// one after the other), and its lock is driven only once this is on
+    /// disk, so a power cut can never give a use the store does not know of.
+    /// Not written: [`Room::unspend`] it; the door stays locked.
+    PersistUseThenUnlock(Used),
+}
+
 /// The state of one input device: its keypad entry and its lockout.
 #[derive(Debug, Clone)]
 pub struct Seat {
@@ -91,6 +116,7 @@ pub struct Room {
     card_pin: CardPinPolicy,
     seats: Vec<Seat>,
     lockout: LockoutPolicy,
+    uses: HashMap<KeyHash, Used>,
 }
 
 impl Room {
@@ -103,7 +129,37 @@ impl Room {
     /// A room of `doors` doors and these input devices (by index), each
     /// counted for lockout under `lockout`.
     pub fn with_devices(doors: usize, card_pin: CardPinPolicy, seats: Vec<Seat>, lockout: LockoutPolicy) -> Room {
-        Room { windows: vec![None; doors], pending: vec![None; doors], card_pin, seats, lockout }
+        Room { windows: vec![None; doors], pending: vec![None; doors], card_pin, seats, lockout, uses: HashMap::new() }
+    }
+
+    /// The room with the uses limited keys have given (as loaded from disk).
+    pub fn with_uses(mut self, uses: HashMap<KeyHash, Used>) -> Room {
+        self.uses = uses;
+        self
+    }
+
+    /// The grants the limited key `key` made at `created_ms` has given.
+    pub fn spent(&self, key: &KeyHash, created_ms: i64) -> u32 {
+        self.uses.get(key).filter(|u| u.created_ms == created_ms).map_or(0, |u| u.used)
+    }
+
+    /// A grant of `key` (with its `limit`, and `spent` uses before this
+    /// one): a limited key's use is counted now.
+    pub fn grant(&mut self, key: KeyHash, limit: Option<Limit>, spent: u32) -> Grant {
+        match limit {
+            Some(l) if l.uses.is_some() => {
+                let u = Used { created_ms: l.created_ms, used: spent + 1 };
+                self.uses.insert(key, u);
+                Grant::PersistUseThenUnlock(u)
+            }
+            _ => Grant::UnlockNow,
+        }
+    }
+
+    /// A limited key's use that could not be written: not persisted, so not
+    /// used.
+    pub fn unspend(&mut self, key: KeyHash, used: Used) {
+        self.uses.insert(key, Used { used: used.used.saturating_sub(1), ..used });
     }
 
     /// Replaces the card-plus-PIN policy (a test's door wants it after all).

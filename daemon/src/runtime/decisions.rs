@@ -13,7 +13,7 @@ use super::enroll::EnrollJob;
 use super::feedback::Signal;
 use crate::access::keypad::{KeyOutcome, KeypadEntry};
 use crate::access::lockout::{Engaged, LockoutPolicy, LockoutState};
-use crate::access::room::{CardPin, CardPinPolicy, Count, Room, Seat};
+use crate::access::room::{CardPin, CardPinPolicy, Count, Grant, Room, Seat, Used};
 use crate::access::Role;
 use crate::access::{decide, KeyHash, KeyKind, Reason, Request, Snapshot};
 use crate::config::Purpose;
@@ -142,8 +142,6 @@ pub struct DecisionLoop {
     /// Whether the wall clock is synchronised, and what to do when it is not.
     pub trust: Arc<clock::Trust>,
     pub unsynchronized: clock::Unsynchronized,
-    /// The grants each limited key has given ([`load_uses`]).
-    pub uses: std::collections::HashMap<KeyHash, records::Spent>,
 }
 
 /// Device id to `online`, `offline` or `unknown`.
@@ -190,9 +188,7 @@ struct Decided<'a> {
     /// The door took its command.
     opened: bool,
     /// A limited key's grant: its uses spent with this one.
-    use_of: Option<records::Spent>,
-    /// The uses spent before this one.
-    spent: u32,
+    use_of: Option<Used>,
     /// The uses a limited key has in all.
     uses: Option<u32>,
 }
@@ -208,8 +204,9 @@ impl DecisionLoop {
                 (Device { id: d.id, door: d.door, purpose: d.purpose }, seat)
             })
             .unzip();
+        let uses = p.uses.into_iter().map(|(k, s)| (k, Used { created_ms: s.created_ms, used: s.used })).collect();
         DecisionLoop {
-            room: Room::with_devices(p.doors.len(), s.card_pin, seats, s.lockout),
+            room: Room::with_devices(p.doors.len(), s.card_pin, seats, s.lockout).with_uses(uses),
             live: p.live,
             hasher: p.hasher,
             devices,
@@ -223,7 +220,6 @@ impl DecisionLoop {
             enroll_window: s.enroll_window,
             trust: p.trust,
             unsynchronized: s.unsynchronized,
-            uses: p.uses,
         }
     }
 
@@ -483,18 +479,11 @@ impl DecisionLoop {
             CardPin::Refused(r) => reason = Some(r),
         }
         let door_h = &self.doors[door_i];
-        // A limited key's use counts at once, before anything else is
-        // presented: two presentations of a one-time code, even at the same
-        // moment on two devices, are decided one after the other here. Its
-        // door opens only once the use is on disk (below): a power cut can
-        // then never give a use the store does not know of.
-        let use_of = match (reason, limit) {
-            (None, Some(l)) if l.uses.is_some() => {
-                let s = records::Spent { created_ms: l.created_ms, used: spent + 1 };
-                self.uses.insert(key, s);
-                Some(s)
-            }
-            _ => None,
+        // A limited key's use counts at once; its door opens only once the
+        // use is on disk (`record_decision`).
+        let use_of = match reason.is_none().then(|| self.room.grant(key, limit, spent)) {
+            Some(Grant::PersistUseThenUnlock(u)) => Some(u),
+            Some(Grant::UnlockNow) | None => None,
         };
         let opened = reason.is_none() && use_of.is_none() && door_h.open(door_h.unlock);
         match reason {
@@ -507,7 +496,7 @@ impl DecisionLoop {
 
         // The lock has its command; everything below may take its time.
         let uses = limit.and_then(|l| l.uses);
-        let d = Decided { device, door, key, key_name, holder, card_device, reason, opened, use_of, spent, uses };
+        let d = Decided { device, door, key, key_name, holder, card_device, reason, opened, use_of, uses };
         self.record_decision(d, now_ms, day);
     }
 
@@ -515,7 +504,7 @@ impl DecisionLoop {
     /// records its event; a limited key's grant opens its door once its use
     /// is on disk.
     fn record_decision(&mut self, d: Decided<'_>, now_ms: i64, day: i32) {
-        let Decided { device, door, key, key_name, holder, card_device, reason, opened, use_of, spent, uses } = d;
+        let Decided { device, door, key, key_name, holder, card_device, reason, opened, use_of, uses } = d;
         let door_i = door as usize;
         let engaged = self.count(device, door_i, reason, now_ms, day);
         let dev = &self.devices[device];
@@ -541,13 +530,14 @@ impl DecisionLoop {
                 let event = Event::AccessGranted { presented, lock, uses_left };
                 let d = Draft { ts_ms: now_ms, event };
                 match use_of {
-                    Some(s) => {
+                    Some(u) => {
                         let door_h = self.doors[door_i].clone();
                         let decided = std::time::Instant::now();
                         let open = Box::new(move || open_when_durable(&door_h, decided));
+                        let s = records::Spent { created_ms: u.created_ms, used: u.used };
                         if !self.audit.record_use(d, key, s, open) {
                             // Not persisted, so not used: the door stays locked.
-                            self.uses.insert(key, records::Spent { used: spent, ..s });
+                            self.room.unspend(key, u);
                             self.doors[door_i].signal(Signal::Deny);
                         }
                     }
@@ -647,14 +637,9 @@ impl DecisionLoop {
             local,
             device_locked: locked,
             clock_untrusted: self.trust.untrusted(self.unsynchronized),
-            spent: limit.map_or(0, |l| self.spent(&key, l.created_ms)),
+            spent: limit.map_or(0, |l| self.room.spent(&key, l.created_ms)),
         };
         Some((req, limit, day))
-    }
-
-    /// The grants a limited key made at `created_ms` has given.
-    fn spent(&self, key: &KeyHash, created_ms: i64) -> u32 {
-        self.uses.get(key).filter(|s| s.created_ms == created_ms).map_or(0, |s| s.used)
     }
 
     /// Counts a decision at `device` towards its lockout (`denied` is the

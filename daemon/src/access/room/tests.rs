@@ -321,3 +321,35 @@ fn a_running_lockout_keeps_its_length_when_the_clock_jumps() {
     assert_eq!(changed, [(0, LockoutState { day: 0, ..*r.lockout(0) })]);
     assert_eq!(r.lockout(0).day_failures, 3);
 }
+
+#[test]
+fn a_limited_keys_use_counts_at_once_and_persists_before_its_lock() {
+    let mut r = keypads();
+    let (code, other) = (KeyHash([1; KeyHash::LEN]), KeyHash([2; KeyHash::LEN]));
+    let once = Limit { uses: Some(1), expires_ms: None, created_ms: T0 };
+    let twice = Limit { uses: Some(2), ..once };
+    let until = Limit { uses: None, expires_ms: Some(T0 + 60_000), created_ms: T0 };
+    // A key of unlimited uses (or only an expiry) unlocks at once, counting nothing.
+    assert_eq!(r.grant(other, None, 0), Grant::UnlockNow);
+    assert_eq!(r.grant(other, Some(until), 0), Grant::UnlockNow);
+    assert_eq!(r.spent(&other, T0), 0);
+    // A one-time code: its use counts before the lock is driven, so the
+    // second presentation (`decide` refuses `spent >= uses`) sees it.
+    assert_eq!(r.grant(code, Some(once), 0), Grant::PersistUseThenUnlock(Used { created_ms: T0, used: 1 }));
+    assert_eq!(r.spent(&code, T0), 1);
+    // A use that could not be written was no use.
+    r.unspend(code, Used { created_ms: T0, used: 1 });
+    assert_eq!(r.spent(&code, T0), 0);
+    // Two uses, counted one after the other.
+    let spent = r.spent(&code, T0);
+    assert_eq!(r.grant(code, Some(twice), spent), Grant::PersistUseThenUnlock(Used { created_ms: T0, used: 1 }));
+    let spent = r.spent(&code, T0);
+    assert_eq!(r.grant(code, Some(twice), spent), Grant::PersistUseThenUnlock(Used { created_ms: T0, used: 2 }));
+    // The same key made again is another key: it counts afresh.
+    assert_eq!(r.spent(&code, T0 + 1), 0);
+    let remade = Limit { created_ms: T0 + 1, ..once };
+    assert_eq!(r.grant(code, Some(remade), 0), Grant::PersistUseThenUnlock(Used { created_ms: T0 + 1, used: 1 }));
+    // Loaded from disk at start.
+    let r = keypads().with_uses([(code, Used { created_ms: T0, used: 1 })].into());
+    assert_eq!((r.spent(&code, T0), r.spent(&code, T0 + 1)), (1, 0));
+}
