@@ -80,6 +80,34 @@ pub enum Count {
     PersistThenDeny { state: LockoutState, engaged: Option<Engaged> },
 }
 
+/// What an enrolment PIN (`*` `*` PIN `#`) comes to once decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EnrolmentPin {
+    /// Why no window opens (`enroll.denied`'s reason); `None`: it opens.
+    pub refused: Option<&'static str>,
+    /// Whether it counts towards the keypad's lockout: a right PIN refused
+    /// for enrolment (`role_not_allowed`, `limited_key`) is neither a
+    /// failure nor a success, so it must not reset the count.
+    pub counts: bool,
+}
+
+impl EnrolmentPin {
+    /// An enrolment PIN decided with `denied` (a refusal's reason) for a
+    /// holder of `role` (`None`: no holder), `limited` when the key is: a
+    /// grant opens a window only for the `roles` that may enroll, and never
+    /// for a limited key (a one-time or expiring PIN must not leave a
+    /// lasting card behind).
+    pub fn decided(denied: Option<Reason>, role: Option<Role>, limited: bool, roles: &[Role]) -> EnrolmentPin {
+        let refused = match (denied, role) {
+            (Some(r), _) => Some(r.as_str()),
+            (None, Some(role)) if !roles.contains(&role) => Some("role_not_allowed"),
+            (None, _) if limited => Some("limited_key"),
+            (None, _) => None,
+        };
+        EnrolmentPin { refused, counts: refused.is_none() || denied.is_some() }
+    }
+}
+
 /// The grants a limited key made at `created_ms` has given.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Used {

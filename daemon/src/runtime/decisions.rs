@@ -13,7 +13,7 @@ use super::enroll::EnrollJob;
 use super::feedback::Signal;
 use crate::access::keypad::{KeyOutcome, KeypadEntry};
 use crate::access::lockout::{Engaged, LockoutPolicy, LockoutState};
-use crate::access::room::{CardPin, CardPinPolicy, Count, Grant, Room, Seat, Used};
+use crate::access::room::{CardPin, CardPinPolicy, Count, EnrolmentPin, Grant, Room, Seat, Used};
 use crate::access::Role;
 use crate::access::{decide, KeyHash, KeyKind, Reason, Request, Snapshot};
 use crate::config::Purpose;
@@ -569,23 +569,11 @@ impl DecisionLoop {
         let (now_ms, door) = (req.now_ms, req.door);
         let decision = decide(&snap, &req);
         let holder = decision.holder().map(|h| (h.id.to_string(), h.role));
-        let limited = limit.is_some();
-        let reason = match (decision.reason(), &holder) {
-            (Some(r), _) => Some(r.as_str()),
-            (None, Some((_, role))) if !self.enroll_roles.contains(role) => Some("role_not_allowed"),
-            // A one-time or expiring PIN must not leave a lasting card behind.
-            (None, _) if limited => Some("limited_key"),
-            (None, _) => None,
-        };
         let denied = decision.reason();
+        let pin = EnrolmentPin::decided(denied, holder.as_ref().map(|h| h.1), limit.is_some(), &self.enroll_roles);
+        let reason = pin.refused;
         drop(snap);
-        // A right PIN refused for enrolment (role_not_allowed, limited_key) is
-        // neither a failure nor a success: it must not reset the count.
-        let engaged = if reason.is_some() && denied.is_none() {
-            None
-        } else {
-            self.count(device, door as usize, denied, now_ms, day)
-        };
+        let engaged = if pin.counts { self.count(device, door as usize, denied, now_ms, day) } else { None };
         let (door_i, dev_id) = (door as usize, self.devices[device].id.clone());
         match (reason, holder) {
             (None, Some((id, _))) => {

@@ -353,3 +353,23 @@ fn a_limited_keys_use_counts_at_once_and_persists_before_its_lock() {
     let r = keypads().with_uses([(code, Used { created_ms: T0, used: 1 })].into());
     assert_eq!((r.spent(&code, T0), r.spent(&code, T0 + 1)), (1, 0));
 }
+
+/// An enrolment PIN: (the decision's refusal, the holder's role, a limited
+/// key, why no window opens, whether it counts towards the lockout).
+type EnrolmentRow = (Option<Reason>, Option<Role>, bool, Option<&'static str>, bool);
+
+#[test]
+fn an_enrolment_pin_opens_a_window_for_the_roles_that_enroll() {
+    let roles = [Role::Courier, Role::Staff];
+    let table: &[EnrolmentRow] = &[
+        (None, Some(Role::Courier), false, None, true),
+        (None, Some(Role::Resident), false, Some("role_not_allowed"), false),
+        (None, Some(Role::Courier), true, Some("limited_key"), false),
+        (Some(Reason::Unknown), None, false, Some("unknown"), true),
+        (Some(Reason::OutsideSchedule), Some(Role::Courier), false, Some("outside_schedule"), true),
+        (Some(Reason::LockedOut), None, false, Some("locked_out"), true),
+    ];
+    for (i, &(denied, role, limited, refused, counts)) in table.iter().enumerate() {
+        assert_eq!(EnrolmentPin::decided(denied, role, limited, &roles), EnrolmentPin { refused, counts }, "row {i}");
+    }
+}
