@@ -270,6 +270,46 @@ fn the_decision_path_never_allocates() {
     assert_eq!(counts, NONE, "clock::local or KeyHasher::hash allocated or freed");
 }
 
+/// The room's part of an unlimited grant, in the decision loop's order: the
+/// keypad entry up to its submission, the lockout check, card plus PIN where
+/// it is not wanted, the grant (an unlimited key: unlock now), and the count
+/// of a grant with no failures before it. None of it allocates before the
+/// lock command.
+#[test]
+fn the_rooms_unlimited_grant_path_never_allocates() {
+    use porterd::access::keypad::{KeyOutcome, KeypadEntry};
+    use porterd::access::lockout::{LockoutPolicy, LockoutState};
+    use porterd::access::room::{CardPin, CardPinPolicy, Count, Grant, Room, Seat};
+    use std::time::{Duration, Instant};
+    let seat = Seat { keypad: KeypadEntry::new(6, Duration::from_secs(5), false), lockout: LockoutState::default() };
+    let card_pin =
+        CardPinPolicy { doors: vec![false], roles: vec![Role::Staff], pin_after_card: Duration::from_secs(10) };
+    let mut room = Room::with_devices(1, card_pin, vec![seat], LockoutPolicy::default());
+    let key = KeyHash([7; KeyHash::LEN]);
+    let start = Instant::now();
+    let (submitted, counts) = measure(|| {
+        let mut submitted = 0u32;
+        for i in 0..ROUNDS as u64 {
+            let now = start + Duration::from_secs(i);
+            let mut out = KeyOutcome::Pending;
+            for k in "483920#".chars() {
+                out = room.key(0, black_box(k), now);
+            }
+            submitted += u32::from(matches!(out, KeyOutcome::Submit(_)));
+            let ms = NOW_MS + i as i64;
+            assert!(!room.is_locked(0, ms, 1));
+            black_box(room.expire_pending(now));
+            let who = Some(("courier-ups", Role::Courier));
+            assert_eq!(room.card_plus_pin(0, 0, KeyKind::Pin, who, None, now), CardPin::NotRequired);
+            assert_eq!(room.grant(black_box(key), None, 0), Grant::UnlockNow);
+            assert_eq!(room.count(0, None, ms, 1), Count::Unchanged);
+        }
+        submitted
+    });
+    assert_eq!(counts, NONE, "the room's unlimited grant path allocated or freed");
+    assert_eq!(submitted, ROUNDS as u32);
+}
+
 /// The counter is not vacuous: an allocation in the measured region counts,
 /// and only this thread's allocations count.
 #[test]

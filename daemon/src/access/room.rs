@@ -1,5 +1,6 @@
-//! The room's waits: each door's enrolment window and its card waiting for
-//! the holder's PIN (card plus PIN).
+//! The room's state: each door's enrolment window and its card waiting for
+//! the holder's PIN (card plus PIN), and each input device's keypad entry and
+//! lockout count.
 //!
 //! Pure like [`super::decide`]: no I/O, no tokio, no clock reads. The caller
 //! passes the monotonic time in (`runtime::decisions` converts tokio's
@@ -7,10 +8,20 @@
 //! answer means (the door's feedback, the event). The tests below are the
 //! flows as tables, without threads or sleeps.
 //!
-//! Still in `runtime::decisions`, to move here next: keypad entry, lockout
-//! counting and the uses of limited keys (issue 12, step 1).
+//! Where storage must come before what a person sees, the answer says so in
+//! its type: a failure's count is a [`Count::PersistThenDeny`], whose deny
+//! feedback the caller plays only once the state is on disk.
+//!
+//! Likewise a grant is a [`Grant`]: an unlimited key's lock is driven at
+//! once, a limited key's only once its use is on disk.
+//!
+//! Still in `runtime::decisions`, to move here next: the clock's trust and
+//! one list of typed effects for a whole input (issue 12, step 1).
 
-use super::{KeyKind, Reason, Role};
+use super::keypad::{KeyOutcome, KeypadEntry};
+use super::lockout::{Engaged, LockoutPolicy, LockoutState};
+use super::{KeyHash, KeyKind, Limit, Reason, Role};
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 /// An open enrolment window at a door.
@@ -53,18 +64,204 @@ pub enum CardPin {
     Refused(Reason),
 }
 
-/// The waits of every door of a room.
+/// What a decision at a device does to its lockout count: the state to
+/// persist, and in which order with the person's feedback.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Count {
+    /// Nothing changed (a grant with no failures counted, or a refusal by the
+    /// lockout itself): nothing to write.
+    Unchanged,
+    /// A grant reset the consecutive count: write the state (no feedback
+    /// waits on it).
+    Persist(LockoutState),
+    /// A failure: write the state, and only once it is on disk play the deny
+    /// feedback (and the lockout's, when one engaged), so a guesser who cuts
+    /// the power after each try learns nothing the count did not keep.
+    PersistThenDeny { state: LockoutState, engaged: Option<Engaged> },
+}
+
+/// What an enrolment PIN (`*` `*` PIN `#`) comes to once decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EnrolmentPin {
+    /// Why no window opens (`enroll.denied`'s reason); `None`: it opens.
+    pub refused: Option<&'static str>,
+    /// Whether it counts towards the keypad's lockout: a right PIN refused
+    /// for enrolment (`role_not_allowed`, `limited_key`) is neither a
+    /// failure nor a success, so it must not reset the count.
+    pub counts: bool,
+}
+
+impl EnrolmentPin {
+    /// An enrolment PIN decided with `denied` (a refusal's reason) for a
+    /// holder of `role` (`None`: no holder), `limited` when the key is: a
+    /// grant opens a window only for the `roles` that may enroll, and never
+    /// for a limited key (a one-time or expiring PIN must not leave a
+    /// lasting card behind).
+    pub fn decided(denied: Option<Reason>, role: Option<Role>, limited: bool, roles: &[Role]) -> EnrolmentPin {
+        let refused = match (denied, role) {
+            (Some(r), _) => Some(r.as_str()),
+            (None, Some(role)) if !roles.contains(&role) => Some("role_not_allowed"),
+            (None, _) if limited => Some("limited_key"),
+            (None, _) => None,
+        };
+        EnrolmentPin { refused, counts: refused.is_none() || denied.is_some() }
+    }
+}
+
+/// The grants a limited key made at `created_ms` has given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Used {
+    pub created_ms: i64,
+    pub used: u32,
+}
+
+/// How a granted key reaches its lock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Grant {
+    /// A key of unlimited uses: drive the lock now, before anything is
+    /// written (the sub-millisecond path).
+    UnlockNow,
+    /// A limited key: its use counts at once (two presentations of a
+    /// one-time code, even at the same moment on two devices, are decided
+    /// one after the other), and its lock is driven only once this is on
+    /// disk, so a power cut can never give a use the store does not know of.
+    /// Not written: [`Room::unspend`] it; the door stays locked.
+    PersistUseThenUnlock(Used),
+}
+
+/// The state of one input device: its keypad entry and its lockout.
+#[derive(Debug, Clone)]
+pub struct Seat {
+    pub keypad: KeypadEntry,
+    pub lockout: LockoutState,
+}
+
+/// The waits of every door of a room and the state of its input devices.
 #[derive(Debug, Clone)]
 pub struct Room {
     windows: Vec<Option<Window>>,
     pending: Vec<Option<Pending>>,
     card_pin: CardPinPolicy,
+    seats: Vec<Seat>,
+    lockout: LockoutPolicy,
+    uses: HashMap<KeyHash, Used>,
 }
 
 impl Room {
-    /// A room of `doors` doors with no window open and no card waiting.
+    /// A room of `doors` doors with no window open and no card waiting, and
+    /// no input device.
     pub fn new(doors: usize, card_pin: CardPinPolicy) -> Room {
-        Room { windows: vec![None; doors], pending: vec![None; doors], card_pin }
+        Room::with_devices(doors, card_pin, Vec::new(), LockoutPolicy::default())
+    }
+
+    /// A room of `doors` doors and these input devices (by index), each
+    /// counted for lockout under `lockout`.
+    pub fn with_devices(doors: usize, card_pin: CardPinPolicy, seats: Vec<Seat>, lockout: LockoutPolicy) -> Room {
+        Room { windows: vec![None; doors], pending: vec![None; doors], card_pin, seats, lockout, uses: HashMap::new() }
+    }
+
+    /// The room with the uses limited keys have given (as loaded from disk).
+    pub fn with_uses(mut self, uses: HashMap<KeyHash, Used>) -> Room {
+        self.uses = uses;
+        self
+    }
+
+    /// The grants the limited key `key` made at `created_ms` has given.
+    pub fn spent(&self, key: &KeyHash, created_ms: i64) -> u32 {
+        self.uses.get(key).filter(|u| u.created_ms == created_ms).map_or(0, |u| u.used)
+    }
+
+    /// A grant of `key` (with its `limit`, and `spent` uses before this
+    /// one): a limited key's use is counted now.
+    pub fn grant(&mut self, key: KeyHash, limit: Option<Limit>, spent: u32) -> Grant {
+        match limit {
+            Some(l) if l.uses.is_some() => {
+                let u = Used { created_ms: l.created_ms, used: spent + 1 };
+                self.uses.insert(key, u);
+                Grant::PersistUseThenUnlock(u)
+            }
+            _ => Grant::UnlockNow,
+        }
+    }
+
+    /// A limited key's use that could not be written: not persisted, so not
+    /// used.
+    pub fn unspend(&mut self, key: KeyHash, used: Used) {
+        self.uses.insert(key, Used { used: used.used.saturating_sub(1), ..used });
+    }
+
+    /// Replaces the card-plus-PIN policy (a test's door wants it after all).
+    pub fn set_card_pin(&mut self, card_pin: CardPinPolicy) {
+        self.card_pin = card_pin;
+    }
+
+    /// The lockout policy the devices are counted under.
+    pub fn lockout_policy(&self) -> &LockoutPolicy {
+        &self.lockout
+    }
+
+    /// `device`'s lockout state.
+    pub fn lockout(&self, device: usize) -> &LockoutState {
+        &self.seats[device].lockout
+    }
+
+    /// A key pressed at `device`'s keypad at `now`.
+    pub fn key(&mut self, device: usize, key: char, now: Instant) -> KeyOutcome {
+        self.seats[device].keypad.key(key, tokio::time::Instant::from_std(now))
+    }
+
+    /// Whether `device` refuses entries at `now_ms` on local day `day`.
+    pub fn is_locked(&self, device: usize, now_ms: i64, day: i32) -> bool {
+        self.seats[device].lockout.is_locked(&self.lockout, now_ms, day)
+    }
+
+    /// Counts a decision at `device` (`denied` is a refusal's reason) at
+    /// `now_ms` on local day `day`: a grant resets the consecutive count, a
+    /// refusal other than the lockout itself counts as a failure.
+    pub fn count(&mut self, device: usize, denied: Option<Reason>, now_ms: i64, day: i32) -> Count {
+        let s = &mut self.seats[device].lockout;
+        match denied {
+            None if s.consecutive > 0 => {
+                s.success();
+                Count::Persist(*s)
+            }
+            None | Some(Reason::LockedOut) => Count::Unchanged,
+            Some(_) => {
+                let engaged = s.failure(&self.lockout, now_ms, day);
+                Count::PersistThenDeny { state: *s, engaged }
+            }
+        }
+    }
+
+    /// An operator's `lockout.clear` of `device`: the state to persist.
+    pub fn clear_lockout(&mut self, device: usize) -> LockoutState {
+        let s = &mut self.seats[device].lockout;
+        s.clear();
+        *s
+    }
+
+    /// The wall clock stepped by `by_ms` and now reads `now_ms`, local day
+    /// `today`: each device's day moves back to today if it was ahead, and
+    /// each running lockout moves with the clock (so it lasts as long as it
+    /// would have), but never past the longest lockout from now (a lockout
+    /// restored on a boot-time clock must not grow by the whole correction).
+    /// Returns each changed device's state to persist, once per change.
+    pub fn clock_jumped(&mut self, now_ms: i64, by_ms: i64, today: i32) -> Vec<(usize, LockoutState)> {
+        let mut changed = Vec::new();
+        for (i, seat) in self.seats.iter_mut().enumerate() {
+            let s = &mut seat.lockout;
+            if s.day > today {
+                s.rebase(today);
+                changed.push((i, *s));
+            }
+            // `now_ms - by_ms` is the old clock's now: a lockout running then moves.
+            if s.locked_until_ms > now_ms.saturating_sub(by_ms) {
+                let cap = now_ms.saturating_add(self.lockout.max_ms as i64);
+                s.locked_until_ms = s.locked_until_ms.saturating_add(by_ms).min(cap);
+                changed.push((i, *s));
+            }
+        }
+        changed
     }
 
     /// Opens `door`'s enrolment window for `holder` until `now + length`,

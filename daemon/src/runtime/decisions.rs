@@ -13,7 +13,7 @@ use super::enroll::EnrollJob;
 use super::feedback::Signal;
 use crate::access::keypad::{KeyOutcome, KeypadEntry};
 use crate::access::lockout::{Engaged, LockoutPolicy, LockoutState};
-use crate::access::room::{CardPin, CardPinPolicy, Room};
+use crate::access::room::{CardPin, CardPinPolicy, Count, EnrolmentPin, Grant, Room, Seat, Used};
 use crate::access::Role;
 use crate::access::{decide, KeyHash, KeyKind, Reason, Request, Snapshot};
 use crate::config::Purpose;
@@ -55,7 +55,8 @@ pub enum ControlMsg {
 /// The devices a `lockout.clear` cleared, and the wait for their persistence.
 pub type Cleared = Vec<(String, oneshot::Receiver<()>)>;
 
-/// Per-device state.
+/// Per-device state, as the runtime builds it; the loop keeps the keypad
+/// entry and lockout in its [`Room`] and the rest in a [`Device`].
 pub struct DeviceState {
     pub id: String,
     pub door: Option<u8>,
@@ -63,6 +64,14 @@ pub struct DeviceState {
     pub purpose: Purpose,
     pub keypad: KeypadEntry,
     pub lockout: LockoutState,
+}
+
+/// An input device as the loop names and wires it.
+pub struct Device {
+    pub id: String,
+    pub door: Option<u8>,
+    /// Credentials, or the door's contact or exit button.
+    pub purpose: Purpose,
 }
 
 /// The room's policy, as configured.
@@ -114,15 +123,15 @@ pub struct Parts {
 pub struct DecisionLoop {
     pub live: Arc<ArcSwap<Snapshot>>,
     pub hasher: KeyHasher,
-    pub devices: Vec<DeviceState>,
+    pub devices: Vec<Device>,
     pub doors: Vec<DoorHandle>,
-    pub policy: LockoutPolicy,
     pub tz: chrono_tz::Tz,
     pub clock: Arc<dyn Clock>,
     pub audit: Audit,
     /// Each input device's health, for the status document.
     pub health: HealthMap,
-    /// Each door's enrolment window and card waiting for its PIN.
+    /// Each door's enrolment window and card waiting for its PIN; each
+    /// device's keypad entry and lockout.
     pub room: Room,
     /// Where a card caught by an enrolment window goes to be assigned.
     pub enroller: mpsc::Sender<EnrollJob>,
@@ -133,8 +142,6 @@ pub struct DecisionLoop {
     /// Whether the wall clock is synchronised, and what to do when it is not.
     pub trust: Arc<clock::Trust>,
     pub unsynchronized: clock::Unsynchronized,
-    /// The grants each limited key has given ([`load_uses`]).
-    pub uses: std::collections::HashMap<KeyHash, records::Spent>,
 }
 
 /// Device id to `online`, `offline` or `unknown`.
@@ -181,9 +188,7 @@ struct Decided<'a> {
     /// The door took its command.
     opened: bool,
     /// A limited key's grant: its uses spent with this one.
-    use_of: Option<records::Spent>,
-    /// The uses spent before this one.
-    spent: u32,
+    use_of: Option<Used>,
     /// The uses a limited key has in all.
     uses: Option<u32>,
 }
@@ -191,13 +196,21 @@ struct Decided<'a> {
 impl DecisionLoop {
     /// A loop with no enrolment window open and no card waiting.
     pub fn new(p: Parts, s: Settings) -> DecisionLoop {
+        let (devices, seats) = p
+            .devices
+            .into_iter()
+            .map(|d| {
+                let seat = Seat { keypad: d.keypad, lockout: d.lockout };
+                (Device { id: d.id, door: d.door, purpose: d.purpose }, seat)
+            })
+            .unzip();
+        let uses = p.uses.into_iter().map(|(k, s)| (k, Used { created_ms: s.created_ms, used: s.used })).collect();
         DecisionLoop {
-            room: Room::new(p.doors.len(), s.card_pin),
+            room: Room::with_devices(p.doors.len(), s.card_pin, seats, s.lockout).with_uses(uses),
             live: p.live,
             hasher: p.hasher,
-            devices: p.devices,
+            devices,
             doors: p.doors,
-            policy: s.lockout,
             tz: s.tz,
             clock: p.clock,
             audit: p.audit,
@@ -207,7 +220,6 @@ impl DecisionLoop {
             enroll_window: s.enroll_window,
             trust: p.trust,
             unsynchronized: s.unsynchronized,
-            uses: p.uses,
         }
     }
 
@@ -246,12 +258,12 @@ impl DecisionLoop {
         match c {
             ControlMsg::ClearLockout { device, reply } => {
                 let mut cleared = Vec::new();
-                for d in self.devices.iter_mut().filter(|d| device.as_deref().is_none_or(|x| x == d.id)) {
-                    if d.door.is_none() {
+                for (i, d) in self.devices.iter().enumerate() {
+                    if d.door.is_none() || device.as_deref().is_some_and(|x| x != d.id) {
                         continue;
                     }
-                    d.lockout.clear();
-                    cleared.push((d.id.clone(), self.audit.lockout_durable(&d.id, d.lockout)));
+                    let state = self.room.clear_lockout(i);
+                    cleared.push((d.id.clone(), self.audit.lockout_durable(&d.id, state)));
                 }
                 if let (Some(dev), true) = (&device, cleared.is_empty()) {
                     let _ = reply.send(Err(format!("no input device `{dev}`")));
@@ -280,16 +292,17 @@ impl DecisionLoop {
             ControlMsg::Lockouts { reply } => {
                 let now = self.clock.now_ms();
                 let (_, today) = clock::local(self.tz, now);
-                let locked = self.devices.iter().filter(|d| d.lockout.is_locked(&self.policy, now, today));
+                let room = &self.room;
+                let locked = self.devices.iter().enumerate().filter(|(i, _)| room.is_locked(*i, now, today));
                 let _ = reply.send(
                     locked
-                        .map(|d| {
-                            let until =
-                                (d.lockout.locked_until_ms > now).then(|| records::rfc3339(d.lockout.locked_until_ms));
+                        .map(|(i, d)| {
+                            let l = room.lockout(i);
+                            let until = (l.locked_until_ms > now).then(|| records::rfc3339(l.locked_until_ms));
                             json!({
                                 "device": d.id,
                                 "until": until,
-                                "failures_today": if today <= d.lockout.day { d.lockout.day_failures } else { 0 },
+                                "failures_today": if today <= l.day { l.day_failures } else { 0 },
                             })
                         })
                         .collect(),
@@ -298,21 +311,8 @@ impl DecisionLoop {
             ControlMsg::ClockJumped { by_ms } => {
                 let now = self.clock.now_ms();
                 let (_, today) = clock::local(self.tz, now);
-                for d in &mut self.devices {
-                    // A step back: the day's counts carry over to the new today.
-                    if d.lockout.day > today {
-                        d.lockout.rebase(today);
-                        self.audit.lockout(&d.id, d.lockout);
-                    }
-                    // `now - by_ms` is the old clock's now: a lockout running then moves.
-                    if d.lockout.locked_until_ms > now.saturating_sub(by_ms) {
-                        // Never longer than the longest lockout from now: a
-                        // lockout restored on a boot-time clock (1970, or the
-                        // last shutdown) must not grow by the whole correction.
-                        let cap = now.saturating_add(self.policy.max_ms as i64);
-                        d.lockout.locked_until_ms = d.lockout.locked_until_ms.saturating_add(by_ms).min(cap);
-                        self.audit.lockout(&d.id, d.lockout);
-                    }
+                for (i, state) in self.room.clock_jumped(now, by_ms, today) {
+                    self.audit.lockout(&self.devices[i].id, state);
                 }
             }
         }
@@ -402,7 +402,7 @@ impl DecisionLoop {
         match input {
             Input::Key(k) => {
                 // An over-long entry hashes as empty, which is never a PIN.
-                match self.devices[device].keypad.key(k, tokio::time::Instant::now()) {
+                match self.room.key(device, k, Instant::now().into_std()) {
                     KeyOutcome::Submit(entry) => self.present(device, KeyKind::Pin, entry.digits().unwrap_or(b"")),
                     KeyOutcome::Enroll(entry) => self.enroll_pin(device, entry.digits().unwrap_or(b"")),
                     _ => {}
@@ -479,18 +479,11 @@ impl DecisionLoop {
             CardPin::Refused(r) => reason = Some(r),
         }
         let door_h = &self.doors[door_i];
-        // A limited key's use counts at once, before anything else is
-        // presented: two presentations of a one-time code, even at the same
-        // moment on two devices, are decided one after the other here. Its
-        // door opens only once the use is on disk (below): a power cut can
-        // then never give a use the store does not know of.
-        let use_of = match (reason, limit) {
-            (None, Some(l)) if l.uses.is_some() => {
-                let s = records::Spent { created_ms: l.created_ms, used: spent + 1 };
-                self.uses.insert(key, s);
-                Some(s)
-            }
-            _ => None,
+        // A limited key's use counts at once; its door opens only once the
+        // use is on disk (`record_decision`).
+        let use_of = match reason.is_none().then(|| self.room.grant(key, limit, spent)) {
+            Some(Grant::PersistUseThenUnlock(u)) => Some(u),
+            Some(Grant::UnlockNow) | None => None,
         };
         let opened = reason.is_none() && use_of.is_none() && door_h.open(door_h.unlock);
         match reason {
@@ -503,7 +496,7 @@ impl DecisionLoop {
 
         // The lock has its command; everything below may take its time.
         let uses = limit.and_then(|l| l.uses);
-        let d = Decided { device, door, key, key_name, holder, card_device, reason, opened, use_of, spent, uses };
+        let d = Decided { device, door, key, key_name, holder, card_device, reason, opened, use_of, uses };
         self.record_decision(d, now_ms, day);
     }
 
@@ -511,7 +504,7 @@ impl DecisionLoop {
     /// records its event; a limited key's grant opens its door once its use
     /// is on disk.
     fn record_decision(&mut self, d: Decided<'_>, now_ms: i64, day: i32) {
-        let Decided { device, door, key, key_name, holder, card_device, reason, opened, use_of, spent, uses } = d;
+        let Decided { device, door, key, key_name, holder, card_device, reason, opened, use_of, uses } = d;
         let door_i = door as usize;
         let engaged = self.count(device, door_i, reason, now_ms, day);
         let dev = &self.devices[device];
@@ -537,13 +530,14 @@ impl DecisionLoop {
                 let event = Event::AccessGranted { presented, lock, uses_left };
                 let d = Draft { ts_ms: now_ms, event };
                 match use_of {
-                    Some(s) => {
+                    Some(u) => {
                         let door_h = self.doors[door_i].clone();
                         let decided = std::time::Instant::now();
                         let open = Box::new(move || open_when_durable(&door_h, decided));
+                        let s = records::Spent { created_ms: u.created_ms, used: u.used };
                         if !self.audit.record_use(d, key, s, open) {
                             // Not persisted, so not used: the door stays locked.
-                            self.uses.insert(key, records::Spent { used: spent, ..s });
+                            self.room.unspend(key, u);
                             self.doors[door_i].signal(Signal::Deny);
                         }
                     }
@@ -575,23 +569,11 @@ impl DecisionLoop {
         let (now_ms, door) = (req.now_ms, req.door);
         let decision = decide(&snap, &req);
         let holder = decision.holder().map(|h| (h.id.to_string(), h.role));
-        let limited = limit.is_some();
-        let reason = match (decision.reason(), &holder) {
-            (Some(r), _) => Some(r.as_str()),
-            (None, Some((_, role))) if !self.enroll_roles.contains(role) => Some("role_not_allowed"),
-            // A one-time or expiring PIN must not leave a lasting card behind.
-            (None, _) if limited => Some("limited_key"),
-            (None, _) => None,
-        };
         let denied = decision.reason();
+        let pin = EnrolmentPin::decided(denied, holder.as_ref().map(|h| h.1), limit.is_some(), &self.enroll_roles);
+        let reason = pin.refused;
         drop(snap);
-        // A right PIN refused for enrolment (role_not_allowed, limited_key) is
-        // neither a failure nor a success: it must not reset the count.
-        let engaged = if reason.is_some() && denied.is_none() {
-            None
-        } else {
-            self.count(device, door as usize, denied, now_ms, day)
-        };
+        let engaged = if pin.counts { self.count(device, door as usize, denied, now_ms, day) } else { None };
         let (door_i, dev_id) = (door as usize, self.devices[device].id.clone());
         match (reason, holder) {
             (None, Some((id, _))) => {
@@ -631,7 +613,7 @@ impl DecisionLoop {
         let (local, day) = clock::local(self.tz, now_ms);
         let dev = &self.devices[device];
         let door = dev.door?;
-        let locked = dev.lockout.is_locked(&self.policy, now_ms, day);
+        let locked = self.room.is_locked(device, now_ms, day);
         let key = if locked { KeyHash([0; KeyHash::LEN]) } else { self.hasher.hash(kind, value) };
         let limit = snap.limit(&key).copied();
         let req = Request {
@@ -643,14 +625,9 @@ impl DecisionLoop {
             local,
             device_locked: locked,
             clock_untrusted: self.trust.untrusted(self.unsynchronized),
-            spent: limit.map_or(0, |l| self.spent(&key, l.created_ms)),
+            spent: limit.map_or(0, |l| self.room.spent(&key, l.created_ms)),
         };
         Some((req, limit, day))
-    }
-
-    /// The grants a limited key made at `created_ms` has given.
-    fn spent(&self, key: &KeyHash, created_ms: i64) -> u32 {
-        self.uses.get(key).filter(|s| s.created_ms == created_ms).map_or(0, |s| s.used)
     }
 
     /// Counts a decision at `device` towards its lockout (`denied` is the
@@ -668,27 +645,23 @@ impl DecisionLoop {
         now_ms: i64,
         day: i32,
     ) -> Option<Engaged> {
-        let dev = &mut self.devices[device];
-        match denied {
-            None => {
-                if dev.lockout.consecutive > 0 {
-                    dev.lockout.success();
-                    self.audit.lockout(&dev.id, dev.lockout);
-                }
+        let id = &self.devices[device].id;
+        match self.room.count(device, denied, now_ms, day) {
+            Count::Unchanged => None,
+            Count::Persist(state) => {
+                self.audit.lockout(id, state);
                 None
             }
-            Some(crate::access::Reason::LockedOut) => None,
-            Some(_) => {
-                let e = dev.lockout.failure(&self.policy, now_ms, day);
+            Count::PersistThenDeny { state, engaged } => {
                 let door_h = self.doors[door].clone();
                 let feedback = Box::new(move || {
                     door_h.signal(Signal::Deny);
-                    if e.is_some() {
+                    if engaged.is_some() {
                         door_h.signal(Signal::Lockout);
                     }
                 });
-                self.audit.lockout_then(&dev.id, dev.lockout, feedback);
-                e
+                self.audit.lockout_then(id, state, feedback);
+                engaged
             }
         }
     }
@@ -696,6 +669,7 @@ impl DecisionLoop {
     /// Signals and records a lockout that just engaged at `device`.
     fn engaged(&self, device: usize, door: u8, e: Engaged, now_ms: i64) {
         let dev = &self.devices[device];
+        let lockout = self.room.lockout(device);
         let door_h = &self.doors[door as usize];
         let until = match e {
             Engaged::Until(t) => Some(records::rfc3339(t)),
@@ -706,13 +680,13 @@ impl DecisionLoop {
             Engaged::DailyCap => "daily_cap",
         };
         let until_text = until.as_deref().unwrap_or("the end of the local day");
-        tracing::warn!(device = %dev.id, why, until = %until_text, consecutive = dev.lockout.consecutive, failures_today = dev.lockout.day_failures, "lockout engaged");
+        tracing::warn!(device = %dev.id, why, until = %until_text, consecutive = lockout.consecutive, failures_today = lockout.day_failures, "lockout engaged");
         let event = Event::LockoutEngaged {
             door: door_h.id.clone(),
             device: dev.id.clone(),
             why,
             until,
-            failures_today: dev.lockout.day_failures,
+            failures_today: lockout.day_failures,
         };
         self.audit.record(Draft { ts_ms: now_ms, event });
     }
@@ -908,7 +882,7 @@ mod tests {
         r.clock.0.fetch_add(30_000, Ordering::SeqCst);
         keys(&mut r.lp, &format!("{pin}#"));
         assert_eq!(next_event(&mut r.events).await["type"], "access.granted");
-        assert_eq!(r.lp.devices[0].lockout.consecutive, 0);
+        assert_eq!(r.lp.room.lockout(0).consecutive, 0);
         // An operator clear.
         for _ in 0..5 {
             keys(&mut r.lp, &format!("{wrong}#"));
@@ -920,8 +894,8 @@ mod tests {
         assert_eq!(cleared[0].0, "keypad1");
         // Cleared for today too: the daily count is gone, not only the timer.
         let (_, today) = clock::local(r.lp.tz, r.clock.now_ms());
-        assert!(!r.lp.devices[0].lockout.is_locked(&r.lp.policy, r.clock.now_ms(), today));
-        assert_eq!(r.lp.devices[0].lockout.day_failures, 0);
+        assert!(!r.lp.room.is_locked(0, r.clock.now_ms(), today));
+        assert_eq!(r.lp.room.lockout(0).day_failures, 0);
     }
 
     #[tokio::test(start_paused = true)]
@@ -980,7 +954,7 @@ mod tests {
             "{e}"
         );
         assert!(r.lp.room.window(0).is_none());
-        assert_eq!(r.lp.devices[0].lockout.consecutive, 0, "a right PIN is no failure");
+        assert_eq!(r.lp.room.lockout(0).consecutive, 0, "a right PIN is no failure");
         // Wrong enrolment PINs count towards the keypad's lockout.
         let wrong = if pin == "502817" { "502818" } else { "502817" };
         for _ in 0..5 {
@@ -1055,27 +1029,27 @@ mod tests {
         for _ in 0..5 {
             keys(&mut r.lp, "502817#");
         }
-        assert!(r.lp.devices[0].lockout.is_locked(&r.lp.policy, r.clock.now_ms(), r.lp.devices[0].lockout.day));
+        assert!(r.lp.room.is_locked(0, r.clock.now_ms(), r.lp.room.lockout(0).day));
         // The wall clock steps an hour forward: the 30 s lockout moves with it.
         r.clock.0.fetch_add(3_600_000, Ordering::SeqCst);
         r.lp.control(ControlMsg::ClockJumped { by_ms: 3_600_000 });
-        let (now, day) = (r.clock.now_ms(), r.lp.devices[0].lockout.day);
-        assert!(r.lp.devices[0].lockout.is_locked(&r.lp.policy, now, day));
-        assert!(!r.lp.devices[0].lockout.is_locked(&r.lp.policy, now + 30_000, day));
+        let (now, day) = (r.clock.now_ms(), r.lp.room.lockout(0).day);
+        assert!(r.lp.room.is_locked(0, now, day));
+        assert!(!r.lp.room.is_locked(0, now + 30_000, day));
         // A year forward (NTP's first correction of a boot-time clock): the
         // lockout moves, but never past the longest lockout from now.
         r.clock.0.fetch_add(365 * 86_400_000, Ordering::SeqCst);
         r.lp.control(ControlMsg::ClockJumped { by_ms: 365 * 86_400_000 });
         let now = r.clock.now_ms();
-        assert!(r.lp.devices[0].lockout.locked_until_ms <= now + r.lp.policy.max_ms as i64);
+        assert!(r.lp.room.lockout(0).locked_until_ms <= now + r.lp.room.lockout_policy().max_ms as i64);
         r.clock.0.fetch_sub(365 * 86_400_000, Ordering::SeqCst);
         r.lp.control(ControlMsg::ClockJumped { by_ms: -365 * 86_400_000 });
         // An hour back: likewise, it does not grow by an hour.
         r.clock.0.fetch_sub(3_600_000, Ordering::SeqCst);
         r.lp.control(ControlMsg::ClockJumped { by_ms: -3_600_000 });
         let now = r.clock.now_ms();
-        assert!(r.lp.devices[0].lockout.is_locked(&r.lp.policy, now, day));
-        assert!(!r.lp.devices[0].lockout.is_locked(&r.lp.policy, now + 30_000, day));
+        assert!(r.lp.room.is_locked(0, now, day));
+        assert!(!r.lp.room.is_locked(0, now + 30_000, day));
     }
 
     #[tokio::test]
@@ -1141,11 +1115,11 @@ mod tests {
         // Nor does it reset the keypad's failure count, as a grant would.
         keys(&mut r.lp, "000001#");
         assert_eq!(next_event(&mut r.events).await["reason"], "unknown");
-        let before = r.lp.devices[0].lockout.consecutive;
+        let before = r.lp.room.lockout(0).consecutive;
         assert!(before > 0);
         keys(&mut r.lp, &format!("**{temp}#"));
         assert_eq!(next_event(&mut r.events).await["reason"], "limited_key");
-        assert_eq!(r.lp.devices[0].lockout.consecutive, before);
+        assert_eq!(r.lp.room.lockout(0).consecutive, before);
     }
 
     #[tokio::test]
@@ -1160,7 +1134,7 @@ mod tests {
             let uid = CardUid::parse_hex("04a1b2c3").unwrap();
             r.lp.report(DeviceReport { device: 0, report: Report::Input(Input::Card(uid)) })
         };
-        r.lp.room = Room::new(1, card_pin(vec![true], Vec::new()));
+        r.lp.room.set_card_pin(card_pin(vec![true], Vec::new()));
         // The card alone opens nothing and says nothing yet; its holder's PIN then opens.
         card(&mut r);
         assert!(r.lp.room.pending(0).is_some());
@@ -1195,7 +1169,7 @@ mod tests {
         );
 
         // For a role, at a door that does not want it: couriers only.
-        r.lp.room = Room::new(1, card_pin(vec![false], vec![crate::access::Role::Courier]));
+        r.lp.room.set_card_pin(card_pin(vec![false], vec![crate::access::Role::Courier]));
         keys(&mut r.lp, &format!("{pin}#"));
         assert_eq!(next_event(&mut r.events).await["reason"], "card_required");
         r.svc.holder_put(HolderSpec::new("staff-ann", "Ann", crate::access::Role::Staff)).unwrap();
