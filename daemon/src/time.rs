@@ -18,3 +18,10 @@ impl Clock for SystemClock {
         chrono::Utc::now().timestamp_millis()
     }
 }
+
+/// Unix ms as RFC 3339 UTC with milliseconds.
+pub fn rfc3339(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+        .unwrap_or_default()
+}

@@ -270,44 +270,69 @@ fn the_decision_path_never_allocates() {
     assert_eq!(counts, NONE, "clock::local or KeyHasher::hash allocated or freed");
 }
 
-/// The room's part of an unlimited grant, in the decision loop's order: the
-/// keypad entry up to its submission, the lockout check, card plus PIN where
-/// it is not wanted, the grant (an unlimited key: unlock now), and the count
-/// of a grant with no failures before it. None of it allocates before the
-/// lock command.
+/// The room's part of an unlimited grant, from the first key pressed to the
+/// lock's command: keypad entry up to its submission, the lockout check,
+/// the keyed hash, `decide`, card plus PIN where it is not wanted, and the
+/// grant of an unlimited key ([`Effect::Unlock`], the first effect). Nothing
+/// allocates before the lock command; the event built after it may.
 #[test]
-fn the_rooms_unlimited_grant_path_never_allocates() {
-    use porterd::access::keypad::{KeyOutcome, KeypadEntry};
+fn the_rooms_unlimited_grant_path_never_allocates_before_the_lock() {
+    use porterd::access::keypad::KeypadEntry;
     use porterd::access::lockout::{LockoutPolicy, LockoutState};
-    use porterd::access::room::{CardPin, CardPinPolicy, Count, Grant, Room, Seat};
+    use porterd::access::room::{
+        At, CardPinPolicy, Effect, EnrolPolicy, Input, Policy, Purpose, Room, Seat, Sink, Station,
+    };
     use std::time::{Duration, Instant};
-    let seat = Seat { keypad: KeypadEntry::new(6, Duration::from_secs(5), false), lockout: LockoutState::default() };
-    let card_pin =
-        CardPinPolicy { doors: vec![false], roles: vec![Role::Staff], pin_after_card: Duration::from_secs(10) };
-    let mut room = Room::with_devices(1, card_pin, vec![seat], LockoutPolicy::default());
-    let key = KeyHash([7; KeyHash::LEN]);
-    let start = Instant::now();
-    let (submitted, counts) = measure(|| {
-        let mut submitted = 0u32;
-        for i in 0..ROUNDS as u64 {
-            let now = start + Duration::from_secs(i);
-            let mut out = KeyOutcome::Pending;
-            for k in "483920#".chars() {
-                out = room.key(0, black_box(k), now);
+
+    /// Reads the counts when the lock gets its command, then stops counting.
+    struct UntilUnlock(Option<Counts>);
+    impl Sink for UntilUnlock {
+        fn effect(&mut self, e: Effect) -> bool {
+            if matches!(e, Effect::Unlock { .. }) && self.0.is_none() {
+                self.0 = Some(Counts { allocs: ALLOCS.with(Cell::get), frees: FREES.with(Cell::get) });
+                ON.with(|on| on.set(false));
             }
-            submitted += u32::from(matches!(out, KeyOutcome::Submit(_)));
-            let ms = NOW_MS + i as i64;
-            assert!(!room.is_locked(0, ms, 1));
-            black_box(room.expire_pending(now));
-            let who = Some(("courier-ups", Role::Courier));
-            assert_eq!(room.card_plus_pin(0, 0, KeyKind::Pin, who, None, now), CardPin::NotRequired);
-            assert_eq!(room.grant(black_box(key), None, 0), Grant::UnlockNow);
-            assert_eq!(room.count(0, None, ms, 1), Count::Unchanged);
+            true
         }
-        submitted
-    });
-    assert_eq!(counts, NONE, "the room's unlimited grant path allocated or freed");
-    assert_eq!(submitted, ROUNDS as u32);
+    }
+
+    let seat = Seat { keypad: KeypadEntry::new(6, Duration::from_secs(5), false), lockout: LockoutState::default() };
+    let station = Station { id: "keypad1".into(), door: Some(0), purpose: Purpose::Credentials };
+    let policy = Policy {
+        lockout: LockoutPolicy::default(),
+        card_pin: CardPinPolicy {
+            doors: vec![false],
+            roles: vec![Role::Staff],
+            pin_after_card: Duration::from_secs(10),
+        },
+        tz: "Europe/Berlin".parse().unwrap(),
+        enroll: EnrolPolicy { roles: vec![Role::Courier], window: Duration::from_secs(30) },
+        deny_unsynchronized: true,
+    };
+    let mut room = Room::new(vec!["main".into()], vec![(station, seat)], policy).with_clock(Some(true));
+    let hasher = KeyHasher::new(b"no-alloc-room");
+    let mut snap = Snapshot::default();
+    let courier = Profile { role: Role::Courier, ..holder(1) };
+    snap.insert(
+        hasher.hash(KeyKind::Pin, b"483920"),
+        KeyEntry::new(Arc::new(Holder::new(&courier)), KeyKind::Pin, true),
+    );
+    let start = Instant::now();
+    let mut unlocked = 0;
+    for i in 0..ROUNDS as u64 {
+        let at = At { mono: start + Duration::from_secs(i), ms: NOW_MS + i as i64 };
+        let mut sink = UntilUnlock(None);
+        let (_, rest) = measure(|| {
+            for k in "483920#".chars() {
+                room.input(at, 0, Input::Key(black_box(k)), &snap, &hasher, &mut sink);
+            }
+        });
+        let before = sink.0.expect("the PIN unlocks");
+        assert_eq!(before, NONE, "round {i}: the room allocated or freed before the lock's command");
+        assert_eq!(rest, NONE, "counting stopped at the lock's command");
+        unlocked += 1;
+    }
+    assert_eq!(unlocked, ROUNDS);
 }
 
 /// The counter is not vacuous: an allocation in the measured region counts,

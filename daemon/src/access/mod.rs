@@ -12,9 +12,13 @@
 //! - [`schedule`]: weekly windows on local time.
 //! - [`keypad`]: keys to a submitted PIN.
 //! - [`lockout`]: brute-force lockout per input device.
-//! - [`room`]: each door's enrolment window and card-plus-PIN wait.
+//! - [`hasher`]: the keyed hash a presented key is looked up by.
+//! - [`room`]: the room's policy around `decide`: keypad entry, lockouts,
+//!   enrolment windows, card plus PIN, key uses, the clock's trust; answers
+//!   with typed effects.
 
 pub mod enroll;
+pub mod hasher;
 pub mod keypad;
 pub mod lockout;
 pub mod room;

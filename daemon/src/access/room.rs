@@ -1,22 +1,27 @@
-//! The room's state: each door's enrolment window and its card waiting for
-//! the holder's PIN (card plus PIN), and each input device's keypad entry and
-//! lockout count.
+//! The room: each door's enrolment window and its card waiting for the
+//! holder's PIN (card plus PIN), each input device's keypad entry and
+//! lockout count, the uses limited keys have given, and whether the clock
+//! can be trusted.
 //!
 //! Pure like [`super::decide`]: no I/O, no tokio, no clock reads. The caller
-//! passes the monotonic time in (`runtime::decisions` converts tokio's
-//! instant, so tests there can pause and advance it) and carries out what an
-//! answer means (the door's feedback, the event). The tests below are the
-//! flows as tables, without threads or sleeps.
+//! passes the time in ([`At`]) and carries out what the room answers: a list
+//! of typed [`Effect`]s, given one by one to a [`Sink`] in the order they
+//! must happen (`runtime::decisions` carries each out as it comes; tests
+//! collect them). [`Room::input`] takes what a device reported,
+//! [`Room::control`] an operator's or the clock's word, [`Room::tick`] the
+//! passing of time. The flows are in `flows.rs`, the vocabulary in
+//! `effect.rs`, the tables that test them in `tests.rs`.
 //!
-//! Where storage must come before what a person sees, the answer says so in
-//! its type: a failure's count is a [`Count::PersistThenDeny`], whose deny
-//! feedback the caller plays only once the state is on disk.
-//!
-//! Likewise a grant is a [`Grant`]: an unlimited key's lock is driven at
-//! once, a limited key's only once its use is on disk.
-//!
-//! Still in `runtime::decisions`, to move here next: the clock's trust and
-//! one list of typed effects for a whole input (issue 12, step 1).
+//! Where storage must come before what a person sees, the effect says so:
+//! a failure's count is an [`Effect::PersistLockout`] whose deny feedback
+//! ([`Then::Deny`]) plays only once the state is on disk; a limited key's
+//! grant is an [`Effect::PersistUseThenUnlock`]. A key of unlimited uses
+//! drives its lock first ([`Effect::Unlock`]), before anything is written.
+
+mod effect;
+mod flows;
+
+pub use effect::{Answer, At, Control, DoorInput, Effect, Input, LockedOut, Purpose, Signal, Sink, Then};
 
 use super::keypad::{KeyOutcome, KeypadEntry};
 use super::lockout::{Engaged, LockoutPolicy, LockoutState};
@@ -136,28 +141,92 @@ pub struct Seat {
     pub lockout: LockoutState,
 }
 
+/// An input device as the room names and wires it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Station {
+    pub id: String,
+    /// Its door; `None` for a device of no door (it decides nothing).
+    pub door: Option<usize>,
+    pub purpose: Purpose,
+}
+
+/// Who may open an enrolment window at a keypad, and for how long.
+#[derive(Debug, Clone)]
+pub struct EnrolPolicy {
+    /// The roles whose PIN opens an enrolment window at a keypad.
+    pub roles: Vec<Role>,
+    /// How long a window stays open unless `enroll.start` says otherwise.
+    pub window: Duration,
+}
+
+/// The room's policy, as configured.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    pub lockout: LockoutPolicy,
+    pub card_pin: CardPinPolicy,
+    /// The site's time zone: schedules and the daily lockout cap are local.
+    pub tz: chrono_tz::Tz,
+    pub enroll: EnrolPolicy,
+    /// `clock.unsynchronized = "deny"`: keys bound by time are denied while
+    /// the clock is not known to be synchronised.
+    pub deny_unsynchronized: bool,
+}
+
 /// The waits of every door of a room and the state of its input devices.
 #[derive(Debug, Clone)]
 pub struct Room {
+    doors: Vec<String>,
+    stations: Vec<Station>,
     windows: Vec<Option<Window>>,
     pending: Vec<Option<Pending>>,
     card_pin: CardPinPolicy,
     seats: Vec<Seat>,
     lockout: LockoutPolicy,
     uses: HashMap<KeyHash, Used>,
+    tz: chrono_tz::Tz,
+    enroll: EnrolPolicy,
+    deny_unsynchronized: bool,
+    /// The clock's synchronisation as last told ([`Control::ClockTrust`]).
+    synchronized: Option<bool>,
 }
 
 impl Room {
-    /// A room of `doors` doors with no window open and no card waiting, and
-    /// no input device.
-    pub fn new(doors: usize, card_pin: CardPinPolicy) -> Room {
-        Room::with_devices(doors, card_pin, Vec::new(), LockoutPolicy::default())
+    /// A room of these doors (by id) and input devices (each with its
+    /// keypad entry and lockout state, as loaded), no window open and no card
+    /// waiting, the clock not known to be synchronised.
+    pub fn new(doors: Vec<String>, devices: Vec<(Station, Seat)>, policy: Policy) -> Room {
+        let n = doors.len();
+        let (stations, seats) = devices.into_iter().unzip();
+        Room {
+            doors,
+            stations,
+            windows: vec![None; n],
+            pending: vec![None; n],
+            card_pin: policy.card_pin,
+            seats,
+            lockout: policy.lockout,
+            uses: HashMap::new(),
+            tz: policy.tz,
+            enroll: policy.enroll,
+            deny_unsynchronized: policy.deny_unsynchronized,
+            synchronized: None,
+        }
     }
 
-    /// A room of `doors` doors and these input devices (by index), each
-    /// counted for lockout under `lockout`.
-    pub fn with_devices(doors: usize, card_pin: CardPinPolicy, seats: Vec<Seat>, lockout: LockoutPolicy) -> Room {
-        Room { windows: vec![None; doors], pending: vec![None; doors], card_pin, seats, lockout, uses: HashMap::new() }
+    /// The room with the clock's synchronisation as seen at start.
+    pub fn with_clock(mut self, synchronized: Option<bool>) -> Room {
+        self.synchronized = synchronized;
+        self
+    }
+
+    /// The input devices.
+    pub fn stations(&self) -> &[Station] {
+        &self.stations
+    }
+
+    /// The doors' ids.
+    pub fn doors(&self) -> &[String] {
+        &self.doors
     }
 
     /// The room with the uses limited keys have given (as loaded from disk).
@@ -173,7 +242,7 @@ impl Room {
 
     /// A grant of `key` (with its `limit`, and `spent` uses before this
     /// one): a limited key's use is counted now.
-    pub fn grant(&mut self, key: KeyHash, limit: Option<Limit>, spent: u32) -> Grant {
+    fn grant(&mut self, key: KeyHash, limit: Option<Limit>, spent: u32) -> Grant {
         match limit {
             Some(l) if l.uses.is_some() => {
                 let u = Used { created_ms: l.created_ms, used: spent + 1 };
@@ -206,19 +275,19 @@ impl Room {
     }
 
     /// A key pressed at `device`'s keypad at `now`.
-    pub fn key(&mut self, device: usize, key: char, now: Instant) -> KeyOutcome {
+    fn key(&mut self, device: usize, key: char, now: Instant) -> KeyOutcome {
         self.seats[device].keypad.key(key, tokio::time::Instant::from_std(now))
     }
 
     /// Whether `device` refuses entries at `now_ms` on local day `day`.
-    pub fn is_locked(&self, device: usize, now_ms: i64, day: i32) -> bool {
+    fn is_locked(&self, device: usize, now_ms: i64, day: i32) -> bool {
         self.seats[device].lockout.is_locked(&self.lockout, now_ms, day)
     }
 
     /// Counts a decision at `device` (`denied` is a refusal's reason) at
     /// `now_ms` on local day `day`: a grant resets the consecutive count, a
     /// refusal other than the lockout itself counts as a failure.
-    pub fn count(&mut self, device: usize, denied: Option<Reason>, now_ms: i64, day: i32) -> Count {
+    fn count(&mut self, device: usize, denied: Option<Reason>, now_ms: i64, day: i32) -> Count {
         let s = &mut self.seats[device].lockout;
         match denied {
             None if s.consecutive > 0 => {
@@ -234,7 +303,7 @@ impl Room {
     }
 
     /// An operator's `lockout.clear` of `device`: the state to persist.
-    pub fn clear_lockout(&mut self, device: usize) -> LockoutState {
+    fn clear_lockout(&mut self, device: usize) -> LockoutState {
         let s = &mut self.seats[device].lockout;
         s.clear();
         *s
@@ -246,7 +315,7 @@ impl Room {
     /// would have), but never past the longest lockout from now (a lockout
     /// restored on a boot-time clock must not grow by the whole correction).
     /// Returns each changed device's state to persist, once per change.
-    pub fn clock_jumped(&mut self, now_ms: i64, by_ms: i64, today: i32) -> Vec<(usize, LockoutState)> {
+    fn rebase_lockouts(&mut self, now_ms: i64, by_ms: i64, today: i32) -> Vec<(usize, LockoutState)> {
         let mut changed = Vec::new();
         for (i, seat) in self.seats.iter_mut().enumerate() {
             let s = &mut seat.lockout;
@@ -266,7 +335,7 @@ impl Room {
 
     /// Opens `door`'s enrolment window for `holder` until `now + length`,
     /// replacing an open one.
-    pub fn open_window(&mut self, door: usize, holder: String, length: Duration, now: Instant) {
+    fn open_window(&mut self, door: usize, holder: String, length: Duration, now: Instant) {
         self.windows[door] = Some(Window { holder, until: now + length });
     }
 
@@ -277,7 +346,7 @@ impl Room {
 
     /// A card at `door`: the holder of the window open there at `now`, which
     /// the card closes (it is assigned, not decided).
-    pub fn take_window(&mut self, door: usize, now: Instant) -> Option<String> {
+    fn take_window(&mut self, door: usize, now: Instant) -> Option<String> {
         self.windows[door].take_if(|w| w.until > now).map(|w| w.holder)
     }
 
@@ -293,7 +362,7 @@ impl Room {
     }
 
     /// Closes the windows whose time is up at `now`: each door and holder.
-    pub fn expire_windows(&mut self, now: Instant) -> Vec<(usize, String)> {
+    fn expire_windows(&mut self, now: Instant) -> Vec<(usize, String)> {
         let mut closed = Vec::new();
         for (door, w) in self.windows.iter_mut().enumerate() {
             if let Some(w) = w.take_if(|w| w.until <= now) {
@@ -305,7 +374,7 @@ impl Room {
 
     /// Ends the cards' waits whose time is up at `now`: each door and card.
     /// Nothing allocates when none ended (the decision path calls this first).
-    pub fn expire_pending(&mut self, now: Instant) -> Vec<(usize, Pending)> {
+    fn expire_pending(&mut self, now: Instant) -> Vec<(usize, Pending)> {
         let mut ended = Vec::new();
         for (door, p) in self.pending.iter_mut().enumerate() {
             if let Some(p) = p.take_if(|p| p.until <= now) {
@@ -320,7 +389,7 @@ impl Room {
     /// A right card at a door or for a role that wants it waits for the PIN;
     /// the holder's PIN then completes it; another key is refused. A refused
     /// PIN (other than a locked-out keypad's) ends the card's wait.
-    pub fn card_plus_pin(
+    fn card_plus_pin(
         &mut self,
         door: usize,
         device: usize,

@@ -69,6 +69,18 @@ pub fn parse_days(s: &str) -> Option<u8> {
     }
 }
 
+/// The local weekday and minute of `ms` in `tz`, and the local day number
+/// (days since 0001-01-01) that the daily lockout cap counts by. `chrono-tz`
+/// applies daylight-saving rules, so 02:30 on a spring-forward night never
+/// occurs and 01:30 on a fall-back night occurs twice, as on the wall.
+pub fn local(tz: chrono_tz::Tz, ms: i64) -> (LocalTime, i32) {
+    use chrono::{Datelike, Timelike};
+    let t = chrono::DateTime::from_timestamp_millis(ms).unwrap_or_default().with_timezone(&tz);
+    let lt =
+        LocalTime { weekday: t.weekday().num_days_from_monday() as u8, minute: (t.hour() * 60 + t.minute()) as u16 };
+    (lt, t.date_naive().num_days_from_ce())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -33,16 +33,7 @@ pub struct DoorConfig {
     pub card_plus_pin: bool,
 }
 
-/// What an input device is for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Purpose {
-    /// Reads keys, cards or QR codes for its door.
-    Credentials,
-    /// The door's contact: active means open.
-    Contact,
-    /// The door's request-to-exit button: active means pressed.
-    ExitButton,
-}
+pub use crate::access::room::Purpose;
 
 #[derive(Debug, Clone)]
 pub struct DeviceConfig {

@@ -2,9 +2,7 @@
 //! whether it can be trusted, and a watch over it.
 
 use super::audit::{Audit, Draft};
-use crate::access::schedule::LocalTime;
 use crate::event::Event;
-use chrono::{Datelike, Timelike};
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -87,18 +85,28 @@ pub const WATCH_EVERY: Duration = Duration::from_secs(2);
 /// A wall-clock step larger than this between two looks is a jump.
 pub const JUMP_MS: i64 = 2_000;
 
+/// What the watch tells the decision loop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum News {
+    /// The synchronisation changed (`None`: it cannot be read).
+    Trust(Option<bool>),
+    /// The wall clock stepped by this many ms against the monotonic clock.
+    Jumped(i64),
+}
+
 /// Watches the clock until `cancel`: records `clock.synchronized` and
 /// `clock.unsynchronized` when the state changes (and the state at start
 /// when it is not synchronised), and `clock.jumped` when the wall clock
-/// steps against the monotonic clock, calling `jumped` with the step so that
-/// what runs on wall-clock time (lockouts) can keep its real length.
+/// steps against the monotonic clock. Each change and step is also told to
+/// `news`, so that decisions follow the trust, and what runs on wall-clock
+/// time (lockouts) keeps its real length.
 pub async fn watch(
     source: SyncSource,
     policy: Unsynchronized,
     trust: Arc<Trust>,
     clock: Arc<dyn Clock>,
     audit: Audit,
-    jumped: impl Fn(i64) + Send + 'static,
+    news: impl Fn(News) + Send + 'static,
     cancel: CancellationToken,
 ) {
     let record = |state: Option<bool>| {
@@ -133,6 +141,7 @@ pub async fn watch(
         trust.set(state);
         if state != last {
             record(state);
+            news(News::Trust(state));
             last = state;
         }
         let (w, m) = (clock.now_ms(), tokio::time::Instant::now());
@@ -140,22 +149,13 @@ pub async fn watch(
         if step.abs() > JUMP_MS {
             tracing::warn!(by_ms = step, "the wall clock jumped");
             audit.record(Draft { ts_ms: w, event: Event::ClockJumped { by_ms: step } });
-            jumped(step);
+            news(News::Jumped(step));
         }
         (wall, mono) = (w, m);
     }
 }
 
-/// The local weekday and minute of `ms` in `tz`, and the local day number
-/// (days since 0001-01-01) that the daily lockout cap counts by. `chrono-tz`
-/// applies daylight-saving rules, so 02:30 on a spring-forward night never
-/// occurs and 01:30 on a fall-back night occurs twice, as on the wall.
-pub fn local(tz: chrono_tz::Tz, ms: i64) -> (LocalTime, i32) {
-    let t = chrono::DateTime::from_timestamp_millis(ms).unwrap_or_default().with_timezone(&tz);
-    let lt =
-        LocalTime { weekday: t.weekday().num_days_from_monday() as u8, minute: (t.hour() * 60 + t.minute()) as u16 };
-    (lt, t.date_naive().num_days_from_ce())
-}
+pub use crate::access::schedule::local;
 
 #[cfg(test)]
 mod tests {
@@ -188,7 +188,7 @@ mod tests {
             trust.clone(),
             clock.clone(),
             audit,
-            move |by| tx.send(by).unwrap(),
+            move |n| tx.send(n).unwrap(),
             cancel.clone(),
         ));
         let mut next = async || {
@@ -212,13 +212,14 @@ mod tests {
         tokio::time::sleep(WATCH_EVERY + Duration::from_millis(1)).await;
         assert_eq!(next().await["type"], "clock.synchronized");
         assert!(!trust.untrusted(Unsynchronized::Deny));
+        assert_eq!(jumps.try_recv().ok(), Some(News::Trust(Some(true))));
         assert!(jumps.try_recv().is_err());
         // An hour's step forward of the wall clock within two seconds.
         clock.0.fetch_add(3_600_000 + 2_000, Ordering::SeqCst);
         tokio::time::sleep(WATCH_EVERY).await;
         let e = next().await;
         assert_eq!((e["type"].as_str(), e["by_ms"].as_i64()), (Some("clock.jumped"), Some(3_600_000)), "{e}");
-        assert_eq!(jumps.recv().await, Some(3_600_000));
+        assert_eq!(jumps.recv().await, Some(News::Jumped(3_600_000)));
         cancel.cancel();
         task.await.unwrap();
     }
@@ -231,6 +232,7 @@ mod tests {
 
     #[test]
     fn local_time_follows_daylight_saving() {
+        use crate::access::schedule::LocalTime;
         let tz: chrono_tz::Tz = "America/New_York".parse().unwrap();
         // 2026-03-08 06:30Z is 01:30 EST; an hour later it is 03:30 EDT.
         let before = chrono::DateTime::parse_from_rfc3339("2026-03-08T06:30:00Z").unwrap().timestamp_millis();

@@ -20,21 +20,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Signal {
-    Grant,
-    Deny,
-    Lockout,
-    /// An enrolment window is open for this long.
-    EnrollOpen(Duration),
-    Enrolled,
-    Refused,
-    /// A card was accepted at a door that wants its holder's PIN too; the
-    /// PIN is awaited this long.
-    PinNeeded(Duration),
-    /// Stop any pattern (an enrolment window closed).
-    Off,
-}
+pub use crate::access::room::Signal;
 
 /// Which line a pattern is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

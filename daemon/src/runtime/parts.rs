@@ -80,8 +80,12 @@ pub fn watchers(
         part.token(),
     ));
     part.spawn(snapshots(svc.clone(), cfg.data_dir.clone(), cfg.store.snapshots, clock.clone(), part.token()));
-    let jumped = move |by_ms| {
-        let _ = control.try_send(ControlMsg::ClockJumped { by_ms });
+    let news = move |news| {
+        let msg = match news {
+            clock::News::Trust(s) => ControlMsg::ClockTrust(s),
+            clock::News::Jumped(by_ms) => ControlMsg::ClockJumped { by_ms },
+        };
+        let _ = control.try_send(msg);
     };
     part.spawn(clock::watch(
         cfg.clock.source.clone(),
@@ -89,7 +93,7 @@ pub fn watchers(
         trust.clone(),
         clock.clone(),
         audit.clone(),
-        jumped,
+        news,
         part.token(),
     ));
     part
@@ -180,10 +184,10 @@ pub fn decisions(
         audit: audit.clone(),
         health: i.health,
         enroller: enroll_tx,
-        trust: i.trust,
+        synchronized: i.trust.synchronized(),
         uses: decisions::load_uses(store),
     };
-    let decision_loop = DecisionLoop::new(parts, decisions::Settings::from_config(cfg));
+    let decision_loop = DecisionLoop::new(parts, decisions::policy(cfg));
     part.spawn(decision_loop.run(i.reports, i.control, part.token()));
     part.push(enroller);
     part

@@ -231,12 +231,7 @@ impl HolderRecord {
     }
 }
 
-/// Unix ms as RFC 3339 UTC with milliseconds.
-pub fn rfc3339(ms: i64) -> String {
-    chrono::DateTime::from_timestamp_millis(ms)
-        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
-        .unwrap_or_default()
-}
+pub use crate::time::rfc3339;
 
 /// Renders a stored window for people: `{"days": ["mon", ...], "from": "07:00", "to": "21:00"}`.
 pub fn window_json(w: &WindowRecord) -> serde_json::Value {

@@ -6,15 +6,11 @@
 //! keyed hash makes a stolen data folder useless without the secret file,
 //! gives O(1) lookups and lets duplicate checks run without plaintext.
 
-use crate::access::{KeyHash, KeyKind};
-use hmac::{Hmac, Mac};
-use sha2::Sha256;
+pub use crate::access::hasher::KeyHasher;
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 use zeroize::Zeroizing;
-
-type HmacSha256 = Hmac<Sha256>;
 
 /// The length of a generated secret, in bytes.
 pub const SECRET_LEN: usize = 32;
@@ -86,47 +82,6 @@ pub fn load_or_create(path: &Path, may_create: bool) -> Result<Zeroizing<Vec<u8>
     }
 }
 
-/// The keyed hash, pre-keyed once so each hash costs two SHA-256 blocks.
-#[derive(Clone)]
-pub struct KeyHasher {
-    mac: HmacSha256,
-}
-
-impl KeyHasher {
-    pub fn new(secret: &[u8]) -> Self {
-        KeyHasher { mac: HmacSha256::new_from_slice(secret).expect("HMAC takes any key length") }
-    }
-
-    /// The lookup key of `value` presented as `kind`: HMAC-SHA256 over the
-    /// kind's tag and the value, its first 16 bytes.
-    pub fn hash(&self, kind: KeyKind, value: &[u8]) -> KeyHash {
-        KeyHash(self.tagged(kind.tag(), value))
-    }
-
-    /// A keyed digest of a command's text (its op and arguments, which may
-    /// hold a PIN), to tell a repeat from another command under the same id.
-    pub fn command_digest(&self, text: &[u8]) -> [u8; KeyHash::LEN] {
-        self.tagged(b'd', text)
-    }
-
-    /// A value that only this secret gives, kept in the store to notice a
-    /// secret file replaced under it.
-    pub fn check_value(&self) -> [u8; KeyHash::LEN] {
-        self.tagged(b'v', b"porter device secret check")
-    }
-
-    /// HMAC-SHA256 over `tag` and `value`, its first 16 bytes. The tags keep
-    /// the uses apart: `p`, `q`, `c` for keys, `d` and `v` above.
-    fn tagged(&self, tag: u8, value: &[u8]) -> [u8; KeyHash::LEN] {
-        let mut m = self.mac.clone();
-        m.update(&[tag]);
-        m.update(value);
-        let mut h = [0u8; KeyHash::LEN];
-        h.copy_from_slice(&m.finalize().into_bytes()[..KeyHash::LEN]);
-        h
-    }
-}
-
 /// Checks that the secret is the one the store's keys were made with, by the
 /// check value the store keeps; a store without one (new, or from before
 /// the check) is given it.
@@ -152,6 +107,7 @@ pub fn check(store: &super::Store, hasher: &KeyHasher, path: &Path) -> Result<()
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::access::KeyKind;
 
     #[test]
     fn creates_a_private_secret_once() {
