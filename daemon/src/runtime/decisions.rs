@@ -452,3 +452,161 @@ fn open_when_durable(door: &DoorHandle, decided: std::time::Instant) {
         tracing::error!(door = %door.id, "door command queue full: the lock was not opened");
     }
 }
+#[cfg(test)]
+mod tests {
+    //! The adapter: each kind of effect reaches the real door task, audit
+    //! writer, store and enroller. What the room decides is tested as tables
+    //! in `access::room`.
+
+    use super::*;
+    use crate::access::lockout::LockoutPolicy;
+    use crate::access::room::EnrolPolicy;
+    use crate::access::{KeyKind, Role};
+    use crate::provision::keys::{HolderSpec, KeyService};
+    use crate::runtime::{audit, doors};
+    use crate::store::records::KeyLimit;
+    use crate::store::Store;
+    use porter_drivers::fake::FakeOutput;
+
+    struct FixedClock(i64);
+    impl Clock for FixedClock {
+        fn now_ms(&self) -> i64 {
+            self.0
+        }
+    }
+
+    /// The next durable event. The writer is a real thread, so this waits on
+    /// the real clock, for the event it is sent, not for time to pass.
+    async fn next_event(rx: &mut tokio::sync::broadcast::Receiver<Arc<audit::Event>>) -> Value {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            match rx.try_recv() {
+                Ok(e) => return e.json.clone(),
+                Err(tokio::sync::broadcast::error::TryRecvError::Empty) => {
+                    assert!(std::time::Instant::now() < deadline, "no event within 10 s");
+                    tokio::task::yield_now().await;
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
+    }
+
+    /// Waits until the fake lock has seen `n` states.
+    async fn lock_states(lock: &FakeOutput, n: usize) -> Vec<bool> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while lock.states().len() < n {
+            assert!(std::time::Instant::now() < deadline, "the lock saw {:?}", lock.states());
+            tokio::task::yield_now().await;
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        lock.states()
+    }
+
+    #[tokio::test]
+    async fn effects_reach_the_lock_the_audit_log_the_store_and_the_enroller() {
+        let store = Store::temporary().unwrap();
+        let hasher = KeyHasher::new(b"decision-loop-test");
+        let svc = KeyService::open(store.clone(), hasher.clone(), vec!["main".into()], 6).unwrap();
+        let (audit, _thread) = audit::start(store.clone(), 10_000).unwrap();
+        let lock = FakeOutput::default();
+        let setup = doors::DoorSetup {
+            id: "main".into(),
+            unlock: Duration::from_secs(2),
+            held_open: Duration::from_secs(60),
+            relock_on_close: false,
+        };
+        let ev = doors::DoorEvents { audit: audit.clone(), clock: Arc::new(clock::SystemClock) };
+        let (door, _task) =
+            doors::start(setup, Box::new(lock.clone()), false, Vec::new(), ev, CancellationToken::new()).await;
+        let mut events = audit.subscribe();
+        let now = chrono::Utc::now().timestamp_millis();
+        let (enroller, mut jobs) = mpsc::channel(4);
+        let device = DeviceState {
+            id: "keypad1".into(),
+            door: Some(0),
+            purpose: Purpose::Credentials,
+            keypad: KeypadEntry::new(6, Duration::from_secs(5), false),
+            lockout: LockoutState::default(),
+        };
+        let parts = Parts {
+            live: svc.live(),
+            hasher,
+            devices: vec![device],
+            doors: vec![door],
+            clock: Arc::new(FixedClock(now)),
+            audit,
+            health: HealthMap::default(),
+            enroller,
+            synchronized: Some(true),
+            uses: Default::default(),
+        };
+        let policy = Policy {
+            lockout: LockoutPolicy::default(),
+            card_pin: CardPinPolicy { doors: vec![false], roles: Vec::new(), pin_after_card: Duration::from_secs(10) },
+            tz: chrono_tz::UTC,
+            enroll: EnrolPolicy { roles: vec![Role::Courier], window: Duration::from_secs(30) },
+            deny_unsynchronized: true,
+        };
+        let mut lp = DecisionLoop::new(parts, policy);
+        let keys = |lp: &mut DecisionLoop, s: &str| {
+            for c in s.chars() {
+                lp.report(DeviceReport { device: 0, report: Report::Input(Input::Key(c)) });
+            }
+        };
+        svc.holder_put(HolderSpec::new("courier-ups", "UPS", Role::Courier)).unwrap();
+        let pin = svc.pin_generate("courier-ups").unwrap();
+
+        // PersistUseThenUnlock: a one-time code's use is in the store once
+        // its lock opens.
+        let once = Some(KeyLimit { uses: Some(1), expires_ms: None });
+        svc.holder_put(HolderSpec::new("res-12b", "12B", Role::Resident)).unwrap();
+        let (code, _) = svc.pin_generate_limited("res-12b", once).unwrap();
+        keys(&mut lp, &format!("{code}#"));
+        let e = next_event(&mut events).await;
+        assert_eq!((e["uses_left"].as_u64(), e["ts"].as_str()), (Some(0), Some(&*records::rfc3339(now))), "{e}");
+        assert_eq!(lock_states(&lock, 2).await[..2], [false, true]);
+        let used = load_uses(&store);
+        assert_eq!(used.get(&svc.hasher().hash(KeyKind::Pin, code.as_bytes())).map(|s| s.used), Some(1));
+
+        // Unlock and Record: the door took the command (no `lock: not_driven`).
+        keys(&mut lp, &format!("{pin}#"));
+        let e = next_event(&mut events).await;
+        assert_eq!((e["type"].as_str(), e.get("lock")), (Some("access.granted"), None), "{e}");
+
+        // PersistLockout then Deny: the count is in the store.
+        let wrong = if pin == "502817" { "502818" } else { "502817" };
+        keys(&mut lp, &format!("{wrong}#"));
+        assert_eq!(next_event(&mut events).await["reason"], "unknown");
+        let saved = load_lockouts(&store, &["keypad1".to_string()]);
+        assert_eq!(saved[0].consecutive, 1);
+        // Confirm: `lockout.clear` answers with waits that end once written.
+        let (tx, rx) = oneshot::channel();
+        lp.control(ControlMsg::ClearLockout { device: None, reply: tx });
+        let cleared = rx.await.unwrap().unwrap();
+        assert_eq!(cleared.len(), 1);
+        let (id, written) = cleared.into_iter().next().unwrap();
+        assert_eq!(id, "keypad1");
+        written.await.unwrap();
+        assert_eq!(load_lockouts(&store, &[id])[0].consecutive, 0);
+        assert_eq!(next_event(&mut events).await["type"], "lockout.cleared");
+
+        // Enrol: the card caught by the window reaches the enroller with its UID.
+        keys(&mut lp, &format!("**{pin}#"));
+        assert_eq!(next_event(&mut events).await["type"], "enroll.started");
+        let uid = CardUid::parse_hex("04a1b2c3").unwrap();
+        lp.report(DeviceReport { device: 0, report: Report::Input(Input::Card(uid)) });
+        let job = jobs.try_recv().unwrap();
+        assert_eq!((job.holder.as_str(), job.uid, job.door.as_str()), ("courier-ups", uid, "main"));
+
+        // Lockouts: `state.get`'s list is the room's, as JSON.
+        for _ in 0..5 {
+            keys(&mut lp, &format!("{wrong}#"));
+        }
+        let (tx, rx) = oneshot::channel();
+        lp.control(ControlMsg::Lockouts { reply: tx });
+        let locked = rx.await.unwrap();
+        assert_eq!((locked.len(), locked[0]["device"].as_str()), (1, Some("keypad1")), "{locked:?}");
+        assert_eq!(locked[0]["failures_today"], 5);
+    }
+}
