@@ -32,14 +32,47 @@ pub const MAX_MESSAGE_BYTES: usize = 1024;
 /// What the running daemon does for ops that act on doors and devices.
 pub trait Control: Send + Sync {
     /// Opens `door` for `ms` (the door's unlock time when `None`).
-    fn unlock(&self, door: &str, ms: Option<u64>) -> Result<Value, OpError>;
-    /// Clears the lockout of `device`, or of every device.
-    fn clear_lockout(&self, device: Option<&str>) -> Result<Value, OpError>;
+    fn unlock(&self, door: &str, ms: Option<u64>) -> Result<Unlocked, OpError>;
+    /// Clears the lockout of `device`, or of every device; answers once the
+    /// cleared states are on disk.
+    fn clear_lockout(&self, device: Option<&str>) -> Result<Cleared, OpError>;
     /// Opens `door`'s enrolment window for `window` (the configured time when
     /// `None`): the next card presented there is assigned to `holder`.
-    fn enroll(&self, holder: &str, door: &str, window: Option<std::time::Duration>) -> Result<Value, OpError>;
+    fn enroll(&self, holder: &str, door: &str, window: Option<std::time::Duration>) -> Result<WindowOpen, OpError>;
     /// The input devices locked out now, for `state.get`.
-    fn lockouts(&self) -> Result<Value, OpError>;
+    fn lockouts(&self) -> Result<Vec<Lockout>, OpError>;
+}
+
+/// `door.unlock`'s result.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Unlocked {
+    pub door: String,
+    pub ms: u64,
+}
+
+/// `lockout.clear`'s result: the input devices cleared.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Cleared {
+    pub cleared: Vec<String>,
+}
+
+/// `enroll.start`'s result.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct WindowOpen {
+    pub holder: String,
+    pub door: String,
+    pub timeout_s: u64,
+    /// RFC 3339.
+    pub until: String,
+}
+
+/// An input device locked out now, in `state.get`'s `lockouts`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Lockout {
+    pub device: String,
+    /// When it ends (RFC 3339); `null` for the daily cap, which ends with the local day.
+    pub until: Option<String>,
+    pub failures_today: u32,
 }
 
 /// A parsed command.

@@ -14,7 +14,7 @@
 use super::error::OpError;
 use crate::audit;
 use crate::store::{records, Store};
-use serde_json::{json, Value};
+use serde_json::Value;
 
 /// The op's name.
 pub const OP: &str = "events.get";
@@ -35,7 +35,7 @@ pub const REPLY_BYTES: usize = 64 * 1024;
 /// is true when events after `next_after` remain; `oldest` is the oldest
 /// `seq` the log holds (`null` when it holds none): events before it were
 /// pruned; `newest` is the last `seq` numbered (0 before any event).
-pub fn get(store: &Store, after: u64, limit: u64) -> Result<Value, OpError> {
+pub fn get(store: &Store, after: u64, limit: u64) -> Result<Page, OpError> {
     if !(1..=LIMIT_MAX).contains(&limit) {
         return Err(OpError::invalid(format!("`limit` must be from 1 to {LIMIT_MAX}")));
     }
@@ -58,14 +58,25 @@ pub fn get(store: &Store, after: u64, limit: u64) -> Result<Value, OpError> {
     read.truncate(keep);
     let next_after = read.last().and_then(|e| e["seq"].as_u64()).unwrap_or(after);
     let oldest = match store.scan(records::AUDIT).next().transpose()? {
-        Some((k, _)) => k
-            .get(records::AUDIT.len()..)
-            .and_then(|b| <[u8; 8]>::try_from(b).ok())
-            .map(|b| json!(u64::from_be_bytes(b)))
-            .unwrap_or(Value::Null),
-        None => Value::Null,
+        Some((k, _)) => k.get(records::AUDIT.len()..).and_then(|b| <[u8; 8]>::try_from(b).ok()).map(u64::from_be_bytes),
+        None => None,
     };
-    Ok(json!({"events": read, "next_after": next_after, "more": more, "oldest": oldest, "newest": newest}))
+    Ok(Page { events: read, next_after, more, oldest, newest })
+}
+
+/// `events.get`'s result.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Page {
+    /// Each event as the audit log holds it (with its `seq` and `ts`).
+    pub events: Vec<Value>,
+    /// The `after` for the next call.
+    pub next_after: u64,
+    /// Events after `next_after` remain.
+    pub more: bool,
+    /// The oldest `seq` the log holds; `None` when it holds none.
+    pub oldest: Option<u64>,
+    /// The last `seq` numbered (0 before any event).
+    pub newest: u64,
 }
 
 fn seq_of(v: Option<&[u8]>) -> u64 {
@@ -75,6 +86,12 @@ fn seq_of(v: Option<&[u8]>) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
+
+    /// `events.get`'s reply as it goes on the wire.
+    fn get(store: &Store, after: u64, limit: u64) -> Result<Value, OpError> {
+        super::get(store, after, limit).map(|p| serde_json::to_value(p).unwrap())
+    }
     use crate::audit::Draft;
     use crate::event::Event;
 

@@ -15,8 +15,8 @@ use super::enroll::EnrollJob;
 use crate::access::keypad::KeypadEntry;
 use crate::access::lockout::LockoutState;
 use crate::access::room::{
-    self, Answer, At, CardPinPolicy, Control, DoorInput, Effect, EnrolPolicy, Policy, Room, Seat, Signal, Sink,
-    Station, Then, Used,
+    self, Answer, At, CardPinPolicy, Control, DoorInput, Effect, EnrolPolicy, LockedOut, Policy, Room, Seat, Signal,
+    Sink, Station, Then, Used,
 };
 use crate::access::{KeyHash, Snapshot};
 use crate::config::Purpose;
@@ -25,7 +25,6 @@ use crate::store::records;
 use crate::store::secret::KeyHasher;
 use arc_swap::ArcSwap;
 use porter_drivers::{CardUid, DeviceReport, Health, Input, Report};
-use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
@@ -48,8 +47,8 @@ pub enum ControlMsg {
     },
     /// The watchdog's question: is the loop taking messages?
     Ping { reply: oneshot::Sender<()> },
-    /// The input devices locked out now (`state.get`), as JSON objects.
-    Lockouts { reply: oneshot::Sender<Vec<Value>> },
+    /// The input devices locked out now (`state.get`).
+    Lockouts { reply: oneshot::Sender<Vec<LockedOut>> },
     /// The clock's watch saw its synchronisation change (`None`: unreadable).
     ClockTrust(Option<bool>),
     /// The wall clock stepped by `by_ms` against the monotonic clock: each
@@ -236,14 +235,7 @@ impl DecisionLoop {
                 let _ = reply.send(());
             }
             ControlMsg::Lockouts { reply } => {
-                let locked = self.room.lockouts(at).into_iter().map(|l| {
-                    json!({
-                        "device": l.device,
-                        "until": l.until_ms.map(records::rfc3339),
-                        "failures_today": l.failures_today,
-                    })
-                });
-                let _ = reply.send(locked.collect());
+                let _ = reply.send(self.room.lockouts(at));
             }
             ControlMsg::ClockTrust(s) => {
                 let _ = self.room.control(at, Control::ClockTrust(s), &mut carry);
@@ -477,7 +469,7 @@ mod tests {
 
     /// The next durable event. The writer is a real thread, so this waits on
     /// the real clock, for the event it is sent, not for time to pass.
-    async fn next_event(rx: &mut tokio::sync::broadcast::Receiver<Arc<audit::Event>>) -> Value {
+    async fn next_event(rx: &mut tokio::sync::broadcast::Receiver<Arc<audit::Event>>) -> serde_json::Value {
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         loop {
             match rx.try_recv() {
@@ -606,7 +598,10 @@ mod tests {
         let (tx, rx) = oneshot::channel();
         lp.control(ControlMsg::Lockouts { reply: tx });
         let locked = rx.await.unwrap();
-        assert_eq!((locked.len(), locked[0]["device"].as_str()), (1, Some("keypad1")), "{locked:?}");
-        assert_eq!(locked[0]["failures_today"], 5);
+        assert_eq!(
+            (locked.len(), locked[0].device.as_str(), locked[0].failures_today),
+            (1, "keypad1", 5),
+            "{locked:?}"
+        );
     }
 }

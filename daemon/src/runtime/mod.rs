@@ -25,12 +25,12 @@ pub mod systemd;
 
 use crate::config::Config;
 use crate::event::Event;
+use crate::provision::command::{Cleared, Lockout, Unlocked, WindowOpen};
 use crate::provision::{admin, mqtt, Control, ErrorCode, KeyService, OpError};
 use crate::store::{recover, secret, Store};
 use clock::{Clock, SystemClock};
 use decisions::ControlMsg;
 use doors::DoorHandle;
-use serde_json::{json, Value};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -68,7 +68,7 @@ struct RuntimeControl {
 }
 
 impl Control for RuntimeControl {
-    fn unlock(&self, door: &str, ms: Option<u64>) -> Result<Value, OpError> {
+    fn unlock(&self, door: &str, ms: Option<u64>) -> Result<Unlocked, OpError> {
         let d = self.doors.iter().find(|d| d.id == door).ok_or_else(|| {
             let ids: Vec<&str> = self.doors.iter().map(|d| d.id.as_str()).collect();
             OpError::not_found(format!("no door `{door}`; doors are: {}", ids.join(", ")))
@@ -80,10 +80,10 @@ impl Control for RuntimeControl {
         tracing::info!(door, ms = dur.as_millis() as u64, "door unlocked by command");
         let event = Event::DoorUnlocked { door: door.to_string(), ms: dur.as_millis() as u64, by: "command" };
         self.audit.record(audit::Draft { ts_ms: self.clock.now_ms(), event });
-        Ok(json!({"door": door, "ms": dur.as_millis() as u64}))
+        Ok(Unlocked { door: door.to_string(), ms: dur.as_millis() as u64 })
     }
 
-    fn clear_lockout(&self, device: Option<&str>) -> Result<Value, OpError> {
+    fn clear_lockout(&self, device: Option<&str>) -> Result<Cleared, OpError> {
         let (tx, rx) = oneshot::channel();
         self.control
             .blocking_send(ControlMsg::ClearLockout { device: device.map(String::from), reply: tx })
@@ -98,32 +98,40 @@ impl Control for RuntimeControl {
                         .map_err(|_| OpError::internal(format!("the cleared lockout of `{id}` could not be saved")))?;
                     ids.push(id);
                 }
-                Ok(json!({"cleared": ids}))
+                Ok(Cleared { cleared: ids })
             }
             Ok(Err(msg)) => Err(OpError::new(ErrorCode::NotFound, msg)),
             Err(_) => Err(OpError::internal("the decision loop is stopping")),
         }
     }
 
-    fn lockouts(&self) -> Result<Value, OpError> {
+    fn lockouts(&self) -> Result<Vec<Lockout>, OpError> {
         let (tx, rx) = oneshot::channel();
         self.control
             .blocking_send(ControlMsg::Lockouts { reply: tx })
             .map_err(|_| OpError::internal("the decision loop is stopping"))?;
-        rx.blocking_recv().map(Value::from).map_err(|_| OpError::internal("the decision loop is stopping"))
+        let locked = rx.blocking_recv().map_err(|_| OpError::internal("the decision loop is stopping"))?;
+        Ok(locked
+            .into_iter()
+            .map(|l| Lockout {
+                device: l.device,
+                until: l.until_ms.map(crate::store::records::rfc3339),
+                failures_today: l.failures_today,
+            })
+            .collect())
     }
 
-    fn enroll(&self, holder: &str, door: &str, window: Option<Duration>) -> Result<Value, OpError> {
+    fn enroll(&self, holder: &str, door: &str, window: Option<Duration>) -> Result<WindowOpen, OpError> {
         let (tx, rx) = oneshot::channel();
         let msg = ControlMsg::Enroll { holder: holder.into(), door: door.into(), window, reply: tx };
         self.control.blocking_send(msg).map_err(|_| OpError::internal("the decision loop is stopping"))?;
         match rx.blocking_recv() {
-            Ok(Ok((until_ms, window))) => Ok(json!({
-                "holder": holder,
-                "door": door,
-                "timeout_s": window.as_secs(),
-                "until": crate::store::records::rfc3339(until_ms),
-            })),
+            Ok(Ok((until_ms, window))) => Ok(WindowOpen {
+                holder: holder.to_string(),
+                door: door.to_string(),
+                timeout_s: window.as_secs(),
+                until: crate::store::records::rfc3339(until_ms),
+            }),
             Ok(Err(msg)) => Err(OpError::new(ErrorCode::NotFound, msg)),
             Err(_) => Err(OpError::internal("the decision loop is stopping")),
         }

@@ -307,19 +307,19 @@ impl Op {
             Op::EnrollStart { holder, door, window } => {
                 // The holder must exist now; the card is assigned when presented.
                 svc.holder_get(&holder)?;
-                ctl.enroll(&holder, &door?, window)
+                to_json(ctl.enroll(&holder, &door?, window)?)
             }
-            Op::DoorUnlock { door, ms } => ctl.unlock(&door, ms),
-            Op::LockoutClear { device } => ctl.clear_lockout(device.as_deref()),
+            Op::DoorUnlock { door, ms } => to_json(ctl.unlock(&door, ms)?),
+            Op::LockoutClear { device } => to_json(ctl.clear_lockout(device.as_deref())?),
             Op::SyncBegin { generation } => to_json(svc.sync_begin(generation)?),
             Op::SyncPut { holders, retired } => to_json(svc.sync_put_retiring(holders, retired)?),
             Op::SyncCommit => to_json(svc.sync_commit()?),
             Op::StateGet => {
                 let mut state = to_json(svc.state()?)?;
-                state["lockouts"] = ctl.lockouts()?;
+                state["lockouts"] = to_json(ctl.lockouts()?)?;
                 Ok(state)
             }
-            Op::EventsGet { after, limit } => crate::provision::events::get(svc.store(), after, limit),
+            Op::EventsGet { after, limit } => to_json(crate::provision::events::get(svc.store(), after, limit)?),
         }
     }
 }
