@@ -6,12 +6,14 @@
 //! interface is open, get, scan, apply a batch, flush, export.
 //!
 //! - [`secret`]: the device secret and the keyed hash of PINs, tokens, UIDs.
+//! - [`identity`]: the controller's Ed25519 key pair, which signs what it publishes.
 //! - [`records`]: the typed records and their key layout.
 
 pub mod check;
 mod migrate;
 pub mod records;
 pub mod recover;
+pub mod identity;
 pub mod secret;
 pub mod snapshot;
 pub mod space;
