@@ -27,6 +27,7 @@ use crate::config::Config;
 use crate::event::Event;
 use crate::provision::command::{Cleared, Lockout, Unlocked, WindowOpen};
 use crate::provision::{admin, mqtt, Control, ErrorCode, KeyService, OpError};
+use crate::store::identity::{self, Identity};
 use crate::store::{recover, secret, Store};
 use clock::{Clock, SystemClock};
 use decisions::ControlMsg;
@@ -46,6 +47,8 @@ const REPORT_QUEUE: usize = 1024;
 pub enum StartError {
     #[error(transparent)]
     Secret(#[from] secret::SecretError),
+    #[error(transparent)]
+    Identity(#[from] crate::store::identity::IdentityError),
     // Not a `source`: the message already includes it, once.
     #[error("cannot open the store in {dir}: {err}")]
     Store { dir: String, err: crate::store::StoreError },
@@ -59,12 +62,13 @@ pub enum StartError {
     AdminInUse(String),
 }
 
-/// What `door.unlock` and `lockout.clear` reach.
+/// What `door.unlock`, `lockout.clear` and `identity` reach.
 struct RuntimeControl {
     doors: Vec<DoorHandle>,
     control: mpsc::Sender<ControlMsg>,
     audit: audit::Audit,
     clock: Arc<dyn Clock>,
+    identity: Arc<Identity>,
 }
 
 impl Control for RuntimeControl {
@@ -103,6 +107,10 @@ impl Control for RuntimeControl {
             Ok(Err(msg)) => Err(OpError::new(ErrorCode::NotFound, msg)),
             Err(_) => Err(OpError::internal("the decision loop is stopping")),
         }
+    }
+
+    fn identity(&self) -> Result<identity::PublicIdentity, OpError> {
+        Ok(self.identity.public())
     }
 
     fn lockouts(&self) -> Result<Vec<Lockout>, OpError> {
@@ -177,6 +185,7 @@ fn seed_demo(svc: &KeyService, cfg: &Config) -> Result<(), OpError> {
 struct Opened {
     store: Store,
     hasher: secret::KeyHasher,
+    identity: Arc<Identity>,
     svc: Arc<KeyService>,
     audit: audit::Audit,
     audit_thread: std::thread::JoinHandle<()>,
@@ -226,10 +235,13 @@ fn open_state(cfg: &Config, clock: &Arc<dyn Clock>) -> Result<Opened, StartError
     if crate::store::space::free(&cfg.data_dir).is_ok_and(|(free, _)| free < START_FREE_MIN) && reserve.release() {
         tracing::error!(data_dir = %cfg.data_dir.display(), "the disk of data_dir is full: the storage reserve is released so the daemon can start; free space (docs/ops.md, \"A full disk\")");
     }
+    // The controller's key pair: made at the first start, refused when its
+    // file is loose, linked, another user's or damaged (portals pin it).
+    let identity = Arc::new(identity::load_or_create("identity_file", &cfg.identity_file)?);
     let opened = recover::open(&cfg.data_dir, s.cache_capacity, s.on_damage, s.restore, now_ms)?;
     opened.store.attach_reserve(reserve);
     match open_keys(cfg, opened.store.clone(), clock) {
-        Ok((hasher, svc)) => finish_open(cfg, opened, hasher, svc),
+        Ok((hasher, svc)) => finish_open(cfg, opened, hasher, svc, identity),
         // A record that does not decode: the store is damaged after all.
         Err(StartError::Keys(e)) if e.code == ErrorCode::Internal && e.message.contains("corrupt record") => {
             let damage = crate::store::check::Damage { kind: "unreadable", detail: e.message.clone() };
@@ -243,7 +255,7 @@ fn open_state(cfg: &Config, clock: &Arc<dyn Clock>) -> Result<Opened, StartError
                 now_ms,
             )?;
             let (hasher, svc) = open_keys(cfg, opened.store.clone(), clock)?;
-            finish_open(cfg, opened, hasher, svc)
+            finish_open(cfg, opened, hasher, svc, identity)
         }
         Err(e) => Err(e),
     }
@@ -280,10 +292,11 @@ fn finish_open(
     opened: recover::Opened,
     hasher: secret::KeyHasher,
     svc: Arc<KeyService>,
+    identity: Arc<Identity>,
 ) -> Result<Opened, StartError> {
     let recover::Opened { store, recovery, gap } = opened;
     let (audit, audit_thread) = audit::start(store.clone(), cfg.audit.retain).map_err(StartError::Audit)?;
-    Ok(Opened { store, hasher, svc, audit, audit_thread, recovery, gap })
+    Ok(Opened { store, hasher, identity, svc, audit, audit_thread, recovery, gap })
 }
 
 /// Records what the start found: an `audit.gap` where events may be missing,
@@ -529,7 +542,7 @@ pub async fn run_with_clock(
     clock: Arc<dyn Clock>,
 ) -> Result<(), StartError> {
     let (_data_lock, mut driven, opened) = open_room(&cfg, &clock).await?;
-    let Opened { store, hasher, svc, audit, audit_thread, .. } = opened;
+    let Opened { store, hasher, identity, svc, audit, audit_thread, .. } = opened;
     // Locks next: every door locked before any input is read.
     let (doors, door_part) = parts::doors(&cfg, &mut driven, &audit, &clock).await;
     if cfg.demo.seed {
@@ -558,7 +571,7 @@ pub async fn run_with_clock(
     let decisions = parts::decisions(&cfg, &svc, &audit, &clock, inputs);
     let (mut inputs, door_inputs) = parts::inputs(&cfg, report_tx);
     let ctl: Arc<dyn Control> =
-        Arc::new(RuntimeControl { doors, control: control_tx.clone(), audit: audit.clone(), clock });
+        Arc::new(RuntimeControl { doors, control: control_tx.clone(), audit: audit.clone(), clock, identity: identity.clone() });
     let listening = parts::admin(&cfg, &svc, &ctl, &mut inputs);
     let mqtt = parts::mqtt(&cfg, || mqtt::Deps {
         svc: svc.clone(),
@@ -566,7 +579,8 @@ pub async fn run_with_clock(
         audit: audit.clone(),
         store: store.clone(),
         broker: cfg.mqtt.as_ref().map(|m| m.url.clone()).unwrap_or_default(),
-        status: parts::status(&cfg, &svc, &health, &trust, &storage),
+        status: parts::status(&cfg, &svc, &health, &trust, &storage, &identity),
+        identity: identity.clone(),
     });
     let admin = if listening { cfg.admin.socket.display().to_string() } else { "unavailable".into() };
     tracing::info!(site = %cfg.site, controller = %cfg.controller, doors = cfg.doors.len(), devices = cfg.devices.len(), %admin, "porterd ready");

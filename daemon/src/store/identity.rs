@@ -33,17 +33,18 @@ impl std::fmt::Debug for Identity {
     }
 }
 
-/// The public half as shown in the status document and by `identity`.
+/// The public half as shown in the status document and by `identity`
+/// (fields in name order, as the status document's keys are).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct PublicIdentity {
     /// Always `ed25519`.
     pub algorithm: &'static str,
-    /// The raw 32-byte public key, standard base64 with padding (44 characters):
-    /// the form a portal pins.
-    pub public_key: String,
     /// The first 8 bytes of SHA-256 of the raw public key, in hex: the
     /// `porter-key-id` user property of every signed message.
     pub key_id: String,
+    /// The raw 32-byte public key, standard base64 with padding (44 characters):
+    /// the form a portal pins.
+    pub public_key: String,
     /// The same key as a PEM SubjectPublicKeyInfo (`-----BEGIN PUBLIC KEY-----`),
     /// for `openssl pkeyutl -verify -pubin`.
     pub public_key_pem: String,
