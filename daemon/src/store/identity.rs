@@ -13,7 +13,7 @@
 
 use base64::Engine as _;
 use ed25519_dalek::pkcs8::spki::der::pem::LineEnding;
-use ed25519_dalek::pkcs8::{DecodePrivateKey, EncodePrivateKey, EncodePublicKey};
+use ed25519_dalek::pkcs8::{DecodePrivateKey, EncodePrivateKey, EncodePublicKey, KeypairBytes};
 use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
 use sha2::Digest;
 use std::io::Write;
@@ -86,9 +86,12 @@ impl Identity {
         SigningKey::from_pkcs8_pem(pem).map(|key| Identity { key }).map_err(|e| e.to_string())
     }
 
-    /// The private key as PKCS#8 PEM.
+    /// The private key as PKCS#8 v1 PEM, the seed alone, as `openssl genpkey
+    /// -algorithm ed25519` writes it. (ed25519-dalek's own `to_pkcs8_pem`
+    /// writes v2, with the public key too, which OpenSSL 3.0 cannot read.)
     pub fn to_pem(&self) -> Result<Zeroizing<String>, String> {
-        self.key.to_pkcs8_pem(LineEnding::LF).map_err(|e| e.to_string())
+        let v1 = KeypairBytes { secret_key: self.key.to_bytes(), public_key: None };
+        v1.to_pkcs8_pem(LineEnding::LF).map_err(|e| e.to_string())
     }
 
     pub fn verifying_key(&self) -> VerifyingKey {
@@ -230,7 +233,8 @@ mod tests {
         assert_eq!(mode(&p), 0o600);
         assert_eq!(mode(p.parent().unwrap()), 0o700);
         let text = std::fs::read_to_string(&p).unwrap();
-        assert!(text.starts_with("-----BEGIN PRIVATE KEY-----\n"), "{text}");
+        // PKCS#8 v1 (version 0, no public key), as openssl genpkey writes it.
+        assert!(text.starts_with("-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEI"), "{text}");
         let b = load_or_create(KEY, &p).unwrap();
         assert_eq!(a.public(), b.public());
         assert_eq!(std::fs::read_to_string(&p).unwrap(), text, "the file is not rewritten");
@@ -327,6 +331,15 @@ mod tests {
         assert!(shown.contains(&id.public_key()), "{shown}");
         assert!(!shown.contains(&hex::encode([7u8; 32])), "{shown}");
         assert!(!shown.contains("07, 07") && !shown.contains("7, 7"), "{shown}");
+    }
+
+    #[test]
+    fn a_pkcs8_v2_file_with_the_public_key_is_read_too() {
+        let id = Identity::from_seed(&[3; 32]);
+        let v2 = id.key.to_pkcs8_pem(LineEnding::LF).unwrap();
+        assert!(v2.contains("MFECAQEw"), "{}", v2.as_str());
+        assert_eq!(Identity::from_pem(&v2).unwrap().public(), id.public());
+        assert_eq!(Identity::from_pem(&id.to_pem().unwrap()).unwrap().public(), id.public());
     }
 
     #[test]
