@@ -125,11 +125,8 @@ mod tests {
     #[test]
     fn the_message_is_the_documented_bytes() {
         let m = message(TOPIC, CORRELATION, PAYLOAD);
-        let want = [
-            &b"porter-controller-signature-v1\n30:porter/oak-street/room-1/reply\n5:req-7\n"[..],
-            PAYLOAD,
-        ]
-        .concat();
+        let want =
+            [&b"porter-controller-signature-v1\n30:porter/oak-street/room-1/reply\n5:req-7\n"[..], PAYLOAD].concat();
         assert_eq!(m, want);
         assert_eq!(message("t", b"", b"x"), b"porter-controller-signature-v1\n1:t\n0:\nx");
     }

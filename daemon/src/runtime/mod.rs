@@ -570,8 +570,13 @@ pub async fn run_with_clock(
     };
     let decisions = parts::decisions(&cfg, &svc, &audit, &clock, inputs);
     let (mut inputs, door_inputs) = parts::inputs(&cfg, report_tx);
-    let ctl: Arc<dyn Control> =
-        Arc::new(RuntimeControl { doors, control: control_tx.clone(), audit: audit.clone(), clock, identity: identity.clone() });
+    let ctl: Arc<dyn Control> = Arc::new(RuntimeControl {
+        doors,
+        control: control_tx.clone(),
+        audit: audit.clone(),
+        clock,
+        identity: identity.clone(),
+    });
     let listening = parts::admin(&cfg, &svc, &ctl, &mut inputs);
     let mqtt = parts::mqtt(&cfg, || mqtt::Deps {
         svc: svc.clone(),

@@ -56,7 +56,9 @@ pub enum IdentityError {
     Io { key: &'static str, path: String, source: std::io::Error, hint: &'static str },
     #[error("{key} {path} is a symbolic link: the key file must be a regular file; replace the link with the file it points to (mode 0600, owned by the daemon's user)")]
     Symlink { key: &'static str, path: String },
-    #[error("{key} {path} is not a regular file: point {key} at a file, or remove what is there to have a new key made")]
+    #[error(
+        "{key} {path} is not a regular file: point {key} at a file, or remove what is there to have a new key made"
+    )]
     NotAFile { key: &'static str, path: String },
     #[error("{key} {path} has mode {mode:o}: users other than its owner may read or change it; chmod 600 {path}")]
     Loose { key: &'static str, path: String, mode: u32 },
@@ -171,8 +173,11 @@ pub fn load(key: &'static str, path: &Path) -> Result<Identity, IdentityError> {
         .open(path)
         .map_err(|e| io(key, path, e, "make it readable by the porter user (mode 0600, owned by porter)"))?;
     let mut text = Zeroizing::new(String::new());
-    std::io::Read::read_to_string(&mut f, &mut text)
-        .map_err(|e| IdentityError::Damaged { key, path: p(), detail: e.to_string() })?;
+    std::io::Read::read_to_string(&mut f, &mut text).map_err(|e| IdentityError::Damaged {
+        key,
+        path: p(),
+        detail: e.to_string(),
+    })?;
     Identity::from_pem(&text).map_err(|detail| IdentityError::Damaged { key, path: p(), detail })
 }
 

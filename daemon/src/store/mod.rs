@@ -10,10 +10,10 @@
 //! - [`records`]: the typed records and their key layout.
 
 pub mod check;
+pub mod identity;
 mod migrate;
 pub mod records;
 pub mod recover;
-pub mod identity;
 pub mod secret;
 pub mod snapshot;
 pub mod space;
