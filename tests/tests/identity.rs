@@ -271,3 +271,83 @@ fn porterctl_keygen_writes_a_key_openssl_reads_and_prints_its_public_key() {
     assert!(String::from_utf8_lossy(&second.stderr).contains("refusing to overwrite"));
     assert_eq!(std::fs::read(&out_file).unwrap(), before);
 }
+
+/// The code block of docs/mqtt.md that follows `marker`.
+fn docs_block(marker: &str, lang: &str) -> String {
+    let docs = std::fs::read_to_string(porter_tests::workspace_root().join("docs/mqtt.md")).unwrap();
+    let after = docs.split(marker).nth(1).unwrap_or_else(|| panic!("docs/mqtt.md has no {marker:?}"));
+    let block = after.split(&format!("```{lang}\n")).nth(1).unwrap();
+    block.split("\n```").next().unwrap().to_string()
+}
+
+/// docs/mqtt.md's two worked examples, as a portal developer copies them:
+/// the shell one (openssl) and the Python one (`cryptography`), each given
+/// a reply and an event received from the running daemon instead of the
+/// test vector, verify them; with a byte of the payload changed they do not.
+#[test]
+fn the_worked_examples_in_mqtt_md_verify_what_the_daemon_publishes() {
+    let broker = Broker::start();
+    let sub = broker.subscribe_with(&[&format!("{P}/#"), "portal/replies/#"], "portal-docs", &["-F", FORMAT]);
+    let dir = tempfile::tempdir().unwrap();
+    let mut d = Daemon::on_broker(dir.path(), &broker, "", "");
+    let status =
+        wait(&sub, 0, "the online status", |r| r.topic == format!("{P}/status") && r.json()["state"] == "online");
+    let key = status.json()["identity"]["public_key"].as_str().unwrap().to_string();
+    let mark = sub.lines.len();
+    let out = broker
+        .tool("mosquitto_pub", &[])
+        .args(["-t", &format!("{P}/cmd"), "-m", r#"{"id":"c-docs","op":"state.get","args":{}}"#])
+        .args(["-D", "publish", "response-topic", "portal/replies/test/room-1"])
+        .args(["-D", "publish", "correlation-data", "req-docs-1"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let reply = wait(&sub, mark, "the reply", |r| r.topic == "portal/replies/test/room-1");
+    let mark = sub.lines.len();
+    d.type_line("000002#");
+    let event =
+        wait(&sub, mark, "an event", |r| r.topic == format!("{P}/events") && r.json()["type"] == "access.denied");
+
+    let shell = docs_block("**Verifying in a shell with openssl**", "sh");
+    let python = docs_block("**Verifying in Python**", "python");
+    let definitions = python.split("\nkey = \"").next().unwrap();
+    for r in [&reply, &event] {
+        let mut tampered = r.payload.clone();
+        let last = tampered.len() - 2;
+        tampered[last] ^= 0x01;
+        for (payload, want) in [(&r.payload, true), (&tampered, false)] {
+            // The shell example, its inputs set to what was received.
+            let work = tempfile::tempdir().unwrap();
+            std::fs::write(work.path().join("payload.bin"), payload).unwrap();
+            let body: String = shell
+                .lines()
+                .filter(|l| !["key=", "topic=", "corr=", "sig=", "printf '%s' '{"].iter().any(|p| l.starts_with(p)))
+                .map(|l| format!("{l}\n"))
+                .collect();
+            let script = format!(
+                "key='{key}'\ntopic='{}'\ncorr='{}'\nsig='{}'\n{body}",
+                r.topic,
+                String::from_utf8(r.correlation.clone()).unwrap(),
+                r.property("porter-sig").unwrap()
+            );
+            let out = Command::new("sh").arg("-c").arg(&script).current_dir(work.path()).output().unwrap();
+            let said = String::from_utf8_lossy(&out.stdout).to_string();
+            assert_eq!(out.status.success(), want, "shell example on {}: {said}", r.topic);
+            assert_eq!(said.contains("Signature Verified Successfully"), want, "{said}");
+
+            // The Python example's functions, given the same.
+            let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+            let call = format!(
+                "{definitions}\nprint(from_controller({key:?}, {:?}, bytes.fromhex({:?}), bytes.fromhex({:?}), {}))\n",
+                r.topic,
+                hex(&r.correlation),
+                hex(payload),
+                serde_json::to_string(&r.properties).unwrap().replace('[', "(").replace(']', ")")
+            );
+            let out = Command::new("python3").arg("-c").arg(&call).output().expect("python3");
+            let said = String::from_utf8_lossy(&out.stdout).trim().to_string();
+            assert!(out.status.success(), "python: {}", String::from_utf8_lossy(&out.stderr));
+            assert_eq!(said, if want { "True" } else { "False" }, "python example on {}", r.topic);
+        }
+    }
+}
