@@ -207,26 +207,40 @@ fn replies_events_status_and_the_last_will_verify_with_openssl_and_the_key_survi
     assert!(!log.text().contains(&body));
 }
 
+/// A key file that cannot be used keeps the controller off the broker
+/// (nothing goes out unsigned) but not from deciding access: the error says
+/// what to do, `porterctl identity` repeats it, and the file is left as it was.
 #[test]
-fn a_loose_or_damaged_identity_file_stops_the_start_with_what_to_do() {
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = porter_tests::mqtt_config(dir.path(), false, "", "url = \"mqtt://127.0.0.1:1\"\n");
-    let data = dir.path().join("data");
-    std::fs::create_dir_all(&data).unwrap();
-    let key = data.join("identity.pem");
-    let start = |what: &str| -> String {
-        let out = Command::new(porter_tests::bin("porterd")).arg("--config").arg(&cfg).output().unwrap();
-        assert!(!out.status.success(), "{what}: porterd started");
-        String::from_utf8_lossy(&out.stderr).into_owned()
-    };
-    std::fs::write(&key, "not a key").unwrap();
-    std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
-    let err = start("loose");
-    assert!(err.contains(&format!("chmod 600 {}", key.display())), "{err}");
-    std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
-    let err = start("damaged");
-    assert!(err.contains("does not hold an Ed25519 private key") && err.contains("restore it from a backup"), "{err}");
-    assert_eq!(std::fs::read_to_string(&key).unwrap(), "not a key", "a damaged key file is left as it was");
+fn a_loose_or_damaged_identity_file_keeps_mqtt_off_and_the_room_deciding() {
+    let broker = Broker::start();
+    for (what, mode, want) in
+        [("loose", 0o644, "chmod 600"), ("damaged", 0o600, "does not hold an Ed25519 private key")]
+    {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        std::fs::create_dir_all(&data).unwrap();
+        let key = data.join("identity.pem");
+        std::fs::write(&key, "not a key").unwrap();
+        std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(mode)).unwrap();
+        let cfg = porter_tests::mqtt_config(dir.path(), false, "", &format!("url = \"{}\"\n", broker.url()));
+        let mut d = Daemon::start(&cfg, &dir.path().join("admin.sock"));
+        d.log.wait_for(0, &["the controller's identity key cannot be used", want, "MQTT cannot start"]);
+        let (code, reply) = d.ctl("identity", &[]);
+        assert_eq!(code, 1, "{what}: {reply}");
+        assert!(reply["error"]["message"].as_str().unwrap().contains(want), "{what}: {reply}");
+        // The room decides access all the same.
+        let (code, r) = d.ctl("holder.put", &["holder=courier-ups", "name=UPS", "role=courier"]);
+        assert_eq!(code, 0, "{r}");
+        let (code, r) = d.ctl("pin.set", &["holder=courier-ups", "pin=583920"]);
+        assert_eq!(code, 0, "{r}");
+        let mark = d.log.len();
+        d.type_line("583920#");
+        d.log.wait_for(mark, &["access granted", "holder=\"courier-ups\""]);
+        assert!(!d.log.has(0, &["mqtt connected"]), "{what}: connected unsigned");
+        assert_eq!(std::fs::read_to_string(&key).unwrap(), "not a key", "{what}: the key file was changed");
+        let m = std::fs::metadata(&key).unwrap();
+        assert_eq!(std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o777, mode, "{what}");
+    }
 }
 
 #[test]

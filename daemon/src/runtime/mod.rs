@@ -47,8 +47,6 @@ const REPORT_QUEUE: usize = 1024;
 pub enum StartError {
     #[error(transparent)]
     Secret(#[from] secret::SecretError),
-    #[error(transparent)]
-    Identity(#[from] crate::store::identity::IdentityError),
     // Not a `source`: the message already includes it, once.
     #[error("cannot open the store in {dir}: {err}")]
     Store { dir: String, err: crate::store::StoreError },
@@ -68,7 +66,8 @@ struct RuntimeControl {
     control: mpsc::Sender<ControlMsg>,
     audit: audit::Audit,
     clock: Arc<dyn Clock>,
-    identity: Arc<Identity>,
+    /// The controller's key pair, or why its file cannot be used.
+    identity: Result<Arc<Identity>, String>,
 }
 
 impl Control for RuntimeControl {
@@ -110,7 +109,7 @@ impl Control for RuntimeControl {
     }
 
     fn identity(&self) -> Result<identity::PublicIdentity, OpError> {
-        Ok(self.identity.public())
+        self.identity.as_ref().map(|id| id.public()).map_err(|e| OpError::internal(e.clone()))
     }
 
     fn lockouts(&self) -> Result<Vec<Lockout>, OpError> {
@@ -185,7 +184,7 @@ fn seed_demo(svc: &KeyService, cfg: &Config) -> Result<(), OpError> {
 struct Opened {
     store: Store,
     hasher: secret::KeyHasher,
-    identity: Arc<Identity>,
+    identity: Result<Arc<Identity>, String>,
     svc: Arc<KeyService>,
     audit: audit::Audit,
     audit_thread: std::thread::JoinHandle<()>,
@@ -235,9 +234,7 @@ fn open_state(cfg: &Config, clock: &Arc<dyn Clock>) -> Result<Opened, StartError
     if crate::store::space::free(&cfg.data_dir).is_ok_and(|(free, _)| free < START_FREE_MIN) && reserve.release() {
         tracing::error!(data_dir = %cfg.data_dir.display(), "the disk of data_dir is full: the storage reserve is released so the daemon can start; free space (docs/ops.md, \"A full disk\")");
     }
-    // The controller's key pair: made at the first start, refused when its
-    // file is loose, linked, another user's or damaged (portals pin it).
-    let identity = Arc::new(identity::load_or_create("identity_file", &cfg.identity_file)?);
+    let identity = open_identity(cfg);
     let opened = recover::open(&cfg.data_dir, s.cache_capacity, s.on_damage, s.restore, now_ms)?;
     opened.store.attach_reserve(reserve);
     match open_keys(cfg, opened.store.clone(), clock) {
@@ -259,6 +256,19 @@ fn open_state(cfg: &Config, clock: &Arc<dyn Clock>) -> Result<Opened, StartError
         }
         Err(e) => Err(e),
     }
+}
+
+/// The controller's key pair: made at the first start; refused when its
+/// file is linked, loose, another user's or damaged (portals pin it, so it
+/// is never replaced). A refused key stops MQTT, not the room: the error is
+/// logged with what to do, and `identity` answers it.
+fn open_identity(cfg: &Config) -> Result<Arc<Identity>, String> {
+    identity::load_or_create("identity_file", &cfg.identity_file).map(Arc::new).map_err(|e| {
+        let mqtt =
+            if cfg.mqtt.is_some() { "; MQTT cannot start: running standalone until fixed and restarted" } else { "" };
+        tracing::error!(error = %e, "the controller's identity key cannot be used{mqtt}");
+        e.to_string()
+    })
 }
 
 fn open_keys(
@@ -292,7 +302,7 @@ fn finish_open(
     opened: recover::Opened,
     hasher: secret::KeyHasher,
     svc: Arc<KeyService>,
-    identity: Arc<Identity>,
+    identity: Result<Arc<Identity>, String>,
 ) -> Result<Opened, StartError> {
     let recover::Opened { store, recovery, gap } = opened;
     let (audit, audit_thread) = audit::start(store.clone(), cfg.audit.retain).map_err(StartError::Audit)?;
@@ -578,15 +588,21 @@ pub async fn run_with_clock(
         identity: identity.clone(),
     });
     let listening = parts::admin(&cfg, &svc, &ctl, &mut inputs);
-    let mqtt = parts::mqtt(&cfg, || mqtt::Deps {
-        svc: svc.clone(),
-        ctl: ctl.clone(),
-        audit: audit.clone(),
-        store: store.clone(),
-        broker: cfg.mqtt.as_ref().map(|m| m.url.clone()).unwrap_or_default(),
-        status: parts::status(&cfg, &svc, &health, &trust, &storage, &identity),
-        identity: identity.clone(),
-    });
+    let mqtt = match &identity {
+        Ok(identity) => parts::mqtt(&cfg, || mqtt::Deps {
+            svc: svc.clone(),
+            ctl: ctl.clone(),
+            audit: audit.clone(),
+            store: store.clone(),
+            broker: cfg.mqtt.as_ref().map(|m| m.url.clone()).unwrap_or_default(),
+            status: parts::status(&cfg, &svc, &health, &trust, &storage, identity),
+            identity: identity.clone(),
+        }),
+        // Nothing may be published unsigned: without its key the controller
+        // stays off the broker, as with a broken [mqtt] file, and keeps
+        // deciding access.
+        Err(_) => component::Component::new("mqtt"),
+    };
     let admin = if listening { cfg.admin.socket.display().to_string() } else { "unavailable".into() };
     tracing::info!(site = %cfg.site, controller = %cfg.controller, doors = cfg.doors.len(), devices = cfg.devices.len(), %admin, "porterd ready");
     // The store is open and every lock is in its safe state: tell systemd,
