@@ -92,8 +92,10 @@ impl Identity {
     /// -algorithm ed25519` writes it. (ed25519-dalek's own `to_pkcs8_pem`
     /// writes v2, with the public key too, which OpenSSL 3.0 cannot read.)
     pub fn to_pem(&self) -> Result<Zeroizing<String>, String> {
-        let v1 = KeypairBytes { secret_key: self.key.to_bytes(), public_key: None };
-        v1.to_pkcs8_pem(LineEnding::LF).map_err(|e| e.to_string())
+        let mut v1 = KeypairBytes { secret_key: self.key.to_bytes(), public_key: None };
+        let pem = v1.to_pkcs8_pem(LineEnding::LF).map_err(|e| e.to_string());
+        zeroize::Zeroize::zeroize(&mut v1.secret_key);
+        pem
     }
 
     pub fn verifying_key(&self) -> VerifyingKey {
