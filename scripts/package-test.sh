@@ -17,7 +17,7 @@ step() { echo "package-test: $*"; }
 if [ "$(id -u)" != 0 ]; then fail "run as root: it installs and purges the package"; fi
 export DEBIAN_FRONTEND=noninteractive
 need=()
-for p in systemd qemu-user libpcsclite1 file; do
+for p in systemd qemu-user libpcsclite1 file openssl; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || need+=("$p")
 done
 if [ ${#need[@]} -gt 0 ]; then
@@ -82,9 +82,16 @@ log=$(mktemp)
 run_as_porter /etc/porter/porter.toml /var/lib/porter "$log"; pid=$PID
 out=$(/usr/bin/porterctl --socket /run/porter/admin.sock state.get) || fail "porterctl state.get: $out"
 step "porterd runs from /etc/porter/porter.toml as porter; porterctl: $out"
+ident=$(/usr/bin/porterctl --socket /run/porter/admin.sock identity) || fail "porterctl identity: $ident"
+echo "$ident" | grep -q '"algorithm": "ed25519"' || fail "porterctl identity: $ident"
 kill -TERM "$pid"; wait "$pid" || fail "porterd did not stop cleanly"
 [ -f /var/lib/porter/device.key ] || fail "no device secret in /var/lib/porter"
 [ "$(stat -c %U:%a /var/lib/porter/device.key)" = "porter:600" ] || fail "the device secret is $(stat -c %U:%a /var/lib/porter/device.key)"
+[ "$(stat -c %U:%a /var/lib/porter/identity.pem)" = "porter:600" ] || fail "the identity key is $(stat -c %U:%a /var/lib/porter/identity.pem 2>&1)"
+# openssl reads the key the daemon made, and finds the public key porterctl showed.
+raw=$(openssl pkey -in /var/lib/porter/identity.pem -pubout -outform DER | tail -c 32 | base64)
+echo "$ident" | grep -q "\"public_key\": \"$raw\"" || fail "porterctl identity does not show the key in identity.pem ($raw)"
+step "the identity key: porter:600, read by openssl, shown by porterctl identity: ok"
 
 # The installed demo config, from a folder of porter's.
 demo=$(mktemp -d); chown porter:porter "$demo"
@@ -97,11 +104,13 @@ rm -rf "$demo"
 # ---- upgrade: the same binaries packaged as the next revision ----
 echo "# an installer's edit" >>/etc/porter/porter.toml
 key_before=$(sha256sum /var/lib/porter/device.key)
+identity_before=$(sha256sum /var/lib/porter/identity.pem)
 up=$(mktemp -d)
 cargo deb -p porterd --locked --no-build --deb-revision 99 --output "$up/" >/dev/null
 apt-get install -y -qq "$(ls "$up"/porter_*_amd64.deb)" >/dev/null
 [ "$(dpkg-query -W -f='${Version}' porter)" = "$(dpkg-deb -f "$(ls "$up"/porter_*_amd64.deb)" Version)" ] || fail "not upgraded"
 [ "$(sha256sum /var/lib/porter/device.key)" = "$key_before" ] || fail "the upgrade lost or replaced the device secret"
+[ "$(sha256sum /var/lib/porter/identity.pem)" = "$identity_before" ] || fail "the upgrade lost or replaced the identity key"
 [ -d /var/lib/porter/store ] || fail "the upgrade lost the store"
 grep -q "an installer's edit" /etc/porter/porter.toml || fail "the upgrade replaced the edited conffile"
 run_as_porter /etc/porter/porter.toml /var/lib/porter "$log"; pid=$PID

@@ -8,7 +8,7 @@
 #   active only after READY=1), with its status text;
 # - under the unit's sandbox (seccomp, devices, read-only system) porterd
 #   reads the clock's sync state (adjtimex allowed), opens its admin socket
-#   and answers porterctl;
+#   and answers porterctl, and makes its identity key (porter, 0600);
 # - its log reaches the journal with fields (DEVICE=, SYSLOG_IDENTIFIER=porterd);
 # - a stopped (SIGSTOP) daemon is killed by the watchdog and restarted;
 # - installing the package again (an upgrade) restarts the service;
@@ -59,6 +59,10 @@ wait_active() {
 wait_active && say "active" || say "not-active $(systemctl is-active porterd)"
 say "show $(systemctl show porterd -p Type -p StatusText -p WatchdogUSec | tr '\n' ' ')"
 porterctl --socket /run/porter/admin.sock state.get >/dev/null 2>&1 && say "porterctl-ok" || say "porterctl-failed"
+# The identity key, made by the sandboxed unit in /var/lib/porter (its one writable folder).
+[ "$(stat -c %U:%a /var/lib/porter/identity.pem 2>/dev/null)" = "porter:600" ] &&
+  porterctl --socket /run/porter/admin.sock identity 2>/dev/null | grep -q '"algorithm": "ed25519"' &&
+  say "identity-ok" || say "identity-failed $(stat -c %U:%a /var/lib/porter/identity.pem 2>&1)"
 journalctl -u porterd -o verbose --no-pager >/root/journal.txt 2>&1
 grep -q "SYSLOG_IDENTIFIER=porterd" /root/journal.txt && say "journal-identifier"
 grep -q "DEVICE=lock" /root/journal.txt && say "journal-device-field"
@@ -108,6 +112,7 @@ cat "$res" | sed 's/^/systemd-test:   /'
 grep -qx "active" "$res" || fail "porterd did not become active under systemd (READY=1)"
 grep -q "StatusText=deciding access" "$res" || fail "no STATUS= from porterd"
 grep -qx "porterctl-ok" "$res" || fail "porterctl could not reach porterd under the unit's sandbox"
+grep -qx "identity-ok" "$res" || fail "the unit did not make the identity key (porter:600) or porterctl identity failed"
 grep -qx "journal-identifier" "$res" || fail "porterd's log is not in the journal"
 grep -qx "journal-device-field" "$res" || fail "the journal lacks porterd's fields (DEVICE=)"
 grep -qx "sync-state-read" "$res" || fail "porterd could not read the clock's sync state under the unit (adjtimex)"

@@ -52,6 +52,9 @@ pub struct Config {
     pub controller: String,
     pub data_dir: PathBuf,
     pub secret_file: PathBuf,
+    /// The controller's Ed25519 key pair (PKCS#8 PEM); `identity.pem` beside
+    /// `secret_file` unless set.
+    pub identity_file: PathBuf,
     pub timezone: chrono_tz::Tz,
     pub log_level: String,
     pub store: StoreConfig,
@@ -159,6 +162,7 @@ struct TopKeys {
     controller: Option<String>,
     data_dir: Option<PathBuf>,
     secret_file: Option<PathBuf>,
+    identity_file: Option<PathBuf>,
     timezone: Option<chrono_tz::Tz>,
     log_level: String,
 }
@@ -187,6 +191,11 @@ impl TopKeys {
         let data_dir = top.string("data_dir", "set data_dir = \"/var/lib/porter\"", errs).map(PathBuf::from);
         let secret_file =
             top.string("secret_file", "set secret_file = \"/etc/porter/device.key\"", errs).map(PathBuf::from);
+        // Beside the device secret by default: the folder that already
+        // keeps a secret with the daemon's user and mode 0600.
+        let identity_file = top
+            .opt_path("identity_file", "set identity_file = \"/var/lib/porter/identity.pem\", or leave it out", errs)
+            .or_else(|| secret_file.as_ref().map(|f| f.with_file_name("identity.pem")));
         let tz_name = top.string_or("timezone", "UTC", errs);
         let timezone = tz_name.parse::<chrono_tz::Tz>().map_err(|_| {
             errs.push(
@@ -204,7 +213,7 @@ impl TopKeys {
             );
         }
 
-        TopKeys { site, controller, data_dir, secret_file, timezone: timezone.ok(), log_level }
+        TopKeys { site, controller, data_dir, secret_file, identity_file, timezone: timezone.ok(), log_level }
     }
 }
 
@@ -227,7 +236,7 @@ fn validate(raw: &serde_json::Value, errs: &mut ConfigErrors) -> Option<Config> 
     top.finish(errs);
     let wiring = wiring.resolve(errs);
 
-    let TopKeys { site, controller, data_dir, secret_file, timezone, log_level } = keys_top;
+    let TopKeys { site, controller, data_dir, secret_file, identity_file, timezone, log_level } = keys_top;
     if let (Some(m), Some(site), Some(controller)) = (mqtt.as_mut(), &site, &controller) {
         if m.client_id.is_empty() {
             m.client_id = format!("porter-{site}-{controller}");
@@ -238,6 +247,7 @@ fn validate(raw: &serde_json::Value, errs: &mut ConfigErrors) -> Option<Config> 
         controller: controller?,
         data_dir: data_dir?,
         secret_file: secret_file?,
+        identity_file: identity_file?,
         timezone: timezone?,
         log_level,
         store,

@@ -483,9 +483,19 @@ impl Broker {
     /// keeps a persistent session (`-c -i id`) so it misses nothing across
     /// broker restarts.
     pub fn subscribe(&self, topic: &str, id: &str) -> Subscriber {
+        self.subscribe_with(&[topic], id, &["-v"])
+    }
+
+    /// `mosquitto_sub` on `topics` with `args` (`-v`, or `-F` with a format
+    /// whose lines show the topic and the payload as text or as hex, `%x`),
+    /// its lines collected, once its subscription is in place.
+    pub fn subscribe_with(&self, topics: &[&str], id: &str, args: &[&str]) -> Subscriber {
+        let topic = topics[0];
         let mut child = self
             .tool("mosquitto_sub", &[])
-            .args(["-v", "-c", "-i", id, "-x", "3600", "-t", topic])
+            .args(["-c", "-i", id, "-x", "3600"])
+            .args(args)
+            .args(topics.iter().flat_map(|t| ["-t", t]))
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -499,8 +509,10 @@ impl Broker {
         for n in 0.. {
             let probe = format!("{{\"probe\":\"{id}-{n}\"}}");
             self.publish(&probe_topic, &probe);
-            let seen = format!("{probe_topic} {probe}");
-            if lines.wait_within(0, Duration::from_millis(250), |l| l == seen).is_some() {
+            let (seen, hex) =
+                (format!("{probe_topic} {probe}"), probe.bytes().map(|b| format!("{b:02x}")).collect::<String>());
+            let arrived = |l: &str| l == seen || (l.starts_with(&probe_topic) && l.contains(&hex));
+            if lines.wait_within(0, Duration::from_millis(250), arrived).is_some() {
                 break;
             }
             assert!(Instant::now() < deadline, "mosquitto_sub never subscribed to {topic}");

@@ -57,6 +57,7 @@ fn the_readme_demo_runs_in_an_empty_folder() {
     let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode(&data.join("admin.sock")), 0o660, "the admin socket");
     assert_eq!(mode(&data.join("device.key")), 0o600, "the device secret");
+    assert_eq!(mode(&data.join("identity.pem")), 0o600, "the identity key");
     assert_eq!(mode(&data), 0o750, "the data folder");
 
     let (code, v) = d.ctl("holder.put", &["holder=courier-fedex", "name=FedEx", "role=courier"]);

@@ -53,6 +53,10 @@ struct Cli {
     /// With --mqtt: a file holding the password.
     #[arg(long)]
     password_file: Option<PathBuf>,
+    /// With keygen: the file to write the new portal private key to
+    /// (PKCS#8 PEM, mode 0600; an existing file is not overwritten).
+    #[arg(long, value_name = "FILE")]
+    out: Option<PathBuf>,
     /// The op, such as holder.put or pin.generate.
     op: String,
     /// Arguments: key=text or key:=json.
@@ -72,6 +76,8 @@ const OPS_HELP: &str = "Examples:
   porterctl state.get
   porterctl events.get after=1040 limit=100     (events from the log, to fill a gap in seq)
   porterctl doctor                              (checks the config, the devices, permissions, the broker)
+  porterctl identity                            (this controller's public key, which signs what it publishes)
+  porterctl keygen --out portal.pem             (a new portal key pair; prints the public key to pin)
   porterctl --mqtt mqtts://broker:8883 --site oak-street --controller room-1 --ca-file ca.pem state.get
   porterctl --config /etc/porter/porter.toml --mqtt mqtts://broker:8883 state.get
 The ops and their arguments are in docs/ops.md; MQTT in docs/mqtt.md.";
@@ -223,6 +229,42 @@ fn socket_path(cli: &Cli) -> Result<PathBuf, String> {
     Ok(PathBuf::from("/run/porter/admin.sock"))
 }
 
+/// `porterctl keygen --out FILE`: a new Ed25519 key pair for a portal. The
+/// private key goes to FILE (PKCS#8 PEM, what `openssl genpkey -algorithm
+/// ed25519` writes; mode 0600; never over an existing file); the public key
+/// is printed on standard output as the raw 32 bytes in base64, the form
+/// the controllers' config pins, and what to do with each on standard error.
+fn keygen(cli: &Cli, args: &Map<String, Value>) -> ExitCode {
+    use porterd::store::identity::{write_new, Identity};
+    if let Some(k) = args.keys().next() {
+        eprintln!("porterctl: keygen takes --out FILE only, not `{k}`");
+        return ExitCode::from(2);
+    }
+    let Some(out) = &cli.out else {
+        eprintln!("porterctl: keygen needs --out FILE: the file to write the new private key to");
+        return ExitCode::from(2);
+    };
+    let id = match Identity::generate() {
+        Ok(id) => id,
+        Err(e) => {
+            eprintln!("porterctl: keygen: the system has no random source: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    if let Err(e) = write_new("--out", out, &id) {
+        eprintln!("porterctl: keygen: {e}");
+        return ExitCode::from(1);
+    }
+    eprintln!(
+        "porterctl: wrote a new Ed25519 private key to {} (PKCS#8 PEM, mode 0600): keep it on the portal and nowhere else.\n\
+         Its public key (key id {}) follows: pin it in each controller's config (docs/config.md).",
+        out.display(),
+        id.key_id()
+    );
+    println!("{}", id.public_key());
+    ExitCode::SUCCESS
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let fail = |msg: String| {
@@ -235,6 +277,9 @@ fn main() -> ExitCode {
     };
     if cli.op == "doctor" {
         return doctor(&cli, &args);
+    }
+    if cli.op == "keygen" {
+        return keygen(&cli, &args);
     }
     if cli.mqtt.is_some() {
         return match over_mqtt(&cli, args) {

@@ -17,6 +17,7 @@ pub(super) const TOP_LEVEL: &[&str] = &[
     "controller",
     "data_dir",
     "secret_file",
+    "identity_file",
     "timezone",
     "log_level",
     "store",

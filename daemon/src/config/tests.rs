@@ -474,6 +474,7 @@ fn empty_paths_are_refused() {
     for (var, path) in [
         ("PORTER_DATA_DIR", "data_dir"),
         ("PORTER_SECRET_FILE", "secret_file"),
+        ("PORTER_IDENTITY_FILE", "identity_file"),
         ("PORTER_ADMIN__SOCKET", "admin.socket"),
         ("PORTER_CLOCK__SYNC_FILE", "clock.sync_file"),
         ("PORTER_MQTT__PASSWORD_FILE", "mqtt.password_file"),
@@ -660,4 +661,14 @@ fn the_sync_idle_time_has_a_default_a_range_and_an_environment_override() {
     assert_eq!(c.store.sync_idle, std::time::Duration::from_secs(2));
     let errs = Config::from_toml_with_env(DEMO_TOML, env(&[("PORTER_STORE__SYNC_IDLE_S", "0")])).unwrap_err();
     assert!(errs.to_string().contains("store.sync_idle_s"), "{errs}");
+}
+
+#[test]
+fn the_identity_file_sits_beside_the_secret_unless_set() {
+    let c = Config::from_toml_with_env(HEAD, env(&[])).unwrap();
+    assert_eq!(c.identity_file, std::path::Path::new("/tmp/x/identity.pem"));
+    let c = Config::from_toml_with_env(&format!("{HEAD}identity_file = \"/etc/porter/id.pem\"\n"), env(&[])).unwrap();
+    assert_eq!(c.identity_file, std::path::Path::new("/etc/porter/id.pem"));
+    let c = Config::from_toml_with_env(HEAD, env(&[("PORTER_IDENTITY_FILE", "/srv/id.pem")])).unwrap();
+    assert_eq!(c.identity_file, std::path::Path::new("/srv/id.pem"));
 }

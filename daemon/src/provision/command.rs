@@ -41,6 +41,8 @@ pub trait Control: Send + Sync {
     fn enroll(&self, holder: &str, door: &str, window: Option<std::time::Duration>) -> Result<WindowOpen, OpError>;
     /// The input devices locked out now, for `state.get`.
     fn lockouts(&self) -> Result<Vec<Lockout>, OpError>;
+    /// The controller's public key (`identity`).
+    fn identity(&self) -> Result<crate::store::identity::PublicIdentity, OpError>;
 }
 
 /// `door.unlock`'s result.

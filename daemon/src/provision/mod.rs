@@ -5,6 +5,7 @@
 //! - [`admin`]: the local Unix socket `porterctl` talks to.
 //! - [`mqtt`]: the MQTT session: commands, replies, events, status.
 //! - [`replies`]: idempotency by command id.
+//! - [`seal`]: the controller's signature on every reply, event and status it publishes.
 //! - [`events`]: `events.get`, events read back from the audit log.
 //! - [`error`]: the contract's error codes.
 
@@ -15,6 +16,7 @@ pub mod events;
 pub mod keys;
 pub mod mqtt;
 pub mod replies;
+pub mod seal;
 pub mod status;
 
 pub use command::{Command, Control};

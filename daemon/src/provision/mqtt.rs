@@ -26,8 +26,10 @@ use super::command::{self, Control, MAX_COMMAND_BYTES};
 use super::error::OpError;
 use super::keys::KeyService;
 use super::replies::{self, Replies};
+use super::seal;
 use crate::audit::{self, Audit};
 use crate::config::MqttConfig;
+use crate::store::identity::Identity;
 use crate::store::Store;
 use bytes::Bytes;
 use porter_drivers::Backoff;
@@ -61,6 +63,8 @@ const OUTGOING_INFLIGHT: u16 = 256;
 const _: () = assert!(OUTGOING_INFLIGHT as u64 > WINDOW + RECEIVE_MAXIMUM as u64 + 1);
 /// How often the retained status is refreshed.
 const STATUS_EVERY: Duration = Duration::from_secs(60);
+/// The Last Will's payload.
+const OFFLINE: &str = r#"{"state":"offline"}"#;
 /// The key of the highest confirmed event seq.
 const ACKED: &[u8] = b"m/events_acked";
 
@@ -102,6 +106,8 @@ pub struct Deps {
     pub broker: String,
     /// The status document (without `state`), built on demand.
     pub status: Arc<dyn Fn() -> super::status::Status + Send + Sync>,
+    /// The controller's key pair, which signs every reply, event and status.
+    pub identity: Arc<Identity>,
 }
 
 /// A file that `[mqtt]` names cannot be used: a config error like any
@@ -215,7 +221,7 @@ pub fn options(cfg: &MqttConfig, topics: &Topics) -> Result<MqttOptions, SetupEr
     o.set_receive_maximum(Some(RECEIVE_MAXIMUM));
     o.set_outgoing_inflight_upper_limit(OUTGOING_INFLIGHT);
     o.set_max_packet_size(Some(cfg.max_packet_bytes));
-    o.set_last_will(LastWill::new(&topics.status, r#"{"state":"offline"}"#, QoS::AtLeastOnce, true, None));
+    o.set_last_will(LastWill::new(&topics.status, OFFLINE, QoS::AtLeastOnce, true, None));
     Ok(o)
 }
 
@@ -317,7 +323,10 @@ impl Outbox {
 }
 
 /// Runs the MQTT session until `cancel` fires.
-pub async fn run(opts: MqttOptions, topics: Topics, deps: Deps, cancel: CancellationToken) {
+pub async fn run(mut opts: MqttOptions, topics: Topics, deps: Deps, cancel: CancellationToken) {
+    // The Last Will is signed like any status.
+    let will = seal::last_will_properties(&deps.identity, &topics.status, OFFLINE.as_bytes());
+    opts.set_last_will(LastWill::new(&topics.status, OFFLINE, QoS::AtLeastOnce, true, Some(will)));
     let (client, mut el) = AsyncClient::new(opts, 1024);
     let (work_tx, work_rx) = mpsc::channel::<Publish>(RECEIVE_MAXIMUM as usize);
     let (done_tx, mut done_rx) = mpsc::channel::<Done>(256);
@@ -372,7 +381,9 @@ pub async fn run(opts: MqttOptions, topics: Topics, deps: Deps, cancel: Cancella
     worker.abort();
     if s.connected {
         // A clean shutdown says offline itself, before the Last Will would.
-        let _ = s.client.try_publish(&s.topics.status, QoS::AtLeastOnce, true, (s.deps.status)().to_json(false));
+        let status = (s.deps.status)().to_json(false);
+        let props = seal::publish_properties(&s.deps.identity, &s.topics.status, &status, None);
+        let _ = s.client.try_publish_with_properties(&s.topics.status, QoS::AtLeastOnce, true, status, props);
         let _ = s.client.try_disconnect();
         let _ = tokio::time::timeout(Duration::from_secs(2), async {
             loop {
@@ -429,7 +440,7 @@ impl Session {
     fn publish_status(&mut self) {
         if self.connected {
             let status = (self.deps.status)().to_json(true);
-            publish(&self.client, &mut self.out, &self.topics.status, true, status, None);
+            publish(&self.client, &self.deps.identity, &mut self.out, &self.topics.status, true, status, None);
         }
     }
 
@@ -437,7 +448,7 @@ impl Session {
     fn replied(&mut self, d: Done) {
         if self.connected {
             let props = PublishProperties { correlation_data: d.correlation, ..Default::default() };
-            publish(&self.client, &mut self.out, &d.reply_topic, false, d.reply, Some(props));
+            publish(&self.client, &self.deps.identity, &mut self.out, &d.reply_topic, false, d.reply, Some(props));
             let _ = self.client.try_ack(&d.command);
         }
     }
@@ -458,9 +469,9 @@ impl Session {
     /// Publishes recorded events within the window (when connected).
     fn pump(&mut self) {
         if self.connected {
-            let (client, events) = (&self.client, &self.topics.events);
+            let (client, events, id) = (&self.client, &self.topics.events, &self.deps.identity);
             pump(&mut self.out, &self.deps.store, &mut |out, payload| {
-                publish(client, out, events, false, payload, None)
+                publish(client, id, out, events, false, payload, None)
             });
         }
     }
@@ -541,19 +552,19 @@ impl Session {
     }
 }
 
-/// Publishes at QoS 1 without waiting; counts what was handed to the client.
+/// Publishes at QoS 1 without waiting, signed by `id` (`seal`); counts what
+/// was handed to the client.
 fn publish(
     client: &AsyncClient,
+    id: &Identity,
     out: &mut Outbox,
     topic: &str,
     retain: bool,
     payload: Vec<u8>,
     props: Option<PublishProperties>,
 ) -> bool {
-    let r = match props {
-        Some(p) => client.try_publish_with_properties(topic, QoS::AtLeastOnce, retain, payload, p),
-        None => client.try_publish(topic, QoS::AtLeastOnce, retain, payload),
-    };
+    let props = seal::publish_properties(id, topic, &payload, props);
+    let r = client.try_publish_with_properties(topic, QoS::AtLeastOnce, retain, payload, props);
     if r.is_ok() {
         out.issued += 1;
     }

@@ -21,6 +21,9 @@ pub struct Status {
     /// The generation of the last committed full sync (0 before any).
     pub generation: u64,
     pub holders: u64,
+    /// The controller's public key, which signs every reply, event and
+    /// status (docs/mqtt.md, "The controller's signature").
+    pub identity: crate::store::identity::PublicIdentity,
     /// Events recorded but not yet confirmed by the broker.
     pub outbox: u64,
     pub pins: u64,
@@ -71,6 +74,7 @@ mod tests {
             devices: Some(BTreeMap::from([("keypad1".to_string(), "online"), ("lock1".to_string(), "unknown")])),
             generation: 7,
             holders: 3,
+            identity: crate::store::identity::Identity::from_seed(&[1; 32]).public(),
             outbox: 2,
             pins: 3,
             qr: 1,
@@ -80,7 +84,7 @@ mod tests {
             uptime_s: 61,
             version: "0.1.0",
         };
-        let want = r#"{"cards":4,"clock":{"synchronized":null,"unsynchronized":"deny"},"devices":{"keypad1":"online","lock1":"unknown"},"generation":7,"holders":3,"outbox":2,"pins":3,"qr":1,"state":"online","storage":{"free_mb":512,"low":false},"store":"ok","uptime_s":61,"version":"0.1.0"}"#;
+        let want = r#"{"cards":4,"clock":{"synchronized":null,"unsynchronized":"deny"},"devices":{"keypad1":"online","lock1":"unknown"},"generation":7,"holders":3,"identity":{"algorithm":"ed25519","key_id":"34750f98bd59fcfc","public_key":"iojj3XQJ8ZX9UtstPLpdcspnCb8dlBIb83SIAbQPb1w=","public_key_pem":"-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEAiojj3XQJ8ZX9UtstPLpdcspnCb8dlBIb83SIAbQPb1w=\n-----END PUBLIC KEY-----\n"},"outbox":2,"pins":3,"qr":1,"state":"online","storage":{"free_mb":512,"low":false},"store":"ok","uptime_s":61,"version":"0.1.0"}"#;
         assert_eq!(String::from_utf8(s.clone().to_json(true)).unwrap(), want);
         // The same through a JSON map, as it was built before: sorted keys.
         let mut m: serde_json::Map<String, serde_json::Value> =

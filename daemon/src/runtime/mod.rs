@@ -27,6 +27,7 @@ use crate::config::Config;
 use crate::event::Event;
 use crate::provision::command::{Cleared, Lockout, Unlocked, WindowOpen};
 use crate::provision::{admin, mqtt, Control, ErrorCode, KeyService, OpError};
+use crate::store::identity::{self, Identity};
 use crate::store::{recover, secret, Store};
 use clock::{Clock, SystemClock};
 use decisions::ControlMsg;
@@ -59,12 +60,14 @@ pub enum StartError {
     AdminInUse(String),
 }
 
-/// What `door.unlock` and `lockout.clear` reach.
+/// What `door.unlock`, `lockout.clear` and `identity` reach.
 struct RuntimeControl {
     doors: Vec<DoorHandle>,
     control: mpsc::Sender<ControlMsg>,
     audit: audit::Audit,
     clock: Arc<dyn Clock>,
+    /// The controller's key pair, or why its file cannot be used.
+    identity: Result<Arc<Identity>, String>,
 }
 
 impl Control for RuntimeControl {
@@ -103,6 +106,10 @@ impl Control for RuntimeControl {
             Ok(Err(msg)) => Err(OpError::new(ErrorCode::NotFound, msg)),
             Err(_) => Err(OpError::internal("the decision loop is stopping")),
         }
+    }
+
+    fn identity(&self) -> Result<identity::PublicIdentity, OpError> {
+        self.identity.as_ref().map(|id| id.public()).map_err(|e| OpError::internal(e.clone()))
     }
 
     fn lockouts(&self) -> Result<Vec<Lockout>, OpError> {
@@ -177,6 +184,7 @@ fn seed_demo(svc: &KeyService, cfg: &Config) -> Result<(), OpError> {
 struct Opened {
     store: Store,
     hasher: secret::KeyHasher,
+    identity: Result<Arc<Identity>, String>,
     svc: Arc<KeyService>,
     audit: audit::Audit,
     audit_thread: std::thread::JoinHandle<()>,
@@ -226,10 +234,11 @@ fn open_state(cfg: &Config, clock: &Arc<dyn Clock>) -> Result<Opened, StartError
     if crate::store::space::free(&cfg.data_dir).is_ok_and(|(free, _)| free < START_FREE_MIN) && reserve.release() {
         tracing::error!(data_dir = %cfg.data_dir.display(), "the disk of data_dir is full: the storage reserve is released so the daemon can start; free space (docs/ops.md, \"A full disk\")");
     }
+    let identity = open_identity(cfg);
     let opened = recover::open(&cfg.data_dir, s.cache_capacity, s.on_damage, s.restore, now_ms)?;
     opened.store.attach_reserve(reserve);
     match open_keys(cfg, opened.store.clone(), clock) {
-        Ok((hasher, svc)) => finish_open(cfg, opened, hasher, svc),
+        Ok((hasher, svc)) => finish_open(cfg, opened, hasher, svc, identity),
         // A record that does not decode: the store is damaged after all.
         Err(StartError::Keys(e)) if e.code == ErrorCode::Internal && e.message.contains("corrupt record") => {
             let damage = crate::store::check::Damage { kind: "unreadable", detail: e.message.clone() };
@@ -243,10 +252,23 @@ fn open_state(cfg: &Config, clock: &Arc<dyn Clock>) -> Result<Opened, StartError
                 now_ms,
             )?;
             let (hasher, svc) = open_keys(cfg, opened.store.clone(), clock)?;
-            finish_open(cfg, opened, hasher, svc)
+            finish_open(cfg, opened, hasher, svc, identity)
         }
         Err(e) => Err(e),
     }
+}
+
+/// The controller's key pair: made at the first start; refused when its
+/// file is linked, loose, another user's or damaged (portals pin it, so it
+/// is never replaced). A refused key stops MQTT, not the room: the error is
+/// logged with what to do, and `identity` answers it.
+fn open_identity(cfg: &Config) -> Result<Arc<Identity>, String> {
+    identity::load_or_create("identity_file", &cfg.identity_file).map(Arc::new).map_err(|e| {
+        let mqtt =
+            if cfg.mqtt.is_some() { "; MQTT cannot start: running standalone until fixed and restarted" } else { "" };
+        tracing::error!(error = %e, "the controller's identity key cannot be used{mqtt}");
+        e.to_string()
+    })
 }
 
 fn open_keys(
@@ -280,10 +302,11 @@ fn finish_open(
     opened: recover::Opened,
     hasher: secret::KeyHasher,
     svc: Arc<KeyService>,
+    identity: Result<Arc<Identity>, String>,
 ) -> Result<Opened, StartError> {
     let recover::Opened { store, recovery, gap } = opened;
     let (audit, audit_thread) = audit::start(store.clone(), cfg.audit.retain).map_err(StartError::Audit)?;
-    Ok(Opened { store, hasher, svc, audit, audit_thread, recovery, gap })
+    Ok(Opened { store, hasher, identity, svc, audit, audit_thread, recovery, gap })
 }
 
 /// Records what the start found: an `audit.gap` where events may be missing,
@@ -529,7 +552,7 @@ pub async fn run_with_clock(
     clock: Arc<dyn Clock>,
 ) -> Result<(), StartError> {
     let (_data_lock, mut driven, opened) = open_room(&cfg, &clock).await?;
-    let Opened { store, hasher, svc, audit, audit_thread, .. } = opened;
+    let Opened { store, hasher, identity, svc, audit, audit_thread, .. } = opened;
     // Locks next: every door locked before any input is read.
     let (doors, door_part) = parts::doors(&cfg, &mut driven, &audit, &clock).await;
     if cfg.demo.seed {
@@ -557,17 +580,29 @@ pub async fn run_with_clock(
     };
     let decisions = parts::decisions(&cfg, &svc, &audit, &clock, inputs);
     let (mut inputs, door_inputs) = parts::inputs(&cfg, report_tx);
-    let ctl: Arc<dyn Control> =
-        Arc::new(RuntimeControl { doors, control: control_tx.clone(), audit: audit.clone(), clock });
-    let listening = parts::admin(&cfg, &svc, &ctl, &mut inputs);
-    let mqtt = parts::mqtt(&cfg, || mqtt::Deps {
-        svc: svc.clone(),
-        ctl: ctl.clone(),
+    let ctl: Arc<dyn Control> = Arc::new(RuntimeControl {
+        doors,
+        control: control_tx.clone(),
         audit: audit.clone(),
-        store: store.clone(),
-        broker: cfg.mqtt.as_ref().map(|m| m.url.clone()).unwrap_or_default(),
-        status: parts::status(&cfg, &svc, &health, &trust, &storage),
+        clock,
+        identity: identity.clone(),
     });
+    let listening = parts::admin(&cfg, &svc, &ctl, &mut inputs);
+    let mqtt = match &identity {
+        Ok(identity) => parts::mqtt(&cfg, || mqtt::Deps {
+            svc: svc.clone(),
+            ctl: ctl.clone(),
+            audit: audit.clone(),
+            store: store.clone(),
+            broker: cfg.mqtt.as_ref().map(|m| m.url.clone()).unwrap_or_default(),
+            status: parts::status(&cfg, &svc, &health, &trust, &storage, identity),
+            identity: identity.clone(),
+        }),
+        // Nothing may be published unsigned: without its key the controller
+        // stays off the broker, as with a broken [mqtt] file, and keeps
+        // deciding access.
+        Err(_) => component::Component::new("mqtt"),
+    };
     let admin = if listening { cfg.admin.socket.display().to_string() } else { "unavailable".into() };
     tracing::info!(site = %cfg.site, controller = %cfg.controller, doors = cfg.doors.len(), devices = cfg.devices.len(), %admin, "porterd ready");
     // The store is open and every lock is in its safe state: tell systemd,

@@ -250,12 +250,14 @@ pub fn status(
     health: &HealthMap,
     trust: &Arc<Trust>,
     storage: &Arc<StorageState>,
+    identity: &crate::store::identity::Identity,
 ) -> Arc<dyn Fn() -> crate::provision::status::Status + Send + Sync> {
     use crate::provision::status::{ClockStatus, Status, StorageStatus};
     use std::sync::atomic::Ordering::Relaxed;
     let started = std::time::Instant::now();
     let (svc, health, storage, trust) = (svc.clone(), health.clone(), storage.clone(), trust.clone());
     let unsynchronized = cfg.clock.unsynchronized;
+    let identity = identity.public();
     Arc::new(move || {
         // Counts kept as the set changes: a scan of 100,000 holders here
         // would hold up the MQTT session for a third of a second.
@@ -271,6 +273,7 @@ pub fn status(
             devices: health.lock().ok().map(|h| h.clone()),
             generation,
             holders: c.holders,
+            identity: identity.clone(),
             outbox: num(crate::store::records::SEQ).saturating_sub(num(b"m/events_acked")),
             pins: c.pins,
             qr: c.qr,

@@ -6,9 +6,11 @@
 //! interface is open, get, scan, apply a batch, flush, export.
 //!
 //! - [`secret`]: the device secret and the keyed hash of PINs, tokens, UIDs.
+//! - [`identity`]: the controller's Ed25519 key pair, which signs what it publishes.
 //! - [`records`]: the typed records and their key layout.
 
 pub mod check;
+pub mod identity;
 mod migrate;
 pub mod records;
 pub mod recover;

@@ -92,6 +92,7 @@ ops! {
     SyncCommit = "sync.commit";
     StateGet = "state.get", read_only;
     EventsGet = "events.get", read_only;
+    Identity = "identity", read_only;
 }
 
 /// Whether `op` names an op that changes nothing ([`OpName::read_only`]).
@@ -196,6 +197,7 @@ pub enum Op {
         after: u64,
         limit: u64,
     },
+    Identity,
 }
 
 /// The reply to an op that is not in [`OPS`].
@@ -270,6 +272,7 @@ impl Op {
                 let limit = a.opt_u64("limit")?.unwrap_or(crate::provision::events::LIMIT_DEFAULT);
                 Op::EventsGet { after, limit }
             }
+            N::Identity => Args::new(a, &[]).map(|_| Op::Identity)?,
         })
     }
 
@@ -320,6 +323,7 @@ impl Op {
                 Ok(state)
             }
             Op::EventsGet { after, limit } => to_json(crate::provision::events::get(svc.store(), after, limit)?),
+            Op::Identity => to_json(ctl.identity()?),
         }
     }
 }
@@ -389,7 +393,7 @@ mod tests {
         sorted.dedup();
         assert_eq!(sorted.len(), OPS.len(), "an op listed twice");
         let ro: Vec<&str> = OpName::ALL.iter().filter(|n| n.read_only()).map(|n| n.as_str()).collect();
-        assert_eq!(ro, ["holder.get", "holder.list", "state.get", "events.get"]);
+        assert_eq!(ro, ["holder.get", "holder.list", "state.get", "events.get", "identity"]);
         assert!(!is_read_only("holder.put") && !is_read_only("no.such"));
     }
 
