@@ -4,10 +4,12 @@
 # (MQTT tests), pcscd with the virtual reader vsmartcard-vpcd and the PC/SC
 # headers (the pcsc driver and its tests), socat (serial tests), faketime (the
 # daemon started at a chosen wall-clock time: schedules, daylight saving),
-# pkg-config.
+# pkg-config, openssl and Python's `cryptography` package (the portals that
+# sign commands in tests/tests/signing.rs; Debian's python3-cryptography is
+# PyPI's cryptography, packaged).
 set -euo pipefail
 
-PACKAGES=(ca-certificates pkg-config mosquitto mosquitto-clients libpcsclite-dev pcscd vsmartcard-vpcd socat faketime openssl)
+PACKAGES=(ca-certificates pkg-config mosquitto mosquitto-clients libpcsclite-dev pcscd vsmartcard-vpcd socat faketime openssl python3 python3-cryptography)
 
 missing=()
 for p in "${PACKAGES[@]}"; do

@@ -5,6 +5,7 @@
 //! - [`admin`]: the local Unix socket `porterctl` talks to.
 //! - [`mqtt`]: the MQTT session: commands, replies, events, status.
 //! - [`replies`]: idempotency by command id.
+//! - [`signed`]: signed commands: the portal keys, the replay guard.
 //! - [`events`]: `events.get`, events read back from the audit log.
 //! - [`error`]: the contract's error codes.
 
@@ -15,6 +16,7 @@ pub mod events;
 pub mod keys;
 pub mod mqtt;
 pub mod replies;
+pub mod signed;
 pub mod status;
 
 pub use command::{Command, Control};

@@ -557,6 +557,7 @@ pub async fn run_with_clock(
     };
     let decisions = parts::decisions(&cfg, &svc, &audit, &clock, inputs);
     let (mut inputs, door_inputs) = parts::inputs(&cfg, report_tx);
+    let signed = parts::signed(&cfg, &store, &trust, &clock);
     let ctl: Arc<dyn Control> =
         Arc::new(RuntimeControl { doors, control: control_tx.clone(), audit: audit.clone(), clock });
     let listening = parts::admin(&cfg, &svc, &ctl, &mut inputs);
@@ -567,6 +568,7 @@ pub async fn run_with_clock(
         store: store.clone(),
         broker: cfg.mqtt.as_ref().map(|m| m.url.clone()).unwrap_or_default(),
         status: parts::status(&cfg, &svc, &health, &trust, &storage),
+        signed,
     });
     let admin = if listening { cfg.admin.socket.display().to_string() } else { "unavailable".into() };
     tracing::info!(site = %cfg.site, controller = %cfg.controller, doors = cfg.doors.len(), devices = cfg.devices.len(), %admin, "porterd ready");
