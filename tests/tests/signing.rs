@@ -97,6 +97,10 @@ fn reply_on(sub: &Subscriber, mark: usize, topic: &str, id: &str) -> Value {
     sub.wait_json(mark, topic, &format!("reply {id}"), |v| v["id"] == id).1
 }
 
+fn assert_ok(v: &Value) {
+    assert_eq!(v["ok"], true, "{v}");
+}
+
 fn code(v: &Value) -> &str {
     v["error"]["code"].as_str().unwrap_or("(ok)")
 }
@@ -118,7 +122,7 @@ fn unlocks(sub: &Subscriber) -> usize {
 /// every event recorded before it has come too.
 fn unlock(broker: &Broker, sub: &Subscriber, portal: &mut Portal, id: &str) {
     let mark = sub.lines.len();
-    let cmd = command(id, "door.unlock", json!({"door": "main", "ms": 50}));
+    let cmd = command(id, "door.unlock", json!({"door": "main", "ms": 100}));
     publish(broker, &format!("{P}/cmd"), &cmd, &portal.sign(&format!("{P}/cmd"), &cmd, None), None);
     let r = reply_on(sub, mark, &format!("{P}/reply"), id);
     assert_eq!(r["ok"], true, "{r}");
@@ -139,7 +143,7 @@ fn unsigned_forged_unknown_replayed_retargeted_and_expired_commands_change_nothi
         let r = reply_on(&sub, mark, &format!("{P}/reply"), id);
         assert_eq!(code(&r), want, "{id}: {r}");
     };
-    let open = |id: &str| command(id, "door.unlock", json!({"door": "main", "ms": 50}));
+    let open = |id: &str| command(id, "door.unlock", json!({"door": "main", "ms": 100}));
 
     refused("u-1", &open("u-1"), &cmd_topic, &[], "unauthorized");
     let forger = Portal::new(9, "portal-1");
@@ -152,7 +156,7 @@ fn unsigned_forged_unknown_replayed_retargeted_and_expired_commands_change_nothi
     let props = portal.sign(&cmd_topic, &captured, None);
     let mark = sub.lines.len();
     publish(&broker, &cmd_topic, &captured, &props, None);
-    assert_eq!(reply_on(&sub, mark, &format!("{P}/reply"), "d-1")["ok"], true);
+    assert_ok(&reply_on(&sub, mark, &format!("{P}/reply"), "d-1"));
     // The same bytes again: stale. Under new ids (the issue's attack, which
     // opened the door three times): the signature no longer matches.
     refused("d-1", &captured, &cmd_topic, &props, "stale");
@@ -173,7 +177,7 @@ fn unsigned_forged_unknown_replayed_retargeted_and_expired_commands_change_nothi
     let c = open("e-2");
     let mark = sub.lines.len();
     publish(&broker, &cmd_topic, &c, &portal.sign(&cmd_topic, &c, Some(now + 600_000)), None);
-    assert_eq!(reply_on(&sub, mark, &format!("{P}/reply"), "e-2")["ok"], true);
+    assert_ok(&reply_on(&sub, mark, &format!("{P}/reply"), "e-2"));
 
     unlock(&broker, &sub, &mut portal, "d-9");
     assert_eq!(unlocks(&sub), 3, "only the three valid commands opened the door:\n{}", sub.lines.text());
@@ -198,7 +202,7 @@ fn a_replayed_pin_generate_with_another_response_topic_gets_no_pin() {
     let put = command("h-1", "holder.put", json!({"holder": "courier-ups", "name": "UPS", "role": "courier"}));
     let mark = sub.lines.len();
     publish(&broker, &t, &put, &portal.sign(&t, &put, None), Some("portal/reply"));
-    assert_eq!(reply_on(&sub, mark, "portal/reply", "h-1")["ok"], true);
+    assert_ok(&reply_on(&sub, mark, "portal/reply", "h-1"));
 
     let gen = command("g-1", "pin.generate", json!({"holder": "courier-ups"}));
     let props = portal.sign(&t, &gen, None);
@@ -235,13 +239,13 @@ fn a_restart_keeps_the_replay_guard() {
     let dir = tempfile::tempdir().unwrap();
     let mut portal = Portal::new(1, "portal-1");
     let t = format!("{P}/cmd");
-    let cmd = command("x-1", "door.unlock", json!({"door": "main", "ms": 50}));
+    let cmd = command("x-1", "door.unlock", json!({"door": "main", "ms": 100}));
     let props = portal.sign(&t, &cmd, None);
     {
         let d = daemon(dir.path(), &broker, &portal.pin());
         let mark = sub.lines.len();
         publish(&broker, &t, &cmd, &props, None);
-        assert_eq!(reply_on(&sub, mark, &format!("{P}/reply"), "x-1")["ok"], true);
+        assert_ok(&reply_on(&sub, mark, &format!("{P}/reply"), "x-1"));
         d.stop();
     }
     let _d = daemon(dir.path(), &broker, &portal.pin());
@@ -272,10 +276,10 @@ fn the_fleet_topic_refuses_secrets_and_takes_the_rest() {
         assert_eq!(code(&r), "forbidden", "{r}");
         assert!(r["error"]["message"].as_str().unwrap().contains("own topic"), "{r}");
     }
-    let c = command("s-5", "door.unlock", json!({"door": "main", "ms": 50}));
+    let c = command("s-5", "door.unlock", json!({"door": "main", "ms": 100}));
     let mark = sub.lines.len();
     publish(&broker, FLEET, &c, &portal.sign(FLEET, &c, None), None);
-    assert_eq!(reply_on(&sub, mark, &format!("{P}/reply"), "s-5")["ok"], true);
+    assert_ok(&reply_on(&sub, mark, &format!("{P}/reply"), "s-5"));
 }
 
 /// A portal written in Python with the `cryptography` package (installed by
@@ -294,7 +298,7 @@ fn a_python_portal_and_porterctl_sign_with_an_openssl_key() {
     let _d = daemon(dir.path(), &broker, &pins);
 
     let t = format!("{P}/cmd");
-    let cmd = command("py-1", "door.unlock", json!({"door": "main", "ms": 50}));
+    let cmd = command("py-1", "door.unlock", json!({"door": "main", "ms": 100}));
     let script = r#"
 import base64, sys
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
@@ -314,14 +318,14 @@ print(base64.b64encode(key.sign(message)).decode())
             .collect();
     let mark = sub.lines.len();
     publish(&broker, &t, &cmd, &props, None);
-    assert_eq!(reply_on(&sub, mark, &format!("{P}/reply"), "py-1")["ok"], true);
+    assert_ok(&reply_on(&sub, mark, &format!("{P}/reply"), "py-1"));
 
     // porterctl, with the same key file; its counter (the wall clock in
     // ms) is far above the Python portal's 7.
     let out = Command::new(porter_tests::bin("porterctl"))
         .args(["--mqtt", &broker.url(), "--site", "test", "--controller", "room-1", "--sign-key"])
         .arg(&key)
-        .args(["--key-id", "portal-py", "door.unlock", "door=main", "ms=50"])
+        .args(["--key-id", "portal-py", "door.unlock", "door=main", "ms=100"])
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -347,7 +351,7 @@ fn an_mqtt_311_client_signs_with_the_envelope() {
     let _d = daemon(dir.path(), &broker, &portal.pin());
     let t = format!("{P}/cmd");
     let envelope = |portal: &mut Portal, id: &str| {
-        let cmd = command(id, "door.unlock", json!({"door": "main", "ms": 50}));
+        let cmd = command(id, "door.unlock", json!({"door": "main", "ms": 100}));
         let props = portal.sign(&t, &cmd, None);
         let get = |k: &str| props.iter().find(|(n, _)| n == k).unwrap().1.clone();
         json!({
@@ -364,7 +368,7 @@ fn an_mqtt_311_client_signs_with_the_envelope() {
     let env = envelope(&mut portal, "v4-1");
     let mark = sub.lines.len();
     publish311(&env);
-    assert_eq!(reply_on(&sub, mark, &format!("{P}/reply"), "v4-1")["ok"], true);
+    assert_ok(&reply_on(&sub, mark, &format!("{P}/reply"), "v4-1"));
     // The same envelope again: stale (its id is inside the envelope, so
     // the refusal's reply has none; the event says why).
     let mark = sub.lines.len();
