@@ -70,6 +70,7 @@ pub fn parse_public_key(text: &str) -> Result<[u8; 32], String> {
 
 fn portal_keys(s: &mut Section<'_>, errs: &mut ConfigErrors) -> Vec<PortalKey> {
     let mut keys: Vec<PortalKey> = Vec::new();
+    let mut seen: Vec<String> = Vec::new();
     for mut k in s.tables("portal_keys", errs) {
         let id = k.string("id", "give each portal key an id, such as id = \"portal-2026\"", errs);
         let text = k.string(
@@ -87,13 +88,15 @@ fn portal_keys(s: &mut Section<'_>, errs: &mut ConfigErrors) -> Vec<PortalKey> {
                     format!("`{}` is not a key id", id.escape_debug()),
                     Some(format!("1 to {MAX_KEY_ID} letters, digits, '.', '_' or '-'")),
                 );
-            } else if keys.iter().any(|p| p.id == *id) {
+            } else if seen.contains(id) {
                 errs.push(
                     k.key_path("id"),
                     format!("key id `{id}` is pinned twice"),
                     Some("give each key its own id".into()),
                 );
                 return false;
+            } else {
+                seen.push(id.clone());
             }
             ok
         });
