@@ -626,8 +626,13 @@ async fn work(
             .unwrap_or_else(|| default_reply.clone());
         // Signature and replay guard first: a refused command is never
         // applied, nor kept as its id's reply.
+        // Off the async workers: admitting flushes the key's counter.
         let incoming = super::signed::extract(p.payload.clone(), &props.user_properties);
-        let mut reply = match deps.signed.admit(&p.topic, incoming) {
+        let (guard, topic) = (deps.signed.clone(), p.topic.clone());
+        let admitted = crate::provision::background(move || guard.admit(&topic, incoming))
+            .await
+            .unwrap_or_else(|e| Err(super::signed::Refusal::internal(e.to_string())));
+        let mut reply = match admitted {
             Ok(admitted) => handle(&deps, &replies, admitted).await,
             Err(refusal) => {
                 refusal.record(&deps.audit, deps.signed.now_ms());

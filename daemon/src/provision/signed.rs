@@ -157,6 +157,11 @@ impl Refusal {
         Refusal { code, reason, message: message.into(), key: key.map(str::to_string), fleet: false }
     }
 
+    /// The check itself failed (the store, a worker that died).
+    pub fn internal(message: impl Into<String>) -> Self {
+        Refusal::new(ErrorCode::Internal, "internal", message, None)
+    }
+
     /// A command on the fleet topic that would carry a PIN or QR token.
     pub fn secret_on_fleet(op: &str, signer: Option<&str>) -> Self {
         let mut r = Refusal::new(
