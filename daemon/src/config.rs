@@ -31,7 +31,7 @@ pub use self::access::{KeypadConfig, KeysConfig};
 pub use self::clock::{ClockConfig, SyncSource, Unsynchronized};
 pub use self::devices::{DeviceConfig, DoorConfig, Purpose, MAX_DOORS};
 pub use self::enroll::EnrollConfig;
-pub use self::mqtt::{parse_mqtt_url, MqttConfig};
+pub use self::mqtt::{parse_mqtt_url, parse_public_key, MqttConfig, PortalKey};
 pub use self::service::{AdminConfig, AuditConfig, DemoConfig};
 pub use self::store::StoreConfig;
 

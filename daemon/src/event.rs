@@ -135,6 +135,18 @@ pub enum Event {
         recorded: Option<Recorded>,
         missing: &'static str,
     },
+    /// An MQTT command refused before anything was applied: unsigned, badly
+    /// signed, replayed, expired, or a secret sent on the fleet topic.
+    #[serde(rename = "command.refused")]
+    CommandRefused {
+        /// The reply's error code (`unauthorized`, `stale`, `forbidden`).
+        code: &'static str,
+        reason: &'static str,
+        /// The pinned key that signed it; `null` when unsigned or unknown.
+        key: Option<String>,
+        /// Received on the fleet topic.
+        fleet: bool,
+    },
     #[serde(rename = "storage.low")]
     StorageLow(Storage),
     #[serde(rename = "storage.ok")]
@@ -217,6 +229,7 @@ pub const KINDS: &[&str] = &[
     "device.offline",
     "audit.gap",
     "store.recovered",
+    "command.refused",
     "storage.low",
     "storage.ok",
 ];
@@ -254,8 +267,9 @@ impl Event {
             Event::DeviceOffline { .. } => 21,
             Event::AuditGap { .. } => 22,
             Event::StoreRecovered { .. } => 23,
-            Event::StorageLow(_) => 24,
-            Event::StorageOk(_) => 25,
+            Event::CommandRefused { .. } => 24,
+            Event::StorageLow(_) => 25,
+            Event::StorageOk(_) => 26,
         }
     }
 

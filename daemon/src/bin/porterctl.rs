@@ -57,6 +57,15 @@ struct Cli {
     /// (PKCS#8 PEM, mode 0600; an existing file is not overwritten).
     #[arg(long, value_name = "FILE")]
     out: Option<PathBuf>,
+    /// With --mqtt: sign the command with this portal private key (PKCS#8
+    /// PEM, as `porterctl keygen` or `openssl genpkey -algorithm ed25519`
+    /// writes it), for a controller with mqtt.require_signed on. The counter
+    /// is the wall clock in ms.
+    #[arg(long, value_name = "FILE", requires = "key_id")]
+    sign_key: Option<PathBuf>,
+    /// With --sign-key: the key's id, as pinned in the controller's mqtt.portal_keys.
+    #[arg(long, value_name = "ID", requires = "sign_key")]
+    key_id: Option<String>,
     /// The op, such as holder.put or pin.generate.
     op: String,
     /// Arguments: key=text or key:=json.
@@ -80,6 +89,7 @@ const OPS_HELP: &str = "Examples:
   porterctl keygen --out portal.pem             (a new portal key pair; prints the public key to pin)
   porterctl --mqtt mqtts://broker:8883 --site oak-street --controller room-1 --ca-file ca.pem state.get
   porterctl --config /etc/porter/porter.toml --mqtt mqtts://broker:8883 state.get
+  porterctl --config /etc/porter/porter.toml --mqtt mqtts://broker:8883 --sign-key portal.pem --key-id portal-2026 door.unlock door=main
 The ops and their arguments are in docs/ops.md; MQTT in docs/mqtt.md.";
 
 /// The examples, and every op, from the daemon's own list.
@@ -365,6 +375,8 @@ fn mqtt_settings(cli: &Cli) -> Result<(porterd::config::MqttConfig, String, Stri
         clean_start: true,
         session_expiry_s: 0,
         max_packet_bytes: 1 << 20,
+        require_signed: false,
+        portal_keys: Vec::new(),
     });
     let m = MqttConfig {
         url,
@@ -398,6 +410,8 @@ fn over_mqtt(cli: &Cli, args: Map<String, Value>) -> Result<Value, String> {
     let cmd_topic = format!("porter/{site}/{controller}/cmd");
     let id = format!("ctl-{nonce}");
     let cmd = serde_json::json!({"id": id, "op": cli.op, "args": args});
+    let payload = serde_json::to_vec(&cmd).unwrap_or_default();
+    let user_properties = signature(cli, &cmd_topic, &payload)?;
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
     rt.block_on(async {
         let (client, mut el) = AsyncClient::new(opts, 16);
@@ -418,11 +432,11 @@ fn over_mqtt(cli: &Cli, args: Map<String, Value>) -> Result<Value, String> {
                     let props = PublishProperties {
                         response_topic: Some(reply_topic.clone()),
                         correlation_data: Some(id.clone().into_bytes().into()),
+                        user_properties: user_properties.clone(),
                         ..Default::default()
                     };
-                    let payload = serde_json::to_vec(&cmd).unwrap_or_default();
                     client
-                        .publish_with_properties(&cmd_topic, QoS::AtLeastOnce, false, payload, props)
+                        .publish_with_properties(&cmd_topic, QoS::AtLeastOnce, false, payload.clone(), props)
                         .await
                         .map_err(|e| e.to_string())?;
                     sent = true;
@@ -441,4 +455,23 @@ fn over_mqtt(cli: &Cli, args: Map<String, Value>) -> Result<Value, String> {
             }
         }
     })
+}
+
+/// With `--sign-key`: the user properties that sign `payload` for `topic`
+/// (docs/mqtt.md, "Signed commands"); the counter is the wall clock in ms,
+/// so each run is above the last.
+fn signature(cli: &Cli, topic: &str, payload: &[u8]) -> Result<Vec<(String, String)>, String> {
+    use ed25519_dalek::pkcs8::DecodePrivateKey;
+    use porterd::provision::signed;
+    let (Some(file), Some(key_id)) = (&cli.sign_key, &cli.key_id) else { return Ok(Vec::new()) };
+    let pem = std::fs::read_to_string(file).map_err(|e| format!("--sign-key {}: {e}", file.display()))?;
+    let key = ed25519_dalek::SigningKey::from_pkcs8_pem(&pem).map_err(|e| {
+        format!("--sign-key {}: not an Ed25519 private key in PKCS#8 PEM ({e}); make one with porterctl keygen or openssl genpkey -algorithm ed25519", file.display())
+    })?;
+    let counter = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_err(|e| format!("the clock is before 1970: {e}"))?
+        .as_millis() as u64;
+    let sig = signed::sign(&key, topic, key_id, counter, None, payload);
+    Ok(signed::properties(key_id, counter, None, &sig))
 }

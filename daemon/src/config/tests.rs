@@ -672,3 +672,50 @@ fn the_identity_file_sits_beside_the_secret_unless_set() {
     let c = Config::from_toml_with_env(HEAD, env(&[("PORTER_IDENTITY_FILE", "/srv/id.pem")])).unwrap();
     assert_eq!(c.identity_file, std::path::Path::new("/srv/id.pem"));
 }
+
+#[test]
+fn portal_keys_parse_in_every_format_and_from_the_environment() {
+    let raw = "11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo=";
+    let spki = "MCowBQYDK2VwAyEA11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo=";
+    let hex = "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a";
+    let pem = format!("-----BEGIN PUBLIC KEY-----\n{spki}\n-----END PUBLIC KEY-----\n");
+    let text = format!(
+        "{HEAD}[mqtt]\nurl = \"mqtt://b:1883\"\nrequire_signed = true\n\
+         [[mqtt.portal_keys]]\nid = \"a\"\npublic_key = \"{raw}\"\n\
+         [[mqtt.portal_keys]]\nid = \"b\"\npublic_key = \"{spki}\"\n\
+         [[mqtt.portal_keys]]\nid = \"c\"\npublic_key = \"{hex}\"\n\
+         [[mqtt.portal_keys]]\nid = \"d\"\npublic_key = '''\n{pem}'''\n"
+    );
+    let c = Config::from_toml_with_env(&text, no_env()).unwrap();
+    let m = c.mqtt.unwrap();
+    assert!(m.require_signed);
+    assert_eq!(m.portal_keys.len(), 4);
+    assert!(m.portal_keys.iter().all(|k| hex::encode(k.key) == hex));
+
+    // From the environment, like every other key.
+    let text = format!("{HEAD}[mqtt]\nurl = \"mqtt://b:1883\"\n");
+    let vars = [
+        ("PORTER_MQTT__REQUIRE_SIGNED", "true"),
+        ("PORTER_MQTT__PORTAL_KEYS", &*format!("[{{ id = \"portal-2026\", public_key = \"{spki}\" }}]")),
+    ];
+    let m = Config::from_toml_with_env(&text, env(&vars)).unwrap().mqtt.unwrap();
+    assert!(m.require_signed);
+    assert_eq!(m.portal_keys[0].id, "portal-2026");
+}
+
+#[test]
+fn bad_portal_keys_are_errors_at_their_key_path() {
+    let spki = "MCowBQYDK2VwAyEA11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo=";
+    let text = format!(
+        "{HEAD}[mqtt]\nurl = \"mqtt://b:1883\"\n\
+         [[mqtt.portal_keys]]\nid = \"a b\"\npublic_key = \"{spki}\"\n\
+         [[mqtt.portal_keys]]\nid = \"k\"\npublic_key = \"not a key\"\n\
+         [[mqtt.portal_keys]]\nid = \"k\"\npublic_key = \"{spki}\"\n"
+    );
+    let errs = errors(&text, &[]);
+    assert!(find(&errs, "mqtt.portal_keys[0].id").message.contains("not a key id"), "{errs}");
+    assert!(hint(find(&errs, "mqtt.portal_keys[1].public_key")).contains("openssl pkey -pubout"), "{errs}");
+    assert!(find(&errs, "mqtt.portal_keys[2].id").message.contains("pinned twice"), "{errs}");
+    let none = format!("{HEAD}[mqtt]\nurl = \"mqtt://b:1883\"\nrequire_signed = true\n");
+    assert!(hint(find(&errors(&none, &[]), "mqtt.require_signed")).contains("portal_keys"));
+}

@@ -197,6 +197,10 @@ fn samples() -> Vec<(Event, &'static str)> {
             r#"{"damage":"emptied","detail":"no holders","missing":"everything","moved_to":"/d","recorded":null,"restore":"all","restored":{"holders":0,"lockouts":0,"tombstones":0,"uses":0},"snapshot":null,"type":"store.recovered"}"#,
         ),
         (
+            Event::CommandRefused { code: "stale", reason: "replay", key: Some("portal-1".into()), fleet: false },
+            r#"{"code":"stale","fleet":false,"key":"portal-1","reason":"replay","type":"command.refused"}"#,
+        ),
+        (
             Event::StorageLow(storage("released")),
             r#"{"free_mb":120,"low_mb":256,"reserve":"released","total_mb":14000,"type":"storage.low"}"#,
         ),

@@ -6,6 +6,7 @@
 //! - [`mqtt`]: the MQTT session: commands, replies, events, status.
 //! - [`replies`]: idempotency by command id.
 //! - [`seal`]: the controller's signature on every reply, event and status it publishes.
+//! - [`signed`]: signed commands: the portal keys, the replay guard.
 //! - [`events`]: `events.get`, events read back from the audit log.
 //! - [`error`]: the contract's error codes.
 
@@ -17,6 +18,7 @@ pub mod keys;
 pub mod mqtt;
 pub mod replies;
 pub mod seal;
+pub mod signed;
 pub mod status;
 
 pub use command::{Command, Control};

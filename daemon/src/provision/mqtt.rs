@@ -108,6 +108,8 @@ pub struct Deps {
     pub status: Arc<dyn Fn() -> super::status::Status + Send + Sync>,
     /// The controller's key pair, which signs every reply, event and status.
     pub identity: Arc<Identity>,
+    /// Signed commands: the pinned portal keys and the replay guard.
+    pub signed: Arc<super::signed::Guard>,
 }
 
 /// A file that `[mqtt]` names cannot be used: a config error like any
@@ -633,7 +635,21 @@ async fn work(
             .response_topic
             .filter(|t| !t.is_empty() && !t.contains(['+', '#']))
             .unwrap_or_else(|| default_reply.clone());
-        let mut reply = handle(&deps, &replies, p.payload.clone()).await;
+        // Signature and replay guard first: a refused command is never
+        // applied, nor kept as its id's reply.
+        // Off the async workers: admitting flushes the key's counter.
+        let incoming = super::signed::extract(p.payload.clone(), &props.user_properties);
+        let (guard, topic) = (deps.signed.clone(), p.topic.clone());
+        let admitted = crate::provision::background(move || guard.admit(&topic, incoming))
+            .await
+            .unwrap_or_else(|e| Err(super::signed::Refusal::internal(e.to_string())));
+        let mut reply = match admitted {
+            Ok(admitted) => handle(&deps, &replies, admitted).await,
+            Err(refusal) => {
+                refusal.record(&deps.audit, deps.signed.now_ms());
+                refusal.reply(&p.payload)
+            }
+        };
         if let Some(o) = reply.as_object_mut() {
             o.insert("controller".into(), json!(controller));
         }
@@ -658,7 +674,8 @@ fn command_digest(hasher: &crate::store::secret::KeyHasher, cmd: &command::Comma
     hex::encode(hasher.command_digest(text.as_bytes()))
 }
 
-async fn handle(deps: &Deps, replies: &Arc<Replies>, payload: Bytes) -> Value {
+async fn handle(deps: &Deps, replies: &Arc<Replies>, admitted: super::signed::Admitted) -> Value {
+    let super::signed::Admitted { command: payload, signer, fleet } = admitted;
     if payload.len() > MAX_COMMAND_BYTES {
         tracing::warn!(bytes = payload.len(), "mqtt: oversized command refused");
     }
@@ -680,8 +697,13 @@ async fn handle(deps: &Deps, replies: &Arc<Replies>, payload: Bytes) -> Value {
             return reply;
         }
     };
+    if fleet && super::signed::holds_secret(&cmd.op, &cmd.args) {
+        let refusal = super::signed::Refusal::secret_on_fleet(&cmd.op, signer.as_deref());
+        refusal.record(&deps.audit, deps.signed.now_ms());
+        return command::error_reply(&cmd.id, &refusal.error());
+    }
     let key = replies::id_key(&cmd.id);
-    match key.as_deref().map(|k| replies.get(k, &digest)) {
+    match key.as_deref().map(|k| replies.get(k, &digest, signer.as_deref())) {
         Some(replies::Seen::Repeat(stored)) => {
             tracing::info!(op = %cmd.op, "mqtt: repeated command id; sending the stored reply");
             return stored;
@@ -693,6 +715,16 @@ async fn handle(deps: &Deps, replies: &Arc<Replies>, payload: Bytes) -> Value {
                 &OpError::invalid("this id was used before for another command; give each command its own id"),
             );
         }
+        Some(replies::Seen::Withheld) => {
+            tracing::warn!(op = %cmd.op.escape_debug(), "mqtt: repeated command id from another key; its secret withheld");
+            return command::error_reply(
+                &cmd.id,
+                &OpError::new(
+                    super::error::ErrorCode::Forbidden,
+                    "this id's reply holds a PIN or token made for a command signed by another key (or unsigned); it is shown only to that key: sign the repeat with it, or send a new command under a new id",
+                ),
+            );
+        }
         Some(replies::Seen::New) | None => {}
     }
     let (svc, ctl, replies) = (deps.svc.clone(), deps.ctl.clone(), replies.clone());
@@ -702,7 +734,7 @@ async fn handle(deps: &Deps, replies: &Arc<Replies>, payload: Bytes) -> Value {
         // holders or of the log): a repeat reads again rather than keep a
         // copy on disk for every id.
         if let Some(k) = key.filter(|_| !command::is_read_only(&cmd.op)) {
-            replies.put(&k, &digest, &reply);
+            replies.put(&k, &digest, &reply, signer.as_deref());
         }
         tracing::info!(op = %cmd.op, ok = reply["ok"] == json!(true), "mqtt command");
         reply

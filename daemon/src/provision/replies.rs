@@ -12,6 +12,10 @@
 //! Each reply is kept with the keyed digest of its command (op and
 //! arguments): a command that reuses an id for something else gets an error,
 //! never the stored reply, which may hold another command's PIN.
+//!
+//! A reply holding a secret is also kept with the portal key that signed its
+//! command (none for an unsigned one): a repeat signed by another key, or
+//! unsigned, gets [`Seen::Withheld`], never the secret.
 
 use crate::store::{Batch, Store};
 use serde_json::Value;
@@ -35,8 +39,8 @@ pub struct Replies {
     seq: Mutex<u64>,
 }
 
-/// A command's digest and its reply as JSON text.
-type Kept = (String, String);
+/// A command's digest, its reply as JSON text, and the key that signed it.
+type Kept = (String, String, Option<String>);
 
 /// What a command's id found.
 #[derive(Debug, PartialEq)]
@@ -47,6 +51,9 @@ pub enum Seen {
     Repeat(Value),
     /// Another command under an id seen before.
     Reused,
+    /// The same command, but its stored reply holds a secret made for a
+    /// request signed by another key (or unsigned): not sent.
+    Withheld,
 }
 
 /// The id as a key: `s:` + text or `n:` + number; `None` for no id.
@@ -83,11 +90,13 @@ impl Replies {
         Replies { store, mem: Mutex::new((HashMap::new(), VecDeque::new())), seq: Mutex::new(seq) }
     }
 
-    /// What the id `key` of a command whose digest is `digest` (hex) found.
-    /// A reply stored before digests were kept counts as the same command.
-    pub fn get(&self, key: &str, digest: &str) -> Seen {
+    /// What the id `key` of a command whose digest is `digest` (hex),
+    /// signed by `signer`, found. A reply stored before digests were kept
+    /// counts as the same command.
+    pub fn get(&self, key: &str, digest: &str, signer: Option<&str>) -> Seen {
         let found = match self.mem.lock().ok().and_then(|m| m.0.get(key).cloned()) {
-            Some((d, text)) => serde_json::from_str(&text).ok().map(|reply| (Some(d), reply)),
+            Some((d, _, made_by)) if d == digest && made_by.as_deref() != signer => return Seen::Withheld,
+            Some((d, text, _)) => serde_json::from_str(&text).ok().map(|reply| (Some(d), reply)),
             None => {
                 let mut k = REPLY.to_vec();
                 k.extend_from_slice(key.as_bytes());
@@ -110,14 +119,17 @@ impl Replies {
     /// returns (so a repeat after a crash is not applied twice). `internal`
     /// errors are not remembered: they are transient, and a retry with the
     /// same id must be able to succeed.
-    pub fn put(&self, key: &str, digest: &str, reply: &Value) {
+    pub fn put(&self, key: &str, digest: &str, reply: &Value, signer: Option<&str>) {
         if reply["error"]["code"] == "internal" {
             return;
         }
         let redacted = redact(reply);
         if redacted != *reply {
             if let Ok(mut m) = self.mem.lock() {
-                if m.0.insert(key.to_string(), (digest.to_string(), reply.to_string())).is_none() {
+                if m.0
+                    .insert(key.to_string(), (digest.to_string(), reply.to_string(), signer.map(str::to_string)))
+                    .is_none()
+                {
                     m.1.push_back(key.to_string());
                 }
                 while m.1.len() > MEMORY {
@@ -164,24 +176,24 @@ mod tests {
         let plain = json!({"id": "c-2", "ok": true, "result": {"holder": "h1"}});
         {
             let r = Replies::new(Store::open(dir.path(), 1 << 20).unwrap());
-            assert_eq!(r.get("s:c-1", "d1"), Seen::New);
-            r.put("s:c-1", "d1", &reply);
-            r.put("s:c-2", "d2", &plain);
-            assert_eq!(r.get("s:c-1", "d1"), Seen::Repeat(reply.clone()));
-            assert_eq!(r.get("s:c-2", "d2"), Seen::Repeat(plain.clone()));
+            assert_eq!(r.get("s:c-1", "d1", None), Seen::New);
+            r.put("s:c-1", "d1", &reply, None);
+            r.put("s:c-2", "d2", &plain, None);
+            assert_eq!(r.get("s:c-1", "d1", None), Seen::Repeat(reply.clone()));
+            assert_eq!(r.get("s:c-2", "d2", None), Seen::Repeat(plain.clone()));
             // Another command under the id of a pin.generate gets no PIN.
-            assert_eq!(r.get("s:c-1", "other"), Seen::Reused);
+            assert_eq!(r.get("s:c-1", "other", None), Seen::Reused);
             // Only the reply with a secret is held in memory.
             assert_eq!(r.mem.lock().unwrap().1.len(), 1);
             r.store.flush().unwrap();
         }
         let r = Replies::new(Store::open(dir.path(), 1 << 20).unwrap());
-        let Seen::Repeat(again) = r.get("s:c-1", "d1") else { panic!("not kept") };
+        let Seen::Repeat(again) = r.get("s:c-1", "d1", None) else { panic!("not kept") };
         assert_eq!(again["result"]["pin"], Value::Null);
         assert_eq!(again["result"]["redacted"], true);
         assert!(!again.to_string().contains("483920"));
-        assert_eq!(r.get("s:c-2", "d2"), Seen::Repeat(plain.clone()));
-        assert_eq!(r.get("s:c-2", "other"), Seen::Reused);
+        assert_eq!(r.get("s:c-2", "d2", None), Seen::Repeat(plain.clone()));
+        assert_eq!(r.get("s:c-2", "other", None), Seen::Reused);
         // A reply stored before digests were kept is sent again as it is.
         r.store
             .apply({
@@ -190,8 +202,22 @@ mod tests {
                 b
             })
             .unwrap();
-        assert_eq!(r.get("s:old", "any"), Seen::Repeat(plain.clone()));
+        assert_eq!(r.get("s:old", "any", None), Seen::Repeat(plain.clone()));
         assert_eq!(id_key(&json!(7)).as_deref(), Some("n:7"));
+    }
+
+    #[test]
+    fn a_secret_is_sent_again_only_to_the_key_that_made_it() {
+        let r = Replies::new(Store::temporary().unwrap());
+        let reply = json!({"id": "c-1", "ok": true, "result": {"pin": "483920"}});
+        r.put("s:c-1", "d1", &reply, Some("portal-a"));
+        assert_eq!(r.get("s:c-1", "d1", Some("portal-a")), Seen::Repeat(reply.clone()));
+        assert_eq!(r.get("s:c-1", "d1", Some("portal-b")), Seen::Withheld);
+        assert_eq!(r.get("s:c-1", "d1", None), Seen::Withheld);
+        // A reply without a secret goes to any key.
+        let plain = json!({"id": "c-2", "ok": true, "result": {"holder": "h1"}});
+        r.put("s:c-2", "d2", &plain, Some("portal-a"));
+        assert_eq!(r.get("s:c-2", "d2", Some("portal-b")), Seen::Repeat(plain));
         assert_eq!(id_key(&json!(null)), None);
     }
 }

@@ -580,6 +580,7 @@ pub async fn run_with_clock(
     };
     let decisions = parts::decisions(&cfg, &svc, &audit, &clock, inputs);
     let (mut inputs, door_inputs) = parts::inputs(&cfg, report_tx);
+    let signed = parts::signed(&cfg, &store, &trust, &clock);
     let ctl: Arc<dyn Control> = Arc::new(RuntimeControl {
         doors,
         control: control_tx.clone(),
@@ -597,6 +598,7 @@ pub async fn run_with_clock(
             broker: cfg.mqtt.as_ref().map(|m| m.url.clone()).unwrap_or_default(),
             status: parts::status(&cfg, &svc, &health, &trust, &storage, identity),
             identity: identity.clone(),
+            signed: signed.clone(),
         }),
         // Nothing may be published unsigned: without its key the controller
         // stays off the broker, as with a broken [mqtt] file, and keeps

@@ -243,6 +243,28 @@ pub fn mqtt(cfg: &Config, deps: impl FnOnce() -> mqtt::Deps) -> Component {
     part
 }
 
+/// The signature policy of MQTT commands (`mqtt.require_signed`,
+/// `mqtt.portal_keys`): expiry is checked only while the clock is known to
+/// be synchronised.
+pub fn signed(
+    cfg: &Config,
+    store: &crate::store::Store,
+    trust: &Arc<Trust>,
+    clock: &Arc<dyn Clock>,
+) -> Arc<crate::provision::signed::Guard> {
+    let topics = mqtt::Topics::new(&cfg.site, &cfg.controller);
+    let (keys, require) = cfg.mqtt.as_ref().map_or((&[][..], false), |m| (&m.portal_keys[..], m.require_signed));
+    let (trust, clock) = (trust.clone(), clock.clone());
+    Arc::new(crate::provision::signed::Guard::new(
+        keys,
+        require,
+        (&topics.cmd, &topics.all_cmd),
+        store.clone(),
+        Arc::new(move || trust.synchronized() == Some(true)),
+        Arc::new(move || clock.now_ms()),
+    ))
+}
+
 /// What the status document reports, read when it is published.
 pub fn status(
     cfg: &Config,

@@ -7,6 +7,7 @@
 //! | `k/<space>/` | 16-byte keyed hash | holder id: the lookup and duplicate index |
 //! | `t/` | 16-byte keyed hash of a deleted PIN | deletion time: a tombstone |
 //! | `l/` | device id | lockout state as JSON |
+//! | `s/` | portal key id | the key's last accepted command counter, decimal |
 //! | `a/` | seq, 8 bytes big-endian | audit event as JSON |
 //!
 //! Holders and their key index live in one of two spaces, `a` and `b`;
@@ -76,6 +77,9 @@ pub const GENERATION: &[u8] = b"m/generation";
 pub const SEQ: &[u8] = b"m/seq";
 /// A value only the device secret gives ([`crate::store::secret::KeyHasher::check_value`]).
 pub const SECRET_CHECK: &[u8] = b"m/secret_check";
+/// Each portal key's last accepted command counter: `s/<key id>` -> decimal
+/// (provision::signed's replay guard).
+pub const SIGNED_COUNTER: &[u8] = b"s/";
 /// Uses spent of limited keys: `u/<hash>` -> [`Spent`].
 pub const USES: &[u8] = b"u/";
 

@@ -179,6 +179,8 @@ fn recover(
                 r.tombstones += 1;
             } else if k.starts_with(records::LOCKOUT) {
                 r.lockouts += 1;
+            } else if k.starts_with(records::SIGNED_COUNTER) {
+                // Portal keys' counters: always restored, never counted.
             } else {
                 r.uses += 1;
             }
@@ -277,6 +279,7 @@ mod tests {
         assert!(o.recovery.is_none() && o.gap.is_none());
         let mut b = Batch::default();
         b.put(records::prefixed(records::TOMBSTONE, &[7; 16]), b"1".to_vec());
+        b.put(records::prefixed(records::SIGNED_COUNTER, b"portal-1"), b"41".to_vec());
         b.put(records::SEQ.to_vec(), b"40".to_vec());
         o.store.apply_change(b).unwrap();
         snapshot::write(&o.store, &snapshot::dir(dir.path()), 3, 500).unwrap();
@@ -292,6 +295,11 @@ mod tests {
         assert_eq!((r.tombstones, r.holders), (1, 0));
         assert!(needs_sync(&o.store));
         assert!(o.store.get(&records::prefixed(records::TOMBSTONE, &[7; 16])).unwrap().is_some());
+        // A portal key's counter survives, so replays stay refused.
+        assert_eq!(
+            o.store.get(&records::prefixed(records::SIGNED_COUNTER, b"portal-1")).unwrap().as_deref(),
+            Some(&b"41"[..])
+        );
         // seq goes on above what was published.
         let g = o.gap.as_ref().unwrap();
         assert_eq!(g.reason, "store_recovered");

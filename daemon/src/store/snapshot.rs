@@ -6,7 +6,8 @@
 //! into place, so a power cut leaves the old set of snapshots or the new one.
 //! It holds the generation of the last full sync, every holder record of the
 //! live set, the tombstones of retired PINs, the devices' lockout states and
-//! the spent uses of limited keys, and ends with a SHA-256 of all that came
+//! the spent uses of limited keys, each portal key's last command counter
+//! (so a recovered store still refuses replays of older commands), and ends with a SHA-256 of all that came
 //! before it: a damaged snapshot is skipped, never restored. The key index
 //! is not copied: a restore derives it from the holder records.
 //!
@@ -36,7 +37,7 @@ pub struct Contents {
     pub generation: u64,
     /// `h/a/<id>` records.
     pub holders: Vec<Record>,
-    /// `t/`, `l/` and `u/` records.
+    /// `t/`, `l/`, `u/` and `s/` records.
     pub restrictive: Vec<Record>,
 }
 
@@ -83,7 +84,7 @@ fn stream(store: &Store, f: std::fs::File, now_ms: i64) -> std::io::Result<std::
         let (k, v) = r.map_err(std::io::Error::other)?;
         out.record(&records::prefixed(&Space::A.holders(), &k[live.holders().len()..]), &v)?;
     }
-    for prefix in [records::TOMBSTONE, records::LOCKOUT, records::USES] {
+    for prefix in [records::TOMBSTONE, records::LOCKOUT, records::USES, records::SIGNED_COUNTER] {
         for r in store.scan(prefix) {
             let (k, v) = r.map_err(std::io::Error::other)?;
             out.record(&k, &v)?;
