@@ -23,6 +23,8 @@ pub mod config;
 pub mod doctor;
 pub mod event;
 pub mod memory;
+/// Text from outside escaped for a log line: the drivers' helper, one for both crates.
+pub use porter_drivers::logtext;
 pub mod priority;
 pub mod provision;
 pub mod runtime;
