@@ -59,3 +59,32 @@ fn a_tampered_record_with_a_huge_holder_id_is_reported_not_a_panic() {
     let (code, state) = ctl(&sock, "state.get", &[]);
     assert_eq!(code, 0, "{state}");
 }
+
+/// Issue 13: sixteen idle connections to the admin socket locked porterctl
+/// out (no idle timeout). An idle connection is closed after
+/// `admin.idle_timeout_s`, so porterctl gets through within it.
+#[test]
+fn sixteen_idle_admin_connections_do_not_lock_porterctl_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), "");
+    let text = std::fs::read_to_string(&cfg).unwrap().replace("[admin]\n", "[admin]\nidle_timeout_s = 2\n");
+    std::fs::write(&cfg, text).unwrap();
+    let sock = dir.path().join("admin.sock");
+    let d = Daemon::start(&cfg, &sock);
+    // Sixteen clients connect and say nothing; one more sends half a line and stalls.
+    let mut idle: Vec<_> = (0..16).map(|_| std::os::unix::net::UnixStream::connect(&sock).unwrap()).collect();
+    let mut slow = std::os::unix::net::UnixStream::connect(&sock).unwrap();
+    std::io::Write::write_all(&mut slow, b"{\"id\": \"slow\", \"op\"").unwrap();
+    idle.push(slow);
+    let t = std::time::Instant::now();
+    let (code, r) = ctl(&sock, "state.get", &[]);
+    assert_eq!(code, 0, "{r}");
+    assert!(t.elapsed() < std::time::Duration::from_secs(8), "porterctl took {:?}", t.elapsed());
+    // Every idle connection was closed by the daemon: reading gives end of file.
+    for s in &mut idle {
+        s.set_read_timeout(Some(std::time::Duration::from_secs(10))).unwrap();
+        let mut buf = [0u8; 64];
+        assert_eq!(std::io::Read::read(s, &mut buf).unwrap(), 0, "an idle connection was kept open");
+    }
+    drop(d);
+}
