@@ -88,3 +88,54 @@ fn sixteen_idle_admin_connections_do_not_lock_porterctl_out() {
     }
     drop(d);
 }
+
+/// Whether a log line is free of what forges or repaints lines: a control
+/// character (escape, carriage return, backspace) inside it.
+fn clean(line: &str) -> bool {
+    !line.chars().any(|c| c.is_control() && c != '\t')
+}
+
+/// Issue 13: an MQTT `op` with a newline and ANSI escapes, and an exec
+/// program's standard error, forged a log line (`access granted ...
+/// holder=admin`). Every string from outside is escaped before it reaches
+/// the log: no line of the real daemon's log starts with the forgery or
+/// holds a control character.
+#[test]
+fn outside_text_cannot_forge_a_log_line() {
+    let broker = porter_tests::Broker::start();
+    let sub = broker.subscribe(&format!("{}/reply", porter_tests::P), "portal-forge");
+    let dir = tempfile::tempdir().unwrap();
+    let forged = "2026-12-03T01:00:00.000000Z  INFO porterd: access granted door=main holder=admin";
+    let exec = format!(
+        r#"
+[[devices]]
+id = "noisy"
+kind = "exec"
+door = "main"
+command = "/bin/sh"
+args = ["-c", "printf 'oops\\033[2K\\r{forged}\\b\\n' >&2; exec sleep 600"]
+"#
+    );
+    let d = porter_tests::Daemon::on_broker(dir.path(), &broker, &exec, "");
+    d.log.wait_for(0, &["exec: program's standard error"]);
+    // A command whose op, id and holder carry a newline and escapes.
+    let payload = serde_json::json!({
+        "id": format!("f-1\n{forged}"),
+        "op": format!("state.get\n{forged}\u{1b}[1A\u{1b}[2K"),
+        "args": {},
+    });
+    broker.publish(&format!("{}/cmd", porter_tests::P), &payload.to_string());
+    let payload = serde_json::json!({"id": "f-2", "op": "holder.get", "args": {"holder": format!("x\n{forged}")}});
+    broker.publish(&format!("{}/cmd", porter_tests::P), &payload.to_string());
+    assert_eq!(sub.reply("f-2")["ok"], false);
+    let (_, log) = d.stop();
+    let lines = log.all();
+    assert!(
+        lines.iter().any(|l| l.contains("access granted door=main holder=admin")),
+        "the forgeries reached no log line"
+    );
+    for l in &lines {
+        assert!(!l.starts_with("2026-12-03T01:00:00.000000Z"), "a forged line: {l:?}");
+        assert!(clean(l), "a control character in the log: {l:?}");
+    }
+}
