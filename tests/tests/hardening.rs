@@ -17,9 +17,36 @@ fn config(dir: &Path, extra: &str) -> std::path::PathBuf {
 
 /// Runs `porterd --config cfg` expecting it to stop before it is ready:
 /// its exit code and its standard error.
+/// A daemon still running after [`porter_tests::DEADLINE`] (it started)
+/// is stopped and reported as exit code -1.
 fn start_fails(cfg: &Path) -> (i32, String) {
-    let out = Command::new(porter_tests::bin("porterd")).arg("--config").arg(cfg).output().unwrap();
-    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stderr).into_owned())
+    let mut child = Command::new(porter_tests::bin("porterd"))
+        .arg("--config")
+        .arg(cfg)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut stderr, &mut s).ok();
+        s
+    });
+    let deadline = std::time::Instant::now() + porter_tests::DEADLINE;
+    let code = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st.code().unwrap_or(-1);
+        }
+        if std::time::Instant::now() > deadline {
+            child.kill().ok();
+            child.wait().ok();
+            break -1;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    (code, reader.join().unwrap())
 }
 
 /// Issue 13: a holder id over 65,535 bytes in a tampered store panicked the
@@ -138,4 +165,91 @@ args = ["-c", "printf 'oops\\033[2K\\r{forged}\\b\\n' >&2; exec sleep 600"]
         assert!(!l.starts_with("2026-12-03T01:00:00.000000Z"), "a forged line: {l:?}");
         assert!(clean(l), "a control character in the log: {l:?}");
     }
+}
+
+/// uid 65534 (`nobody`): "another user" for a test run as root, as CI runs.
+const NOBODY: u32 = 65534;
+
+fn chown_nobody(p: &Path) {
+    std::os::unix::fs::chown(p, Some(NOBODY), Some(NOBODY)).unwrap();
+}
+
+fn set_mode(p: &Path, mode: u32) {
+    std::fs::set_permissions(p, std::os::unix::fs::PermissionsExt::from_mode(mode)).unwrap();
+}
+
+/// The start is refused, before the store opens, with the cause and the fix.
+fn refused(cfg: &Path, parts: &[&str]) {
+    let (code, err) = start_fails(cfg);
+    assert_eq!(code, 1, "{err}");
+    for p in parts.iter().chain(&["Fix: chown porter:porter", "; chmod 0"]) {
+        assert!(err.contains(p), "`{p}` not in: {err}");
+    }
+}
+
+/// Issue 13: data_dir, secret_file and the admin socket's folder somewhere
+/// other users can write were used without a check. Each is refused at
+/// start with the cause and the fix; the test layouts (a temporary folder,
+/// a sticky world-writable socket folder as /tmp is) still start.
+#[test]
+fn folders_and_a_secret_other_users_control_are_refused_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let cfg = config(dir.path(), "");
+    // A data_dir writable by every user, then one owned by another user.
+    std::fs::create_dir(&data).unwrap();
+    set_mode(&data, 0o777);
+    refused(&cfg, &["data_dir", "writable by every user (mode 0777)"]);
+    set_mode(&data, 0o700);
+    chown_nobody(&data);
+    refused(&cfg, &["data_dir", "owned by uid 65534"]);
+    std::os::unix::fs::chown(&data, Some(0), Some(0)).unwrap();
+    // A device.key another user made before the first start.
+    let key = data.join("device.key");
+    std::fs::write(&key, [7u8; 32]).unwrap();
+    set_mode(&key, 0o600);
+    chown_nobody(&key);
+    refused(&cfg, &["secret_file", "owned by uid 65534", "recover PINs"]);
+    // A symlinked device.key: refused, and its target's mode left alone.
+    std::fs::remove_file(&key).unwrap();
+    let theirs = dir.path().join("theirs");
+    std::fs::write(&theirs, [9u8; 32]).unwrap();
+    set_mode(&theirs, 0o644);
+    std::os::unix::fs::symlink(&theirs, &key).unwrap();
+    refused(&cfg, &["secret_file", "symbolic link"]);
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(&theirs).unwrap().permissions().mode() & 0o777, 0o644, "the target was chmodded");
+    std::fs::remove_file(&key).unwrap();
+    // The admin socket's folder owned by another user.
+    let run = dir.path().join("run");
+    std::fs::create_dir(&run).unwrap();
+    chown_nobody(&run);
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    let moved = text.replace(&format!("{}/admin.sock", dir.path().display()), &format!("{}/admin.sock", run.display()));
+    std::fs::write(&cfg, &moved).unwrap();
+    refused(&cfg, &["the admin socket's folder", "owned by uid 65534", "stand in for the admin socket"]);
+    // The same folder sticky and writable by all (as /tmp) is accepted.
+    std::os::unix::fs::chown(&run, Some(0), Some(0)).unwrap();
+    set_mode(&run, 0o1777);
+    let d = Daemon::start(&cfg, &run.join("admin.sock"));
+    assert_eq!(d.ctl("state.get", &[]).0, 0);
+    assert!(d.stop().0.success());
+}
+
+/// Issue 13: porterctl sent its command to whatever answered on the socket
+/// path. It now checks the socket's owner (root or the daemon's user) and
+/// the serving process first, and refuses, sending nothing, otherwise.
+#[test]
+fn porterctl_refuses_a_socket_another_user_owns() {
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("admin.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    chown_nobody(&sock);
+    listener.set_nonblocking(true).unwrap();
+    let (code, out) = ctl(&sock, "pin.set", &["holder=courier-ups", "pin=483920"]);
+    assert_ne!(code, 0, "{out}");
+    let text = out.to_string();
+    assert!(text.contains("owned by uid 65534") && text.contains("refusing to send"), "{text}");
+    // Nothing reached the stand-in: no connection was even made.
+    assert!(listener.accept().is_err_and(|e| e.kind() == std::io::ErrorKind::WouldBlock));
 }
