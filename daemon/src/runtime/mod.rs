@@ -280,7 +280,11 @@ fn open_keys(
     let door_ids: Vec<String> = cfg.doors.iter().map(|d| d.id.clone()).collect();
     let svc = Arc::new(
         KeyService::open_with_roles(store, hasher.clone(), door_ids, cfg.keys.pin_length, cfg.role_schedules.clone())
-            .map(|svc| svc.with_sync_idle(cfg.store.sync_idle).with_clock(clock.clone()))
+            .map(|svc| {
+                svc.with_sync_idle(cfg.store.sync_idle)
+                    .with_clock(clock.clone())
+                    .with_pin_retention(cfg.keys.pin_retention)
+            })
             .map_err(StartError::Keys)?,
     );
     Ok((hasher, svc))
