@@ -253,3 +253,33 @@ fn porterctl_refuses_a_socket_another_user_owns() {
     // Nothing reached the stand-in: no connection was even made.
     assert!(listener.accept().is_err_and(|e| e.kind() == std::io::ErrorKind::WouldBlock));
 }
+
+/// Issue 13: deleted PINs were never reused, so generation exhausted the
+/// space for good. The policy is a retention period
+/// (`keys.pin_retention_days`, bounded below so a deleted PIN is not handed
+/// on soon after), and `state.get` shows the free share. Through the real
+/// daemon: a retired PIN still counts as taken; the bounds are checked.
+#[test]
+fn state_get_shows_the_free_pin_space_and_retention_is_bounded() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), "[keys]\npin_retention_days = 10\n");
+    let (code, out, err) = porter_tests::check_config(&cfg);
+    assert_eq!(code, 64, "{out}{err}");
+    assert!(format!("{out}{err}").contains("keys.pin_retention_days"), "{out}{err}");
+    let cfg = config(dir.path(), "[keys]\npin_retention_days = 30\n");
+    let sock = dir.path().join("admin.sock");
+    let d = Daemon::start(&cfg, &sock);
+    let free = |d: &Daemon| {
+        let (code, r) = d.ctl("state.get", &[]);
+        assert_eq!(code, 0, "{r}");
+        assert_eq!(r["result"]["pin_space"], 998_890, "{r}");
+        r["result"]["pin_space_free"].as_u64().unwrap()
+    };
+    let all = free(&d);
+    assert_eq!(all, 998_890);
+    assert_eq!(d.ctl("holder.put", &["holder=courier-ups", "role=courier"]).0, 0);
+    assert_eq!(d.ctl("pin.generate", &["holder=courier-ups"]).0, 0);
+    assert_eq!(free(&d), all - 1);
+    assert_eq!(d.ctl("pin.delete", &["holder=courier-ups"]).0, 0);
+    assert_eq!(free(&d), all - 1, "a PIN retired within the period is not free");
+}
