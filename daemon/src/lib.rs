@@ -14,6 +14,8 @@
 //! - [`event`]: every event the daemon records, one typed variant per kind.
 //! - [`config`]: raw TOML and environment to a validated [`config::Config`].
 //! - [`priority`]: lowering the priority of background threads.
+//! - [`ownership`]: owner and mode checks of the folders and files the
+//!   daemon trusts (data_dir, secret_file, the admin socket); below all.
 //! - [`memory`]: the allocator: one arena, freed memory given back after a sync.
 //! - [`time`]: the injectable wall clock (`Clock`), below everything that reads the time.
 
@@ -23,6 +25,9 @@ pub mod config;
 pub mod doctor;
 pub mod event;
 pub mod memory;
+pub mod ownership;
+/// Text from outside escaped for a log line: the drivers' helper, one for both crates.
+pub use porter_drivers::logtext;
 pub mod priority;
 pub mod provision;
 pub mod runtime;

@@ -54,6 +54,8 @@ struct Committed {
     qr: u64,
     cards: u64,
     digest: String,
+    pin_space: u64,
+    pin_space_free: u64,
 }
 
 impl From<Committed> for StateView {
@@ -65,6 +67,8 @@ impl From<Committed> for StateView {
             qr: c.qr,
             cards: c.cards,
             digest: c.digest,
+            pin_space: c.pin_space,
+            pin_space_free: c.pin_space_free,
         }
     }
 }

@@ -299,7 +299,7 @@ impl StderrLog {
         match frame {
             Frame::Line(l) => {
                 let text = String::from_utf8_lossy(&l);
-                tracing::warn!(device = %id, line = %text.trim_end(), "exec: program's standard error");
+                tracing::warn!(device = %id, line = %crate::logtext::escape(text.trim_end()), "exec: program's standard error");
             }
             Frame::TooLong => {
                 tracing::warn!(device = %id, "exec: program's standard error: a line over 1024 bytes, not shown");
@@ -381,7 +381,8 @@ impl Exec {
                 Line::Online => return sink.online(),
                 Line::Offline(why) => {
                     tracing::warn!(device = %self.id, "exec: the program reported its device offline");
-                    return sink.offline(DriverError::new(ErrorKind::Disconnected, why));
+                    // The program's own words reach logs and events: escaped.
+                    return sink.offline(DriverError::new(ErrorKind::Disconnected, crate::logtext::clip(&why, 200)));
                 }
                 Line::Blank => return,
                 Line::Garbled => l.len(),

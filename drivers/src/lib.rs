@@ -21,6 +21,8 @@
 //!   a fake in tests).
 //! - the old paths of the serial and GPIO kinds (`serial_relay`,
 //!   `gpio_input`, ...) stay as re-exports.
+//! - [`logtext`]: text from outside escaped for a log line (one helper
+//!   for both crates).
 //! - [`fake`]: test doubles.
 //!
 //! Drivers know nothing of holders, doors or policy: they turn bytes into
@@ -35,6 +37,7 @@ pub mod gpio;
 pub mod hid;
 pub mod kinds;
 pub mod lines;
+pub mod logtext;
 #[cfg(feature = "pcsc")]
 pub mod pcsc;
 pub mod serial;

@@ -641,11 +641,11 @@ impl Watcher {
                 let Ok(cname) = CString::new(name.as_str()) else {
                     return Err(DriverError::new(ErrorKind::Other, "a reader name contains a NUL byte"));
                 };
-                tracing::info!(device = %self.id, reader = %name, "pcsc: using reader");
+                tracing::info!(device = %self.id, reader = %crate::logtext::escape(name), "pcsc: using reader");
                 if matching > 1 {
                     tracing::warn!(
                         device = %self.id,
-                        reader = %name,
+                        reader = %crate::logtext::escape(name),
                         matching,
                         "pcsc: several readers match `reader`; using the first (make the pattern narrower)"
                     );

@@ -586,10 +586,12 @@ impl Drop for Broker {
 }
 
 /// A temporary folder that mosquitto, which drops from root to its own user,
-/// can write to and read the files in (make them readable, too).
+/// can write to and read the files in (make them readable, too). Sticky, as
+/// `/tmp` is: no one removes or renames another's file in it, so porterd
+/// accepts it as its admin socket's folder (docs/security.md).
 pub fn open_dir() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+    std::fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o1777)).unwrap();
     dir
 }
 

@@ -423,8 +423,14 @@ impl TableBuilder {
     fn holder(&mut self, h: HolderRef<'_>) -> u32 {
         let t = &mut self.t;
         // Ids are at most 64 bytes and schedules a few windows (the
-        // commands refuse more), far inside the 16-bit lengths.
-        let id = &h.id[..h.id.len().min(usize::from(u16::MAX))];
+        // commands refuse more, and so does reading a stored record), far
+        // inside the 16-bit lengths; the cut, should one ever be needed, is
+        // on a character, never inside one.
+        let mut cut = h.id.len().min(usize::from(u16::MAX));
+        while !h.id.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        let id = &h.id[..cut];
         let long = &h.long[..h.long.len().min(usize::from(u16::MAX))];
         let row = Row {
             rule: *h.rule,

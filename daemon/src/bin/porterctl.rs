@@ -310,6 +310,12 @@ fn main() -> ExitCode {
     };
     let id = format!("ctl-{}", std::process::id());
     let cmd = serde_json::json!({"id": id, "op": cli.op, "args": args});
+    // Before anything is sent: the socket must be the daemon's, not another user's stand-in.
+    if let Err(e) = porterd::ownership::check_socket(&path) {
+        if std::fs::symlink_metadata(&path).is_ok() {
+            return fail(e);
+        }
+    }
     let mut stream = match UnixStream::connect(&path) {
         Ok(s) => s,
         Err(e) => {
@@ -319,6 +325,9 @@ fn main() -> ExitCode {
             ))
         }
     };
+    if let Err(e) = porterd::ownership::check_peer(&stream, &path) {
+        return fail(e);
+    }
     let _ = stream.set_read_timeout(Some(Duration::from_secs(cli.timeout)));
     let mut line = serde_json::to_vec(&cmd).unwrap_or_default();
     line.push(b'\n');

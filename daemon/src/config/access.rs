@@ -9,6 +9,8 @@ use std::time::Duration;
 #[derive(Debug, Clone)]
 pub struct KeysConfig {
     pub pin_length: usize,
+    /// How long a retired PIN is held back from everyone (`pin_retention_days`).
+    pub pin_retention: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -32,10 +34,11 @@ impl KeysConfig {
     pub(crate) fn parse(top: &mut Section<'_>, errs: &mut ConfigErrors) -> Self {
         let mut s = top.opt_table("keys", errs);
         let n = s.as_mut().map(|s| s.u64_or("pin_length", 6, 4..=8, errs)).unwrap_or(6);
+        let days = s.as_mut().map(|s| s.u64_or("pin_retention_days", 365, 30..=36_500, errs)).unwrap_or(365);
         if let Some(s) = s {
             s.finish(errs);
         }
-        KeysConfig { pin_length: n as usize }
+        KeysConfig { pin_length: n as usize, pin_retention: Duration::from_secs(days * 86_400) }
     }
 }
 

@@ -11,6 +11,9 @@ pub struct AuditConfig {
 #[derive(Debug, Clone)]
 pub struct AdminConfig {
     pub socket: PathBuf,
+    /// How long a connection may wait between commands, and take to send
+    /// one command line or read one reply, before it is closed.
+    pub idle_timeout: std::time::Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -37,10 +40,11 @@ impl AdminConfig {
         let default = "/run/porter/admin.sock";
         let hint = format!("set socket = \"{default}\", or leave socket out for that default");
         let p = s.as_mut().and_then(|s| s.opt_path("socket", &hint, errs)).unwrap_or_else(|| default.into());
+        let idle = s.as_mut().map(|s| s.u64_or("idle_timeout_s", 5, 1..=300, errs)).unwrap_or(5);
         if let Some(s) = s {
             s.finish(errs);
         }
-        AdminConfig { socket: p }
+        AdminConfig { socket: p, idle_timeout: std::time::Duration::from_secs(idle) }
     }
 }
 

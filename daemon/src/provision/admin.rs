@@ -1,6 +1,12 @@
 //! The local admin socket: one JSON command per line in, one JSON reply per
 //! line out. `porterctl` is its client. Mode 0660, so only root and the
 //! `porter` group reach it.
+//!
+//! At most [`MAX_CONNECTIONS`] connections are served at once, so each is
+//! held to deadlines (`admin.idle_timeout_s`): the next command line must
+//! have arrived whole, and each reply been taken, within that time, or the
+//! connection is closed. Idle or stalled clients thus free their slot, and
+//! porterctl gets through within the timeout however many there are.
 
 use super::command::{self, Control, MAX_COMMAND_BYTES};
 use super::keys::KeyService;
@@ -8,6 +14,7 @@ use porter_drivers::lines::{Frame, LineReader};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::Semaphore;
@@ -65,6 +72,7 @@ pub async fn serve(
     Bound { listener, path, file }: Bound,
     svc: Arc<KeyService>,
     ctl: Arc<dyn Control>,
+    idle: Duration,
     cancel: CancellationToken,
 ) {
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
@@ -84,7 +92,7 @@ pub async fn serve(
         tokio::spawn(async move {
             tokio::select! {
                 _ = cancel.cancelled() => {}
-                r = connection(stream, svc, ctl) => if let Err(e) = r {
+                r = connection(stream, svc, ctl, idle) => if let Err(e) = r {
                     tracing::debug!(error = %e, "admin connection ended");
                 },
             }
@@ -96,11 +104,26 @@ pub async fn serve(
     }
 }
 
-async fn connection(stream: UnixStream, svc: Arc<KeyService>, ctl: Arc<dyn Control>) -> std::io::Result<()> {
+async fn connection(
+    stream: UnixStream,
+    svc: Arc<KeyService>,
+    ctl: Arc<dyn Control>,
+    idle: Duration,
+) -> std::io::Result<()> {
     let (r, mut w) = stream.into_split();
     // Bounded: a line longer than the limit is answered and skipped, never held whole.
     let mut lines = LineReader::new(r, MAX_COMMAND_BYTES);
-    while let Some(frame) = lines.next().await? {
+    let expired = |what: &str| std::io::Error::new(std::io::ErrorKind::TimedOut, format!("{what} within {idle:?}"));
+    loop {
+        // The whole next line within the deadline: an idle client and one
+        // that sends a byte at a time are closed alike.
+        let frame = match tokio::time::timeout(idle, lines.next()).await {
+            Err(_) => return Err(expired("no command")),
+            Ok(r) => match r? {
+                Some(f) => f,
+                None => return Ok(()),
+            },
+        };
         let reply = match frame {
             Frame::TooLong => command::too_long_reply(),
             // Parsing and executing both run on a blocking thread: a large
@@ -120,7 +143,7 @@ async fn connection(stream: UnixStream, svc: Arc<KeyService>, ctl: Arc<dyn Contr
         };
         let mut out = serde_json::to_vec(&reply).unwrap_or_default();
         out.push(b'\n');
-        w.write_all(&out).await?;
+        // A client that does not read its reply is closed, too.
+        tokio::time::timeout(idle, w.write_all(&out)).await.map_err(|_| expired("reply not taken"))??;
     }
-    Ok(())
 }

@@ -20,6 +20,7 @@ use staging::Shared;
 pub use staging::SyncLimits;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 mod staging;
 mod sync_put;
@@ -102,7 +103,15 @@ pub struct StateView {
     pub qr: u64,
     pub cards: u64,
     pub digest: String,
+    /// Non-trivial PINs of `keys.pin_length` digits (docs/security.md).
+    pub pin_space: u64,
+    /// Of those, the PINs neither live nor held back as retired within
+    /// `keys.pin_retention_days`: what `pin.generate` may still draw.
+    pub pin_space_free: u64,
 }
+
+/// The default of `keys.pin_retention_days`.
+pub const PIN_RETENTION_DEFAULT: Duration = Duration::from_secs(365 * 86_400);
 
 pub struct KeyService {
     store: Store,
@@ -112,6 +121,9 @@ pub struct KeyService {
     /// Each role's default schedule, for holders without their own.
     role_schedules: crate::access::RoleSchedules,
     pin_length: usize,
+    /// How long a retired PIN is held back from everyone (its tombstone's
+    /// age below this); after it the PIN may be drawn or set again.
+    pin_retention_ms: i64,
     /// The writer mutex, the live space and the staged sync's state, shared
     /// with the janitor thread (see `staging`).
     shared: Arc<Shared>,
@@ -243,6 +255,7 @@ impl KeyService {
             doors,
             role_schedules,
             pin_length,
+            pin_retention_ms: PIN_RETENTION_DEFAULT.as_millis() as i64,
             shared,
             janitor: Some(janitor),
             summary: Default::default(),
@@ -350,8 +363,24 @@ impl KeyService {
         Ok(self.store.get(&records::key_key(self.space(), h))?.map(|v| String::from_utf8_lossy(&v).into_owned()))
     }
 
+    /// Whether the PIN of hash `h` is held back: retired within the
+    /// retention period (a tombstone whose time does not read is held back).
     fn is_tombstoned(&self, h: &KeyHash) -> Result<bool, OpError> {
-        Ok(self.store.get(&records::tombstone_key(h))?.is_some())
+        Ok(self.store.get(&records::tombstone_key(h))?.is_some_and(|v| self.holds_back(&v)))
+    }
+
+    /// Whether a tombstone with value `v` (its retirement time) still holds its PIN back.
+    fn holds_back(&self, v: &[u8]) -> bool {
+        match std::str::from_utf8(v).ok().and_then(|t| t.parse::<i64>().ok()) {
+            Some(t) => self.now_ms().saturating_sub(t) < self.pin_retention_ms,
+            None => true,
+        }
+    }
+
+    /// The service holding a retired PIN back for `d` (`keys.pin_retention_days`).
+    pub fn with_pin_retention(mut self, d: Duration) -> Self {
+        self.pin_retention_ms = i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+        self
     }
 
     /// Writes the change from `old` to `new` (either may be absent) plus
@@ -549,9 +578,9 @@ impl KeyService {
                 rec.pin = Some(KeyRecord { hash: h, active: true, created_ms, limit });
                 return Ok((pin, limit));
             }
-            Err(OpError::internal(
-                "no unused PIN could be drawn; the PIN space is nearly exhausted: raise keys.pin_length",
-            ))
+            Err(OpError::internal(format!(
+                "no unused PIN could be drawn in {PIN_DRAWS} tries; the PIN space is nearly exhausted (state.get's pin_space_free): delete unused PINs, lower keys.pin_retention_days, or raise keys.pin_length"
+            )))
         })
     }
 
@@ -836,7 +865,16 @@ impl KeyService {
     /// [`KeyService::state`], for a caller that holds the writer's lock.
     fn state_unlocked(&self) -> Result<StateView, OpError> {
         let generation = self.summary().generation;
-        let mut s = StateView { generation, holders: 0, pins: 0, qr: 0, cards: 0, digest: String::new() };
+        let mut s = StateView {
+            generation,
+            holders: 0,
+            pins: 0,
+            qr: 0,
+            cards: 0,
+            digest: String::new(),
+            pin_space: pin_space(self.pin_length),
+            pin_space_free: 0,
+        };
         let mut digest = sha2::Sha256::new();
         for r in self.store.scan(&self.space().holders()) {
             let (k, v) = r?;
@@ -848,6 +886,11 @@ impl KeyService {
             digest.update(digest_line(&rec).as_bytes());
         }
         s.digest = hex::encode(digest.finalize());
+        let mut held = 0u64;
+        for r in self.store.scan(records::TOMBSTONE) {
+            held += u64::from(self.holds_back(&r?.1));
+        }
+        s.pin_space_free = s.pin_space.saturating_sub(s.pins + held);
         Ok(s)
     }
 }
@@ -889,6 +932,13 @@ pub fn digest_line(rec: &HolderRecord) -> String {
         active_cards,
         rec.cards.len()
     )
+}
+
+/// The non-trivial PINs of `len` digits ([`is_trivial`]: 120 at 4 and 5
+/// digits, 1,110 at 6 to 8; a test counts them).
+fn pin_space(len: usize) -> u64 {
+    let trivial = if len <= 5 { 120 } else { 1110 };
+    10u64.pow(len as u32) - trivial
 }
 
 fn tombstone(pin: &Option<KeyRecord>, now: i64, batch: &mut Batch) {

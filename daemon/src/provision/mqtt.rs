@@ -693,7 +693,8 @@ async fn handle(deps: &Deps, replies: &Arc<Replies>, admitted: super::signed::Ad
     let (cmd, digest) = match parsed {
         Ok(c) => c,
         Err(reply) => {
-            tracing::warn!(error = %reply["error"]["message"], "mqtt: malformed command");
+            let why = reply["error"]["message"].as_str().unwrap_or_default();
+            tracing::warn!(error = %crate::logtext::escape(why), "mqtt: malformed command");
             return reply;
         }
     };
@@ -705,11 +706,11 @@ async fn handle(deps: &Deps, replies: &Arc<Replies>, admitted: super::signed::Ad
     let key = replies::id_key(&cmd.id);
     match key.as_deref().map(|k| replies.get(k, &digest, signer.as_deref())) {
         Some(replies::Seen::Repeat(stored)) => {
-            tracing::info!(op = %cmd.op, "mqtt: repeated command id; sending the stored reply");
+            tracing::info!(op = %crate::logtext::escape(&cmd.op), "mqtt: repeated command id; sending the stored reply");
             return stored;
         }
         Some(replies::Seen::Reused) => {
-            tracing::warn!(op = %cmd.op, "mqtt: a command id used before for another command; refused");
+            tracing::warn!(op = %crate::logtext::escape(&cmd.op), "mqtt: a command id used before for another command; refused");
             return command::error_reply(
                 &cmd.id,
                 &OpError::invalid("this id was used before for another command; give each command its own id"),
@@ -736,7 +737,7 @@ async fn handle(deps: &Deps, replies: &Arc<Replies>, admitted: super::signed::Ad
         if let Some(k) = key.filter(|_| !command::is_read_only(&cmd.op)) {
             replies.put(&k, &digest, &reply, signer.as_deref());
         }
-        tracing::info!(op = %cmd.op, ok = reply["ok"] == json!(true), "mqtt command");
+        tracing::info!(op = %crate::logtext::escape(&cmd.op), ok = reply["ok"] == json!(true), "mqtt command");
         reply
     })
     .await

@@ -56,6 +56,8 @@ pub enum StartError {
     Keys(OpError),
     #[error("cannot start the audit writer: {0}")]
     Audit(std::io::Error),
+    #[error(transparent)]
+    Unsafe(#[from] crate::ownership::Unsafe),
     #[error("the admin socket {0} is answered by another running porterd; stop that one, or give this one its own admin.socket (and data_dir)")]
     AdminInUse(String),
 }
@@ -197,10 +199,19 @@ struct Opened {
 /// returned file is open. Another porterd on this data_dir holds it: then
 /// the start stops before it drives that daemon's locks.
 fn lock_data_dir(cfg: &Config) -> Result<std::fs::File, StartError> {
-    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    use crate::ownership::check_dir;
+    use std::os::unix::fs::DirBuilderExt;
     let _ = std::fs::DirBuilder::new().recursive(true).mode(0o750).create(&cfg.data_dir);
-    if std::fs::metadata(&cfg.data_dir).is_ok_and(|m| m.permissions().mode() & 0o002 != 0) {
-        tracing::warn!(data_dir = %cfg.data_dir.display(), "data_dir is writable by every user; chmod 750 it");
+    // Before anything in it is opened: a folder another user may write
+    // could already hold their store, snapshot or secret.
+    check_dir("data_dir", &cfg.data_dir, "put their own store or device secret there", false)?;
+    if let Some(dir) = cfg.admin.socket.parent().filter(|d| !d.as_os_str().is_empty()) {
+        check_dir(
+            "the admin socket's folder",
+            dir,
+            "stand in for the admin socket and receive what porterctl sends",
+            true,
+        )?;
     }
     let path = cfg.data_dir.join("porterd.lock");
     let store_err = |err| StartError::Store { dir: cfg.data_dir.join("store").display().to_string(), err };
@@ -291,7 +302,11 @@ fn open_keys(
     let door_ids: Vec<String> = cfg.doors.iter().map(|d| d.id.clone()).collect();
     let svc = Arc::new(
         KeyService::open_with_roles(store, hasher.clone(), door_ids, cfg.keys.pin_length, cfg.role_schedules.clone())
-            .map(|svc| svc.with_sync_idle(cfg.store.sync_idle).with_clock(clock.clone()))
+            .map(|svc| {
+                svc.with_sync_idle(cfg.store.sync_idle)
+                    .with_clock(clock.clone())
+                    .with_pin_retention(cfg.keys.pin_retention)
+            })
             .map_err(StartError::Keys)?,
     );
     Ok((hasher, svc))

@@ -219,7 +219,7 @@ pub fn inputs(cfg: &Config, reports: mpsc::Sender<DeviceReport>) -> (Component, 
 pub fn admin(cfg: &Config, svc: &Arc<KeyService>, ctl: &Arc<dyn Control>, part: &mut Component) -> bool {
     match admin::bind(&cfg.admin.socket) {
         Ok(bound) => {
-            part.spawn(admin::serve(bound, svc.clone(), ctl.clone(), part.token()));
+            part.spawn(admin::serve(bound, svc.clone(), ctl.clone(), cfg.admin.idle_timeout, part.token()));
             true
         }
         Err(e) => {

@@ -83,6 +83,15 @@ pub const SIGNED_COUNTER: &[u8] = b"s/";
 /// Uses spent of limited keys: `u/<hash>` -> [`Spent`].
 pub const USES: &[u8] = b"u/";
 
+/// The longest holder id a command accepts (`provision::command::check_id`).
+pub const MAX_HOLDER_ID_BYTES: usize = 64;
+
+/// A store key for an error or a log line: escaped, and at most 120
+/// characters (a tampered key may be any bytes, of any length).
+pub fn key_text(key: &[u8]) -> String {
+    crate::logtext::clip(&String::from_utf8_lossy(key), 120)
+}
+
 pub fn prefixed(prefix: &[u8], rest: &[u8]) -> Vec<u8> {
     let mut k = Vec::with_capacity(prefix.len() + rest.len());
     k.extend_from_slice(prefix);
@@ -188,12 +197,37 @@ impl HolderRecord {
         postcard::to_allocvec(self).expect("a holder record always serializes")
     }
 
-    /// Reads a stored record; `key` names it in the error.
+    /// Reads a stored record; `key` names it in the error. A record that
+    /// decodes but holds what no command could have written (an id that is
+    /// not 1-64 letters, digits, `.`, `_`, `-`, or other than its key's; a
+    /// name over 128 bytes; more than [`schedule::MAX_WINDOWS`] windows) is
+    /// as corrupt as one that does not: a tampered store never reaches the
+    /// decision table, whose lengths are 16-bit.
     pub fn decode(key: &[u8], v: &[u8]) -> Result<HolderRecord, crate::store::StoreError> {
-        postcard::from_bytes(v).map_err(|e| crate::store::StoreError::Corrupt {
-            key: String::from_utf8_lossy(key).into_owned(),
-            detail: e.to_string(),
-        })
+        let corrupt = |detail: String| crate::store::StoreError::Corrupt { key: key_text(key), detail };
+        let rec: HolderRecord = postcard::from_bytes(v).map_err(|e| corrupt(e.to_string()))?;
+        let id_ok = !rec.id.is_empty()
+            && rec.id.len() <= MAX_HOLDER_ID_BYTES
+            && rec.id.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+        if !id_ok {
+            let shown = crate::logtext::clip(&rec.id, 80);
+            return Err(corrupt(format!(
+                "holder id {shown} ({} bytes) is not 1-64 letters, digits, `.`, `_`, `-`",
+                rec.id.len()
+            )));
+        }
+        // The key is `h/<space>/<id>`; a record under another id's key is moved, not written.
+        if key.len() > 4 && key.starts_with(b"h/") && &key[4..] != rec.id.as_bytes() {
+            return Err(corrupt(format!("holds holder `{}`, not the one its key names", rec.id)));
+        }
+        if rec.name.len() > 128 || rec.schedule.len() > schedule::MAX_WINDOWS {
+            return Err(corrupt(format!(
+                "holder `{}`: a name over 128 bytes or over {} windows",
+                rec.id,
+                schedule::MAX_WINDOWS
+            )));
+        }
+        Ok(rec)
     }
 
     /// Every key of this holder: (hash, kind, active).

@@ -25,8 +25,18 @@ pub enum SecretError {
     Missing { path: String },
     #[error("secret_file {path} has mode {mode:o}: users other than its owner may read it; chmod 600 {path} (and chown it to the daemon's user)")]
     Loose { path: String, mode: u32 },
+    #[error(transparent)]
+    Unsafe(#[from] crate::ownership::Unsafe),
     #[error("secret_file {path} is not the secret this store's keys were made with: restore the right file from a backup, or move data_dir aside to start with an empty store")]
     Mismatch { path: String },
+}
+
+/// What a secret file others control gives them.
+const SECRET_RISK: &str = "put a secret of their own there (or read it) and recover PINs from the store offline";
+
+/// Opens `path` for reading without following a symlink (`O_NOFOLLOW`).
+fn open_nofollow(path: &Path) -> std::io::Result<std::fs::File> {
+    std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW).open(path)
 }
 
 /// Reads the secret at `path`, creating it (mode 0600, 32 random bytes, its
@@ -35,21 +45,37 @@ pub enum SecretError {
 /// the daemon may not change its mode.
 pub fn load_or_create(path: &Path, may_create: bool) -> Result<Zeroizing<Vec<u8>>, SecretError> {
     let io = |source, hint| SecretError::Io { path: path.display().to_string(), source, hint };
-    match std::fs::read(path).map(Zeroizing::new) {
-        Ok(bytes) => {
+    let folder = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    crate::ownership::check_dir("secret_file's folder", folder, SECRET_RISK, true)?;
+    match open_nofollow(path) {
+        Ok(f) => {
+            // Checked on the opened file: a symlink is never followed, and
+            // the file read is the file checked.
+            crate::ownership::check_file("secret_file", path, &f, SECRET_RISK)?;
+            let mut bytes = Zeroizing::new(Vec::new());
+            std::io::Read::read_to_end(&mut &f, &mut bytes).map_err(|e| io(e, "check the disk"))?;
             if bytes.len() < 16 {
                 return Err(SecretError::TooShort { path: path.display().to_string(), len: bytes.len() });
             }
-            let mode = std::fs::metadata(path).map(|m| m.permissions().mode() & 0o777).unwrap_or(0);
+            let mode = f.metadata().map(|m| m.permissions().mode() & 0o777).unwrap_or(0);
             if mode & 0o077 != 0 {
-                // Tightened where the daemon may (its own file); refused where not.
-                if std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).is_err() {
+                // Tightened where the daemon may (its own file, through the
+                // opened file: never a symlink's target); refused where not.
+                if f.set_permissions(std::fs::Permissions::from_mode(0o600)).is_err() {
                     return Err(SecretError::Loose { path: path.display().to_string(), mode });
                 }
                 tracing::warn!(path = %path.display(), was = format!("{mode:o}"), "secret_file was readable by others; its mode is now 600");
             }
             Ok(bytes)
         }
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => Err(crate::ownership::Unsafe {
+            what: "secret_file",
+            path: path.display().to_string(),
+            problem: "a symbolic link; the daemon never follows one to its secret".into(),
+            risk: SECRET_RISK,
+            mode: "0600",
+        }
+        .into()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound && !may_create => {
             Err(SecretError::Missing { path: path.display().to_string() })
         }

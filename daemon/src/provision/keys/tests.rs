@@ -395,7 +395,9 @@ fn a_schema_1_store_is_migrated_and_keeps_deciding() {
         for h in [pin, card] {
             b.put([b"k/a/".as_slice(), &h].concat(), b"courier-ups".to_vec());
         }
-        b.put([b"t/".as_slice(), &dead].concat(), b"1764000000000".to_vec());
+        // Retired a day ago: within keys.pin_retention_days, so still held back.
+        let retired = chrono::Utc::now().timestamp_millis() - 86_400_000;
+        b.put([b"t/".as_slice(), &dead].concat(), retired.to_string().into_bytes());
         store.apply(b).unwrap();
     }
     let s = open_at(dir.path());
@@ -864,4 +866,41 @@ fn a_retired_pin_of_the_wrong_form_is_invalid_without_echoing_it() {
         assert!(bad.is_empty() || !e.message.contains(bad), "{}", e.message);
     }
     assert_eq!(s.sync_put(vec![]).unwrap().json()["retired"], 0);
+}
+
+/// Issue 13: tombstones never expired, so pin.generate at about 240 a
+/// second retired the 6-digit space for good in about 70 minutes. A retired
+/// PIN is held back for `keys.pin_retention_days` (never handed to anyone
+/// within it), then may be drawn or set again; state.get shows the free
+/// share of the space.
+#[test]
+fn a_retired_pin_is_held_back_for_the_retention_period_then_free_again() {
+    const DAY: i64 = 86_400_000;
+    let dir = tempfile::tempdir().unwrap();
+    let clock = TestClock::new();
+    let s = open_at_clock(dir.path(), &clock).with_pin_retention(Duration::from_millis(30 * DAY as u64));
+    s.holder_put(spec("a")).unwrap();
+    s.holder_put(spec("b")).unwrap();
+    s.pin_set("a", "483920").unwrap();
+    let full = s.state().unwrap().json()["pin_space_free"].as_f64().unwrap();
+    s.pin_delete("a").unwrap();
+    // Within the period: refused as before, and the share counts it.
+    clock.advance(29 * DAY);
+    assert_eq!(s.pin_set("b", "483920").unwrap_err().code, ErrorCode::Duplicate);
+    assert_eq!(s.state().unwrap().json()["pin_space_free"].as_f64().unwrap(), full);
+    // After it: free for anyone, and retired afresh when it leaves again.
+    clock.advance(2 * DAY);
+    assert!(s.state().unwrap().json()["pin_space_free"].as_f64().unwrap() > full);
+    s.pin_set("b", "483920").unwrap();
+    s.pin_delete("b").unwrap();
+    clock.advance(29 * DAY);
+    assert_eq!(s.pin_set("a", "483920").unwrap_err().code, ErrorCode::Duplicate);
+}
+
+#[test]
+fn the_pin_space_counts_the_trivial_pins_out() {
+    for len in 4..=6 {
+        let trivial = (0..10u64.pow(len as u32)).filter(|n| is_trivial(format!("{n:0len$}").as_bytes())).count() as u64;
+        assert_eq!(pin_space(len), 10u64.pow(len as u32) - trivial, "{len} digits");
+    }
 }

@@ -237,13 +237,23 @@ mod tests {
         assert_eq!(new(Some("483920"), None), json!({"pin": "483920"}));
         assert_eq!(new(None, Some(KeyLimit { uses: Some(1), expires_ms: None })), json!({"uses": 1}));
         let committed = SyncCommitted {
-            state: StateView { generation: 2, holders: 1, pins: 1, qr: 0, cards: 0, digest: "d".into() },
+            state: StateView {
+                generation: 2,
+                holders: 1,
+                pins: 1,
+                qr: 0,
+                cards: 0,
+                digest: "d".into(),
+                pin_space: 998_890,
+                pin_space_free: 998_889,
+            },
             retired: 3,
         };
         let v = serde_json::to_value(committed).unwrap();
         assert_eq!(
             v,
-            json!({"generation": 2, "holders": 1, "pins": 1, "qr": 0, "cards": 0, "digest": "d", "retired": 3})
+            json!({"generation": 2, "holders": 1, "pins": 1, "qr": 0, "cards": 0, "digest": "d",
+                   "pin_space": 998_890, "pin_space_free": 998_889, "retired": 3})
         );
     }
 }

@@ -1,0 +1,153 @@
+//! Who may change the files the daemon trusts.
+//!
+//! The device secret, the store and the admin socket are only as safe as
+//! the folders they live in: a user who may write `data_dir` can pre-create
+//! `device.key` and later recover PINs from the store offline; one who owns
+//! the socket's folder can put their own socket there and receive the PINs
+//! porterctl sends; a symlinked `device.key` would make the daemon chmod and
+//! use someone else's file. So, at start:
+//!
+//! - a folder the daemon trusts ([`check_dir`]) is owned by the daemon's user
+//!   or root, and no one else may write it. The socket's folder may instead
+//!   be writable by all with the sticky bit (`/tmp`, mode 1777): there no one
+//!   can remove or rename the daemon's socket, and porterctl checks the
+//!   socket's owner ([`check_socket`]) before it sends anything.
+//! - the secret file is opened without following a symlink and checked on
+//!   the opened file ([`check_file`], `fstat`), never by its name.
+//!
+//! Each refusal names the path, what is wrong and the fix
+//! (`chown porter:porter ...; chmod 0700 ...`). Root and the daemon's user
+//! are trusted: they could change the daemon itself.
+
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+
+/// Why a path is not safe to trust.
+#[derive(Debug, thiserror::Error)]
+#[error("{what} {path}: {problem}; another user could {risk}. Fix: chown porter:porter {path}; chmod {mode} {path} (or choose a path only the daemon's user and root can write; docs/security.md, \"Files and folders\")")]
+pub struct Unsafe {
+    pub what: &'static str,
+    pub path: String,
+    pub problem: String,
+    pub risk: &'static str,
+    /// The mode the fix sets.
+    pub mode: &'static str,
+}
+
+/// The daemon's effective user id.
+pub fn euid() -> u32 {
+    nix::unistd::geteuid().as_raw()
+}
+
+/// Whether `uid` is trusted by a process running as `me`: itself or root.
+fn trusted(uid: u32, me: u32) -> bool {
+    uid == me || uid == 0
+}
+
+/// What is wrong with an owner and mode, if anything: `sticky_ok` lets a
+/// folder writable by all pass when its sticky bit is set.
+fn problem(uid: u32, mode: u32, me: u32, sticky_ok: bool) -> Option<String> {
+    if !trusted(uid, me) {
+        return Some(format!("owned by uid {uid}, not by the daemon's user (uid {me}) or root"));
+    }
+    let writable = mode & 0o022 != 0;
+    let sticky_world = sticky_ok && mode & 0o1000 != 0;
+    if writable && !sticky_world {
+        return Some(format!(
+            "writable by {} (mode {:04o})",
+            if mode & 0o002 != 0 { "every user" } else { "its group" },
+            mode & 0o7777
+        ));
+    }
+    None
+}
+
+/// Checks a folder the daemon trusts (following a symlink to it: the
+/// folder itself is what counts). A missing folder passes: the daemon makes
+/// it, with its own mode.
+pub fn check_dir(what: &'static str, dir: &Path, risk: &'static str, sticky_ok: bool) -> Result<(), Unsafe> {
+    let Ok(m) = std::fs::metadata(dir) else { return Ok(()) };
+    match problem(m.uid(), m.mode(), euid(), sticky_ok) {
+        None => Ok(()),
+        Some(problem) => Err(Unsafe { what, path: dir.display().to_string(), problem, risk, mode: "0700" }),
+    }
+}
+
+/// Checks an opened file (its `fstat`, never its name): a regular file of
+/// the daemon's user or root that no one else may write.
+pub fn check_file(what: &'static str, path: &Path, f: &std::fs::File, risk: &'static str) -> Result<(), Unsafe> {
+    let err = |problem: String| Unsafe { what, path: path.display().to_string(), problem, risk, mode: "0600" };
+    let m = f.metadata().map_err(|e| err(format!("cannot be examined: {e}")))?;
+    if !m.file_type().is_file() {
+        return Err(err("not a regular file".into()));
+    }
+    problem(m.uid(), m.mode(), euid(), false).map_or(Ok(()), |p| Err(err(p)))
+}
+
+/// porterctl's check of the admin socket before it sends anything: the
+/// socket is owned by root or by `daemon_uid` (the owner of the socket's
+/// folder, which the daemon checked at start), else someone else stands in
+/// for the daemon.
+pub fn check_socket(path: &Path) -> Result<(), String> {
+    let m = std::fs::symlink_metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    use std::os::unix::fs::FileTypeExt;
+    if !m.file_type().is_socket() {
+        return Err(format!("{} is not a socket; refusing to send anything to it", path.display()));
+    }
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let d = std::fs::metadata(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    // In a folder writable by others (sticky /tmp) the folder's owner says
+    // nothing about the daemon: then only root's or our own socket is trusted.
+    let shared = d.mode() & 0o022 != 0;
+    let ok = m.uid() == 0 || m.uid() == euid() || (!shared && m.uid() == d.uid());
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "the admin socket {} is owned by uid {}, neither root nor the daemon's user (the owner of {}, uid {}){}: it may be another user's stand-in for porterd; refusing to send anything to it. Check who made it (ls -l {}) and restart porterd",
+            path.display(),
+            m.uid(),
+            dir.display(),
+            d.uid(),
+            if shared { ", in a folder others may write" } else { "" },
+            path.display()
+        ))
+    }
+}
+
+/// porterctl's check of the process it reached (`SO_PEERCRED`, from the
+/// kernel: no race with a socket file swapped after [`check_socket`]): it
+/// runs as root, as porterctl's own user, or as the socket file's owner.
+pub fn check_peer(stream: &std::os::unix::net::UnixStream, path: &Path) -> Result<(), String> {
+    let cred = nix::sys::socket::getsockopt(stream, nix::sys::socket::sockopt::PeerCredentials)
+        .map_err(|e| format!("cannot learn who serves {}: {e}", path.display()))?;
+    let owner = std::fs::symlink_metadata(path).map(|m| m.uid()).ok();
+    let uid = cred.uid();
+    if uid == 0 || uid == euid() || Some(uid) == owner {
+        Ok(())
+    } else {
+        Err(format!(
+            "the process serving {} runs as uid {uid}, neither root nor the socket's owner: refusing to send anything to it",
+            path.display()
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn owners_and_modes() {
+        let me = 1000;
+        assert!(problem(1000, 0o40700, me, false).is_none());
+        assert!(problem(0, 0o40755, me, false).is_none(), "root's /etc/porter");
+        assert!(problem(0, 0o40750, me, false).is_none(), "root:porter 0750");
+        assert!(problem(65534, 0o40700, me, false).unwrap().contains("uid 65534"));
+        assert!(problem(1000, 0o40777, me, false).unwrap().contains("every user"));
+        assert!(problem(1000, 0o40770, me, false).unwrap().contains("its group"));
+        assert!(problem(0, 0o41777, me, true).is_none(), "/tmp for the socket");
+        assert!(problem(0, 0o41777, me, false).is_some(), "/tmp for data");
+        assert!(problem(0, 0o41770, me, true).is_none(), "sticky, group-writable");
+    }
+}
