@@ -41,8 +41,9 @@ for t in "${targets[@]}"; do
   if ! cargo +nightly fuzz run "$t" "work/$t" "corpus/$t" -- \
       -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
       >"work/$t.log" 2>&1; then
-    echo "fuzz: $t FAILED; the last lines of fuzz/work/$t.log:" >&2
-    tail -n 40 "work/$t.log" >&2
+    echo "fuzz: $t FAILED; the panic and the end of fuzz/work/$t.log:" >&2
+    grep -A2 -m3 -E 'panicked at|ERROR: libFuzzer' "work/$t.log" >&2 || true
+    tail -n 20 "work/$t.log" >&2
     failed+=("$t")
   else
     grep -E '^stat::number_of_executed_units' "work/$t.log" | sed "s/^/fuzz: $t: /" || true
