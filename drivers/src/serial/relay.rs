@@ -144,6 +144,39 @@ pub fn modbus_write_coil(address: u8, coil: u16, on: bool) -> [u8; 8] {
     f
 }
 
+/// What a board has answered so far to a write-coil `frame`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ModbusReply {
+    /// Too few bytes yet to tell: read more.
+    Incomplete,
+    /// A valid exception reply (address, `0x85`, code, CRC): the code.
+    Exception(u8),
+    /// The exact echo of the command: it was carried out.
+    Echo,
+    /// Anything else.
+    Mismatch,
+}
+
+/// Judges the bytes a Modbus board has sent back after `frame` (a reply is
+/// read until 8 bytes came, or 5 that start an exception reply). Public and
+/// free of I/O so that the fuzz target (fuzz/fuzz_targets/serial_relay_reply.rs)
+/// and the tests reach the one parser of bytes from a relay board.
+pub fn modbus_reply(frame: &[u8], reply: &[u8]) -> ModbusReply {
+    // An exception reply is 5 bytes: address, 0x85, code, CRC.
+    let exception = reply.len() >= 5 && reply[1] == 0x85;
+    if reply.len() < 8 && !exception {
+        return ModbusReply::Incomplete;
+    }
+    if exception && crc16_modbus(&reply[..3]).to_le_bytes() == reply[3..5] {
+        return ModbusReply::Exception(reply[2]);
+    }
+    if reply == frame {
+        ModbusReply::Echo
+    } else {
+        ModbusReply::Mismatch
+    }
+}
+
 /// CRC-16/MODBUS: polynomial 0xA001 (reflected 0x8005), initial 0xFFFF.
 pub fn crc16_modbus(data: &[u8]) -> u16 {
     let mut crc: u16 = 0xFFFF;
@@ -229,8 +262,7 @@ impl SerialRelay {
         let deadline = Instant::now() + REPLY_TIMEOUT;
         let mut reply = [0u8; 8];
         let mut got = 0;
-        // An exception reply is 5 bytes: address, 0x85, code, CRC.
-        while got < reply.len() && !(got >= 5 && reply[1] == 0x85) {
+        while modbus_reply(frame, &reply[..got]) == ModbusReply::Incomplete {
             match timeout_at(deadline, stream.read(&mut reply[got..])).await {
                 Err(_) => {
                     return Err(DriverError::new(
@@ -248,21 +280,19 @@ impl SerialRelay {
                 Ok(Err(e)) => return Err(disconnected(path, &e.to_string())),
             }
         }
-        if got >= 5 && reply[1] == 0x85 && crc16_modbus(&reply[..3]).to_le_bytes() == reply[3..5] {
-            return Err(DriverError::new(
+        match modbus_reply(frame, &reply[..got]) {
+            ModbusReply::Exception(code) => Err(DriverError::new(
                 ErrorKind::Protocol,
-                format!("{path}: modbus slave {} refused the command (exception {})", self.config.address, reply[2]),
+                format!("{path}: modbus slave {} refused the command (exception {code})", self.config.address),
             )
-            .with_hint("check `channel` against the board's coil count"));
-        }
-        if reply[..got] != *frame {
-            return Err(DriverError::new(
+            .with_hint("check `channel` against the board's coil count")),
+            ModbusReply::Mismatch | ModbusReply::Incomplete => Err(DriverError::new(
                 ErrorKind::Protocol,
                 format!("{path}: modbus reply does not echo the command ({got} bytes)"),
             )
-            .with_hint("check that `address` is this board's and that no other master talks on the bus"));
+            .with_hint("check that `address` is this board's and that no other master talks on the bus")),
+            ModbusReply::Echo => Ok(()),
         }
-        Ok(())
     }
 }
 
@@ -368,6 +398,22 @@ mod tests {
         assert_eq!(lcus_command(1, true), [0xA0, 0x01, 0x01, 0xA2]);
         assert_eq!(lcus_command(1, false), [0xA0, 0x01, 0x00, 0xA1]);
         assert_eq!(lcus_command(0xFF, true), [0xA0, 0xFF, 0x01, 0xA0]);
+    }
+
+    #[test]
+    fn modbus_replies_are_judged_from_their_bytes() {
+        let frame = modbus_write_coil(1, 0, true);
+        assert_eq!(modbus_reply(&frame, &frame), ModbusReply::Echo);
+        assert_eq!(modbus_reply(&frame, &frame[..7]), ModbusReply::Incomplete);
+        assert_eq!(modbus_reply(&frame, &[]), ModbusReply::Incomplete);
+        let mut other = frame;
+        other[4] = 0;
+        assert_eq!(modbus_reply(&frame, &other), ModbusReply::Mismatch);
+        let mut exception = vec![1, 0x85, 2];
+        exception.extend(crc16_modbus(&exception).to_le_bytes());
+        assert_eq!(modbus_reply(&frame, &exception), ModbusReply::Exception(2));
+        exception[4] ^= 1;
+        assert_eq!(modbus_reply(&frame, &exception), ModbusReply::Mismatch);
     }
 
     #[test]
