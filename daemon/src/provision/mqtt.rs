@@ -717,7 +717,7 @@ async fn handle(deps: &Deps, replies: &Arc<Replies>, admitted: super::signed::Ad
             );
         }
         Some(replies::Seen::Withheld) => {
-            tracing::warn!(op = %cmd.op.escape_debug(), "mqtt: repeated command id from another key; its secret withheld");
+            tracing::warn!(op = %crate::logtext::escape(&cmd.op), "mqtt: repeated command id from another key; its secret withheld");
             return command::error_reply(
                 &cmd.id,
                 &OpError::new(

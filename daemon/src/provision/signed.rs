@@ -184,7 +184,7 @@ impl Refusal {
             reason = self.reason,
             key = self.key.as_deref().unwrap_or("-"),
             fleet = self.fleet,
-            message = %self.message.escape_debug(),
+            message = %crate::logtext::escape(&self.message),
             "mqtt: command refused"
         );
         let event = crate::event::Event::CommandRefused {
