@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """The code's shape, checked (issue 12): no daemon module imports a module
-that imports it back, and no function outside tests runs much past 80 lines
-without a reason written beside it.
+that imports it back, no function outside tests runs much past 80 lines
+without a reason written beside it, and no store key is written as a literal
+outside daemon/src/store/records.rs.
 
     python3 scripts/structure-check.py          # both checks; exit 1 on a finding
     python3 scripts/structure-check.py --list   # every long function, reasons included
@@ -119,9 +120,26 @@ def cycles():
     return found
 
 
+KEY_LITERAL = re.compile(r'b"[mastlu]/[^"]*"')
+
+
+def scattered_store_keys():
+    """Store keys written as literals outside store/records.rs, the one place
+    the store's key layout is kept (issue 12): each (file, line, literal)."""
+    for p, text in code_files(SRC):
+        if p.relative_to(SRC).as_posix() == 'store/records.rs':
+            continue
+        for i, line in enumerate(text.split('\n')):
+            for m in KEY_LITERAL.finditer(re.sub(r'//.*', '', line)):
+                yield p.relative_to(ROOT), i + 1, m.group(0)
+
+
 def main():
     listing = '--list' in sys.argv
     bad = 0
+    for path, line, lit in scattered_store_keys():
+        print(f'{path}:{line}: store key {lit} written outside daemon/src/store/records.rs')
+        bad += 1
     for path, line, name, n, reason in long_functions():
         if listing or not reason:
             print(f'{path}:{line}: fn {name} is {n} lines' + (' (a reason is written)' if reason else ' with no "Long because" reason'))
@@ -132,7 +150,7 @@ def main():
     if bad:
         print(f'structure check: {bad} finding(s)')
         return 1
-    print('structure check: no long function without a reason, no module cycle')
+    print('structure check: no long function without a reason, no module cycle, no store key outside records.rs')
     return 0
 
 

@@ -186,12 +186,7 @@ fn spawn_writer(
     audit: &Audit,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     let (lockouts, bus, dropped) = (audit.lockouts.clone(), audit.bus.clone(), audit.dropped.clone());
-    let last = store
-        .get(records::SEQ)
-        .ok()
-        .flatten()
-        .and_then(|v| String::from_utf8_lossy(&v).parse::<u64>().ok())
-        .unwrap_or(0);
+    let last = store.counter(records::SEQ).unwrap_or(0);
     std::thread::Builder::new()
         .name("audit-writer".into())
         .spawn(move || Writer { store, lockouts, bus, dropped, seq: last, retain, reported: 0 }.run(rx))

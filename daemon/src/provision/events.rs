@@ -41,7 +41,7 @@ pub fn get(store: &Store, after: u64, limit: u64) -> Result<Page, OpError> {
     }
     // The newest first: every event read below was numbered by then, so
     // `newest` is never below the events of the reply.
-    let newest = seq_of(store.get(records::SEQ)?.as_deref());
+    let newest = store.counter(records::SEQ)?;
     // One more than asked for tells whether more remain.
     let mut read = audit::read(store, after, limit as usize + 1);
     // The array's JSON: its brackets, then each event and a comma but the last.
@@ -77,10 +77,6 @@ pub struct Page {
     pub oldest: Option<u64>,
     /// The last `seq` numbered (0 before any event).
     pub newest: u64,
-}
-
-fn seq_of(v: Option<&[u8]>) -> u64 {
-    v.and_then(|v| std::str::from_utf8(v).ok()).and_then(|s| s.parse().ok()).unwrap_or(0)
 }
 
 #[cfg(test)]

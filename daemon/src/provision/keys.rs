@@ -909,7 +909,7 @@ const TOMBSTONE_BYTES: u64 = (records::TOMBSTONE.len() + KeyHash::LEN + 13) as u
 
 /// The generation of the last committed full sync, as stored (0 before any).
 fn stored_generation(store: &Store) -> Result<u64, OpError> {
-    Ok(store.get(records::GENERATION)?.and_then(|v| String::from_utf8_lossy(&v).parse().ok()).unwrap_or(0))
+    Ok(store.counter(records::GENERATION)?)
 }
 
 /// One holder's line of the state digest:

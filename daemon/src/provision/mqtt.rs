@@ -66,7 +66,7 @@ const STATUS_EVERY: Duration = Duration::from_secs(60);
 /// The Last Will's payload.
 const OFFLINE: &str = r#"{"state":"offline"}"#;
 /// The key of the highest confirmed event seq.
-const ACKED: &[u8] = b"m/events_acked";
+const ACKED: &[u8] = crate::store::records::EVENTS_ACKED;
 
 /// The controller's topics.
 #[derive(Debug, Clone)]
@@ -419,8 +419,7 @@ struct Session {
 
 impl Session {
     fn new(client: AsyncClient, topics: Topics, deps: Deps, work_tx: mpsc::Sender<Publish>) -> Self {
-        let acked =
-            deps.store.get(ACKED).ok().flatten().and_then(|v| String::from_utf8_lossy(&v).parse().ok()).unwrap_or(0);
+        let acked = deps.store.counter(ACKED).unwrap_or(0);
         let mut out = Outbox { acked, settled: acked, ..Default::default() };
         out.reset();
         Session {

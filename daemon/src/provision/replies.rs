@@ -29,7 +29,7 @@ pub const DISK: u64 = 50_000;
 
 const REPLY: &[u8] = b"r/";
 const REPLY_ORDER: &[u8] = b"q/";
-const REPLY_SEQ: &[u8] = b"m/reply_seq";
+const REPLY_SEQ: &[u8] = crate::store::records::REPLY_SEQ;
 
 pub struct Replies {
     store: Store,
@@ -85,8 +85,7 @@ pub fn redact(reply: &Value) -> Value {
 
 impl Replies {
     pub fn new(store: Store) -> Self {
-        let seq =
-            store.get(REPLY_SEQ).ok().flatten().and_then(|v| String::from_utf8_lossy(&v).parse().ok()).unwrap_or(0);
+        let seq = store.counter(REPLY_SEQ).unwrap_or(0);
         Replies { store, mem: Mutex::new((HashMap::new(), VecDeque::new())), seq: Mutex::new(seq) }
     }
 

@@ -342,7 +342,7 @@ impl Guard {
 
     /// The last counter `key_id` used, if it signed anything yet.
     pub fn last(&self, key_id: &str) -> Result<Option<u64>, OpError> {
-        Ok(self.store.get(&counter_key(key_id))?.and_then(|v| String::from_utf8_lossy(&v).parse().ok()))
+        Ok(self.store.get(&counter_key(key_id))?.as_deref().and_then(crate::store::records::decimal))
     }
 }
 

@@ -286,9 +286,7 @@ pub fn status(
         // Generation and counts in one value, of the same committed set.
         let crate::provision::keys::Summary { generation, counts: c } = svc.summary();
         let store = svc.store();
-        let num = |k: &[u8]| -> u64 {
-            store.get(k).ok().flatten().and_then(|v| String::from_utf8_lossy(&v).parse().ok()).unwrap_or(0)
-        };
+        let num = |k: &[u8]| store.counter(k).unwrap_or(0);
         Status {
             cards: c.cards,
             clock: ClockStatus { synchronized: trust.synchronized(), unsynchronized: unsynchronized.as_str() },
@@ -296,7 +294,7 @@ pub fn status(
             generation,
             holders: c.holders,
             identity: identity.clone(),
-            outbox: num(crate::store::records::SEQ).saturating_sub(num(b"m/events_acked")),
+            outbox: num(crate::store::records::SEQ).saturating_sub(num(crate::store::records::EVENTS_ACKED)),
             pins: c.pins,
             qr: c.qr,
             state: None,

@@ -31,9 +31,9 @@ pub const FILE: &str = "store.check";
 /// this many numbers (reported as an `audit.gap`).
 pub const SEQ_BLOCK: u64 = 1000;
 /// The store's identity, a random value set when the store is made.
-pub const STORE_ID: &[u8] = b"m/store_id";
+pub const STORE_ID: &[u8] = super::records::STORE_ID;
 /// The count of acknowledged changes of holders and keys.
-pub const CHANGES: &[u8] = b"m/changes";
+pub const CHANGES: &[u8] = super::records::CHANGES;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CheckRecord {

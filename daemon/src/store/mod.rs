@@ -32,7 +32,7 @@ pub const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
 /// The schema this build reads and writes. An older one is migrated at
 /// start (see `migrate`); a newer one is refused.
 pub const SCHEMA_VERSION: u32 = 3;
-const SCHEMA_KEY: &[u8] = b"m/schema";
+const SCHEMA_KEY: &[u8] = records::SCHEMA;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -250,9 +250,7 @@ impl Store {
     /// What the store says of itself, for [`check::verify`]. A store
     /// without an identity that holds nothing but its schema is given one.
     pub fn found(&self) -> Result<check::Found, StoreError> {
-        let num = |k: &[u8]| -> Result<u64, StoreError> {
-            Ok(self.get(k)?.and_then(|v| String::from_utf8_lossy(&v).parse().ok()).unwrap_or(0))
-        };
+        let num = |k: &[u8]| self.counter(k);
         let has_data = self.db()?.db.iter().keys().filter_map(|k| k.ok()).any(|k| k.as_ref() != SCHEMA_KEY);
         Ok(check::Found {
             store_id: self.get(check::STORE_ID)?.map(|v| String::from_utf8_lossy(&v).into_owned()),
@@ -345,17 +343,14 @@ impl Store {
     pub fn apply_change(&self, mut batch: Batch) -> Result<(), StoreError> {
         let Some(guard) = self.inner.guard.get() else { return self.apply(batch) };
         let _one = guard.serial();
-        let num = |k: &[u8]| -> Result<u64, StoreError> {
-            Ok(self.get(k)?.and_then(|v| String::from_utf8_lossy(&v).parse().ok()).unwrap_or(0))
-        };
-        let changes = num(check::CHANGES)? + 1;
+        let changes = self.counter(check::CHANGES)? + 1;
         batch.put(check::CHANGES.to_vec(), changes.to_string().into_bytes());
         self.apply(batch)?;
         // The change is durable in the store; a record that cannot be
         // written only weakens the next start's check (it is retried with
         // the next change): the change itself stands. A full disk gives up
         // the reserve for it first.
-        let generation = num(records::GENERATION)?;
+        let generation = self.counter(records::GENERATION)?;
         let mut written = guard.changed(changes, generation);
         if written.as_ref().is_err_and(is_no_space) && self.make_room() {
             written = guard.changed(changes, generation);
@@ -378,6 +373,11 @@ impl Store {
 
     pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         Ok(self.db()?.db.get(key)?.map(|v| v.to_vec()))
+    }
+
+    /// The counter at `key` ([`records::decimal`]); 0 when absent or not a number.
+    pub fn counter(&self, key: &[u8]) -> Result<u64, StoreError> {
+        Ok(self.get(key)?.as_deref().and_then(records::decimal).unwrap_or(0))
     }
 
     /// Every record whose key starts with `prefix`, in key order.

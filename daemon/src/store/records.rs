@@ -82,6 +82,26 @@ pub const SECRET_CHECK: &[u8] = b"m/secret_check";
 pub const SIGNED_COUNTER: &[u8] = b"s/";
 /// Uses spent of limited keys: `u/<hash>` -> [`Spent`].
 pub const USES: &[u8] = b"u/";
+/// The schema version (`store::open`).
+pub const SCHEMA: &[u8] = b"m/schema";
+/// Set while a recovered store waits for the portal's full sync (`store::recover`).
+pub const NEEDS_SYNC: &[u8] = b"m/needs_sync";
+/// The store's identity and its count of changes, mirrored in the check
+/// record beside it (`store::check`).
+pub const STORE_ID: &[u8] = b"m/store_id";
+pub const CHANGES: &[u8] = b"m/changes";
+/// The highest event `seq` the broker confirmed (`provision::mqtt`'s outbox).
+pub const EVENTS_ACKED: &[u8] = b"m/events_acked";
+/// The order of stored command replies (`provision::replies`).
+pub const REPLY_SEQ: &[u8] = b"m/reply_seq";
+/// Set while a staged set is being cleared (`provision::keys::staging`).
+pub const SYNC_CLEAR: &[u8] = b"m/sync_clear";
+
+/// A counter's stored form (`m/seq`, `m/generation`, `m/changes`, ...): its
+/// decimal text. `None` when the bytes are not one.
+pub fn decimal(v: &[u8]) -> Option<u64> {
+    std::str::from_utf8(v).ok()?.parse().ok()
+}
 
 /// The longest holder id a command accepts (`provision::command::check_id`).
 pub const MAX_HOLDER_ID_BYTES: usize = 64;

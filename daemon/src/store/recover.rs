@@ -24,7 +24,7 @@ use super::{snapshot, Batch, Store, StoreError};
 use std::path::{Path, PathBuf};
 
 /// Set while a recovered store waits for the portal's full sync.
-pub const NEEDS_SYNC: &[u8] = b"m/needs_sync";
+pub const NEEDS_SYNC: &[u8] = super::records::NEEDS_SYNC;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OnDamage {

@@ -71,11 +71,7 @@ impl Out {
 /// 100,000 holders is never held in memory whole).
 fn stream(store: &Store, f: std::fs::File, now_ms: i64) -> std::io::Result<std::fs::File> {
     let live = records::active_space(store);
-    let generation: u64 = store
-        .get(records::GENERATION)
-        .map_err(std::io::Error::other)?
-        .and_then(|v| String::from_utf8_lossy(&v).parse().ok())
-        .unwrap_or(0);
+    let generation = store.counter(records::GENERATION).map_err(std::io::Error::other)?;
     let mut out = Out { w: std::io::BufWriter::new(f), sum: sha2::Sha256::new(), n: 0 };
     out.put(MAGIC)?;
     out.put(&now_ms.to_be_bytes())?;

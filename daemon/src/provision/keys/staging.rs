@@ -46,7 +46,7 @@ pub const IDLE: Duration = Duration::from_secs(600);
 pub const CHUNK: usize = 256;
 /// Present while the staging space holds records of no open sync (a sync
 /// replaced, expired or committed), until the janitor has removed them.
-pub(super) const DIRTY: &[u8] = b"m/sync_clear";
+pub(super) const DIRTY: &[u8] = crate::store::records::SYNC_CLEAR;
 
 /// The prefix of the PINs retired by the sync staged in `space`: `x/a/` or
 /// `x/b/`, then the PIN's 16-byte keyed hash, with an empty value. The commit
