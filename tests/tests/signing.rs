@@ -277,6 +277,36 @@ fn a_restart_keeps_the_replay_guard() {
     assert_eq!(unlocks(&broker, &sub), 2);
 }
 
+/// The replay guard outlives the store: a store lost to the SD card (here
+/// deleted, with no snapshot to restore) is recovered, and the counters
+/// kept in its check record still refuse a command accepted before.
+#[test]
+fn a_lost_store_keeps_the_replay_guard() {
+    let broker = Broker::start();
+    let sub = broker.subscribe(&format!("{P}/#"), "portal-lost-store");
+    let dir = tempfile::tempdir().unwrap();
+    let mut portal = Portal::new(1, "portal-1");
+    let t = format!("{P}/cmd");
+    let cmd = command("l-1", "door.unlock", json!({"door": "main", "ms": 100}));
+    let props = portal.sign(&t, &cmd, None);
+    {
+        let d = daemon(dir.path(), &broker, &portal.pin());
+        let mark = sub.lines.len();
+        publish(&broker, &t, &cmd, &props, None);
+        assert_ok(&reply_on(&sub, mark, &format!("{P}/reply"), "l-1"));
+        assert!(d.stop().0.success());
+    }
+    std::fs::remove_dir_all(dir.path().join("data/store")).unwrap();
+    let d = daemon(dir.path(), &broker, &portal.pin());
+    assert!(d.log.has(0, &["store recovered"]), "{}", d.log.text());
+    let mark = sub.lines.len();
+    publish(&broker, &t, &cmd, &props, None);
+    assert_eq!(code(&reply_on(&sub, mark, &format!("{P}/reply"), "l-1")), "stale", "a replay after the recovery");
+    assert!(d.log.has(0, &["command counter restored from the store's check record"]), "{}", d.log.text());
+    unlock(&broker, &sub, &mut portal, "l-2");
+    assert_eq!(unlocks(&broker, &sub), 2, "the replay opened the door");
+}
+
 #[test]
 fn the_fleet_topic_refuses_secrets_and_takes_the_rest() {
     let broker = Broker::start();

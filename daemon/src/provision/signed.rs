@@ -15,13 +15,14 @@
 //!
 //! The replay guard needs no clock: each key's last accepted counter is kept
 //! in the store (`s/<key id>`), written and flushed before the command is
-//! applied, and copied into snapshots so a recovered store keeps it. The
+//! applied, and in the store's check record beside it, so a store recovered
+//! from an older snapshot still knows it. The
 //! optional expiry is checked only while the clock is known to be
 //! synchronised.
 
 use super::error::{ErrorCode, OpError};
 use crate::config::PortalKey;
-use crate::store::{Batch, Store};
+use crate::store::Store;
 use base64::Engine as _;
 use bytes::Bytes;
 use ed25519_dalek::{Signature, VerifyingKey};
@@ -332,10 +333,8 @@ impl Guard {
                 Some(id),
             ));
         }
-        let mut b = Batch::default();
-        b.put(counter_key(id), seal.counter.to_string().into_bytes());
         self.store
-            .apply(b)
+            .accept_counter(id, seal.counter)
             .map_err(|e| Refusal::new(ErrorCode::Internal, "store", OpError::from(e).message, Some(id)))?;
         Ok((command, Some(id.clone())))
     }

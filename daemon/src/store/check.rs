@@ -18,9 +18,14 @@
 //! - when the audit writer reserves a new block of sequence numbers
 //!   ([`Guard::reserve`]), before any number of the block is published;
 //! - at start (`running: true`) and at a clean stop (`running: false`, with
-//!   the exact last `seq`).
+//!   the exact last `seq`);
+//! - after a signed command's counter is on disk ([`Guard::signed`]), before
+//!   the command is applied: the replay guard outlives a damaged store, so a
+//!   store recovered from an older snapshot still refuses every command
+//!   accepted before the damage.
 
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -53,6 +58,11 @@ pub struct CheckRecord {
     pub running: bool,
     /// When the record was written, unix ms.
     pub written_ms: i64,
+    /// Each portal key's last accepted command counter (the store's
+    /// `s/<key id>`), by key id. Absent in records written before signed
+    /// commands.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub counters: BTreeMap<String, u64>,
 }
 
 /// The record's path for a data folder.
@@ -199,6 +209,14 @@ impl Guard {
         })
     }
 
+    /// A signed command's counter `counter` from `key_id` is on disk.
+    pub fn signed(&self, key_id: &str, counter: u64) -> std::io::Result<()> {
+        self.update(|r| {
+            let c = r.counters.entry(key_id.to_string()).or_default();
+            *c = (*c).max(counter);
+        })
+    }
+
     /// Held while one change is applied and recorded.
     pub fn serial(&self) -> std::sync::MutexGuard<'_, ()> {
         self.one.lock().unwrap_or_else(|e| e.into_inner())
@@ -238,6 +256,7 @@ mod tests {
             seq_reserved: 1000,
             running: false,
             written_ms: 0,
+            counters: BTreeMap::new(),
         }
     }
 
@@ -277,6 +296,15 @@ mod tests {
         assert!(!r.running);
         assert_eq!((r.seq_floor, r.seq_reserved), (75, 2000));
         assert!(!dir.path().join(format!("{FILE}.tmp")).exists());
+        // Counters only go up; a record from before signed commands has none.
+        g.signed("portal-1", 7).unwrap();
+        g.signed("portal-1", 5).unwrap();
+        g.signed("portal-2", 1).unwrap();
+        let r = read(&p).unwrap().unwrap();
+        assert_eq!(r.counters, BTreeMap::from([("portal-1".into(), 7), ("portal-2".into(), 1)]));
+        let old = r#"{"version":1,"store_id":"ab","changes":1,"generation":0,"seq_floor":0,"seq_reserved":0,"running":false,"written_ms":0}"#;
+        std::fs::write(&p, old).unwrap();
+        assert!(read(&p).unwrap().unwrap().counters.is_empty());
         std::fs::write(&p, b"{not json").unwrap();
         assert!(read(&p).is_err());
     }

@@ -361,6 +361,26 @@ impl Store {
         Ok(())
     }
 
+    /// Keeps `counter` as the last command counter accepted from the portal
+    /// key `key_id`: in the store (`s/<key id>`, flushed), then in the check
+    /// record, which outlives a damaged store (a recovery from an older
+    /// snapshot takes the higher of the two). A record that cannot be
+    /// written is logged, like a change's: the store holds the counter.
+    pub fn accept_counter(&self, key_id: &str, counter: u64) -> Result<(), StoreError> {
+        let mut b = Batch::default();
+        b.put(records::prefixed(records::SIGNED_COUNTER, key_id.as_bytes()), counter.to_string().into_bytes());
+        self.apply(b)?;
+        let Some(guard) = self.inner.guard.get() else { return Ok(()) };
+        let mut written = guard.signed(key_id, counter);
+        if written.as_ref().is_err_and(is_no_space) && self.make_room() {
+            written = guard.signed(key_id, counter);
+        }
+        if let Err(e) = written {
+            tracing::error!(error = %e, "cannot keep a signed command's counter in the store's check record");
+        }
+        Ok(())
+    }
+
     /// Releases the reserve for a write outside the database (the check
     /// record) that found the disk full; true when it was there to release.
     pub fn make_room(&self) -> bool {

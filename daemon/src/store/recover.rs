@@ -21,6 +21,7 @@
 use super::check::{self, CheckRecord, Damage};
 use super::records::{self, HolderRecord, Space};
 use super::{snapshot, Batch, Store, StoreError};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 /// Set while a recovered store waits for the portal's full sync.
@@ -238,6 +239,7 @@ fn finish(
             store.apply(b).map_err(|e| err(e.to_string()))?;
         }
     }
+    let counters = carry_counters(&store, record.as_ref()).map_err(|e| err(e.to_string()))?;
     let seq = found.seq.max(if gap.is_some() { reserved } else { 0 });
     let rec = CheckRecord {
         version: 1,
@@ -248,10 +250,37 @@ fn finish(
         seq_reserved: reserved.max(seq),
         running: true,
         written_ms: now_ms,
+        counters,
     };
     let guard = check::Guard::start(check::path(data_dir), rec, now_ms).map_err(|e| err(e.to_string()))?;
     store.attach(guard);
     Ok(Opened { store, recovery, gap })
+}
+
+/// The portal keys' command counters: each the higher of the store's and
+/// the record's (a store restored from an older snapshot, or one that lost
+/// its last writes, gets the record's back), written to the store; returns
+/// them all for the new record.
+fn carry_counters(store: &Store, record: Option<&CheckRecord>) -> Result<BTreeMap<String, u64>, StoreError> {
+    let mut all = BTreeMap::new();
+    for r in store.scan(records::SIGNED_COUNTER) {
+        let (k, v) = r?;
+        if let (Ok(id), Some(c)) = (std::str::from_utf8(&k[records::SIGNED_COUNTER.len()..]), records::decimal(&v)) {
+            all.insert(id.to_string(), c);
+        }
+    }
+    let mut b = Batch::default();
+    for (id, &c) in record.map(|r| &r.counters).into_iter().flatten() {
+        if all.get(id).is_none_or(|&have| have < c) {
+            tracing::warn!(key = %crate::logtext::escape(id), counter = c, "a portal key's command counter restored from the store's check record");
+            b.put(records::prefixed(records::SIGNED_COUNTER, id.as_bytes()), c.to_string().into_bytes());
+            all.insert(id.clone(), c);
+        }
+    }
+    if !b.is_empty() {
+        store.apply(b)?;
+    }
+    Ok(all)
 }
 
 /// Whether the store waits for the portal's full sync after a recovery.
