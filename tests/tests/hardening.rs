@@ -293,6 +293,17 @@ fn folders_above_the_daemons_paths_that_others_may_write_are_refused() {
         assert!(err.contains(part.as_str()), "`{part}` not in: {err}");
     }
     assert!(!shared.join("porter").exists(), "data_dir was made in a folder others may write");
+    // fs-mistrust's environment switch does not turn the checks off, and
+    // check-config refuses the same.
+    let out = std::process::Command::new(porter_tests::bin("porterd"))
+        .args(["check-config", "--config"])
+        .arg(&cfg)
+        .env("FS_MISTRUST_DISABLE_PERMISSIONS_CHECKS", "true")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(64), "{err}");
+    assert!(err.contains(&fix), "{err}");
     // Writable by its group only: refused too.
     set_mode(&shared, 0o775);
     let (code, err) = start_fails(&cfg);
