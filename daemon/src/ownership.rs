@@ -134,13 +134,13 @@ pub fn check_dir(place: &Place, dir: &Path, me: u32) -> Result<(), Unsafe> {
 pub fn check_ancestors(place: &Place, path: &Path, me: u32) -> Result<(), Unsafe> {
     let unsafe_at = |at: &Path, problem: String| {
         let a = at.display();
-        Unsafe {
-            what: place.what,
-            path: path.display().to_string(),
-            problem,
-            risk: place.risk,
-            fix: format!("chown root:root {a}; chmod go-w {a}"),
-        }
+        // chown without -h would follow a link and give away its target.
+        let fix = if std::fs::symlink_metadata(at).is_ok_and(|m| m.file_type().is_symlink()) {
+            format!("chown -h root:root {a}, or replace the link with the folder it leads to")
+        } else {
+            format!("chown root:root {a}; chmod go-w {a}")
+        };
+        Unsafe { what: place.what, path: path.display().to_string(), problem, risk: place.risk, fix }
     };
     let mistrust = fs_mistrust::Mistrust::builder()
         .trust_user(me)
@@ -255,5 +255,36 @@ mod tests {
         assert!(problem(0, 0o41777, me, true).is_none(), "/tmp for the socket");
         assert!(problem(0, 0o41777, me, false).is_some(), "/tmp for data");
         assert!(problem(0, 0o41770, me, true).is_none(), "sticky, group-writable");
+    }
+
+    #[test]
+    fn the_folders_above_are_walked_links_followed() {
+        use std::os::unix::fs::PermissionsExt;
+        let set = |p: &Path, m: u32| std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let (up, me) = (dir.path().join("up"), euid());
+        std::fs::create_dir_all(up.join("porter")).unwrap();
+        let target = up.join("porter/data/not/made/yet");
+        check_ancestors(&DATA_DIR, &target, me).unwrap();
+        for (mode, ok) in [(0o777, false), (0o770, false), (0o1777, true), (0o755, true)] {
+            set(&up, mode);
+            let r = check_ancestors(&DATA_DIR, &target, me);
+            assert_eq!(r.is_ok(), ok, "mode {mode:o}: {r:?}");
+            if let Err(e) = r {
+                let text = e.to_string();
+                assert!(text.contains(&format!("the folder {} on the way to it is writable", up.display())), "{text}");
+                assert!(text.contains(&format!("chmod go-w {}", up.display())), "{text}");
+            }
+        }
+        // The path itself is left to check_dir's own rule (sticky allowed for the socket's folder).
+        set(&up, 0o1777);
+        check_ancestors(&SOCKET_DIR, &up, me).unwrap();
+        check_dir(&SOCKET_DIR, &up, me).unwrap();
+        assert!(check_dir(&DATA_DIR, &up, me).is_err());
+        // Through a link: the folders its target runs through count.
+        set(&up, 0o777);
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(up.join("porter"), &link).unwrap();
+        assert!(check_ancestors(&DATA_DIR, &link.join("data"), me).is_err());
     }
 }

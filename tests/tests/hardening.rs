@@ -338,6 +338,7 @@ fn folders_above_the_daemons_paths_that_others_may_write_are_refused() {
             && err.contains(&format!("the symbolic link {} on the way to it is owned by uid 65534", theirs.display())),
         "{err}"
     );
+    assert!(err.contains(&format!("Fix: chown -h root:root {}", theirs.display())), "{err}");
     // secret_file and the admin socket below a folder others may write.
     let safe = |moved: &[(&str, &Path)]| {
         let mut m = vec![("data_dir", dir.path().join("data"))];
