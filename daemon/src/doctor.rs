@@ -305,3 +305,88 @@ pub async fn broker(cfg: &Config, within: Duration) -> Option<Finding> {
         Err(_) => Finding::Fix(format!("broker: no answer from {} within {within:?}: check mqtt.url and the network", m.url)),
     })
 }
+
+/// The checks porterd makes at start of the paths it trusts (docs/security.md,
+/// "Files and folders"), for a daemon running as `me`, changing nothing:
+/// data_dir, the admin socket's folder, secret_file and identity_file, each
+/// with its folder and every folder above it. A refusal is the very error the
+/// daemon stops with (or, for identity_file, logs as it runs without MQTT),
+/// fix included. `user`, when given, is who the service runs as: a secret file
+/// it may not read is a fix too. `porterctl doctor` and `porterd check-config`
+/// print these.
+pub fn files(cfg: &Config, me: u32, user: Option<&ServiceUser>) -> Vec<Finding> {
+    use crate::ownership::{check_dir, DATA_DIR, SOCKET_DIR};
+    let mut out = Vec::new();
+    let missing = |key: &str, p: &Path, then: &str| {
+        Finding::Info(format!("{key}: {} is not there yet; porterd makes it{then} at its first start", p.display()))
+    };
+    out.push(match check_dir(&DATA_DIR, &cfg.data_dir, me) {
+        Err(e) => Finding::Fix(e.to_string()),
+        Ok(()) if !cfg.data_dir.exists() => missing("data_dir", &cfg.data_dir, " (mode 0750)"),
+        Ok(()) => Finding::Ok(format!(
+            "data_dir: {} and the folders above it only root and uid {me} may change",
+            cfg.data_dir.display()
+        )),
+    });
+    if let Some(dir) = cfg.admin.socket.parent().filter(|d| !d.as_os_str().is_empty()) {
+        out.push(match check_dir(&SOCKET_DIR, dir, me) {
+            Err(e) => Finding::Fix(format!("admin.socket: {e}")),
+            Ok(()) => Finding::Ok(format!("admin.socket: no other user may replace {}", cfg.admin.socket.display())),
+        });
+    }
+    out.push(secret_file(&cfg.secret_file, me, user));
+    out.push(match crate::store::identity::inspect("identity_file", &cfg.identity_file, me) {
+        Err(e) => Finding::Fix(e.to_string()),
+        Ok(None) => missing(
+            "identity_file",
+            &cfg.identity_file,
+            " (the controller's key; pin its public key, porterctl identity, in the portal)",
+        ),
+        Ok(Some(id)) => Finding::Ok(format!(
+            "identity_file: {} holds the controller's Ed25519 key (key id {})",
+            cfg.identity_file.display(),
+            id.key_id()
+        )),
+    });
+    out
+}
+
+/// secret_file as the daemon will find it: its checks, then whether the
+/// service's user may read it; a mode open to others that the daemon tightens
+/// itself (its own file) is information, not a fix.
+fn secret_file(path: &Path, me: u32, user: Option<&ServiceUser>) -> Finding {
+    use crate::store::secret::{inspect, SecretError};
+    let (f, _) = match inspect(path, me) {
+        Err(e) => return Finding::Fix(e.to_string()),
+        Ok(None) => {
+            return Finding::Info(format!(
+                "secret_file: {} is not there yet; porterd makes it (mode 0600) at its first start",
+                path.display()
+            ))
+        }
+        Ok(Some(found)) => found,
+    };
+    let Ok(meta) = f.metadata() else {
+        return Finding::Fix(format!("secret_file: {} cannot be examined", path.display()));
+    };
+    let mode = meta.mode() & 0o777;
+    if let Some(u) = user.filter(|u| !u.may_open(&meta, false)) {
+        return Finding::Fix(format!(
+            "secret_file: {} may not read {} (owner uid {}, mode {mode:04o}): sudo chown {}: {}; sudo chmod 0600 {}",
+            u.name,
+            path.display(),
+            meta.uid(),
+            u.name,
+            path.display(),
+            path.display()
+        ));
+    }
+    match (mode & 0o077 != 0, meta.uid() == me) {
+        (true, true) => Finding::Info(format!(
+            "secret_file: {} has mode {mode:04o}; porterd sets it to 0600 at start",
+            path.display()
+        )),
+        (true, false) => Finding::Fix(SecretError::Loose { path: path.display().to_string(), mode }.to_string()),
+        (false, _) => Finding::Ok(format!("secret_file: {} is the daemon's alone (mode {mode:04o})", path.display())),
+    }
+}

@@ -353,6 +353,40 @@ pub fn doctor(config: &Path, user: &str) -> (i32, String) {
     (out.status.code().unwrap_or(-1), text)
 }
 
+/// Runs `porterd --config cfg` expecting it to stop before it is ready:
+/// its exit code and its standard error.
+/// A daemon still running after [`DEADLINE`] (it started)
+/// is stopped and reported as exit code -1.
+pub fn start_fails(cfg: &Path) -> (i32, String) {
+    let mut child = Command::new(bin("porterd"))
+        .arg("--config")
+        .arg(cfg)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut stderr, &mut s).ok();
+        s
+    });
+    let deadline = std::time::Instant::now() + DEADLINE;
+    let code = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st.code().unwrap_or(-1);
+        }
+        if std::time::Instant::now() > deadline {
+            child.kill().ok();
+            child.wait().ok();
+            break -1;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    (code, reader.join().unwrap())
+}
+
 /// Runs `porterd check-config --config FILE`.
 pub fn check_config(config: &Path) -> (i32, String, String) {
     let out = Command::new(bin("porterd")).arg("check-config").arg("--config").arg(config).output().expect("porterd");

@@ -3,7 +3,7 @@
 //! open, and a broker that runs or does not.
 
 use porter_tests::pty::Pty;
-use porter_tests::{config_head, doctor, free_port, Broker};
+use porter_tests::{config_head, doctor, free_port, start_fails, Broker};
 
 fn config(dir: &std::path::Path, port: &str, mqtt: &str) -> std::path::PathBuf {
     let cfg = dir.join("porter.toml");
@@ -114,4 +114,112 @@ fn doctor_checks_pcsc_readers_through_pcscd() {
         assert_eq!(got, code, "{out}");
         assert!(out.contains("PC/SC reader \"Virtual PCD 00 00\""), "listed as attached: {out}");
     }
+}
+
+/// Issue 13, what was left: doctor and check-config did not run the
+/// ownership checks porterd runs at start, nor look at identity_file. Now
+/// doctor reports each (data_dir, the admin socket's folder, secret_file,
+/// identity_file, and every folder above them) with the daemon's own
+/// refusal and fix, for the service's user; check-config refuses the same
+/// with exit 64; identity_file's states are each told with what to do.
+#[test]
+fn doctor_and_check_config_run_the_ownership_checks_of_the_start() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let link = dir.path().join("scanner");
+    let _scanner = Pty::open(&link);
+    let cfg = config(dir.path(), &link.display().to_string(), "");
+    let data = dir.path().join("data");
+    let key = data.join("identity.pem");
+    // Nothing made yet: each file is told as made at the first start.
+    let (code, out) = doctor(&cfg, "root");
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("Files and folders (as user root, uid 0)"), "{out}");
+    assert!(out.contains(&format!("identity_file: {} is not there yet; porterd makes it", key.display())), "{out}");
+    assert!(out.contains("secret_file: ") && out.contains("makes it (mode 0600) at its first start"), "{out}");
+    // data_dir writable by every user: the daemon's refusal, word for word.
+    std::fs::create_dir(&data).unwrap();
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let refusal = format!(
+        "data_dir {}: writable by every user (mode 0777); another user could put their own store or device secret there. Fix: chown porter:porter {d}; chmod 0700 {d}",
+        data.display(),
+        d = data.display()
+    );
+    let (code, out) = doctor(&cfg, "root");
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains(&format!("FIX   {refusal}")), "{out}");
+    let (code, _, err) = porter_tests::check_config(&cfg);
+    assert_eq!(code, 64, "{err}");
+    assert!(err.contains(&refusal), "{err}");
+    let (code, daemon) = start_fails(&cfg);
+    assert!(code == 1 && daemon.contains(&refusal), "{daemon}");
+    // A folder above it: the folder and its fix.
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o700)).unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o757)).unwrap();
+    let (code, out) = doctor(&cfg, "root");
+    assert_eq!(code, 1, "{out}");
+    let above = format!("the folder {} on the way to it is writable by every user (mode 0757)", dir.path().display());
+    assert!(
+        out.contains(&above)
+            && out.contains(&format!("Fix: chown root:root {p}; chmod go-w {p}", p = dir.path().display())),
+        "{out}"
+    );
+    assert!(out.contains("admin.socket: the admin socket's folder"), "{out}");
+    let (code, _, err) = porter_tests::check_config(&cfg);
+    assert!(code == 64 && err.contains(&above), "{err}");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+    // For the service's user: a data_dir of root's passes for nobody too
+    // (root is trusted), one of nobody's is refused for root only.
+    let nobody = 65534;
+    std::os::unix::fs::chown(&data, Some(nobody), Some(nobody)).unwrap();
+    let (_, out) = doctor(&cfg, "nobody");
+    assert!(!out.contains("FIX   data_dir"), "{out}");
+    let (_, out) = doctor(&cfg, "root");
+    assert!(
+        out.contains("FIX   data_dir") && out.contains("owned by uid 65534, not by the daemon's user (uid 0) or root"),
+        "{out}"
+    );
+    std::os::unix::fs::chown(&data, Some(0), Some(0)).unwrap();
+    // identity_file: made by a start, then loose, another user's, damaged.
+    let sock = dir.path().join("admin.sock");
+    let d = porter_tests::Daemon::start(&cfg, &sock);
+    let (_, id) = d.ctl("identity", &[]);
+    assert!(d.stop().0.success());
+    let key_id = id["result"]["key_id"].as_str().unwrap().to_string();
+    let (code, out) = doctor(&cfg, "root");
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains(&format!(
+            "ok    identity_file: {} holds the controller's Ed25519 key (key id {key_id})",
+            key.display()
+        )),
+        "{out}"
+    );
+    assert!(!out.contains("PRIVATE KEY"), "{out}");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let (code, out) = doctor(&cfg, "root");
+    assert!(
+        code == 1
+            && out.contains(&format!("FIX   identity_file {} has mode 644", key.display()))
+            && out.contains("chmod 600"),
+        "{out}"
+    );
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let (code, out) = doctor(&cfg, "nobody");
+    assert!(code == 1 && out.contains("identity_file") && out.contains("chown it to the daemon's user"), "{out}");
+    let good = std::fs::read(&key).unwrap();
+    std::fs::write(&key, b"not a key").unwrap();
+    let (code, out) = doctor(&cfg, "root");
+    assert!(
+        code == 1 && out.contains("does not hold an Ed25519 private key") && out.contains("restore it from a backup"),
+        "{out}"
+    );
+    // The secret: another user's.
+    std::fs::write(&key, good).unwrap();
+    let secret = data.join("device.key");
+    std::os::unix::fs::chown(&secret, Some(nobody), None).unwrap();
+    let (code, out) = doctor(&cfg, "root");
+    assert!(code == 1 && out.contains(&format!("FIX   secret_file {}: owned by uid 65534", secret.display())), "{out}");
+    let (code, _, err) = porter_tests::check_config(&cfg);
+    assert!(code == 64 && err.contains("secret_file") && err.contains("recover PINs"), "{err}");
 }

@@ -2,10 +2,9 @@
 //! against the real porterd and porterctl: a tampered store, folders other
 //! users may write, forged log lines, idle admin connections.
 
-use porter_tests::{config_text, ctl, Daemon};
+use porter_tests::{config_text, ctl, start_fails, Daemon};
 use porterd::store::records::{self, HolderRecord};
 use std::path::Path;
-use std::process::Command;
 
 /// A test config in `dir` (the demo's door, console keypad and simulated
 /// lock) with `extra` TOML; returns its path.
@@ -13,40 +12,6 @@ fn config(dir: &Path, extra: &str) -> std::path::PathBuf {
     let cfg = dir.join("porter.toml");
     std::fs::write(&cfg, config_text(dir, 200, false, extra)).unwrap();
     cfg
-}
-
-/// Runs `porterd --config cfg` expecting it to stop before it is ready:
-/// its exit code and its standard error.
-/// A daemon still running after [`porter_tests::DEADLINE`] (it started)
-/// is stopped and reported as exit code -1.
-fn start_fails(cfg: &Path) -> (i32, String) {
-    let mut child = Command::new(porter_tests::bin("porterd"))
-        .arg("--config")
-        .arg(cfg)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stderr = child.stderr.take().unwrap();
-    let reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        std::io::Read::read_to_string(&mut stderr, &mut s).ok();
-        s
-    });
-    let deadline = std::time::Instant::now() + porter_tests::DEADLINE;
-    let code = loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            break st.code().unwrap_or(-1);
-        }
-        if std::time::Instant::now() > deadline {
-            child.kill().ok();
-            child.wait().ok();
-            break -1;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    };
-    (code, reader.join().unwrap())
 }
 
 /// Issue 13: a holder id over 65,535 bytes in a tampered store panicked the
@@ -282,4 +247,131 @@ fn state_get_shows_the_free_pin_space_and_retention_is_bounded() {
     assert_eq!(free(&d), all - 1);
     assert_eq!(d.ctl("pin.delete", &["holder=courier-ups"]).0, 0);
     assert_eq!(free(&d), all - 1, "a PIN retired within the period is not free");
+}
+
+/// `config_text` for `dir` with data_dir, secret_file, identity_file and the
+/// admin socket moved: each `(key, path)` replaces the test layout's line.
+fn config_at(dir: &Path, moved: &[(&str, &Path)]) -> std::path::PathBuf {
+    let cfg = config(dir, "");
+    let mut text = std::fs::read_to_string(&cfg).unwrap();
+    for (key, path) in moved {
+        let line = text.lines().find(|l| l.starts_with(&format!("{key} ="))).map(str::to_string);
+        let new = format!("{key} = \"{}\"", path.display());
+        text = match line {
+            Some(l) => text.replace(&l, &new),
+            None => format!("{new}\n{text}"),
+        };
+    }
+    std::fs::write(&cfg, text).unwrap();
+    cfg
+}
+
+/// Issue 13, what was left: the folders above data_dir (and above
+/// secret_file, identity_file and the admin socket) were not checked, so a
+/// user who could write /var/lib, or any folder above, could swap data_dir
+/// for their own. Each folder on the way, as the kernel resolves the path
+/// (links followed), is root's or the daemon's user's and no one else's to
+/// write, unless sticky as /tmp is (OpenSSH's StrictModes rule). Refused at
+/// start with the folder and the fix; nothing is made in such a place.
+#[test]
+fn folders_above_the_daemons_paths_that_others_may_write_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let shared = dir.path().join("shared");
+    std::fs::create_dir(&shared).unwrap();
+    let data = shared.join("porter/data");
+    let cfg = config_at(dir.path(), &[("data_dir", &data), ("secret_file", &dir.path().join("device.key"))]);
+    let fix = format!("Fix: chown root:root {s}; chmod go-w {s}", s = shared.display());
+    // A folder above data_dir writable by every user.
+    set_mode(&shared, 0o777);
+    let (code, err) = start_fails(&cfg);
+    assert_eq!(code, 1, "{err}");
+    for part in [
+        &format!("data_dir {}", data.display()),
+        &format!("the folder {} on the way to it is writable by every user (mode 0777)", shared.display()),
+        &fix,
+    ] {
+        assert!(err.contains(part.as_str()), "`{part}` not in: {err}");
+    }
+    assert!(!shared.join("porter").exists(), "data_dir was made in a folder others may write");
+    // fs-mistrust's environment switch does not turn the checks off, and
+    // check-config refuses the same.
+    let out = std::process::Command::new(porter_tests::bin("porterd"))
+        .args(["check-config", "--config"])
+        .arg(&cfg)
+        .env("FS_MISTRUST_DISABLE_PERMISSIONS_CHECKS", "true")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(64), "{err}");
+    assert!(err.contains(&fix), "{err}");
+    // Writable by its group only: refused too.
+    set_mode(&shared, 0o775);
+    let (code, err) = start_fails(&cfg);
+    assert!(code == 1 && err.contains("writable by its group (mode 0775)"), "{err}");
+    // Owned by another user, mode 0755: refused.
+    set_mode(&shared, 0o755);
+    chown_nobody(&shared);
+    let (code, err) = start_fails(&cfg);
+    assert!(
+        code == 1 && err.contains(&format!("the folder {} on the way to it is owned by uid 65534", shared.display())),
+        "{err}"
+    );
+    // Reached through a link: the link sits in a safe folder, but the
+    // folder it leads through is another user's. The walk follows it.
+    std::os::unix::fs::chown(&shared, Some(0), Some(0)).unwrap();
+    set_mode(&shared, 0o777);
+    let link = dir.path().join("link");
+    std::os::unix::fs::symlink(shared.join("porter"), &link).unwrap();
+    let cfg =
+        config_at(dir.path(), &[("data_dir", &link.join("data")), ("secret_file", &dir.path().join("device.key"))]);
+    let (code, err) = start_fails(&cfg);
+    assert!(code == 1 && err.contains(&fix), "{err}");
+    // A link another user owns, on the way: refused.
+    let theirs = dir.path().join("theirs");
+    std::os::unix::fs::symlink(dir.path(), &theirs).unwrap();
+    std::os::unix::fs::lchown(&theirs, Some(NOBODY), Some(NOBODY)).unwrap();
+    let cfg =
+        config_at(dir.path(), &[("data_dir", &theirs.join("data2")), ("secret_file", &dir.path().join("device.key"))]);
+    let (code, err) = start_fails(&cfg);
+    assert!(
+        code == 1
+            && err.contains(&format!("the symbolic link {} on the way to it is owned by uid 65534", theirs.display())),
+        "{err}"
+    );
+    assert!(err.contains(&format!("Fix: chown -h root:root {}", theirs.display())), "{err}");
+    // secret_file and the admin socket below a folder others may write.
+    let safe = |moved: &[(&str, &Path)]| {
+        let mut m = vec![("data_dir", dir.path().join("data"))];
+        m.extend(moved.iter().map(|(k, p)| (*k, p.to_path_buf())));
+        let m: Vec<(&str, &Path)> = m.iter().map(|(k, p)| (*k, p.as_path())).collect();
+        config_at(dir.path(), &m)
+    };
+    let cfg = safe(&[("secret_file", &shared.join("keys/device.key"))]);
+    let (code, err) = start_fails(&cfg);
+    assert!(code == 1 && err.contains("secret_file's folder") && err.contains(&fix), "{err}");
+    assert!(!shared.join("keys").exists(), "the secret was made in a folder others may write");
+    let sock = shared.join("run/admin.sock");
+    let cfg = safe(&[("secret_file", &dir.path().join("device.key")), ("socket", &sock)]);
+    let (code, err) = start_fails(&cfg);
+    assert!(code == 1 && err.contains("the admin socket's folder") && err.contains(&fix), "{err}");
+    // identity_file below it: the daemon runs (no MQTT), says why, and makes no key there.
+    let id = shared.join("id/identity.pem");
+    let cfg = safe(&[("secret_file", &dir.path().join("device.key")), ("identity_file", &id)]);
+    let sock = dir.path().join("admin.sock");
+    let d = Daemon::start(&cfg, &sock);
+    assert!(
+        d.log.has(0, &["identity_file's folder", "on the way to it is writable by every user"]),
+        "{}",
+        d.log.text()
+    );
+    assert!(!shared.join("id").exists(), "the identity key was made in a folder others may write");
+    let (code, r) = d.ctl("identity", &[]);
+    assert_ne!(code, 0, "{r}");
+    assert!(d.stop().0.success());
+    // A sticky folder of root's, as /tmp, is on the way of every test: accepted.
+    set_mode(&shared, 0o1777);
+    let cfg = config_at(dir.path(), &[("data_dir", &data), ("secret_file", &dir.path().join("device.key"))]);
+    let d = Daemon::start(&cfg, &sock);
+    assert_eq!(d.ctl("state.get", &[]).0, 0);
+    assert!(d.stop().0.success());
 }

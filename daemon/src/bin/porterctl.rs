@@ -84,7 +84,7 @@ const OPS_HELP: &str = "Examples:
   porterctl lockout.clear device=keypad1
   porterctl state.get
   porterctl events.get after=1040 limit=100     (events from the log, to fill a gap in seq)
-  porterctl doctor                              (checks the config, the devices, permissions, the broker)
+  porterctl doctor                              (checks the config, the devices, permissions, the broker, the files and folders porterd trusts)
   porterctl identity                            (this controller's public key, which signs what it publishes)
   porterctl keygen --out portal.pem             (a new portal key pair; prints the public key to pin)
   porterctl --mqtt mqtts://broker:8883 --site oak-street --controller room-1 --ca-file ca.pem state.get
@@ -215,7 +215,14 @@ fn doctor(cli: &Cli, args: &Map<String, Value>) -> ExitCode {
         }
     }
     print(&format!("Devices and broker (as user {user_name})"), &checks);
-    let fixes = findings.iter().chain(&checks).filter(|f| matches!(f, Finding::Fix(_))).count();
+    // The ownership checks porterd makes at start, for the service's user.
+    let mut files = Vec::new();
+    if let Some(cfg) = &cfg {
+        let me = user.as_ref().map_or_else(porterd::ownership::euid, |u| u.uid);
+        files = doctor::files(cfg, me, user.as_ref());
+        print(&format!("Files and folders (as user {user_name}, uid {me})"), &files);
+    }
+    let fixes = findings.iter().chain(&checks).chain(&files).filter(|f| matches!(f, Finding::Fix(_))).count();
     if fixes == 0 {
         println!("Nothing to fix.");
         ExitCode::SUCCESS

@@ -41,6 +41,20 @@ enum Cmd {
     DemoConfig,
 }
 
+/// Whom check-config checks the files and folders for: the user it runs
+/// as, which is the daemon's (the unit's ExecStartPre runs it as porter);
+/// run by root, the packaged service's user `porter` when there is one
+/// (root and porter are then both trusted), so that `sudo porterd
+/// check-config` agrees with the service. Whether that user may read the
+/// secret is `porterctl doctor`'s question (check-config reads it as itself).
+fn check_user() -> u32 {
+    let me = porterd::ownership::euid();
+    if me != 0 {
+        return me;
+    }
+    porterd::doctor::ServiceUser::lookup("porter").map_or(0, |u| u.uid)
+}
+
 fn load(cli: &Cli) -> Result<Config, ExitCode> {
     let r = if cli.demo { Config::from_toml(DEMO_TOML) } else { Config::load(&cli.config) };
     r.map_err(|errs| {
@@ -131,6 +145,21 @@ fn main() -> ExitCode {
                             eprintln!("porterd: {}: 1 error(s):\n  {e}", cli.config.display());
                             return ExitCode::from(EXIT_CONFIG);
                         }
+                    }
+                    // The ownership checks the daemon makes at start.
+                    let refused: Vec<String> = porterd::doctor::files(&c, check_user(), None)
+                        .into_iter()
+                        .filter_map(|f| match f {
+                            porterd::doctor::Finding::Fix(t) => Some(t),
+                            _ => None,
+                        })
+                        .collect();
+                    if !refused.is_empty() {
+                        eprintln!("porterd: {}: {} error(s):", cli.config.display(), refused.len());
+                        for e in &refused {
+                            eprintln!("  {e}");
+                        }
+                        return ExitCode::from(EXIT_CONFIG);
                     }
                     for v in &c.env_ignored {
                         eprintln!("porterd: warning: {v} names no config key and is ignored");

@@ -199,19 +199,17 @@ struct Opened {
 /// returned file is open. Another porterd on this data_dir holds it: then
 /// the start stops before it drives that daemon's locks.
 fn lock_data_dir(cfg: &Config) -> Result<std::fs::File, StartError> {
-    use crate::ownership::check_dir;
+    use crate::ownership::{check_dir, euid, DATA_DIR, SOCKET_DIR};
     use std::os::unix::fs::DirBuilderExt;
+    // The folders above it first: a folder another user may write could
+    // hold their data_dir in place of ours.
+    crate::ownership::check_ancestors(&DATA_DIR, &cfg.data_dir, euid())?;
     let _ = std::fs::DirBuilder::new().recursive(true).mode(0o750).create(&cfg.data_dir);
     // Before anything in it is opened: a folder another user may write
     // could already hold their store, snapshot or secret.
-    check_dir("data_dir", &cfg.data_dir, "put their own store or device secret there", false)?;
+    check_dir(&DATA_DIR, &cfg.data_dir, euid())?;
     if let Some(dir) = cfg.admin.socket.parent().filter(|d| !d.as_os_str().is_empty()) {
-        check_dir(
-            "the admin socket's folder",
-            dir,
-            "stand in for the admin socket and receive what porterctl sends",
-            true,
-        )?;
+        check_dir(&SOCKET_DIR, dir, euid())?;
     }
     let path = cfg.data_dir.join("porterd.lock");
     let store_err = |err| StartError::Store { dir: cfg.data_dir.join("store").display().to_string(), err };

@@ -68,6 +68,8 @@ pub enum IdentityError {
     Damaged { key: &'static str, path: String, detail: String },
     #[error("{path} exists: refusing to overwrite a key; choose another file name or move the old one aside")]
     Exists { path: String },
+    #[error(transparent)]
+    Unsafe(#[from] crate::ownership::Unsafe),
 }
 
 impl Identity {
@@ -135,23 +137,43 @@ pub fn key_id(key: &VerifyingKey) -> String {
 
 /// Reads the controller's identity from `path`, making a new key pair there
 /// when the file is absent (its folder made 0700 when missing too). `key`
-/// names the config key in errors.
+/// names the config key in errors. A folder that another user may write,
+/// or one above it, is refused before anything is read or made there.
 pub fn load_or_create(key: &'static str, path: &Path) -> Result<Identity, IdentityError> {
-    match std::fs::symlink_metadata(path) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+    match inspect(key, path, crate::ownership::euid())? {
+        Some(id) => Ok(id),
+        None => {
             let id = Identity::generate().map_err(|e| io(key, path, e, "the system has no random source"))?;
             write_new(key, path, &id)?;
             tracing::info!(path = %path.display(), public_key = %id.public_key(), key_id = %id.key_id(), "created the controller's identity key");
             Ok(id)
         }
+    }
+}
+
+/// The identity file as a daemon running as `me` finds it, changing
+/// nothing: its folder and the folders above checked
+/// ([`crate::ownership::check_dir`]), then the file read as [`load_as`]
+/// reads it; `Ok(None)` when it is not there (made at the first start).
+/// `porterctl doctor` and `check-config` call this; so does the start.
+pub fn inspect(key: &'static str, path: &Path, me: u32) -> Result<Option<Identity>, IdentityError> {
+    let folder = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    crate::ownership::check_dir(&crate::ownership::IDENTITY_DIR, folder, me)?;
+    match std::fs::symlink_metadata(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(io(key, path, e, "make its folder readable by the porter user")),
-        Ok(_) => load(key, path),
+        Ok(_) => load_as(key, path, me).map(Some),
     }
 }
 
 /// Reads a key file, refusing one that is a link, open to other users, owned
 /// by another user or damaged.
 pub fn load(key: &'static str, path: &Path) -> Result<Identity, IdentityError> {
+    load_as(key, path, crate::ownership::euid())
+}
+
+/// [`load`] for a process running as `me` (the owner the file must have).
+pub fn load_as(key: &'static str, path: &Path, me: u32) -> Result<Identity, IdentityError> {
     let p = || path.display().to_string();
     let meta = std::fs::symlink_metadata(path).map_err(|e| io(key, path, e, "check the path"))?;
     if meta.file_type().is_symlink() {
@@ -164,7 +186,6 @@ pub fn load(key: &'static str, path: &Path) -> Result<Identity, IdentityError> {
     if mode & 0o077 != 0 {
         return Err(IdentityError::Loose { key, path: p(), mode });
     }
-    let me = nix::unistd::geteuid().as_raw();
     if meta.uid() != me {
         return Err(IdentityError::Owner { key, path: p(), owner: meta.uid(), me });
     }

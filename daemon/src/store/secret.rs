@@ -31,12 +31,46 @@ pub enum SecretError {
     Mismatch { path: String },
 }
 
-/// What a secret file others control gives them.
-const SECRET_RISK: &str = "put a secret of their own there (or read it) and recover PINs from the store offline";
-
 /// Opens `path` for reading without following a symlink (`O_NOFOLLOW`).
 fn open_nofollow(path: &Path) -> std::io::Result<std::fs::File> {
     std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW).open(path)
+}
+
+/// A secret file found: the opened file (for its mode) and its bytes.
+pub type Found = (std::fs::File, Zeroizing<Vec<u8>>);
+
+/// The secret file as a daemon running as `me` finds it, changing nothing:
+/// its folder and the folders above checked, the file opened without
+/// following a link, checked on the opened file and read; `Ok(None)` when
+/// it is not there (the daemon makes it at its first start). `porterctl
+/// doctor` and `check-config` call this; so does the daemon's start.
+pub fn inspect(path: &Path, me: u32) -> Result<Option<Found>, SecretError> {
+    use crate::ownership::{check_dir, check_file, Unsafe, SECRET_DIR, SECRET_FILE};
+    let io = |source, hint| SecretError::Io { path: path.display().to_string(), source, hint };
+    let folder = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    check_dir(&SECRET_DIR, folder, me)?;
+    match open_nofollow(path) {
+        Ok(f) => {
+            // Checked on the opened file: a symlink is never followed, and
+            // the file read is the file checked.
+            check_file(&SECRET_FILE, path, &f, me)?;
+            let mut bytes = Zeroizing::new(Vec::new());
+            std::io::Read::read_to_end(&mut &f, &mut bytes).map_err(|e| io(e, "check the disk"))?;
+            if bytes.len() < 16 {
+                return Err(SecretError::TooShort { path: path.display().to_string(), len: bytes.len() });
+            }
+            Ok(Some((f, bytes)))
+        }
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => Err(Unsafe::of(
+            &SECRET_FILE,
+            path,
+            "a symbolic link; the daemon never follows one to its secret".into(),
+            "0600",
+        )
+        .into()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(io(e, "make it readable by the porter user (mode 0600, owned by porter)")),
+    }
 }
 
 /// Reads the secret at `path`, creating it (mode 0600, 32 random bytes, its
@@ -45,18 +79,8 @@ fn open_nofollow(path: &Path) -> std::io::Result<std::fs::File> {
 /// the daemon may not change its mode.
 pub fn load_or_create(path: &Path, may_create: bool) -> Result<Zeroizing<Vec<u8>>, SecretError> {
     let io = |source, hint| SecretError::Io { path: path.display().to_string(), source, hint };
-    let folder = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    crate::ownership::check_dir("secret_file's folder", folder, SECRET_RISK, true)?;
-    match open_nofollow(path) {
-        Ok(f) => {
-            // Checked on the opened file: a symlink is never followed, and
-            // the file read is the file checked.
-            crate::ownership::check_file("secret_file", path, &f, SECRET_RISK)?;
-            let mut bytes = Zeroizing::new(Vec::new());
-            std::io::Read::read_to_end(&mut &f, &mut bytes).map_err(|e| io(e, "check the disk"))?;
-            if bytes.len() < 16 {
-                return Err(SecretError::TooShort { path: path.display().to_string(), len: bytes.len() });
-            }
+    match inspect(path, crate::ownership::euid())? {
+        Some((f, bytes)) => {
             let mode = f.metadata().map(|m| m.permissions().mode() & 0o777).unwrap_or(0);
             if mode & 0o077 != 0 {
                 // Tightened where the daemon may (its own file, through the
@@ -68,18 +92,8 @@ pub fn load_or_create(path: &Path, may_create: bool) -> Result<Zeroizing<Vec<u8>
             }
             Ok(bytes)
         }
-        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => Err(crate::ownership::Unsafe {
-            what: "secret_file",
-            path: path.display().to_string(),
-            problem: "a symbolic link; the daemon never follows one to its secret".into(),
-            risk: SECRET_RISK,
-            mode: "0600",
-        }
-        .into()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !may_create => {
-            Err(SecretError::Missing { path: path.display().to_string() })
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+        None if !may_create => Err(SecretError::Missing { path: path.display().to_string() }),
+        None => {
             if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
                 std::fs::DirBuilder::new()
                     .recursive(true)
@@ -104,7 +118,6 @@ pub fn load_or_create(path: &Path, may_create: bool) -> Result<Zeroizing<Vec<u8>
             tracing::info!(path = %path.display(), "created a new device secret");
             Ok(secret)
         }
-        Err(e) => Err(io(e, "make it readable by the porter user (mode 0600, owned by porter)")),
     }
 }
 
