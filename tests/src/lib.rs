@@ -7,6 +7,7 @@
 
 pub mod bench;
 pub mod pty;
+pub mod tls;
 pub mod vpcd;
 
 use serde_json::Value;
@@ -389,8 +390,13 @@ pub struct Broker {
     child: Option<Child>,
     pub port: u16,
     dir: tempfile::TempDir,
-    /// Its config after the `listener` line.
-    lines: String,
+    /// Its whole config file.
+    conf: String,
+    /// Whether its listener takes TLS only (`mqtts://`).
+    tls: bool,
+    /// The credentials its client tools use when given none (`--cafile`,
+    /// `--cert`, `--key`; `-u`, `-P`): none for an anonymous broker.
+    identity: Vec<String>,
     /// Everything it logged, across restarts.
     pub log: Lines,
 }
@@ -419,7 +425,22 @@ impl Broker {
     /// [`Broker::start_with`] in `dir`, which may hold files the config names
     /// (see [`open_dir`]).
     pub fn start_in(dir: tempfile::TempDir, lines: &str) -> Broker {
-        let mut b = Broker { child: None, port: free_port(), dir, lines: lines.to_string(), log: Lines::default() };
+        Broker::start_conf(dir, |port| format!("listener {port} 127.0.0.1\n{lines}"), false, Vec::new())
+    }
+
+    /// A broker in `dir` whose whole config file is `conf(port)` (the port
+    /// is a free one); `tls`: its listener takes only `mqtts://`;
+    /// `identity`: the credentials its client tools use by default (see
+    /// [`Broker::tool`]).
+    pub fn start_conf(
+        dir: tempfile::TempDir,
+        conf: impl FnOnce(u16) -> String,
+        tls: bool,
+        identity: Vec<String>,
+    ) -> Broker {
+        let port = free_port();
+        let conf = conf(port);
+        let mut b = Broker { child: None, port, dir, conf, tls, identity, log: Lines::default() };
         b.restart();
         b
     }
@@ -429,7 +450,7 @@ impl Broker {
     /// fails the test with its config and log.
     pub fn restart(&mut self) {
         let conf = self.dir.path().join("mosquitto.conf");
-        std::fs::write(&conf, format!("listener {} 127.0.0.1\n{}", self.port, self.lines)).unwrap();
+        std::fs::write(&conf, &self.conf).unwrap();
         let mut child = Command::new(mosquitto())
             .arg("-c")
             .arg(&conf)
@@ -467,15 +488,30 @@ impl Broker {
     }
 
     pub fn url(&self) -> String {
-        format!("mqtt://127.0.0.1:{}", self.port)
+        let scheme = if self.tls { "mqtts" } else { "mqtt" };
+        format!("{scheme}://127.0.0.1:{}", self.port)
+    }
+
+    /// The credentials client tools use here when given none: empty for an
+    /// anonymous broker, the portal's certificate for
+    /// [`tls::Site`](crate::tls::Site).
+    pub fn identity(&self) -> &[String] {
+        &self.identity
     }
 
     /// A mosquitto client tool (`mosquitto_pub`, `mosquitto_sub`,
     /// `mosquitto_rr`) pointed at this broker, MQTT v5, QoS 1, with the
-    /// given credentials (`-u`/`-P`, `--cafile`, `--cert`/`--key`).
+    /// given credentials (`-u`/`-P`, `--cafile`, `--cert`/`--key`); with
+    /// none, the broker's default [`Broker::identity`].
     pub fn tool(&self, name: &str, auth: &[String]) -> Command {
+        self.tool_v(name, "mqttv5", auth)
+    }
+
+    /// [`Broker::tool`] speaking MQTT `version` (`mqttv5`, `mqttv311`).
+    pub fn tool_v(&self, name: &str, version: &str, auth: &[String]) -> Command {
         let mut c = Command::new(name);
-        c.args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-V", "mqttv5", "-q", "1"]).args(auth);
+        let auth = if auth.is_empty() { &self.identity } else { auth };
+        c.args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-V", version, "-q", "1"]).args(auth);
         c
     }
 
@@ -559,7 +595,8 @@ impl Broker {
         assert!(out.status.success(), "mosquitto_pub failed: {}", String::from_utf8_lossy(&out.stderr));
     }
 
-    /// Sends one command to porterd on `P/cmd`, as an anonymous portal.
+    /// Sends one command to porterd on `P/cmd`, as the broker's default
+    /// identity (anonymous, or the portal's certificate).
     pub fn command(&self, id: &str, op: &str, args: Value) {
         self.command_as(&[], id, op, args);
     }
