@@ -54,14 +54,29 @@ pub struct Lines(Arc<(Mutex<Vec<String>>, Condvar)>);
 
 impl Lines {
     fn follow(stream: impl std::io::Read + Send + 'static, echo: &'static str) -> Lines {
+        Lines::follow_to_end(stream, echo).0
+    }
+
+    /// Collects the lines of `stream` (a child's output or error), each
+    /// echoed on the test's standard error under `echo` when TEST_ECHO is
+    /// set; the thread reading them ends at the stream's end (join it to
+    /// have every line of a child that exited).
+    pub fn follow_to_end(
+        stream: impl std::io::Read + Send + 'static,
+        echo: &'static str,
+    ) -> (Lines, std::thread::JoinHandle<()>) {
         let lines = Lines::default();
-        lines.follow_into(stream, echo);
-        lines
+        let reader = lines.follow_into(stream, echo);
+        (lines, reader)
     }
 
     /// Adds the lines of another stream (a restarted child's, or its
     /// standard error beside its output) to these.
-    fn follow_into(&self, stream: impl std::io::Read + Send + 'static, echo: &'static str) {
+    fn follow_into(
+        &self,
+        stream: impl std::io::Read + Send + 'static,
+        echo: &'static str,
+    ) -> std::thread::JoinHandle<()> {
         let l = self.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stream).lines() {
@@ -73,7 +88,7 @@ impl Lines {
                 m.lock().unwrap().push(line);
                 cv.notify_all();
             }
-        });
+        })
     }
 
     /// Every line so far, as one text.
