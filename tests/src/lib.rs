@@ -7,6 +7,7 @@
 
 pub mod bench;
 pub mod pty;
+pub mod tls;
 pub mod vpcd;
 
 use serde_json::Value;
@@ -53,14 +54,29 @@ pub struct Lines(Arc<(Mutex<Vec<String>>, Condvar)>);
 
 impl Lines {
     fn follow(stream: impl std::io::Read + Send + 'static, echo: &'static str) -> Lines {
+        Lines::follow_to_end(stream, echo).0
+    }
+
+    /// Collects the lines of `stream` (a child's output or error), each
+    /// echoed on the test's standard error under `echo` when TEST_ECHO is
+    /// set; the thread reading them ends at the stream's end (join it to
+    /// have every line of a child that exited).
+    pub fn follow_to_end(
+        stream: impl std::io::Read + Send + 'static,
+        echo: &'static str,
+    ) -> (Lines, std::thread::JoinHandle<()>) {
         let lines = Lines::default();
-        lines.follow_into(stream, echo);
-        lines
+        let reader = lines.follow_into(stream, echo);
+        (lines, reader)
     }
 
     /// Adds the lines of another stream (a restarted child's, or its
     /// standard error beside its output) to these.
-    fn follow_into(&self, stream: impl std::io::Read + Send + 'static, echo: &'static str) {
+    fn follow_into(
+        &self,
+        stream: impl std::io::Read + Send + 'static,
+        echo: &'static str,
+    ) -> std::thread::JoinHandle<()> {
         let l = self.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stream).lines() {
@@ -72,7 +88,7 @@ impl Lines {
                 m.lock().unwrap().push(line);
                 cv.notify_all();
             }
-        });
+        })
     }
 
     /// Every line so far, as one text.
@@ -423,8 +439,13 @@ pub struct Broker {
     child: Option<Child>,
     pub port: u16,
     dir: tempfile::TempDir,
-    /// Its config after the `listener` line.
-    lines: String,
+    /// Its whole config file.
+    conf: String,
+    /// Whether its listener takes TLS only (`mqtts://`).
+    tls: bool,
+    /// The credentials its client tools use when given none (`--cafile`,
+    /// `--cert`, `--key`; `-u`, `-P`): none for an anonymous broker.
+    identity: Vec<String>,
     /// Everything it logged, across restarts.
     pub log: Lines,
 }
@@ -453,7 +474,22 @@ impl Broker {
     /// [`Broker::start_with`] in `dir`, which may hold files the config names
     /// (see [`open_dir`]).
     pub fn start_in(dir: tempfile::TempDir, lines: &str) -> Broker {
-        let mut b = Broker { child: None, port: free_port(), dir, lines: lines.to_string(), log: Lines::default() };
+        Broker::start_conf(dir, |port| format!("listener {port} 127.0.0.1\n{lines}"), false, Vec::new())
+    }
+
+    /// A broker in `dir` whose whole config file is `conf(port)` (the port
+    /// is a free one); `tls`: its listener takes only `mqtts://`;
+    /// `identity`: the credentials its client tools use by default (see
+    /// [`Broker::tool`]).
+    pub fn start_conf(
+        dir: tempfile::TempDir,
+        conf: impl FnOnce(u16) -> String,
+        tls: bool,
+        identity: Vec<String>,
+    ) -> Broker {
+        let port = free_port();
+        let conf = conf(port);
+        let mut b = Broker { child: None, port, dir, conf, tls, identity, log: Lines::default() };
         b.restart();
         b
     }
@@ -463,7 +499,7 @@ impl Broker {
     /// fails the test with its config and log.
     pub fn restart(&mut self) {
         let conf = self.dir.path().join("mosquitto.conf");
-        std::fs::write(&conf, format!("listener {} 127.0.0.1\n{}", self.port, self.lines)).unwrap();
+        std::fs::write(&conf, &self.conf).unwrap();
         let mut child = Command::new(mosquitto())
             .arg("-c")
             .arg(&conf)
@@ -501,15 +537,30 @@ impl Broker {
     }
 
     pub fn url(&self) -> String {
-        format!("mqtt://127.0.0.1:{}", self.port)
+        let scheme = if self.tls { "mqtts" } else { "mqtt" };
+        format!("{scheme}://127.0.0.1:{}", self.port)
+    }
+
+    /// The credentials client tools use here when given none: empty for an
+    /// anonymous broker, the portal's certificate for
+    /// [`tls::Site`](crate::tls::Site).
+    pub fn identity(&self) -> &[String] {
+        &self.identity
     }
 
     /// A mosquitto client tool (`mosquitto_pub`, `mosquitto_sub`,
     /// `mosquitto_rr`) pointed at this broker, MQTT v5, QoS 1, with the
-    /// given credentials (`-u`/`-P`, `--cafile`, `--cert`/`--key`).
+    /// given credentials (`-u`/`-P`, `--cafile`, `--cert`/`--key`); with
+    /// none, the broker's default [`Broker::identity`].
     pub fn tool(&self, name: &str, auth: &[String]) -> Command {
+        self.tool_v(name, "mqttv5", auth)
+    }
+
+    /// [`Broker::tool`] speaking MQTT `version` (`mqttv5`, `mqttv311`).
+    pub fn tool_v(&self, name: &str, version: &str, auth: &[String]) -> Command {
         let mut c = Command::new(name);
-        c.args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-V", "mqttv5", "-q", "1"]).args(auth);
+        let auth = if auth.is_empty() { &self.identity } else { auth };
+        c.args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-V", version, "-q", "1"]).args(auth);
         c
     }
 
@@ -593,7 +644,8 @@ impl Broker {
         assert!(out.status.success(), "mosquitto_pub failed: {}", String::from_utf8_lossy(&out.stderr));
     }
 
-    /// Sends one command to porterd on `P/cmd`, as an anonymous portal.
+    /// Sends one command to porterd on `P/cmd`, as the broker's default
+    /// identity (anonymous, or the portal's certificate).
     pub fn command(&self, id: &str, op: &str, args: Value) {
         self.command_as(&[], id, op, args);
     }

@@ -5,6 +5,9 @@
 //! tampered payload or another topic refused by openssl; the key kept across
 //! a restart; `porterctl keygen`'s key read by openssl.
 
+use base64::Engine as _;
+use ed25519_dalek::{Signer as _, SigningKey};
+use porter_tests::tls::Site;
 use porter_tests::{Broker, Daemon, Subscriber, P};
 use serde_json::Value;
 use std::path::Path;
@@ -364,4 +367,146 @@ fn the_worked_examples_in_mqtt_md_verify_what_the_daemon_publishes() {
             assert_eq!(said, if want { "True" } else { "False" }, "python example on {}", r.topic);
         }
     }
+}
+
+/// porterctl --mqtt run as a child: its standard output and error
+/// collected as they come.
+struct Ctl {
+    child: std::process::Child,
+    out: porter_tests::Lines,
+    err: porter_tests::Lines,
+    readers: [std::thread::JoinHandle<()>; 2],
+}
+
+impl Ctl {
+    fn start(site: &Site, extra: &[&str], op: &[&str]) -> Ctl {
+        let mut child = Command::new(porter_tests::bin("porterctl"))
+            .args(["--mqtt", &site.url(), "--site", "test", "--controller", "room-1"])
+            .args(site.pki.porterctl_args("portal"))
+            .args(extra)
+            .args(op)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (out, out_reader) = porter_tests::Lines::follow_to_end(child.stdout.take().unwrap(), "porterctl");
+        let (err, err_reader) = porter_tests::Lines::follow_to_end(child.stderr.take().unwrap(), "porterctl!");
+        Ctl { child, out, err, readers: [out_reader, err_reader] }
+    }
+
+    /// Waits for the exit: its code, all of its standard output and error.
+    fn finish(mut self) -> (i32, String, String) {
+        let code = self.child.wait().unwrap().code().unwrap_or(-1);
+        for r in self.readers {
+            r.join().unwrap();
+        }
+        (code, self.out.text(), self.err.text())
+    }
+}
+
+/// The impostor: someone with the portal's leaked credential, which the
+/// documented ACL lets read `P/cmd` and write `porterctl/#`. It watches the
+/// command topic and answers the command porterctl sent on its Response
+/// Topic with its Correlation Data, before the controller does.
+fn forge_reply(site: &Site, watch: &Subscriber, mark: usize, signer: Option<&SigningKey>) {
+    // Lines: topic, then Response Topic|Correlation Data|payload in hex.
+    let fields = |l: &str| {
+        let (_, rest) = l.split_once(' ')?;
+        let mut f = rest.splitn(3, '|');
+        Some((f.next()?.to_string(), f.next()?.to_string(), unhex(f.next()?)?))
+    };
+    let (_, line) = watch.lines.wait(mark, "porterctl's command", |l| {
+        fields(l).is_some_and(|(r, _, p)| r.starts_with("porterctl/") && p.windows(10).any(|w| w == b"\"id\":\"ctl-"))
+    });
+    let (response, correlation, payload) = fields(&line).unwrap();
+    let (response, correlation) = (response.as_str(), correlation.as_str());
+    let id = serde_json::from_slice::<Value>(&payload).unwrap()["id"].clone();
+    let forged =
+        serde_json::json!({"controller": "room-1", "id": id, "ok": true, "result": {"forged": true}}).to_string();
+    let mut c = site.tool("mosquitto_pub", &[]);
+    c.args(["-t", response, "-m", &forged, "-D", "publish", "correlation-data", correlation]);
+    if let Some(key) = signer {
+        // Signed as the docs say, with the impostor's own key.
+        let sig = key.sign(&documented_message(response, correlation.as_bytes(), forged.as_bytes()));
+        let sig = base64::engine::general_purpose::STANDARD.encode(sig.to_bytes());
+        c.args(["-D", "publish", "user-property", "porter-sig", &sig]);
+    }
+    let out = c.output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// `porterctl --mqtt --controller-key` (issue 13): the reply must carry the
+/// pinned controller's signature. Through the documented broker (mutual
+/// TLS, ACLs), porterctl as the portal: pinned as base64 or as a PEM file a
+/// genuine reply is printed; unpinned, it is printed with one warning that
+/// it was not verified; pinned to another key, the genuine reply is
+/// refused. The impostor (the test, with the portal's leaked credential)
+/// answers porterctl's command while porterd is stopped (SIGSTOP): an
+/// unsigned reply and one signed with another key are ignored, not
+/// printed; with no genuine reply porterctl exits 3; once porterd runs
+/// again (SIGCONT) its genuine reply is the one printed.
+#[test]
+fn porterctl_verifies_the_controllers_signature_on_the_reply() {
+    let site = Site::start();
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::on_broker(dir.path(), &site, "", &site.porterd_lines("room-1"));
+    let (code, id) = d.ctl("identity", &[]);
+    assert_eq!(code, 0, "{id}");
+    let key = id["result"]["public_key"].as_str().unwrap().to_string();
+    let pem = dir.path().join("room-1.pub");
+    std::fs::write(&pem, id["result"]["public_key_pem"].as_str().unwrap()).unwrap();
+    let pem = pem.display().to_string();
+
+    // Pinned (base64, or a PEM file): the reply verifies, no warning.
+    for pinned in [&key, &pem] {
+        let (code, out, err) = Ctl::start(&site, &["--controller-key", pinned], &["state.get"]).finish();
+        assert_eq!(code, 0, "{out}{err}");
+        assert!(out.contains("\"generation\""), "{out}");
+        assert!(!err.contains("not verified"), "{err}");
+    }
+    // Unpinned: printed, with one warning that says how to pin.
+    let (code, out, err) = Ctl::start(&site, &[], &["state.get"]).finish();
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("\"generation\""), "{out}");
+    assert_eq!(err.matches("not verified").count(), 1, "{err}");
+    assert!(err.contains("--controller-key"), "{err}");
+    // Pinned to another controller's key: the genuine reply is refused.
+    let other =
+        base64::engine::general_purpose::STANDARD.encode(SigningKey::from_bytes(&[7; 32]).verifying_key().as_bytes());
+    let (code, out, err) = Ctl::start(&site, &["--controller-key", &other, "--timeout", "2"], &["state.get"]).finish();
+    assert_eq!(code, 3, "{out}{err}");
+    assert!(out.trim().is_empty(), "printed an unverified reply: {out}");
+    assert!(err.contains("did not verify"), "{err}");
+    // A pinned key that is not a key: a clear error before anything is sent.
+    let (code, _, err) = Ctl::start(&site, &["--controller-key", "not-a-key"], &["state.get"]).finish();
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--controller-key"), "{err}");
+
+    // The impostor, while the controller cannot answer.
+    let watch = site.subscribe_with(&[&format!("{P}/cmd")], "impostor", &["-F", "%t %R|%D|%x"]);
+    let pid = nix::unistd::Pid::from_raw(d.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGSTOP).unwrap();
+    let impostor_key = SigningKey::from_bytes(&[9; 32]);
+    // With no genuine reply: exit 3, nothing printed.
+    let mark = watch.lines.len();
+    let ctl = Ctl::start(&site, &["--controller-key", &key, "--timeout", "3"], &["door.unlock", "door=main"]);
+    forge_reply(&site, &watch, mark, None);
+    let (code, out, err) = ctl.finish();
+    assert_eq!(code, 3, "{out}{err}");
+    assert!(out.trim().is_empty(), "printed a forged reply: {out}");
+    assert!(err.contains("did not verify"), "{err}");
+    assert!(!err.contains("forged"), "the forged payload reached the terminal: {err}");
+    // Forged twice (unsigned, then signed by another key), then the
+    // controller answers: its reply is the one printed.
+    let mark = watch.lines.len();
+    let ctl = Ctl::start(&site, &["--controller-key", &key], &["state.get"]);
+    forge_reply(&site, &watch, mark, None);
+    let (first, _) = ctl.err.wait_for(0, &["ignored a reply"]);
+    forge_reply(&site, &watch, mark, Some(&impostor_key));
+    ctl.err.wait_for(first + 1, &["ignored a reply"]);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGCONT).unwrap();
+    let (code, out, err) = ctl.finish();
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("\"generation\"") && !out.contains("forged"), "{out}");
+    assert_eq!(err.matches("ignored a reply").count(), 2, "{err}");
 }

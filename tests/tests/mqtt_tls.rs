@@ -2,154 +2,24 @@
 //! the real porterd.
 //!
 //! Each test makes its certificates at run time with the `openssl` command
-//! line (a private CA, a server certificate for 127.0.0.1 and localhost,
-//! client certificates), starts its own broker with the listener it needs,
+//! line (`porter_tests::tls::Pki`: a private CA, a server certificate for
+//! 127.0.0.1 and localhost, client certificates), starts its own broker with the listener it needs,
 //! and talks to porterd like a portal would: mosquitto_sub and mosquitto_pub
 //! with the same kind of credentials. A refused daemon is watched for a few
 //! seconds: it must never say "mqtt connected", the broker must show why it
 //! was refused (more than once: the daemon keeps retrying), and the daemon
 //! must still decide at its door.
 
+use porter_tests::tls::Pki;
 use porter_tests::{config_text, open_dir, Broker, Daemon, DEADLINE, P};
 use serde_json::json;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 /// How long a refused porterd is watched for a connection that must not happen.
 const REFUSED_FOR: Duration = Duration::from_secs(3);
-
-/// Test certificates, made with the `openssl` command line in a temp folder.
-struct Pki {
-    dir: tempfile::TempDir,
-}
-
-impl Pki {
-    /// The main CA (`ca`) and a server certificate it signed for 127.0.0.1
-    /// and localhost (`server`).
-    fn new() -> Pki {
-        let pki = Pki { dir: open_dir() };
-        pki.ca("ca", "Porter Test CA");
-        pki.issue(
-            "ca",
-            "server",
-            "localhost",
-            "extendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1,DNS:localhost\n",
-            false,
-        );
-        pki
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    fn openssl(&self, args: &[&str]) {
-        let out = Command::new("openssl")
-            .args(args)
-            .current_dir(self.dir.path())
-            .output()
-            .expect("running openssl (apt-get install openssl)");
-        assert!(out.status.success(), "openssl {args:?} failed:\n{}", String::from_utf8_lossy(&out.stderr));
-    }
-
-    /// A self-signed CA: `NAME.crt` and `NAME.key`.
-    fn ca(&self, name: &str, cn: &str) {
-        let (key, crt, subj) = (format!("{name}.key"), format!("{name}.crt"), format!("/CN={cn}"));
-        self.openssl(&[
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-keyout",
-            &key,
-            "-out",
-            &crt,
-            "-days",
-            "2",
-            "-subj",
-            &subj,
-            "-addext",
-            "basicConstraints=critical,CA:TRUE",
-            "-addext",
-            "keyUsage=critical,keyCertSign,cRLSign",
-        ]);
-        self.readable(&[&key, &crt]);
-    }
-
-    /// `NAME.crt` for subject CN `cn`, signed by CA `ca`, with the given
-    /// extensions. `rsa`: a 2048-bit RSA key in the traditional PKCS#1 form
-    /// (`BEGIN RSA PRIVATE KEY`), as older installer tooling makes them;
-    /// otherwise a P-256 key in PKCS#8.
-    fn issue(&self, ca: &str, name: &str, cn: &str, ext: &str, rsa: bool) {
-        let (key, csr, crt, extf) =
-            (format!("{name}.key"), format!("{name}.csr"), format!("{name}.crt"), format!("{name}.ext"));
-        if rsa {
-            self.openssl(&["genrsa", "-traditional", "-out", &key, "2048"]);
-        } else {
-            self.openssl(&["genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", &key]);
-        }
-        self.openssl(&["req", "-new", "-key", &key, "-out", &csr, "-subj", &format!("/CN={cn}")]);
-        std::fs::write(
-            self.path(&extf),
-            format!("basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\n{ext}"),
-        )
-        .unwrap();
-        self.openssl(&[
-            "x509",
-            "-req",
-            "-in",
-            &csr,
-            "-CA",
-            &format!("{ca}.crt"),
-            "-CAkey",
-            &format!("{ca}.key"),
-            "-CAcreateserial",
-            "-out",
-            &crt,
-            "-days",
-            "2",
-            "-extfile",
-            &extf,
-        ]);
-        self.readable(&[&key, &crt]);
-    }
-
-    /// A client certificate for TLS client authentication.
-    fn client(&self, ca: &str, name: &str, cn: &str, rsa: bool) {
-        self.issue(ca, name, cn, "extendedKeyUsage=clientAuth\n", rsa);
-    }
-
-    fn readable(&self, files: &[&str]) {
-        for f in files {
-            std::fs::set_permissions(self.path(f), std::fs::Permissions::from_mode(0o644)).unwrap();
-        }
-    }
-
-    /// The broker's TLS listener lines: our CA, our server certificate.
-    fn listener_tls(&self) -> String {
-        format!(
-            "cafile {}\ncertfile {}\nkeyfile {}\n",
-            self.path("ca.crt").display(),
-            self.path("server.crt").display(),
-            self.path("server.key").display()
-        )
-    }
-
-    /// mosquitto_pub/sub options trusting our CA, with a client certificate.
-    fn client_args(&self, cert: Option<&str>) -> Vec<String> {
-        let mut a = vec!["--cafile".to_string(), self.path("ca.crt").display().to_string()];
-        if let Some(c) = cert {
-            a.extend(["--cert".to_string(), self.path(&format!("{c}.crt")).display().to_string()]);
-            a.extend(["--key".to_string(), self.path(&format!("{c}.key")).display().to_string()]);
-        }
-        a
-    }
-}
 
 /// Starts porterd (demo seeding on, so its console has a PIN) with the given
 /// `[mqtt]` keys; waits until it is ready, not until it connects.

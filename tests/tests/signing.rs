@@ -1,12 +1,18 @@
 //! Signed commands (issue 13, docs/mqtt.md "Signed commands") end to end:
-//! a real Mosquitto, porterd as a process with `require_signed = true`, and
-//! portals that sign with ed25519-dalek (here, from the documented format,
-//! not porterd's code), Python's `cryptography`, openssl and porterctl.
-//! Commands go out through `mosquitto_pub` (MQTT 5 user properties, and
-//! MQTT 3.1.1 for the envelope).
+//! a real Mosquitto configured as docs/mqtt.md recommends (mutual TLS,
+//! `use_identity_as_username`, its ACL file with the portal and a block per
+//! controller: `porter_tests::tls::Site`), porterd as a process with
+//! `require_signed = true` connecting with its own certificate, and portals
+//! that sign with ed25519-dalek (here, from the documented format, not
+//! porterd's code), Python's `cryptography`, openssl and porterctl.
+//! Commands go out through `mosquitto_pub` with the portal's certificate
+//! (MQTT 5 user properties, and MQTT 3.1.1 for the envelope): the identity
+//! the ACL lets publish commands, which is all a leaked portal credential
+//! gives an attacker.
 
 use base64::Engine as _;
 use ed25519_dalek::{Signer as _, SigningKey};
+use porter_tests::tls::Site;
 use porter_tests::{Broker, Daemon, Subscriber, P};
 use serde_json::{json, Value};
 use std::io::Write;
@@ -14,6 +20,10 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 
 const FLEET: &str = "porter/test/all/cmd";
+const ROOM2: &str = "porter/test/room-2";
+/// The portal's reply prefix for room-1, which the documented ACL lets
+/// room-1 write (docs/mqtt.md, "ACLs").
+const REPLIES: &str = "portal/replies/test/room-1";
 
 fn b64(b: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(b)
@@ -105,13 +115,25 @@ fn code(v: &Value) -> &str {
     v["error"]["code"].as_str().unwrap_or("(ok)")
 }
 
-/// porterd with `require_signed = true`, `pins` pinned, and a clock it
-/// trusts (so expiry is checked), once subscribed.
-fn daemon(dir: &Path, broker: &Broker, pins: &str) -> Daemon {
+/// porterd as room-1 on `site` (its own certificate) with `require_signed
+/// = true`, `pins` pinned, and a clock it trusts (so expiry is checked),
+/// once subscribed.
+fn daemon(dir: &Path, site: &Site, pins: &str) -> Daemon {
     let synced = dir.join("synchronized");
     std::fs::write(&synced, "").unwrap();
     let extra = format!("[clock]\nsync_file = \"{}\"\n", synced.display());
-    Daemon::on_broker(dir, broker, &extra, &format!("require_signed = true\n{pins}"))
+    Daemon::on_broker(dir, site, &extra, &format!("require_signed = true\n{}{pins}", site.porterd_lines("room-1")))
+}
+
+/// [`daemon`] as room-2, beside room-1 on the same broker.
+fn room2(dir: &Path, site: &Site, pins: &str) -> Daemon {
+    let mqtt = format!("url = \"{}\"\nrequire_signed = true\n{}{pins}", site.url(), site.porterd_lines("room-2"));
+    let cfg = porter_tests::mqtt_config(dir, false, "", &mqtt);
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(&cfg, text.replacen("controller = \"room-1\"", "controller = \"room-2\"", 1)).unwrap();
+    let d = Daemon::start(&cfg, &dir.join("admin.sock"));
+    d.log.wait_for(0, &["mqtt subscribed"]);
+    d
 }
 
 /// The door.unlocked events of every command sent so far. Events are
@@ -119,9 +141,15 @@ fn daemon(dir: &Path, broker: &Broker, pins: &str) -> Daemon {
 /// is recorded before its reply: so once the refusal of an unsigned marker
 /// sent now has arrived, so has every earlier door.unlocked.
 fn unlocks(broker: &Broker, sub: &Subscriber) -> usize {
-    let markers = |from| sub.lines.count(from, &[&format!("{P}/events "), "\"reason\":\"unsigned\""]);
+    unlocks_at(broker, sub, P)
+}
+
+/// [`unlocks`] of the controller whose topics start with `prefix`.
+fn unlocks_at(broker: &Broker, sub: &Subscriber, prefix: &str) -> usize {
+    let events = format!("{prefix}/events ");
+    let markers = |from| sub.lines.count(from, &[&events, "\"reason\":\"unsigned\""]);
     let before = markers(0);
-    publish(broker, &format!("{P}/cmd"), &command("marker", "state.get", json!({})), &[], None);
+    publish(broker, &format!("{prefix}/cmd"), &command("marker", "state.get", json!({})), &[], None);
     let deadline = std::time::Instant::now() + porter_tests::DEADLINE;
     while markers(0) == before {
         assert!(std::time::Instant::now() < deadline, "the marker's refusal never came:\n{}", sub.lines.text());
@@ -133,7 +161,7 @@ fn unlocks(broker: &Broker, sub: &Subscriber) -> usize {
         .lines
         .all()
         .iter()
-        .filter_map(|l| l.strip_prefix(&format!("{P}/events ")))
+        .filter_map(|l| l.strip_prefix(&events))
         .filter_map(|e| serde_json::from_str::<Value>(e).ok())
         .filter(|e| e["type"] == "door.unlocked")
         .filter_map(|e| e["seq"].as_u64())
@@ -151,11 +179,12 @@ fn unlock(broker: &Broker, sub: &Subscriber, portal: &mut Portal, id: &str) {
 
 #[test]
 fn unsigned_forged_unknown_replayed_retargeted_and_expired_commands_change_nothing() {
-    let broker = Broker::start();
-    let sub = broker.subscribe(&format!("{P}/#"), "portal-refusals");
-    let dir = tempfile::tempdir().unwrap();
+    let broker = Site::start();
+    let sub = broker.subscribe("porter/test/#", "portal-refusals");
+    let (dir, dir2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let mut portal = Portal::new(1, "portal-1");
     let d = daemon(dir.path(), &broker, &portal.pin());
+    let _room2 = room2(dir2.path(), &broker, &portal.pin());
     let cmd_topic = format!("{P}/cmd");
     let refused = |id: &str, cmd: &str, topic: &str, props: &[(String, String)], want: &str| {
         let mark = sub.lines.len();
@@ -184,11 +213,18 @@ fn unsigned_forged_unknown_replayed_retargeted_and_expired_commands_change_nothi
         refused(id, &open(id), &cmd_topic, &props, "unauthorized");
     }
     // Re-targeted: signed for room-2, sent to room-1; signed for room-1's
-    // topic, sent to the fleet topic.
+    // topic, sent to room-2 (which refuses it) and to the fleet topic
+    // (which both refuse).
     let c = open("r-1");
-    refused("r-1", &c, &cmd_topic, &portal.sign("porter/test/room-2/cmd", &c, None), "unauthorized");
+    refused("r-1", &c, &cmd_topic, &portal.sign(&format!("{ROOM2}/cmd"), &c, None), "unauthorized");
+    let c = open("r-3");
+    let mark = sub.lines.len();
+    publish(&broker, &format!("{ROOM2}/cmd"), &c, &portal.sign(&cmd_topic, &c, None), None);
+    assert_eq!(code(&reply_on(&sub, mark, &format!("{ROOM2}/reply"), "r-3")), "unauthorized");
     let c = open("r-2");
+    let mark = sub.lines.len();
     refused("r-2", &c, FLEET, &portal.sign(&cmd_topic, &c, None), "unauthorized");
+    assert_eq!(code(&reply_on(&sub, mark, &format!("{ROOM2}/reply"), "r-2")), "unauthorized");
     // Expired a second ago, by a clock the daemon trusts.
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64;
     let c = open("e-1");
@@ -209,12 +245,16 @@ fn unsigned_forged_unknown_replayed_retargeted_and_expired_commands_change_nothi
     // A refused id is not stored as its reply: d-2, signed properly now, is applied.
     unlock(&broker, &sub, &mut portal, "d-2");
     assert_eq!(unlocks(&broker, &sub), 4);
+    // Room-2 was sent nothing valid: its door never opened.
+    assert_eq!(unlocks_at(&broker, &sub, ROOM2), 0, "{}", sub.lines.text());
 }
 
 #[test]
 fn a_replayed_pin_generate_with_another_response_topic_gets_no_pin() {
-    let broker = Broker::start();
-    let sub = broker.subscribe("#", "portal-pins");
+    let broker = Site::start();
+    let sub = broker.subscribe_with(&[&format!("{P}/#"), "portal/replies/#"], "portal-pins", &["-v"]);
+    let (mine, attacker, other_portal) =
+        (format!("{REPLIES}/portal"), format!("{REPLIES}/attacker"), format!("{REPLIES}/portal-2"));
     let dir = tempfile::tempdir().unwrap();
     let mut portal = Portal::new(1, "portal-1");
     let mut other = Portal::new(2, "portal-2");
@@ -222,40 +262,40 @@ fn a_replayed_pin_generate_with_another_response_topic_gets_no_pin() {
     let t = format!("{P}/cmd");
     let put = command("h-1", "holder.put", json!({"holder": "courier-ups", "name": "UPS", "role": "courier"}));
     let mark = sub.lines.len();
-    publish(&broker, &t, &put, &portal.sign(&t, &put, None), Some("portal/reply"));
-    assert_ok(&reply_on(&sub, mark, "portal/reply", "h-1"));
+    publish(&broker, &t, &put, &portal.sign(&t, &put, None), Some(mine.as_str()));
+    assert_ok(&reply_on(&sub, mark, &mine, "h-1"));
 
     let gen = command("g-1", "pin.generate", json!({"holder": "courier-ups"}));
     let props = portal.sign(&t, &gen, None);
     let mark = sub.lines.len();
-    publish(&broker, &t, &gen, &props, Some("portal/reply"));
-    let first = reply_on(&sub, mark, "portal/reply", "g-1");
+    publish(&broker, &t, &gen, &props, Some(mine.as_str()));
+    let first = reply_on(&sub, mark, &mine, "g-1");
     let pin = first["result"]["pin"].as_str().expect("a PIN").to_string();
 
     // The attacker re-sends the captured command, signature and all, or
     // without it, asking for the reply on a topic of their own.
     for p in [props.clone(), vec![]] {
         let mark = sub.lines.len();
-        publish(&broker, &t, &gen, &p, Some("attacker/reply"));
-        let r = reply_on(&sub, mark, "attacker/reply", "g-1");
+        publish(&broker, &t, &gen, &p, Some(attacker.as_str()));
+        let r = reply_on(&sub, mark, &attacker, "g-1");
         assert!(matches!(code(&r), "stale" | "unauthorized"), "{r}");
         assert!(!porter_tests::shows_pin(&r.to_string(), &pin), "the PIN reached the attacker: {r}");
     }
     // Another pinned key asking again under the id: the PIN is withheld.
     let mark = sub.lines.len();
-    publish(&broker, &t, &gen, &other.sign(&t, &gen, None), Some("portal2/reply"));
-    let r = reply_on(&sub, mark, "portal2/reply", "g-1");
+    publish(&broker, &t, &gen, &other.sign(&t, &gen, None), Some(other_portal.as_str()));
+    let r = reply_on(&sub, mark, &other_portal, "g-1");
     assert_eq!(code(&r), "forbidden", "{r}");
     assert!(!porter_tests::shows_pin(&r.to_string(), &pin));
     // The portal that made it, re-signing its retry: the stored reply.
     let mark = sub.lines.len();
-    publish(&broker, &t, &gen, &portal.sign(&t, &gen, None), Some("portal/reply"));
-    assert_eq!(reply_on(&sub, mark, "portal/reply", "g-1"), first);
+    publish(&broker, &t, &gen, &portal.sign(&t, &gen, None), Some(mine.as_str()));
+    assert_eq!(reply_on(&sub, mark, &mine, "g-1"), first);
 }
 
 #[test]
 fn a_restart_keeps_the_replay_guard() {
-    let broker = Broker::start();
+    let broker = Site::start();
     let sub = broker.subscribe(&format!("{P}/#"), "portal-restart");
     let dir = tempfile::tempdir().unwrap();
     let mut portal = Portal::new(1, "portal-1");
@@ -309,7 +349,7 @@ fn a_lost_store_keeps_the_replay_guard() {
 
 #[test]
 fn the_fleet_topic_refuses_secrets_and_takes_the_rest() {
-    let broker = Broker::start();
+    let broker = Site::start();
     let sub = broker.subscribe(&format!("{P}/#"), "portal-fleet");
     let dir = tempfile::tempdir().unwrap();
     let mut portal = Portal::new(1, "portal-1");
@@ -337,7 +377,7 @@ fn the_fleet_topic_refuses_secrets_and_takes_the_rest() {
 /// scripts/install-test-deps.sh) signs from a PEM key file that openssl made.
 #[test]
 fn a_python_portal_and_porterctl_sign_with_an_openssl_key() {
-    let broker = Broker::start();
+    let broker = Site::start();
     let sub = broker.subscribe(&format!("{P}/#"), "portal-py");
     let dir = tempfile::tempdir().unwrap();
     let key = dir.path().join("portal.pem");
@@ -374,7 +414,9 @@ print(base64.b64encode(key.sign(message)).decode())
     // porterctl, with the same key file; its counter (the wall clock in
     // ms) is far above the Python portal's 7.
     let out = Command::new(porter_tests::bin("porterctl"))
-        .args(["--mqtt", &broker.url(), "--site", "test", "--controller", "room-1", "--sign-key"])
+        .args(["--mqtt", &broker.url(), "--site", "test", "--controller", "room-1"])
+        .args(broker.pki.porterctl_args("portal"))
+        .arg("--sign-key")
         .arg(&key)
         .args(["--key-id", "portal-py", "door.unlock", "door=main", "ms=100"])
         .output()
@@ -384,7 +426,9 @@ print(base64.b64encode(key.sign(message)).decode())
     assert!(stdout.contains("\"ok\": true"), "{stdout}");
     // Unsigned, porterctl is refused.
     let out = Command::new(porter_tests::bin("porterctl"))
-        .args(["--mqtt", &broker.url(), "--site", "test", "--controller", "room-1", "door.unlock", "door=main"])
+        .args(["--mqtt", &broker.url(), "--site", "test", "--controller", "room-1"])
+        .args(broker.pki.porterctl_args("portal"))
+        .args(["door.unlock", "door=main"])
         .output()
         .unwrap();
     assert!(!out.status.success());
@@ -395,7 +439,7 @@ print(base64.b64encode(key.sign(message)).decode())
 /// (mosquitto_pub -V mqttv311).
 #[test]
 fn an_mqtt_311_client_signs_with_the_envelope() {
-    let broker = Broker::start();
+    let broker = Site::start();
     let sub = broker.subscribe(&format!("{P}/#"), "portal-311");
     let dir = tempfile::tempdir().unwrap();
     let mut portal = Portal::new(1, "portal-1");
@@ -412,8 +456,8 @@ fn an_mqtt_311_client_signs_with_the_envelope() {
         .to_string()
     };
     let publish311 = |payload: &str| {
-        let mut c = Command::new("mosquitto_pub");
-        c.args(["-h", "127.0.0.1", "-p", &broker.port.to_string(), "-V", "mqttv311", "-q", "1", "-t", &t, "-s"]);
+        let mut c = broker.tool_v("mosquitto_pub", "mqttv311", &[]);
+        c.args(["-t", &t, "-s"]);
         send(c, payload);
     };
     let env = envelope(&mut portal, "v4-1");
@@ -429,4 +473,109 @@ fn an_mqtt_311_client_signs_with_the_envelope() {
     });
     unlock(&broker, &sub, &mut portal, "v4-2");
     assert_eq!(unlocks(&broker, &sub), 2);
+}
+
+/// The issue's "Done when": an identity the documented ACL lets publish on
+/// the command topic (the portal's own certificate, leaked) but without a
+/// pinned signing key changes nothing and opens nothing. Every op that
+/// changes a key or opens a door is sent unsigned, then signed with the
+/// attacker's own key under the pinned key's id, then in the MQTT 3.1.1
+/// envelope: each refused with `unauthorized`; state.get (over the admin
+/// socket) is what it was, the portal's PIN still opens the door, the
+/// attacker's does not, no door.unlocked event. A controller's identity
+/// (room-2's certificate) is refused by the broker itself on room-1's
+/// command topic.
+#[test]
+fn a_leaked_portal_credential_without_the_key_changes_nothing_and_opens_nothing() {
+    let broker = Site::start();
+    let sub = broker.subscribe(&format!("{P}/#"), "portal-leaked");
+    let dir = tempfile::tempdir().unwrap();
+    let mut portal = Portal::new(1, "portal-1");
+    let mut d = daemon(dir.path(), &broker, &portal.pin());
+    let t = format!("{P}/cmd");
+
+    // The real portal: a courier with a PIN.
+    let put = command("h-1", "holder.put", json!({"holder": "courier-ups", "name": "UPS", "role": "courier"}));
+    let mark = sub.lines.len();
+    publish(&broker, &t, &put, &portal.sign(&t, &put, None), None);
+    assert_ok(&reply_on(&sub, mark, &format!("{P}/reply"), "h-1"));
+    let gen = command("g-1", "pin.generate", json!({"holder": "courier-ups"}));
+    let mark = sub.lines.len();
+    publish(&broker, &t, &gen, &portal.sign(&t, &gen, None), None);
+    let pin = reply_on(&sub, mark, &format!("{P}/reply"), "g-1")["result"]["pin"].as_str().unwrap().to_string();
+    let (c, before) = d.ctl("state.get", &[]);
+    assert_eq!(c, 0, "{before}");
+
+    // The attacker: the portal's certificate (the broker's default
+    // identity here), no pinned key.
+    let attacker_pin = if pin == "731946" { "731947" } else { "731946" };
+    let attacks = [
+        ("holder.put", json!({"holder": "mallory", "name": "M", "role": "manager"})),
+        ("pin.set", json!({"holder": "mallory", "pin": attacker_pin})),
+        ("pin.set", json!({"holder": "courier-ups", "pin": attacker_pin})),
+        ("pin.generate", json!({"holder": "courier-ups"})),
+        ("qr.generate", json!({"holder": "courier-ups"})),
+        ("card.assign", json!({"holder": "courier-ups", "uid": "04a1b2c3"})),
+        ("pin.deactivate", json!({"holder": "courier-ups"})),
+        ("pin.delete", json!({"holder": "courier-ups"})),
+        ("holder.delete", json!({"holder": "courier-ups"})),
+        ("enroll.start", json!({"holder": "courier-ups", "door": "main"})),
+        ("lockout.clear", json!({})),
+        ("sync.begin", json!({"generation": 99})),
+        ("sync.put", json!({"holders": [{"holder": "mallory", "role": "manager", "pin": attacker_pin}]})),
+        ("sync.commit", json!({})),
+        ("door.unlock", json!({"door": "main", "ms": 100})),
+    ];
+    let attacker = Portal::new(66, "portal-1");
+    for (n, (op, args)) in attacks.iter().enumerate() {
+        for (how, signed) in [("u", false), ("f", true)] {
+            let id = format!("{how}-{n}");
+            let cmd = command(&id, op, args.clone());
+            let props = if signed { attacker.sign_at(&t, &cmd, 1 << 40, None) } else { vec![] };
+            let mark = sub.lines.len();
+            publish(&broker, &t, &cmd, &props, None);
+            let r = reply_on(&sub, mark, &format!("{P}/reply"), &id);
+            assert_eq!(code(&r), "unauthorized", "{op} ({id}): {r}");
+        }
+    }
+    // The MQTT 3.1.1 envelope, signed with the attacker's key.
+    let cmd = command("v-1", "door.unlock", json!({"door": "main", "ms": 100}));
+    let props = attacker.sign_at(&t, &cmd, 1 << 41, None);
+    let sig = &props.iter().find(|(k, _)| k == "porter-sig").unwrap().1;
+    let envelope =
+        json!({"signed": {"key": "portal-1", "counter": 1u64 << 41, "sig": sig}, "command": b64(cmd.as_bytes())});
+    let mark = sub.lines.len();
+    let mut c = broker.tool_v("mosquitto_pub", "mqttv311", &[]);
+    c.args(["-t", &t, "-s"]);
+    send(c, &envelope.to_string());
+    // (The envelope's refusal replies with "id": null; the event says why.)
+    sub.wait_json(mark, &format!("{P}/events"), "the envelope refused", |v| {
+        v["type"] == "command.refused" && v["reason"] == "bad_signature"
+    });
+
+    // A controller's own identity may not even publish there: the broker
+    // refuses it (docs/mqtt.md's ACL), and nothing reaches room-1.
+    let out = broker
+        .tool("mosquitto_pub", &broker.auth("porter-test-room-2"))
+        .args(["-t", &t, "-m", &command("c-1", "door.unlock", json!({"door": "main"}))])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Not authorized"), "{out:?}");
+
+    // Nothing changed, nothing opened.
+    assert_eq!(unlocks(&broker, &sub), 0, "{}", sub.lines.text());
+    assert!(!sub.lines.has(0, &["\"id\":\"c-1\""]), "room-2's command reached room-1");
+    let (c, after) = d.ctl("state.get", &[]);
+    assert_eq!(c, 0, "{after}");
+    assert_eq!(after["result"], before["result"], "the attacker changed the store");
+    let mark = d.log.len();
+    d.type_line(&format!("{attacker_pin}#"));
+    d.log.wait_for(mark, &["access denied", "reason=\"unknown\""]);
+    let mark = d.log.len();
+    d.type_line(&format!("{pin}#"));
+    d.log.wait_for(mark, &["access granted", "holder=\"courier-ups\""]);
+    assert!(!porter_tests::shows_pin(&d.log.text(), attacker_pin), "a refused PIN reached the log");
+    // The real portal still can.
+    unlock(&broker, &sub, &mut portal, "d-1");
+    assert_eq!(unlocks(&broker, &sub), 1);
 }

@@ -66,6 +66,14 @@ struct Cli {
     /// With --sign-key: the key's id, as pinned in the controller's mqtt.portal_keys.
     #[arg(long, value_name = "ID", requires = "sign_key")]
     key_id: Option<String>,
+    /// With --mqtt: the controller's public key (its identity.public_key,
+    /// from `porterctl identity` on it or its status; base64, hex or PEM),
+    /// or a file holding it. Only a reply that carries the controller's
+    /// signature with this key is printed; others are ignored, and with no
+    /// signed reply porterctl exits 3. Without it, the reply is printed
+    /// unverified, with a warning.
+    #[arg(long, value_name = "KEY|FILE")]
+    controller_key: Option<String>,
     /// The op, such as holder.put or pin.generate.
     op: String,
     /// Arguments: key=text or key:=json.
@@ -90,6 +98,8 @@ const OPS_HELP: &str = "Examples:
   porterctl --mqtt mqtts://broker:8883 --site oak-street --controller room-1 --ca-file ca.pem state.get
   porterctl --config /etc/porter/porter.toml --mqtt mqtts://broker:8883 state.get
   porterctl --config /etc/porter/porter.toml --mqtt mqtts://broker:8883 --sign-key portal.pem --key-id portal-2026 door.unlock door=main
+  porterctl --mqtt mqtts://broker:8883 --site oak-street --controller room-1 --controller-key room-1.pub state.get
+                                                (only a reply signed by room-1's key, from porterctl identity on it)
 The ops and their arguments are in docs/ops.md; MQTT in docs/mqtt.md.";
 
 /// The examples, and every op, from the daemon's own list.
@@ -308,7 +318,10 @@ fn main() -> ExitCode {
                     ExitCode::from(1)
                 }
             }
-            Err(e) => fail(e),
+            Err(Failure { code, message }) => {
+                eprintln!("porterctl: {message}");
+                ExitCode::from(code)
+            }
         };
     }
     let path = match socket_path(&cli) {
@@ -409,14 +422,89 @@ fn mqtt_settings(cli: &Cli) -> Result<(porterd::config::MqttConfig, String, Stri
     Ok((m, site, controller))
 }
 
+/// Why `--mqtt` gave no reply to print, and the exit status that says so.
+struct Failure {
+    code: u8,
+    message: String,
+}
+
+/// Exit status 2: the broker could not be reached, or no reply came.
+impl From<String> for Failure {
+    fn from(message: String) -> Self {
+        Failure { code: 2, message }
+    }
+}
+
+/// Exit status 3: replies came, none signed by the pinned controller key.
+const UNVERIFIED: u8 = 3;
+
+/// `--controller-key`: the key itself (base64, hex or PEM), or a file
+/// holding it.
+fn controller_key(cli: &Cli) -> Result<Option<ed25519_dalek::VerifyingKey>, String> {
+    let Some(given) = &cli.controller_key else { return Ok(None) };
+    let path = std::path::Path::new(given);
+    let text = if path.is_file() {
+        std::fs::read_to_string(path).map_err(|e| format!("--controller-key {}: {e}", path.display()))?
+    } else {
+        given.clone()
+    };
+    let raw = porterd::config::parse_public_key(&text).map_err(|e| {
+        format!(
+            "--controller-key: neither a file nor an Ed25519 public key ({e}); give the controller's identity.public_key \
+             (porterctl identity on it) or a file holding it or its public_key_pem"
+        )
+    })?;
+    ed25519_dalek::VerifyingKey::from_bytes(&raw).map(Some).map_err(|e| format!("--controller-key: {e}"))
+}
+
+/// Whether a reply that arrived on `topic` is the controller's: with a
+/// pinned key, its signature must verify (else the reason, for a warning);
+/// without one it is taken, and the caller warns that it was not verified.
+fn from_controller(
+    pinned: Option<&ed25519_dalek::VerifyingKey>,
+    topic: &[u8],
+    correlation: &[u8],
+    p: &rumqttc::v5::mqttbytes::v5::Publish,
+) -> Result<(), String> {
+    let Some(key) = pinned else { return Ok(()) };
+    let topic = std::str::from_utf8(topic).map_err(|_| "its topic is not UTF-8".to_string())?;
+    let props = p.properties.as_ref().map(|pp| pp.user_properties.as_slice()).unwrap_or_default();
+    porterd::provision::seal::verify(key, topic, correlation, &p.payload, props)
+}
+
+/// The failure when `--timeout` ran out: exit 3 when `ignored` replies
+/// came that did not verify, else 2 (no reply at all).
+fn no_reply(cli: &Cli, ignored: usize, reply_topic: &str, site: &str, controller: &str) -> Failure {
+    if ignored > 0 {
+        return Failure {
+            code: UNVERIFIED,
+            message: format!(
+                "no reply signed by the controller's key within {} s: {ignored} reply(ies) to this command \
+                 did not verify against --controller-key and were ignored (someone else publishes on \
+                 {reply_topic}, or the key given is not controller {controller}'s: compare it with \
+                 porterctl identity on the controller)",
+                cli.timeout
+            ),
+        };
+    }
+    Failure::from(format!(
+        "no reply within {} s (is porterd connected to this broker? site {site}, controller {controller})",
+        cli.timeout
+    ))
+}
+
 /// Publishes the op to the controller's command topic with a Response Topic
-/// and Correlation Data of its own, and waits for the matching reply.
-fn over_mqtt(cli: &Cli, args: Map<String, Value>) -> Result<Value, String> {
+/// and Correlation Data of its own, and waits for the matching reply: with
+/// `--controller-key`, the first one signed with that key (others are
+/// ignored with a warning); without, the first one, with a warning that it
+/// was not verified.
+fn over_mqtt(cli: &Cli, args: Map<String, Value>) -> Result<Value, Failure> {
     use rumqttc::v5::mqttbytes::v5::{Packet, PublishProperties};
     use rumqttc::v5::mqttbytes::QoS;
     use rumqttc::v5::{AsyncClient, Event};
 
     let (m, site, controller) = mqtt_settings(cli)?;
+    let pinned = controller_key(cli)?;
     let nonce = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
     let client_id = format!("porterctl-{}-{nonce}", std::process::id());
     let mut opts = porterd::provision::mqtt::connection(&m, &client_id).map_err(|e| e.to_string())?;
@@ -433,13 +521,11 @@ fn over_mqtt(cli: &Cli, args: Map<String, Value>) -> Result<Value, String> {
         let (client, mut el) = AsyncClient::new(opts, 16);
         let deadline = tokio::time::Instant::now() + Duration::from_secs(cli.timeout);
         let mut sent = false;
+        let mut ignored = 0;
         loop {
-            let ev = tokio::time::timeout_at(deadline, el.poll()).await.map_err(|_| {
-                format!(
-                    "no reply within {} s (is porterd connected to this broker? site {site}, controller {controller})",
-                    cli.timeout
-                )
-            })?;
+            let Ok(ev) = tokio::time::timeout_at(deadline, el.poll()).await else {
+                return Err(no_reply(cli, ignored, &reply_topic, &site, &controller));
+            };
             match ev {
                 Ok(Event::Incoming(Packet::ConnAck(_))) => {
                     client.subscribe(&reply_topic, QoS::AtLeastOnce).await.map_err(|e| e.to_string())?;
@@ -460,14 +546,30 @@ fn over_mqtt(cli: &Cli, args: Map<String, Value>) -> Result<Value, String> {
                 Ok(Event::Incoming(Packet::Publish(p))) => {
                     let corr = p.properties.as_ref().and_then(|pp| pp.correlation_data.as_ref());
                     if corr.is_some_and(|c| c.as_ref() == id.as_bytes()) {
+                        if let Err(why) = from_controller(pinned.as_ref(), &p.topic, id.as_bytes(), &p) {
+                            // Not printed: it is not the controller's.
+                            ignored += 1;
+                            eprintln!(
+                                "porterctl: ignored a reply to {id} that is not controller {controller}'s: {why}; \
+                                 waiting for one signed with --controller-key"
+                            );
+                            continue;
+                        }
                         let v: Value =
                             serde_json::from_slice(&p.payload).map_err(|e| format!("reply is not JSON: {e}"))?;
+                        if pinned.is_none() {
+                            eprintln!(
+                                "porterctl: warning: this reply was not verified as controller {controller}'s (anyone \
+                                 the broker lets publish on {reply_topic} could have sent it); pin the controller's \
+                                 key with --controller-key KEY, its identity.public_key from porterctl identity on it"
+                            );
+                        }
                         let _ = client.disconnect().await;
                         return Ok(v);
                     }
                 }
                 Ok(_) => {}
-                Err(e) => return Err(format!("cannot reach the broker at {}:{}: {e}", m.host, m.port)),
+                Err(e) => return Err(format!("cannot reach the broker at {}:{}: {e}", m.host, m.port).into()),
             }
         }
     })
