@@ -322,7 +322,7 @@ fn a_restart_keeps_the_replay_guard() {
 /// kept in its check record still refuse a command accepted before.
 #[test]
 fn a_lost_store_keeps_the_replay_guard() {
-    let broker = Broker::start();
+    let broker = Site::start();
     let sub = broker.subscribe(&format!("{P}/#"), "portal-lost-store");
     let dir = tempfile::tempdir().unwrap();
     let mut portal = Portal::new(1, "portal-1");
