@@ -91,7 +91,10 @@ fn stream(store: &Store, f: std::fs::File, now_ms: i64) -> std::io::Result<std::
     out.w.into_inner().map_err(|e| e.into_error())
 }
 
-fn decode(b: &[u8]) -> Option<Contents> {
+/// Reads a snapshot file's bytes; `None` when its checksum or layout is
+/// wrong. Public only so that the `store_files` fuzz target can feed it any
+/// bytes (docs/fuzzing.md); [`newest`] is its one caller here.
+pub fn decode(b: &[u8]) -> Option<Contents> {
     let (body, sum) = b.split_at_checked(b.len().checked_sub(32)?)?;
     if sha2::Sha256::digest(body).as_slice() != sum {
         return None;
