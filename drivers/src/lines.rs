@@ -7,7 +7,8 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 /// A line read with a bound on its length.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Frame {
-    /// The line without its `\n` (or `\r\n`).
+    /// The line without its `\n` (or `\r\n`; a last line without `\n`
+    /// loses a final `\r` too).
     Line(Vec<u8>),
     /// A line longer than the bound, read to its end and dropped.
     TooLong,
@@ -46,8 +47,13 @@ impl<R: AsyncRead + Unpin> LineReader<R> {
             if n == 0 {
                 self.eof = true;
                 self.scanned = 0;
-                let rest = std::mem::take(&mut self.buf);
+                let mut rest = std::mem::take(&mut self.buf);
                 if !rest.is_empty() && !self.discarding {
+                    // As a terminated line: the `\r` of a `\r\n` cut short is not
+                    // the line's (nor counted against the bound, below).
+                    if rest.last() == Some(&b'\r') {
+                        rest.pop();
+                    }
                     return Ok(Some(Frame::Line(rest)));
                 }
                 return Ok(None);
@@ -75,7 +81,11 @@ impl<R: AsyncRead + Unpin> LineReader<R> {
                     }
                     return Some(if line.len() > self.max { Frame::TooLong } else { Frame::Line(line) });
                 }
-                None if self.buf.len() > self.max => {
+                // A partial line is too long only without a last `\r`, which
+                // may be its `\r\n`'s: the same line arriving whole is
+                // measured without it, and the answer must not depend on
+                // where the reads split it.
+                None if self.buf.len() - usize::from(self.buf.last() == Some(&b'\r')) > self.max => {
                     self.buf.clear();
                     self.scanned = 0;
                     if self.discarding {
@@ -120,5 +130,38 @@ mod tests {
         assert_eq!(r.next().await.unwrap(), Some(line("{\"key\":\"1\"}")));
         writer.await.unwrap();
         assert_eq!(r.next().await.unwrap(), None);
+    }
+
+    async fn frames(reader: impl AsyncRead + Unpin, max: usize) -> Vec<Frame> {
+        let mut r = LineReader::new(reader, max);
+        let mut got = Vec::new();
+        while let Some(f) = r.next().await.unwrap() {
+            got.push(f);
+        }
+        got
+    }
+
+    /// Found by the `admin_lines` fuzz target (docs/fuzzing.md): a line of
+    /// exactly the bound ending in `\r\n` was a line when it arrived in one
+    /// read and too long when its `\r` arrived before its `\n`, so a
+    /// command of exactly `MAX_COMMAND_BYTES` from a `\r\n` client was
+    /// taken or refused by how the kernel split it.
+    #[tokio::test]
+    async fn a_line_at_the_bound_ending_in_crlf_is_a_line_however_it_is_split() {
+        let line = |s: &str| Frame::Line(s.as_bytes().to_vec());
+        let whole: &[u8] = b"e\r\n";
+        assert_eq!(frames(whole, 1).await, [line("e")]);
+        let pieces = (&b"e"[..]).chain(&b"\r"[..]).chain(&b"\n"[..]);
+        assert_eq!(frames(pieces, 1).await, [line("e")]);
+        // One byte more is too long however it is split.
+        assert_eq!(frames(&b"ee\r\n"[..], 1).await, [Frame::TooLong]);
+        let pieces = (&b"e"[..]).chain(&b"e"[..]).chain(&b"\r\n"[..]);
+        assert_eq!(frames(pieces, 1).await, [Frame::TooLong]);
+        // A `\r` at the bound followed by more than the `\n` is too long too.
+        let pieces = (&b"e\r"[..]).chain(&b"x\nok"[..]);
+        assert_eq!(frames(pieces, 1).await, [Frame::TooLong, Frame::TooLong]);
+        // A last line cut short after its `\r` reads as a line at the bound.
+        let pieces = (&b"e"[..]).chain(&b"\r"[..]);
+        assert_eq!(frames(pieces, 1).await, [line("e")]);
     }
 }

@@ -75,10 +75,17 @@ pub fn path(data_dir: &Path) -> PathBuf {
 /// the disk is failing.
 pub fn read(path: &Path) -> Result<Option<CheckRecord>, String> {
     match std::fs::read(path) {
-        Ok(b) => serde_json::from_slice(&b).map(Some).map_err(|e| format!("{}: {e}", path.display())),
+        Ok(b) => parse(&b).map(Some).map_err(|e| format!("{}: {e}", path.display())),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(format!("{}: {e}", path.display())),
     }
+}
+
+/// A record file's bytes, parsed. Its own function only so that the
+/// `store_files` fuzz target can feed it any bytes without a file
+/// (docs/fuzzing.md); [`read`] is its one caller here.
+pub fn parse(b: &[u8]) -> Result<CheckRecord, serde_json::Error> {
+    serde_json::from_slice(b)
 }
 
 /// Replaces the record atomically and durably.
@@ -145,7 +152,12 @@ pub fn verify(found: &Found, rec: Option<&CheckRecord>) -> Result<(), Damage> {
     if *id != rec.store_id {
         return Err(Damage {
             kind: "replaced",
-            detail: format!("the store is {id}, but this controller last used {}", rec.store_id),
+            // Both ids are read from disk: escaped and cut, as the detail is logged.
+            detail: format!(
+                "the store is {}, but this controller last used {}",
+                crate::logtext::clip(id, 80),
+                crate::logtext::clip(&rec.store_id, 80)
+            ),
         });
     }
     if found.changes < rec.changes || found.seq < rec.seq_floor || found.generation < rec.generation {
@@ -278,6 +290,28 @@ mod tests {
         assert_eq!(kind(Found { changes: 9, ..found() }), "rolled_back");
         assert_eq!(kind(Found { seq: 49, ..found() }), "rolled_back");
         assert_eq!(kind(Found { generation: 1, ..found() }), "rolled_back");
+    }
+
+    /// Found by the `store_files` fuzz target (docs/fuzzing.md): the store
+    /// ids of a tampered store (`m/store_id`) or check record went into the
+    /// damage's detail as they were, and the detail is logged at start
+    /// (`store damaged; moving it aside`), so a newline in one forged a log
+    /// line.
+    #[test]
+    fn a_tampered_store_id_cannot_forge_a_log_line() {
+        let forged = "cd\n2026-12-03T01:00:00Z INFO access granted holder=admin\x1b[2K";
+        let long = "e".repeat(70_000);
+        for (f, r) in [
+            (Found { store_id: Some(forged.into()), ..found() }, rec()),
+            (found(), CheckRecord { store_id: forged.into(), ..rec() }),
+            (Found { store_id: Some(long.clone()), ..found() }, CheckRecord { store_id: format!("{long}f"), ..rec() }),
+        ] {
+            let text = verify(&f, Some(&r)).unwrap_err().to_string();
+            assert!(!text.chars().any(char::is_control), "{text}");
+            assert!(text.len() < 400, "{} bytes", text.len());
+        }
+        let text = verify(&Found { store_id: Some(forged.into()), ..found() }, Some(&rec())).unwrap_err().to_string();
+        assert!(text.contains(r"cd\n2026"), "{text}");
     }
 
     #[test]

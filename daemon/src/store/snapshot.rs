@@ -24,6 +24,9 @@ const MAGIC: &[u8] = b"PORTER-SNAPSHOT-1\n";
 /// A snapshot larger than this is not written (and one found larger is not read).
 pub const MAX_BYTES: u64 = 256 * 1024 * 1024;
 
+/// The prefixes of what refuses access, copied besides the holders.
+const RESTRICTIVE: [&[u8]; 4] = [records::TOMBSTONE, records::LOCKOUT, records::USES, records::SIGNED_COUNTER];
+
 /// The folder of snapshots in `data_dir`.
 pub fn dir(data_dir: &Path) -> PathBuf {
     data_dir.join("snapshots")
@@ -80,7 +83,7 @@ fn stream(store: &Store, f: std::fs::File, now_ms: i64) -> std::io::Result<std::
         let (k, v) = r.map_err(std::io::Error::other)?;
         out.record(&records::prefixed(&Space::A.holders(), &k[live.holders().len()..]), &v)?;
     }
-    for prefix in [records::TOMBSTONE, records::LOCKOUT, records::USES, records::SIGNED_COUNTER] {
+    for prefix in RESTRICTIVE {
         for r in store.scan(prefix) {
             let (k, v) = r.map_err(std::io::Error::other)?;
             out.record(&k, &v)?;
@@ -91,7 +94,10 @@ fn stream(store: &Store, f: std::fs::File, now_ms: i64) -> std::io::Result<std::
     out.w.into_inner().map_err(|e| e.into_error())
 }
 
-fn decode(b: &[u8]) -> Option<Contents> {
+/// Reads a snapshot file's bytes; `None` when its checksum or layout is
+/// wrong, or it holds a key that no snapshot is written from. Public only so that the `store_files` fuzz target can feed it any
+/// bytes (docs/fuzzing.md); [`newest`] is its one caller here.
+pub fn decode(b: &[u8]) -> Option<Contents> {
     let (body, sum) = b.split_at_checked(b.len().checked_sub(32)?)?;
     if sha2::Sha256::digest(body).as_slice() != sum {
         return None;
@@ -113,8 +119,12 @@ fn decode(b: &[u8]) -> Option<Contents> {
         let v = take(vl)?.to_vec();
         if k.starts_with(&holders) {
             c.holders.push((k, v));
-        } else {
+        } else if RESTRICTIVE.iter().any(|p| k.starts_with(p)) {
             c.restrictive.push((k, v));
+        } else {
+            // Not what a snapshot is written from, and a restore would put
+            // it into the store as it is: the file is not one we wrote.
+            return None;
         }
     }
     Some(c)
@@ -185,6 +195,37 @@ pub fn newest(dir: &Path) -> Option<(PathBuf, Contents)> {
 mod tests {
     use super::*;
     use crate::store::Batch;
+
+    /// A snapshot file holding `records`, with a valid checksum.
+    fn file_of(records: &[(&[u8], &[u8])]) -> Vec<u8> {
+        let mut b = [MAGIC, &5i64.to_be_bytes(), &7u64.to_be_bytes()].concat();
+        for (k, v) in records {
+            b.extend_from_slice(&(k.len() as u32).to_be_bytes());
+            b.extend_from_slice(k);
+            b.extend_from_slice(&(v.len() as u32).to_be_bytes());
+            b.extend_from_slice(v);
+        }
+        let sum = sha2::Sha256::digest(&b);
+        b.extend_from_slice(&sum);
+        b
+    }
+
+    /// Found by the `store_files` fuzz target (docs/fuzzing.md): a snapshot
+    /// with a valid checksum (a SHA-256, which anyone can compute) was read
+    /// whatever keys it held, and a restore puts what is not a holder into
+    /// the store as it is: an empty key, `m/active`, a key index entry. Only
+    /// what a snapshot is written from is read; anything else makes it
+    /// damaged (skipped, as a flipped byte does).
+    #[test]
+    fn a_snapshot_with_a_key_no_snapshot_holds_is_damaged() {
+        let good: &[(&[u8], &[u8])] = &[(b"h/a/ann", b"rec"), (b"t/0123456789abcdef", b"5"), (b"s/portal-a", b"9")];
+        let c = decode(&file_of(good)).expect("a written snapshot reads");
+        assert_eq!((c.holders.len(), c.restrictive.len()), (1, 2));
+        for bad in [&b""[..], b"m/active", b"k/a/0123456789abcdef", b"h/b/ann", b"r/s:c-1", b"t"] {
+            let records = [good, &[(bad, &b"x"[..])]].concat();
+            assert!(decode(&file_of(&records)).is_none(), "{:?} read", String::from_utf8_lossy(bad));
+        }
+    }
 
     #[test]
     fn a_snapshot_reads_back_and_a_damaged_one_is_skipped() {
