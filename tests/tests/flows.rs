@@ -49,12 +49,14 @@ fn a_courier_enrolls_a_card_at_the_keypad_and_opens_with_it() {
         (Some("courier-ups"), Some("main"), Some("keypad"), Some("keypad1")),
         "{e}"
     );
-    // A new card, tapped: the portal hears of it within a second.
+    // A new card, tapped: the portal hears of it at once. Not a timing test
+    // (a loaded machine delays any delivery): the bound only catches an event
+    // left for a periodic flush, which would take tens of seconds.
     let tapped = Instant::now();
     d.type_line("card:04:C0:FF:EE");
     let (_, e) = event(&sub, mark, "card.enrolled");
     let took = tapped.elapsed();
-    assert!(took < Duration::from_secs(1), "card.enrolled took {took:?}");
+    assert!(took < Duration::from_secs(15), "card.enrolled took {took:?}: waiting for a flush?");
     assert_eq!((e["holder"].as_str(), e["uid"].as_str()), (Some("courier-ups"), Some("04c0ffee")), "{e}");
     assert!(
         !sub.lines.all()[mark..].iter().any(|l| l.contains("access.")),
@@ -172,7 +174,8 @@ url = "{url}"
     let card = Card::tap(PORT_0, &[0x04, 0x5e, 0x11, 0x22, 0x33, 0x44, 0x80]);
     let (_, e) = event(&sub, mark, "card.enrolled");
     let took = tapped.elapsed();
-    assert!(took < Duration::from_secs(1), "the portal saw the new card after {took:?}");
+    // Only catches an event left for a periodic flush (tens of seconds); not a timing test.
+    assert!(took < Duration::from_secs(15), "the portal saw the new card after {took:?}: waiting for a flush?");
     assert_eq!((e["holder"].as_str(), e["uid"].as_str()), (Some("courier-fedex"), Some("045e1122334480")), "{e}");
     assert_eq!(e["device"], "reader");
     assert!(!relay.readable(Duration::from_millis(300)), "the lock moved during enrolment");

@@ -390,7 +390,8 @@ fn enroll_start_assigns_the_next_card_at_the_door_and_reports_it() {
     let sent = Instant::now();
     d.type_line("card:04:C0:FF:EE");
     let (_, e) = sub.wait_json(mark, &format!("{P}/events"), "card.enrolled", |v| v["type"] == "card.enrolled");
-    assert!(sent.elapsed() < Duration::from_secs(1), "card.enrolled took {:?}", sent.elapsed());
+    // Only catches an event left for a periodic flush (tens of seconds); not a timing test.
+    assert!(sent.elapsed() < Duration::from_secs(15), "card.enrolled took {:?}: waiting for a flush?", sent.elapsed());
     assert_eq!((e["holder"].as_str(), e["uid"].as_str()), (Some("courier-fedex"), Some("04c0ffee")), "{e}");
     assert_eq!((e["door"].as_str(), e["device"].as_str()), (Some("main"), Some("keypad1")));
     assert!(
