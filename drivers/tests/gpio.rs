@@ -479,12 +479,25 @@ fn gpio_kinds_are_registered_with_their_claims() {
     assert_eq!((k.kind(), k.role()), ("gpio_relay", Role::Output));
     assert_eq!(k.claims(), [Claim::GpioLine(18)]);
     assert!(k.input_driver("r").is_none());
-    // Off a Raspberry Pi the real backend cannot open the line; the output
-    // still builds, and its first set says why it cannot drive the line.
-    let mut out = k.output_driver("r").unwrap();
-    if !std::path::Path::new("/dev/gpiomem").exists() {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    // Without a GPIO chip the selected backend cannot open the line; the
+    // output still builds, and its first set says why it cannot drive the
+    // line: the default (cdev) that there is no chip, rppal that this is no
+    // Pi it knows. (The only test of this binary that uses the selection.)
+    let no_chip =
+        std::fs::read_dir("/dev").unwrap().flatten().all(|e| !e.file_name().to_string_lossy().starts_with("gpiochip"));
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    if no_chip {
+        let mut out = k.output_driver("r").unwrap();
         let err = rt.block_on(out.set(false)).unwrap_err();
+        assert_eq!(err.kind, ErrorKind::NotFound, "{err}");
+        assert!(err.message.contains("no GPIO chip on this machine"), "{err}");
+    }
+    if !std::path::Path::new("/dev/gpiomem").exists() {
+        use porter_drivers::gpio::{select, Backend, GpioSettings};
+        select(&GpioSettings { backend: Backend::Rppal, chip: None });
+        let mut out = k.output_driver("r").unwrap();
+        let err = rt.block_on(out.set(false)).unwrap_err();
+        select(&GpioSettings::default());
         assert!(err.message.contains("not a Raspberry Pi"), "{err}");
     }
 
