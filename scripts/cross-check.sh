@@ -4,7 +4,8 @@
 # the Rust target, the aarch64 C toolchain (the linker), and the arm64 PC/SC
 # headers and library that the pcsc crate links against.
 #
-# This is how the rppal backend (drivers/src/gpio/mod.rs) is compiled for the
+# This is how both GPIO backends (drivers/src/gpio/cdev.rs, the kernel's character
+# device; drivers/src/gpio/mod.rs, rppal) are compiled for the
 # board it runs on; its logic is tested on x86_64 through the GPIO fake.
 #
 # Usage: scripts/cross-check.sh [build|check] [extra cargo args]

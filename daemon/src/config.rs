@@ -12,7 +12,7 @@
 //! `config/<file>.rs`: `store.rs` `[store]`; `access.rs` `[keys]`,
 //! `[keypad]`, `[lockout]` and `[roles]`; `enroll.rs` `[enroll]`; `clock.rs`
 //! `[clock]`; `service.rs` `[audit]`, `[admin]` and `[demo]`; `mqtt.rs`
-//! `[mqtt]`; `devices.rs` `[[devices]]` and `[[doors]]` (each device's own
+//! `[mqtt]`; `[gpio]` is read here by porter-drivers' `GpioSettings`; `devices.rs` `[[devices]]` and `[[doors]]` (each device's own
 //! keys are its kind's, in porter-drivers); `env.rs` the `PORTER_` overrides.
 //! This module reads the top-level keys and calls them in the file's order,
 //! which is the order errors are listed in. The config sits below the runtime
@@ -72,6 +72,8 @@ pub struct Config {
     pub admin: AdminConfig,
     pub mqtt: Option<MqttConfig>,
     pub demo: DemoConfig,
+    /// `[gpio]`: which GPIO backend the GPIO kinds use, on which chip.
+    pub gpio: porter_drivers::gpio::GpioSettings,
     pub doors: Vec<DoorConfig>,
     pub devices: Vec<DeviceConfig>,
     /// `PORTER_*` variables that name no config key and were ignored.
@@ -232,6 +234,14 @@ fn validate(raw: &serde_json::Value, errs: &mut ConfigErrors) -> Option<Config> 
     let admin = AdminConfig::parse(&mut top, errs);
     let mut mqtt = MqttConfig::parse(&mut top, errs);
     let demo = DemoConfig::parse(&mut top, errs);
+    let gpio = match top.opt_table("gpio", errs) {
+        Some(mut s) => {
+            let g = porter_drivers::gpio::GpioSettings::parse(&mut s, errs);
+            s.finish(errs);
+            g
+        }
+        None => porter_drivers::gpio::GpioSettings::default(),
+    };
     let wiring = devices::RawWiring::read(&mut top, errs);
     top.finish(errs);
     let wiring = wiring.resolve(errs);
@@ -262,6 +272,7 @@ fn validate(raw: &serde_json::Value, errs: &mut ConfigErrors) -> Option<Config> 
         admin,
         mqtt,
         demo,
+        gpio,
         doors: wiring.doors,
         devices: wiring.devices,
         env_ignored: Vec::new(),

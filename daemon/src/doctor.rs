@@ -162,10 +162,7 @@ pub fn devices(cfg: &Config, user: Option<&ServiceUser>) -> Vec<Finding> {
                 Check::GpioMemory if gpio_checked => {}
                 Check::GpioMemory => {
                     gpio_checked = true;
-                    // rppal opens the register window first: /dev/gpiomem on a
-                    // Pi 4 and before, /dev/gpiomem0 on a Pi 5.
-                    let mem = ["/dev/gpiomem", "/dev/gpiomem0"].into_iter().map(Path::new).find(|p| p.exists());
-                    out.push(path_check(&d.id, mem.unwrap_or(Path::new("/dev/gpiomem")), true, user, "GPIO"));
+                    out.push(gpio_check(&d.id, &cfg.gpio, user));
                 }
                 Check::Node { path, write } => out.push(path_check(&d.id, Path::new(&path), write, user, "its device")),
             }
@@ -211,6 +208,24 @@ fn file_check(key: &str, path: &Path, user: Option<&ServiceUser>) -> Finding {
         )),
         Some(u) => Finding::Ok(format!("mqtt.{key}: {} may read {}", u.name, path.display())),
         None => Finding::Ok(format!("mqtt.{key}: {} is there", path.display())),
+    }
+}
+
+/// The device the configured GPIO backend opens: the chip for `cdev`, the
+/// register window for `rppal`.
+fn gpio_check(id: &str, gpio: &porter_drivers::gpio::GpioSettings, user: Option<&ServiceUser>) -> Finding {
+    use porter_drivers::gpio::Backend;
+    match gpio.backend {
+        Backend::Cdev => match gpio.chip_sel().resolve() {
+            Ok(chip) => path_check(id, &chip, true, user, "GPIO"),
+            Err(e) => Finding::Fix(format!("device `{id}`: [gpio] backend = \"cdev\": {e}")),
+        },
+        Backend::Rppal => {
+            // rppal opens the register window first: /dev/gpiomem on a Pi 4
+            // and before, /dev/gpiomem0 on a Pi 5.
+            let mem = ["/dev/gpiomem", "/dev/gpiomem0"].into_iter().map(Path::new).find(|p| p.exists());
+            path_check(id, mem.unwrap_or(Path::new("/dev/gpiomem")), true, user, "GPIO")
+        }
     }
 }
 

@@ -17,8 +17,9 @@
 //! - [`hid`] (evdev scanners and keypads) and [`exec`] (a program the
 //!   daemon runs, speaking JSON lines).
 //! - the GPIO kinds in [`gpio`]: [`gpio::wiegand`], [`gpio::input`] and
-//!   [`gpio::relay`], on the small GPIO trait there (rppal on a Raspberry Pi,
-//!   a fake in tests).
+//!   [`gpio::relay`], on the small GPIO trait there (the kernel's character
+//!   device in [`gpio::cdev`], the default; rppal on a Raspberry Pi; a fake
+//!   in tests).
 //! - the old paths of the serial and GPIO kinds (`serial_relay`,
 //!   `gpio_input`, ...) stay as re-exports.
 //! - [`logtext`]: text from outside escaped for a log line (one helper

@@ -98,7 +98,7 @@ impl Running {
 }
 
 fn wiegand(fake: &FakeGpio) -> (Wiegand, Arc<WiegandCounters>) {
-    let cfg = WiegandConfig { d0: D0, d1: D1, frame_gap: Duration::from_millis(25) };
+    let cfg = WiegandConfig { d0: D0, d1: D1, frame_gap: Duration::from_millis(25), raw: None };
     let w = Wiegand::with_backend(cfg, "reader", fake.backend());
     let c = w.counters();
     (w, c)
@@ -134,6 +134,54 @@ async fn wiegand_reads_26_34_and_37_bit_cards() {
     r.quiet();
     assert_eq!(n(&counters.cards), 3);
     assert_eq!(counters.dropped(), 0);
+}
+
+// HID Corporate 1000 35-bit, company 222, card 12345 (0x21bc06072, as
+// proxmark3's C1k35s encoder gives it), and 48-bit, company 118, card 1603
+// (0x400076000c86, from proxmark3's test suite).
+const CARD35: &str = "01 000011011110 00000011000000111001 0";
+const CARD48: &str = "01 0000000000000001110110 00000000000011001000011 0";
+
+#[tokio::test(start_paused = true)]
+async fn wiegand_reads_corporate_1000_35_and_48_bit_cards_and_drops_bad_parity() {
+    assert_eq!(u64::from_str_radix(&CARD35.replace(' ', ""), 2), Ok(0x2_1bc0_6072));
+    assert_eq!(u64::from_str_radix(&CARD48.replace(' ', ""), 2), Ok(0x4000_7600_0c86));
+    let fake = FakeGpio::new();
+    let (w, counters) = wiegand(&fake);
+    let mut r = Running::start(w);
+    r.online().await;
+    let mut bad35: Vec<char> = CARD35.replace(' ', "").chars().collect();
+    bad35[20] = if bad35[20] == '1' { '0' } else { '1' };
+    let bad35: String = bad35.into_iter().collect();
+    fake.play(&bursts(&[CARD35, &bad35, CARD48], 300)).await;
+    // 222 << 20 | 12345; 118 << 23 | 1603 in 6 bytes.
+    assert_eq!(r.input().await, uid(&[0x0d, 0xe0, 0x30, 0x39]));
+    assert_eq!(r.input().await, uid(&[0x00, 0x00, 0x3b, 0x00, 0x06, 0x43]));
+    r.quiet();
+    assert_eq!((n(&counters.cards), n(&counters.bad_parity)), (2, 1));
+}
+
+#[tokio::test(start_paused = true)]
+async fn wiegand_reads_a_raw_format_from_its_config() {
+    let (k, errs) = kind(
+        "wiegand",
+        serde_json::json!({"d0": D0, "d1": D1, "raw_bits": 12, "raw_parity": ["1 even 2-6", "12 odd 7-11"]}),
+    );
+    assert!(errs.is_empty(), "{errs}");
+    let cfg = k.unwrap().downcast_ref::<WiegandConfig>().unwrap().clone();
+    let fake = FakeGpio::new();
+    let w = Wiegand::with_backend(cfg, "reader", fake.backend());
+    let counters = w.counters();
+    let mut r = Running::start(w);
+    r.online().await;
+    // Data 1011001110: bits 2-6 hold 3 ones (even parity 1), bits 7-11
+    // hold 3 (odd parity 0). The same with the last parity wrong.
+    fake.play(&bursts(&["1 10110 01110 0", "1 10110 01110 1", CARD26], 300)).await;
+    assert_eq!(r.input().await, uid(&[0b10, 0b1100_1110]));
+    // The built-in formats still read.
+    assert_eq!(r.input().await, uid(&[0x7b, 0x11, 0xd7]));
+    r.quiet();
+    assert_eq!((n(&counters.cards), n(&counters.bad_parity)), (2, 1));
 }
 
 #[tokio::test(start_paused = true)]
@@ -431,12 +479,25 @@ fn gpio_kinds_are_registered_with_their_claims() {
     assert_eq!((k.kind(), k.role()), ("gpio_relay", Role::Output));
     assert_eq!(k.claims(), [Claim::GpioLine(18)]);
     assert!(k.input_driver("r").is_none());
-    // Off a Raspberry Pi the real backend cannot open the line; the output
-    // still builds, and its first set says why it cannot drive the line.
-    let mut out = k.output_driver("r").unwrap();
-    if !std::path::Path::new("/dev/gpiomem").exists() {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    // Without a GPIO chip the selected backend cannot open the line; the
+    // output still builds, and its first set says why it cannot drive the
+    // line: the default (cdev) that there is no chip, rppal that this is no
+    // Pi it knows. (The only test of this binary that uses the selection.)
+    let no_chip =
+        std::fs::read_dir("/dev").unwrap().flatten().all(|e| !e.file_name().to_string_lossy().starts_with("gpiochip"));
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    if no_chip {
+        let mut out = k.output_driver("r").unwrap();
         let err = rt.block_on(out.set(false)).unwrap_err();
+        assert_eq!(err.kind, ErrorKind::NotFound, "{err}");
+        assert!(err.message.contains("no GPIO chip on this machine"), "{err}");
+    }
+    if !std::path::Path::new("/dev/gpiomem").exists() {
+        use porter_drivers::gpio::{select, Backend, GpioSettings};
+        select(&GpioSettings { backend: Backend::Rppal, chip: None });
+        let mut out = k.output_driver("r").unwrap();
+        let err = rt.block_on(out.set(false)).unwrap_err();
+        select(&GpioSettings::default());
         assert!(err.message.contains("not a Raspberry Pi"), "{err}");
     }
 

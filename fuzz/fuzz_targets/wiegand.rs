@@ -2,11 +2,13 @@
 //! its low bit), and the timed decoder on (gap, bit) pairs as the interrupt
 //! threads report them. Round trips: 26-, 34- and 37-bit card frames and 4-
 //! and 8-bit key frames built from the input decode to what was encoded.
+//! A raw format built from the input (length and parity rules) decodes
+//! without panic, with the built-in formats or with it.
 //! Properties: no panic; a card has the format's UID length.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use porter_drivers::gpio::wiegand::{decode, Frame, WiegandDecoder};
+use porter_drivers::gpio::wiegand::{decode, decode_with, CardFormat, Frame, ParityRule, WiegandDecoder};
 use porter_drivers::CardUid;
 use porter_fuzz::wiegand_card;
 use std::time::Duration;
@@ -18,6 +20,8 @@ fuzz_target!(|data: &[u8]| {
             26 => 3,
             34 => 4,
             37 => 5,
+            35 => 4,
+            48 => 6,
             n => panic!("a card from {n} bits"),
         };
         assert_eq!(uid.as_bytes().len(), want);
@@ -30,7 +34,7 @@ fuzz_target!(|data: &[u8]| {
     for b in data {
         at += Duration::from_micros(u64::from(b >> 1) * 50);
         if let Some(Frame::Card(uid)) = d.bit(at, b & 1 == 1) {
-            assert!((3..=5).contains(&uid.as_bytes().len()));
+            assert!((3..=6).contains(&uid.as_bytes().len()));
         }
     }
     let _ = d.gap_elapsed(at + Duration::from_secs(1));
@@ -45,6 +49,25 @@ fuzz_target!(|data: &[u8]| {
         let want = &data.to_be_bytes()[8 - bytes..];
         let frame = wiegand_card(len, data, even_end, odd_start);
         assert_eq!(decode(&frame), Frame::Card(CardUid::from_bytes(want).unwrap()), "{len} bits");
+    }
+    // A raw format from the input: its length from the first byte, a
+    // parity rule from each following 9 bytes (bit, mask, odd).
+    if let Some((&len, rest)) = data.split_first() {
+        let len = usize::from(len % 64) + 1;
+        let rules: Vec<ParityRule> = rest
+            .chunks_exact(10)
+            .take(8)
+            .map(|c| ParityRule {
+                bit: c[0] % 64,
+                over: u64::from_be_bytes(c[1..9].try_into().unwrap()),
+                odd: c[9] & 1 == 1,
+            })
+            .collect();
+        if let Some(f) = CardFormat::new(len, &rules) {
+            if let Frame::Card(uid) = decode_with(&bits, Some(&f)) {
+                assert!(!uid.as_bytes().is_empty() && uid.as_bytes().len() <= 8);
+            }
+        }
     }
     let code = (v % 12) as u8;
     let key = match code {

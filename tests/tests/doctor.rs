@@ -223,3 +223,44 @@ fn doctor_and_check_config_run_the_ownership_checks_of_the_start() {
     let (code, _, err) = porter_tests::check_config(&cfg);
     assert!(code == 64 && err.contains("secret_file") && err.contains("recover PINs"), "{err}");
 }
+
+/// The GPIO device doctor checks is the configured backend's: the chip for
+/// `cdev` (by path, or found by itself), the register window for `rppal`.
+/// No GPIO chip exists on this machine, so each is reported missing, by the
+/// path the backend would open; a file standing in for the chip is found.
+#[test]
+fn doctor_checks_the_chosen_gpio_backends_device() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("porter.toml");
+    let write = |gpio: &str| {
+        let text = format!(
+            "{head}\n{gpio}\n[[doors]]\nid = \"main\"\nlock = \"lock\"\n\n[[devices]]\nid = \"lock\"\nkind = \"gpio_relay\"\nline = 18\n",
+            head = config_head(dir.path())
+        );
+        std::fs::write(&cfg, text).unwrap();
+    };
+    let absent = dir.path().join("gpiochip7");
+    write(&format!("[gpio]\nbackend = \"cdev\"\nchip = \"{}\"\n", absent.display()));
+    let (code, out) = doctor(&cfg, "root");
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains(&format!("device `lock`: {} is not there", absent.display())), "{out}");
+    assert!(!out.contains("gpiomem"), "{out}");
+
+    std::fs::write(&absent, "").unwrap();
+    let (_, out) = doctor(&cfg, "root");
+    assert!(out.contains(&format!("device `lock`: {} is there and root may open it", absent.display())), "{out}");
+
+    if !std::path::Path::new("/dev/gpiomem").exists() && !std::path::Path::new("/dev/gpiomem0").exists() {
+        write("[gpio]\nbackend = \"rppal\"\n");
+        let (code, out) = doctor(&cfg, "root");
+        assert_eq!(code, 1, "{out}");
+        assert!(out.contains("device `lock`: /dev/gpiomem is not there"), "{out}");
+    }
+    if std::fs::read_dir("/dev").unwrap().flatten().all(|e| !e.file_name().to_string_lossy().starts_with("gpiochip")) {
+        // The default: cdev, the chip found by itself.
+        write("");
+        let (code, out) = doctor(&cfg, "root");
+        assert_eq!(code, 1, "{out}");
+        assert!(out.contains("device `lock`: [gpio] backend = \"cdev\": no GPIO chip on this machine"), "{out}");
+    }
+}

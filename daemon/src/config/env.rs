@@ -31,6 +31,7 @@ pub(super) const TOP_LEVEL: &[&str] = &[
     "admin",
     "mqtt",
     "demo",
+    "gpio",
     "doors",
     "devices",
 ];

@@ -719,3 +719,24 @@ fn bad_portal_keys_are_errors_at_their_key_path() {
     let none = format!("{HEAD}[mqtt]\nurl = \"mqtt://b:1883\"\nrequire_signed = true\n");
     assert!(hint(find(&errors(&none, &[]), "mqtt.require_signed")).contains("portal_keys"));
 }
+
+#[test]
+fn gpio_backend_and_chip() {
+    use porter_drivers::gpio::{Backend, GpioSettings};
+    let parse = |text: &str, vars: &[(&str, &str)]| Config::from_toml_with_env(text, env(vars));
+    // Absent: the character device, its chip found by itself.
+    let c = parse(HEAD, &[]).unwrap();
+    assert_eq!(c.gpio, GpioSettings { backend: Backend::Cdev, chip: None });
+    let c = parse(&format!("{HEAD}[gpio]\nbackend = \"cdev\"\nchip = \"pinctrl-rp1\"\n"), &[]).unwrap();
+    assert_eq!(c.gpio, GpioSettings { backend: Backend::Cdev, chip: Some("pinctrl-rp1".into()) });
+    let c = parse(HEAD, &[("PORTER_GPIO__BACKEND", "rppal")]).unwrap();
+    assert_eq!(c.gpio.backend, Backend::Rppal);
+
+    let errs = errors(&format!("{HEAD}[gpio]\nbackend = \"sysfs\"\nchips = \"gpiochip0\"\n"), &[]);
+    assert!(hint(find(&errs, "gpio.backend")).contains("\"cdev\""), "{errs}");
+    assert!(find(&errs, "gpio.chips").to_string().contains("chip"), "{errs}");
+    let errs = errors(&format!("{HEAD}[gpio]\nbackend = \"rppal\"\nchip = \"gpiochip0\"\n"), &[]);
+    assert!(hint(find(&errs, "gpio.chip")).contains("rppal finds"), "{errs}");
+    let errs = errors(HEAD, &[("PORTER_GPIO__CHIP", "")]);
+    assert!(find(&errs, "gpio.chip").message.contains("(from PORTER_GPIO__CHIP)"), "{errs}");
+}

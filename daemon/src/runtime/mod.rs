@@ -564,6 +564,8 @@ pub async fn run_with_clock(
     shutdown: impl Future<Output = ()>,
     clock: Arc<dyn Clock>,
 ) -> Result<(), StartError> {
+    // The GPIO backend before any driver is built: open_room drives the locks.
+    porter_drivers::gpio::select(&cfg.gpio);
     let (_data_lock, mut driven, opened) = open_room(&cfg, &clock).await?;
     let Opened { store, hasher, identity, svc, audit, audit_thread, .. } = opened;
     // Locks next: every door locked before any input is read.

@@ -3,18 +3,27 @@
 //!
 //! A [`GpioBackend`] opens input lines, whose level changes arrive as
 //! timestamped [`Edge`]s on a bounded [`EdgeReceiver`], and output lines,
-//! which are set high or low. Two backends:
-//! - [`RppalGpio`]: a Raspberry Pi, through rppal 0.22. Its maintainer retired
-//!   it in July 2025, so it gets no new boards: it refuses a board it does not
-//!   recognise, and this machine, CI and any non-Pi computer are such boards.
-//!   That is why the kinds depend on this trait and not on rppal.
+//! which are set high or low. Three backends:
+//! - [`cdev::CdevGpio`] (the default, `[gpio] backend = "cdev"`): the kernel's
+//!   GPIO character device through gpiocdev. Every board with a kernel GPIO
+//!   driver, the Raspberry Pi 5 included.
+//! - [`RppalGpio`] (`backend = "rppal"`): a Raspberry Pi, through rppal 0.22.
+//!   Its maintainer retired it in July 2025, so it gets no new boards: it
+//!   refuses a board it does not recognise, and this machine, CI and any
+//!   non-Pi computer are such boards.
 //! - [`fake::FakeGpio`]: for tests. It plays recorded edge timings and records
 //!   output writes. It is built with the crate (integration tests use it), but
-//!   no configuration key selects it: the kinds registry always uses rppal.
+//!   no configuration key selects it.
 //!
-//! Time: an edge carries the kernel's timestamp (rppal: time since boot, from
-//! the GPIO character device), which is exact even when the event reaches us
-//! late. The drivers' decoding cores work on those timestamps only;
+//! Which one the kinds get: [`GpioSettings`] is read from the config's
+//! `[gpio]` table by the daemon, which hands it to [`select`] once at start,
+//! before any GPIO driver is built; [`real`] then builds that backend. The
+//! choice is the process's, as the GPIO chip is the machine's: one daemon,
+//! one backend.
+//!
+//! Time: an edge carries the kernel's timestamp (CLOCK_MONOTONIC, from the
+//! GPIO character device, with either backend), which is exact even when the
+//! event reaches us late. The drivers' decoding cores work on those timestamps only;
 //! [`EdgeClock`] turns a deadline on that time base into a tokio `Instant` to
 //! sleep until.
 
@@ -26,6 +35,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+pub mod cdev;
 pub mod input;
 pub mod relay;
 pub mod wiegand;
@@ -153,9 +163,99 @@ pub trait GpioBackend: Send + Sync {
     fn open_output(&self, line: u8, high: bool) -> Result<Box<dyn OutputLine>, DriverError>;
 }
 
-/// The backend the kinds registry uses: rppal.
+/// Which GPIO backend to use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Backend {
+    /// The kernel's GPIO character device (gpiocdev).
+    #[default]
+    Cdev,
+    /// rppal 0.22, on a Raspberry Pi it knows.
+    Rppal,
+}
+
+/// The config's `[gpio]` table.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct GpioSettings {
+    pub backend: Backend,
+    /// The chip the lines are on (`cdev` only).
+    pub chip: Option<String>,
+}
+
+impl GpioSettings {
+    /// Reads `[gpio]`'s keys from `sec` (the table itself; absent, the
+    /// defaults).
+    pub fn parse(sec: &mut Section<'_>, errs: &mut ConfigErrors) -> Self {
+        let backend = match sec.string_or("backend", "cdev", errs).as_str() {
+            "cdev" => Backend::Cdev,
+            "rppal" => Backend::Rppal,
+            other => {
+                errs.push(
+                    sec.key_path("backend"),
+                    format!("unknown GPIO backend `{other}`"),
+                    Some(
+                        "use \"cdev\" (the kernel's GPIO character device: every board, the Pi 5 included) or \
+                         \"rppal\" (a Raspberry Pi that rppal 0.22 knows)"
+                            .into(),
+                    ),
+                );
+                Backend::Cdev
+            }
+        };
+        let chip = sec.opt_string("chip", errs);
+        if let Some(c) = &chip {
+            if c.is_empty() || c.contains(char::is_whitespace) {
+                errs.push(
+                    sec.key_path("chip"),
+                    format!("`{c}` is no GPIO chip"),
+                    Some("a path (\"/dev/gpiochip0\"), a name (\"gpiochip0\") or a label (\"pinctrl-rp1\"), as `gpiodetect` shows them; or leave it out".into()),
+                );
+            }
+            if backend == Backend::Rppal {
+                errs.push(
+                    sec.key_path("chip"),
+                    "chip is for backend = \"cdev\"",
+                    Some("rppal finds the Raspberry Pi's chip itself: remove chip, or set backend = \"cdev\"".into()),
+                );
+            }
+        }
+        GpioSettings { backend, chip }
+    }
+
+    /// The chip a `cdev` backend opens.
+    pub fn chip_sel(&self) -> cdev::ChipSel {
+        match &self.chip {
+            None => cdev::ChipSel::Auto,
+            Some(c) if c == "auto" => cdev::ChipSel::Auto,
+            Some(c) => cdev::ChipSel::Named(c.clone()),
+        }
+    }
+
+    /// The backend these settings name.
+    pub fn backend(&self) -> Arc<dyn GpioBackend> {
+        match self.backend {
+            Backend::Cdev => Arc::new(cdev::CdevGpio::new(self.chip_sel())),
+            Backend::Rppal => Arc::new(RppalGpio),
+        }
+    }
+}
+
+/// The settings [`real`] builds from; `None` until the daemon selects.
+static SELECTED: std::sync::RwLock<Option<GpioSettings>> = std::sync::RwLock::new(None);
+
+/// Selects the backend the GPIO kinds get from now on (the daemon calls it
+/// once at start, before it builds any driver).
+pub fn select(settings: &GpioSettings) {
+    *SELECTED.write().unwrap_or_else(|e| e.into_inner()) = Some(settings.clone());
+}
+
+/// The settings selected, or the defaults (`cdev`, chip auto).
+pub fn selected() -> GpioSettings {
+    SELECTED.read().unwrap_or_else(|e| e.into_inner()).clone().unwrap_or_default()
+}
+
+/// The backend the kinds registry uses: the one [`select`]ed.
 pub fn real() -> Arc<dyn GpioBackend> {
-    Arc::new(RppalGpio)
+    selected().backend()
 }
 
 /// Maps deadlines on the edge time base to tokio instants, anchored at the
