@@ -84,6 +84,8 @@ struct RawDoor {
 #[derive(Default)]
 struct Uses {
     used: HashMap<usize, String>,
+    /// Devices some door names in its `feedback` list.
+    feedback: std::collections::HashSet<usize>,
     door_inputs: HashMap<usize, (usize, Purpose)>,
 }
 
@@ -159,6 +161,7 @@ impl RawWiring {
             }
         }
         let feedback = self.feedback_devices(d, errs);
+        uses.feedback.extend(feedback.iter().copied());
         Some(DoorConfig {
             id: d.id.clone()?,
             lock: lock?,
@@ -313,8 +316,11 @@ impl RawWiring {
                     None
                 }
             },
-            // An `exec` program that only drives a door's output needs no door.
-            (None, Some(k)) if k.role() == Role::Input && !uses.used.contains_key(&i) => {
+            // An `exec` program that only drives a door's output, or only
+            // shows its feedback, needs no door.
+            (None, Some(k))
+                if k.role() == Role::Input && !uses.used.contains_key(&i) && !uses.feedback.contains(&i) =>
+            {
                 errs.push(
                     format!("{}.door", d.path),
                     "an input device needs the door it opens",
