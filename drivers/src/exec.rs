@@ -535,20 +535,20 @@ impl ExecFeedback {
         self.dropped
     }
 
-    /// Writes `line` if it fits in the pipe now; never waits.
+    /// Writes `line` if it fits in the pipe now; never waits. The write goes
+    /// straight to the pipe (non-blocking, as tokio set it), not through
+    /// tokio's readiness, which may not yet know that a fresh pipe is
+    /// writable.
     fn try_write(&self, line: &[u8]) -> bool {
-        use std::task::{Context, Poll, Waker};
-        use tokio::io::AsyncWrite;
+        use std::io::Write;
+        use std::os::fd::AsFd;
         if line.len() > MAX_FEEDBACK_LINE {
             return false;
         }
-        let Ok(mut shared) = self.slot.try_lock() else { return false };
-        let Some(stdin) = shared.stdin.as_mut() else { return false };
-        let mut cx = Context::from_waker(Waker::noop());
-        match std::pin::Pin::new(stdin).poll_write(&mut cx, line) {
-            Poll::Ready(Ok(n)) => n == line.len(),
-            Poll::Ready(Err(_)) | Poll::Pending => false,
-        }
+        let Ok(shared) = self.slot.try_lock() else { return false };
+        let Some(stdin) = shared.stdin.as_ref() else { return false };
+        let Ok(fd) = stdin.as_fd().try_clone_to_owned() else { return false };
+        matches!(std::fs::File::from(fd).write(line), Ok(n) if n == line.len())
     }
 }
 
