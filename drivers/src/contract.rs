@@ -238,6 +238,58 @@ pub trait Output: Send {
     async fn set(&mut self, on: bool) -> Result<(), DriverError>;
 }
 
+/// What a door tells the person at it, as a device that shows or sounds it
+/// receives it (`exec` with `feedback = true`; an OSDP reader's LEDs and
+/// buzzer). Its JSON form is one object with a `feedback` tag and the door,
+/// and the details below; a field may be added, none renamed:
+///
+/// `{"feedback":"deny","door":"main","reason":"unknown"}`
+///
+/// A deny's `reason` is the word of the `access.denied` (or `enroll.denied`)
+/// event. `unknown`, `inactive`, `expired`, `not_yet_valid` and
+/// `holder_disabled` tell a guesser whether a PIN exists: a display at the
+/// door must show them alike (docs/drivers.md, "Feedback for devices").
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "feedback", rename_all = "snake_case")]
+pub enum Feedback {
+    /// The door opens.
+    Grant { door: String },
+    /// A key was refused, with the event's reason word.
+    Deny { door: String, reason: &'static str },
+    /// The input device is locked out until then (RFC 3339 and unix ms);
+    /// both `null` for the daily cap, which ends with the local day.
+    Lockout { door: String, until: Option<String>, until_ms: Option<i64> },
+    /// An enrolment window is open until then: the next card is assigned.
+    EnrollOpen { door: String, until: String, until_ms: i64 },
+    /// The card presented in the window was assigned.
+    CardEnrolled { door: String },
+    /// The card presented in the window was not assigned, with the
+    /// `enroll.refused` event's reason word (`duplicate`: another holder's).
+    CardRefused { door: String, reason: &'static str },
+    /// A card was accepted; its holder's PIN is awaited until then.
+    PinNeeded { door: String, until: String, until_ms: i64 },
+    /// Whatever is shown ends (an enrolment window closed unused).
+    Off { door: String },
+}
+
+impl Feedback {
+    /// The JSON line a program receives, newline included. Never longer
+    /// than a few hundred bytes (door ids are short), so a pipe takes it
+    /// whole or not at all.
+    pub fn json_line(&self) -> String {
+        let mut s = serde_json::to_string(self).unwrap_or_default();
+        s.push('\n');
+        s
+    }
+}
+
+/// A device that receives a door's [`Feedback`]. `feedback` is called from
+/// the door's feedback task and must never wait: a receiver that cannot take
+/// it now drops it and counts it.
+pub trait FeedbackReceiver: Send {
+    fn feedback(&mut self, fb: &Feedback);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

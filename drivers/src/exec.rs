@@ -21,11 +21,19 @@
 //! `{"lock":"unlocked"}` or `{"lock":"locked"}`, one a line. A newly started
 //! program is first told the last state Porter asked for, if any.
 //!
+//! With `feedback = true`, and named in a door's `feedback` list, the program
+//! also receives that door's feedback on its standard input, one
+//! [`Feedback`] object a line (`{"feedback":"grant","door":"main"}`), so a
+//! display or a speaker can be an exec driver. A feedback line is written
+//! only if the pipe has room for it at once; otherwise it is dropped and
+//! counted ([`ExecFeedback`]): a slow or stuck program never holds up the
+//! door's feedback task, the decision loop or a lock.
+//!
 //! The program exiting, for any reason, is a failure: the supervisor starts
 //! it again with backoff. Its standard error is logged at warn, line by line,
 //! bounded in length and rate.
 
-use crate::contract::{CardUid, Input, InputDriver, InputSink, Output};
+use crate::contract::{CardUid, Feedback, FeedbackReceiver, Input, InputDriver, InputSink, Output};
 use crate::error::{DriverError, ErrorKind};
 use crate::lines::{Frame, LineReader};
 use crate::settings::{ConfigErrors, Section};
@@ -72,6 +80,8 @@ pub struct ExecConfig {
     pub env: BTreeMap<String, String>,
     /// The longest line accepted from the program, in bytes.
     pub max_line: usize,
+    /// The program reads feedback lines: a door may name it in `feedback`.
+    pub feedback: bool,
 }
 
 impl ExecConfig {
@@ -111,7 +121,8 @@ impl ExecConfig {
             }
         }
         let max_line = sec.u64_or("max_line", DEFAULT_MAX_LINE as u64, 64..=1 << 20, errs) as usize;
-        ExecConfig { command, args, env, max_line }
+        let feedback = sec.bool_or("feedback", false, errs);
+        ExecConfig { command, args, env, max_line, feedback }
     }
 }
 
@@ -499,6 +510,64 @@ impl Output for ExecOutput {
     }
 }
 
+/// The longest feedback line written: a pipe takes a write of up to
+/// `PIPE_BUF` (4096) bytes whole or not at all, so no half line is left.
+const MAX_FEEDBACK_LINE: usize = 4096;
+
+/// An exec device receiving a door's feedback: writes each as a JSON line to
+/// the program's standard input, without waiting. The pipe (64 KiB on Linux)
+/// is the queue; a line that finds it full, finds no program running, or
+/// finds a lock command being written is dropped and counted, with a warning
+/// at the first drop and every 100th.
+pub struct ExecFeedback {
+    id: String,
+    slot: Slot,
+    dropped: u64,
+}
+
+impl ExecFeedback {
+    pub fn new(id: &str) -> Self {
+        ExecFeedback { id: id.to_string(), slot: slot(id), dropped: 0 }
+    }
+
+    /// Feedback lines dropped so far.
+    pub fn dropped(&self) -> u64 {
+        self.dropped
+    }
+
+    /// Writes `line` if it fits in the pipe now; never waits. The write goes
+    /// straight to the pipe (non-blocking, as tokio set it), not through
+    /// tokio's readiness, which may not yet know that a fresh pipe is
+    /// writable.
+    fn try_write(&self, line: &[u8]) -> bool {
+        use std::io::Write;
+        use std::os::fd::AsFd;
+        if line.len() > MAX_FEEDBACK_LINE {
+            return false;
+        }
+        let Ok(shared) = self.slot.try_lock() else { return false };
+        let Some(stdin) = shared.stdin.as_ref() else { return false };
+        let Ok(fd) = stdin.as_fd().try_clone_to_owned() else { return false };
+        matches!(std::fs::File::from(fd).write(line), Ok(n) if n == line.len())
+    }
+}
+
+impl FeedbackReceiver for ExecFeedback {
+    fn feedback(&mut self, fb: &Feedback) {
+        if self.try_write(fb.json_line().as_bytes()) {
+            return;
+        }
+        self.dropped += 1;
+        if self.dropped % 100 == 1 {
+            tracing::warn!(
+                device = %self.id,
+                dropped = self.dropped,
+                "exec: feedback line dropped: the program is not running or not reading its standard input"
+            );
+        }
+    }
+}
+
 /// `kind = "exec"`: what it is and what it needs (see [`crate::kinds`]).
 pub const KIND: crate::kinds::Descriptor = crate::kinds::Descriptor {
     name: "exec",
@@ -528,6 +597,14 @@ impl crate::kinds::DeviceKind for ExecConfig {
         Some(Box::new(ExecOutput::new(id)))
     }
 
+    fn takes_feedback(&self) -> bool {
+        self.feedback
+    }
+
+    fn feedback_receiver(&self, id: &str) -> Option<Box<dyn FeedbackReceiver>> {
+        self.feedback.then(|| Box::new(ExecFeedback::new(id)) as Box<dyn FeedbackReceiver>)
+    }
+
     fn as_any(&self) -> &dyn std::any::Any {
         self
     }
@@ -549,7 +626,13 @@ mod tests {
         assert!(errs.is_empty(), "{errs}");
         assert_eq!(
             c,
-            ExecConfig { command: "/usr/local/bin/reader".into(), args: vec![], env: BTreeMap::new(), max_line: 4096 }
+            ExecConfig {
+                command: "/usr/local/bin/reader".into(),
+                args: vec![],
+                env: BTreeMap::new(),
+                max_line: 4096,
+                feedback: false
+            }
         );
         let (c, errs) = parse(json!({
             "command": "/bin/sh", "args": ["-c", "exit 0"], "env": {"READER": "/dev/ttyUSB0"}, "max_line": 100

@@ -205,6 +205,18 @@ pub trait DeviceKind: fmt::Debug + Send + Sync + 'static {
         None
     }
 
+    /// Whether the device, as configured, receives a door's feedback (a
+    /// door may name it in its `feedback` list).
+    fn takes_feedback(&self) -> bool {
+        false
+    }
+
+    /// The receiver of a door's feedback, for a device that takes it.
+    fn feedback_receiver(&self, id: &str) -> Option<Box<dyn crate::contract::FeedbackReceiver>> {
+        let _ = id;
+        None
+    }
+
     /// The doctor's checks: by default, one per claim, with the kind's access.
     fn checks(&self) -> Vec<Check> {
         let write = self.descriptor().access == Access::ReadWrite;
@@ -288,6 +300,15 @@ impl KindConfig {
 
     pub fn output_driver(&self, id: &str) -> Option<Box<dyn Output>> {
         self.0.output_driver(id)
+    }
+
+    /// Whether a door may name this device in its `feedback` list.
+    pub fn takes_feedback(&self) -> bool {
+        self.0.takes_feedback()
+    }
+
+    pub fn feedback_receiver(&self, id: &str) -> Option<Box<dyn crate::contract::FeedbackReceiver>> {
+        self.0.feedback_receiver(id)
     }
 
     /// The kind's own config, when it is a `T`.

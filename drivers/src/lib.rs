@@ -3,7 +3,8 @@
 //!
 //! Layout:
 //! - [`contract`]: what inputs report ([`Input`], [`Health`]) and how outputs
-//!   are driven ([`Output`]).
+//!   are driven ([`Output`]), and the door's feedback a device may receive
+//!   ([`Feedback`], [`FeedbackReceiver`]).
 //! - [`supervise`]: restart with capped, jittered backoff; cancel at shutdown.
 //! - [`settings`]: reading a config table with every error and its key path;
 //!   each kind parses its own keys with it.
@@ -55,7 +56,9 @@ pub use serial::qr as serial_qr;
 pub use serial::relay as serial_relay;
 pub use serial::rfid as serial_rfid;
 
-pub use contract::{CardUid, DeviceReport, Health, Input, InputDriver, InputSink, Output, Report};
+pub use contract::{
+    CardUid, DeviceReport, Feedback, FeedbackReceiver, Health, Input, InputDriver, InputSink, Output, Report,
+};
 pub use error::{DriverError, ErrorKind};
 pub use kinds::{Access, Check, Claim, Descriptor, DeviceKind, KindConfig, Reports, Role, KINDS, REGISTRY};
 pub use settings::{ConfigError, ConfigErrors, Section};

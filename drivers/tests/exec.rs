@@ -1,10 +1,11 @@
 //! The `exec` driver running real programs: `sh -c` one-liners and the lock
 //! script in tests/fixtures/exec-lock.sh. Every wait has a deadline.
 
-use porter_drivers::exec::{Exec, ExecConfig, ExecOutput};
+use porter_drivers::exec::{Exec, ExecConfig, ExecFeedback, ExecOutput};
 use porter_drivers::{
     supervise, Backoff, CardUid, DeviceReport, Ended, ErrorKind, Health, Input, InputDriver, InputSink, Output, Report,
 };
+use porter_drivers::{Feedback, FeedbackReceiver};
 use std::collections::BTreeMap;
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -19,6 +20,7 @@ fn config(command: &str, args: &[&str]) -> ExecConfig {
         args: args.iter().map(|a| a.to_string()).collect(),
         env: BTreeMap::new(),
         max_line: 4096,
+        feedback: false,
     }
 }
 
@@ -249,4 +251,52 @@ async fn lock_commands_reach_the_program_and_a_new_program_hears_the_last_state(
     // The program is gone: commands fail again.
     let err = lock.set(false).await.unwrap_err();
     assert_eq!(err.kind, ErrorKind::Disconnected, "{err}");
+}
+
+#[tokio::test]
+async fn feedback_lines_reach_the_program_and_a_stuck_one_loses_them_without_waiting() {
+    // The program answers the first feedback line it reads with a key, so
+    // the test sees what arrived through the device's own protocol.
+    let script = r#"read -r l
+        case "$l" in '{"feedback":"deny","door":"main","reason":"unknown"}') echo '{"key":"1"}' ;; *) echo '{"key":"0"}' ;; esac
+        exec cat >/dev/null"#;
+    let mut exec = Exec::new("exec-feedback", sh(script));
+    let mut screen = ExecFeedback::new("exec-feedback");
+    let (tx, mut rx) = mpsc::channel::<DeviceReport>(16);
+    let sink = InputSink::new(2, tx);
+    let deny = Feedback::Deny { door: "main".into(), reason: "unknown" };
+    tokio::select! {
+        r = exec.run(&sink) => panic!("the driver ended early: {r:?}"),
+        _ = async {
+            assert_eq!(recv(&mut rx).await, Report::Health(Health::Online));
+            screen.feedback(&deny);
+            assert_eq!(recv(&mut rx).await, input(Input::Key('1')), "the program did not read the deny line");
+        } => {}
+    }
+    assert_eq!(screen.dropped(), 0);
+
+    // A program that never reads: the pipe fills, later lines are dropped
+    // and counted, and no call waits.
+    let mut exec = Exec::new("exec-stuck", sh("echo '{\"health\":\"online\"}'; exec sleep 60"));
+    let mut stuck = ExecFeedback::new("exec-stuck");
+    let (tx, mut rx) = mpsc::channel::<DeviceReport>(16);
+    let sink = InputSink::new(2, tx);
+    tokio::select! {
+        r = exec.run(&sink) => panic!("the driver ended early: {r:?}"),
+        _ = async {
+            assert_eq!(recv(&mut rx).await, Report::Health(Health::Online));
+            let started = std::time::Instant::now();
+            for _ in 0..5000 {
+                stuck.feedback(&deny);
+            }
+            let took = started.elapsed();
+            // 5,000 lines of 52 bytes are four times a 64 KiB pipe.
+            assert!(stuck.dropped() > 3000, "dropped {}", stuck.dropped());
+            assert!(took < Duration::from_secs(1), "5,000 feedback calls took {took:?}");
+        } => {}
+    }
+    // With no program running, a line is dropped too.
+    let mut none = ExecFeedback::new("exec-never-started");
+    none.feedback(&deny);
+    assert_eq!(none.dropped(), 1);
 }

@@ -25,6 +25,9 @@ pub struct DoorConfig {
     /// Indices into `devices` of the feedback outputs, when fitted.
     pub led: Option<usize>,
     pub buzzer: Option<usize>,
+    /// Indices into `devices` of the devices that receive the door's
+    /// feedback with its details (an `exec` program with `feedback = true`).
+    pub feedback: Vec<usize>,
     /// How long the door may stand open before `door.held_open`.
     pub held_open: Duration,
     /// Relock as soon as the contact reports the door closed again.
@@ -70,6 +73,7 @@ struct RawDoor {
     lock: Option<String>,
     unlock_ms: u64,
     refs: [(&'static str, Option<String>); 5],
+    feedback: Vec<String>,
     held_open_s: u64,
     relock_on_close: bool,
     card_plus_pin: bool,
@@ -80,6 +84,8 @@ struct RawDoor {
 #[derive(Default)]
 struct Uses {
     used: HashMap<usize, String>,
+    /// Devices some door names in its `feedback` list.
+    feedback: std::collections::HashSet<usize>,
     door_inputs: HashMap<usize, (usize, Purpose)>,
 }
 
@@ -154,6 +160,8 @@ impl RawWiring {
                 uses.door_inputs.insert(i, (di, p));
             }
         }
+        let feedback = self.feedback_devices(d, errs);
+        uses.feedback.extend(feedback.iter().copied());
         Some(DoorConfig {
             id: d.id.clone()?,
             lock: lock?,
@@ -162,10 +170,43 @@ impl RawWiring {
             exit_button,
             led,
             buzzer,
+            feedback,
             held_open: Duration::from_secs(d.held_open_s),
             relock_on_close: d.relock_on_close,
             card_plus_pin: d.card_plus_pin,
         })
+    }
+
+    /// The devices door `d` names in `feedback`: each must take feedback. A
+    /// device may take several doors' feedback (a screen by two doors), and
+    /// serve in another role too (an exec reader that is also its display).
+    fn feedback_devices(&self, d: &RawDoor, errs: &mut ConfigErrors) -> Vec<usize> {
+        let mut out = Vec::new();
+        for (j, name) in d.feedback.iter().enumerate() {
+            let path = format!("{}.feedback[{j}]", d.path);
+            let Some(i) = self.device_index(name) else {
+                errs.push(
+                    path,
+                    format!("no device with id `{name}`"),
+                    Some(format!("devices are: {}", self.device_ids())),
+                );
+                continue;
+            };
+            match self.devices[i].kind.as_ref() {
+                Some(k) if !k.takes_feedback() => {
+                    let hint = if k.kind() == "exec" {
+                        format!("set feedback = true on {} if its program reads feedback lines", self.devices[i].path)
+                    } else {
+                        "name an exec device with feedback = true; use led and buzzer for a plain LED or buzzer line"
+                            .to_string()
+                    };
+                    errs.push(path, format!("device `{name}` does not take feedback"), Some(hint));
+                }
+                _ if out.contains(&i) => errs.push(path, format!("device `{name}` is named twice"), None),
+                _ => out.push(i),
+            }
+        }
+        out
     }
 
     /// The device `name` that door `d` names under `key`, if it may serve
@@ -275,8 +316,11 @@ impl RawWiring {
                     None
                 }
             },
-            // An `exec` program that only drives a door's output needs no door.
-            (None, Some(k)) if k.role() == Role::Input && !uses.used.contains_key(&i) => {
+            // An `exec` program that only drives a door's output, or only
+            // shows its feedback, needs no door.
+            (None, Some(k))
+                if k.role() == Role::Input && !uses.used.contains_key(&i) && !uses.feedback.contains(&i) =>
+            {
                 errs.push(
                     format!("{}.door", d.path),
                     "an input device needs the door it opens",
@@ -333,6 +377,7 @@ impl RawDoor {
             ("buzzer", d.opt_string("buzzer", errs)),
             ("lock", None),
         ];
+        let feedback = d.opt_strings("feedback", errs).unwrap_or_default();
         let held_open_s = d.u64_or("held_open_s", 60, 1..=86_400, errs);
         let relock_on_close = d.bool_or("relock_on_close", false, errs);
         let card_plus_pin = d.bool_or("card_plus_pin", false, errs);
@@ -353,6 +398,7 @@ impl RawDoor {
             lock,
             unlock_ms,
             refs,
+            feedback,
             held_open_s,
             relock_on_close,
             card_plus_pin,

@@ -740,3 +740,55 @@ fn gpio_backend_and_chip() {
     let errs = errors(HEAD, &[("PORTER_GPIO__CHIP", "")]);
     assert!(find(&errs, "gpio.chip").message.contains("(from PORTER_GPIO__CHIP)"), "{errs}");
 }
+
+#[test]
+fn a_door_names_the_devices_that_receive_its_feedback() {
+    let base = &format!(
+        r#"{HEAD}
+[[doors]]
+id = "main"
+lock = "relay"
+led = "led"
+feedback = ["screen"]
+
+[[devices]]
+id = "keypad1"
+kind = "console"
+door = "main"
+
+[[devices]]
+id = "relay"
+kind = "gpio_relay"
+line = 17
+
+[[devices]]
+id = "led"
+kind = "gpio_relay"
+line = 24
+
+[[devices]]
+id = "screen"
+kind = "exec"
+command = "/usr/local/lib/porter/screen"
+feedback = true
+"#
+    );
+    let c = Config::from_toml_with_env(base, no_env()).unwrap();
+    assert_eq!((c.doors[0].led, &c.doors[0].feedback[..]), (Some(2), &[3][..]));
+    assert_eq!(c.devices[3].door, None, "a display only needs no door of its own");
+
+    // An exec program that did not ask for feedback, a plain output, a
+    // device that does not exist, one named twice.
+    let bad = base
+        .replace("feedback = true\n", "")
+        .replace("feedback = [\"screen\"]", "feedback = [\"screen\", \"led\", \"tv\", \"screen\"]");
+    let errs = Config::from_toml_with_env(&bad, no_env()).unwrap_err();
+    let find = |path: &str| errs.0.iter().find(|e| e.path == path).unwrap_or_else(|| panic!("no {path} in {errs}"));
+    let e = find("doors[0].feedback[0]");
+    assert!(e.message.contains("does not take feedback"), "{errs}");
+    assert!(e.hint.as_deref().unwrap().contains("set feedback = true on devices[3]"), "{errs}");
+    assert!(find("doors[0].feedback[1]").hint.as_deref().unwrap().contains("use led and buzzer"), "{errs}");
+    assert!(find("doors[0].feedback[2]").message.contains("no device with id `tv`"), "{errs}");
+    // The exec program named by no door as its feedback now needs a door.
+    assert!(find("devices[3].door").message.contains("needs the door it opens"), "{errs}");
+}

@@ -337,7 +337,7 @@ impl Sink for Carry<'_> {
                 if !written {
                     // Not persisted, so not used: the door stays locked.
                     self.unspent.push((key, used));
-                    out.doors[door].signal(Signal::Deny);
+                    out.doors[door].signal(Signal::Deny { reason: NOT_RECORDED });
                 }
                 written
             }
@@ -345,12 +345,12 @@ impl Sink for Carry<'_> {
                 let id = &out.devices[device];
                 match then {
                     Then::Nothing => out.audit.lockout(id, state),
-                    Then::Deny { door, lockout } => {
+                    Then::Deny { door, reason, lockout } => {
                         let door_h = out.doors[door].clone();
                         let feedback = Box::new(move || {
-                            door_h.signal(Signal::Deny);
-                            if lockout {
-                                door_h.signal(Signal::Lockout);
+                            door_h.signal(Signal::Deny { reason });
+                            if let Some(lockout) = lockout {
+                                door_h.signal(lockout);
                             }
                         });
                         out.audit.lockout_then(id, state, feedback);
@@ -362,7 +362,8 @@ impl Sink for Carry<'_> {
             Effect::AwaitPin { door, device, holder, wait } => {
                 let (door, device) = (&out.doors[door], &out.devices[device]);
                 tracing::info!(door = %door.id, device = %device, holder = holder.as_str(), "card accepted; waiting for the holder's PIN");
-                door.signal(Signal::PinNeeded(wait));
+                let until_ms = self.ts_ms.saturating_add(wait.as_millis() as i64);
+                door.signal(Signal::PinNeeded { wait, until_ms });
                 true
             }
             Effect::Enrol { door, device, holder } => {
@@ -424,6 +425,10 @@ fn log(event: &Event) {
     }
 }
 
+/// The deny's reason word when a limited key's grant could not be written
+/// (in time): no event carries it, since none could be recorded.
+pub const NOT_RECORDED: &str = "not_recorded";
+
 /// The longest a limited key's grant waits for its use to be on disk
 /// before its door opens; later (a failing disk) it does not open, since the
 /// person has most likely walked away or tried again.
@@ -435,7 +440,7 @@ fn open_when_durable(door: &DoorHandle, decided: std::time::Instant) {
     let waited = decided.elapsed();
     if waited > DURABLE_GRANT_WAIT {
         tracing::error!(door = %door.id, waited_ms = waited.as_millis() as u64, "a limited key's use was written too late: the lock was not opened");
-        door.signal(Signal::Deny);
+        door.signal(Signal::Deny { reason: NOT_RECORDED });
         return;
     }
     if door.open(door.unlock) {

@@ -32,7 +32,8 @@ pub struct EnrollJob {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
     Enrolled,
-    Refused,
+    /// With the `enroll.refused` event's reason word.
+    Refused(&'static str),
 }
 
 /// Takes jobs until the channel closes; `done` hears each outcome with the
@@ -60,7 +61,7 @@ pub async fn run(
             }
             Err(e) => {
                 tracing::warn!(door = %door, device = %device, holder = %holder, code = e.code.as_str(), error = %e.message, "card enrolment refused");
-                done(&door, Outcome::Refused);
+                done(&door, Outcome::Refused(e.code.as_str()));
                 Event::EnrollRefused { door, device, holder, uid, reason: e.code.as_str(), message: e.message }
             }
         };

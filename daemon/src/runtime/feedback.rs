@@ -14,8 +14,12 @@
 //! Each output has its own task, so a pattern never holds up the lock or the
 //! decision loop; a new signal cuts the running pattern short. The line is
 //! left off after every pattern and at shutdown.
+//!
+//! A door's `feedback` devices (an `exec` program with `feedback = true`)
+//! receive each signal with its details as a [`Feedback`] instead, from one
+//! task per door ([`start_receivers`]) that never waits on them.
 
-use porter_drivers::Output;
+use porter_drivers::{Feedback, FeedbackReceiver, Output};
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -38,21 +42,21 @@ pub fn pattern(signal: Signal, line: Line) -> Vec<(bool, Duration)> {
     match (signal, line) {
         (Signal::Grant, Line::Led) => vec![(true, ms(2000))],
         (Signal::Grant, Line::Buzzer) => vec![(true, ms(200))],
-        (Signal::Deny, _) => blinks(3, 100, 100),
-        (Signal::Lockout, Line::Led) => blinks(10, 50, 50),
-        (Signal::Lockout, Line::Buzzer) => vec![(true, ms(1000))],
-        (Signal::EnrollOpen(d), Line::Led) => blinks((d.as_millis() / 1000).max(1) as usize, 500, 500),
-        (Signal::EnrollOpen(_), Line::Buzzer) => blinks(2, 100, 100),
+        (Signal::Deny { .. }, _) => blinks(3, 100, 100),
+        (Signal::Lockout { .. }, Line::Led) => blinks(10, 50, 50),
+        (Signal::Lockout { .. }, Line::Buzzer) => vec![(true, ms(1000))],
+        (Signal::EnrollOpen { length: d, .. }, Line::Led) => blinks((d.as_millis() / 1000).max(1) as usize, 500, 500),
+        (Signal::EnrollOpen { .. }, Line::Buzzer) => blinks(2, 100, 100),
         (Signal::Enrolled, Line::Led) => vec![(true, ms(1000)), (false, ms(200)), (true, ms(1000))],
         (Signal::Enrolled, Line::Buzzer) => vec![(true, ms(100)), (false, ms(100)), (true, ms(400))],
-        (Signal::Refused, Line::Led) => blinks(5, 100, 100),
-        (Signal::Refused, Line::Buzzer) => {
+        (Signal::Refused { .. }, Line::Led) => blinks(5, 100, 100),
+        (Signal::Refused { .. }, Line::Buzzer) => {
             let mut p = vec![(true, ms(600)), (false, ms(200))];
             p.extend(blinks(3, 100, 100));
             p
         }
-        (Signal::PinNeeded(d), Line::Led) => blinks((d.as_millis() / 500).max(1) as usize, 250, 250),
-        (Signal::PinNeeded(_), Line::Buzzer) => vec![(true, ms(50))],
+        (Signal::PinNeeded { wait: d, .. }, Line::Led) => blinks((d.as_millis() / 500).max(1) as usize, 250, 250),
+        (Signal::PinNeeded { .. }, Line::Buzzer) => vec![(true, ms(50))],
         (Signal::Off, _) => Vec::new(),
     }
 }
@@ -94,6 +98,51 @@ pub fn start(
     (tx, task)
 }
 
+/// `signal` at `door`, as a device receives it.
+pub fn feedback(door: &str, signal: Signal) -> Feedback {
+    use crate::time::rfc3339;
+    let door = door.to_string();
+    match signal {
+        Signal::Grant => Feedback::Grant { door },
+        Signal::Deny { reason } => Feedback::Deny { door, reason },
+        Signal::Lockout { until_ms } => Feedback::Lockout { door, until: until_ms.map(rfc3339), until_ms },
+        Signal::EnrollOpen { until_ms, .. } => Feedback::EnrollOpen { door, until: rfc3339(until_ms), until_ms },
+        Signal::Enrolled => Feedback::CardEnrolled { door },
+        Signal::Refused { reason } => Feedback::CardRefused { door, reason },
+        Signal::PinNeeded { until_ms, .. } => Feedback::PinNeeded { door, until: rfc3339(until_ms), until_ms },
+        Signal::Off => Feedback::Off { door },
+    }
+}
+
+/// How many signals wait for a door's feedback devices; more are dropped
+/// (the door handle's `signal` never waits).
+pub const RECEIVER_QUEUE: usize = 32;
+
+/// Starts the task that hands `door`'s signals to its feedback devices.
+/// Each receiver takes a signal without waiting (dropping and counting what
+/// it cannot take), so one stuck device delays neither the others nor the
+/// door.
+pub fn start_receivers(
+    door: String,
+    mut receivers: Vec<Box<dyn FeedbackReceiver>>,
+    cancel: CancellationToken,
+) -> (mpsc::Sender<Signal>, tokio::task::JoinHandle<()>) {
+    let (tx, mut rx) = mpsc::channel::<Signal>(RECEIVER_QUEUE);
+    let task = tokio::spawn(async move {
+        loop {
+            let signal = tokio::select! {
+                _ = cancel.cancelled() => break,
+                s = rx.recv() => match s { Some(s) => s, None => break },
+            };
+            let fb = feedback(&door, signal);
+            for r in receivers.iter_mut() {
+                r.feedback(&fb);
+            }
+        }
+    });
+    (tx, task)
+}
+
 async fn set(name: &str, out: &mut dyn Output, on: bool) {
     if let Err(e) = out.set(on).await {
         tracing::warn!(device = name, error = %e, "feedback output failed");
@@ -109,12 +158,12 @@ mod tests {
     fn every_signal_has_its_own_pattern_on_each_line() {
         let signals = [
             Signal::Grant,
-            Signal::Deny,
-            Signal::Lockout,
-            Signal::EnrollOpen(Duration::from_secs(30)),
+            Signal::Deny { reason: "unknown" },
+            Signal::Lockout { until_ms: Some(1) },
+            Signal::EnrollOpen { length: Duration::from_secs(30), until_ms: 1 },
             Signal::Enrolled,
-            Signal::Refused,
-            Signal::PinNeeded(Duration::from_secs(10)),
+            Signal::Refused { reason: "duplicate" },
+            Signal::PinNeeded { wait: Duration::from_secs(10), until_ms: 1 },
         ];
         for line in [Line::Led, Line::Buzzer] {
             let ps: Vec<_> = signals.iter().map(|s| pattern(*s, line)).collect();
@@ -125,8 +174,10 @@ mod tests {
                 }
             }
         }
-        let window: Duration =
-            pattern(Signal::EnrollOpen(Duration::from_secs(30)), Line::Led).iter().map(|s| s.1).sum();
+        let window: Duration = pattern(Signal::EnrollOpen { length: Duration::from_secs(30), until_ms: 1 }, Line::Led)
+            .iter()
+            .map(|s| s.1)
+            .sum();
         assert_eq!(window, Duration::from_secs(30), "the LED blinks for the whole window");
     }
 
@@ -135,10 +186,10 @@ mod tests {
         let fake = FakeOutput::default();
         let cancel = CancellationToken::new();
         let (tx, task) = start("led1".into(), Line::Led, Box::new(fake.clone()), cancel.clone());
-        tx.send(Signal::Deny).await.unwrap();
+        tx.send(Signal::Deny { reason: "unknown" }).await.unwrap();
         tokio::time::sleep(Duration::from_secs(1)).await;
         assert_eq!(fake.states(), [false, true, false, true, false, true, false, false]);
-        tx.send(Signal::EnrollOpen(Duration::from_secs(30))).await.unwrap();
+        tx.send(Signal::EnrollOpen { length: Duration::from_secs(30), until_ms: 1 }).await.unwrap();
         tokio::time::sleep(Duration::from_millis(1200)).await;
         tx.send(Signal::Off).await.unwrap();
         tokio::time::sleep(Duration::from_millis(10)).await;
@@ -147,5 +198,37 @@ mod tests {
         cancel.cancel();
         task.await.unwrap();
         assert_eq!(fake.states().last(), Some(&false));
+    }
+
+    #[test]
+    fn each_signal_reaches_a_device_with_its_details() {
+        let at = 1_795_626_600_000;
+        let line = |s| feedback("main", s).json_line();
+        assert_eq!(line(Signal::Grant), "{\"feedback\":\"grant\",\"door\":\"main\"}\n");
+        assert_eq!(
+            line(Signal::Deny { reason: "expired" }),
+            "{\"feedback\":\"deny\",\"door\":\"main\",\"reason\":\"expired\"}\n"
+        );
+        assert_eq!(
+            line(Signal::Lockout { until_ms: Some(at) }),
+            "{\"feedback\":\"lockout\",\"door\":\"main\",\"until\":\"2026-11-25T17:10:00.000Z\",\"until_ms\":1795626600000}\n"
+        );
+        assert_eq!(
+            line(Signal::Lockout { until_ms: None }),
+            "{\"feedback\":\"lockout\",\"door\":\"main\",\"until\":null,\"until_ms\":null}\n"
+        );
+        let open = Signal::EnrollOpen { length: Duration::from_secs(30), until_ms: at };
+        assert_eq!(
+            line(open),
+            "{\"feedback\":\"enroll_open\",\"door\":\"main\",\"until\":\"2026-11-25T17:10:00.000Z\",\"until_ms\":1795626600000}\n"
+        );
+        assert_eq!(line(Signal::Enrolled), "{\"feedback\":\"card_enrolled\",\"door\":\"main\"}\n");
+        assert_eq!(
+            line(Signal::Refused { reason: "duplicate" }),
+            "{\"feedback\":\"card_refused\",\"door\":\"main\",\"reason\":\"duplicate\"}\n"
+        );
+        let pin = Signal::PinNeeded { wait: Duration::from_secs(10), until_ms: at };
+        assert!(line(pin).starts_with("{\"feedback\":\"pin_needed\",\"door\":\"main\",\"until\":"));
+        assert_eq!(line(Signal::Off), "{\"feedback\":\"off\",\"door\":\"main\"}\n");
     }
 }

@@ -43,6 +43,13 @@ pub async fn doors(
             indicators.push(tx);
             part.push(t);
         }
+        let receivers: Vec<_> =
+            d.feedback.iter().filter_map(|&i| cfg.devices[i].kind.feedback_receiver(&cfg.devices[i].id)).collect();
+        if !receivers.is_empty() {
+            let (tx, t) = feedback::start_receivers(d.id.clone(), receivers, part.token());
+            indicators.push(tx);
+            part.push(t);
+        }
         let setup = doors::DoorSetup {
             id: d.id.clone(),
             unlock: d.unlock,
@@ -169,7 +176,7 @@ pub fn decisions(
         if let Some(d) = signal_doors.iter().find(|d| d.id == door) {
             d.signal(match outcome {
                 super::enroll::Outcome::Enrolled => feedback::Signal::Enrolled,
-                super::enroll::Outcome::Refused => feedback::Signal::Refused,
+                super::enroll::Outcome::Refused(reason) => feedback::Signal::Refused { reason },
             });
         }
     };

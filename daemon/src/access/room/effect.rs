@@ -41,19 +41,40 @@ pub enum Purpose {
     ExitButton,
 }
 
-/// A feedback pattern at a door (`runtime::feedback` plays it).
+/// A feedback signal at a door (`runtime::feedback` plays it on LEDs and
+/// buzzers and hands it, with its details, to the devices in the door's
+/// `feedback` list). `Copy` and allocation-free: the grant's comes right
+/// after the lock's command.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Signal {
     Grant,
-    Deny,
-    Lockout,
-    /// An enrolment window is open for this long.
-    EnrollOpen(Duration),
+    /// A key refused; `reason` is the event's reason word (`not_recorded`
+    /// for a limited key's grant whose use could not be written).
+    Deny {
+        reason: &'static str,
+    },
+    /// The input device is locked out until this unix ms; `None` for the
+    /// daily cap (until the end of the local day).
+    Lockout {
+        until_ms: Option<i64>,
+    },
+    /// An enrolment window is open for `length`, until `until_ms`.
+    EnrollOpen {
+        length: Duration,
+        until_ms: i64,
+    },
     Enrolled,
-    Refused,
+    /// The card presented in the window was not assigned; `reason` is the
+    /// `enroll.refused` event's.
+    Refused {
+        reason: &'static str,
+    },
     /// A card was accepted at a door that wants its holder's PIN too; the
-    /// PIN is awaited this long.
-    PinNeeded(Duration),
+    /// PIN is awaited for `wait`, until `until_ms`.
+    PinNeeded {
+        wait: Duration,
+        until_ms: i64,
+    },
     /// Stop any pattern (an enrolment window closed).
     Off,
 }
@@ -72,10 +93,11 @@ pub enum DoorInput {
 pub enum Then {
     /// Nothing waits on it.
     Nothing,
-    /// A failure's feedback at `door`: deny, and the lockout's when one
-    /// engaged. Played only once the count is on disk, so a guesser who cuts
-    /// the power after each try learns nothing the count did not keep.
-    Deny { door: usize, lockout: bool },
+    /// A failure's feedback at `door`: deny with its reason word, and the
+    /// lockout's (with its end) when one engaged. Played only once the count
+    /// is on disk, so a guesser who cuts the power after each try learns
+    /// nothing the count did not keep.
+    Deny { door: usize, reason: &'static str, lockout: Option<Signal> },
     /// An operator waits for it (`lockout.clear` answers once it is written).
     Confirm,
 }

@@ -156,7 +156,7 @@ impl Room {
     /// nothing when none ended.
     fn end_waits(&mut self, at: At, out: &mut impl Sink) {
         for (door, p) in self.expire_pending(at.mono) {
-            out.effect(Effect::Signal { door, signal: Signal::Deny });
+            out.effect(Effect::Signal { door, signal: Signal::Deny { reason: Reason::PinRequired.as_str() } });
             let presented = Presented {
                 door: self.doors[door].clone(),
                 device: self.stations[p.device].id.clone(),
@@ -244,7 +244,8 @@ impl Room {
                 out.effect(Effect::Signal { door, signal: Signal::Grant });
             }
             Some(Reason::LockedOut) => {
-                out.effect(Effect::Signal { door, signal: Signal::Lockout });
+                let until_ms = self.lockout_end(device, at.ms);
+                out.effect(Effect::Signal { door, signal: Signal::Lockout { until_ms } });
             }
             // A limited grant's feedback comes with its lock; a failure's
             // once its count is on disk.
@@ -315,11 +316,14 @@ impl Room {
             }
             (reason, holder) => {
                 // A failure's feedback plays once its count is on disk.
-                match denied {
-                    Some(Reason::LockedOut) => out.effect(Effect::Signal { door, signal: Signal::Lockout }),
-                    None => out.effect(Effect::Signal { door, signal: Signal::Deny }),
-                    Some(_) => true,
+                let signal = match denied {
+                    Some(Reason::LockedOut) => Some(Signal::Lockout { until_ms: self.lockout_end(device, at.ms) }),
+                    None => Some(Signal::Deny { reason: reason.unwrap_or("unknown") }),
+                    Some(_) => None,
                 };
+                if let Some(signal) = signal {
+                    out.effect(Effect::Signal { door, signal });
+                }
                 let event = Event::EnrollDenied {
                     door: self.doors[door].clone(),
                     device: dev_id,
@@ -359,7 +363,7 @@ impl Room {
         };
         out.effect(Effect::Record(event));
         self.open_window(door, holder, length, at.mono);
-        out.effect(Effect::Signal { door, signal: Signal::EnrollOpen(length) });
+        out.effect(Effect::Signal { door, signal: Signal::EnrollOpen { length, until_ms } });
         until_ms
     }
 
@@ -381,11 +385,25 @@ impl Room {
                 None
             }
             Count::PersistThenDeny { state, engaged } => {
-                let then = Then::Deny { door, lockout: engaged.is_some() };
+                let lockout = engaged.map(|e| Signal::Lockout {
+                    until_ms: match e {
+                        Engaged::Until(t) => Some(t),
+                        Engaged::DailyCap => None,
+                    },
+                });
+                let reason = denied.map_or(Reason::Unknown.as_str(), Reason::as_str);
+                let then = Then::Deny { door, reason, lockout };
                 out.effect(Effect::PersistLockout { device, state, then });
                 engaged
             }
         }
+    }
+
+    /// When `device`'s running lockout ends (unix ms); `None` when it is
+    /// the daily cap's, which ends with the local day.
+    fn lockout_end(&self, device: usize, now_ms: i64) -> Option<i64> {
+        let until = self.lockout(device).locked_until_ms;
+        (until > now_ms).then_some(until)
     }
 
     /// Records a lockout that just engaged at `device`.

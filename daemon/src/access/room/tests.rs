@@ -528,7 +528,7 @@ impl Flow {
             .iter()
             .map(|e| match e {
                 Effect::Unlock { door: d } => format!("unlock {}", door(*d)),
-                Effect::Signal { door: d, signal } => format!("{}: {signal:?}", door(*d)),
+                Effect::Signal { door: d, signal } => format!("{}: {}", door(*d), show_signal(signal)),
                 Effect::Record(e) => json(e),
                 Effect::PersistUseThenUnlock { door: d, used, event, .. } => {
                     format!("write use {} then unlock {}: {}", used.used, door(*d), json(event))
@@ -541,8 +541,10 @@ impl Flow {
                     };
                     let then = match then {
                         Then::Nothing => String::new(),
-                        Then::Deny { door: d, lockout: false } => format!(" then {}: Deny", door(*d)),
-                        Then::Deny { door: d, lockout: true } => format!(" then {}: Deny, Lockout", door(*d)),
+                        Then::Deny { door: d, reason, lockout: None } => format!(" then {}: Deny {reason}", door(*d)),
+                        Then::Deny { door: d, reason, lockout: Some(l) } => {
+                            format!(" then {}: Deny {reason}, {}", door(*d), show_signal(l))
+                        }
                         Then::Confirm => " then confirm".into(),
                     };
                     format!("write {} lockout {}/{}{locked}{then}", dev(*device), s.consecutive, s.day_failures)
@@ -556,6 +558,21 @@ impl Flow {
                 Effect::Door { door: d, input } => format!("{}: {input:?}", door(*d)),
             })
             .collect()
+    }
+}
+
+/// A signal with its details, times in seconds from [`T0`]: `Deny unknown`,
+/// `Lockout until +32s`, `EnrollOpen 30s until +30s`.
+fn show_signal(s: &Signal) -> String {
+    let at = |ms: i64| format!("+{}s", (ms - T0) / 1000);
+    match *s {
+        Signal::Deny { reason } => format!("Deny {reason}"),
+        Signal::Lockout { until_ms: Some(t) } => format!("Lockout until {}", at(t)),
+        Signal::Lockout { until_ms: None } => "Lockout until the day ends".into(),
+        Signal::EnrollOpen { length, until_ms } => format!("EnrollOpen {}s until {}", length.as_secs(), at(until_ms)),
+        Signal::Refused { reason } => format!("Refused {reason}"),
+        Signal::PinNeeded { wait, until_ms } => format!("PinNeeded {}s until {}", wait.as_secs(), at(until_ms)),
+        other => format!("{other:?}"),
     }
 }
 
@@ -583,15 +600,19 @@ fn a_pin_unlocks_first_then_records_without_the_secret() {
 #[test]
 fn failures_persist_before_their_feedback_lock_out_and_clear() {
     let mut f = flow();
-    assert_eq!(f.keys(0, "000001#"), ["write keypad1 lockout 1/1 then main: Deny", &denied(None, "unknown")]);
-    assert_eq!(f.keys(1, "000002#"), ["write keypad1 lockout 2/2 then main: Deny", &denied(None, "unknown")]);
+    assert_eq!(f.keys(0, "000001#"), ["write keypad1 lockout 1/1 then main: Deny unknown", &denied(None, "unknown")]);
+    assert_eq!(f.keys(1, "000002#"), ["write keypad1 lockout 2/2 then main: Deny unknown", &denied(None, "unknown")]);
     let engaged = r#"{"type":"lockout.engaged","door":"main","device":"keypad1","why":"consecutive_failures","until":"2026-11-25T12:00:32.000Z","failures_today":3}"#;
     assert_eq!(
         f.keys(2, "000003#"),
-        ["write keypad1 lockout 3/3 until +32s then main: Deny, Lockout", &denied(None, "unknown"), engaged]
+        [
+            "write keypad1 lockout 3/3 until +32s then main: Deny unknown, Lockout until +32s",
+            &denied(None, "unknown"),
+            engaged
+        ]
     );
     // Locked out: even the right PIN is refused, not counted, and not hashed.
-    assert_eq!(f.keys(10, &format!("{UPS_PIN}#")), ["main: Lockout", &denied(None, "locked_out")]);
+    assert_eq!(f.keys(10, &format!("{UPS_PIN}#")), ["main: Lockout until +32s", &denied(None, "locked_out")]);
     // Another device of the door is not locked out.
     let card = f.input(10, READER, Input::Card(UPS_CARD.as_bytes()));
     assert_eq!(card[0], "unlock main");
@@ -618,7 +639,7 @@ fn failures_persist_before_their_feedback_lock_out_and_clear() {
 fn an_enrolment_pin_opens_a_window_and_the_next_card_is_enrolled() {
     let mut f = flow();
     let started = r#"{"type":"enroll.started","door":"main","holder":"courier-ups","until":"2026-11-25T12:00:30.000Z","via":"keypad","device":"keypad1"}"#;
-    assert_eq!(f.keys(0, &format!("**{UPS_PIN}#")), [started, "main: EnrollOpen(30s)"]);
+    assert_eq!(f.keys(0, &format!("**{UPS_PIN}#")), [started, "main: EnrollOpen 30s until +30s"]);
     // The card is assigned, not decided: no lock, no count.
     let uid = b"04FFFFFF";
     assert_eq!(f.input(5, READER, Input::Card(uid)), ["main: enrol the card at reader1 for courier-ups"]);
@@ -633,13 +654,19 @@ fn an_enrolment_pin_opens_a_window_and_the_next_card_is_enrolled() {
             r#"{{"type":"enroll.denied","door":"main","device":"keypad1","key":"pin","holder":"{holder}","reason":"{reason}"}}"#
         )
     };
-    assert_eq!(f.keys(7, &format!("**{RES_PIN}#")), ["main: Deny", &refused("res-12b", "role_not_allowed")]);
-    assert_eq!(f.keys(8, &format!("**{ONCE_PIN}#")), ["main: Deny", &refused("courier-once", "limited_key")]);
+    assert_eq!(
+        f.keys(7, &format!("**{RES_PIN}#")),
+        ["main: Deny role_not_allowed", &refused("res-12b", "role_not_allowed")]
+    );
+    assert_eq!(
+        f.keys(8, &format!("**{ONCE_PIN}#")),
+        ["main: Deny limited_key", &refused("courier-once", "limited_key")]
+    );
     // Neither counts as a failure, nor resets one: a wrong enrolment PIN does count.
     assert_eq!(
         f.keys(9, "**000000#"),
         [
-            "write keypad1 lockout 1/1 then main: Deny",
+            "write keypad1 lockout 1/1 then main: Deny unknown",
             r#"{"type":"enroll.denied","door":"main","device":"keypad1","key":"pin","holder":null,"reason":"unknown"}"#
         ]
     );
@@ -651,7 +678,10 @@ fn an_enrolment_pin_opens_a_window_and_the_next_card_is_enrolled() {
         Control::Enroll { holder: "courier-dhl".into(), door: "main".into(), window: Some(Duration::from_secs(60)) },
     );
     assert_eq!(answer, Ok(Answer::WindowOpen { until_ms: T0 + 80_000, length: Duration::from_secs(60) }));
-    assert!(effects[0].contains(r#""via":"command""#) && effects[1] == "main: EnrollOpen(60s)", "{effects:?}");
+    assert!(
+        effects[0].contains(r#""via":"command""#) && effects[1] == "main: EnrollOpen 60s until +80s",
+        "{effects:?}"
+    );
     assert_eq!(f.tick(79), Vec::<String>::new());
     assert_eq!(f.tick(80), ["main: Off", r#"{"type":"enroll.expired","door":"main","holder":"courier-dhl"}"#]);
     let (answer, _) = f.control(81, Control::Enroll { holder: "x".into(), door: "side".into(), window: None });
@@ -665,7 +695,7 @@ fn a_one_time_code_writes_its_use_before_its_lock_and_opens_once() {
     assert_eq!(f.keys(0, &format!("{ONCE_PIN}#")), [format!("write use 1 then unlock main: {granted_once}")]);
     assert_eq!(
         f.keys(1, &format!("{ONCE_PIN}#")),
-        ["write keypad1 lockout 1/1 then main: Deny", &denied(Some("courier-once"), "expired")]
+        ["write keypad1 lockout 1/1 then main: Deny expired", &denied(Some("courier-once"), "expired")]
     );
     // A use that could not be written is given back: the code opens again.
     let once = f.hasher.hash(KeyKind::Pin, ONCE_PIN.as_bytes());
@@ -691,14 +721,14 @@ fn card_plus_pin_waits_for_the_holders_pin_and_runs_out() {
     card(&mut f, 40);
     assert_eq!(f.tick(49), Vec::<String>::new());
     let ran_out = r#"{"type":"access.denied","door":"main","device":"reader1","key":"card","holder":"courier-ups","reason":"pin_required"}"#;
-    assert_eq!(f.tick(50), ["main: Deny", ran_out]);
+    assert_eq!(f.tick(50), ["main: Deny pin_required", ran_out]);
     // A wait that ran out between ticks is settled before the next key is decided.
     card(&mut f, 60);
     let effects = f.keys(75, &format!("{UPS_PIN}#"));
-    assert_eq!(effects[..2], ["main: Deny".to_string(), ran_out.to_string()]);
+    assert_eq!(effects[..2], ["main: Deny pin_required".to_string(), ran_out.to_string()]);
     assert_eq!(effects[3], denied(Some("courier-ups"), "card_required"));
     // Three refusals in a row locked the keypad out; an operator clears it.
-    assert_eq!(f.keys(76, &format!("{UPS_PIN}#")), ["main: Lockout", &denied(None, "locked_out")]);
+    assert_eq!(f.keys(76, &format!("{UPS_PIN}#")), ["main: Lockout until +105s", &denied(None, "locked_out")]);
     let _ = f.control(77, Control::ClearLockout { device: None });
     // For a role at every door: staff only here.
     f.room.set_card_pin(CardPinPolicy { doors: vec![false], roles: vec![Role::Staff], pin_after_card: WAIT });
@@ -771,4 +801,21 @@ fn levels_go_to_the_door_and_a_readers_level_to_nothing() {
     assert_eq!(f.input(3, EXIT, Input::Level(false)), Vec::<String>::new());
     assert_eq!(f.input(4, READER, Input::Level(true)), Vec::<String>::new());
     assert_eq!(f.input(5, 99, Input::Level(true)), Vec::<String>::new(), "an unknown device");
+}
+
+#[test]
+fn the_daily_caps_lockout_ends_with_the_day_and_its_feedback_says_so() {
+    let mut f = flow();
+    // Two failures, then a grant (which resets the run, not the day's count).
+    for i in 0..9u64 {
+        let effects = f.keys(3 * i, "000001#");
+        assert_eq!(effects[0], format!("write keypad1 lockout {}/{} then main: Deny unknown", i % 2 + 1, i + 1));
+        if i % 2 == 1 {
+            f.keys(3 * i + 1, &format!("{UPS_PIN}#"));
+        }
+    }
+    let effects = f.keys(30, "000001#");
+    assert_eq!(effects[0], "write keypad1 lockout 2/10 then main: Deny unknown, Lockout until the day ends");
+    assert!(effects[2].contains(r#""why":"daily_cap""#), "{effects:?}");
+    assert_eq!(f.keys(31, &format!("{UPS_PIN}#")), ["main: Lockout until the day ends", &denied(None, "locked_out")]);
 }
