@@ -30,6 +30,7 @@ pub const REGISTRY: &[&Descriptor] = &[
     &PCSC_MISSING,
     &crate::hid::KIND,
     &crate::exec::KIND,
+    &crate::osdp::KIND,
 ];
 
 /// Every kind this build knows, as written in `kind = "..."`.
@@ -106,7 +107,8 @@ impl Descriptor {
 
 /// An exclusive resource a device needs; two devices may not claim the same.
 /// Two claims are the same when they name the same thing as written in an
-/// error (`/dev/ttyUSB0`, `gpio18`, `pcsc:acr122*`, `/dev/ttyUSB1#2`).
+/// error (`/dev/ttyUSB0`, `gpio18`, `pcsc:acr122*`, `/dev/ttyUSB1#2`,
+/// `/dev/ttyUSB2@0`).
 #[derive(Debug, Clone)]
 pub enum Claim {
     /// The daemon's standard input.
@@ -119,6 +121,8 @@ pub enum Claim {
     PcscReader(Option<String>),
     /// One channel of a relay board on a serial port (channels share the port).
     RelayChannel { port: String, channel: u32 },
+    /// One reader's address on an OSDP bus (readers share the bus's port).
+    BusAddress { port: String, address: u8 },
 }
 
 impl Claim {
@@ -169,6 +173,7 @@ impl fmt::Display for Claim {
             Claim::PcscReader(None) => f.write_str("pcsc:*"),
             Claim::PcscReader(Some(p)) => write!(f, "pcsc:{}", p.to_lowercase()),
             Claim::RelayChannel { port, channel } => write!(f, "{port}#{channel}"),
+            Claim::BusAddress { port, address } => write!(f, "{port}@{address}"),
         }
     }
 }
@@ -212,7 +217,9 @@ pub trait DeviceKind: fmt::Debug + Send + Sync + 'static {
             .into_iter()
             .filter_map(|c| match c {
                 Claim::Stdin => None,
-                Claim::Node(path) | Claim::RelayChannel { port: path, .. } => Some(Check::Node { path, write }),
+                Claim::Node(path) | Claim::RelayChannel { port: path, .. } | Claim::BusAddress { port: path, .. } => {
+                    Some(Check::Node { path, write })
+                }
                 Claim::GpioLine(_) => Some(Check::GpioMemory),
                 Claim::PcscReader(p) => Some(Check::PcscReader(p)),
             })
@@ -361,6 +368,7 @@ mod tests {
             "pcsc",
             "hid",
             "exec",
+            "osdp",
         ];
         assert_eq!(KINDS, want);
         for d in REGISTRY {

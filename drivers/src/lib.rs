@@ -16,6 +16,8 @@
 //!   [`serial::rfid`] and [`serial::relay`], beside the port code they share.
 //! - [`hid`] (evdev scanners and keypads) and [`exec`] (a program the
 //!   daemon runs, speaking JSON lines).
+//! - [`osdp`]: OSDP readers on an RS-485 bus, Porter as the control panel
+//!   (libosdp), one bus thread per port shared by its readers.
 //! - the GPIO kinds in [`gpio`]: [`gpio::wiegand`], [`gpio::input`] and
 //!   [`gpio::relay`], on the small GPIO trait there (rppal on a Raspberry Pi,
 //!   a fake in tests).
@@ -38,6 +40,7 @@ pub mod hid;
 pub mod kinds;
 pub mod lines;
 pub mod logtext;
+pub mod osdp;
 #[cfg(feature = "pcsc")]
 pub mod pcsc;
 pub mod serial;
