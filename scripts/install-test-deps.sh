@@ -6,10 +6,13 @@
 # daemon started at a chosen wall-clock time: schedules, daylight saving),
 # pkg-config, openssl and Python's `cryptography` package (the portals that
 # sign commands in tests/tests/signing.rs; Debian's python3-cryptography is
-# PyPI's cryptography, packaged).
+# PyPI's cryptography, packaged); pip, for the OSDP reader the tests pair
+# with (below); gcc and git, which the `osdp` kind's build needs (libosdp-sys
+# compiles libosdp's C core with cc and runs `git rev-parse` for a version
+# string).
 set -euo pipefail
 
-PACKAGES=(ca-certificates pkg-config mosquitto mosquitto-clients libpcsclite-dev pcscd vsmartcard-vpcd socat faketime openssl python3 python3-cryptography python3-pip)
+PACKAGES=(ca-certificates pkg-config mosquitto mosquitto-clients libpcsclite-dev pcscd vsmartcard-vpcd socat faketime openssl python3 python3-cryptography python3-pip gcc git)
 
 missing=()
 for p in "${PACKAGES[@]}"; do

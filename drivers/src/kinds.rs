@@ -30,7 +30,10 @@ pub const REGISTRY: &[&Descriptor] = &[
     &PCSC_MISSING,
     &crate::hid::KIND,
     &crate::exec::KIND,
+    #[cfg(feature = "osdp")]
     &crate::osdp::KIND,
+    #[cfg(not(feature = "osdp"))]
+    &OSDP_MISSING,
 ];
 
 /// Every kind this build knows, as written in `kind = "..."`.
@@ -317,6 +320,26 @@ const PCSC_MISSING: Descriptor = Descriptor {
             sec.key_path("kind"),
             "this porterd was built without PC/SC support",
             Some("rebuild with `--features pcsc` (it needs libpcsclite-dev), as the Debian package is built".into()),
+        );
+        None
+    },
+    cross_check: None,
+};
+
+/// `osdp` in a build without OSDP: named, so that the error says why.
+#[cfg(not(feature = "osdp"))]
+const OSDP_MISSING: Descriptor = Descriptor {
+    name: "osdp",
+    role: Role::Input,
+    reports: Reports { keys: true, levels: false },
+    drives_outputs: false,
+    output_through_input: false,
+    access: Access::None,
+    parse: |sec, errs| {
+        errs.push(
+            sec.key_path("kind"),
+            "this porterd was built without OSDP support",
+            Some("rebuild with `--features osdp` (it needs gcc and git), as the Debian package is built".into()),
         );
         None
     },

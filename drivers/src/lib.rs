@@ -40,6 +40,7 @@ pub mod hid;
 pub mod kinds;
 pub mod lines;
 pub mod logtext;
+#[cfg(feature = "osdp")]
 pub mod osdp;
 #[cfg(feature = "pcsc")]
 pub mod pcsc;

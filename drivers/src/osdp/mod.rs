@@ -96,13 +96,13 @@ impl OsdpConfig {
             );
         }
         let secure = sec.bool_or("secure", true, errs);
-        let key_file = sec.opt_path("key_file", "an absolute path, such as /etc/porter/osdp/front.key", errs);
+        let key_file = sec.opt_path("key_file", "an absolute path, such as /var/lib/porter/osdp-front.key", errs);
         let install = sec.bool_or("install", false, errs);
         if secure && key_file.is_none() {
             errs.push(
                 sec.key_path("key_file"),
                 "missing `key_file`: the secure channel needs the reader's key",
-                Some("set key_file = \"/etc/porter/osdp/<reader>.key\" and pair the reader once with install = true (docs/drivers.md)".into()),
+                Some("set key_file = \"/var/lib/porter/osdp-<reader>.key\" and pair the reader once with install = true (docs/drivers.md)".into()),
             );
         }
         if !secure && install {
