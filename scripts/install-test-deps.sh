@@ -6,10 +6,13 @@
 # daemon started at a chosen wall-clock time: schedules, daylight saving),
 # pkg-config, openssl and Python's `cryptography` package (the portals that
 # sign commands in tests/tests/signing.rs; Debian's python3-cryptography is
-# PyPI's cryptography, packaged).
+# PyPI's cryptography, packaged); pip, for the OSDP reader the tests pair
+# with (below); gcc and git, which the `osdp` kind's build needs (libosdp-sys
+# compiles libosdp's C core with cc and runs `git rev-parse` for a version
+# string).
 set -euo pipefail
 
-PACKAGES=(ca-certificates pkg-config mosquitto mosquitto-clients libpcsclite-dev pcscd vsmartcard-vpcd socat faketime openssl python3 python3-cryptography)
+PACKAGES=(ca-certificates pkg-config mosquitto mosquitto-clients libpcsclite-dev pcscd vsmartcard-vpcd socat faketime openssl python3 python3-cryptography python3-pip gcc git)
 
 missing=()
 for p in "${PACKAGES[@]}"; do
@@ -22,4 +25,15 @@ if [ ${#missing[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   $SUDO apt-get update -qq
   $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+# The OSDP reader the tests pair with (tests/peers/osdp_reader.py): PyPI's
+# `libosdp`, pinned (its dict-based API; later releases moved to typed
+# classes), installed into target/pydeps rather than the system's Python
+# (Debian's is "externally managed", PEP 668). Wheels exist for x86_64 and
+# aarch64, CPython 3.11 to 3.13.
+PYDEPS="$(cd "$(dirname "$0")/.." && pwd)/target/pydeps"
+if [ ! -d "$PYDEPS/libosdp-3.2.9.dist-info" ]; then
+  echo "installing: libosdp==3.2.9 (PyPI) into $PYDEPS"
+  python3 -m pip install --quiet --disable-pip-version-check --target "$PYDEPS" libosdp==3.2.9
 fi

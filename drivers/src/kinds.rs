@@ -30,6 +30,10 @@ pub const REGISTRY: &[&Descriptor] = &[
     &PCSC_MISSING,
     &crate::hid::KIND,
     &crate::exec::KIND,
+    #[cfg(feature = "osdp")]
+    &crate::osdp::KIND,
+    #[cfg(not(feature = "osdp"))]
+    &OSDP_MISSING,
 ];
 
 /// Every kind this build knows, as written in `kind = "..."`.
@@ -106,7 +110,8 @@ impl Descriptor {
 
 /// An exclusive resource a device needs; two devices may not claim the same.
 /// Two claims are the same when they name the same thing as written in an
-/// error (`/dev/ttyUSB0`, `gpio18`, `pcsc:acr122*`, `/dev/ttyUSB1#2`).
+/// error (`/dev/ttyUSB0`, `gpio18`, `pcsc:acr122*`, `/dev/ttyUSB1#2`,
+/// `/dev/ttyUSB2@0`).
 #[derive(Debug, Clone)]
 pub enum Claim {
     /// The daemon's standard input.
@@ -119,6 +124,8 @@ pub enum Claim {
     PcscReader(Option<String>),
     /// One channel of a relay board on a serial port (channels share the port).
     RelayChannel { port: String, channel: u32 },
+    /// One reader's address on an OSDP bus (readers share the bus's port).
+    BusAddress { port: String, address: u8 },
 }
 
 impl Claim {
@@ -169,6 +176,7 @@ impl fmt::Display for Claim {
             Claim::PcscReader(None) => f.write_str("pcsc:*"),
             Claim::PcscReader(Some(p)) => write!(f, "pcsc:{}", p.to_lowercase()),
             Claim::RelayChannel { port, channel } => write!(f, "{port}#{channel}"),
+            Claim::BusAddress { port, address } => write!(f, "{port}@{address}"),
         }
     }
 }
@@ -224,7 +232,9 @@ pub trait DeviceKind: fmt::Debug + Send + Sync + 'static {
             .into_iter()
             .filter_map(|c| match c {
                 Claim::Stdin => None,
-                Claim::Node(path) | Claim::RelayChannel { port: path, .. } => Some(Check::Node { path, write }),
+                Claim::Node(path) | Claim::RelayChannel { port: path, .. } | Claim::BusAddress { port: path, .. } => {
+                    Some(Check::Node { path, write })
+                }
                 Claim::GpioLine(_) => Some(Check::GpioMemory),
                 Claim::PcscReader(p) => Some(Check::PcscReader(p)),
             })
@@ -337,6 +347,26 @@ const PCSC_MISSING: Descriptor = Descriptor {
     cross_check: None,
 };
 
+/// `osdp` in a build without OSDP: named, so that the error says why.
+#[cfg(not(feature = "osdp"))]
+const OSDP_MISSING: Descriptor = Descriptor {
+    name: "osdp",
+    role: Role::Input,
+    reports: Reports { keys: true, levels: false },
+    drives_outputs: false,
+    output_through_input: false,
+    access: Access::None,
+    parse: |sec, errs| {
+        errs.push(
+            sec.key_path("kind"),
+            "this porterd was built without OSDP support",
+            Some("rebuild with `--features osdp` (it needs gcc and git), as the Debian package is built".into()),
+        );
+        None
+    },
+    cross_check: None,
+};
+
 /// The resources that `devices` (each with its key path) claim twice: first
 /// each kind's own cross-checks, in registry order, then every port, line or
 /// stream that two devices hold. A port or path that is empty is missing,
@@ -382,6 +412,7 @@ mod tests {
             "pcsc",
             "hid",
             "exec",
+            "osdp",
         ];
         assert_eq!(KINDS, want);
         for d in REGISTRY {

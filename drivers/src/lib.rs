@@ -17,6 +17,8 @@
 //!   [`serial::rfid`] and [`serial::relay`], beside the port code they share.
 //! - [`hid`] (evdev scanners and keypads) and [`exec`] (a program the
 //!   daemon runs, speaking JSON lines).
+//! - [`osdp`]: OSDP readers on an RS-485 bus, Porter as the control panel
+//!   (libosdp), one bus thread per port shared by its readers.
 //! - the GPIO kinds in [`gpio`]: [`gpio::wiegand`], [`gpio::input`] and
 //!   [`gpio::relay`], on the small GPIO trait there (the kernel's character
 //!   device in [`gpio::cdev`], the default; rppal on a Raspberry Pi; a fake
@@ -40,6 +42,8 @@ pub mod hid;
 pub mod kinds;
 pub mod lines;
 pub mod logtext;
+#[cfg(feature = "osdp")]
+pub mod osdp;
 #[cfg(feature = "pcsc")]
 pub mod pcsc;
 pub mod serial;

@@ -28,14 +28,14 @@ pub fn bin_dir() -> PathBuf {
 }
 
 /// The path of a workspace binary. The first call per test process runs
-/// `cargo build -p porterd --bins --features pcsc` (a no-op when up to date), so a test never
+/// `cargo build -p porterd --bins --features pcsc,osdp` (a no-op when up to date), so a test never
 /// runs a stale daemon after `cargo test -p porter-tests`.
 pub fn bin(name: &str) -> PathBuf {
     static BUILD: Once = Once::new();
     BUILD.call_once(|| {
         let mut cmd = Command::new(env!("CARGO"));
-        // With PC/SC, as the tests' own build of the library has it.
-        cmd.args(["build", "--quiet", "-p", "porterd", "--bins", "--features", "pcsc"]);
+        // With PC/SC and OSDP, as the tests' own build of the library has them.
+        cmd.args(["build", "--quiet", "-p", "porterd", "--bins", "--features", "pcsc,osdp"]);
         if bin_dir().file_name().is_some_and(|p| p == "release") {
             cmd.arg("--release");
         }

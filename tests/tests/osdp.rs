@@ -1,0 +1,258 @@
+//! The `osdp` kind through the real protocol: porterd as the OSDP control
+//! panel on one end of a socat pty pair, and on the other end libosdp's own
+//! peripheral-device mode from PyPI (`libosdp` 3.2.9, installed into
+//! target/pydeps by scripts/install-test-deps.sh), driven by
+//! tests/peers/osdp_reader.py. Each wait is for the thing itself, with a
+//! deadline.
+
+use porter_tests::{config_text, workspace_root, Daemon, Lines, DEADLINE};
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const KEY: &str = "8c4a1f0e33d2b6a7955e0c1d2f3a4b5c";
+
+/// A socat pty pair: porterd opens `cp`, the reader `pd`. Killed on drop.
+struct Wire {
+    socat: Child,
+    cp: PathBuf,
+    pd: PathBuf,
+}
+
+impl Wire {
+    fn new(dir: &Path) -> Wire {
+        let (cp, pd) = (dir.join("rs485"), dir.join("reader-side"));
+        let socat = Command::new("socat")
+            .args([format!("pty,raw,echo=0,link={}", cp.display()), format!("pty,raw,echo=0,link={}", pd.display())])
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("socat (scripts/install-test-deps.sh installs it)");
+        let end = Instant::now() + DEADLINE;
+        while !(cp.exists() && pd.exists()) {
+            assert!(Instant::now() < end, "socat's links did not appear");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Wire { socat, cp, pd }
+    }
+}
+
+impl Drop for Wire {
+    fn drop(&mut self) {
+        let _ = self.socat.kill();
+        let _ = self.socat.wait();
+    }
+}
+
+/// libosdp's peripheral device on the reader's end of the wire: one or more
+/// readers (addresses) on it, with a key, none (install mode), or offering
+/// only plain text.
+struct Reader {
+    child: Child,
+    stdin: ChildStdin,
+    out: Lines,
+}
+
+impl Reader {
+    fn start(wire: &Wire, args: &[&str]) -> Reader {
+        let root = workspace_root();
+        let pydeps = root.join("target/pydeps");
+        assert!(
+            pydeps.join("libosdp-3.2.9.dist-info").exists(),
+            "PyPI's libosdp is not in {}: run scripts/install-test-deps.sh",
+            pydeps.display()
+        );
+        let mut child = Command::new("python3")
+            .arg(root.join("tests/peers/osdp_reader.py"))
+            .arg(&wire.pd)
+            .args(args)
+            .env("PYTHONPATH", &pydeps)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("python3");
+        let stdin = child.stdin.take().unwrap();
+        let (out, _) = Lines::follow_to_end(child.stdout.take().unwrap(), "reader");
+        out.wait_for(0, &["\"ready\""]);
+        Reader { child, stdin, out }
+    }
+
+    /// One line of the reader's stdin protocol: `card HEX BITS`, `keys 12#`,
+    /// `tamper 1`, each optionally after `@ADDRESS`.
+    fn say(&mut self, line: &str) {
+        writeln!(self.stdin, "{line}").unwrap();
+        self.stdin.flush().unwrap();
+        self.out.wait_for(0, &["\"submitted\""]);
+    }
+
+    fn stop(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Reader {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A Wiegand frame's `bits` as the reader sends them: left-aligned hex.
+fn frame_hex(value: u64, bits: u32) -> String {
+    let bytes = bits.div_ceil(8);
+    let v = value << (bytes * 8 - bits);
+    format!("{v:0width$x}", width = bytes as usize * 2)
+}
+
+fn key_file(dir: &Path, name: &str, key: Option<&str>) -> PathBuf {
+    let p = dir.join(name);
+    if let Some(k) = key {
+        std::fs::write(&p, format!("{k}\n")).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    p
+}
+
+fn reader_toml(id: &str, port: &Path, address: u8, extra: &str) -> String {
+    format!(
+        "\n[[devices]]\nid = \"{id}\"\nkind = \"osdp\"\ndoor = \"main\"\nport = \"{}\"\naddress = {address}\n{extra}\n",
+        port.display()
+    )
+}
+
+fn start(dir: &Path, devices: &str) -> Daemon {
+    let cfg = dir.join("porter.toml");
+    std::fs::write(&cfg, config_text(dir, 300, false, devices)).unwrap();
+    Daemon::start(&cfg, &dir.join("admin.sock"))
+}
+
+#[test]
+fn cards_and_keys_from_two_secure_readers_on_one_bus_open_the_door() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path();
+    let wire = Wire::new(p);
+    let (a, b) = (key_file(p, "a.key", Some(KEY)), key_file(p, "b.key", Some(KEY)));
+    let mut reader = Reader::start(&wire, &["--address", "0", "--address", "1", "--scbk", KEY]);
+    let devices = reader_toml("reader-a", &wire.cp, 0, &format!("key_file = \"{}\"", a.display()))
+        + &reader_toml("reader-b", &wire.cp, 1, &format!("key_file = \"{}\"", b.display()));
+    let d = start(p, &devices);
+    d.log.wait_for(0, &["device health", "device=reader-a", "device.online"]);
+    d.log.wait_for(0, &["device health", "device=reader-b", "device.online"]);
+    // Online means on the secure channel, as the reader sees it too.
+    reader.out.wait_for(0, &["\"state\"", "\"pd\": 0", "\"sc\": true"]);
+    reader.out.wait_for(0, &["\"state\"", "\"pd\": 1", "\"sc\": true"]);
+
+    // A 26-bit card (facility 1, card 1) reports the UID the `wiegand` kind
+    // reports for it: 01 00 01.
+    assert_eq!(d.ctl("holder.put", &["holder=staff-ann", "name=Ann", "role=staff"]).0, 0);
+    assert_eq!(d.ctl("card.assign", &["holder=staff-ann", "uid=010001"]).0, 0);
+    let mark = d.log.len();
+    reader.say(&format!("@1 card {} 26", frame_hex(0x202_0002, 26)));
+    d.log.wait_for(mark, &["access granted", "device=reader-b", "staff-ann"]);
+    d.log.wait_for(mark, &["lock unlocked", "device=lock1"]);
+
+    // A courier's PIN on the reader's keypad, like any keypad.
+    assert_eq!(d.ctl("holder.put", &["holder=courier-ups", "name=UPS", "role=courier"]).0, 0);
+    let (code, v) = d.ctl("pin.generate", &["holder=courier-ups"]);
+    assert_eq!(code, 0, "{v}");
+    let pin = v["result"]["pin"].as_str().unwrap().to_string();
+    let mark = d.log.len();
+    reader.say(&format!("@0 keys {pin}#"));
+    d.log.wait_for(mark, &["access granted", "device=reader-a", "courier-ups"]);
+    assert!(!porter_tests::shows_pin(&d.log.text(), &pin), "the PIN reached the log");
+
+    // An unknown card is denied at its own reader.
+    let mark = d.log.len();
+    reader.say(&format!("@0 card {} 26", frame_hex(0x202_0004, 26)));
+    d.log.wait_for(mark, &["access denied", "device=reader-a"]);
+
+    // Tamper reaches the log with the reader's id.
+    let mark = d.log.len();
+    reader.say("@1 tamper 1");
+    d.log.wait_for(mark, &["osdp: reader tamper", "device=reader-b", "tamper=true"]);
+    assert!(!d.log.text().contains(KEY), "the key reached the log");
+
+    // The readers stop answering: both go offline; back, both online and
+    // reading again (within a second or so of the reader's start).
+    let mark = d.log.len();
+    reader.stop();
+    d.log.wait_for(mark, &["device health", "device=reader-a", "device.offline"]);
+    d.log.wait_for(mark, &["device health", "device=reader-b", "device.offline"]);
+    let mark = d.log.len();
+    let back = Instant::now();
+    let mut reader = Reader::start(&wire, &["--address", "0", "--address", "1", "--scbk", KEY]);
+    d.log.wait_for(mark, &["device health", "device=reader-a", "device.online"]);
+    d.log.wait_for(mark, &["device health", "device=reader-b", "device.online"]);
+    assert!(back.elapsed() < Duration::from_secs(5), "back after {:?}: libosdp's 300 s back-off?", back.elapsed());
+    let mark = d.log.len();
+    reader.say(&format!("@0 card {} 26", frame_hex(0x202_0002, 26)));
+    d.log.wait_for(mark, &["access granted", "device=reader-a", "staff-ann"]);
+    let (status, _) = d.stop();
+    assert!(status.success());
+}
+
+#[test]
+fn a_reader_offering_only_plain_text_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path();
+    let wire = Wire::new(p);
+    let key = key_file(p, "a.key", Some(KEY));
+    let _reader = Reader::start(&wire, &["--address", "0", "--scbk", KEY, "--plain"]);
+    let d = start(p, &reader_toml("reader-a", &wire.cp, 0, &format!("key_file = \"{}\"", key.display())));
+    d.log.wait_for(0, &["device health", "device=reader-a", "device.offline"]);
+    let (_, line) = d.log.wait_for(0, &["osdp: reader offline", "device=reader-a"]);
+    assert!(line.contains("does not answer on a secure channel"), "{line}");
+    assert!(!d.log.has(0, &["device=reader-a", "device.online"]), "a plain-text reader came online");
+    drop(d);
+    drop(_reader);
+    drop(wire);
+
+    // The control: the same reader, with the secure channel turned off, is
+    // heard; so the refusal above is the enforcement, not a broken wire.
+    let wire = Wire::new(p);
+    let _reader = Reader::start(&wire, &["--address", "0", "--plain"]);
+    let d = start(p, &reader_toml("reader-a", &wire.cp, 0, "secure = false"));
+    d.log.wait_for(0, &["device health", "device=reader-a", "device.online"]);
+}
+
+#[test]
+fn install_mode_pairs_a_new_reader_with_a_key_it_then_insists_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path();
+    let wire = Wire::new(p);
+    let key = key_file(p, "front.key", None);
+    // A reader out of its box: no key (it answers on the install key SCBK-D).
+    let reader = Reader::start(&wire, &["--address", "0"]);
+    let toml = reader_toml("reader-a", &wire.cp, 0, &format!("key_file = \"{}\"\ninstall = true", key.display()));
+    let d = start(p, &toml);
+    d.log.wait_for(0, &["device health", "device=reader-a", "device.online"]);
+    // The key file was made, 0600, and the reader was sent that key.
+    assert_eq!(std::fs::metadata(&key).unwrap().permissions().mode() & 0o777, 0o600);
+    let sent = std::fs::read_to_string(&key).unwrap().trim().to_string();
+    assert_eq!(sent.len(), 32);
+    let (_, keyset) = reader.out.wait_for(0, &["\"command\"", &sent]);
+    assert!(
+        keyset.contains("\"command\": 5") || keyset.contains("KEYSET") || keyset.contains("'command': 5"),
+        "{keyset}"
+    );
+    assert!(!d.log.text().contains(&sent), "the key reached the log");
+    d.log.wait_for(0, &["remove `install = true`"]);
+    drop(d);
+    reader.stop();
+
+    // Installed: without install mode, the reader restarted with the key it
+    // was given comes online; one still on the install key does not.
+    let toml = reader_toml("reader-a", &wire.cp, 0, &format!("key_file = \"{}\"", key.display()));
+    let reader = Reader::start(&wire, &["--address", "0", "--scbk", &sent]);
+    let d = start(p, &toml);
+    d.log.wait_for(0, &["device health", "device=reader-a", "device.online"]);
+    drop(d);
+    reader.stop();
+    let _reader = Reader::start(&wire, &["--address", "0"]);
+    let d = start(p, &toml);
+    d.log.wait_for(0, &["device health", "device=reader-a", "device.offline"]);
+    assert!(!d.log.has(0, &["device=reader-a", "device.online"]));
+}
