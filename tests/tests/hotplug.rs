@@ -55,8 +55,9 @@ fn line_by(log: &Lines, from: usize, deadline: Instant, parts: &[&str]) -> Optio
     log.wait_within(from, left, |l| parts.iter().all(|p| l.contains(p))).map(|(i, _)| i)
 }
 
-/// The process's CPU time (user and system, in clock ticks) and its context
-/// switches over all its threads, from /proc.
+/// The process's CPU time (user and system, in clock ticks) and its
+/// voluntary context switches over all its threads (each a wait that ended:
+/// a timer, a wakeup; preemption by other load is not counted), from /proc.
 fn cpu_and_switches(pid: u32) -> (u64, u64) {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
     // The fields after the command's closing parenthesis: utime is the 12th, stime the 13th.
@@ -66,7 +67,7 @@ fn cpu_and_switches(pid: u32) -> (u64, u64) {
     let mut switches = 0;
     for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
         let Ok(status) = std::fs::read_to_string(task.unwrap().path().join("status")) else { continue };
-        for l in status.lines().filter(|l| l.contains("ctxt_switches:")) {
+        for l in status.lines().filter(|l| l.starts_with("voluntary_ctxt_switches:")) {
             switches += l.split_whitespace().last().unwrap().parse::<u64>().unwrap();
         }
     }
