@@ -42,8 +42,22 @@ fn mask() -> WatchMask {
 pub struct PathWatch {
     path: PathBuf,
     events: EventStream<Vec<u8>>,
-    /// The folder watched and its watch.
-    watched: Option<(PathBuf, WatchDescriptor)>,
+    /// The folder watched, its identity (device and inode: a folder removed
+    /// and made again at the same place is another folder) and its watch.
+    watched: Option<Watched>,
+}
+
+#[derive(Debug)]
+struct Watched {
+    dir: PathBuf,
+    id: (u64, u64),
+    wd: WatchDescriptor,
+}
+
+/// A folder's device and inode, or `None` when it is gone.
+fn identity(dir: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(dir).ok().map(|m| (m.dev(), m.ino()))
 }
 
 /// Whether `path` can be opened now: it exists, and a symlink on it leads
@@ -83,22 +97,28 @@ impl PathWatch {
                 None => break,
             }
         }
-        if self.watched.as_ref().is_some_and(|(d, _)| d == dir) {
+        let (dir, id) = (dir.to_path_buf(), identity(dir));
+        if self.watched.as_ref().is_some_and(|w| w.dir == dir && Some(w.id) == id) {
             return Ok(());
         }
-        let mut watches = self.events.watches();
-        if let Some((_, wd)) = self.watched.take() {
-            // Fails when the folder is gone, which already removed the watch.
-            let _ = watches.remove(wd);
-        }
-        let wd = watches.add(dir, mask())?;
-        self.watched = Some((dir.to_path_buf(), wd));
+        self.unwatch();
+        let wd = self.events.watches().add(&dir, mask())?;
+        // Made between the look and the watch: the caller's presence check
+        // after aiming covers it, and the next aim sees the new identity.
+        self.watched = Some(Watched { dir, id: id.unwrap_or_default(), wd });
         Ok(())
+    }
+
+    fn unwatch(&mut self) {
+        if let Some(w) = self.watched.take() {
+            // Fails when the folder is gone, which removed the watch already.
+            let _ = self.events.watches().remove(w.wd);
+        }
     }
 
     /// The name under the watched folder that leads to the path.
     fn next_name(&self) -> Option<&OsStr> {
-        let (dir, _) = self.watched.as_ref()?;
+        let dir = &self.watched.as_ref()?.dir;
         match self.path.strip_prefix(dir).ok()?.components().next()? {
             Component::Normal(name) => Some(name),
             _ => None,
@@ -129,11 +149,15 @@ impl PathWatch {
             Poll::Ready(None) => return Poll::Ready(Err(io::Error::other("the inotify instance closed"))),
             Poll::Ready(Some(ev)) => ev?,
         };
-        let ours = self.watched.as_ref().is_some_and(|(_, wd)| *wd == ev.wd);
-        Poll::Ready(Ok(ev.mask.intersects(M::Q_OVERFLOW)
-            || (ours
-                && (ev.mask.intersects(M::DELETE_SELF | M::MOVE_SELF | M::IGNORED)
-                    || (ev.name.is_some() && ev.name.as_deref() == self.next_name())))))
+        let ours = self.watched.as_ref().is_some_and(|w| w.wd == ev.wd);
+        if ours && ev.mask.intersects(M::DELETE_SELF | M::MOVE_SELF | M::IGNORED) {
+            // The folder went (or moved away): the next aim looks again.
+            self.unwatch();
+            return Poll::Ready(Ok(true));
+        }
+        Poll::Ready(Ok(
+            ev.mask.intersects(M::Q_OVERFLOW) || (ours && ev.name.is_some() && ev.name.as_deref() == self.next_name())
+        ))
     }
 
     /// Waits until something touches the path (see [`PathWatch::drain`]),
@@ -202,6 +226,24 @@ mod tests {
         std::fs::write(&path, "").unwrap();
         assert!(w.drain().await.unwrap(), "the path replaced was not seen");
         assert!(!w.drain().await.unwrap(), "drained twice");
+    }
+
+    #[tokio::test]
+    async fn a_folder_removed_and_made_again_is_watched_anew() {
+        let dir = tempfile::tempdir().unwrap();
+        let by_id = dir.path().join("by-id");
+        std::fs::create_dir(&by_id).unwrap();
+        let path = by_id.join("usb-keypad");
+        let mut w = PathWatch::new(&path).unwrap();
+        // Gone and back before the watch read a thing: the old watch is dead.
+        std::fs::remove_dir(&by_id).unwrap();
+        std::fs::create_dir(&by_id).unwrap();
+        w.aim().unwrap();
+        assert!(!w.present());
+        let waiting = tokio::spawn(async move { w.appeared().await });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        std::fs::write(&path, "").unwrap();
+        tokio::time::timeout(DEADLINE, waiting).await.expect("appeared in time").unwrap().unwrap();
     }
 
     #[tokio::test]
