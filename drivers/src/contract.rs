@@ -230,6 +230,15 @@ pub trait InputDriver: Send {
     /// source ended for good (standard input closed) and is not restarted.
     /// The future is dropped at shutdown, so it must be cancel-safe.
     async fn run(&mut self, sink: &InputSink) -> Result<(), DriverError>;
+
+    /// The path `run` opens (a device node or its udev symlink), for a driver
+    /// that opens one. The supervisor then follows it ([`crate::hotplug`]):
+    /// after a failure it waits for the path instead of retrying while the
+    /// path is away, and reopens the device at once when the path comes back,
+    /// whatever the backoff had grown to. `None` (the default): plain backoff.
+    fn watch_path(&self) -> Option<&std::path::Path> {
+        None
+    }
 }
 
 /// An output line: a lock relay, an LED, a buzzer. For a lock, `on` is unlocked.

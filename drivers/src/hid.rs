@@ -534,6 +534,10 @@ impl InputDriver for Hid {
         sink.online();
         Err(self.pump(&mut stream, sink).await)
     }
+
+    fn watch_path(&self) -> Option<&std::path::Path> {
+        Some(std::path::Path::new(&self.cfg.path))
+    }
 }
 
 /// `kind = "hid"`: what it is and what it needs (see [`crate::kinds`]).

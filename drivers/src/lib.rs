@@ -6,6 +6,8 @@
 //!   are driven ([`Output`]), and the door's feedback a device may receive
 //!   ([`Feedback`], [`FeedbackReceiver`]).
 //! - [`supervise`]: restart with capped, jittered backoff; cancel at shutdown.
+//! - [`hotplug`]: wait for a device's path with inotify, so a device plugged
+//!   back is reopened at once and an absent one costs nothing.
 //! - [`settings`]: reading a config table with every error and its key path;
 //!   each kind parses its own keys with it.
 //! - [`kinds`]: the registry, one line per kind. Each kind describes itself
@@ -39,6 +41,7 @@ pub mod exec;
 pub mod fake;
 pub mod gpio;
 pub mod hid;
+pub mod hotplug;
 pub mod kinds;
 pub mod lines;
 pub mod logtext;

@@ -67,6 +67,10 @@ impl InputDriver for SerialKeypad {
     async fn run(&mut self, sink: &InputSink) -> Result<(), DriverError> {
         read_loop("serial_keypad", &self.id, &self.config.serial, &mut self.decoder, &self.stats, sink).await
     }
+
+    fn watch_path(&self) -> Option<&std::path::Path> {
+        Some(std::path::Path::new(&self.config.serial.port))
+    }
 }
 
 /// `kind = "serial_keypad"`: what it is and what it needs (see [`crate::kinds`]).

@@ -230,6 +230,10 @@ impl InputDriver for SerialQr {
     async fn run(&mut self, sink: &InputSink) -> Result<(), DriverError> {
         read_loop("serial_qr", &self.id, &self.config.serial, &mut self.framer, &self.stats, sink).await
     }
+
+    fn watch_path(&self) -> Option<&std::path::Path> {
+        Some(std::path::Path::new(&self.config.serial.port))
+    }
 }
 
 /// `kind = "serial_qr"`: what it is and what it needs (see [`crate::kinds`]).

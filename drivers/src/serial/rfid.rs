@@ -277,6 +277,10 @@ impl InputDriver for SerialRfid {
     async fn run(&mut self, sink: &InputSink) -> Result<(), DriverError> {
         read_loop("serial_rfid", &self.id, &self.config.serial, &mut self.decoder, &self.stats, sink).await
     }
+
+    fn watch_path(&self) -> Option<&std::path::Path> {
+        Some(std::path::Path::new(&self.config.serial.port))
+    }
 }
 
 /// `kind = "serial_rfid"`: what it is and what it needs (see [`crate::kinds`]).
