@@ -37,3 +37,9 @@ if [ ! -d "$PYDEPS/libosdp-3.2.9.dist-info" ]; then
   echo "installing: libosdp==3.2.9 (PyPI) into $PYDEPS"
   python3 -m pip install --quiet --disable-pip-version-check --target "$PYDEPS" libosdp==3.2.9
 fi
+# The Modbus RTU relay board the example test drives (tests/peers/modbus_relay.py):
+# PyPI's `pymodbus` serial server, pinned, with pyserial (pure Python).
+if [ ! -d "$PYDEPS/pymodbus-3.16.1.dist-info" ]; then
+  echo "installing: pymodbus[serial]==3.16.1 (PyPI) into $PYDEPS"
+  python3 -m pip install --quiet --disable-pip-version-check --target "$PYDEPS" "pymodbus[serial]==3.16.1"
+fi

@@ -39,6 +39,7 @@ for f in /usr/bin/porterd /usr/bin/porterctl /lib/systemd/system/porterd.service
   /usr/lib/sysusers.d/porter.conf /usr/lib/tmpfiles.d/porter.conf /lib/udev/rules.d/60-porter.rules \
   /usr/share/polkit-1/rules.d/50-porter-pcscd.rules /etc/porter/porter.toml \
   /usr/share/doc/porter/examples/raspberry-pi.toml /usr/share/doc/porter/examples/usb.toml \
+  /usr/share/doc/porter/examples/larger-room.toml \
   /usr/share/doc/porter/examples/demo.toml /usr/share/doc/porter/install.md; do
   [ -e "$f" ] || fail "$f is not installed"
 done

@@ -6,6 +6,7 @@
 //! fixed sleeps.
 
 pub mod bench;
+pub mod peers;
 pub mod pty;
 pub mod tls;
 pub mod vpcd;
