@@ -119,7 +119,7 @@ pub enum Claim {
     /// A device node opened by its path: a serial port, an evdev node.
     Node(String),
     /// A line of the Pi's GPIO header, by BCM number.
-    GpioLine(u8),
+    GpioLine(crate::gpio::LineNo),
     /// A PC/SC reader, by the pattern of its name as configured (`None`: any).
     PcscReader(Option<String>),
     /// One channel of a relay board on a serial port (channels share the port).

@@ -8,7 +8,7 @@
 
 use porter_drivers::fake::Reports;
 use porter_drivers::gpio::fake::FakeGpio;
-use porter_drivers::gpio::Pull;
+use porter_drivers::gpio::{LineNo, Pull};
 use porter_drivers::gpio_input::{GpioInput, GpioInputConfig};
 use porter_drivers::gpio_relay::{GpioRelay, GpioRelayConfig};
 use porter_drivers::wiegand::{Wiegand, WiegandConfig, WiegandCounters};
@@ -23,8 +23,8 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::{timeout, Instant};
 
-const D0: u8 = 17;
-const D1: u8 = 27;
+const D0: LineNo = 17;
+const D1: LineNo = 27;
 const DEADLINE: Duration = Duration::from_secs(5);
 
 /// A small deterministic jitter source, so pulse timings vary as a real
@@ -42,7 +42,7 @@ impl Jitter {
 
 /// The edges of a Wiegand burst starting at `start_us`: each bit a low pulse
 /// of 40-60 us on D0 (0) or D1 (1), bits 1.5-2.5 ms apart.
-fn burst(start_us: u64, bits: &str, j: &mut Jitter) -> Vec<(u64, u8, bool)> {
+fn burst(start_us: u64, bits: &str, j: &mut Jitter) -> Vec<(u64, LineNo, bool)> {
     let mut t = start_us;
     let mut out = Vec::new();
     for b in bits.chars().filter(|c| !c.is_whitespace()) {
@@ -55,7 +55,7 @@ fn burst(start_us: u64, bits: &str, j: &mut Jitter) -> Vec<(u64, u8, bool)> {
 }
 
 /// Bursts one after the other, `gap_ms` apart (start to start).
-fn bursts(frames: &[&str], gap_ms: u64) -> Vec<(u64, u8, bool)> {
+fn bursts(frames: &[&str], gap_ms: u64) -> Vec<(u64, LineNo, bool)> {
     let mut j = Jitter(0x1234_5678_9abc_def1);
     frames.iter().enumerate().flat_map(|(i, f)| burst(i as u64 * gap_ms * 1000, f, &mut j)).collect()
 }
@@ -324,7 +324,7 @@ async fn an_open_error_fails_the_run_before_online() {
 // ---------------------------------------------------------------------------
 // gpio_input
 
-const CONTACT: u8 = 22;
+const CONTACT: LineNo = 22;
 
 fn contact(fake: &FakeGpio, active_low: bool, pull: Pull) -> GpioInput {
     let cfg = GpioInputConfig { line: CONTACT, pull, active_low, debounce: Duration::from_millis(50) };
@@ -332,7 +332,7 @@ fn contact(fake: &FakeGpio, active_low: bool, pull: Pull) -> GpioInput {
 }
 
 /// A switch closing to `to` as a real one does: a few bounces over 2 ms.
-fn bouncy(start_us: u64, to: bool) -> Vec<(u64, u8, bool)> {
+fn bouncy(start_us: u64, to: bool) -> Vec<(u64, LineNo, bool)> {
     [(0, to), (300, !to), (700, to), (1500, !to), (2100, to)]
         .into_iter()
         .map(|(t, l)| (start_us + t, CONTACT, l))
@@ -408,7 +408,7 @@ async fn gpio_input_active_high_with_pull_down() {
 // ---------------------------------------------------------------------------
 // gpio_relay
 
-const RELAY: u8 = 18;
+const RELAY: LineNo = 18;
 
 #[tokio::test]
 async fn gpio_relay_drives_its_safe_level_at_open_and_at_stop() {

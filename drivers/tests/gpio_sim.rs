@@ -9,7 +9,7 @@
 //! Not yet run anywhere: no machine of this project has gpio-sim.
 
 use porter_drivers::gpio::cdev::{CdevGpio, ChipSel};
-use porter_drivers::gpio::GpioBackend;
+use porter_drivers::gpio::{GpioBackend, LineNo};
 use porter_drivers::gpio_relay::{GpioRelay, GpioRelayConfig};
 use porter_drivers::wiegand::{Wiegand, WiegandConfig};
 use porter_drivers::{fake::Reports, CardUid, Input, InputDriver, Output};
@@ -51,13 +51,13 @@ impl SimChip {
     }
 
     /// Drives an input line from outside, as a reader would.
-    fn pull(&self, line: u8, high: bool) {
+    fn pull(&self, line: LineNo, high: bool) {
         let p = self.sysfs.join(format!("sim_gpio{line}/pull"));
         std::fs::write(p, if high { "pull-up" } else { "pull-down" }).unwrap();
     }
 
     /// The level an output line is driven at.
-    fn value(&self, line: u8) -> bool {
+    fn value(&self, line: LineNo) -> bool {
         std::fs::read_to_string(self.sysfs.join(format!("sim_gpio{line}/value"))).unwrap().trim() == "1"
     }
 }
@@ -76,7 +76,7 @@ impl Drop for SimChip {
 #[ignore = "needs the gpio-sim kernel module: cargo test -p porter-drivers --test gpio_sim -- --ignored"]
 async fn wiegand_reads_a_card_through_the_kernels_character_device() {
     let sim = SimChip::create().expect("a gpio-sim chip");
-    let (d0, d1) = (1u8, 2u8);
+    let (d0, d1): (LineNo, LineNo) = (1, 2);
     let cfg = WiegandConfig { d0, d1, frame_gap: Duration::from_millis(25), raw: None };
     let mut w = Wiegand::with_backend(cfg, "reader", sim.backend());
     let (sink, mut reports) = Reports::channel(0, 64, Duration::from_secs(5));

@@ -22,7 +22,7 @@
 //! [`Debouncer`](super::input::Debouncer)), the same on both backends: the
 //! line is requested active-high and without kernel debounce.
 
-use super::{line_name, Edge, EdgeSender, GpioBackend, InputLine, OutputLine, Pull, Trigger};
+use super::{line_name, Edge, EdgeSender, GpioBackend, InputLine, LineNo, OutputLine, Pull, Trigger};
 use crate::error::{DriverError, ErrorKind};
 use gpiocdev::line::{Bias, EdgeDetection, EdgeKind, EventClock, Value};
 use gpiocdev::Request;
@@ -113,7 +113,7 @@ fn errno(e: &gpiocdev::Error) -> Option<i32> {
 
 /// Maps a gpiocdev error on `line` of `chip` to a driver error that says how
 /// to fix it.
-pub fn cdev_error(line: u8, chip: &Path, e: &gpiocdev::Error) -> DriverError {
+pub fn cdev_error(line: LineNo, chip: &Path, e: &gpiocdev::Error) -> DriverError {
     let name = line_name(line);
     let chip = chip.display();
     match errno(e) {
@@ -142,14 +142,14 @@ pub fn cdev_error(line: u8, chip: &Path, e: &gpiocdev::Error) -> DriverError {
 
 struct CdevInput {
     req: Arc<Request>,
-    line: u8,
+    line: LineNo,
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl InputLine for CdevInput {
     fn is_high(&self) -> bool {
-        self.req.value(u32::from(self.line)).is_ok_and(|v| v == Value::Active)
+        self.req.value(self.line).is_ok_and(|v| v == Value::Active)
     }
 }
 
@@ -165,7 +165,7 @@ impl Drop for CdevInput {
 /// Forwards the request's edge events until `stop`, or until reading fails
 /// (the chip went away): then it returns, dropping its sender, so the driver
 /// sees its edge stream end and restarts.
-fn forward_edges(req: &Request, line: u8, edges: &EdgeSender, stop: &AtomicBool) {
+fn forward_edges(req: &Request, line: LineNo, edges: &EdgeSender, stop: &AtomicBool) {
     while !stop.load(Ordering::Relaxed) {
         match req.wait_edge_event(POLL) {
             Ok(false) => continue,
@@ -190,21 +190,21 @@ fn forward_edges(req: &Request, line: u8, edges: &EdgeSender, stop: &AtomicBool)
 
 struct CdevOutput {
     req: Request,
-    line: u8,
+    line: LineNo,
     chip: PathBuf,
 }
 
 impl OutputLine for CdevOutput {
     fn write(&mut self, high: bool) -> Result<(), DriverError> {
         let v = if high { Value::Active } else { Value::Inactive };
-        self.req.set_value(u32::from(self.line), v).map_err(|e| cdev_error(self.line, &self.chip, &e))
+        self.req.set_value(self.line, v).map_err(|e| cdev_error(self.line, &self.chip, &e))
     }
 }
 
 impl GpioBackend for CdevGpio {
     fn open_input(
         &self,
-        line: u8,
+        line: LineNo,
         pull: Pull,
         trigger: Trigger,
         edges: EdgeSender,
@@ -223,7 +223,7 @@ impl GpioBackend for CdevGpio {
         let req = Request::builder()
             .on_chip(&chip)
             .with_consumer(CONSUMER)
-            .with_line(u32::from(line))
+            .with_line(line)
             .as_input()
             .with_bias(bias)
             .with_edge_detection(edge)
@@ -244,7 +244,7 @@ impl GpioBackend for CdevGpio {
         Ok(Box::new(CdevInput { req, line, stop, thread: Some(thread) }))
     }
 
-    fn open_output(&self, line: u8, high: bool) -> Result<Box<dyn OutputLine>, DriverError> {
+    fn open_output(&self, line: LineNo, high: bool) -> Result<Box<dyn OutputLine>, DriverError> {
         let chip = self.chip.resolve()?;
         let v = if high { Value::Active } else { Value::Inactive };
         // Requested as an output at `v`: the kernel sets the value before the
@@ -252,7 +252,7 @@ impl GpioBackend for CdevGpio {
         let req = Request::builder()
             .on_chip(&chip)
             .with_consumer(CONSUMER)
-            .with_line(u32::from(line))
+            .with_line(line)
             .as_output(v)
             .request()
             .map_err(|e| cdev_error(line, &chip, &e))?;

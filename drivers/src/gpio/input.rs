@@ -14,7 +14,7 @@
 
 use crate::contract::{Input, InputDriver, InputSink};
 use crate::error::{DriverError, ErrorKind};
-use crate::gpio::{self, line_name, EdgeClock, GpioBackend, Pull, Trigger, EDGE_QUEUE};
+use crate::gpio::{self, line_name, EdgeClock, GpioBackend, LineNo, Pull, Trigger, EDGE_QUEUE};
 use crate::settings::{ConfigErrors, Section};
 use async_trait::async_trait;
 use std::sync::Arc;
@@ -25,7 +25,7 @@ pub const DEFAULT_DEBOUNCE_MS: u64 = 50;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GpioInputConfig {
     /// BCM line number.
-    pub line: u8,
+    pub line: LineNo,
     pub pull: Pull,
     /// Active when low (a contact or button switching the line to ground).
     pub active_low: bool,

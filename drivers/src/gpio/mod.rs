@@ -45,9 +45,19 @@ pub mod wiegand;
 /// driver is stuck, and edges are dropped and counted.
 pub const EDGE_QUEUE: usize = 256;
 
-/// The highest BCM line number accepted in a configuration (the Raspberry Pi
-/// 5's RP1 has 54 lines, 0-53; the 40-pin header carries 0-27).
-pub const MAX_LINE: u64 = 53;
+/// A line's number: its offset on the GPIO chip (on a Raspberry Pi, the BCM
+/// GPIO number).
+pub type LineNo = u32;
+
+/// The highest line number accepted in a configuration. The kernel numbers a
+/// chip's lines from 0 up to its size, which the chip says (`gpioinfo`):
+/// 54 on a Raspberry Pi 5's RP1 (the 40-pin header carries 0-27), some
+/// hundred on single-chip boards such as Allwinner's. A line past the chip's
+/// end is refused when it is opened, naming the line and the chip.
+pub const MAX_LINE: u64 = 65_535;
+
+/// The highest line the `rppal` backend knows: BCM GPIO 0-53.
+pub const RPPAL_MAX_LINE: LineNo = 53;
 
 /// The built-in bias resistor of an input line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,7 +90,7 @@ impl Trigger {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Edge {
     /// The BCM line number.
-    pub line: u8,
+    pub line: LineNo,
     /// When it happened, on the backend's monotonic time base.
     pub at: Duration,
     /// The level after the change: `true` is high (a rising edge).
@@ -153,14 +163,14 @@ pub trait GpioBackend: Send + Sync {
     /// `edges` until the returned line is dropped.
     fn open_input(
         &self,
-        line: u8,
+        line: LineNo,
         pull: Pull,
         trigger: Trigger,
         edges: EdgeSender,
     ) -> Result<Box<dyn InputLine>, DriverError>;
 
     /// Opens `line` as an output driven at `high` from the first instant.
-    fn open_output(&self, line: u8, high: bool) -> Result<Box<dyn OutputLine>, DriverError>;
+    fn open_output(&self, line: LineNo, high: bool) -> Result<Box<dyn OutputLine>, DriverError>;
 }
 
 /// Which GPIO backend to use.
@@ -284,7 +294,7 @@ impl EdgeClock {
 }
 
 /// A required BCM line number; errors (missing, out of range) go to `errs`.
-pub fn required_line(sec: &mut Section<'_>, key: &'static str, errs: &mut ConfigErrors) -> Option<u8> {
+pub fn required_line(sec: &mut Section<'_>, key: &'static str, errs: &mut ConfigErrors) -> Option<LineNo> {
     let v = sec.opt_u64(key, 0..=MAX_LINE, errs);
     if v.is_none() && !sec.has(key) {
         errs.push(
@@ -293,11 +303,11 @@ pub fn required_line(sec: &mut Section<'_>, key: &'static str, errs: &mut Config
             Some(format!("set `{key}` to the BCM GPIO number (not the header pin number) it is wired to, such as 17")),
         );
     }
-    v.map(|n| n as u8)
+    v.map(|n| n as LineNo)
 }
 
 /// The name of a line in messages and claims: `gpio17`.
-pub fn line_name(line: u8) -> String {
+pub fn line_name(line: LineNo) -> String {
     format!("gpio{line}")
 }
 
@@ -311,7 +321,7 @@ pub fn line_name(line: u8) -> String {
 pub struct RppalGpio;
 
 /// Maps an rppal error on `line` to a driver error that says how to fix it.
-pub fn rppal_error(line: u8, e: rppal::gpio::Error) -> DriverError {
+pub fn rppal_error(line: LineNo, e: rppal::gpio::Error) -> DriverError {
     use rppal::gpio::Error as E;
     let name = line_name(line);
     match e {
@@ -366,16 +376,25 @@ impl OutputLine for RppalOutput {
     }
 }
 
+/// `line` of rppal's one chip: BCM GPIO 0-53, else a clear error.
+fn rppal_pin(line: LineNo) -> Result<rppal::gpio::Pin, DriverError> {
+    let bcm = u8::try_from(line).ok().filter(|&l| LineNo::from(l) <= RPPAL_MAX_LINE).ok_or_else(|| {
+        DriverError::new(ErrorKind::NotFound, format!("{}: the rppal backend knows BCM GPIO 0-{RPPAL_MAX_LINE} only", line_name(line)))
+            .with_hint("a Raspberry Pi's lines are BCM GPIO numbers (GPIO17 is header pin 11); on another board use [gpio] backend = \"cdev\"")
+    })?;
+    rppal::gpio::Gpio::new().and_then(|g| g.get(bcm)).map_err(|e| rppal_error(line, e))
+}
+
 impl GpioBackend for RppalGpio {
     fn open_input(
         &self,
-        line: u8,
+        line: LineNo,
         pull: Pull,
         trigger: Trigger,
         edges: EdgeSender,
     ) -> Result<Box<dyn InputLine>, DriverError> {
         use rppal::gpio::Trigger as T;
-        let pin = rppal::gpio::Gpio::new().and_then(|g| g.get(line)).map_err(|e| rppal_error(line, e))?;
+        let pin = rppal_pin(line)?;
         let mut pin = match pull {
             Pull::Up => pin.into_input_pullup(),
             Pull::Down => pin.into_input_pulldown(),
@@ -394,8 +413,8 @@ impl GpioBackend for RppalGpio {
         Ok(Box::new(RppalInput { pin }))
     }
 
-    fn open_output(&self, line: u8, high: bool) -> Result<Box<dyn OutputLine>, DriverError> {
-        let pin = rppal::gpio::Gpio::new().and_then(|g| g.get(line)).map_err(|e| rppal_error(line, e))?;
+    fn open_output(&self, line: LineNo, high: bool) -> Result<Box<dyn OutputLine>, DriverError> {
+        let pin = rppal_pin(line)?;
         // into_output_low/high write the level before switching the mode, so
         // the line never shows the other level, even for a microsecond.
         let mut pin = if high { pin.into_output_high() } else { pin.into_output_low() };
@@ -436,9 +455,9 @@ pub mod fake {
 
     #[derive(Default)]
     struct State {
-        lines: BTreeMap<u8, Line>,
-        writes: Vec<(u8, bool)>,
-        fail_next: BTreeMap<u8, DriverError>,
+        lines: BTreeMap<LineNo, Line>,
+        writes: Vec<(LineNo, bool)>,
+        fail_next: BTreeMap<LineNo, DriverError>,
         next_id: u64,
     }
 
@@ -467,34 +486,34 @@ pub mod fake {
 
         /// Sets a line's level without an edge (as it was when the driver
         /// opened it). Lines never set start at their pull's level.
-        pub fn set_level(&self, line: u8, high: bool) {
+        pub fn set_level(&self, line: LineNo, high: bool) {
             self.state.lock().unwrap().lines.entry(line).or_default().high = high;
         }
 
         /// The line's level now, if it was ever set or opened.
-        pub fn level(&self, line: u8) -> Option<bool> {
+        pub fn level(&self, line: LineNo) -> Option<bool> {
             self.state.lock().unwrap().lines.get(&line).map(|l| l.high)
         }
 
         /// Makes the next open of `line` fail with `err`.
-        pub fn fail_next_open(&self, line: u8, err: DriverError) {
+        pub fn fail_next_open(&self, line: LineNo, err: DriverError) {
             self.state.lock().unwrap().fail_next.insert(line, err);
         }
 
         /// Every output write so far, in order: (line, high). Opening an
         /// output records its initial level as a write.
-        pub fn writes(&self) -> Vec<(u8, bool)> {
+        pub fn writes(&self) -> Vec<(LineNo, bool)> {
             self.state.lock().unwrap().writes.clone()
         }
 
         /// Whether a driver holds `line` as an input now.
-        pub fn input_open(&self, line: u8) -> bool {
+        pub fn input_open(&self, line: LineNo) -> bool {
             self.state.lock().unwrap().lines.get(&line).is_some_and(|l| l.input.is_some())
         }
 
         /// Whether `line` is an output (it stays one after its owner drops it,
         /// as rppal's lines do with `set_reset_on_drop(false)`).
-        pub fn output_open(&self, line: u8) -> bool {
+        pub fn output_open(&self, line: LineNo) -> bool {
             self.state.lock().unwrap().lines.get(&line).is_some_and(|l| l.output_open)
         }
 
@@ -503,7 +522,7 @@ pub mod fake {
         /// tokio's clock (use paused time for exact timings). An entry that
         /// does not change the line's level is no edge and is skipped, as on
         /// a real line. Edges go to the line's input, if open and triggered.
-        pub async fn play(&self, edges: &[(u64, u8, bool)]) {
+        pub async fn play(&self, edges: &[(u64, LineNo, bool)]) {
             let start = Instant::now();
             for &(offset_us, line, high) in edges {
                 let when = start + Duration::from_micros(offset_us);
@@ -533,7 +552,7 @@ pub mod fake {
 
     struct FakeInput {
         state: Arc<Mutex<State>>,
-        line: u8,
+        line: LineNo,
         id: u64,
     }
 
@@ -557,7 +576,7 @@ pub mod fake {
 
     struct FakeOutput {
         state: Arc<Mutex<State>>,
-        line: u8,
+        line: LineNo,
     }
 
     impl OutputLine for FakeOutput {
@@ -572,7 +591,7 @@ pub mod fake {
     impl GpioBackend for FakeGpio {
         fn open_input(
             &self,
-            line: u8,
+            line: LineNo,
             pull: Pull,
             trigger: Trigger,
             edges: EdgeSender,
@@ -591,7 +610,7 @@ pub mod fake {
             Ok(Box::new(FakeInput { state: self.state.clone(), line, id }))
         }
 
-        fn open_output(&self, line: u8, high: bool) -> Result<Box<dyn OutputLine>, DriverError> {
+        fn open_output(&self, line: LineNo, high: bool) -> Result<Box<dyn OutputLine>, DriverError> {
             let mut st = self.state.lock().unwrap();
             if let Some(e) = st.fail_next.remove(&line) {
                 return Err(e);
@@ -632,6 +651,18 @@ mod tests {
         let e = rppal_error(60, rppal::gpio::Error::PinNotAvailable(60));
         assert_eq!(e.kind, ErrorKind::NotFound);
         assert!(e.hint.as_deref().unwrap().contains("BCM"), "{e}");
+    }
+
+    /// rppal knows BCM GPIO 0-53: a larger line (fine for cdev on a board
+    /// with a large chip) is refused before rppal is asked, on any machine.
+    #[test]
+    fn rppal_refuses_lines_past_bcm_53_with_the_cdev_hint() {
+        for line in [54, 227, 65_535] {
+            let Err(e) = RppalGpio.open_output(line, false) else { panic!("line {line} opened") };
+            assert_eq!(e.kind, ErrorKind::NotFound);
+            assert!(e.message.contains(&format!("gpio{line}")) && e.message.contains("0-53"), "{e}");
+            assert!(e.hint.as_deref().unwrap().contains("backend = \"cdev\""), "{e}");
+        }
     }
 
     /// On this machine (no Raspberry Pi) rppal refuses: the backend must say

@@ -18,7 +18,7 @@
 
 use crate::contract::Output;
 use crate::error::DriverError;
-use crate::gpio::{self, GpioBackend, OutputLine};
+use crate::gpio::{self, GpioBackend, LineNo, OutputLine};
 use crate::settings::{ConfigErrors, Section};
 use async_trait::async_trait;
 use std::sync::Arc;
@@ -26,7 +26,7 @@ use std::sync::Arc;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GpioRelayConfig {
     /// BCM line number.
-    pub line: u8,
+    pub line: LineNo,
     /// Active (on, unlocked) when low, as many relay boards are.
     pub active_low: bool,
 }
@@ -150,10 +150,14 @@ mod tests {
         let (c, errs) = parse(json!({"line": 18}));
         assert!(errs.is_empty(), "{errs}");
         assert_eq!(c, GpioRelayConfig { line: 18, active_low: false });
+        // A board with one large chip (Allwinner) numbers its lines past 53.
+        let (c, errs) = parse(json!({"line": 227}));
+        assert!(errs.is_empty(), "{errs}");
+        assert_eq!(c.line, 227);
         let (c, errs) = parse(json!({"line": "26", "active_low": true}));
         assert!(errs.is_empty(), "{errs}");
         assert_eq!(c, GpioRelayConfig { line: 26, active_low: true });
-        let (_, errs) = parse(json!({"line": 54, "active_low": "yes", "pull": "up"}));
+        let (_, errs) = parse(json!({"line": 65_536, "active_low": "yes", "pull": "up"}));
         let paths: Vec<&str> = errs.0.iter().map(|e| e.path.as_str()).collect();
         assert_eq!(paths, ["devices[2].line", "devices[2].active_low", "devices[2].pull"]);
     }

@@ -38,7 +38,7 @@
 
 use crate::contract::{CardUid, Input, InputDriver, InputSink};
 use crate::error::{DriverError, ErrorKind};
-use crate::gpio::{self, line_name, EdgeClock, GpioBackend, Pull, Trigger, EDGE_QUEUE};
+use crate::gpio::{self, line_name, EdgeClock, GpioBackend, LineNo, Pull, Trigger, EDGE_QUEUE};
 use crate::settings::{ConfigErrors, Section};
 use async_trait::async_trait;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -59,9 +59,9 @@ pub const DEFAULT_FRAME_GAP_MS: u64 = 25;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WiegandConfig {
     /// BCM line of D0 (the "0" line, usually green).
-    pub d0: u8,
+    pub d0: LineNo,
     /// BCM line of D1 (the "1" line, usually white).
-    pub d1: u8,
+    pub d1: LineNo,
     /// Quiet time that ends a frame.
     pub frame_gap: Duration,
     /// A site's own card format (`raw_bits`, `raw_parity`), tried before the
@@ -964,7 +964,7 @@ mod tests {
         let (_, errs) = parse(json!({"d0": 17, "d1": 17, "frame_gap_ms": 1}));
         let paths: Vec<&str> = errs.0.iter().map(|e| e.path.as_str()).collect();
         assert_eq!(paths, ["devices[0].d1", "devices[0].frame_gap_ms"]);
-        let (_, errs) = parse(json!({"d1": 99, "chip": 0}));
+        let (_, errs) = parse(json!({"d1": 65_536, "chip": 0}));
         let paths: Vec<&str> = errs.0.iter().map(|e| e.path.as_str()).collect();
         assert_eq!(paths, ["devices[0].d0", "devices[0].d1", "devices[0].chip"]);
         assert!(errs.0[0].hint.as_deref().unwrap().contains("BCM"));
