@@ -128,7 +128,7 @@ pub enum Condition {
 impl Condition {
     fn bit(self) -> u8 {
         match self {
-            Condition::Tamper => 0,
+            Condition::Tamper => 1,
             Condition::Power => 2,
         }
     }
@@ -158,8 +158,8 @@ pub struct InputSink {
     /// [`UNKNOWN`], [`ONLINE`] or [`OFFLINE`]: health is reported on change.
     health: Arc<AtomicU8>,
     dropped: Arc<AtomicU64>,
-    /// Two bits a [`Condition`] (known, active): conditions are reported on
-    /// change.
+    /// One bit a [`Condition`], set while it is active: conditions are
+    /// reported on change.
     conditions: Arc<AtomicU8>,
     /// This device's inputs in the current one-second window, and the
     /// window's start (ms since `EPOCH`), for the per-device cap.
@@ -237,17 +237,17 @@ impl InputSink {
         }
     }
 
-    /// Reports that `condition` began or ended, once per change (the first
-    /// report of each is a change: it was unknown). A driver may call it on
-    /// every status it reads.
+    /// Reports that `condition` began or ended, once per change. Every
+    /// condition starts inactive: a device whose first status says all is
+    /// well reports nothing. A driver may call it on every status it reads.
     pub fn condition(&self, condition: Condition, active: bool) {
-        let (known, on) = (1u8 << condition.bit(), 2u8 << condition.bit());
-        let want = known | if active { on } else { 0 };
-        let before = self
-            .conditions
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |c| Some((c & !(known | on)) | want))
-            .unwrap_or_default();
-        if before & (known | on) != want {
+        let bit = condition.bit();
+        let before = if active {
+            self.conditions.fetch_or(bit, Ordering::SeqCst)
+        } else {
+            self.conditions.fetch_and(!bit, Ordering::SeqCst)
+        };
+        if (before & bit != 0) != active {
             self.send(Report::Condition(condition, active));
         }
     }
@@ -376,7 +376,6 @@ mod tests {
         }
         let got: Vec<Report> = std::iter::from_fn(|| rx.try_recv().ok()).map(|r| r.report).collect();
         let want = [
-            Report::Condition(Condition::Tamper, false),
             Report::Condition(Condition::Tamper, true),
             Report::Condition(Condition::Power, true),
             Report::Condition(Condition::Tamper, false),

@@ -417,3 +417,52 @@ fn two_readers_on_one_bus_at_two_doors_each_show_only_their_doors_feedback() {
     assert!(last > mark);
     let _ = (AMBER, BLUE);
 }
+
+#[test]
+fn tamper_and_power_reports_are_events_on_mqtt_and_the_admin_socket_and_access_goes_on() {
+    let broker = Broker::start();
+    let sub = broker.subscribe(&format!("{P}/#"), "tamper-events");
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path();
+    let wire = Wire::new(p);
+    let a = key_file(p, "a.key", Some(KEY));
+    let mut reader = Reader::start(&wire, &["--address", "0", "--scbk", KEY]);
+    let devices = reader_toml("reader-a", &wire.cp, 0, &format!("key_file = \"{}\"", a.display()));
+    let d = Daemon::on_broker(p, &broker, &devices, "");
+    d.log.wait_for(0, &["device health", "device=reader-a", "device.online"]);
+    assign_card(&d);
+    let events = format!("{P}/events");
+
+    // The reader's case is opened: one event, with its door.
+    let from = sub.lines.len();
+    reader.say("tamper 1");
+    let (_, e) = sub.wait_json(from, &events, "device.tamper active", |v| v["type"] == "device.tamper");
+    assert_eq!((&e["device"], &e["door"], &e["active"]), (&"reader-a".into(), &"main".into(), &true.into()), "{e}");
+
+    // Access is decided through it.
+    let mark = d.log.len();
+    reader.say(&format!("card {} 26", frame_hex(0x202_0002, 26)));
+    d.log.wait_for(mark, &["access granted", "device=reader-a", "staff-ann"]);
+
+    // Closed again: active false. Its power fails: device.power.
+    let from = sub.lines.len();
+    reader.say("tamper 0");
+    let (_, e) = sub.wait_json(from, &events, "device.tamper cleared", |v| v["type"] == "device.tamper");
+    assert_eq!(e["active"], false, "{e}");
+    reader.say("power 1");
+    let (_, e) = sub.wait_json(from, &events, "device.power", |v| v["type"] == "device.power");
+    assert_eq!((&e["device"], &e["active"]), (&"reader-a".into(), &true.into()), "{e}");
+
+    // The admin socket's events have them too, once per change, in order.
+    let (code, v) = d.ctl("events.get", &["after=0", "limit=1000"]);
+    assert_eq!(code, 0, "{v}");
+    let seen: Vec<(String, bool)> = v["result"]["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["type"].as_str().is_some_and(|t| t == "device.tamper" || t == "device.power"))
+        .map(|e| (e["type"].as_str().unwrap().to_string(), e["active"].as_bool().unwrap()))
+        .collect();
+    let want = [("device.tamper", true), ("device.tamper", false), ("device.power", true)];
+    assert_eq!(seen, want.map(|(t, a)| (t.to_string(), a)), "{v}");
+}
