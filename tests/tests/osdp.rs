@@ -466,3 +466,79 @@ fn tamper_and_power_reports_are_events_on_mqtt_and_the_admin_socket_and_access_g
     let want = [("device.tamper", true), ("device.tamper", false), ("device.power", true)];
     assert_eq!(seen, want.map(|(t, a)| (t.to_string(), a)), "{v}");
 }
+
+/// The index of the first line at or after `from` with every one of `parts`,
+/// waited for until `deadline`; `None` when it did not come by then.
+fn line_by(log: &Lines, from: usize, deadline: Instant, parts: &[&str]) -> Option<usize> {
+    let left = deadline.saturating_duration_since(Instant::now());
+    log.wait_within(from, left, |l| parts.iter().all(|p| l.contains(p))).map(|(i, _)| i)
+}
+
+/// Points `link` (the adapter's udev symlink) at the pty behind `wire`'s
+/// control-panel end: the adapter plugged in.
+fn plug(wire: &Wire, link: &Path) {
+    std::os::unix::fs::symlink(std::fs::read_link(&wire.cp).unwrap(), link).unwrap();
+}
+
+/// The bus's USB RS-485 adapter unplugged (its udev link removed, both ends
+/// of its tty hung up) and plugged back: both readers go offline at once,
+/// and are back on their secure channels within 2 s of the path's return.
+#[test]
+fn a_bus_adapter_unplugged_and_plugged_back_has_its_readers_online_within_2s_of_its_path() {
+    const BACK_WITHIN: Duration = Duration::from_secs(2);
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path();
+    for sub in ["by-id", "w1", "w2"] {
+        std::fs::create_dir(p.join(sub)).unwrap();
+    }
+    let link = p.join("by-id/usb-rs485");
+    let wire = Wire::new(&p.join("w1"));
+    plug(&wire, &link);
+    let args = ["--address", "0", "--address", "1", "--scbk", KEY];
+    let reader = Reader::start(&wire, &args);
+    let (a, b) = (key_file(p, "a.key", Some(KEY)), key_file(p, "b.key", Some(KEY)));
+    let devices = reader_toml("reader-a", &link, 0, &format!("key_file = \"{}\"", a.display()))
+        + &reader_toml("reader-b", &link, 1, &format!("key_file = \"{}\"", b.display()));
+    let d = start(p, &devices);
+    d.log.wait_for(0, &["device health", "device=reader-a", "device.online"]);
+    d.log.wait_for(0, &["device health", "device=reader-b", "device.online"]);
+    assign_card(&d);
+
+    // Unplugged: both readers offline within 2 s (libosdp alone would wait
+    // out its 8 s of unanswered polls).
+    let mark = d.log.len();
+    let gone = Instant::now();
+    std::fs::remove_file(&link).unwrap();
+    drop(wire);
+    reader.stop();
+    for id in ["device=reader-a", "device=reader-b"] {
+        let off = line_by(&d.log, mark, gone + BACK_WITHIN, &["device health", id, "device.offline"]);
+        assert!(off.is_some(), "{id} not offline within {BACK_WITHIN:?}:\n{}", d.log.all()[mark..].join("\n"));
+    }
+    d.log.wait_for(mark, &["device failed; its path is away", "\"reader-a\""]);
+    d.log.wait_for(mark, &["device failed; its path is away", "\"reader-b\""]);
+
+    // Plugged back: the reader is up on the new wire before its path
+    // appears, so the bound is the daemon's alone.
+    let wire = Wire::new(&p.join("w2"));
+    let mut reader = Reader::start(&wire, &args);
+    let from = d.log.len();
+    let back = Instant::now();
+    plug(&wire, &link);
+    for id in ["device=reader-a", "device=reader-b"] {
+        let on = line_by(&d.log, from, back + BACK_WITHIN, &["device health", id, "device.online"]);
+        assert!(
+            on.is_some(),
+            "{id} not online within {BACK_WITHIN:?} of its path's return:\n{}",
+            d.log.all()[from..].join("\n")
+        );
+    }
+    eprintln!("both readers online {:?} after the path's return", back.elapsed());
+    // On their secure channels, as the readers see it too.
+    reader.out.wait_for(0, &["\"state\"", "\"pd\": 0", "\"sc\": true"]);
+    reader.out.wait_for(0, &["\"state\"", "\"pd\": 1", "\"sc\": true"]);
+    let mark = d.log.len();
+    reader.say(&format!("@0 card {} 26", frame_hex(0x202_0002, 26)));
+    d.log.wait_for(mark, &["access granted", "device=reader-a", "staff-ann"]);
+    d.log.wait_for(mark, &["lock unlocked", "device=lock1"]);
+}

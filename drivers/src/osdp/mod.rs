@@ -281,7 +281,8 @@ impl Drop for Bus {
     fn drop(&mut self) {
         self.shared.stop.store(true, Ordering::SeqCst);
         if let Some(t) = self.thread.get_mut().unwrap_or_else(|p| p.into_inner()).take() {
-            // The loop checks `stop` at least every few ms.
+            // The loop checks `stop` at least every few ms, or parks.
+            t.thread().unpark();
             let _ = t.join();
         }
     }
@@ -332,12 +333,18 @@ impl Bus {
                 .map_err(|e| DriverError::new(ErrorKind::Other, format!("cannot start the OSDP bus thread: {e}")))?;
             *t = Some(handle);
         }
+        if let Some(t) = t.as_ref() {
+            t.thread().unpark();
+        }
         Ok(())
     }
 
     fn detach(&self, token: u64) {
         self.shared.members.lock().unwrap_or_else(|p| p.into_inner()).retain(|m| m.token != token);
         self.shared.generation.fetch_add(1, Ordering::SeqCst);
+        if let Some(t) = self.thread.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+            t.thread().unpark();
+        }
     }
 }
 
@@ -439,6 +446,15 @@ fn build_panel(shared: &Shared) -> Option<Panel> {
 
 /// The bus thread: rebuild the panel when readers come or go, refresh it,
 /// hand events to the readers' sinks, report each reader's health.
+///
+/// Hot-plug: when the port cannot be opened or is lost (an RS-485 adapter
+/// unplugged reads EIO or end of file), the whole bus is down: every reader
+/// attached is failed with the port's error and the panel (with the port)
+/// is dropped. Each reader's driver then returns that error, and its
+/// supervisor waits for the port's path with inotify ([`crate::hotplug`]);
+/// when the path is back the drivers attach again and a fresh panel opens
+/// the port and sets up every secure channel anew. While no panel runs the
+/// thread sleeps until a reader attaches or detaches.
 fn run_bus(shared: &Shared) {
     let mut built_gen = None;
     let mut panel: Option<Panel> = None;
@@ -451,15 +467,30 @@ fn run_bus(shared: &Shared) {
             built_gen = Some(gen);
         }
         let Some(p) = panel.as_mut() else {
-            std::thread::sleep(TICK);
+            // Woken by attach, detach and stop; the timeout is a safety net.
+            std::thread::park_timeout(Duration::from_secs(5));
             continue;
         };
+        if let Some(err) = port_down(p) {
+            tracing::warn!(port = %shared.port, error = %err, "osdp: the bus's port is gone: its readers are offline until it is back");
+            for m in shared.members.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+                m.fatal.send_replace(Some(err.clone()));
+            }
+            panel = None;
+            continue;
+        }
         p.cp.refresh();
         deliver(p);
         health(p);
         show_feedback(p);
         wait_readable(&p.port, TICK);
     }
+}
+
+/// The port's error when it is not open: never opened, or lost.
+fn port_down(p: &Panel) -> Option<DriverError> {
+    let state = p.port.lock().unwrap_or_else(|e| e.into_inner());
+    state.poll.is_none().then(|| state.error.clone()).flatten()
 }
 
 /// Whether reader `i` may be heard: online, and on its secure channel
@@ -630,6 +661,12 @@ impl Drop for Attached<'_> {
 
 #[async_trait]
 impl InputDriver for Osdp {
+    /// The bus's port: while it is away its readers wait for it, and they
+    /// attach again as soon as it is back (see [`run_bus`]).
+    fn watch_path(&self) -> Option<&Path> {
+        Some(Path::new(&self.config.port))
+    }
+
     async fn run(&mut self, sink: &InputSink) -> Result<(), DriverError> {
         static TOKENS: AtomicU64 = AtomicU64::new(0);
         let key = match (&self.config.key_file, self.config.secure) {
