@@ -204,7 +204,7 @@ impl RawWiring {
                     let hint = if k.kind() == "exec" {
                         format!("set feedback = true on {} if its program reads feedback lines", self.devices[i].path)
                     } else {
-                        "name an exec device with feedback = true; use led and buzzer for a plain LED or buzzer line"
+                        "name an exec device with feedback = true or an osdp reader; use led and buzzer for a plain LED or buzzer line"
                             .to_string()
                     };
                     errs.push(path, format!("device `{name}` does not take feedback"), Some(hint));
