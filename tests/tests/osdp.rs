@@ -534,6 +534,12 @@ fn a_bus_adapter_unplugged_and_plugged_back_has_its_readers_online_within_2s_of_
         );
     }
     eprintln!("both readers online {:?} after the path's return", back.elapsed());
+    // While it was away (a new wire and reader took about a second) nothing
+    // retried: one failure each, one loss of the bus.
+    for id in ["\"reader-a\"", "\"reader-b\""] {
+        assert_eq!(d.log.count(mark, &["device failed", id]), 1, "{}", d.log.all()[mark..].join("\n"));
+    }
+    assert_eq!(d.log.count(mark, &["osdp: the bus's port is gone"]), 1, "{}", d.log.all()[mark..].join("\n"));
     // On their secure channels, as the readers see it too.
     reader.out.wait_for(0, &["\"state\"", "\"pd\": 0", "\"sc\": true"]);
     reader.out.wait_for(0, &["\"state\"", "\"pd\": 1", "\"sc\": true"]);

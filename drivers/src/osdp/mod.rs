@@ -378,7 +378,10 @@ struct Panel {
 }
 
 fn build_panel(shared: &Shared) -> Option<Panel> {
-    let members = shared.members.lock().unwrap_or_else(|p| p.into_inner());
+    let all = shared.members.lock().unwrap_or_else(|p| p.into_inner());
+    // Readers already failed (the port went) are on their way out: their
+    // drivers detach, and attach again when the port's path is back.
+    let members: Vec<&Member> = all.iter().filter(|m| m.fatal.borrow().is_none()).collect();
     if members.is_empty() {
         return None;
     }
