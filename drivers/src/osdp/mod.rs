@@ -5,8 +5,9 @@
 //! bus's `port` and `baud`, and its `address` on the bus. Readers that name
 //! the same port share one bus: one control panel, one thread, one open port
 //! (as relay channels share their board's port). Each reader reports to its
-//! own door: cards, keypad keys, and its health (online once it answers on a
-//! secure channel, offline when it stops answering).
+//! own door: cards, keypad keys, its tamper switch and power status (as
+//! [`Condition`]s, on change), and its health (online once it answers on a
+//! secure channel, offline when it stops answering or the bus's port goes).
 //!
 //! The secure channel is on by default: each reader has its own key (SCBK,
 //! 16 bytes) in `key_file`, kept like the device secret (0600, never in the
