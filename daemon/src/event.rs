@@ -113,6 +113,24 @@ pub enum Event {
     DeviceOnline { device: String },
     #[serde(rename = "device.offline")]
     DeviceOffline { device: String, error: String, error_kind: &'static str },
+    /// A device's tamper switch: its case opened or it was pried off
+    /// (`active`), or closed again.
+    #[serde(rename = "device.tamper")]
+    DeviceTamper {
+        device: String,
+        /// The device's door; left out for a device of no door.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        door: Option<String>,
+        active: bool,
+    },
+    /// A device's power failure began (`active`) or ended.
+    #[serde(rename = "device.power")]
+    DevicePower {
+        device: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        door: Option<String>,
+        active: bool,
+    },
     /// Events may be missing after `after`. A gap found at start says
     /// `since` (`null` when unknown); a full queue's gap says `dropped`.
     #[serde(rename = "audit.gap")]
@@ -227,6 +245,8 @@ pub const KINDS: &[&str] = &[
     "clock.jumped",
     "device.online",
     "device.offline",
+    "device.tamper",
+    "device.power",
     "audit.gap",
     "store.recovered",
     "command.refused",
@@ -265,11 +285,13 @@ impl Event {
             Event::ClockJumped { .. } => 19,
             Event::DeviceOnline { .. } => 20,
             Event::DeviceOffline { .. } => 21,
-            Event::AuditGap { .. } => 22,
-            Event::StoreRecovered { .. } => 23,
-            Event::CommandRefused { .. } => 24,
-            Event::StorageLow(_) => 25,
-            Event::StorageOk(_) => 26,
+            Event::DeviceTamper { .. } => 22,
+            Event::DevicePower { .. } => 23,
+            Event::AuditGap { .. } => 24,
+            Event::StoreRecovered { .. } => 25,
+            Event::CommandRefused { .. } => 26,
+            Event::StorageLow(_) => 27,
+            Event::StorageOk(_) => 28,
         }
     }
 

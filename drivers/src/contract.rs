@@ -112,11 +112,35 @@ pub enum Health {
     Offline(DriverError),
 }
 
+/// A condition a device reports about itself, beside what it reads: its
+/// case opened (tamper), its power failing. Reported on change, through
+/// [`InputSink::condition`]; the daemon records each change as an event
+/// (`device.tamper`, `device.power`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Condition {
+    /// The device's case or mounting was opened or pried off.
+    Tamper,
+    /// The device's power supply failed (it runs on a backup, or is about to
+    /// stop).
+    Power,
+}
+
+impl Condition {
+    fn bit(self) -> u8 {
+        match self {
+            Condition::Tamper => 1,
+            Condition::Power => 2,
+        }
+    }
+}
+
 /// What reaches the decision loop from a device.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Report {
     Input(Input),
     Health(Health),
+    /// A [`Condition`] began (`true`) or ended (`false`).
+    Condition(Condition, bool),
 }
 
 /// A report tagged with the index of the device (its place in `[[devices]]`).
@@ -134,6 +158,9 @@ pub struct InputSink {
     /// [`UNKNOWN`], [`ONLINE`] or [`OFFLINE`]: health is reported on change.
     health: Arc<AtomicU8>,
     dropped: Arc<AtomicU64>,
+    /// One bit a [`Condition`], set while it is active: conditions are
+    /// reported on change.
+    conditions: Arc<AtomicU8>,
     /// This device's inputs in the current one-second window, and the
     /// window's start (ms since `EPOCH`), for the per-device cap.
     window: Arc<(AtomicU64, AtomicU64)>,
@@ -161,6 +188,7 @@ impl InputSink {
             tx,
             health: Arc::new(AtomicU8::new(UNKNOWN)),
             dropped: Arc::default(),
+            conditions: Arc::default(),
             window: Arc::default(),
         }
     }
@@ -206,6 +234,21 @@ impl InputSink {
     pub fn offline(&self, err: DriverError) {
         if self.health.swap(OFFLINE, Ordering::SeqCst) != OFFLINE {
             self.send(Report::Health(Health::Offline(err)));
+        }
+    }
+
+    /// Reports that `condition` began or ended, once per change. Every
+    /// condition starts inactive: a device whose first status says all is
+    /// well reports nothing. A driver may call it on every status it reads.
+    pub fn condition(&self, condition: Condition, active: bool) {
+        let bit = condition.bit();
+        let before = if active {
+            self.conditions.fetch_or(bit, Ordering::SeqCst)
+        } else {
+            self.conditions.fetch_and(!bit, Ordering::SeqCst)
+        };
+        if (before & bit != 0) != active {
+            self.send(Report::Condition(condition, active));
         }
     }
 
@@ -261,8 +304,8 @@ pub trait Output: Send {
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 #[serde(tag = "feedback", rename_all = "snake_case")]
 pub enum Feedback {
-    /// The door opens.
-    Grant { door: String },
+    /// The door opens, for its `unlock_ms`.
+    Grant { door: String, unlock_ms: u64 },
     /// A key was refused, with the event's reason word.
     Deny { door: String, reason: &'static str },
     /// The input device is locked out until then (RFC 3339 and unix ms);
@@ -314,5 +357,29 @@ mod tests {
         // 1000 a second; a window boundary inside the loop may let one more batch in.
         assert!((MAX_INPUTS_PER_SECOND..=2 * MAX_INPUTS_PER_SECOND).contains(&got), "{got}");
         assert_eq!(sink.dropped(), 2500 - got);
+    }
+
+    #[test]
+    fn a_condition_is_reported_once_per_change_and_each_on_its_own() {
+        let (tx, mut rx) = mpsc::channel(16);
+        let sink = InputSink::new(2, tx);
+        for (c, active) in [
+            (Condition::Tamper, false),
+            (Condition::Tamper, false),
+            (Condition::Tamper, true),
+            (Condition::Tamper, true),
+            (Condition::Power, true),
+            (Condition::Tamper, false),
+            (Condition::Power, true),
+        ] {
+            sink.clone().condition(c, active);
+        }
+        let got: Vec<Report> = std::iter::from_fn(|| rx.try_recv().ok()).map(|r| r.report).collect();
+        let want = [
+            Report::Condition(Condition::Tamper, true),
+            Report::Condition(Condition::Power, true),
+            Report::Condition(Condition::Tamper, false),
+        ];
+        assert_eq!(got, want);
     }
 }

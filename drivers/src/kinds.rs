@@ -219,6 +219,12 @@ pub trait DeviceKind: fmt::Debug + Send + Sync + 'static {
         false
     }
 
+    /// Whether the device takes its own door's feedback without the door
+    /// naming it (an OSDP reader lights up where it is badged at).
+    fn feedback_at_own_door(&self) -> bool {
+        false
+    }
+
     /// The receiver of a door's feedback, for a device that takes it.
     fn feedback_receiver(&self, id: &str) -> Option<Box<dyn crate::contract::FeedbackReceiver>> {
         let _ = id;
@@ -319,6 +325,11 @@ impl KindConfig {
 
     pub fn feedback_receiver(&self, id: &str) -> Option<Box<dyn crate::contract::FeedbackReceiver>> {
         self.0.feedback_receiver(id)
+    }
+
+    /// Whether the device takes its own door's feedback unnamed.
+    pub fn feedback_at_own_door(&self) -> bool {
+        self.0.feedback_at_own_door()
     }
 
     /// The kind's own config, when it is a `T`.

@@ -2,7 +2,7 @@
 //! that keeps drivers running, and the drivers themselves.
 //!
 //! Layout:
-//! - [`contract`]: what inputs report ([`Input`], [`Health`]) and how outputs
+//! - [`contract`]: what inputs report ([`Input`], [`Health`], [`Condition`]) and how outputs
 //!   are driven ([`Output`]), and the door's feedback a device may receive
 //!   ([`Feedback`], [`FeedbackReceiver`]).
 //! - [`supervise`]: restart with capped, jittered backoff; cancel at shutdown.
@@ -64,7 +64,7 @@ pub use serial::relay as serial_relay;
 pub use serial::rfid as serial_rfid;
 
 pub use contract::{
-    CardUid, DeviceReport, Feedback, FeedbackReceiver, Health, Input, InputDriver, InputSink, Output, Report,
+    CardUid, Condition, DeviceReport, Feedback, FeedbackReceiver, Health, Input, InputDriver, InputSink, Output, Report,
 };
 pub use error::{DriverError, ErrorKind};
 pub use kinds::{Access, Check, Claim, Descriptor, DeviceKind, KindConfig, Reports, Role, KINDS, REGISTRY};

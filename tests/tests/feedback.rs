@@ -91,7 +91,7 @@ fn a_display_program_receives_each_signal_with_its_details() {
     let fb = Recorded(&log);
 
     d.type_line(&format!("{PIN}#"));
-    assert_eq!(fb.nth(0), serde_json::json!({"feedback": "grant", "door": "main"}));
+    assert_eq!(fb.nth(0), serde_json::json!({"feedback": "grant", "door": "main", "unlock_ms": 300}));
     d.log.wait_for(0, &["lock unlocked", "device=lock1"]);
 
     // Wrong PINs: a deny with the event's reason each, and the third engages

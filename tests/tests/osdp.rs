@@ -5,7 +5,7 @@
 //! tests/peers/osdp_reader.py. Each wait is for the thing itself, with a
 //! deadline.
 
-use porter_tests::{config_text, workspace_root, Daemon, Lines, DEADLINE};
+use porter_tests::{config_text, workspace_root, Broker, Daemon, Lines, DEADLINE, P};
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -117,8 +117,12 @@ fn key_file(dir: &Path, name: &str, key: Option<&str>) -> PathBuf {
 }
 
 fn reader_toml(id: &str, port: &Path, address: u8, extra: &str) -> String {
+    reader_at("main", id, port, address, extra)
+}
+
+fn reader_at(door: &str, id: &str, port: &Path, address: u8, extra: &str) -> String {
     format!(
-        "\n[[devices]]\nid = \"{id}\"\nkind = \"osdp\"\ndoor = \"main\"\nport = \"{}\"\naddress = {address}\n{extra}\n",
+        "\n[[devices]]\nid = \"{id}\"\nkind = \"osdp\"\ndoor = \"{door}\"\nport = \"{}\"\naddress = {address}\n{extra}\n",
         port.display()
     )
 }
@@ -255,4 +259,292 @@ fn install_mode_pairs_a_new_reader_with_a_key_it_then_insists_on() {
     let d = start(p, &toml);
     d.log.wait_for(0, &["device health", "device=reader-a", "device.offline"]);
     assert!(!d.log.has(0, &["device=reader-a", "device.online"]));
+}
+
+/// The commands the control panel sent reader `pd` from line `from` on, as
+/// the reader printed them.
+fn commands(out: &Lines, from: usize, pd: u8) -> Vec<serde_json::Value> {
+    out.all()
+        .iter()
+        .skip(from)
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["ev"] == "command" && v["pd"] == pd)
+        .map(|v| v["cmd"].clone())
+        .collect()
+}
+
+/// Waits for a command to reader `pd` for which `pred` holds; its line's
+/// index and the command.
+fn wait_command(
+    out: &Lines,
+    from: usize,
+    pd: u8,
+    what: &str,
+    pred: impl Fn(&serde_json::Value) -> bool,
+) -> (usize, serde_json::Value) {
+    let (i, line) = out.wait(from, what, |l| {
+        serde_json::from_str::<serde_json::Value>(l)
+            .is_ok_and(|v| v["ev"] == "command" && v["pd"] == pd && pred(&v["cmd"]))
+    });
+    (i, serde_json::from_str::<serde_json::Value>(&line).unwrap()["cmd"].clone())
+}
+
+// OSDP's LED colours and command codes, as libosdp's reader prints them.
+const LED: u64 = 2;
+const BUZZER: u64 = 3;
+const RED: u64 = 1;
+const GREEN: u64 = 2;
+const AMBER: u64 = 3;
+const BLUE: u64 = 4;
+
+/// An LED command's temporary setting: (on colour, off colour, on, off) in
+/// OSDP's units (100 ms), and its timer.
+fn led(cmd: &serde_json::Value) -> Option<((u64, u64, u64, u64), u64)> {
+    (cmd["command"] == LED && cmd["control_code"] == 2).then(|| {
+        let n = |k: &str| cmd[k].as_u64().unwrap();
+        ((n("on_color"), n("off_color"), n("on_count"), n("off_count")), n("timer_count"))
+    })
+}
+
+/// A buzzer command's (on, off, repeats).
+fn buzzer(cmd: &serde_json::Value) -> Option<(u64, u64, u64)> {
+    (cmd["command"] == BUZZER && cmd["control_code"] == 2).then(|| {
+        let n = |k: &str| cmd[k].as_u64().unwrap();
+        (n("on_count"), n("off_count"), n("rep_count"))
+    })
+}
+
+const STEADY_GREEN: (u64, u64, u64, u64) = (GREEN, GREEN, 1, 0);
+const STEADY_RED: (u64, u64, u64, u64) = (RED, RED, 1, 0);
+const RED_FLASHING: (u64, u64, u64, u64) = (RED, 0, 5, 5);
+
+fn assign_card(d: &Daemon) {
+    assert_eq!(d.ctl("holder.put", &["holder=staff-ann", "name=Ann", "role=staff"]).0, 0);
+    assert_eq!(d.ctl("card.assign", &["holder=staff-ann", "uid=010001"]).0, 0);
+}
+
+#[test]
+fn a_reader_shows_grant_deny_and_lockout_and_the_lockout_again_when_back_online() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path();
+    let wire = Wire::new(p);
+    let a = key_file(p, "a.key", Some(KEY));
+    let mut reader = Reader::start(&wire, &["--address", "0", "--scbk", KEY]);
+    // No `feedback` list: a reader shows its own door's feedback.
+    let devices = reader_toml("reader-a", &wire.cp, 0, &format!("key_file = \"{}\"", a.display()))
+        + "\n[lockout]\nbase_s = 120\n";
+    let d = start(p, &devices);
+    d.log.wait_for(0, &["device health", "device=reader-a", "device.online"]);
+    assign_card(&d);
+
+    // A grant: green, steady, for the door's unlock time (300 ms), and one
+    // short beep.
+    let mark = reader.out.len();
+    reader.say(&format!("card {} 26", frame_hex(0x202_0002, 26)));
+    let (_, cmd) = wait_command(&reader.out, mark, 0, "the grant's LED", |c| led(c).is_some());
+    assert_eq!(led(&cmd), Some((STEADY_GREEN, 3)), "{cmd}");
+    let (_, cmd) = wait_command(&reader.out, mark, 0, "the grant's beep", |c| buzzer(c).is_some());
+    assert_eq!(buzzer(&cmd), Some((2, 0, 1)), "{cmd}");
+
+    // An unknown card: red for 2 s and two beeps.
+    let mark = reader.out.len();
+    reader.say(&format!("card {} 26", frame_hex(0x202_0004, 26)));
+    let (_, cmd) = wait_command(&reader.out, mark, 0, "the deny's LED", |c| led(c).is_some());
+    assert_eq!(led(&cmd), Some((STEADY_RED, 20)), "{cmd}");
+    let (_, cmd) = wait_command(&reader.out, mark, 0, "the deny's beeps", |c| buzzer(c).is_some());
+    assert_eq!(buzzer(&cmd), Some((2, 1, 2)), "{cmd}");
+
+    // Five wrong PINs on its keypad: locked out, red flashing to the end of
+    // the lockout (120 s) and a long tone.
+    let mark = reader.out.len();
+    for _ in 0..5 {
+        reader.say("keys 000001#");
+    }
+    d.log.wait_for(0, &["lockout engaged", "device=reader-a"]);
+    let (_, cmd) =
+        wait_command(&reader.out, mark, 0, "the lockout's LED", |c| led(c).is_some_and(|l| l.0 == RED_FLASHING));
+    let (_, timer) = led(&cmd).unwrap();
+    assert!((1000..=1200).contains(&timer), "the lockout's end, in 100 ms: {cmd}");
+    wait_command(&reader.out, mark, 0, "the lockout's tone", |c| buzzer(c) == Some((10, 0, 1)));
+
+    // The reader goes away and comes back while the lockout runs: it shows
+    // the lockout again, for what is left of it.
+    let mark = d.log.len();
+    reader.stop();
+    d.log.wait_for(mark, &["device health", "device=reader-a", "device.offline"]);
+    let reader = Reader::start(&wire, &["--address", "0", "--scbk", KEY]);
+    d.log.wait_for(mark, &["device health", "device=reader-a", "device.online"]);
+    let (_, cmd) = wait_command(&reader.out, 0, 0, "the lockout shown again", |c| led(c).is_some());
+    let (pattern, left) = led(&cmd).unwrap();
+    assert_eq!(pattern, RED_FLASHING, "{cmd}");
+    assert!(left < timer && left > 200, "what is left of the lockout: {left} of {timer}");
+}
+
+#[test]
+fn two_readers_on_one_bus_at_two_doors_each_show_only_their_doors_feedback() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path();
+    let wire = Wire::new(p);
+    let (a, b) = (key_file(p, "a.key", Some(KEY)), key_file(p, "b.key", Some(KEY)));
+    let mut reader = Reader::start(&wire, &["--address", "0", "--address", "1", "--scbk", KEY]);
+    let devices = reader_at("main", "reader-a", &wire.cp, 0, &format!("key_file = \"{}\"", a.display()))
+        + &reader_at("side", "reader-b", &wire.cp, 1, &format!("key_file = \"{}\"", b.display()))
+        + "\n[[doors]]\nid = \"side\"\nlock = \"lock2\"\nunlock_ms = 700\n\n[[devices]]\nid = \"lock2\"\nkind = \"sim_lock\"\n";
+    let d = start(p, &devices);
+    d.log.wait_for(0, &["device health", "device=reader-a", "device.online"]);
+    d.log.wait_for(0, &["device health", "device=reader-b", "device.online"]);
+    assign_card(&d);
+
+    // Granted at the side door: reader-b shows green for the side door's
+    // 700 ms; then denied at the main door: reader-a shows red.
+    let mark = reader.out.len();
+    reader.say(&format!("@1 card {} 26", frame_hex(0x202_0002, 26)));
+    let (_, cmd) = wait_command(&reader.out, mark, 1, "reader-b's grant", |c| led(c).is_some());
+    assert_eq!(led(&cmd), Some((STEADY_GREEN, 7)), "{cmd}");
+    reader.say(&format!("@0 card {} 26", frame_hex(0x202_0004, 26)));
+    let (last, cmd) = wait_command(&reader.out, mark, 0, "reader-a's deny", |c| led(c).is_some());
+    assert_eq!(led(&cmd), Some((STEADY_RED, 20)), "{cmd}");
+    wait_command(&reader.out, mark, 0, "reader-a's beeps", |c| buzzer(c).is_some());
+    wait_command(&reader.out, mark, 1, "reader-b's beep", |c| buzzer(c).is_some());
+
+    // Each reader got its own door's signal and nothing else.
+    let lights = |pd| commands(&reader.out, mark, pd).iter().filter_map(led).map(|l| l.0).collect::<Vec<_>>();
+    assert_eq!(lights(0), [STEADY_RED], "reader-a");
+    assert_eq!(lights(1), [STEADY_GREEN], "reader-b");
+    let sounds = |pd| commands(&reader.out, mark, pd).iter().filter_map(buzzer).collect::<Vec<_>>();
+    assert_eq!(sounds(0), [(2, 1, 2)], "reader-a");
+    assert_eq!(sounds(1), [(2, 0, 1)], "reader-b");
+    assert!(last > mark);
+    let _ = (AMBER, BLUE);
+}
+
+#[test]
+fn tamper_and_power_reports_are_events_on_mqtt_and_the_admin_socket_and_access_goes_on() {
+    let broker = Broker::start();
+    let sub = broker.subscribe(&format!("{P}/#"), "tamper-events");
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path();
+    let wire = Wire::new(p);
+    let a = key_file(p, "a.key", Some(KEY));
+    let mut reader = Reader::start(&wire, &["--address", "0", "--scbk", KEY]);
+    let devices = reader_toml("reader-a", &wire.cp, 0, &format!("key_file = \"{}\"", a.display()));
+    let d = Daemon::on_broker(p, &broker, &devices, "");
+    d.log.wait_for(0, &["device health", "device=reader-a", "device.online"]);
+    assign_card(&d);
+    let events = format!("{P}/events");
+
+    // The reader's case is opened: one event, with its door.
+    let from = sub.lines.len();
+    reader.say("tamper 1");
+    let (_, e) = sub.wait_json(from, &events, "device.tamper active", |v| v["type"] == "device.tamper");
+    assert_eq!((&e["device"], &e["door"], &e["active"]), (&"reader-a".into(), &"main".into(), &true.into()), "{e}");
+
+    // Access is decided through it.
+    let mark = d.log.len();
+    reader.say(&format!("card {} 26", frame_hex(0x202_0002, 26)));
+    d.log.wait_for(mark, &["access granted", "device=reader-a", "staff-ann"]);
+
+    // Closed again: active false. Its power fails: device.power.
+    let from = sub.lines.len();
+    reader.say("tamper 0");
+    let (_, e) = sub.wait_json(from, &events, "device.tamper cleared", |v| v["type"] == "device.tamper");
+    assert_eq!(e["active"], false, "{e}");
+    reader.say("power 1");
+    let (_, e) = sub.wait_json(from, &events, "device.power", |v| v["type"] == "device.power");
+    assert_eq!((&e["device"], &e["active"]), (&"reader-a".into(), &true.into()), "{e}");
+
+    // The admin socket's events have them too, once per change, in order.
+    let (code, v) = d.ctl("events.get", &["after=0", "limit=1000"]);
+    assert_eq!(code, 0, "{v}");
+    let seen: Vec<(String, bool)> = v["result"]["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["type"].as_str().is_some_and(|t| t == "device.tamper" || t == "device.power"))
+        .map(|e| (e["type"].as_str().unwrap().to_string(), e["active"].as_bool().unwrap()))
+        .collect();
+    let want = [("device.tamper", true), ("device.tamper", false), ("device.power", true)];
+    assert_eq!(seen, want.map(|(t, a)| (t.to_string(), a)), "{v}");
+}
+
+/// The index of the first line at or after `from` with every one of `parts`,
+/// waited for until `deadline`; `None` when it did not come by then.
+fn line_by(log: &Lines, from: usize, deadline: Instant, parts: &[&str]) -> Option<usize> {
+    let left = deadline.saturating_duration_since(Instant::now());
+    log.wait_within(from, left, |l| parts.iter().all(|p| l.contains(p))).map(|(i, _)| i)
+}
+
+/// Points `link` (the adapter's udev symlink) at the pty behind `wire`'s
+/// control-panel end: the adapter plugged in.
+fn plug(wire: &Wire, link: &Path) {
+    std::os::unix::fs::symlink(std::fs::read_link(&wire.cp).unwrap(), link).unwrap();
+}
+
+/// The bus's USB RS-485 adapter unplugged (its udev link removed, both ends
+/// of its tty hung up) and plugged back: both readers go offline at once,
+/// and are back on their secure channels within 2 s of the path's return.
+#[test]
+fn a_bus_adapter_unplugged_and_plugged_back_has_its_readers_online_within_2s_of_its_path() {
+    const BACK_WITHIN: Duration = Duration::from_secs(2);
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path();
+    for sub in ["by-id", "w1", "w2"] {
+        std::fs::create_dir(p.join(sub)).unwrap();
+    }
+    let link = p.join("by-id/usb-rs485");
+    let wire = Wire::new(&p.join("w1"));
+    plug(&wire, &link);
+    let args = ["--address", "0", "--address", "1", "--scbk", KEY];
+    let reader = Reader::start(&wire, &args);
+    let (a, b) = (key_file(p, "a.key", Some(KEY)), key_file(p, "b.key", Some(KEY)));
+    let devices = reader_toml("reader-a", &link, 0, &format!("key_file = \"{}\"", a.display()))
+        + &reader_toml("reader-b", &link, 1, &format!("key_file = \"{}\"", b.display()));
+    let d = start(p, &devices);
+    d.log.wait_for(0, &["device health", "device=reader-a", "device.online"]);
+    d.log.wait_for(0, &["device health", "device=reader-b", "device.online"]);
+    assign_card(&d);
+
+    // Unplugged: both readers offline within 2 s (libosdp alone would wait
+    // out its 8 s of unanswered polls).
+    let mark = d.log.len();
+    let gone = Instant::now();
+    std::fs::remove_file(&link).unwrap();
+    drop(wire);
+    reader.stop();
+    for id in ["device=reader-a", "device=reader-b"] {
+        let off = line_by(&d.log, mark, gone + BACK_WITHIN, &["device health", id, "device.offline"]);
+        assert!(off.is_some(), "{id} not offline within {BACK_WITHIN:?}:\n{}", d.log.all()[mark..].join("\n"));
+    }
+    d.log.wait_for(mark, &["device failed; its path is away", "\"reader-a\""]);
+    d.log.wait_for(mark, &["device failed; its path is away", "\"reader-b\""]);
+
+    // Plugged back: the reader is up on the new wire before its path
+    // appears, so the bound is the daemon's alone.
+    let wire = Wire::new(&p.join("w2"));
+    let mut reader = Reader::start(&wire, &args);
+    let from = d.log.len();
+    let back = Instant::now();
+    plug(&wire, &link);
+    for id in ["device=reader-a", "device=reader-b"] {
+        let on = line_by(&d.log, from, back + BACK_WITHIN, &["device health", id, "device.online"]);
+        assert!(
+            on.is_some(),
+            "{id} not online within {BACK_WITHIN:?} of its path's return:\n{}",
+            d.log.all()[from..].join("\n")
+        );
+    }
+    eprintln!("both readers online {:?} after the path's return", back.elapsed());
+    // While it was away (a new wire and reader took about a second) nothing
+    // retried: one failure each, one loss of the bus.
+    for id in ["\"reader-a\"", "\"reader-b\""] {
+        assert_eq!(d.log.count(mark, &["device failed", id]), 1, "{}", d.log.all()[mark..].join("\n"));
+    }
+    assert_eq!(d.log.count(mark, &["osdp: the bus's port is gone"]), 1, "{}", d.log.all()[mark..].join("\n"));
+    // On their secure channels, as the readers see it too.
+    reader.out.wait_for(0, &["\"state\"", "\"pd\": 0", "\"sc\": true"]);
+    reader.out.wait_for(0, &["\"state\"", "\"pd\": 1", "\"sc\": true"]);
+    let mark = d.log.len();
+    reader.say(&format!("@0 card {} 26", frame_hex(0x202_0002, 26)));
+    d.log.wait_for(mark, &["access granted", "device=reader-a", "staff-ann"]);
+    d.log.wait_for(mark, &["lock unlocked", "device=lock1"]);
 }

@@ -160,7 +160,14 @@ impl RawWiring {
                 uses.door_inputs.insert(i, (di, p));
             }
         }
-        let feedback = self.feedback_devices(d, errs);
+        let mut feedback = self.feedback_devices(d, errs);
+        // Devices at this door that take its feedback unnamed (OSDP readers).
+        for (i, dev) in self.devices.iter().enumerate() {
+            let here = d.id.is_some() && dev.door == d.id;
+            if here && dev.kind.as_ref().is_some_and(|k| k.feedback_at_own_door()) && !feedback.contains(&i) {
+                feedback.push(i);
+            }
+        }
         uses.feedback.extend(feedback.iter().copied());
         Some(DoorConfig {
             id: d.id.clone()?,
@@ -197,7 +204,7 @@ impl RawWiring {
                     let hint = if k.kind() == "exec" {
                         format!("set feedback = true on {} if its program reads feedback lines", self.devices[i].path)
                     } else {
-                        "name an exec device with feedback = true; use led and buzzer for a plain LED or buzzer line"
+                        "name an exec device with feedback = true or an osdp reader; use led and buzzer for a plain LED or buzzer line"
                             .to_string()
                     };
                     errs.push(path, format!("device `{name}` does not take feedback"), Some(hint));

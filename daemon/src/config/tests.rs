@@ -792,3 +792,56 @@ feedback = true
     // The exec program named by no door as its feedback now needs a door.
     assert!(find("devices[3].door").message.contains("needs the door it opens"), "{errs}");
 }
+
+#[cfg(feature = "osdp")]
+#[test]
+fn an_osdp_reader_takes_its_own_doors_feedback_unless_it_opts_out() {
+    let text = |extra: &str| {
+        format!(
+            r#"{HEAD}
+[[doors]]
+id = "main"
+lock = "relay"
+
+[[doors]]
+id = "side"
+lock = "relay2"
+feedback = ["side-reader", "front-reader"]
+
+[[devices]]
+id = "front-reader"
+kind = "osdp"
+door = "main"
+port = "/dev/rs485"
+address = 0
+secure = false
+{extra}
+
+[[devices]]
+id = "side-reader"
+kind = "osdp"
+door = "side"
+port = "/dev/rs485"
+address = 1
+secure = false
+
+[[devices]]
+id = "relay"
+kind = "gpio_relay"
+line = 17
+
+[[devices]]
+id = "relay2"
+kind = "gpio_relay"
+line = 18
+"#
+        )
+    };
+    let c = Config::from_toml_with_env(&text(""), no_env()).unwrap();
+    // Unnamed at its own door; named at another door too, once each.
+    assert_eq!(c.doors[0].feedback, [0]);
+    assert_eq!(c.doors[1].feedback, [1, 0]);
+    let c = Config::from_toml_with_env(&text("feedback = false"), no_env()).unwrap();
+    assert_eq!(c.doors[0].feedback, Vec::<usize>::new(), "opted out at its own door");
+    assert_eq!(c.doors[1].feedback, [1, 0], "a door that names it still reaches it");
+}

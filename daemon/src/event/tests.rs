@@ -150,6 +150,18 @@ fn samples() -> Vec<(Event, &'static str)> {
             r#"{"device":"keypad1","error":"gone","error_kind":"disconnected","type":"device.offline"}"#,
         ),
         (
+            Event::DeviceTamper { device: s("reader-a"), door: Some(s("main")), active: true },
+            r#"{"active":true,"device":"reader-a","door":"main","type":"device.tamper"}"#,
+        ),
+        (
+            Event::DeviceTamper { device: s("reader-a"), door: None, active: false },
+            r#"{"active":false,"device":"reader-a","type":"device.tamper"}"#,
+        ),
+        (
+            Event::DevicePower { device: s("reader-a"), door: Some(s("main")), active: false },
+            r#"{"active":false,"device":"reader-a","door":"main","type":"device.power"}"#,
+        ),
+        (
             Event::AuditGap {
                 after: 41,
                 reason: "unclean_shutdown",

@@ -24,7 +24,7 @@ use crate::event::Event;
 use crate::store::records;
 use crate::store::secret::KeyHasher;
 use arc_swap::ArcSwap;
-use porter_drivers::{CardUid, DeviceReport, Health, Input, Report};
+use porter_drivers::{CardUid, Condition, DeviceReport, Health, Input, Report};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
@@ -261,6 +261,19 @@ impl DecisionLoop {
                 if let Ok(mut m) = self.health.lock() {
                     m.insert(id.clone(), if matches!(h, Health::Online) { "online" } else { "offline" });
                 }
+                self.out.audit.record(Draft { ts_ms: self.clock.now_ms(), event });
+                return;
+            }
+            Report::Condition(c, active) => {
+                let (device, active) = (id.clone(), *active);
+                let door =
+                    self.room.stations().get(r.device).and_then(|s| s.door).and_then(|d| self.room.doors().get(d));
+                let door = door.cloned();
+                let event = match c {
+                    Condition::Tamper => Event::DeviceTamper { device, door, active },
+                    Condition::Power => Event::DevicePower { device, door, active },
+                };
+                tracing::warn!(device = %id, event = event.kind(), active, "device condition");
                 self.out.audit.record(Draft { ts_ms: self.clock.now_ms(), event });
                 return;
             }

@@ -98,12 +98,12 @@ pub fn start(
     (tx, task)
 }
 
-/// `signal` at `door`, as a device receives it.
-pub fn feedback(door: &str, signal: Signal) -> Feedback {
+/// `signal` at `door` (which unlocks for `unlock`), as a device receives it.
+pub fn feedback(door: &str, unlock: Duration, signal: Signal) -> Feedback {
     use crate::time::rfc3339;
     let door = door.to_string();
     match signal {
-        Signal::Grant => Feedback::Grant { door },
+        Signal::Grant => Feedback::Grant { door, unlock_ms: unlock.as_millis() as u64 },
         Signal::Deny { reason } => Feedback::Deny { door, reason },
         Signal::Lockout { until_ms } => Feedback::Lockout { door, until: until_ms.map(rfc3339), until_ms },
         Signal::EnrollOpen { until_ms, .. } => Feedback::EnrollOpen { door, until: rfc3339(until_ms), until_ms },
@@ -124,6 +124,7 @@ pub const RECEIVER_QUEUE: usize = 32;
 /// door.
 pub fn start_receivers(
     door: String,
+    unlock: Duration,
     mut receivers: Vec<Box<dyn FeedbackReceiver>>,
     cancel: CancellationToken,
 ) -> (mpsc::Sender<Signal>, tokio::task::JoinHandle<()>) {
@@ -134,7 +135,7 @@ pub fn start_receivers(
                 _ = cancel.cancelled() => break,
                 s = rx.recv() => match s { Some(s) => s, None => break },
             };
-            let fb = feedback(&door, signal);
+            let fb = feedback(&door, unlock, signal);
             for r in receivers.iter_mut() {
                 r.feedback(&fb);
             }
@@ -203,8 +204,8 @@ mod tests {
     #[test]
     fn each_signal_reaches_a_device_with_its_details() {
         let at = 1_795_626_600_000;
-        let line = |s| feedback("main", s).json_line();
-        assert_eq!(line(Signal::Grant), "{\"feedback\":\"grant\",\"door\":\"main\"}\n");
+        let line = |s| feedback("main", Duration::from_millis(3000), s).json_line();
+        assert_eq!(line(Signal::Grant), "{\"feedback\":\"grant\",\"door\":\"main\",\"unlock_ms\":3000}\n");
         assert_eq!(
             line(Signal::Deny { reason: "expired" }),
             "{\"feedback\":\"deny\",\"door\":\"main\",\"reason\":\"expired\"}\n"

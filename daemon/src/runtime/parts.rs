@@ -46,7 +46,7 @@ pub async fn doors(
         let receivers: Vec<_> =
             d.feedback.iter().filter_map(|&i| cfg.devices[i].kind.feedback_receiver(&cfg.devices[i].id)).collect();
         if !receivers.is_empty() {
-            let (tx, t) = feedback::start_receivers(d.id.clone(), receivers, part.token());
+            let (tx, t) = feedback::start_receivers(d.id.clone(), d.unlock, receivers, part.token());
             indicators.push(tx);
             part.push(t);
         }

@@ -11,8 +11,10 @@
 //!   `write` swallows the bytes while it is away, and the control panel's own
 //!   reply timeout marks the readers offline.
 //! - libosdp never learns that the transport died (a read error is "no
-//!   data"), so the channel reopens the path itself, at most every
-//!   [`REOPEN_EVERY`], following a udev symlink each time.
+//!   data"), so the channel records the loss in [`PortState`]; the bus
+//!   thread then fails the bus's readers and their supervisors wait for the
+//!   path (hot-plug, see `run_bus`). A channel whose port is lost while its
+//!   panel still runs tries the path again at most every [`REOPEN_EVERY`].
 //! - `flush()` is called before every send "to drop stale input": it discards
 //!   pending input (TCIFLUSH); it is not an output drain.
 
@@ -98,7 +100,13 @@ impl SerialChannel {
         if self.file.take().is_some() {
             let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
             state.poll = None;
-            state.error = Some(crate::error::DriverError::io(&self.path, why));
+            // A port that was open and fails (EIO, ENODEV, end of file) was
+            // unplugged or hung up: a disconnect, whatever errno says.
+            let mut err = crate::error::DriverError::io(&self.path, why);
+            if err.kind == crate::error::ErrorKind::Other {
+                err.kind = crate::error::ErrorKind::Disconnected;
+            }
+            state.error = Some(err);
             tracing::debug!(port = %self.path, error = %why, "osdp: port lost");
         }
     }

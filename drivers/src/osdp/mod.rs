@@ -5,8 +5,9 @@
 //! bus's `port` and `baud`, and its `address` on the bus. Readers that name
 //! the same port share one bus: one control panel, one thread, one open port
 //! (as relay channels share their board's port). Each reader reports to its
-//! own door: cards, keypad keys, and its health (online once it answers on a
-//! secure channel, offline when it stops answering).
+//! own door: cards, keypad keys, its tamper switch and power status (as
+//! [`Condition`]s, on change), and its health (online once it answers on a
+//! secure channel, offline when it stops answering or the bus's port goes).
 //!
 //! The secure channel is on by default: each reader has its own key (SCBK,
 //! 16 bytes) in `key_file`, kept like the device secret (0600, never in the
@@ -22,18 +23,30 @@
 //! 5 ms between refreshes. The readers' async drivers only attach their sink
 //! to the bus and wait; dropping the last one stops and joins the thread.
 //!
+//! Feedback: a reader takes its door's feedback (grant, deny, lockout, ...)
+//! on its own LED and buzzer ([`feedback`] maps each signal to OSDP's LED and
+//! buzzer commands). The door's feedback task hands a signal over without
+//! waiting: it replaces the reader's latest in a lock-free slot
+//! ([`OsdpFeedback`]), and the bus thread sends the latest when it next
+//! runs, only while the reader is online; a reader that comes back online is
+//! sent what is left of its latest signal again (libosdp keeps only 4
+//! commands a reader, and forgets them when it goes offline).
+//!
 //! Layout: [`channel`] is the serial transport libosdp drives; [`card_input`]
-//! and [`key_input`] are the pure mapping from OSDP's reports to inputs.
+//! and [`key_input`] are the pure mapping from OSDP's reports to inputs;
+//! [`feedback`] the pure mapping from signals to LED and buzzer commands.
 
 pub mod channel;
+pub mod feedback;
 
-use crate::contract::{CardUid, Input, InputDriver, InputSink};
+use crate::contract::{CardUid, Condition, Feedback, FeedbackReceiver, Input, InputDriver, InputSink};
 use crate::error::{DriverError, ErrorKind};
 use crate::gpio::wiegand::{self, Frame};
 use crate::settings::{ConfigErrors, Section};
+use arc_swap::ArcSwapOption;
 use async_trait::async_trait;
 use channel::{wait_readable, PortState, SerialChannel, BAUDS};
-use libosdp::{ControlPanel, ControlPanelBuilder, OsdpCardFormats, OsdpEvent, OsdpFlag, PdInfoBuilder};
+use libosdp::{ControlPanel, ControlPanelBuilder, OsdpCardFormats, OsdpCommand, OsdpEvent, OsdpFlag, PdInfoBuilder};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -65,6 +78,9 @@ pub struct OsdpConfig {
     pub key_file: Option<PathBuf>,
     /// Pair the reader: send it the key from `key_file` once.
     pub install: bool,
+    /// Whether the reader shows its own door's feedback on its LED and
+    /// buzzer (the default); a door may name it in `feedback` besides.
+    pub feedback: bool,
 }
 
 impl OsdpConfig {
@@ -98,6 +114,7 @@ impl OsdpConfig {
         let secure = sec.bool_or("secure", true, errs);
         let key_file = sec.opt_path("key_file", "an absolute path, such as /var/lib/porter/osdp-front.key", errs);
         let install = sec.bool_or("install", false, errs);
+        let feedback = sec.bool_or("feedback", true, errs);
         if secure && key_file.is_none() {
             errs.push(
                 sec.key_path("key_file"),
@@ -112,7 +129,7 @@ impl OsdpConfig {
                 Some("remove `secure = false`: pairing sets the secure channel key".into()),
             );
         }
-        OsdpConfig { port, baud, address: address.unwrap_or(0) as u8, secure, key_file, install }
+        OsdpConfig { port, baud, address: address.unwrap_or(0) as u8, secure, key_file, install, feedback }
     }
 }
 
@@ -224,15 +241,35 @@ struct Member {
     fatal: watch::Sender<Option<DriverError>>,
 }
 
+/// A feedback signal as the door's task handed it over.
+struct Handed {
+    fb: Feedback,
+    at: Instant,
+}
+
+/// A reader's latest feedback signal: the door's task replaces it, the bus
+/// thread reads it (never cleared: it is shown again when the reader comes
+/// back online, for what is left of it).
+type Slot = ArcSwapOption<Handed>;
+
 /// What a bus's thread and its readers' drivers share.
 struct Shared {
     port: String,
     baud: u32,
     members: Mutex<Vec<Member>>,
+    /// Each address's feedback slot, made by the first who asks (the
+    /// feedback receiver at start, or the bus thread).
+    slots: Mutex<HashMap<u8, Arc<Slot>>>,
     /// Bumped on every attach and detach: the thread rebuilds the control
     /// panel for the new set of readers.
     generation: AtomicU64,
     stop: AtomicBool,
+}
+
+impl Shared {
+    fn slot(&self, address: u8) -> Arc<Slot> {
+        self.slots.lock().unwrap_or_else(|p| p.into_inner()).entry(address).or_default().clone()
+    }
 }
 
 /// One RS-485 bus: its thread, started by the first reader that runs.
@@ -245,7 +282,8 @@ impl Drop for Bus {
     fn drop(&mut self) {
         self.shared.stop.store(true, Ordering::SeqCst);
         if let Some(t) = self.thread.get_mut().unwrap_or_else(|p| p.into_inner()).take() {
-            // The loop checks `stop` at least every few ms.
+            // The loop checks `stop` at least every few ms, or parks.
+            t.thread().unpark();
             let _ = t.join();
         }
     }
@@ -267,6 +305,7 @@ fn bus(port: &str, baud: u32) -> Arc<Bus> {
         port: port.to_string(),
         baud,
         members: Mutex::new(Vec::new()),
+        slots: Mutex::new(HashMap::new()),
         generation: AtomicU64::new(0),
         stop: AtomicBool::new(false),
     });
@@ -276,6 +315,11 @@ fn bus(port: &str, baud: u32) -> Arc<Bus> {
 }
 
 impl Bus {
+    /// The feedback slot of the reader at `address`.
+    fn slot(&self, address: u8) -> Arc<Slot> {
+        self.shared.slot(address)
+    }
+
     fn attach(&self, m: Member) -> Result<(), DriverError> {
         self.shared.members.lock().unwrap_or_else(|p| p.into_inner()).push(m);
         self.shared.generation.fetch_add(1, Ordering::SeqCst);
@@ -290,12 +334,18 @@ impl Bus {
                 .map_err(|e| DriverError::new(ErrorKind::Other, format!("cannot start the OSDP bus thread: {e}")))?;
             *t = Some(handle);
         }
+        if let Some(t) = t.as_ref() {
+            t.thread().unpark();
+        }
         Ok(())
     }
 
     fn detach(&self, token: u64) {
         self.shared.members.lock().unwrap_or_else(|p| p.into_inner()).retain(|m| m.token != token);
         self.shared.generation.fetch_add(1, Ordering::SeqCst);
+        if let Some(t) = self.thread.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+            t.thread().unpark();
+        }
     }
 }
 
@@ -310,6 +360,13 @@ struct Tracked {
     online: Option<bool>,
     /// Tamper and power as last reported, to log changes only.
     status: [u8; 2],
+    slot: Arc<Slot>,
+    /// The signal last taken from the slot (shown, or owed).
+    seen: Option<Arc<Handed>>,
+    /// A send of `seen` is owed; `true` when it is new (it sounds).
+    owed: Option<bool>,
+    /// When `seen` is to be shown again (its state outlasts the LED timer).
+    renew_at: Option<Instant>,
 }
 
 /// The control panel for the readers attached now, and how to reach them.
@@ -322,7 +379,10 @@ struct Panel {
 }
 
 fn build_panel(shared: &Shared) -> Option<Panel> {
-    let members = shared.members.lock().unwrap_or_else(|p| p.into_inner());
+    let all = shared.members.lock().unwrap_or_else(|p| p.into_inner());
+    // Readers already failed (the port went) are on their way out: their
+    // drivers detach, and attach again when the port's path is back.
+    let members: Vec<&Member> = all.iter().filter(|m| m.fatal.borrow().is_none()).collect();
     if members.is_empty() {
         return None;
     }
@@ -378,6 +438,11 @@ fn build_panel(shared: &Shared) -> Option<Panel> {
             sink: m.sink.clone(),
             online: None,
             status: [0, 0],
+            slot: shared.slot(m.address),
+            // A signal from before this panel is shown again once online.
+            seen: shared.slot(m.address).load_full(),
+            owed: None,
+            renew_at: None,
         })
         .collect();
     Some(Panel { cp, readers, events, port, built: Instant::now() })
@@ -385,6 +450,15 @@ fn build_panel(shared: &Shared) -> Option<Panel> {
 
 /// The bus thread: rebuild the panel when readers come or go, refresh it,
 /// hand events to the readers' sinks, report each reader's health.
+///
+/// Hot-plug: when the port cannot be opened or is lost (an RS-485 adapter
+/// unplugged reads EIO or end of file), the whole bus is down: every reader
+/// attached is failed with the port's error and the panel (with the port)
+/// is dropped. Each reader's driver then returns that error, and its
+/// supervisor waits for the port's path with inotify ([`crate::hotplug`]);
+/// when the path is back the drivers attach again and a fresh panel opens
+/// the port and sets up every secure channel anew. While no panel runs the
+/// thread sleeps until a reader attaches or detaches.
 fn run_bus(shared: &Shared) {
     let mut built_gen = None;
     let mut panel: Option<Panel> = None;
@@ -397,14 +471,30 @@ fn run_bus(shared: &Shared) {
             built_gen = Some(gen);
         }
         let Some(p) = panel.as_mut() else {
-            std::thread::sleep(TICK);
+            // Woken by attach, detach and stop; the timeout is a safety net.
+            std::thread::park_timeout(Duration::from_secs(5));
             continue;
         };
+        if let Some(err) = port_down(p) {
+            tracing::warn!(port = %shared.port, error = %err, "osdp: the bus's port is gone: its readers are offline until it is back");
+            for m in shared.members.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+                m.fatal.send_replace(Some(err.clone()));
+            }
+            panel = None;
+            continue;
+        }
         p.cp.refresh();
         deliver(p);
         health(p);
+        show_feedback(p);
         wait_readable(&p.port, TICK);
     }
+}
+
+/// The port's error when it is not open: never opened, or lost.
+fn port_down(p: &Panel) -> Option<DriverError> {
+    let state = p.port.lock().unwrap_or_else(|e| e.into_inner());
+    state.poll.is_none().then(|| state.error.clone()).flatten()
 }
 
 /// Whether reader `i` may be heard: online, and on its secure channel
@@ -450,6 +540,9 @@ fn deliver(p: &mut Panel) {
                     tracing::warn!(device = %r.id, address = r.address, power_failure = now[1] != 0, "osdp: reader power");
                 }
                 r.status = now;
+                // The sink reports each change once, across panels too.
+                r.sink.condition(Condition::Tamper, now[0] != 0);
+                r.sink.condition(Condition::Power, now[1] != 0);
             }
             _ => {}
         }
@@ -470,6 +563,10 @@ fn health(p: &mut Panel) {
                 tracing::warn!(device = %r.id, address = r.address, "osdp: the reader holds its key now; remove `install = true` from its config");
             }
             r.sink.online();
+            // What it showed was lost with it: show what is left again.
+            if r.seen.is_some() && r.owed.is_none() {
+                r.owed = Some(false);
+            }
         } else if !good && (r.online == Some(true) || (r.online.is_none() && p.built.elapsed() >= NO_ANSWER_AFTER)) {
             r.online = Some(false);
             let port_error = p.port.lock().unwrap_or_else(|e| e.into_inner()).error.clone();
@@ -486,6 +583,58 @@ fn health(p: &mut Panel) {
             tracing::warn!(device = %r.id, address = r.address, error = %err, "osdp: reader offline");
             r.sink.offline(err);
         }
+    }
+}
+
+/// Takes each reader's newest feedback signal, and sends what is owed to
+/// the readers that are online: the LED command, then the buzzer's. A
+/// command libosdp cannot queue now (its pool of 4 is full) is tried again
+/// on the next turn.
+fn show_feedback(p: &mut Panel) {
+    let now = Instant::now();
+    for i in 0..p.readers.len() {
+        let online = trusted(&p.cp, i, p.readers[i].secure);
+        let r = &mut p.readers[i];
+        let latest = r.slot.load_full();
+        if latest.as_ref().map(Arc::as_ptr) != r.seen.as_ref().map(Arc::as_ptr) {
+            r.seen = latest;
+            r.owed = Some(true);
+            r.renew_at = None;
+        }
+        if r.renew_at.is_some_and(|t| now >= t) && r.owed.is_none() {
+            r.owed = Some(false);
+        }
+        let (Some(first), Some(h), true) = (r.owed, r.seen.as_ref(), online) else { continue };
+        let wall_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or_default();
+        let shown = feedback::show(&h.fb, now.duration_since(h.at), wall_ms, first);
+        if p.cp.send_command(i as i32, OsdpCommand::Led(shown.led.clone())).is_err() {
+            continue;
+        }
+        if let Some(b) = shown.buzzer {
+            if p.cp.send_command(i as i32, OsdpCommand::Buzzer(b)).is_err() {
+                tracing::debug!(device = %r.id, "osdp: the buzzer command found libosdp's queue full: silent");
+            }
+        }
+        r.owed = None;
+        r.renew_at = shown.renew_after.map(|d| now + d);
+    }
+}
+
+/// An OSDP reader's feedback receiver: hands each signal to the reader's
+/// slot on its bus, replacing the one before, without waiting (one atomic
+/// pointer swap); the bus thread sends it.
+pub struct OsdpFeedback {
+    slot: Arc<Slot>,
+    /// Keeps the bus, and with it the slot, for the driver to find.
+    _bus: Arc<Bus>,
+}
+
+impl FeedbackReceiver for OsdpFeedback {
+    fn feedback(&mut self, fb: &Feedback) {
+        self.slot.store(Some(Arc::new(Handed { fb: fb.clone(), at: Instant::now() })));
     }
 }
 
@@ -516,6 +665,12 @@ impl Drop for Attached<'_> {
 
 #[async_trait]
 impl InputDriver for Osdp {
+    /// The bus's port: while it is away its readers wait for it, and they
+    /// attach again as soon as it is back (see [`run_bus`]).
+    fn watch_path(&self) -> Option<&Path> {
+        Some(Path::new(&self.config.port))
+    }
+
     async fn run(&mut self, sink: &InputSink) -> Result<(), DriverError> {
         static TOKENS: AtomicU64 = AtomicU64::new(0);
         let key = match (&self.config.key_file, self.config.secure) {
@@ -606,6 +761,19 @@ impl crate::kinds::DeviceKind for OsdpConfig {
 
     fn input_driver(&self, id: &str) -> Option<Box<dyn InputDriver>> {
         Some(Box::new(Osdp::new(id, self.clone())))
+    }
+
+    fn takes_feedback(&self) -> bool {
+        true
+    }
+
+    fn feedback_at_own_door(&self) -> bool {
+        self.feedback
+    }
+
+    fn feedback_receiver(&self, _id: &str) -> Option<Box<dyn FeedbackReceiver>> {
+        let bus = bus(&self.port, self.baud);
+        Some(Box::new(OsdpFeedback { slot: bus.slot(self.address), _bus: bus }))
     }
 
     fn as_any(&self) -> &dyn std::any::Any {
