@@ -4,7 +4,8 @@
 //! adapters by socat pty pairs with libosdp's own reader (four addresses on
 //! one bus) and pymodbus's Modbus RTU server on the far ends, its data folder
 //! and socket by a temporary folder. The GPIO contacts and exit buttons have
-//! no chip on this machine: they stay offline, which a door survives.
+//! no chip on this machine: they stay offline, which a door survives. Each
+//! reader badged at opens its own door's coil and shows the grant on its LED.
 //! (check-config of every example: tests/tests/daemon.rs.)
 
 use porter_tests::peers::{frame_hex, h10301, write_key, Peer, Wire};
@@ -65,10 +66,17 @@ fn the_larger_room_example_opens_each_door_from_each_of_its_readers() {
     for round in [[READERS[0], READERS[2]], [READERS[1], READERS[3]]] {
         let on = board.out.len();
         for (id, address, door, coil) in round {
-            let mark = d.log.len();
+            let (mark, shown) = (d.log.len(), readers.out.len());
             readers.say(&format!("@{address} card {} 26", frame_hex(h10301(7, 0x0123), 26)));
             d.log.wait_for(mark, &["access granted", &format!("device={id}"), &format!("door={door}"), "staff-ann"]);
             board.out.wait_for(on, &["\"coil\"", &format!("\"coil\": {coil}"), "\"on\": true"]);
+            // The reader badged at shows the grant: its LED green (OSDP's
+            // LED command 2, colour 2).
+            readers.out.wait(shown, "a green LED command", |l| {
+                serde_json::from_str::<serde_json::Value>(l).is_ok_and(|v| {
+                    v["ev"] == "command" && v["pd"] == address && v["cmd"]["command"] == 2 && v["cmd"]["on_color"] == 2
+                })
+            });
         }
         for (.., coil) in round {
             board.out.wait_for(on, &["\"coil\"", &format!("\"coil\": {coil}"), "\"on\": false"]);

@@ -5,113 +5,19 @@
 //! tests/peers/osdp_reader.py. Each wait is for the thing itself, with a
 //! deadline.
 
-use porter_tests::{config_text, workspace_root, Broker, Daemon, Lines, DEADLINE, P};
-use std::io::Write;
+use porter_tests::peers::{frame_hex, write_key, Peer, Wire};
+use porter_tests::{config_text, Broker, Daemon, Lines, P};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, Stdio};
 use std::time::{Duration, Instant};
 
 const KEY: &str = "8c4a1f0e33d2b6a7955e0c1d2f3a4b5c";
 
-/// A socat pty pair: porterd opens `cp`, the reader `pd`. Killed on drop.
-struct Wire {
-    socat: Child,
-    cp: PathBuf,
-    pd: PathBuf,
-}
-
-impl Wire {
-    fn new(dir: &Path) -> Wire {
-        let (cp, pd) = (dir.join("rs485"), dir.join("reader-side"));
-        let socat = Command::new("socat")
-            .args([format!("pty,raw,echo=0,link={}", cp.display()), format!("pty,raw,echo=0,link={}", pd.display())])
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("socat (scripts/install-test-deps.sh installs it)");
-        let end = Instant::now() + DEADLINE;
-        while !(cp.exists() && pd.exists()) {
-            assert!(Instant::now() < end, "socat's links did not appear");
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        Wire { socat, cp, pd }
-    }
-}
-
-impl Drop for Wire {
-    fn drop(&mut self) {
-        let _ = self.socat.kill();
-        let _ = self.socat.wait();
-    }
-}
-
-/// libosdp's peripheral device on the reader's end of the wire: one or more
-/// readers (addresses) on it, with a key, none (install mode), or offering
-/// only plain text.
-struct Reader {
-    child: Child,
-    stdin: ChildStdin,
-    out: Lines,
-}
-
-impl Reader {
-    fn start(wire: &Wire, args: &[&str]) -> Reader {
-        let root = workspace_root();
-        let pydeps = root.join("target/pydeps");
-        assert!(
-            pydeps.join("libosdp-3.2.9.dist-info").exists(),
-            "PyPI's libosdp is not in {}: run scripts/install-test-deps.sh",
-            pydeps.display()
-        );
-        let mut child = Command::new("python3")
-            .arg(root.join("tests/peers/osdp_reader.py"))
-            .arg(&wire.pd)
-            .args(args)
-            .env("PYTHONPATH", &pydeps)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("python3");
-        let stdin = child.stdin.take().unwrap();
-        let (out, _) = Lines::follow_to_end(child.stdout.take().unwrap(), "reader");
-        out.wait_for(0, &["\"ready\""]);
-        Reader { child, stdin, out }
-    }
-
-    /// One line of the reader's stdin protocol: `card HEX BITS`, `keys 12#`,
-    /// `tamper 1`, each optionally after `@ADDRESS`.
-    fn say(&mut self, line: &str) {
-        writeln!(self.stdin, "{line}").unwrap();
-        self.stdin.flush().unwrap();
-        self.out.wait_for(0, &["\"submitted\""]);
-    }
-
-    fn stop(mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Reader {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A Wiegand frame's `bits` as the reader sends them: left-aligned hex.
-fn frame_hex(value: u64, bits: u32) -> String {
-    let bytes = bits.div_ceil(8);
-    let v = value << (bytes * 8 - bits);
-    format!("{v:0width$x}", width = bytes as usize * 2)
-}
-
+/// `dir/name`, holding `key` (mode 0600) unless `None` (install mode makes it).
 fn key_file(dir: &Path, name: &str, key: Option<&str>) -> PathBuf {
     let p = dir.join(name);
     if let Some(k) = key {
-        std::fs::write(&p, format!("{k}\n")).unwrap();
-        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
+        write_key(&p, k);
     }
     p
 }
@@ -137,11 +43,11 @@ fn start(dir: &Path, devices: &str) -> Daemon {
 fn cards_and_keys_from_two_secure_readers_on_one_bus_open_the_door() {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path();
-    let wire = Wire::new(p);
+    let wire = Wire::new(p, "rs485");
     let (a, b) = (key_file(p, "a.key", Some(KEY)), key_file(p, "b.key", Some(KEY)));
-    let mut reader = Reader::start(&wire, &["--address", "0", "--address", "1", "--scbk", KEY]);
-    let devices = reader_toml("reader-a", &wire.cp, 0, &format!("key_file = \"{}\"", a.display()))
-        + &reader_toml("reader-b", &wire.cp, 1, &format!("key_file = \"{}\"", b.display()));
+    let mut reader = Peer::osdp_reader(&wire, &["--address", "0", "--address", "1", "--scbk", KEY]);
+    let devices = reader_toml("reader-a", &wire.near, 0, &format!("key_file = \"{}\"", a.display()))
+        + &reader_toml("reader-b", &wire.near, 1, &format!("key_file = \"{}\"", b.display()));
     let d = start(p, &devices);
     d.log.wait_for(0, &["device health", "device=reader-a", "device.online"]);
     d.log.wait_for(0, &["device health", "device=reader-b", "device.online"]);
@@ -187,7 +93,7 @@ fn cards_and_keys_from_two_secure_readers_on_one_bus_open_the_door() {
     d.log.wait_for(mark, &["device health", "device=reader-b", "device.offline"]);
     let mark = d.log.len();
     let back = Instant::now();
-    let mut reader = Reader::start(&wire, &["--address", "0", "--address", "1", "--scbk", KEY]);
+    let mut reader = Peer::osdp_reader(&wire, &["--address", "0", "--address", "1", "--scbk", KEY]);
     d.log.wait_for(mark, &["device health", "device=reader-a", "device.online"]);
     d.log.wait_for(mark, &["device health", "device=reader-b", "device.online"]);
     assert!(back.elapsed() < Duration::from_secs(5), "back after {:?}: libosdp's 300 s back-off?", back.elapsed());
@@ -202,10 +108,10 @@ fn cards_and_keys_from_two_secure_readers_on_one_bus_open_the_door() {
 fn a_reader_offering_only_plain_text_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path();
-    let wire = Wire::new(p);
+    let wire = Wire::new(p, "rs485");
     let key = key_file(p, "a.key", Some(KEY));
-    let _reader = Reader::start(&wire, &["--address", "0", "--scbk", KEY, "--plain"]);
-    let d = start(p, &reader_toml("reader-a", &wire.cp, 0, &format!("key_file = \"{}\"", key.display())));
+    let _reader = Peer::osdp_reader(&wire, &["--address", "0", "--scbk", KEY, "--plain"]);
+    let d = start(p, &reader_toml("reader-a", &wire.near, 0, &format!("key_file = \"{}\"", key.display())));
     d.log.wait_for(0, &["device health", "device=reader-a", "device.offline"]);
     let (_, line) = d.log.wait_for(0, &["osdp: reader offline", "device=reader-a"]);
     assert!(line.contains("does not answer on a secure channel"), "{line}");
@@ -216,9 +122,9 @@ fn a_reader_offering_only_plain_text_is_refused() {
 
     // The control: the same reader, with the secure channel turned off, is
     // heard; so the refusal above is the enforcement, not a broken wire.
-    let wire = Wire::new(p);
-    let _reader = Reader::start(&wire, &["--address", "0", "--plain"]);
-    let d = start(p, &reader_toml("reader-a", &wire.cp, 0, "secure = false"));
+    let wire = Wire::new(p, "rs485");
+    let _reader = Peer::osdp_reader(&wire, &["--address", "0", "--plain"]);
+    let d = start(p, &reader_toml("reader-a", &wire.near, 0, "secure = false"));
     d.log.wait_for(0, &["device health", "device=reader-a", "device.online"]);
 }
 
@@ -226,11 +132,11 @@ fn a_reader_offering_only_plain_text_is_refused() {
 fn install_mode_pairs_a_new_reader_with_a_key_it_then_insists_on() {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path();
-    let wire = Wire::new(p);
+    let wire = Wire::new(p, "rs485");
     let key = key_file(p, "front.key", None);
     // A reader out of its box: no key (it answers on the install key SCBK-D).
-    let reader = Reader::start(&wire, &["--address", "0"]);
-    let toml = reader_toml("reader-a", &wire.cp, 0, &format!("key_file = \"{}\"\ninstall = true", key.display()));
+    let reader = Peer::osdp_reader(&wire, &["--address", "0"]);
+    let toml = reader_toml("reader-a", &wire.near, 0, &format!("key_file = \"{}\"\ninstall = true", key.display()));
     let d = start(p, &toml);
     d.log.wait_for(0, &["device health", "device=reader-a", "device.online"]);
     // The key file was made, 0600, and the reader was sent that key.
@@ -249,13 +155,13 @@ fn install_mode_pairs_a_new_reader_with_a_key_it_then_insists_on() {
 
     // Installed: without install mode, the reader restarted with the key it
     // was given comes online; one still on the install key does not.
-    let toml = reader_toml("reader-a", &wire.cp, 0, &format!("key_file = \"{}\"", key.display()));
-    let reader = Reader::start(&wire, &["--address", "0", "--scbk", &sent]);
+    let toml = reader_toml("reader-a", &wire.near, 0, &format!("key_file = \"{}\"", key.display()));
+    let reader = Peer::osdp_reader(&wire, &["--address", "0", "--scbk", &sent]);
     let d = start(p, &toml);
     d.log.wait_for(0, &["device health", "device=reader-a", "device.online"]);
     drop(d);
     reader.stop();
-    let _reader = Reader::start(&wire, &["--address", "0"]);
+    let _reader = Peer::osdp_reader(&wire, &["--address", "0"]);
     let d = start(p, &toml);
     d.log.wait_for(0, &["device health", "device=reader-a", "device.offline"]);
     assert!(!d.log.has(0, &["device=reader-a", "device.online"]));
@@ -327,11 +233,11 @@ fn assign_card(d: &Daemon) {
 fn a_reader_shows_grant_deny_and_lockout_and_the_lockout_again_when_back_online() {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path();
-    let wire = Wire::new(p);
+    let wire = Wire::new(p, "rs485");
     let a = key_file(p, "a.key", Some(KEY));
-    let mut reader = Reader::start(&wire, &["--address", "0", "--scbk", KEY]);
+    let mut reader = Peer::osdp_reader(&wire, &["--address", "0", "--scbk", KEY]);
     // No `feedback` list: a reader shows its own door's feedback.
-    let devices = reader_toml("reader-a", &wire.cp, 0, &format!("key_file = \"{}\"", a.display()))
+    let devices = reader_toml("reader-a", &wire.near, 0, &format!("key_file = \"{}\"", a.display()))
         + "\n[lockout]\nbase_s = 120\n";
     let d = start(p, &devices);
     d.log.wait_for(0, &["device health", "device=reader-a", "device.online"]);
@@ -372,7 +278,7 @@ fn a_reader_shows_grant_deny_and_lockout_and_the_lockout_again_when_back_online(
     let mark = d.log.len();
     reader.stop();
     d.log.wait_for(mark, &["device health", "device=reader-a", "device.offline"]);
-    let reader = Reader::start(&wire, &["--address", "0", "--scbk", KEY]);
+    let reader = Peer::osdp_reader(&wire, &["--address", "0", "--scbk", KEY]);
     d.log.wait_for(mark, &["device health", "device=reader-a", "device.online"]);
     let (_, cmd) = wait_command(&reader.out, 0, 0, "the lockout shown again", |c| led(c).is_some());
     let (pattern, left) = led(&cmd).unwrap();
@@ -384,11 +290,11 @@ fn a_reader_shows_grant_deny_and_lockout_and_the_lockout_again_when_back_online(
 fn two_readers_on_one_bus_at_two_doors_each_show_only_their_doors_feedback() {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path();
-    let wire = Wire::new(p);
+    let wire = Wire::new(p, "rs485");
     let (a, b) = (key_file(p, "a.key", Some(KEY)), key_file(p, "b.key", Some(KEY)));
-    let mut reader = Reader::start(&wire, &["--address", "0", "--address", "1", "--scbk", KEY]);
-    let devices = reader_at("main", "reader-a", &wire.cp, 0, &format!("key_file = \"{}\"", a.display()))
-        + &reader_at("side", "reader-b", &wire.cp, 1, &format!("key_file = \"{}\"", b.display()))
+    let mut reader = Peer::osdp_reader(&wire, &["--address", "0", "--address", "1", "--scbk", KEY]);
+    let devices = reader_at("main", "reader-a", &wire.near, 0, &format!("key_file = \"{}\"", a.display()))
+        + &reader_at("side", "reader-b", &wire.near, 1, &format!("key_file = \"{}\"", b.display()))
         + "\n[[doors]]\nid = \"side\"\nlock = \"lock2\"\nunlock_ms = 700\n\n[[devices]]\nid = \"lock2\"\nkind = \"sim_lock\"\n";
     let d = start(p, &devices);
     d.log.wait_for(0, &["device health", "device=reader-a", "device.online"]);
@@ -424,10 +330,10 @@ fn tamper_and_power_reports_are_events_on_mqtt_and_the_admin_socket_and_access_g
     let sub = broker.subscribe(&format!("{P}/#"), "tamper-events");
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path();
-    let wire = Wire::new(p);
+    let wire = Wire::new(p, "rs485");
     let a = key_file(p, "a.key", Some(KEY));
-    let mut reader = Reader::start(&wire, &["--address", "0", "--scbk", KEY]);
-    let devices = reader_toml("reader-a", &wire.cp, 0, &format!("key_file = \"{}\"", a.display()));
+    let mut reader = Peer::osdp_reader(&wire, &["--address", "0", "--scbk", KEY]);
+    let devices = reader_toml("reader-a", &wire.near, 0, &format!("key_file = \"{}\"", a.display()));
     let d = Daemon::on_broker(p, &broker, &devices, "");
     d.log.wait_for(0, &["device health", "device=reader-a", "device.online"]);
     assign_card(&d);
@@ -477,7 +383,7 @@ fn line_by(log: &Lines, from: usize, deadline: Instant, parts: &[&str]) -> Optio
 /// Points `link` (the adapter's udev symlink) at the pty behind `wire`'s
 /// control-panel end: the adapter plugged in.
 fn plug(wire: &Wire, link: &Path) {
-    std::os::unix::fs::symlink(std::fs::read_link(&wire.cp).unwrap(), link).unwrap();
+    std::os::unix::fs::symlink(std::fs::read_link(&wire.near).unwrap(), link).unwrap();
 }
 
 /// The bus's USB RS-485 adapter unplugged (its udev link removed, both ends
@@ -492,10 +398,10 @@ fn a_bus_adapter_unplugged_and_plugged_back_has_its_readers_online_within_2s_of_
         std::fs::create_dir(p.join(sub)).unwrap();
     }
     let link = p.join("by-id/usb-rs485");
-    let wire = Wire::new(&p.join("w1"));
+    let wire = Wire::new(&p.join("w1"), "rs485");
     plug(&wire, &link);
     let args = ["--address", "0", "--address", "1", "--scbk", KEY];
-    let reader = Reader::start(&wire, &args);
+    let reader = Peer::osdp_reader(&wire, &args);
     let (a, b) = (key_file(p, "a.key", Some(KEY)), key_file(p, "b.key", Some(KEY)));
     let devices = reader_toml("reader-a", &link, 0, &format!("key_file = \"{}\"", a.display()))
         + &reader_toml("reader-b", &link, 1, &format!("key_file = \"{}\"", b.display()));
@@ -520,8 +426,8 @@ fn a_bus_adapter_unplugged_and_plugged_back_has_its_readers_online_within_2s_of_
 
     // Plugged back: the reader is up on the new wire before its path
     // appears, so the bound is the daemon's alone.
-    let wire = Wire::new(&p.join("w2"));
-    let mut reader = Reader::start(&wire, &args);
+    let wire = Wire::new(&p.join("w2"), "rs485");
+    let mut reader = Peer::osdp_reader(&wire, &args);
     let from = d.log.len();
     let back = Instant::now();
     plug(&wire, &link);
