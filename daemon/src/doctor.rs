@@ -154,19 +154,27 @@ pub fn inventory() -> Vec<Finding> {
 /// Checks the configured devices against what is attached and `user`'s access.
 pub fn devices(cfg: &Config, user: Option<&ServiceUser>) -> Vec<Finding> {
     let mut out = Vec::new();
-    let mut gpio_checked = false;
+    // Every GPIO device opens the same chip: one finding names them all.
+    let mut gpio: Vec<&str> = Vec::new();
+    let mut gpio_at = None;
     for d in &cfg.devices {
         for check in d.kind.checks() {
             match check {
                 Check::PcscReader(pattern) => out.push(pcsc_check(&d.id, pattern.as_deref())),
-                Check::GpioMemory if gpio_checked => {}
                 Check::GpioMemory => {
-                    gpio_checked = true;
-                    out.push(gpio_check(&d.id, &cfg.gpio, user));
+                    gpio_at.get_or_insert(out.len());
+                    if !gpio.contains(&d.id.as_str()) {
+                        gpio.push(&d.id);
+                    }
                 }
-                Check::Node { path, write } => out.push(path_check(&d.id, Path::new(&path), write, user, "its device")),
+                Check::Node { path, write } => {
+                    out.push(path_check(&format!("device `{}`", d.id), Path::new(&path), write, user, "its device"))
+                }
             }
         }
+    }
+    if let Some(at) = gpio_at {
+        out.insert(at, gpio_check(&gpio, &cfg.gpio, user));
     }
     // The files the daemon reads as its user: the MQTT password and TLS files.
     if let Some(m) = &cfg.mqtt {
@@ -211,44 +219,58 @@ fn file_check(key: &str, path: &Path, user: Option<&ServiceUser>) -> Finding {
     }
 }
 
-/// The device the configured GPIO backend opens: the chip for `cdev`, the
-/// register window for `rppal`.
-fn gpio_check(id: &str, gpio: &porter_drivers::gpio::GpioSettings, user: Option<&ServiceUser>) -> Finding {
+/// The device the configured GPIO backend opens, for all the GPIO devices
+/// `ids`: the chip for `cdev`, the register window for `rppal`.
+fn gpio_check(ids: &[&str], gpio: &porter_drivers::gpio::GpioSettings, user: Option<&ServiceUser>) -> Finding {
     use porter_drivers::gpio::Backend;
-    match gpio.backend {
+    let named: Vec<String> = ids.iter().map(|id| format!("`{id}`")).collect();
+    let who = match named.as_slice() {
+        [one] => format!("device {one}"),
+        many => format!("GPIO devices {}", many.join(", ")),
+    };
+    let path = match gpio.backend {
         Backend::Cdev => match gpio.chip_sel().resolve() {
-            Ok(chip) => path_check(id, &chip, true, user, "GPIO"),
-            Err(e) => Finding::Fix(format!("device `{id}`: [gpio] backend = \"cdev\": {e}")),
+            Ok(chip) => chip,
+            Err(e) => return Finding::Fix(format!("{who}: [gpio] backend = \"cdev\": {e}")),
         },
-        Backend::Rppal => {
-            // rppal opens the register window first: /dev/gpiomem on a Pi 4
-            // and before, /dev/gpiomem0 on a Pi 5.
-            let mem = ["/dev/gpiomem", "/dev/gpiomem0"].into_iter().map(Path::new).find(|p| p.exists());
-            path_check(id, mem.unwrap_or(Path::new("/dev/gpiomem")), true, user, "GPIO")
-        }
+        // rppal opens the register window first: /dev/gpiomem on a Pi 4 and
+        // before, /dev/gpiomem0 on a Pi 5.
+        Backend::Rppal => ["/dev/gpiomem", "/dev/gpiomem0"]
+            .into_iter()
+            .map(PathBuf::from)
+            .find(|p| p.exists())
+            .unwrap_or_else(|| PathBuf::from("/dev/gpiomem")),
+    };
+    if !path.exists() {
+        return Finding::Fix(format!(
+            "{who}: {} is not there: no GPIO on this machine, or its kernel driver is not loaded (GPIO kinds need a board with GPIO lines; on a PC use USB or serial kinds)",
+            path.display()
+        ));
     }
+    path_check(&who, &path, true, user, "GPIO")
 }
 
-fn path_check(id: &str, path: &Path, write: bool, user: Option<&ServiceUser>, what: &str) -> Finding {
+/// `who` (`device `x``) needs `path`, to read or also to `write`.
+fn path_check(who: &str, path: &Path, write: bool, user: Option<&ServiceUser>, what: &str) -> Finding {
     let meta = match std::fs::metadata(path) {
         Ok(m) => m,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             return Finding::Fix(format!(
-                "device `{id}`: {} is not there. Plug it in, or fix its path in the config (the serial ports and input devices attached are listed above)",
+                "{who}: {} is not there. Plug it in, or fix its path in the config (the serial ports and input devices attached are listed above)",
                 path.display()
             ))
         }
-        Err(e) => return Finding::Fix(format!("device `{id}`: cannot look at {}: {e}", path.display())),
+        Err(e) => return Finding::Fix(format!("{who}: cannot look at {}: {e}", path.display())),
     };
     let Some(user) = user else {
-        return Finding::Ok(format!("device `{id}`: {} is there", path.display()));
+        return Finding::Ok(format!("{who}: {} is there", path.display()));
     };
     if user.may_open(&meta, write) {
-        return Finding::Ok(format!("device `{id}`: {} is there and {} may open it", path.display(), user.name));
+        return Finding::Ok(format!("{who}: {} is there and {} may open it", path.display(), user.name));
     }
     let group = group_name(meta.gid());
     Finding::Fix(format!(
-        "device `{id}`: {} may not open {} (owner {}, group {group}, mode {:04o}). Add {} to group {group}: sudo usermod -aG {group} {}, then sudo systemctl restart porterd (Porter's udev rules give group porter {what}, unless a later rule, such as Raspberry Pi OS's 99-com.rules, takes it back)",
+        "{who}: {} may not open {} (owner {}, group {group}, mode {:04o}). Add {} to group {group}: sudo usermod -aG {group} {}, then sudo systemctl restart porterd (Porter's udev rules give group porter {what}, unless a later rule, such as Raspberry Pi OS's 99-com.rules, takes it back)",
         user.name,
         path.display(),
         meta.uid(),

@@ -338,45 +338,44 @@ impl KindConfig {
     }
 }
 
-/// `pcsc` in a build without PC/SC: named, so that the error says why.
-#[cfg(not(feature = "pcsc"))]
-const PCSC_MISSING: Descriptor = Descriptor {
-    name: "pcsc",
-    role: Role::Input,
-    reports: Reports { keys: true, levels: false },
-    drives_outputs: false,
-    output_through_input: false,
-    access: Access::None,
-    parse: |sec, errs| {
-        errs.push(
-            sec.key_path("kind"),
-            "this porterd was built without PC/SC support",
-            Some("rebuild with `--features pcsc` (it needs libpcsclite-dev), as the Debian package is built".into()),
-        );
-        None
-    },
-    cross_check: None,
-};
+/// A kind this build left out (its cargo feature off): named, so that the
+/// error says why and how to get it, instead of "unknown kind".
+#[allow(unused_macros)]
+macro_rules! missing_kind {
+    ($const:ident, $name:literal, $what:literal, $feature:literal, $needs:literal) => {
+        const $const: Descriptor = Descriptor {
+            name: $name,
+            role: Role::Input,
+            reports: Reports { keys: true, levels: false },
+            drives_outputs: false,
+            output_through_input: false,
+            access: Access::None,
+            parse: |sec, errs| {
+                errs.push(
+                    sec.key_path("kind"),
+                    concat!("this porterd was built without ", $what, " support"),
+                    Some(
+                        concat!(
+                            "install the Debian package, or build with `--features ",
+                            $feature,
+                            "` (it needs ",
+                            $needs,
+                            "): `cargo run -p porterd --features pcsc,osdp --bin porterd -- check-config --config FILE`"
+                        )
+                        .into(),
+                    ),
+                );
+                None
+            },
+            cross_check: None,
+        };
+    };
+}
 
-/// `osdp` in a build without OSDP: named, so that the error says why.
+#[cfg(not(feature = "pcsc"))]
+missing_kind!(PCSC_MISSING, "pcsc", "PC/SC", "pcsc", "libpcsclite-dev");
 #[cfg(not(feature = "osdp"))]
-const OSDP_MISSING: Descriptor = Descriptor {
-    name: "osdp",
-    role: Role::Input,
-    reports: Reports { keys: true, levels: false },
-    drives_outputs: false,
-    output_through_input: false,
-    access: Access::None,
-    parse: |sec, errs| {
-        errs.push(
-            sec.key_path("kind"),
-            "this porterd was built without OSDP support",
-            Some("rebuild with `--features osdp` (it needs gcc and git), as the Debian package is built".into()),
-        );
-        None
-    },
-    cross_check: None,
-};
+missing_kind!(OSDP_MISSING, "osdp", "OSDP", "osdp", "gcc and git");
 
 /// The resources that `devices` (each with its key path) claim twice: first
 /// each kind's own cross-checks, in registry order, then every port, line or

@@ -85,12 +85,49 @@ fn doctor_says_what_to_fix() {
     let (code, out) = doctor(&cfg, "root");
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("porterd will not start") && out.contains("controller"), "{out}");
+    // Its device and broker section says why it is empty.
+    assert!(out.contains("devices and broker: not checked, the config above has errors"), "{out}");
 
     // No such service user.
     let cfg = config(dir.path(), &link.display().to_string(), "");
     let (code, out) = doctor(&cfg, "no-such-user-here");
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("there is no user `no-such-user-here`"), "{out}");
+    // Reinstalling is the fix only where the package is installed; a porterd
+    // built by hand is pointed at the steps that make the user.
+    if std::path::Path::new("/var/lib/dpkg/info/porter.list").exists() {
+        assert!(out.contains("reinstall the porter package"), "{out}");
+    } else {
+        assert!(!out.contains("reinstall"), "{out}");
+        assert!(out.contains("docs/install.md, \"Building by hand\""), "{out}");
+        assert!(out.contains("useradd --system"), "{out}");
+    }
+}
+
+/// configs/raspberry-pi.toml on a machine with no GPIO (this one): one
+/// finding for all six GPIO devices, naming them and saying there is no GPIO
+/// chip here, not "/dev/gpiomem is not there. Plug it in" for one of them.
+#[test]
+fn doctor_on_a_machine_without_gpio_says_so_once_for_every_gpio_device() {
+    if std::fs::read_dir("/dev").unwrap().flatten().any(|e| e.file_name().to_string_lossy().starts_with("gpiochip")) {
+        return; // a board with GPIO: the chip is there
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(porter_tests::workspace_root().join("configs/raspberry-pi.toml"))
+        .unwrap()
+        .replace("/var/lib/porter", &dir.path().join("data").display().to_string())
+        .replace("/run/porter/admin.sock", &dir.path().join("admin.sock").display().to_string());
+    let cfg = dir.path().join("porter.toml");
+    std::fs::write(&cfg, text).unwrap();
+    let (code, out) = doctor(&cfg, "root");
+    assert_eq!(code, 1, "{out}");
+    assert!(!out.contains("Plug it in"), "{out}");
+    let gpio: Vec<&str> = out.lines().filter(|l| l.contains("GPIO") && l.trim_start().starts_with("FIX")).collect();
+    assert_eq!(gpio.len(), 1, "{out}");
+    assert!(gpio[0].contains("no GPIO chip on this machine"), "{out}");
+    for id in ["reader", "lock", "door-contact", "exit-button", "reader-led", "reader-buzzer"] {
+        assert!(gpio[0].contains(&format!("`{id}`")), "{id} not named: {out}");
+    }
 }
 
 /// PC/SC readers through pcscd and the virtual reader: a matching reader is

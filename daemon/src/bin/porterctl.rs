@@ -11,7 +11,7 @@ use clap::Parser;
 use serde_json::{Map, Value};
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -209,9 +209,12 @@ fn doctor(cli: &Cli, args: &Map<String, Value>) -> ExitCode {
     let user = doctor::ServiceUser::lookup(&user_name);
     let mut checks = Vec::new();
     if user.is_none() {
-        checks.push(Finding::Fix(format!(
-            "there is no user `{user_name}`, which the service runs as: reinstall the porter package (it makes the user), or name another with user=NAME"
-        )));
+        checks.push(Finding::Fix(no_user(&user_name)));
+    }
+    if cfg.is_none() {
+        checks.push(Finding::Info(
+            "devices and broker: not checked, the config above has errors; fix them and run doctor again".into(),
+        ));
     }
     if let Some(cfg) = &cfg {
         checks.extend(doctor::devices(cfg, user.as_ref()));
@@ -592,4 +595,18 @@ fn signature(cli: &Cli, topic: &str, payload: &[u8]) -> Result<Vec<(String, Stri
         .as_millis() as u64;
     let sig = signed::sign(&key, topic, key_id, counter, None, payload);
     Ok(signed::properties(key_id, counter, None, &sig))
+}
+
+/// What to do about a missing service user: reinstall where the Debian
+/// package is installed (it makes the user), else the hand-built steps.
+fn no_user(name: &str) -> String {
+    if Path::new("/var/lib/dpkg/info/porter.list").exists() {
+        format!(
+            "there is no user `{name}`, which the service runs as: reinstall the porter package (sudo apt install --reinstall porter makes the user), or name another with user=NAME"
+        )
+    } else {
+        format!(
+            "there is no user `{name}`, which the service runs as: create it (sudo useradd --system --user-group --home-dir /var/lib/porter --shell /usr/sbin/nologin {name}; docs/install.md, \"Building by hand\"), or name another with user=NAME"
+        )
+    }
 }
