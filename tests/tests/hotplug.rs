@@ -12,7 +12,7 @@
 
 use porter_tests::pty::Pty;
 use porter_tests::{config_head, Daemon, Lines};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 /// The bound the issue sets: from the path's return to the device read again.
@@ -74,6 +74,19 @@ fn cpu_and_switches(pid: u32) -> (u64, u64) {
     (ticks, switches)
 }
 
+/// porterd in `p` with a pty keypad behind `p/by-id/usb-keypad`, online,
+/// and a staff PIN: the link, the keypad, the daemon and the PIN.
+fn keypad_online(p: &Path) -> (PathBuf, Pty, Daemon, String) {
+    std::fs::create_dir(p.join("by-id")).unwrap();
+    let link = p.join("by-id/usb-keypad");
+    std::fs::write(p.join("porter.toml"), keypad_config(p)).unwrap();
+    let keypad = Pty::open(&link);
+    let d = Daemon::start(&p.join("porter.toml"), &p.join("admin.sock"));
+    let pin = staff_pin(&d);
+    d.log.wait_for(0, &["device health", "device=keypad", "device.online"]);
+    (link, keypad, d, pin)
+}
+
 /// The issue's measurement: 50 unplugs and replugs in about 11 s, then the
 /// keypad back for good. Before the fix the reopen delay had grown to 30 s
 /// and the keypad came back about 25 s after the last replug.
@@ -82,13 +95,7 @@ fn a_serial_keypad_flapped_50_times_is_back_within_2s_of_its_path() {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path();
     // udev removes /dev/serial/by-id with the last serial device: so does this test.
-    std::fs::create_dir(p.join("by-id")).unwrap();
-    let link = p.join("by-id/usb-keypad");
-    std::fs::write(p.join("porter.toml"), keypad_config(p)).unwrap();
-    let keypad = Pty::open(&link);
-    let d = Daemon::start(&p.join("porter.toml"), &p.join("admin.sock"));
-    let pin = staff_pin(&d);
-    d.log.wait_for(0, &["device health", "device=keypad", "device.online"]);
+    let (link, keypad, d, pin) = keypad_online(p);
     keypad.unplug();
 
     // 50 flaps, 110 ms plugged and 110 ms away each: the installer's 11 s.
@@ -137,13 +144,7 @@ fn a_serial_keypad_flapped_50_times_is_back_within_2s_of_its_path() {
 fn a_keypad_away_costs_no_cpu_and_is_opened_when_its_path_appears() {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path();
-    std::fs::create_dir(p.join("by-id")).unwrap();
-    let link = p.join("by-id/usb-keypad");
-    std::fs::write(p.join("porter.toml"), keypad_config(p)).unwrap();
-    let keypad = Pty::open(&link);
-    let d = Daemon::start(&p.join("porter.toml"), &p.join("admin.sock"));
-    let pin = staff_pin(&d);
-    d.log.wait_for(0, &["device health", "device=keypad", "device.online"]);
+    let (link, keypad, d, pin) = keypad_online(p);
 
     let window = Duration::from_secs(3);
     let (ticks0, switches0) = cpu_and_switches(d.id());
