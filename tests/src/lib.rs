@@ -242,6 +242,14 @@ impl Daemon {
         Self::spawn(cmd, config, socket)
     }
 
+    /// [`Daemon::start`] with another build of porterd (a benchmark that
+    /// compares an older build with this one).
+    pub fn start_binary(binary: &Path, config: &Path, socket: &Path) -> Daemon {
+        let mut cmd = Command::new(binary);
+        cmd.arg("--config").arg(config);
+        Self::spawn(cmd, config, socket)
+    }
+
     /// porterd on [`mqtt_config`] in `dir`, started and ready (it may not
     /// have reached its broker yet).
     pub fn with_mqtt(dir: &Path, seed: bool, extra: &str, mqtt: &str) -> Daemon {

@@ -66,6 +66,15 @@ impl Pty {
         out
     }
 
+    /// A second handle on the master side, for a peer that does its own
+    /// I/O on it (an OSDP reader's channel in the benchmarks). It shares the
+    /// open file: flags set on it (O_NONBLOCK) apply to [`Pty::write`] and
+    /// [`Pty::read_exact`] too.
+    pub fn master_clone(&self) -> File {
+        // try_clone duplicates with F_DUPFD_CLOEXEC: not inherited by porterd.
+        self.master.try_clone().expect("dup of the pty master")
+    }
+
     /// Whether anything is waiting to be read within `wait`.
     pub fn readable(&self, wait: Duration) -> bool {
         let mut fds = [PollFd::new(self.master.as_fd(), PollFlags::POLLIN)];
