@@ -61,8 +61,16 @@ const WINDOW: u64 = 64;
 /// its default (65,535) costs 14 MiB of slots.
 const OUTGOING_INFLIGHT: u16 = 256;
 const _: () = assert!(OUTGOING_INFLIGHT as u64 > WINDOW + RECEIVE_MAXIMUM as u64 + 1);
-/// How often the retained status is refreshed.
+/// How often the retained status is refreshed, changed or not.
 const STATUS_EVERY: Duration = Duration::from_secs(60);
+/// How often the status is compared with the one last published: a change
+/// of what it reports (counts, devices, clock, outbox, latency; not the
+/// uptime nor the free megabytes) is published at the next look.
+const STATUS_LOOK: Duration = Duration::from_millis(250);
+/// The least time between two published statuses (the debounce): a change
+/// is on the broker within `STATUS_LOOK + STATUS_DEBOUNCE`, and a busy room
+/// republishes at most once a second.
+const STATUS_DEBOUNCE: Duration = Duration::from_secs(1);
 /// The Last Will's payload.
 const OFFLINE: &str = r#"{"state":"offline"}"#;
 /// The key of the highest confirmed event seq.
@@ -335,6 +343,8 @@ pub async fn run(mut opts: MqttOptions, topics: Topics, deps: Deps, cancel: Canc
     let worker = tokio::spawn(work(work_rx, done_tx, deps.clone(), topics.reply.clone(), topics.controller.clone()));
     let mut wake = deps.audit.subscribe();
     let mut status_tick = tokio::time::interval(STATUS_EVERY);
+    let mut status_look = tokio::time::interval(STATUS_LOOK);
+    status_look.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut s = Session::new(client, topics, deps, work_tx);
     'session: loop {
         // One poll future lives until it completes: rumqttc's poll is not
@@ -355,6 +365,7 @@ pub async fn run(mut opts: MqttOptions, topics: Topics, deps: Deps, cancel: Canc
                         Err(_) => {}
                     },
                     _ = status_tick.tick() => s.publish_status(),
+                    _ = status_look.tick() => s.status_if_changed(),
                 }
                 s.feed();
                 s.pump();
@@ -415,6 +426,9 @@ struct Session {
     last_failure: Option<String>,
     dropped_commands: u64,
     backoff: Backoff,
+    /// The last published status without its clock-driven fields, and when
+    /// it was published (for [`Session::status_if_changed`]).
+    last_status: Option<(Vec<u8>, Instant)>,
 }
 
 impl Session {
@@ -434,15 +448,49 @@ impl Session {
             last_failure: None,
             dropped_commands: 0,
             backoff: Backoff::new(Duration::from_millis(250), Duration::from_secs(30)),
+            last_status: None,
         }
     }
 
     /// The retained status, now (when connected).
     fn publish_status(&mut self) {
         if self.connected {
-            let status = (self.deps.status)().to_json(true);
-            publish(&self.client, &self.deps.identity, &mut self.out, &self.topics.status, true, status, None);
+            let status = (self.deps.status)();
+            self.publish_this(status);
         }
+    }
+
+    fn publish_this(&mut self, status: super::status::Status) {
+        let compared = status.compared();
+        if publish(
+            &self.client,
+            &self.deps.identity,
+            &mut self.out,
+            &self.topics.status,
+            true,
+            status.to_json(true),
+            None,
+        ) {
+            self.last_status = Some((compared, Instant::now()));
+        }
+    }
+
+    /// Publishes the status if what it reports changed since the last one,
+    /// and that one is [`STATUS_DEBOUNCE`] old (else a later look does).
+    fn status_if_changed(&mut self) {
+        if !self.connected {
+            return;
+        }
+        if let Some((_, at)) = &self.last_status {
+            if at.elapsed() < STATUS_DEBOUNCE {
+                return;
+            }
+        }
+        let status = (self.deps.status)();
+        if self.last_status.as_ref().is_some_and(|(last, _)| *last == status.compared()) {
+            return;
+        }
+        self.publish_this(status);
     }
 
     /// The worker answered a command: its reply, then the command's ack.

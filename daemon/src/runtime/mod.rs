@@ -20,6 +20,7 @@ pub mod decisions;
 pub mod doors;
 pub mod enroll;
 pub mod feedback;
+pub mod latency;
 mod parts;
 pub mod systemd;
 
@@ -393,6 +394,17 @@ pub struct StorageState {
     pub low: std::sync::atomic::AtomicBool,
 }
 
+impl StorageState {
+    /// The state with the free space of `data_dir`'s disk as it is now.
+    fn now(data_dir: &std::path::Path) -> StorageState {
+        let storage = StorageState::default();
+        if let Ok((free, _)) = crate::store::space::free(data_dir) {
+            storage.free_mb.store(free >> 20, std::sync::atomic::Ordering::Relaxed);
+        }
+        storage
+    }
+}
+
 /// Watches the disk of `data_dir`: records `storage.low` when free space
 /// falls below `low` bytes (or the store had to release its reserve) and
 /// `storage.ok` when it is back; makes the reserve again once there is room
@@ -577,11 +589,9 @@ pub async fn run_with_clock(
     }
     // The clock's trust, seen once before the first decision, then watched.
     let trust = Arc::new(clock::Trust::new(&cfg.clock.source));
-    let storage = Arc::new(StorageState::default());
-    if let Ok((free, _)) = crate::store::space::free(&cfg.data_dir) {
-        storage.free_mb.store(free >> 20, std::sync::atomic::Ordering::Relaxed);
-    }
+    let storage = Arc::new(StorageState::now(&cfg.data_dir));
     let health = parts::health(&cfg);
+    let latency = Arc::new(latency::Latency::default());
     let (report_tx, report_rx) = mpsc::channel(REPORT_QUEUE);
     let (control_tx, control_rx) = mpsc::channel(16);
     let watchers = parts::watchers(&cfg, &svc, &audit, &clock, &trust, &storage, control_tx.clone());
@@ -592,6 +602,7 @@ pub async fn run_with_clock(
         trust: trust.clone(),
         reports: report_rx,
         control: control_rx,
+        latency: latency.clone(),
     };
     let decisions = parts::decisions(&cfg, &svc, &audit, &clock, inputs);
     let (mut inputs, door_inputs) = parts::inputs(&cfg, report_tx);
@@ -611,7 +622,7 @@ pub async fn run_with_clock(
             audit: audit.clone(),
             store: store.clone(),
             broker: cfg.mqtt.as_ref().map(|m| m.url.clone()).unwrap_or_default(),
-            status: parts::status(&cfg, &svc, &health, &trust, &storage, identity),
+            status: parts::status(&cfg, &svc, &health, &trust, &storage, &latency, identity),
             identity: identity.clone(),
             signed: signed.clone(),
         }),

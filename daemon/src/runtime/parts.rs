@@ -157,6 +157,7 @@ pub struct DecisionInputs {
     pub trust: Arc<Trust>,
     pub reports: mpsc::Receiver<DeviceReport>,
     pub control: mpsc::Receiver<ControlMsg>,
+    pub latency: Arc<super::latency::Latency>,
 }
 
 /// The decision loop and the enroller it hands cards to. Stopping cancels
@@ -193,6 +194,7 @@ pub fn decisions(
         enroller: enroll_tx,
         synchronized: i.trust.synchronized(),
         uses: decisions::load_uses(store),
+        latency: i.latency,
     };
     let decision_loop = DecisionLoop::new(parts, decisions::policy(cfg));
     part.spawn(decision_loop.run(i.reports, i.control, part.token()));
@@ -279,12 +281,14 @@ pub fn status(
     health: &HealthMap,
     trust: &Arc<Trust>,
     storage: &Arc<StorageState>,
+    latency: &Arc<super::latency::Latency>,
     identity: &crate::store::identity::Identity,
 ) -> Arc<dyn Fn() -> crate::provision::status::Status + Send + Sync> {
     use crate::provision::status::{ClockStatus, Status, StorageStatus};
     use std::sync::atomic::Ordering::Relaxed;
     let started = std::time::Instant::now();
     let (svc, health, storage, trust) = (svc.clone(), health.clone(), storage.clone(), trust.clone());
+    let latency = latency.clone();
     let unsynchronized = cfg.clock.unsynchronized;
     let identity = identity.public();
     Arc::new(move || {
@@ -297,6 +301,7 @@ pub fn status(
         Status {
             cards: c.cards,
             clock: ClockStatus { synchronized: trust.synchronized(), unsynchronized: unsynchronized.as_str() },
+            decision_latency: latency.figures(),
             devices: health.lock().ok().map(|h| h.clone()),
             generation,
             holders: c.holders,
