@@ -552,8 +552,9 @@ mod tests {
             unlock: Duration::from_secs(2),
             held_open: Duration::from_secs(60),
             relock_on_close: false,
+            index: 0,
         };
-        let ev = doors::DoorEvents { audit: audit.clone(), clock: Arc::new(clock::SystemClock) };
+        let ev = doors::DoorEvents::new(audit.clone(), Arc::new(clock::SystemClock), 1);
         let (door, _task) =
             doors::start(setup, Box::new(lock.clone()), false, Vec::new(), ev, CancellationToken::new()).await;
         let mut events = audit.subscribe();

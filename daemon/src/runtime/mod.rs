@@ -75,6 +75,10 @@ struct RuntimeControl {
 
 impl Control for RuntimeControl {
     fn unlock(&self, door: &str, ms: Option<u64>) -> Result<Unlocked, OpError> {
+        self.unlock_by(door, ms, "command")
+    }
+
+    fn unlock_by(&self, door: &str, ms: Option<u64>, by: &'static str) -> Result<Unlocked, OpError> {
         let d = self.doors.iter().find(|d| d.id == door).ok_or_else(|| {
             let ids: Vec<&str> = self.doors.iter().map(|d| d.id.as_str()).collect();
             OpError::not_found(format!("no door `{door}`; doors are: {}", ids.join(", ")))
@@ -83,8 +87,8 @@ impl Control for RuntimeControl {
         if !d.open(dur) {
             return Err(OpError::internal("the door's command queue is full; try again"));
         }
-        tracing::info!(door, ms = dur.as_millis() as u64, "door unlocked by command");
-        let event = Event::DoorUnlocked { door: door.to_string(), ms: dur.as_millis() as u64, by: "command" };
+        tracing::info!(door, ms = dur.as_millis() as u64, by, "door unlocked by command");
+        let event = Event::DoorUnlocked { door: door.to_string(), ms: dur.as_millis() as u64, by };
         self.audit.record(audit::Draft { ts_ms: self.clock.now_ms(), event });
         Ok(Unlocked { door: door.to_string(), ms: dur.as_millis() as u64 })
     }
@@ -608,7 +612,7 @@ pub async fn run_with_clock(
     let (mut inputs, door_inputs) = parts::inputs(&cfg, report_tx);
     let signed = parts::signed(&cfg, &store, &trust, &clock);
     let ctl: Arc<dyn Control> = Arc::new(RuntimeControl {
-        doors,
+        doors: doors.clone(),
         control: control_tx.clone(),
         audit: audit.clone(),
         clock,
@@ -625,6 +629,7 @@ pub async fn run_with_clock(
             status: parts::status(&cfg, &svc, &health, &trust, &storage, &latency, identity),
             identity: identity.clone(),
             signed: signed.clone(),
+            ha: parts::home_assistant(&cfg, &doors),
         }),
         // Nothing may be published unsigned: without its key the controller
         // stays off the broker, as with a broken [mqtt] file, and keeps
