@@ -12,7 +12,7 @@
 //! `config/<file>.rs`: `store.rs` `[store]`; `access.rs` `[keys]`,
 //! `[keypad]`, `[lockout]` and `[roles]`; `enroll.rs` `[enroll]`; `clock.rs`
 //! `[clock]`; `service.rs` `[audit]`, `[admin]` and `[demo]`; `mqtt.rs`
-//! `[mqtt]`; `[gpio]` is read here by porter-drivers' `GpioSettings`; `devices.rs` `[[devices]]` and `[[doors]]` (each device's own
+//! `[mqtt]`; `home_assistant.rs` `[home_assistant]`; `[gpio]` is read here by porter-drivers' `GpioSettings`; `devices.rs` `[[devices]]` and `[[doors]]` (each device's own
 //! keys are its kind's, in porter-drivers); `env.rs` the `PORTER_` overrides.
 //! This module reads the top-level keys and calls them in the file's order,
 //! which is the order errors are listed in. The config sits below the runtime
