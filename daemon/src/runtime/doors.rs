@@ -389,12 +389,16 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_failed_relock_is_tried_again_until_it_works() {
         let mut r = rig(false).await;
+        let lock = |r: &Rig| r.door.views.borrow()[0].lock;
+        assert_eq!(lock(&r), LockState::Locked);
         r.door.open(Duration::from_secs(3));
         tokio::time::sleep(Duration::from_secs(1)).await;
+        assert_eq!(lock(&r), LockState::Unlocked, "Home Assistant's lock shows the grant");
         // The relay board goes away just before the relock: 4 commands fail.
         r.lock.fail_next(4);
         tokio::time::sleep(Duration::from_millis(2100)).await;
         assert_eq!(r.lock.states(), [false, true], "the relock failed");
+        assert_eq!(lock(&r), LockState::Jammed, "a lock that cannot be driven shows jammed");
         assert_eq!(types(&mut r.events, 1).await, ["door.lock_failed"]);
         // Tried again 0.25, 0.5, 1 and 2 s after each failure: at 3.25 s,
         // 3.75 s, 4.75 s (failing), then 6.75 s (working).
@@ -403,6 +407,7 @@ mod tests {
         assert_eq!(r.lock.states(), [false, true]);
         tokio::time::sleep(Duration::from_millis(2000)).await;
         assert_eq!(r.lock.states(), [false, true, false], "locked on the fifth try");
+        assert_eq!(lock(&r), LockState::Locked);
         assert_eq!(types(&mut r.events, 1).await, ["door.lock_restored"]);
         // Then no more tries.
         tokio::time::sleep(Duration::from_secs(60)).await;
@@ -421,8 +426,10 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(500)).await;
         r.door.send(DoorCmd::Contact(true));
         tokio::time::sleep(Duration::from_millis(500)).await;
+        assert_eq!(r.door.views.borrow()[0].contact, Some(true), "Home Assistant's door sensor: open");
         r.door.send(DoorCmd::Contact(false));
         tokio::time::sleep(Duration::from_secs(5)).await;
+        assert_eq!(r.door.views.borrow()[0].contact, Some(false));
         assert_eq!(types(&mut r.events, 2).await, ["door.opened", "door.closed"]);
         // Opened while locked: forced; left open: held open, once.
         r.door.send(DoorCmd::Contact(true));
