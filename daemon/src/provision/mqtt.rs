@@ -670,7 +670,8 @@ impl Session {
                 // Commands published before this point are not delivered to
                 // a session without a stored subscription: "mqtt subscribed"
                 // is the moment the controller takes commands.
-                let topics = [&self.topics.cmd, &self.topics.all_cmd];
+                let mut topics = vec![self.topics.cmd.clone(), self.topics.all_cmd.clone()];
+                topics.extend(self.ha().map(|d| d.command_topics()).unwrap_or_default());
                 for (topic, code) in topics.iter().zip(&ack.return_codes) {
                     if !matches!(code, SubscribeReasonCode::Success(_)) {
                         tracing::error!(topic = %topic, reason = ?code, "mqtt: the broker refused the command subscription; check its ACL for this client");
