@@ -12,7 +12,7 @@
 //! `config/<file>.rs`: `store.rs` `[store]`; `access.rs` `[keys]`,
 //! `[keypad]`, `[lockout]` and `[roles]`; `enroll.rs` `[enroll]`; `clock.rs`
 //! `[clock]`; `service.rs` `[audit]`, `[admin]` and `[demo]`; `mqtt.rs`
-//! `[mqtt]`; `[gpio]` is read here by porter-drivers' `GpioSettings`; `devices.rs` `[[devices]]` and `[[doors]]` (each device's own
+//! `[mqtt]`; `home_assistant.rs` `[home_assistant]`; `[gpio]` is read here by porter-drivers' `GpioSettings`; `devices.rs` `[[devices]]` and `[[doors]]` (each device's own
 //! keys are its kind's, in porter-drivers); `env.rs` the `PORTER_` overrides.
 //! This module reads the top-level keys and calls them in the file's order,
 //! which is the order errors are listed in. The config sits below the runtime
@@ -23,6 +23,7 @@ pub mod clock;
 mod devices;
 pub mod enroll;
 mod env;
+mod home_assistant;
 mod mqtt;
 mod service;
 mod store;
@@ -31,6 +32,7 @@ pub use self::access::{KeypadConfig, KeysConfig};
 pub use self::clock::{ClockConfig, SyncSource, Unsynchronized};
 pub use self::devices::{DeviceConfig, DoorConfig, Purpose, MAX_DOORS};
 pub use self::enroll::EnrollConfig;
+pub use self::home_assistant::HomeAssistantConfig;
 pub use self::mqtt::{parse_mqtt_url, parse_public_key, MqttConfig, PortalKey};
 pub use self::service::{AdminConfig, AuditConfig, DemoConfig};
 pub use self::store::StoreConfig;
@@ -71,6 +73,8 @@ pub struct Config {
     pub audit: AuditConfig,
     pub admin: AdminConfig,
     pub mqtt: Option<MqttConfig>,
+    /// `[home_assistant]`: MQTT discovery, off by default.
+    pub home_assistant: HomeAssistantConfig,
     pub demo: DemoConfig,
     /// `[gpio]`: which GPIO backend the GPIO kinds use, on which chip.
     pub gpio: porter_drivers::gpio::GpioSettings,
@@ -233,6 +237,7 @@ fn validate(raw: &serde_json::Value, errs: &mut ConfigErrors) -> Option<Config> 
     let audit = AuditConfig::parse(&mut top, errs);
     let admin = AdminConfig::parse(&mut top, errs);
     let mut mqtt = MqttConfig::parse(&mut top, errs);
+    let home_assistant = HomeAssistantConfig::parse(&mut top, errs);
     let demo = DemoConfig::parse(&mut top, errs);
     let gpio = match top.opt_table("gpio", errs) {
         Some(mut s) => {
@@ -245,6 +250,8 @@ fn validate(raw: &serde_json::Value, errs: &mut ConfigErrors) -> Option<Config> 
     let wiring = devices::RawWiring::read(&mut top, errs);
     top.finish(errs);
     let wiring = wiring.resolve(errs);
+    let door_ids: Vec<String> = wiring.doors.iter().map(|d| d.id.clone()).collect();
+    home_assistant.check(&door_ids, mqtt.is_some(), errs);
 
     let TopKeys { site, controller, data_dir, secret_file, identity_file, timezone, log_level } = keys_top;
     if let (Some(m), Some(site), Some(controller)) = (mqtt.as_mut(), &site, &controller) {
@@ -271,6 +278,7 @@ fn validate(raw: &serde_json::Value, errs: &mut ConfigErrors) -> Option<Config> 
         audit,
         admin,
         mqtt,
+        home_assistant,
         demo,
         gpio,
         doors: wiring.doors,

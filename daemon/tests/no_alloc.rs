@@ -1,6 +1,9 @@
 //! The decision path never allocates: `ArcSwap::load()` then `decide()`, for a
 //! grant and for every deny reason, over a snapshot of 10,000 holders.
 //!
+//! Also recording a grant's latency (`runtime::latency`), which the decision
+//! loop does after the lock command.
+//!
 //! A counting global allocator wraps the system one. Counts are per thread
 //! (a thread-local switched on only around the measured region), so the test
 //! harness's other threads cannot add to them.
@@ -377,4 +380,19 @@ fn the_counter_sees_allocations() {
     stop.store(true, Ordering::Relaxed);
     assert!(noisy.join().unwrap() > 0);
     assert_eq!(counts, NONE);
+}
+
+/// Recording a grant's latency, on the decision path, allocates nothing;
+/// reading the figures (off the path, for the status) may.
+#[test]
+fn recording_a_grants_latency_does_not_allocate() {
+    let latency = porterd::runtime::latency::Latency::default();
+    let arrived = std::time::Instant::now();
+    let (_, counts) = measure(|| {
+        for _ in 0..2 * porterd::runtime::latency::WINDOW {
+            latency.record(black_box(arrived));
+        }
+    });
+    assert_eq!(counts, NONE);
+    assert_eq!(latency.figures().grants, porterd::runtime::latency::WINDOW as u64);
 }

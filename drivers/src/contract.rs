@@ -148,6 +148,9 @@ pub enum Report {
 pub struct DeviceReport {
     pub device: usize,
     pub report: Report,
+    /// When the driver handed it over (a key's last byte or a card read):
+    /// the start of the decision latency the status reports.
+    pub at: std::time::Instant,
 }
 
 /// Where an input driver sends what it reads. Cheap to clone.
@@ -259,7 +262,7 @@ impl InputSink {
     }
 
     fn send(&self, report: Report) {
-        if self.tx.try_send(DeviceReport { device: self.device, report }).is_err() {
+        if self.tx.try_send(DeviceReport { device: self.device, report, at: std::time::Instant::now() }).is_err() {
             self.dropped.fetch_add(1, Ordering::Relaxed);
         }
     }

@@ -845,3 +845,18 @@ line = 18
     assert_eq!(c.doors[0].feedback, Vec::<usize>::new(), "opted out at its own door");
     assert_eq!(c.doors[1].feedback, [1, 0], "a door that names it still reaches it");
 }
+
+#[test]
+fn home_assistant_is_off_by_default_and_checks_its_doors_and_broker() {
+    let c = Config::from_toml_with_env(DEMO_TOML, no_env()).unwrap();
+    assert!(!c.home_assistant.enabled);
+    assert_eq!(c.home_assistant.discovery_prefix, "homeassistant");
+    assert!(c.home_assistant.unlock_doors.is_empty(), "no door may be opened from Home Assistant unless listed");
+    let text = format!(
+        "{DEMO_TOML}\n[home_assistant]\nenabled = true\nunlock_doors = [\"nope\"]\ndiscovery_prefix = \"ha/#\"\n"
+    );
+    let errs = errors(&text, &[]);
+    assert!(find(&errs, "home_assistant.unlock_doors[0]").message.contains("no door `nope`"), "{errs}");
+    assert!(find(&errs, "home_assistant.enabled").message.contains("no [mqtt]"), "{errs}");
+    find(&errs, "home_assistant.discovery_prefix");
+}

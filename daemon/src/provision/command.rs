@@ -33,6 +33,12 @@ pub const MAX_MESSAGE_BYTES: usize = 1024;
 pub trait Control: Send + Sync {
     /// Opens `door` for `ms` (the door's unlock time when `None`).
     fn unlock(&self, door: &str, ms: Option<u64>) -> Result<Unlocked, OpError>;
+    /// [`Control::unlock`] on behalf of `by` (`home_assistant`), as the
+    /// event's and the log's `by` say.
+    fn unlock_by(&self, door: &str, ms: Option<u64>, by: &'static str) -> Result<Unlocked, OpError> {
+        let _ = by;
+        self.unlock(door, ms)
+    }
     /// Clears the lockout of `device`, or of every device; answers once the
     /// cleared states are on disk.
     fn clear_lockout(&self, device: Option<&str>) -> Result<Cleared, OpError>;

@@ -14,6 +14,7 @@ pub mod admin;
 pub mod command;
 pub mod error;
 pub mod events;
+pub mod home_assistant;
 pub mod keys;
 pub mod mqtt;
 pub mod replies;

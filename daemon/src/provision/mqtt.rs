@@ -61,12 +61,22 @@ const WINDOW: u64 = 64;
 /// its default (65,535) costs 14 MiB of slots.
 const OUTGOING_INFLIGHT: u16 = 256;
 const _: () = assert!(OUTGOING_INFLIGHT as u64 > WINDOW + RECEIVE_MAXIMUM as u64 + 1);
-/// How often the retained status is refreshed.
+/// How often the retained status is refreshed, changed or not.
 const STATUS_EVERY: Duration = Duration::from_secs(60);
+/// How often the status is compared with the one last published: a change
+/// of what it reports (counts, devices, clock, outbox, latency; not the
+/// uptime nor the free megabytes) is published at the next look.
+const STATUS_LOOK: Duration = Duration::from_millis(250);
+/// The least time between two published statuses (the debounce): a change
+/// is on the broker within `STATUS_LOOK + STATUS_DEBOUNCE`, and a busy room
+/// republishes at most once a second.
+const STATUS_DEBOUNCE: Duration = Duration::from_secs(1);
 /// The Last Will's payload.
 const OFFLINE: &str = r#"{"state":"offline"}"#;
 /// The key of the highest confirmed event seq.
 const ACKED: &[u8] = crate::store::records::EVENTS_ACKED;
+/// The key of the Home Assistant topics published.
+const HA_CONFIGS: &[u8] = crate::store::records::HA_CONFIGS;
 
 /// The controller's topics.
 #[derive(Debug, Clone)]
@@ -110,6 +120,16 @@ pub struct Deps {
     pub identity: Arc<Identity>,
     /// Signed commands: the pinned portal keys and the replay guard.
     pub signed: Arc<super::signed::Guard>,
+    /// Home Assistant discovery (on or off; `None` without doors).
+    pub ha: Option<HaDeps>,
+}
+
+/// What Home Assistant discovery needs: its topics and payloads, and the
+/// doors' views.
+#[derive(Clone)]
+pub struct HaDeps {
+    pub discovery: Arc<super::home_assistant::Discovery>,
+    pub views: super::home_assistant::DoorViews,
 }
 
 /// A file that `[mqtt]` names cannot be used: a config error like any
@@ -335,6 +355,11 @@ pub async fn run(mut opts: MqttOptions, topics: Topics, deps: Deps, cancel: Canc
     let worker = tokio::spawn(work(work_rx, done_tx, deps.clone(), topics.reply.clone(), topics.controller.clone()));
     let mut wake = deps.audit.subscribe();
     let mut status_tick = tokio::time::interval(STATUS_EVERY);
+    let mut status_look = tokio::time::interval(STATUS_LOOK);
+    status_look.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Held here, not in the session: the select below waits on it while
+    // its branches change the session.
+    let mut views = deps.ha.as_ref().filter(|h| h.discovery.enabled()).map(|h| h.views.clone());
     let mut s = Session::new(client, topics, deps, work_tx);
     'session: loop {
         // One poll future lives until it completes: rumqttc's poll is not
@@ -355,6 +380,8 @@ pub async fn run(mut opts: MqttOptions, topics: Topics, deps: Deps, cancel: Canc
                         Err(_) => {}
                     },
                     _ = status_tick.tick() => s.publish_status(),
+                    _ = status_look.tick() => s.status_if_changed(),
+                    Some(v) = door_change(&mut views) => s.ha_states(&v),
                 }
                 s.feed();
                 s.pump();
@@ -415,6 +442,11 @@ struct Session {
     last_failure: Option<String>,
     dropped_commands: u64,
     backoff: Backoff,
+    /// The last published status without its clock-driven fields, and when
+    /// it was published (for [`Session::status_if_changed`]).
+    last_status: Option<(Vec<u8>, Instant)>,
+    /// The door views last published to Home Assistant on this connection.
+    ha_last: Vec<super::home_assistant::DoorView>,
 }
 
 impl Session {
@@ -434,15 +466,50 @@ impl Session {
             last_failure: None,
             dropped_commands: 0,
             backoff: Backoff::new(Duration::from_millis(250), Duration::from_secs(30)),
+            last_status: None,
+            ha_last: Vec::new(),
         }
     }
 
     /// The retained status, now (when connected).
     fn publish_status(&mut self) {
         if self.connected {
-            let status = (self.deps.status)().to_json(true);
-            publish(&self.client, &self.deps.identity, &mut self.out, &self.topics.status, true, status, None);
+            let status = (self.deps.status)();
+            self.publish_this(status);
         }
+    }
+
+    fn publish_this(&mut self, status: super::status::Status) {
+        let compared = status.compared();
+        if publish(
+            &self.client,
+            &self.deps.identity,
+            &mut self.out,
+            &self.topics.status,
+            true,
+            status.to_json(true),
+            None,
+        ) {
+            self.last_status = Some((compared, Instant::now()));
+        }
+    }
+
+    /// Publishes the status if what it reports changed since the last one,
+    /// and that one is [`STATUS_DEBOUNCE`] old (else a later look does).
+    fn status_if_changed(&mut self) {
+        if !self.connected {
+            return;
+        }
+        if let Some((_, at)) = &self.last_status {
+            if at.elapsed() < STATUS_DEBOUNCE {
+                return;
+            }
+        }
+        let status = (self.deps.status)();
+        if self.last_status.as_ref().is_some_and(|(last, _)| *last == status.compared()) {
+            return;
+        }
+        self.publish_this(status);
     }
 
     /// The worker answered a command: its reply, then the command's ack.
@@ -459,6 +526,107 @@ impl Session {
     fn recorded(&mut self, e: &audit::Event) {
         if e.json["type"].as_str().is_some_and(|t| t.starts_with("storage.") || t == "store.recovered") {
             self.publish_status();
+        }
+        let access = self.ha().and_then(|d| d.access(&e.json));
+        if let (Some((topic, payload)), true) = (access, self.connected) {
+            let payload = serde_json::to_vec(&payload).unwrap_or_default();
+            publish(&self.client, &self.deps.identity, &mut self.out, &topic, false, payload, None);
+        }
+    }
+
+    /// Discovery, when it is on.
+    fn ha(&self) -> Option<Arc<super::home_assistant::Discovery>> {
+        self.deps.ha.as_ref().map(|h| h.discovery.clone()).filter(|d| d.enabled())
+    }
+
+    /// At every connect: with discovery on, the retained configs and the
+    /// doors' states; what an earlier run published and this one does not
+    /// (discovery turned off, a door gone) is emptied, which removes it
+    /// from Home Assistant.
+    fn ha_connected(&mut self) {
+        let Some(ha) = &self.deps.ha else { return };
+        let d = ha.discovery.clone();
+        let before: Vec<String> = match self.deps.store.get(HA_CONFIGS) {
+            Ok(Some(v)) => String::from_utf8_lossy(&v).lines().map(String::from).collect(),
+            _ => Vec::new(),
+        };
+        let mut now: Vec<String> = Vec::new();
+        if d.enabled() {
+            for (topic, payload) in d.configs() {
+                let payload = serde_json::to_vec(&payload).unwrap_or_default();
+                publish(&self.client, &self.deps.identity, &mut self.out, &topic, true, payload, None);
+                now.push(topic);
+            }
+            for i in 0..ha.views.borrow().len() {
+                now.extend([d.lock_topic(i), d.contact_topic(i)]);
+            }
+            self.ha_last.clear();
+            let views = ha.views.borrow().clone();
+            self.ha_states(&views);
+        }
+        for gone in before.iter().filter(|t| !now.contains(t)) {
+            publish(&self.client, &self.deps.identity, &mut self.out, gone, true, Vec::new(), None);
+        }
+        if before != now {
+            tracing::info!(
+                published = now.len(),
+                emptied = before.iter().filter(|t| !now.contains(t)).count(),
+                "home assistant discovery"
+            );
+            let mut b = crate::store::Batch::default();
+            if now.is_empty() {
+                b.remove(HA_CONFIGS.to_vec());
+            } else {
+                b.put(HA_CONFIGS.to_vec(), now.join("\n").into_bytes());
+            }
+            if let Err(e) = self.deps.store.apply(b) {
+                tracing::error!(error = %e, "home assistant: cannot record the discovery topics");
+            }
+        }
+    }
+
+    /// Publishes the doors' states that changed since the last ones.
+    fn ha_states(&mut self, views: &[super::home_assistant::DoorView]) {
+        let Some(d) = self.ha().filter(|_| self.connected) else { return };
+        for (i, v) in views.iter().enumerate() {
+            for (topic, payload) in d.states(i, v, self.ha_last.get(i)) {
+                publish(
+                    &self.client,
+                    &self.deps.identity,
+                    &mut self.out,
+                    &topic,
+                    true,
+                    payload.as_bytes().to_vec(),
+                    None,
+                );
+            }
+        }
+        self.ha_last = views.to_vec();
+    }
+
+    /// A message on a Home Assistant command topic: acknowledged, then a
+    /// momentary unlock if the door allows it, else refused; logged either way.
+    fn ha_command(&mut self, d: &super::home_assistant::Discovery, p: &Publish) {
+        use super::home_assistant::Asked;
+        let _ = self.client.try_ack(p);
+        let topic = String::from_utf8_lossy(&p.topic);
+        match d.asked(&topic, &p.payload) {
+            Some(Asked::Unlock(i)) => match self.deps.ctl.unlock_by(d.door_id(i), None, "home_assistant") {
+                Ok(u) => {
+                    tracing::info!(door = %u.door, ms = u.ms, by = "home_assistant", "home assistant: momentary unlock")
+                }
+                Err(e) => {
+                    tracing::warn!(door = %d.door_id(i), by = "home_assistant", error = %e.message, "home assistant: unlock failed")
+                }
+            },
+            Some(Asked::Refused(why)) => tracing::warn!(
+                topic = %crate::logtext::escape(&topic),
+                payload = %crate::logtext::escape(&String::from_utf8_lossy(&p.payload)),
+                by = "home_assistant",
+                why,
+                "home assistant command refused"
+            ),
+            None => {}
         }
     }
 
@@ -485,20 +653,25 @@ impl Session {
                 self.backoff.reset();
                 self.out.reset();
                 tracing::info!(session_present = ack.session_present, "mqtt connected");
-                let filters = vec![
+                let mut filters = vec![
                     Filter::new(&self.topics.cmd, QoS::AtLeastOnce),
                     Filter::new(&self.topics.all_cmd, QoS::AtLeastOnce),
                 ];
+                if let Some(d) = self.ha() {
+                    filters.extend(d.command_topics().iter().map(|t| Filter::new(t, QoS::AtLeastOnce)));
+                }
                 if let Err(e) = self.client.try_subscribe_many(filters) {
                     tracing::error!(error = %e, "mqtt: cannot subscribe");
                 }
                 self.publish_status();
+                self.ha_connected();
             }
             Event::Incoming(Packet::SubAck(ack)) => {
                 // Commands published before this point are not delivered to
                 // a session without a stored subscription: "mqtt subscribed"
                 // is the moment the controller takes commands.
-                let topics = [&self.topics.cmd, &self.topics.all_cmd];
+                let mut topics = vec![self.topics.cmd.clone(), self.topics.all_cmd.clone()];
+                topics.extend(self.ha().map(|d| d.command_topics()).unwrap_or_default());
                 for (topic, code) in topics.iter().zip(&ack.return_codes) {
                     if !matches!(code, SubscribeReasonCode::Success(_)) {
                         tracing::error!(topic = %topic, reason = ?code, "mqtt: the broker refused the command subscription; check its ACL for this client");
@@ -515,7 +688,9 @@ impl Session {
     /// A message on a subscribed topic: a command is queued for the worker
     /// (within the backlog's bound), anything else acknowledged.
     fn received(&mut self, p: Publish) {
-        if p.topic != self.topics.cmd.as_bytes() && p.topic != self.topics.all_cmd.as_bytes() {
+        if let Some(d) = self.ha().filter(|d| d.command_topics().iter().any(|t| t.as_bytes() == p.topic)) {
+            self.ha_command(&d, &p);
+        } else if p.topic != self.topics.cmd.as_bytes() && p.topic != self.topics.all_cmd.as_bytes() {
             let _ = self.client.try_ack(&p);
         } else if self.backlog_bytes + p.payload.len() > BACKLOG_BYTES {
             // Unacknowledged: the broker delivers it again after the next
@@ -550,6 +725,19 @@ impl Session {
         el.pending.clear();
         self.out.reset();
         self.backoff.next_delay()
+    }
+}
+
+/// The doors' views once they change; never without discovery.
+async fn door_change(
+    views: &mut Option<super::home_assistant::DoorViews>,
+) -> Option<Vec<super::home_assistant::DoorView>> {
+    match views {
+        Some(v) => match v.changed().await {
+            Ok(()) => Some(v.borrow_and_update().clone()),
+            Err(_) => std::future::pending().await,
+        },
+        None => std::future::pending().await,
     }
 }
 

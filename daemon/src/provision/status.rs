@@ -14,6 +14,9 @@ use std::collections::BTreeMap;
 pub struct Status {
     pub cards: u64,
     pub clock: ClockStatus,
+    /// From a key's last byte or a card's arrival to the lock command, over
+    /// the recent grants (docs/mqtt.md, "Status").
+    pub decision_latency: LatencyFigures,
     /// Device id to `online`, `offline` or `unknown`; absent if the map
     /// could not be read.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -38,6 +41,19 @@ pub struct Status {
     pub version: &'static str,
 }
 
+/// What the status document reports (`decision_latency`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LatencyFigures {
+    /// Grants measured in the window.
+    pub grants: u64,
+    /// `null` while `grants` is 0.
+    pub max_us: Option<u64>,
+    pub p50_us: Option<u64>,
+    pub p99_us: Option<u64>,
+    /// The window: the last this many seconds, and at most 1,024 grants (`runtime::latency`).
+    pub window_s: u64,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct ClockStatus {
     /// `null` when the clock's state cannot be read.
@@ -58,6 +74,16 @@ impl Status {
         self.state = Some(if online { "online" } else { "offline" });
         serde_json::to_vec(&self).unwrap_or_default()
     }
+
+    /// What a change is judged on: the document without the fields that
+    /// move with the clock alone (`uptime_s`, `storage.free_mb`), which the
+    /// minute's refresh carries.
+    pub fn compared(&self) -> Vec<u8> {
+        let mut s = self.clone();
+        s.uptime_s = 0;
+        s.storage.free_mb = 0;
+        serde_json::to_vec(&s).unwrap_or_default()
+    }
 }
 
 #[cfg(test)]
@@ -71,6 +97,13 @@ mod tests {
         let s = Status {
             cards: 4,
             clock: ClockStatus { synchronized: None, unsynchronized: "deny" },
+            decision_latency: LatencyFigures {
+                grants: 2,
+                max_us: Some(900),
+                p50_us: Some(400),
+                p99_us: Some(900),
+                window_s: 900,
+            },
             devices: Some(BTreeMap::from([("keypad1".to_string(), "online"), ("lock1".to_string(), "unknown")])),
             generation: 7,
             holders: 3,
@@ -84,7 +117,7 @@ mod tests {
             uptime_s: 61,
             version: "0.1.0",
         };
-        let want = r#"{"cards":4,"clock":{"synchronized":null,"unsynchronized":"deny"},"devices":{"keypad1":"online","lock1":"unknown"},"generation":7,"holders":3,"identity":{"algorithm":"ed25519","key_id":"34750f98bd59fcfc","public_key":"iojj3XQJ8ZX9UtstPLpdcspnCb8dlBIb83SIAbQPb1w=","public_key_pem":"-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEAiojj3XQJ8ZX9UtstPLpdcspnCb8dlBIb83SIAbQPb1w=\n-----END PUBLIC KEY-----\n"},"outbox":2,"pins":3,"qr":1,"state":"online","storage":{"free_mb":512,"low":false},"store":"ok","uptime_s":61,"version":"0.1.0"}"#;
+        let want = r#"{"cards":4,"clock":{"synchronized":null,"unsynchronized":"deny"},"decision_latency":{"grants":2,"max_us":900,"p50_us":400,"p99_us":900,"window_s":900},"devices":{"keypad1":"online","lock1":"unknown"},"generation":7,"holders":3,"identity":{"algorithm":"ed25519","key_id":"34750f98bd59fcfc","public_key":"iojj3XQJ8ZX9UtstPLpdcspnCb8dlBIb83SIAbQPb1w=","public_key_pem":"-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEAiojj3XQJ8ZX9UtstPLpdcspnCb8dlBIb83SIAbQPb1w=\n-----END PUBLIC KEY-----\n"},"outbox":2,"pins":3,"qr":1,"state":"online","storage":{"free_mb":512,"low":false},"store":"ok","uptime_s":61,"version":"0.1.0"}"#;
         assert_eq!(String::from_utf8(s.clone().to_json(true)).unwrap(), want);
         // The same through a JSON map, as it was built before: sorted keys.
         let mut m: serde_json::Map<String, serde_json::Value> =

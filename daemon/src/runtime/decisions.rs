@@ -100,6 +100,8 @@ pub struct Parts {
     pub synchronized: Option<bool>,
     /// The grants each limited key has given ([`load_uses`]).
     pub uses: std::collections::HashMap<KeyHash, records::Spent>,
+    /// Where grants' latencies are recorded, for the status document.
+    pub latency: Arc<super::latency::Latency>,
 }
 
 /// Where the room's effects go: the doors, the audit writer, the enroller.
@@ -109,6 +111,7 @@ struct Outlets {
     devices: Vec<String>,
     audit: Audit,
     enroller: mpsc::Sender<EnrollJob>,
+    latency: Arc<super::latency::Latency>,
 }
 
 pub struct DecisionLoop {
@@ -172,7 +175,7 @@ impl DecisionLoop {
             clock: p.clock,
             health: p.health,
             room,
-            out: Outlets { doors: p.doors, devices: ids, audit: p.audit, enroller: p.enroller },
+            out: Outlets { doors: p.doors, devices: ids, audit: p.audit, enroller: p.enroller, latency: p.latency },
         }
     }
 
@@ -212,13 +215,13 @@ impl DecisionLoop {
     /// Closes the windows and ends the waits whose time is up.
     fn tick(&mut self) {
         let at = self.at();
-        let mut carry = Carry::new(&self.out, at.ms, None);
+        let mut carry = Carry::new(&self.out, at.ms, None, None);
         self.room.tick(at, &mut carry);
     }
 
     fn control(&mut self, c: ControlMsg) {
         let at = self.at();
-        let mut carry = Carry::new(&self.out, at.ms, None);
+        let mut carry = Carry::new(&self.out, at.ms, None, None);
         match c {
             ControlMsg::ClearLockout { device, reply } => {
                 let r = self.room.control(at, Control::ClearLockout { device }, &mut carry);
@@ -291,7 +294,7 @@ impl DecisionLoop {
         }
         let at = self.at();
         let snap = self.live.load();
-        let mut carry = Carry::new(&self.out, at.ms, card);
+        let mut carry = Carry::new(&self.out, at.ms, card, Some(r.at));
         self.room.input(at, r.device, input, &snap, &self.hasher, &mut carry);
         // Uses that could not be written are not used.
         for (key, used) in std::mem::take(&mut carry.unspent) {
@@ -311,11 +314,41 @@ struct Carry<'a> {
     unspent: Vec<(KeyHash, Used)>,
     /// `lockout.clear`'s waits for its writes.
     confirms: Cleared,
+    /// When the input being answered reached the loop's queue (its driver's
+    /// hand-over), for the grant's latency; `None` for a control message.
+    arrived: Option<std::time::Instant>,
 }
 
 impl<'a> Carry<'a> {
-    fn new(out: &'a Outlets, ts_ms: i64, card: Option<&'a CardUid>) -> Carry<'a> {
-        Carry { out, ts_ms, card, unspent: Vec::new(), confirms: Vec::new() }
+    fn new(out: &'a Outlets, ts_ms: i64, card: Option<&'a CardUid>, arrived: Option<std::time::Instant>) -> Carry<'a> {
+        Carry { out, ts_ms, card, unspent: Vec::new(), confirms: Vec::new(), arrived }
+    }
+}
+
+impl Carry<'_> {
+    /// A limited key's grant: its use is written first, and the door opens
+    /// once it is on disk (or stays locked if it cannot be written).
+    fn persist_use_then_unlock(&mut self, door: usize, key: KeyHash, used: Used, event: Event) -> bool {
+        let out = self.out;
+        log(&event);
+        let door_h = out.doors[door].clone();
+        let decided = std::time::Instant::now();
+        let (latency, arrived) = (out.latency.clone(), self.arrived);
+        let open = Box::new(move || {
+            if open_when_durable(&door_h, decided) {
+                if let Some(arrived) = arrived {
+                    latency.record(arrived);
+                }
+            }
+        });
+        let spent = records::Spent { created_ms: used.created_ms, used: used.used };
+        let written = out.audit.record_use(Draft { ts_ms: self.ts_ms, event }, key, spent, open);
+        if !written {
+            // Not persisted, so not used: the door stays locked.
+            self.unspent.push((key, used));
+            out.doors[door].signal(Signal::Deny { reason: NOT_RECORDED });
+        }
+        written
     }
 }
 
@@ -326,6 +359,9 @@ impl Sink for Carry<'_> {
             Effect::Unlock { door } => {
                 let d = &out.doors[door];
                 let opened = d.open(d.unlock);
+                if let Some(arrived) = self.arrived.filter(|_| opened) {
+                    out.latency.record(arrived);
+                }
                 if !opened {
                     tracing::error!(door = %d.id, "door command queue full: the lock was not opened");
                 }
@@ -341,18 +377,7 @@ impl Sink for Carry<'_> {
                 true
             }
             Effect::PersistUseThenUnlock { door, key, used, event } => {
-                log(&event);
-                let door_h = out.doors[door].clone();
-                let decided = std::time::Instant::now();
-                let open = Box::new(move || open_when_durable(&door_h, decided));
-                let spent = records::Spent { created_ms: used.created_ms, used: used.used };
-                let written = out.audit.record_use(Draft { ts_ms: self.ts_ms, event }, key, spent, open);
-                if !written {
-                    // Not persisted, so not used: the door stays locked.
-                    self.unspent.push((key, used));
-                    out.doors[door].signal(Signal::Deny { reason: NOT_RECORDED });
-                }
-                written
+                self.persist_use_then_unlock(door, key, used, event)
             }
             Effect::PersistLockout { device, state, then } => {
                 let id = &out.devices[device];
@@ -448,18 +473,20 @@ pub const NOT_RECORDED: &str = "not_recorded";
 pub const DURABLE_GRANT_WAIT: Duration = Duration::from_secs(5);
 
 /// Opens `door` for a limited key's grant whose use is now on disk (run by
-/// the audit writer, on its thread).
-fn open_when_durable(door: &DoorHandle, decided: std::time::Instant) {
+/// the audit writer, on its thread); true when the lock was told to open.
+fn open_when_durable(door: &DoorHandle, decided: std::time::Instant) -> bool {
     let waited = decided.elapsed();
     if waited > DURABLE_GRANT_WAIT {
         tracing::error!(door = %door.id, waited_ms = waited.as_millis() as u64, "a limited key's use was written too late: the lock was not opened");
         door.signal(Signal::Deny { reason: NOT_RECORDED });
-        return;
+        return false;
     }
     if door.open(door.unlock) {
         door.signal(Signal::Grant);
+        true
     } else {
         tracing::error!(door = %door.id, "door command queue full: the lock was not opened");
+        false
     }
 }
 #[cfg(test)]
@@ -525,8 +552,9 @@ mod tests {
             unlock: Duration::from_secs(2),
             held_open: Duration::from_secs(60),
             relock_on_close: false,
+            index: 0,
         };
-        let ev = doors::DoorEvents { audit: audit.clone(), clock: Arc::new(clock::SystemClock) };
+        let ev = doors::DoorEvents::new(audit.clone(), Arc::new(clock::SystemClock), 1);
         let (door, _task) =
             doors::start(setup, Box::new(lock.clone()), false, Vec::new(), ev, CancellationToken::new()).await;
         let mut events = audit.subscribe();
@@ -550,6 +578,7 @@ mod tests {
             enroller,
             synchronized: Some(true),
             uses: Default::default(),
+            latency: Default::default(),
         };
         let policy = Policy {
             lockout: LockoutPolicy::default(),
@@ -561,7 +590,11 @@ mod tests {
         let mut lp = DecisionLoop::new(parts, policy);
         let keys = |lp: &mut DecisionLoop, s: &str| {
             for c in s.chars() {
-                lp.report(DeviceReport { device: 0, report: Report::Input(Input::Key(c)) });
+                lp.report(DeviceReport {
+                    device: 0,
+                    report: Report::Input(Input::Key(c)),
+                    at: std::time::Instant::now(),
+                });
             }
         };
         svc.holder_put(HolderSpec::new("courier-ups", "UPS", Role::Courier)).unwrap();
@@ -605,7 +638,7 @@ mod tests {
         keys(&mut lp, &format!("**{pin}#"));
         assert_eq!(next_event(&mut events).await["type"], "enroll.started");
         let uid = CardUid::parse_hex("04a1b2c3").unwrap();
-        lp.report(DeviceReport { device: 0, report: Report::Input(Input::Card(uid)) });
+        lp.report(DeviceReport { device: 0, report: Report::Input(Input::Card(uid)), at: std::time::Instant::now() });
         let job = jobs.try_recv().unwrap();
         assert_eq!((job.holder.as_str(), job.uid, job.door.as_str()), ("courier-ups", uid, "main"));
 

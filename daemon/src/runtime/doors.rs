@@ -18,6 +18,7 @@ use super::audit::{Audit, Draft};
 use super::clock::Clock;
 use super::feedback::Signal;
 use crate::event::Event;
+use crate::provision::home_assistant::{DoorView, LockState};
 use porter_drivers::Output;
 use std::sync::Arc;
 use std::time::Duration;
@@ -41,6 +42,8 @@ pub struct DoorHandle {
     pub unlock: Duration,
     tx: mpsc::Sender<DoorCmd>,
     indicators: Vec<mpsc::Sender<Signal>>,
+    /// Every door's lock and contact as driven and seen (Home Assistant).
+    pub views: tokio::sync::watch::Receiver<Vec<DoorView>>,
 }
 
 impl DoorHandle {
@@ -70,13 +73,24 @@ pub struct DoorSetup {
     pub unlock: Duration,
     pub held_open: Duration,
     pub relock_on_close: bool,
+    /// The door's place in `[[doors]]` (its slot in [`DoorEvents::views`]).
+    pub index: usize,
 }
 
-/// Where a door records what its contact saw.
+/// Where a door records what its contact saw, and shows its state.
 #[derive(Clone)]
 pub struct DoorEvents {
     pub audit: Audit,
     pub clock: Arc<dyn Clock>,
+    /// Every door's view, one slot a door (Home Assistant's lock and door
+    /// sensor read it).
+    pub views: Arc<tokio::sync::watch::Sender<Vec<DoorView>>>,
+}
+
+impl DoorEvents {
+    pub fn new(audit: Audit, clock: Arc<dyn Clock>, doors: usize) -> DoorEvents {
+        DoorEvents { audit, clock, views: Arc::new(tokio::sync::watch::channel(vec![DoorView::default(); doors]).0) }
+    }
 }
 
 /// The first wait before a failed command to lock is tried again.
@@ -96,7 +110,8 @@ pub async fn start(
     cancel: CancellationToken,
 ) -> (DoorHandle, tokio::task::JoinHandle<()>) {
     let (tx, rx) = mpsc::channel(32);
-    let handle = DoorHandle { id: setup.id.clone(), unlock: setup.unlock, tx, indicators };
+    let views = events.views.subscribe();
+    let handle = DoorHandle { id: setup.id.clone(), unlock: setup.unlock, tx, indicators, views };
     let mut door =
         Door { setup, out, events, open_until: None, contact: None, held_since: None, retry: None, failing: false };
     if !locked {
@@ -215,7 +230,14 @@ impl Door {
     /// cannot be driven must not stop the door task.
     async fn drive(&mut self, unlocked: bool) -> bool {
         let door = self.setup.id.clone();
-        match self.out.set(unlocked).await {
+        let result = self.out.set(unlocked).await;
+        let lock = match (&result, unlocked) {
+            (Ok(()), true) => LockState::Unlocked,
+            (Ok(()), false) => LockState::Locked,
+            (Err(_), _) => LockState::Jammed,
+        };
+        self.show(|v| v.lock = lock);
+        match result {
             Ok(()) => {
                 if std::mem::take(&mut self.failing) {
                     tracing::info!(%door, unlocked, "lock output works again");
@@ -237,7 +259,20 @@ impl Door {
         }
     }
 
+    /// Changes the door's view (for Home Assistant), telling watchers only
+    /// of a real change.
+    fn show(&self, change: impl FnOnce(&mut DoorView)) {
+        let i = self.setup.index;
+        self.events.views.send_if_modified(|v| {
+            let Some(view) = v.get_mut(i) else { return false };
+            let before = *view;
+            change(view);
+            before != *view
+        });
+    }
+
     async fn contact(&mut self, open: bool) {
+        self.show(|v| v.contact = Some(open));
         let before = self.contact.replace(open);
         if before == Some(open) {
             return;
@@ -307,8 +342,9 @@ mod tests {
             unlock: Duration::from_secs(3),
             held_open: Duration::from_secs(60),
             relock_on_close,
+            index: 0,
         };
-        let ev = DoorEvents { audit, clock: Arc::new(SystemClock) };
+        let ev = DoorEvents::new(audit, Arc::new(SystemClock), 1);
         let (door, task) = start(setup, Box::new(lock.clone()), false, Vec::new(), ev, cancel.clone()).await;
         Rig { door, task, lock, cancel, events }
     }
@@ -353,12 +389,16 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_failed_relock_is_tried_again_until_it_works() {
         let mut r = rig(false).await;
+        let lock = |r: &Rig| r.door.views.borrow()[0].lock;
+        assert_eq!(lock(&r), LockState::Locked);
         r.door.open(Duration::from_secs(3));
         tokio::time::sleep(Duration::from_secs(1)).await;
+        assert_eq!(lock(&r), LockState::Unlocked, "Home Assistant's lock shows the grant");
         // The relay board goes away just before the relock: 4 commands fail.
         r.lock.fail_next(4);
         tokio::time::sleep(Duration::from_millis(2100)).await;
         assert_eq!(r.lock.states(), [false, true], "the relock failed");
+        assert_eq!(lock(&r), LockState::Jammed, "a lock that cannot be driven shows jammed");
         assert_eq!(types(&mut r.events, 1).await, ["door.lock_failed"]);
         // Tried again 0.25, 0.5, 1 and 2 s after each failure: at 3.25 s,
         // 3.75 s, 4.75 s (failing), then 6.75 s (working).
@@ -367,6 +407,7 @@ mod tests {
         assert_eq!(r.lock.states(), [false, true]);
         tokio::time::sleep(Duration::from_millis(2000)).await;
         assert_eq!(r.lock.states(), [false, true, false], "locked on the fifth try");
+        assert_eq!(lock(&r), LockState::Locked);
         assert_eq!(types(&mut r.events, 1).await, ["door.lock_restored"]);
         // Then no more tries.
         tokio::time::sleep(Duration::from_secs(60)).await;
@@ -385,8 +426,10 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(500)).await;
         r.door.send(DoorCmd::Contact(true));
         tokio::time::sleep(Duration::from_millis(500)).await;
+        assert_eq!(r.door.views.borrow()[0].contact, Some(true), "Home Assistant's door sensor: open");
         r.door.send(DoorCmd::Contact(false));
         tokio::time::sleep(Duration::from_secs(5)).await;
+        assert_eq!(r.door.views.borrow()[0].contact, Some(false));
         assert_eq!(types(&mut r.events, 2).await, ["door.opened", "door.closed"]);
         // Opened while locked: forced; left open: held open, once.
         r.door.send(DoorCmd::Contact(true));

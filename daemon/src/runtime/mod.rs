@@ -20,6 +20,7 @@ pub mod decisions;
 pub mod doors;
 pub mod enroll;
 pub mod feedback;
+pub mod latency;
 mod parts;
 pub mod systemd;
 
@@ -74,6 +75,10 @@ struct RuntimeControl {
 
 impl Control for RuntimeControl {
     fn unlock(&self, door: &str, ms: Option<u64>) -> Result<Unlocked, OpError> {
+        self.unlock_by(door, ms, "command")
+    }
+
+    fn unlock_by(&self, door: &str, ms: Option<u64>, by: &'static str) -> Result<Unlocked, OpError> {
         let d = self.doors.iter().find(|d| d.id == door).ok_or_else(|| {
             let ids: Vec<&str> = self.doors.iter().map(|d| d.id.as_str()).collect();
             OpError::not_found(format!("no door `{door}`; doors are: {}", ids.join(", ")))
@@ -82,8 +87,8 @@ impl Control for RuntimeControl {
         if !d.open(dur) {
             return Err(OpError::internal("the door's command queue is full; try again"));
         }
-        tracing::info!(door, ms = dur.as_millis() as u64, "door unlocked by command");
-        let event = Event::DoorUnlocked { door: door.to_string(), ms: dur.as_millis() as u64, by: "command" };
+        tracing::info!(door, ms = dur.as_millis() as u64, by, "door unlocked by command");
+        let event = Event::DoorUnlocked { door: door.to_string(), ms: dur.as_millis() as u64, by };
         self.audit.record(audit::Draft { ts_ms: self.clock.now_ms(), event });
         Ok(Unlocked { door: door.to_string(), ms: dur.as_millis() as u64 })
     }
@@ -393,6 +398,17 @@ pub struct StorageState {
     pub low: std::sync::atomic::AtomicBool,
 }
 
+impl StorageState {
+    /// The state with the free space of `data_dir`'s disk as it is now.
+    fn now(data_dir: &std::path::Path) -> StorageState {
+        let storage = StorageState::default();
+        if let Ok((free, _)) = crate::store::space::free(data_dir) {
+            storage.free_mb.store(free >> 20, std::sync::atomic::Ordering::Relaxed);
+        }
+        storage
+    }
+}
+
 /// Watches the disk of `data_dir`: records `storage.low` when free space
 /// falls below `low` bytes (or the store had to release its reserve) and
 /// `storage.ok` when it is back; makes the reserve again once there is room
@@ -577,11 +593,9 @@ pub async fn run_with_clock(
     }
     // The clock's trust, seen once before the first decision, then watched.
     let trust = Arc::new(clock::Trust::new(&cfg.clock.source));
-    let storage = Arc::new(StorageState::default());
-    if let Ok((free, _)) = crate::store::space::free(&cfg.data_dir) {
-        storage.free_mb.store(free >> 20, std::sync::atomic::Ordering::Relaxed);
-    }
+    let storage = Arc::new(StorageState::now(&cfg.data_dir));
     let health = parts::health(&cfg);
+    let latency = Arc::new(latency::Latency::default());
     let (report_tx, report_rx) = mpsc::channel(REPORT_QUEUE);
     let (control_tx, control_rx) = mpsc::channel(16);
     let watchers = parts::watchers(&cfg, &svc, &audit, &clock, &trust, &storage, control_tx.clone());
@@ -592,12 +606,13 @@ pub async fn run_with_clock(
         trust: trust.clone(),
         reports: report_rx,
         control: control_rx,
+        latency: latency.clone(),
     };
     let decisions = parts::decisions(&cfg, &svc, &audit, &clock, inputs);
     let (mut inputs, door_inputs) = parts::inputs(&cfg, report_tx);
     let signed = parts::signed(&cfg, &store, &trust, &clock);
     let ctl: Arc<dyn Control> = Arc::new(RuntimeControl {
-        doors,
+        doors: doors.clone(),
         control: control_tx.clone(),
         audit: audit.clone(),
         clock,
@@ -611,9 +626,10 @@ pub async fn run_with_clock(
             audit: audit.clone(),
             store: store.clone(),
             broker: cfg.mqtt.as_ref().map(|m| m.url.clone()).unwrap_or_default(),
-            status: parts::status(&cfg, &svc, &health, &trust, &storage, identity),
+            status: parts::status(&cfg, &svc, &health, &trust, &storage, &latency, identity),
             identity: identity.clone(),
             signed: signed.clone(),
+            ha: parts::home_assistant(&cfg, &doors),
         }),
         // Nothing may be published unsigned: without its key the controller
         // stays off the broker, as with a broken [mqtt] file, and keeps

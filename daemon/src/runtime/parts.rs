@@ -28,7 +28,7 @@ pub async fn doors(
 ) -> (Vec<DoorHandle>, Component) {
     let mut part = Component::new("doors");
     let mut handles = Vec::new();
-    let events = doors::DoorEvents { audit: audit.clone(), clock: clock.clone() };
+    let events = doors::DoorEvents::new(audit.clone(), clock.clone(), cfg.doors.len());
     for (i, d) in cfg.doors.iter().enumerate() {
         let dev = &cfg.devices[d.lock];
         let (out, locked) = match driven.get_mut(i).and_then(Option::take) {
@@ -55,6 +55,7 @@ pub async fn doors(
             unlock: d.unlock,
             held_open: d.held_open,
             relock_on_close: d.relock_on_close,
+            index: i,
         };
         let (h, t) = doors::start(setup, out, locked, indicators, events.clone(), part.token()).await;
         handles.push(h);
@@ -157,6 +158,7 @@ pub struct DecisionInputs {
     pub trust: Arc<Trust>,
     pub reports: mpsc::Receiver<DeviceReport>,
     pub control: mpsc::Receiver<ControlMsg>,
+    pub latency: Arc<super::latency::Latency>,
 }
 
 /// The decision loop and the enroller it hands cards to. Stopping cancels
@@ -193,6 +195,7 @@ pub fn decisions(
         enroller: enroll_tx,
         synchronized: i.trust.synchronized(),
         uses: decisions::load_uses(store),
+        latency: i.latency,
     };
     let decision_loop = DecisionLoop::new(parts, decisions::policy(cfg));
     part.spawn(decision_loop.run(i.reports, i.control, part.token()));
@@ -279,12 +282,14 @@ pub fn status(
     health: &HealthMap,
     trust: &Arc<Trust>,
     storage: &Arc<StorageState>,
+    latency: &Arc<super::latency::Latency>,
     identity: &crate::store::identity::Identity,
 ) -> Arc<dyn Fn() -> crate::provision::status::Status + Send + Sync> {
     use crate::provision::status::{ClockStatus, Status, StorageStatus};
     use std::sync::atomic::Ordering::Relaxed;
     let started = std::time::Instant::now();
     let (svc, health, storage, trust) = (svc.clone(), health.clone(), storage.clone(), trust.clone());
+    let latency = latency.clone();
     let unsynchronized = cfg.clock.unsynchronized;
     let identity = identity.public();
     Arc::new(move || {
@@ -297,6 +302,7 @@ pub fn status(
         Status {
             cards: c.cards,
             clock: ClockStatus { synchronized: trust.synchronized(), unsynchronized: unsynchronized.as_str() },
+            decision_latency: latency.figures(),
             devices: health.lock().ok().map(|h| h.clone()),
             generation,
             holders: c.holders,
@@ -312,6 +318,16 @@ pub fn status(
             version: env!("CARGO_PKG_VERSION"),
         }
     })
+}
+
+/// Home Assistant discovery's part of the MQTT session: the config's
+/// doors and their views (`None` without doors).
+pub fn home_assistant(cfg: &Config, doors: &[DoorHandle]) -> Option<crate::provision::mqtt::HaDeps> {
+    use crate::provision::home_assistant::{Discovery, HaDoor};
+    let views = doors.first()?.views.clone();
+    let ha_doors = cfg.doors.iter().map(|d| HaDoor { id: d.id.clone(), has_contact: d.contact.is_some() }).collect();
+    let discovery = Discovery::new(cfg.home_assistant.clone(), &cfg.site, &cfg.controller, ha_doors);
+    Some(crate::provision::mqtt::HaDeps { discovery: Arc::new(discovery), views })
 }
 
 /// Feeds systemd's watchdog for as long as the decision loop answers a

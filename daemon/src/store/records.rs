@@ -92,6 +92,10 @@ pub const STORE_ID: &[u8] = b"m/store_id";
 pub const CHANGES: &[u8] = b"m/changes";
 /// The highest event `seq` the broker confirmed (`provision::mqtt`'s outbox).
 pub const EVENTS_ACKED: &[u8] = b"m/events_acked";
+/// The Home Assistant discovery config topics last published, one a line,
+/// so that they are emptied when discovery is turned off or a door goes
+/// (`provision::home_assistant`).
+pub const HA_CONFIGS: &[u8] = b"m/ha_configs";
 /// The order of stored command replies (`provision::replies`).
 pub const REPLY_SEQ: &[u8] = b"m/reply_seq";
 /// Set while a staged set is being cleared (`provision::keys::staging`).
