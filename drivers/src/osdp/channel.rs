@@ -170,22 +170,27 @@ impl Channel for SerialChannel {
     }
 }
 
-/// Waits until the port has input or `max` passed; sleeps `max` when the
-/// port is away or hung up (a hung-up pty polls ready forever).
-pub fn wait_readable(state: &Mutex<PortState>, max: Duration) {
+/// Waits until the port has input or `max` passed (rounded up to whole
+/// milliseconds); sleeps `max` when the port is away or hung up (a hung-up
+/// pty polls ready forever). Whether input came.
+pub fn wait_readable(state: &Mutex<PortState>, max: Duration) -> bool {
     use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
     let guard = state.lock().unwrap_or_else(|p| p.into_inner());
     let Some(f) = guard.poll.as_ref() else {
         drop(guard);
         std::thread::sleep(max);
-        return;
+        return false;
     };
     let mut fds = [PollFd::new(f.as_fd(), PollFlags::POLLIN)];
-    let ms = PollTimeout::from(max.as_millis().min(u128::from(u16::MAX)) as u16);
-    let hung = matches!(poll(&mut fds, ms), Ok(n) if n > 0
-        && fds[0].revents().is_some_and(|r| r.intersects(PollFlags::POLLHUP | PollFlags::POLLERR | PollFlags::POLLNVAL)));
+    let ms = PollTimeout::from(max.as_micros().div_ceil(1000).min(u128::from(u16::MAX)) as u16);
+    let ready = matches!(poll(&mut fds, ms), Ok(n) if n > 0);
+    let hung = ready
+        && fds[0]
+            .revents()
+            .is_some_and(|r| r.intersects(PollFlags::POLLHUP | PollFlags::POLLERR | PollFlags::POLLNVAL));
     drop(guard);
     if hung {
         std::thread::sleep(max);
     }
+    ready && !hung
 }

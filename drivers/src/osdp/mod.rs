@@ -64,6 +64,21 @@ pub const NO_ANSWER_AFTER: Duration = Duration::from_secs(10);
 /// The longest the bus thread waits for input between two refreshes.
 const TICK: Duration = Duration::from_millis(5);
 
+/// libosdp's control panel polls a reader once more than this has passed
+/// since its last reply (`OSDP_PD_POLL_TIMEOUT_MS`, 50 ms in libosdp 3.2).
+/// The bus thread wakes for it, so that a poll (and the card or key it
+/// fetches) does not wait for the next [`TICK`].
+const POLL_DUE: Duration = Duration::from_millis(51);
+
+/// How long the bus thread may wait for input: up to the next poll due
+/// after the last input (`last_rx`), at most a [`TICK`].
+fn next_wait(last_rx: Option<Instant>, now: Instant) -> Duration {
+    match last_rx.map(|t| (t + POLL_DUE).saturating_duration_since(now)) {
+        Some(due) if !due.is_zero() => due.min(TICK),
+        _ => TICK,
+    }
+}
+
 /// The `osdp` kind's keys: one reader on a bus.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OsdpConfig {
@@ -462,6 +477,7 @@ fn build_panel(shared: &Shared) -> Option<Panel> {
 fn run_bus(shared: &Shared) {
     let mut built_gen = None;
     let mut panel: Option<Panel> = None;
+    let mut last_rx = None;
     while !shared.stop.load(Ordering::SeqCst) {
         let gen = shared.generation.load(Ordering::SeqCst);
         if built_gen != Some(gen) {
@@ -487,7 +503,9 @@ fn run_bus(shared: &Shared) {
         deliver(p);
         health(p);
         show_feedback(p);
-        wait_readable(&p.port, TICK);
+        if wait_readable(&p.port, next_wait(last_rx, Instant::now())) {
+            last_rx = Some(Instant::now());
+        }
     }
 }
 

@@ -137,3 +137,18 @@ fn a_reader_key_is_read_checked_and_created_only_in_install_mode() {
     let e = load_key(&bad, false).unwrap_err();
     assert!(e.message.contains("not 32 hex digits") && !e.message.contains("0011"), "{}", e.message);
 }
+
+/// The bus thread wakes when the next poll is due (51 ms after the last
+/// input), not up to a TICK later; with nothing heard, or the poll overdue,
+/// it waits a TICK.
+#[test]
+fn the_bus_wakes_when_the_next_poll_is_due() {
+    let t = Instant::now();
+    let ms = Duration::from_millis;
+    assert_eq!(next_wait(None, t), TICK);
+    assert_eq!(next_wait(Some(t), t), TICK);
+    assert_eq!(next_wait(Some(t), t + ms(48)), ms(3));
+    assert_eq!(next_wait(Some(t), t + ms(50)), ms(1));
+    assert_eq!(next_wait(Some(t), t + ms(51)), TICK);
+    assert_eq!(next_wait(Some(t), t + ms(80)), TICK);
+}
