@@ -139,7 +139,8 @@ pub fn observe(port: u16, topic: &str, response_topic: &str, payload: &[u8]) {
     if s.forged.iter().any(|f| f == payload) {
         return;
     }
-    let is_reply = topic.starts_with("porter/") && topic.ends_with("/reply") || s.response_topics.iter().any(|t| t == topic);
+    let is_reply =
+        topic.starts_with("porter/") && topic.ends_with("/reply") || s.response_topics.iter().any(|t| t == topic);
     let kind = if is_reply {
         "reply"
     } else if !topic.starts_with("porter/") {
@@ -254,6 +255,10 @@ pub fn checked(port: u16) -> usize {
     seen().lock().unwrap().get(&port).map_or(0, |s| s.checked)
 }
 
+/// How long the watcher may take to subscribe: a local broker's SUBACK
+/// comes within milliseconds, even on a loaded machine within a second.
+const WATCH_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+
 /// The `mosquitto_sub -F` format of the watcher: topic, response topic and
 /// the payload in hex, so a payload with a newline stays one line.
 const FORMAT: &str = "W|%t|%R|%x";
@@ -288,14 +293,16 @@ pub(crate) fn watch(broker: &crate::Broker) -> Option<Child> {
             let Some(rest) = line.strip_prefix("W|") else { continue };
             let mut parts = rest.rsplitn(3, '|');
             let (Some(hex), Some(rt), Some(topic)) = (parts.next(), parts.next(), parts.next()) else { continue };
-            let payload: Option<Vec<u8>> =
-                (0..hex.len()).step_by(2).map(|i| hex.get(i..i + 2).and_then(|b| u8::from_str_radix(b, 16).ok())).collect();
+            let payload: Option<Vec<u8>> = (0..hex.len())
+                .step_by(2)
+                .map(|i| hex.get(i..i + 2).and_then(|b| u8::from_str_radix(b, 16).ok()))
+                .collect();
             if let Some(p) = payload {
                 observe(port, topic, rt, &p);
             }
         }
     });
-    let deadline = Instant::now() + crate::DEADLINE;
+    let deadline = Instant::now() + WATCH_WAIT;
     loop {
         if rx.recv_timeout(std::time::Duration::from_millis(50)).is_ok() {
             return Some(child);
@@ -306,6 +313,14 @@ pub(crate) fn watch(broker: &crate::Broker) -> Option<Child> {
             eprintln!("the contract watcher (mosquitto_sub) could not subscribe ({st}): {err}; messages unchecked");
             return None;
         }
-        assert!(Instant::now() < deadline, "the contract watcher (mosquitto_sub) never subscribed");
+        if Instant::now() > deadline {
+            // A listener its default identity cannot reach (a TLS listener
+            // started with `start_with`, whose tests pass their own
+            // certificates): that broker's messages go unchecked.
+            eprintln!("the contract watcher (mosquitto_sub) could not subscribe in {WATCH_WAIT:?}; messages unchecked");
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
     }
 }

