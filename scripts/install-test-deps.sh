@@ -43,3 +43,26 @@ if [ ! -d "$PYDEPS/pymodbus-3.16.1.dist-info" ]; then
   echo "installing: pymodbus[serial]==3.16.1 (PyPI) into $PYDEPS"
   python3 -m pip install --quiet --disable-pip-version-check --target "$PYDEPS" "pymodbus[serial]==3.16.1"
 fi
+
+# The AsyncAPI CLI that tests/tests/asyncapi.rs runs on docs/asyncapi.yaml
+# (npm's @asyncapi/cli, pinned with its whole tree in tests/asyncapi/
+# package-lock.json; 4.1.1, the last release that runs on Debian 12's Node
+# 18: 5.x and later want Node 24), installed with `npm ci` under
+# target/asyncapi, never globally. Node and npm come from Debian's nodejs and
+# npm packages unless the machine already has both.
+ASYNCAPI="$(cd "$(dirname "$0")/.." && pwd)/target/asyncapi"
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+  echo "installing: nodejs npm"
+  if [ "$(id -u)" = 0 ]; then SUDO=; elif command -v sudo >/dev/null; then SUDO=sudo; else
+    echo "cannot install nodejs npm: run as root or install them yourself" >&2; exit 1; fi
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends nodejs npm
+fi
+LOCK="$(cd "$(dirname "$0")/.." && pwd)/tests/asyncapi/package-lock.json"
+if ! cmp -s "$LOCK" "$ASYNCAPI/package-lock.json" || [ ! -x "$ASYNCAPI/node_modules/.bin/asyncapi" ]; then
+  echo "installing: @asyncapi/cli (npm, tests/asyncapi/package-lock.json) into $ASYNCAPI"
+  mkdir -p "$ASYNCAPI"
+  cp "$(dirname "$LOCK")/package.json" "$LOCK" "$ASYNCAPI/"
+  (cd "$ASYNCAPI" && npm ci --no-audit --no-fund --loglevel=error)
+fi

@@ -5,6 +5,7 @@
 //! Waits are on conditions with deadlines (a line appearing in the log), never
 //! fixed sleeps.
 
+pub mod asyncapi;
 pub mod bench;
 pub mod peers;
 pub mod pty;
@@ -457,6 +458,8 @@ pub struct Broker {
     identity: Vec<String>,
     /// Everything it logged, across restarts.
     pub log: Lines,
+    /// Checks every message against docs/asyncapi.yaml ([`asyncapi`]).
+    watcher: Option<Child>,
 }
 
 impl Broker {
@@ -498,8 +501,9 @@ impl Broker {
     ) -> Broker {
         let port = free_port();
         let conf = conf(port);
-        let mut b = Broker { child: None, port, dir, conf, tls, identity, log: Lines::default() };
+        let mut b = Broker { child: None, port, dir, conf, tls, identity, log: Lines::default(), watcher: None };
         b.restart();
+        b.watcher = asyncapi::watch(&b);
         b
     }
 
@@ -602,6 +606,8 @@ impl Broker {
         let deadline = Instant::now() + DEADLINE;
         for n in 0.. {
             let probe = format!("{{\"probe\":\"{id}-{n}\"}}");
+            // Not Porter's: the contract watcher leaves it alone.
+            asyncapi::forged(self.port, &probe);
             self.publish(&probe_topic, &probe);
             let (seen, hex) =
                 (format!("{probe_topic} {probe}"), probe.bytes().map(|b| format!("{b:02x}")).collect::<String>());
@@ -611,7 +617,7 @@ impl Broker {
             }
             assert!(Instant::now() < deadline, "mosquitto_sub never subscribed to {topic}");
         }
-        Subscriber { child, lines }
+        Subscriber { child, lines, port: self.port }
     }
 
     /// `mosquitto_sub -v` on `P/#` with the given credentials, its standard
@@ -628,7 +634,7 @@ impl Broker {
             .expect("spawning mosquitto_sub (apt-get install mosquitto-clients)");
         let lines = Lines::follow(child.stdout.take().unwrap(), "sub");
         lines.follow_into(child.stderr.take().unwrap(), "sub");
-        Subscriber { child, lines }
+        Subscriber { child, lines, port: self.port }
     }
 
     /// Publishes one QoS 1 message with `mosquitto_pub`.
@@ -677,6 +683,11 @@ impl Broker {
 impl Drop for Broker {
     fn drop(&mut self) {
         self.stop(false);
+        if let Some(mut w) = self.watcher.take() {
+            let _ = w.kill();
+            let _ = w.wait();
+        }
+        asyncapi::assert_clean(self.port);
     }
 }
 
@@ -711,6 +722,9 @@ pub fn mqtt_config(dir: &Path, seed: bool, extra: &str, mqtt: &str) -> PathBuf {
 pub struct Subscriber {
     child: Child,
     pub lines: Lines,
+    /// Its broker's port: its waits report the broker's contract
+    /// violations ([`asyncapi::assert_clean`]).
+    port: u16,
 }
 
 impl Subscriber {
@@ -721,6 +735,7 @@ impl Subscriber {
 
     /// Waits for a message on `topic` whose JSON satisfies `pred`; returns it.
     pub fn wait_json(&self, from: usize, topic: &str, what: &str, pred: impl Fn(&Value) -> bool) -> (usize, Value) {
+        asyncapi::assert_clean(self.port);
         let (i, line) = self.lines.wait(from, what, |l| {
             l.split_once(' ').is_some_and(|(t, p)| t == topic && serde_json::from_str(p).is_ok_and(|v| pred(&v)))
         });

@@ -423,6 +423,8 @@ fn forge_reply(site: &Site, watch: &Subscriber, mark: usize, signer: Option<&Sig
     let id = serde_json::from_slice::<Value>(&payload).unwrap()["id"].clone();
     let forged =
         serde_json::json!({"controller": "room-1", "id": id, "ok": true, "result": {"forged": true}}).to_string();
+    // Off the contract on purpose: not checked against docs/asyncapi.yaml.
+    porter_tests::asyncapi::forged(site.port, &forged);
     let mut c = site.tool("mosquitto_pub", &[]);
     c.args(["-t", response, "-m", &forged, "-D", "publish", "correlation-data", correlation]);
     if let Some(key) = signer {
