@@ -158,6 +158,11 @@ fn a_keypad_away_costs_no_cpu_and_is_opened_when_its_path_appears() {
     std::fs::remove_dir(p.join("by-id")).unwrap();
     d.log.wait_for(unplugged, &["device failed", "device=\"keypad\""]);
     let from = d.log.len();
+    // The unplug's own aftermath (the device.offline event written and
+    // synced, the status's change noticed) is not the waiting: the window
+    // starts once it is recorded, and a second later.
+    d.log.wait_for(unplugged, &["device health", "device=keypad", "device.offline"]);
+    std::thread::sleep(Duration::from_secs(1));
     let (ticks0, switches0) = cpu_and_switches(d.id());
     std::thread::sleep(window);
     let (ticks1, switches1) = cpu_and_switches(d.id());
