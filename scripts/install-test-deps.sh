@@ -64,5 +64,7 @@ if ! cmp -s "$LOCK" "$ASYNCAPI/package-lock.json" || [ ! -x "$ASYNCAPI/node_modu
   echo "installing: @asyncapi/cli (npm, tests/asyncapi/package-lock.json) into $ASYNCAPI"
   mkdir -p "$ASYNCAPI"
   cp "$(dirname "$LOCK")/package.json" "$LOCK" "$ASYNCAPI/"
-  (cd "$ASYNCAPI" && npm ci --no-audit --no-fund --loglevel=error)
+  # --ignore-scripts: no package runs code at install (a telemetry postinstall,
+  # a browser download); the CLI needs none of them.
+  (cd "$ASYNCAPI" && SCARF_ANALYTICS=false npm ci --no-audit --no-fund --loglevel=error --ignore-scripts)
 fi
