@@ -89,12 +89,23 @@ const FLOOR_TICK: Duration = Duration::from_millis(1);
 const BURST: Duration = Duration::from_millis(2);
 
 /// What a reader's channel saw: when each packet from the control panel
-/// began to arrive (bounded), and how many replies the reader wrote.
+/// began to arrive and whether it was a command (bounded), how many replies
+/// the reader wrote, and how many commands (LED, buzzer) it took.
 #[derive(Default)]
 struct Seen {
-    arrivals: VecDeque<Instant>,
+    arrivals: VecDeque<Arrival>,
     last_read: Option<Instant>,
     replies: u64,
+    last_reply: Option<Instant>,
+    commands: u64,
+}
+
+/// A packet from the control panel: a poll (osdp_POLL), or a command (any
+/// other: the reader's command callback ran while it was handled).
+#[derive(Clone, Copy)]
+struct Arrival {
+    at: Instant,
+    command: bool,
 }
 
 /// libosdp's transport over a pty: non-blocking reads and writes of one open
@@ -119,7 +130,7 @@ impl Channel for PtyChannel {
                     if s.arrivals.len() == 4096 {
                         s.arrivals.pop_front();
                     }
-                    s.arrivals.push_back(now);
+                    s.arrivals.push_back(Arrival { at: now, command: false });
                 }
                 s.last_read = Some(now);
                 Ok(n)
@@ -136,7 +147,9 @@ impl Channel for PtyChannel {
             Ok(n) => {
                 if n > 0 {
                     let (m, cv) = &*self.seen;
-                    m.lock().unwrap().replies += 1;
+                    let mut s = m.lock().unwrap();
+                    s.replies += 1;
+                    s.last_reply = Some(Instant::now());
                     cv.notify_all();
                 }
                 Ok(n)
@@ -205,8 +218,19 @@ impl Reader {
             .capability(PdCapability::AudibleOutput(PdCapEntity::new(1, 1)))
             .secure_channel_key(key_bytes());
         let mut pd = PeripheralDevice::new(info, Box::new(PtyChannel { file, seen: seen.clone() })).expect("PD");
-        // Commands (LED, buzzer) are acknowledged and otherwise ignored.
-        pd.set_command_callback(|_| 0);
+        // Commands (LED, buzzer) are acknowledged and counted; the packet
+        // being handled (the last to arrive) was a command, not a poll.
+        let counted = seen.clone();
+        pd.set_command_callback(move |_| {
+            let (m, cv) = &*counted;
+            let mut s = m.lock().unwrap();
+            s.commands += 1;
+            if let Some(a) = s.arrivals.back_mut() {
+                a.command = true;
+            }
+            cv.notify_all();
+            0
+        });
         let pd = Arc::new(Mutex::new(pd));
         let stop = Arc::new(AtomicBool::new(false));
         let thread = {
@@ -273,16 +297,54 @@ impl Reader {
         }
     }
 
-    /// When the first packet at or after `t` reached the reader.
+    /// When the first poll at or after `t` reached the reader.
     fn poll_after(&self, t: Instant) -> Option<Instant> {
-        self.seen.0.lock().unwrap().arrivals.iter().copied().find(|&a| a >= t)
+        self.seen.0.lock().unwrap().arrivals.iter().find(|a| !a.command && a.at >= t).map(|a| a.at)
     }
 
-    /// The intervals between packets from the control panel, as the reader
-    /// saw them (the last 4,096).
+    /// The intervals between two polls in a row from the control panel, as
+    /// the reader saw them (of the last 4,096 packets; a command between two
+    /// polls leaves them out).
     fn poll_intervals(&self) -> Vec<Duration> {
         let s = self.seen.0.lock().unwrap();
-        s.arrivals.iter().zip(s.arrivals.iter().skip(1)).map(|(a, b)| *b - *a).collect()
+        s.arrivals
+            .iter()
+            .zip(s.arrivals.iter().skip(1))
+            .filter(|(a, b)| !a.command && !b.command)
+            .map(|(a, b)| b.at - a.at)
+            .collect()
+    }
+
+    fn commands(&self) -> u64 {
+        self.seen.0.lock().unwrap().commands
+    }
+
+    /// Waits until the reader has taken `n` commands in all, then for the
+    /// next poll after the last of them: the reader is back in its poll
+    /// cycle, as it is when the next person arrives.
+    fn wait_commands_then_poll(&self, n: u64) {
+        let (m, cv) = &*self.seen;
+        let end = Instant::now() + WAIT;
+        let mut s = m.lock().unwrap();
+        loop {
+            if s.commands >= n {
+                let last_cmd = s.arrivals.iter().rev().find(|a| a.command).map(|a| a.at);
+                // A poll after the last command, already answered (so its
+                // command callback would have run, had it been a command).
+                let polled = s.arrivals.back().is_some_and(|a| {
+                    !a.command && last_cmd.is_none_or(|c| a.at > c) && s.last_reply.is_some_and(|r| r > a.at)
+                });
+                if polled {
+                    return;
+                }
+            }
+            let left = end.saturating_duration_since(Instant::now());
+            assert!(
+                !left.is_zero(),
+                "the reader's command {n} (the grant's feedback) and a poll after it did not come"
+            );
+            s = cv.wait_timeout(s, left.min(Duration::from_millis(5))).unwrap().0;
+        }
     }
 }
 
@@ -314,12 +376,27 @@ struct Rig {
     after: Vec<Duration>,
     /// Cards and keys whose relay command did not come within [`LOST`].
     lost: usize,
+    /// The commands (LED, buzzer) a grant's feedback sends the reader: 2,
+    /// or 0 for the floor and for porterd with `feedback = false`.
+    feedback_cmds: u64,
+    /// Whether the next card or key waits for the previous grant's feedback
+    /// to reach the reader (a person arriving later); when not, it is
+    /// handed over while that feedback may still be on its way, and timed
+    /// into `back_to_back` only.
+    paced: bool,
+    back_to_back: Vec<Duration>,
     /// porterd's log, to show what it made of a lost decision.
     log: Option<porter_tests::Lines>,
 }
 
 impl Rig {
-    fn new(reader: Reader, relay: Pty, contact: Option<File>, log: Option<porter_tests::Lines>) -> Rig {
+    fn new(
+        reader: Reader,
+        relay: Pty,
+        contact: Option<File>,
+        log: Option<porter_tests::Lines>,
+        feedback_cmds: u64,
+    ) -> Rig {
         Rig {
             reader,
             relay,
@@ -332,6 +409,9 @@ impl Rig {
             after: vec![],
             lost: 0,
             log,
+            feedback_cmds,
+            paced: true,
+            back_to_back: vec![],
         }
     }
 
@@ -340,7 +420,7 @@ impl Rig {
     /// periods, to a moment still ahead): the moment a card is presented.
     fn at_phase(&self, phase: f64) {
         let now = Instant::now();
-        let last = self.reader.seen.0.lock().unwrap().arrivals.back().copied().unwrap_or(now);
+        let last = self.reader.seen.0.lock().unwrap().arrivals.back().map_or(now, |a| a.at);
         let mut at = last + self.period.mul_f64(phase);
         while at < now {
             at += self.period;
@@ -351,7 +431,7 @@ impl Rig {
     /// One timed span: `t0` (the hand-over) to the relay's "on" command.
     /// A decision whose command does not come within [`LOST`] is counted
     /// as lost (and what porterd logged meanwhile is shown), not timed.
-    fn timed(&mut self, t0: Instant, card: bool, mark: usize) {
+    fn timed(&mut self, t0: Instant, cmds: u64, card: bool, mark: usize) {
         if !self.relay.readable(LOST) {
             self.lost += 1;
             let what = if card { "card" } else { "PIN" };
@@ -371,15 +451,22 @@ impl Rig {
         let end = Instant::now();
         assert_eq!(on, RELAY_ON, "expected the relay's on command");
         let took = end - t0;
-        self.total.push(took);
-        if card { &mut self.cards } else { &mut self.keys }.push(took);
-        let poll = self.reader.poll_after(t0).expect("no packet reached the reader after the hand-over");
-        self.wait.push(poll - t0);
-        self.after.push(end.saturating_duration_since(poll));
+        if self.paced {
+            self.total.push(took);
+            if card { &mut self.cards } else { &mut self.keys }.push(took);
+            let poll = self.reader.poll_after(t0).expect("no poll reached the reader after the hand-over");
+            self.wait.push(poll - t0);
+            self.after.push(end.saturating_duration_since(poll));
+        } else {
+            self.back_to_back.push(took);
+        }
         if let Some(contact) = self.contact.as_mut() {
             // Open and close the door: relock_on_close relocks at once.
             contact.write_all(b"{\"level\":true}\n{\"level\":false}\n").unwrap();
             assert_eq!(self.relay.read_exact(4, WAIT), [0xA0, 1, 0, 0xA1], "expected the relay's off command");
+        }
+        if self.paced && self.feedback_cmds > 0 {
+            self.reader.wait_commands_then_poll(cmds + self.feedback_cmds);
         }
     }
 
@@ -388,8 +475,9 @@ impl Rig {
     fn decide(&mut self, phase: f64, phase2: f64) {
         let mark = self.log.as_ref().map_or(0, |l| l.len());
         self.at_phase(phase);
+        let cmds = self.reader.commands();
         let t0 = self.reader.card();
-        self.timed(t0, true, mark);
+        self.timed(t0, cmds, true, mark);
         // The PIN's first keys, then its `#` once they reached the panel:
         // the reader's second reply after them shows the panel took the
         // first (it sends nothing else before the reply is handled).
@@ -398,12 +486,13 @@ impl Rig {
         self.reader.keys(PIN.as_bytes());
         self.reader.wait_replies(n + 2);
         self.at_phase(phase2);
+        let cmds = self.reader.commands();
         let t0 = self.reader.keys(b"#");
-        self.timed(t0, false, mark);
+        self.timed(t0, cmds, false, mark);
     }
 }
 
-fn config(dir: &Path, key_file: &Path) -> String {
+fn config(dir: &Path, key_file: &Path, feedback: bool) -> String {
     let d = dir.display();
     let head = config_head(dir);
     format!(
@@ -425,6 +514,7 @@ door = "main"
 port = "{d}/rs485"
 address = 0
 key_file = "{}"
+feedback = {feedback}
 
 [[devices]]
 id = "relay"
@@ -491,6 +581,10 @@ fn main() {
     osdp_floor_main();
     let quick = std::env::args().any(|a| a == "--quick") || std::env::var_os("PORTER_BENCH_QUICK").is_some();
     let n = if quick { 100 } else { 2_000 };
+    // `--no-feedback`: the reader without its LED and buzzer (the input
+    // path alone).
+    let feedback =
+        !(std::env::args().any(|a| a == "--no-feedback") || std::env::var_os("PORTER_BENCH_NO_FEEDBACK").is_some());
     let started = Instant::now();
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path();
@@ -504,7 +598,7 @@ fn main() {
     let reader = Reader::start(&bus);
     let mut relay = Pty::open(&p.join("relay"));
     nix::unistd::mkfifo(&p.join("contact.fifo"), nix::sys::stat::Mode::S_IRWXU).unwrap();
-    std::fs::write(p.join("porter.toml"), config(p, &key_file)).unwrap();
+    std::fs::write(p.join("porter.toml"), config(p, &key_file, feedback)).unwrap();
     let socket = p.join("admin.sock");
     let d = bench::start_porterd(&p.join("porter.toml"), &socket);
     assert_eq!(relay.read_exact(4, WAIT), [0xA0, 1, 0, 0xA1], "locked at start");
@@ -538,10 +632,13 @@ fn main() {
     admin.call("pin.set", json!({"holder": "bench-pin", "pin": PIN}));
     drop(admin);
 
-    println!("porterd osdp bench: {n} card and {n} key decisions, one reader on a secure channel");
+    println!(
+        "porterd osdp bench: {n} card and {n} key decisions, one reader on a secure channel, its feedback {}",
+        if feedback { "on (LED and buzzer)" } else { "off" }
+    );
     bench::print_machine(&bench::porterd_binary());
-    let mut rig = Rig::new(reader, relay, Some(contact), Some(d.log.clone()));
-    let mut floor = Rig::new(floor_reader, floor_relay, None, None);
+    let mut rig = Rig::new(reader, relay, Some(contact), Some(d.log.clone()), if feedback { 2 } else { 0 });
+    let mut floor = Rig::new(floor_reader, floor_relay, None, None, 0);
     // Warm-up, untimed: a few decisions each; then the poll period each
     // control panel keeps, over which the hand-over moments are spread.
     for i in 0..5 {
@@ -588,6 +685,16 @@ fn main() {
         }
         drop(go);
     });
+    // Back to back: cards handed over at once after the previous grant, its
+    // LED and buzzer commands possibly still on their way (libosdp's panel
+    // polls a reader 50 ms after its last reply, an ACK included).
+    rig.paced = false;
+    for i in 0..(n / 10).max(20) {
+        let mark = rig.log.as_ref().map_or(0, |l| l.len());
+        rig.at_phase(phase(i));
+        let t0 = rig.reader.card();
+        rig.timed(t0, 0, true, mark);
+    }
     bench::print_load("load at the end");
     eprintln!("osdp bench: measured after {:.1} s", started.elapsed().as_secs_f64());
 
@@ -604,6 +711,8 @@ fn main() {
     bench::compare("hand-over -> poll at the reader", &mut rig.wait, &mut floor.wait);
     let (after, floor_after) = bench::compare("poll at the reader -> relay command", &mut rig.after, &mut floor.after);
     let (_, pty99) = report("pty floor: last byte -> relay command", &mut pty);
+    println!("--- back to back: a card at once after the previous grant (its feedback may be on its way; no goal) ---");
+    report("porterd: card -> relay command, back to back", &mut rig.back_to_back);
     println!("(the pty floor's two hops are the hops of the reader's reply to the relay; p99 {pty99:.3} ms)");
 
     drop(d);

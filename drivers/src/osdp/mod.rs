@@ -71,13 +71,25 @@ const TICK: Duration = Duration::from_millis(5);
 const POLL_DUE: Duration = Duration::from_millis(51);
 
 /// How long the bus thread may wait for input: up to the next poll due
-/// after the last input (`last_rx`), at most a [`TICK`].
+/// after the last input (`last_rx`), at most a [`TICK`]; then, for a
+/// [`TICK`] after that moment, a millisecond at a time. libosdp decides on
+/// its own millisecond clock, from when it handled the reply (a little
+/// after its first bytes were readable), so the poll may go out only at
+/// the next refresh or the one after: a [`TICK`] then would delay it (and
+/// the card it fetches) by up to 5 ms.
 fn next_wait(last_rx: Option<Instant>, now: Instant) -> Duration {
-    match last_rx.map(|t| (t + POLL_DUE).saturating_duration_since(now)) {
-        Some(due) if !due.is_zero() => due.min(TICK),
-        _ => TICK,
+    let Some(due) = last_rx.map(|t| t + POLL_DUE) else { return TICK };
+    if now < due {
+        (due - now).min(TICK)
+    } else if now < due + TICK {
+        POLL_STEP
+    } else {
+        TICK
     }
 }
+
+/// The bus thread's step while a poll is due.
+const POLL_STEP: Duration = Duration::from_millis(1);
 
 /// The `osdp` kind's keys: one reader on a bus.
 #[derive(Debug, Clone, PartialEq, Eq)]
