@@ -37,6 +37,9 @@
 //! `PORTER_BENCH_QUICK=1`) makes 1,000 decisions and syncs of 10,000.
 //! `PORTER_BENCH_PORTERD=/path/to/porterd` runs another build of porterd
 //! (a before/after comparison) instead of this workspace's.
+//! `PORTER_BENCH_PACE_MS=30` sets the shortest time a decision takes (3 ms
+//! by default): the longer, the deeper the machine's idle CPUs sleep
+//! between decisions (docs/performance.md, "The idle tail traced").
 
 use porter_tests::bench::{self, floor_goals, line, pins, report, Admin, Floor};
 use porter_tests::config_head;
@@ -60,6 +63,11 @@ const PER_KIND: usize = 4;
 /// contact reports two levels per decision).
 const PACE: Duration = Duration::from_millis(3);
 
+/// [`PACE`], or `PORTER_BENCH_PACE_MS`.
+fn pace() -> Duration {
+    std::env::var("PORTER_BENCH_PACE_MS").ok().and_then(|v| v.parse().ok()).map_or(PACE, Duration::from_millis)
+}
+
 fn config(dir: &Path) -> String {
     let d = dir.display();
     let mut inputs = String::new();
@@ -69,32 +77,7 @@ fn config(dir: &Path) -> String {
              [[devices]]\nid = \"scanner{i}\"\nkind = \"serial_qr\"\ndoor = \"main\"\nport = \"{d}/scanner{i}\"\n\n"
         );
     }
-    let head = config_head(dir);
-    format!(
-        r#"{head}
-[lockout]
-threshold = 100
-
-[[doors]]
-id = "main"
-lock = "relay"
-unlock_ms = 60000
-contact = "contact"
-relock_on_close = true
-
-{inputs}
-[[devices]]
-id = "relay"
-kind = "serial_relay"
-port = "{d}/relay"
-
-[[devices]]
-id = "contact"
-kind = "exec"
-command = "/bin/sh"
-args = ["-c", "exec cat {d}/contact.fifo"]
-"#
-    )
+    format!("{}{}\n{inputs}", config_head(dir), bench::door_config(dir))
 }
 
 /// The bench's own two holders, as a sync sees them.
@@ -161,7 +144,7 @@ impl Rig {
         // Open and close the door: relock_on_close relocks at once.
         self.contact.write_all(b"{\"level\":true}\n{\"level\":false}\n").unwrap();
         assert_eq!(self.relay.read_exact(4, WAIT), [0xA0, 1, 0, 0xA1], "expected the relay's off command");
-        if let Some(rest) = PACE.checked_sub(started.elapsed()) {
+        if let Some(rest) = pace().checked_sub(started.elapsed()) {
             std::thread::sleep(rest);
         }
         took

@@ -61,7 +61,7 @@ use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{ErrorKind, Read, Write};
 use std::os::fd::AsFd;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
@@ -494,19 +494,8 @@ impl Rig {
 
 fn config(dir: &Path, key_file: &Path, feedback: bool) -> String {
     let d = dir.display();
-    let head = config_head(dir);
     format!(
-        r#"{head}
-[lockout]
-threshold = 100
-
-[[doors]]
-id = "main"
-lock = "relay"
-unlock_ms = 60000
-contact = "contact"
-relock_on_close = true
-
+        r#"{}{}
 [[devices]]
 id = "reader"
 kind = "osdp"
@@ -515,18 +504,9 @@ port = "{d}/rs485"
 address = 0
 key_file = "{}"
 feedback = {feedback}
-
-[[devices]]
-id = "relay"
-kind = "serial_relay"
-port = "{d}/relay"
-
-[[devices]]
-id = "contact"
-kind = "exec"
-command = "/bin/sh"
-args = ["-c", "exec cat {d}/contact.fifo"]
 "#,
+        config_head(dir),
+        bench::door_config(dir),
         key_file.display()
     )
 }
@@ -536,15 +516,7 @@ args = ["-c", "exec cat {d}/contact.fifo"]
 fn osdp_floor_main() {
     let args: Vec<String> = std::env::args().collect();
     let Some(i) = args.iter().position(|a| a == "--floor-osdp") else { return };
-    let open = |p: &str| {
-        std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .custom_flags(nix::fcntl::OFlag::O_NOCTTY.bits())
-            .open(p)
-            .unwrap_or_else(|e| panic!("osdp floor: {p}: {e}"))
-    };
-    let (bus, mut relay) = (open(&args[i + 1]), open(&args[i + 2]));
+    let (bus, mut relay) = (bench::open_port(&args[i + 1]), bench::open_port(&args[i + 2]));
     set_nonblocking(&bus);
     let poll_on = bus.try_clone().unwrap();
     let seen = Arc::new((Mutex::new(Seen::default()), Condvar::new()));

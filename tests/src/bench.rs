@@ -234,18 +234,53 @@ pub fn floor_main() {
     std::process::exit(run_floor(input, relay));
 }
 
+/// Opens a pty's slave side for reading and writing, as porterd opens its
+/// devices (not as the controlling terminal); a floor program's ports.
+pub fn open_port(p: &str) -> std::fs::File {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(nix::fcntl::OFlag::O_NOCTTY.bits())
+        .open(p)
+        .unwrap_or_else(|e| panic!("floor: {p}: {e}"))
+}
+
+/// The benches' door: `main`, locked by an LCUS board on the pty `relay`
+/// in `dir`, its contact an `exec` driver reading `contact.fifo` there, and
+/// relocked as soon as it closes; the lockout's threshold out of the way.
+/// What comes before (the config's head) and the readers are the bench's.
+pub fn door_config(dir: &std::path::Path) -> String {
+    let d = dir.display();
+    format!(
+        r#"
+[lockout]
+threshold = 100
+
+[[doors]]
+id = "main"
+lock = "relay"
+unlock_ms = 60000
+contact = "contact"
+relock_on_close = true
+
+[[devices]]
+id = "relay"
+kind = "serial_relay"
+port = "{d}/relay"
+
+[[devices]]
+id = "contact"
+kind = "exec"
+command = "/bin/sh"
+args = ["-c", "exec cat {d}/contact.fifo"]
+"#
+    )
+}
+
 fn run_floor(input: &str, relay: &str) -> i32 {
     use std::io::{Read, Write};
-    use std::os::unix::fs::OpenOptionsExt;
-    let open = |p: &str| {
-        std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .custom_flags(nix::fcntl::OFlag::O_NOCTTY.bits())
-            .open(p)
-            .unwrap_or_else(|e| panic!("floor: {p}: {e}"))
-    };
-    let (mut input, mut relay) = (open(input), open(relay));
+    let (mut input, mut relay) = (open_port(input), open_port(relay));
     let mut buf = [0u8; 256];
     loop {
         // Blocking: the floor does nothing but wait for the byte and answer.

@@ -2,6 +2,11 @@
 //! room, turns what devices report into the room's inputs, and carries out
 //! the room's effects as they come, in order: the lock first, then the
 //! writes, the feedback that waits on them, the log lines and the events.
+//! Once a door is unlocked, the answer's feedback, log lines and events are
+//! held back until the loop has yielded once: the door's task and its
+//! lock's driver, woken on this worker, then put the command on the wire
+//! before a log line is written or the audit writer is woken (which, on a
+//! small machine, would take the CPU from them: docs/performance.md).
 //!
 //! Nothing on the path from a report to the door command waits: the snapshot
 //! is an `arc-swap` load, the door command a `try_send`. What the room's
@@ -114,6 +119,14 @@ struct Outlets {
     latency: Arc<super::latency::Latency>,
 }
 
+/// The feedback and events of an answer that unlocked a door, carried out
+/// once the door's command has gone out, and their timestamp.
+#[derive(Default)]
+struct Deferred {
+    ts_ms: i64,
+    effects: Vec<Effect>,
+}
+
 pub struct DecisionLoop {
     live: Arc<ArcSwap<Snapshot>>,
     hasher: KeyHasher,
@@ -123,6 +136,8 @@ pub struct DecisionLoop {
     /// The room's state and policy.
     room: Room,
     out: Outlets,
+    /// Kept between answers, so that its buffer is reused.
+    deferred: Deferred,
 }
 
 /// Device id to `online`, `offline` or `unknown`.
@@ -176,6 +191,7 @@ impl DecisionLoop {
             health: p.health,
             room,
             out: Outlets { doors: p.doors, devices: ids, audit: p.audit, enroller: p.enroller, latency: p.latency },
+            deferred: Deferred::default(),
         }
     }
 
@@ -201,10 +217,27 @@ impl DecisionLoop {
                 _ = close => self.tick(),
                 _ = cancel.cancelled() => break,
             }
+            if !self.deferred.effects.is_empty() {
+                // The door's command first (its task and its driver's were
+                // woken on this worker and run now), then the rest.
+                tokio::task::yield_now().await;
+                self.carry_deferred();
+            }
         }
         while let Ok(r) = reports.try_recv() {
             self.report(r);
+            self.carry_deferred();
         }
+    }
+
+    /// Carries out what an answer that unlocked a door held back.
+    fn carry_deferred(&mut self) {
+        let mut effects = std::mem::take(&mut self.deferred.effects);
+        let mut carry = Carry::new(&self.out, self.deferred.ts_ms, None, None, Vec::new());
+        for e in effects.drain(..) {
+            carry.effect(e);
+        }
+        self.deferred.effects = effects;
     }
 
     /// Now on both clocks (tokio's monotonic one, so tests can pause it).
@@ -215,13 +248,13 @@ impl DecisionLoop {
     /// Closes the windows and ends the waits whose time is up.
     fn tick(&mut self) {
         let at = self.at();
-        let mut carry = Carry::new(&self.out, at.ms, None, None);
+        let mut carry = Carry::new(&self.out, at.ms, None, None, Vec::new());
         self.room.tick(at, &mut carry);
     }
 
     fn control(&mut self, c: ControlMsg) {
         let at = self.at();
-        let mut carry = Carry::new(&self.out, at.ms, None, None);
+        let mut carry = Carry::new(&self.out, at.ms, None, None, Vec::new());
         match c {
             ControlMsg::ClearLockout { device, reply } => {
                 let r = self.room.control(at, Control::ClearLockout { device }, &mut carry);
@@ -294,8 +327,10 @@ impl DecisionLoop {
         }
         let at = self.at();
         let snap = self.live.load();
-        let mut carry = Carry::new(&self.out, at.ms, card, Some(r.at));
+        let buffer = std::mem::take(&mut self.deferred.effects);
+        let mut carry = Carry::new(&self.out, at.ms, card, Some(r.at), buffer);
         self.room.input(at, r.device, input, &snap, &self.hasher, &mut carry);
+        self.deferred = Deferred { ts_ms: at.ms, effects: std::mem::take(&mut carry.deferred) };
         // Uses that could not be written are not used.
         for (key, used) in std::mem::take(&mut carry.unspent) {
             self.room.unspend(key, used);
@@ -317,11 +352,22 @@ struct Carry<'a> {
     /// When the input being answered reached the loop's queue (its driver's
     /// hand-over), for the grant's latency; `None` for a control message.
     arrived: Option<std::time::Instant>,
+    /// Whether this answer unlocked a door: its feedback and events after
+    /// that are held back in `deferred` (see the module's header).
+    unlocked: bool,
+    deferred: Vec<Effect>,
 }
 
 impl<'a> Carry<'a> {
-    fn new(out: &'a Outlets, ts_ms: i64, card: Option<&'a CardUid>, arrived: Option<std::time::Instant>) -> Carry<'a> {
-        Carry { out, ts_ms, card, unspent: Vec::new(), confirms: Vec::new(), arrived }
+    /// `deferred` is an empty buffer to reuse.
+    fn new(
+        out: &'a Outlets,
+        ts_ms: i64,
+        card: Option<&'a CardUid>,
+        arrived: Option<std::time::Instant>,
+        deferred: Vec<Effect>,
+    ) -> Carry<'a> {
+        Carry { out, ts_ms, card, unspent: Vec::new(), confirms: Vec::new(), arrived, unlocked: false, deferred }
     }
 }
 
@@ -356,9 +402,14 @@ impl Sink for Carry<'_> {
     fn effect(&mut self, effect: Effect) -> bool {
         let out = self.out;
         match effect {
+            e @ (Effect::Signal { .. } | Effect::Record(_)) if self.unlocked => {
+                self.deferred.push(e);
+                true
+            }
             Effect::Unlock { door } => {
                 let d = &out.doors[door];
                 let opened = d.open(d.unlock);
+                self.unlocked |= opened;
                 if let Some(arrived) = self.arrived.filter(|_| opened) {
                     out.latency.record(arrived);
                 }
@@ -595,6 +646,8 @@ mod tests {
                     report: Report::Input(Input::Key(c)),
                     at: std::time::Instant::now(),
                 });
+                // What run() does after each report.
+                lp.carry_deferred();
             }
         };
         svc.holder_put(HolderSpec::new("courier-ups", "UPS", Role::Courier)).unwrap();
@@ -613,7 +666,18 @@ mod tests {
         assert_eq!(used.get(&svc.hasher().hash(KeyKind::Pin, code.as_bytes())).map(|s| s.used), Some(1));
 
         // Unlock and Record: the door took the command (no `lock: not_driven`).
-        keys(&mut lp, &format!("{pin}#"));
+        // The grant's event and feedback wait until the loop has yielded
+        // (the door's command goes out first): held back after the report.
+        keys(&mut lp, &pin);
+        lp.report(DeviceReport { device: 0, report: Report::Input(Input::Key('#')), at: std::time::Instant::now() });
+        let held = &lp.deferred.effects;
+        assert!(held.iter().any(|e| matches!(e, Effect::Record(Event::AccessGranted { .. }))), "held back: the event");
+        assert!(
+            held.iter().any(|e| matches!(e, Effect::Signal { signal: Signal::Grant, .. })),
+            "and the feedback"
+        );
+        assert!(events.try_recv().is_err(), "no event before the loop yielded");
+        lp.carry_deferred();
         let e = next_event(&mut events).await;
         assert_eq!((e["type"].as_str(), e.get("lock")), (Some("access.granted"), None), "{e}");
 
@@ -639,6 +703,7 @@ mod tests {
         assert_eq!(next_event(&mut events).await["type"], "enroll.started");
         let uid = CardUid::parse_hex("04a1b2c3").unwrap();
         lp.report(DeviceReport { device: 0, report: Report::Input(Input::Card(uid)), at: std::time::Instant::now() });
+        lp.carry_deferred();
         let job = jobs.try_recv().unwrap();
         assert_eq!((job.holder.as_str(), job.uid, job.door.as_str()), ("courier-ups", uid, "main"));
 

@@ -247,11 +247,15 @@ impl SerialRelay {
                 s
             }
         };
-        // Stale bytes (a late echo from a timed-out command) must not be taken
-        // for this command's echo.
-        let _ = stream.clear(tokio_serial::ClearBuffer::Input);
+        let modbus = self.config.protocol == RelayProtocol::Modbus;
+        if modbus {
+            // Stale bytes (a late echo from a timed-out command) must not be
+            // taken for this command's echo. (An LCUS board answers nothing:
+            // its command goes out without this system call first.)
+            let _ = stream.clear(tokio_serial::ClearBuffer::Input);
+        }
         stream.write_all(frame).await.map_err(|e| disconnected(path, &format!("write failed: {e}")))?;
-        if self.config.protocol == RelayProtocol::Modbus {
+        if modbus {
             self.modbus_echo(stream, frame).await?;
         }
         Ok(())
