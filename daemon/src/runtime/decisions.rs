@@ -672,10 +672,7 @@ mod tests {
         lp.report(DeviceReport { device: 0, report: Report::Input(Input::Key('#')), at: std::time::Instant::now() });
         let held = &lp.deferred.effects;
         assert!(held.iter().any(|e| matches!(e, Effect::Record(Event::AccessGranted { .. }))), "held back: the event");
-        assert!(
-            held.iter().any(|e| matches!(e, Effect::Signal { signal: Signal::Grant, .. })),
-            "and the feedback"
-        );
+        assert!(held.iter().any(|e| matches!(e, Effect::Signal { signal: Signal::Grant, .. })), "and the feedback");
         assert!(events.try_recv().is_err(), "no event before the loop yielded");
         lp.carry_deferred();
         let e = next_event(&mut events).await;
