@@ -44,6 +44,28 @@ if [ ! -d "$PYDEPS/pymodbus-3.16.1.dist-info" ]; then
   python3 -m pip install --quiet --disable-pip-version-check --target "$PYDEPS" "pymodbus[serial]==3.16.1"
 fi
 
+# Home Assistant's own MQTT discovery code, which tests/peers/ha_discovery.py
+# runs on Porter's discovery configs (tests/tests/home_assistant.rs): PyPI's
+# `homeassistant` 2024.3.3, the last release for Python 3.11 (Debian 12's),
+# into its own target/pydeps-ha (its pins, e.g. cryptography 42, must not
+# shadow the other peers'). Not with its full dependency tree (measured: 5.5
+# min, 397 MB, Bluetooth, cloud and AWS clients among it), but --no-deps
+# with, pinned, only what importing its MQTT integration's schemas and its
+# template engine needs (measured: 1 min, 312 MB, nearly all of it
+# homeassistant's own wheel).
+PYDEPS_HA="$(cd "$(dirname "$0")/.." && pwd)/target/pydeps-ha"
+HA_PINS=(homeassistant==2024.3.3 aiohttp==3.9.3 aiohttp-fast-url-dispatcher==0.3.0 aiohttp-zlib-ng==0.3.1
+  aiosignal==1.4.0 async-interrupt==1.1.1 atomicwrites-homeassistant==1.4.1 attrs==23.2.0 awesomeversion==24.2.0
+  bcrypt==4.1.2 certifi==2026.10.19.post1 cffi==2.1.1 ciso8601==2.3.1 cryptography==42.0.5 frozenlist==1.8.0
+  idna==3.20 ifaddr==0.2.0 Jinja2==3.1.3 lru-dict==1.3.0 MarkupSafe==3.0.4 multidict==6.9.1 orjson==3.9.15
+  packaging==26.4 pycparser==3.12 PyJWT==2.8.0 python-slugify==8.0.4 PyYAML==6.0.1 text-unidecode==1.3
+  typing_extensions==4.16.0 ulid-transform==0.9.0 voluptuous==0.13.1 voluptuous-serialize==2.6.0 yarl==1.9.4
+  zlib-ng==1.1.0)
+if [ ! -d "$PYDEPS_HA/homeassistant-2024.3.3.dist-info" ]; then
+  echo "installing: homeassistant==2024.3.3 (PyPI, --no-deps, ${#HA_PINS[@]} pins) into $PYDEPS_HA"
+  python3 -m pip install --quiet --disable-pip-version-check --no-deps --target "$PYDEPS_HA" "${HA_PINS[@]}"
+fi
+
 # The AsyncAPI CLI that tests/tests/asyncapi.rs runs on docs/asyncapi.yaml
 # (npm's @asyncapi/cli, pinned with its whole tree in tests/asyncapi/
 # package-lock.json; 4.1.1, the last release that runs on Debian 12's Node

@@ -1,12 +1,17 @@
 //! Home Assistant MQTT discovery on a real Mosquitto: the retained configs
 //! of every entity, checked against Home Assistant's documented discovery
 //! schema (written here from its MQTT integration docs: lock, binary_sensor,
-//! sensor, event; Home Assistant's own Python schema code was not used);
-//! the lock's and the door's states as the door really is; the access
-//! event; availability through the Last Will; the unlock command refused
-//! without the permission and momentary with it; removal when turned off.
+//! sensor, event) and by Home Assistant's own code (PyPI `homeassistant`
+//! 2024.3.3: its discovery topic matcher, abbreviations, the platforms'
+//! DISCOVERY_SCHEMA and PLATFORM_SCHEMA_MODERN, its template engine on the
+//! real status; tests/peers/ha_discovery.py); the lock's and the door's
+//! states as the door really is, JAMMED while the lock's relay board is
+//! gone; the access event; availability through the Last Will; the unlock
+//! command refused without the permission and momentary with it; removal
+//! when turned off.
 
-use porter_tests::{config_head, Broker, Daemon, Subscriber, P};
+use porter_tests::pty::Pty;
+use porter_tests::{config_head, workspace_root, Broker, Daemon, Subscriber, P};
 use serde_json::{json, Value};
 use std::io::Write;
 use std::path::Path;
@@ -173,6 +178,57 @@ fn schema_problems(topic: &str, c: &Value) -> Vec<String> {
     bad
 }
 
+/// Home Assistant's own code on `configs` (`mosquitto_sub -v` lines), with
+/// `states` (topic, payload) for its templates: the peer's exit status and
+/// its verdicts, by topic.
+fn home_assistant_judges(
+    dir: &Path,
+    configs: &str,
+    states: &[(&str, &str)],
+) -> (Option<i32>, std::collections::BTreeMap<String, Value>) {
+    let root = workspace_root();
+    let pydeps = root.join("target/pydeps-ha");
+    assert!(
+        pydeps.join("homeassistant-2024.3.3.dist-info").exists(),
+        "homeassistant 2024.3.3 is not in {}: run scripts/install-test-deps.sh",
+        pydeps.display()
+    );
+    let mut cmd = std::process::Command::new("python3");
+    cmd.arg(root.join("tests/peers/ha_discovery.py")).env("PYTHONPATH", &pydeps);
+    for (i, (topic, payload)) in states.iter().enumerate() {
+        let f = dir.join(format!("state-{i}.json"));
+        std::fs::write(&f, payload).unwrap();
+        cmd.arg("--state").arg(format!("{topic}={}", f.display()));
+    }
+    let mut child = cmd
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3");
+    child.stdin.take().unwrap().write_all(configs.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let verdicts = text
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l)
+                .unwrap_or_else(|e| panic!("{e}: {l}\n{}", String::from_utf8_lossy(&out.stderr)))
+        })
+        .map(|v| (v["topic"].as_str().unwrap().to_string(), v))
+        .collect();
+    // 0: every config taken, 1: some refused (each with Home Assistant's
+    // error on stdout); anything else (2: no config read, a traceback) is
+    // the peer's own failure.
+    assert!(
+        matches!(out.status.code(), Some(0 | 1)),
+        "ha_discovery.py: {:?}\n{text}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code(), verdicts)
+}
+
 fn config(dir: &Path, broker: &Broker, ha: &str) -> std::path::PathBuf {
     let d = dir.display();
     let text = format!(
@@ -300,6 +356,51 @@ fn home_assistant_sees_the_doors_contacts_and_access_events_and_they_go_when_tur
         assert!(retained.lines().any(|l| l.starts_with(&format!("{t} {{"))), "{t} not retained: {retained}");
     }
 
+    // Home Assistant's own code takes every retained config, and its
+    // template engine reads the diagnostics from the real retained status.
+    let out = broker
+        .tool("mosquitto_sub", &[])
+        .args(["-t", &format!("{P}/status"), "--retained-only", "-C", "1", "-W", "5"])
+        .output()
+        .unwrap();
+    let status = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert!(status.starts_with('{'), "no retained status: {status}");
+    let status_topic = format!("{P}/status");
+    let (code, verdicts) = home_assistant_judges(p, &retained, &[(&status_topic, &status)]);
+    for t in &expected {
+        assert_eq!(verdicts.get(t).map(|v| &v["ok"]), Some(&json!(true)), "Home Assistant on {t}: {verdicts:#?}");
+    }
+    assert_eq!(code, Some(0), "{verdicts:#?}");
+    let rendered = |object: &str, what: &str| {
+        verdicts[&format!("homeassistant/{object}/config")]["rendered"][what].as_str().unwrap_or("").to_string()
+    };
+    assert_eq!(rendered(&format!("lock/{node}/main_lock"), "availability"), "online");
+    assert_eq!(rendered(&format!("binary_sensor/{node}/online"), "value"), "online");
+    assert!(["ON", "OFF"].contains(&rendered(&format!("binary_sensor/{node}/clock_synchronized"), "value").as_str()));
+    assert_eq!(rendered(&format!("sensor/{node}/devices_offline"), "value"), "0", "{status}");
+    for s in ["outbox", "decision_latency_p99"] {
+        let v = rendered(&format!("sensor/{node}/{s}"), "value");
+        assert!(v.parse::<f64>().is_ok(), "{s}: Home Assistant renders {v:?} from {status}");
+    }
+    // The check can fail: Home Assistant's own error for a lock without
+    // its command topic and with a key it does not know.
+    let mut broken = configs[&expected[0]].clone();
+    broken.as_object_mut().unwrap().remove("command_topic");
+    let (code, verdicts) = home_assistant_judges(p, &format!("{} {broken}\n", expected[0]), &[]);
+    assert_eq!(code, Some(1));
+    assert!(verdicts[&expected[0]]["error"]
+        .as_str()
+        .unwrap()
+        .contains("required key not provided @ data['command_topic']"));
+    let mut broken = configs[&expected[0]].clone();
+    broken["state_jamed"] = json!("JAMMED");
+    let (code, verdicts) = home_assistant_judges(p, &format!("{} {broken}\n", expected[0]), &[]);
+    assert_eq!(code, Some(1));
+    assert!(
+        verdicts[&expected[0]]["error"].as_str().unwrap().contains("extra keys not allowed @ data['state_jamed']"),
+        "{verdicts:#?}"
+    );
+
     // States: locked at start; a grant unlocks, then relocks; an access event each.
     let base = wait_plain(&sub, 0, &format!("{P}/ha/main/lock"), "LOCKED");
     wait_plain(&sub, 0, &format!("{P}/ha/back/lock"), "LOCKED");
@@ -373,4 +474,73 @@ fn home_assistant_sees_the_doors_contacts_and_access_events_and_they_go_when_tur
         String::from_utf8_lossy(&out.stdout)
     );
     drop(contact);
+}
+
+/// A lock whose relay board is gone shows JAMMED, and LOCKED again once the
+/// board is back and takes the relock.
+#[test]
+fn a_lock_that_cannot_be_driven_shows_jammed_until_it_locks_again() {
+    let broker = Broker::start();
+    let sub = broker.subscribe(&format!("{P}/#"), "ha-jammed");
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path();
+    let relay = Pty::open(&p.join("relay"));
+    let text = format!(
+        r#"{head}
+[[doors]]
+id = "main"
+lock = "relay-lock"
+unlock_ms = 400
+
+[[devices]]
+id = "keypad1"
+kind = "console"
+door = "main"
+
+[[devices]]
+id = "relay-lock"
+kind = "serial_relay"
+port = "{d}/relay"
+channel = 1
+
+[mqtt]
+url = "{url}"
+
+[home_assistant]
+{ENABLED}
+"#,
+        head = config_head(p),
+        d = p.display(),
+        url = broker.url(),
+    );
+    std::fs::write(p.join("porter.toml"), text).unwrap();
+    let d = Daemon::start(&p.join("porter.toml"), &p.join("admin.sock"));
+    d.log.wait_for(0, &["mqtt subscribed"]);
+    let lock_topic = format!("{P}/ha/main/lock");
+    wait_plain(&sub, 0, &lock_topic, "LOCKED");
+
+    // The board is unplugged; Home Assistant asks for an unlock.
+    relay.unplug();
+    let mark = sub.lines.len();
+    broker.publish(&format!("{P}/ha/main/set"), "UNLOCK");
+    let jammed = wait_plain(&sub, mark, &lock_topic, "JAMMED");
+    sub.wait_json(mark, &format!("{P}/events"), "door.lock_failed", |v| {
+        v["type"] == "door.lock_failed" && v["door"] == "main"
+    });
+    assert!(
+        !sub.lines.all()[mark..jammed].iter().any(|l| l == &format!("{lock_topic} UNLOCKED")),
+        "an unlock that did not reach the lock was shown as unlocked"
+    );
+
+    // The board comes back: the relock is tried again until it takes.
+    let mut relay = Pty::open(&p.join("relay"));
+    let locked = wait_plain(&sub, jammed + 1, &lock_topic, "LOCKED");
+    sub.wait_json(mark, &format!("{P}/events"), "door.lock_restored", |v| {
+        v["type"] == "door.lock_restored" && v["door"] == "main"
+    });
+    assert_eq!(relay.read_exact(4, porter_tests::DEADLINE).len(), 4, "the relock reached the board");
+    assert!(
+        !sub.lines.all()[jammed..locked].iter().any(|l| l == &format!("{lock_topic} UNLOCKED")),
+        "JAMMED went to LOCKED directly"
+    );
 }
