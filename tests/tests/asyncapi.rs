@@ -296,6 +296,24 @@ fn the_watcher_checks_every_message_and_fails_on_one_off_the_contract() {
     };
     let text = failed.downcast_ref::<String>().cloned().unwrap_or_default();
     assert!(text.contains("DoorOpenedEvent") && text.contains("door") && text.contains("/events"), "{text}");
+    // A Home Assistant state and a discovery config Porter would never send.
+    for (topic, payload, schema) in [
+        (format!("{P}/ha/main/lock"), "OPENED", "HaLockState"),
+        ("homeassistant/lock/porter_test_room-1/main_lock/config".to_string(), r#"{"name":"main lock"}"#, "HaLockConfig"),
+    ] {
+        broker.publish(&topic, &payload);
+        let failed = loop {
+            match std::panic::catch_unwind(|| porter_tests::asyncapi::assert_clean(broker.port)) {
+                Err(p) => break p,
+                Ok(()) => assert!(Instant::now() < deadline, "the watcher never refused {topic} {payload}"),
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        };
+        let text = failed.downcast_ref::<String>().cloned().unwrap_or_default();
+        assert!(text.contains(schema) && text.contains(&topic), "{text}");
+    }
+    // Home Assistant's own command, off the contract, is refused by porterd, not a violation.
+    broker.publish(&format!("{P}/ha/main/set"), "PLEASE");
     drop(d);
 }
 
