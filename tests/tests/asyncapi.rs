@@ -301,7 +301,7 @@ fn the_watcher_checks_every_message_and_fails_on_one_off_the_contract() {
         (format!("{P}/ha/main/lock"), "OPENED", "HaLockState"),
         ("homeassistant/lock/porter_test_room-1/main_lock/config".to_string(), r#"{"name":"main lock"}"#, "HaLockConfig"),
     ] {
-        broker.publish(&topic, &payload);
+        broker.publish(&topic, payload);
         let failed = loop {
             match std::panic::catch_unwind(|| porter_tests::asyncapi::assert_clean(broker.port)) {
                 Err(p) => break p,
