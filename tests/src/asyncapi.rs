@@ -4,8 +4,10 @@
 //! Each [`Broker`](crate::Broker) starts a watcher: a `mosquitto_sub` on
 //! `#` with the broker's default identity, in place before the broker is
 //! handed to the test. Whatever crosses the broker under `porter/` (commands
-//! from any client, replies, events, status) and any reply on a command's
-//! Response Topic is checked here, so a new test cannot skip the check:
+//! from any client, replies, events, status, the Home Assistant states and
+//! commands under `P/ha/`), the Home Assistant discovery configs (under any
+//! prefix, node id `porter_...`) and any reply on a command's Response Topic
+//! is checked here, so a new test cannot skip the check:
 //!
 //! - a command is matched against its op's schema. A test may send a bad
 //!   command on purpose, so a refused command does not fail by itself; but
@@ -14,7 +16,11 @@
 //! - a reply against the reply schema of its command's op (by broker and
 //!   id), else against the generic reply;
 //! - an event against its type's schema; the status against the status
-//!   document or the Last Will.
+//!   document or the Last Will;
+//! - a Home Assistant config, lock or contact state or access event against
+//!   its channel's schemas (a zero-length retained message, which removes
+//!   one, is `HaRemoved`); a lock command from Home Assistant is checked but,
+//!   as a refused command, does not fail by itself.
 //!
 //! A violation fails the test that saw it: at its next wait on a
 //! [`Subscriber`](crate::Subscriber), or when its broker is dropped. The
@@ -139,6 +145,9 @@ pub fn observe(port: u16, topic: &str, response_topic: &str, payload: &[u8]) {
     if s.forged.iter().any(|f| f == payload) {
         return;
     }
+    if let Some(ha) = home_assistant(topic) {
+        return check_home_assistant(s, topic, &ha, payload);
+    }
     let is_reply =
         topic.starts_with("porter/") && topic.ends_with("/reply") || s.response_topics.iter().any(|t| t == topic);
     let kind = if is_reply {
@@ -236,6 +245,86 @@ pub fn observe(port: u16, topic: &str, response_topic: &str, payload: &[u8]) {
         }
     }
     s.checked += 1;
+}
+
+/// A Home Assistant topic (docs/asyncapi.yaml's `ha...` channels): the
+/// schemas its payload may match, whether it is JSON (else plain text,
+/// checked as a JSON string), and whether Home Assistant sends it.
+struct HaTopic {
+    schemas: &'static [&'static str],
+    json: bool,
+    inbound: bool,
+}
+
+/// Which Home Assistant channel `topic` is on, if any:
+/// `{discovery_prefix}/{component}/{node_id}/{object_id}/config` (the node
+/// id `porter_...`), or `porter/{site}/{controller}/ha/{door}/{leaf}`. A
+/// zero-length payload (a removal) is allowed where the channel has
+/// `HaRemoved`.
+fn home_assistant(topic: &str) -> Option<HaTopic> {
+    let seg: Vec<&str> = topic.split('/').collect();
+    let n = seg.len();
+    let t = |schemas, json, inbound| Some(HaTopic { schemas, json, inbound });
+    if n == 6 && seg[0] == "porter" && seg[3] == "ha" {
+        return match seg[5] {
+            "lock" => t(&["HaLockState", "HaRemoved"], false, false),
+            "contact" => t(&["HaContactState", "HaRemoved"], false, false),
+            "access" => t(&["HaAccessEvent"], true, false),
+            "set" => t(&["HaLockCommand"], false, true),
+            _ => t(&[], false, false),
+        };
+    }
+    if n >= 4 && seg[n - 1] == "config" && seg[n - 3].starts_with("porter_") {
+        return match seg[n - 4] {
+            "lock" => t(&["HaLockConfig", "HaRemoved"], true, false),
+            "binary_sensor" => t(&["HaBinarySensorConfig", "HaRemoved"], true, false),
+            "event" => t(&["HaEventConfig", "HaRemoved"], true, false),
+            "sensor" => t(&["HaSensorConfig", "HaRemoved"], true, false),
+            _ => t(&[], true, false),
+        };
+    }
+    None
+}
+
+/// Checks a message on a Home Assistant topic. What Home Assistant sends
+/// (a lock command) may be off the contract on purpose and is refused by
+/// porterd: counted, not a violation. Porter's own messages must match one
+/// of the topic's schemas.
+fn check_home_assistant(s: &mut Seen, topic: &str, ha: &HaTopic, payload: &[u8]) {
+    let text = String::from_utf8_lossy(payload);
+    s.checked += 1;
+    if ha.schemas.is_empty() {
+        return s.violations.push(format!(
+            "{topic} is under Porter's Home Assistant topics but on no channel of docs/asyncapi.yaml: {text}"
+        ));
+    }
+    let value = if payload.is_empty() || !ha.json {
+        Ok(Value::String(text.to_string()))
+    } else {
+        serde_json::from_slice::<Value>(payload).map_err(|e| e.to_string())
+    };
+    let c = contract();
+    let errors: Vec<String> = match &value {
+        Err(e) => vec![format!("not JSON: {e}")],
+        Ok(v) => {
+            let mut errors = Vec::new();
+            for n in ha.schemas {
+                match c.check(n, v) {
+                    Ok(()) => return,
+                    Err(e) => errors.push(format!("schema {n}: {e}")),
+                }
+            }
+            errors
+        }
+    };
+    if ha.inbound {
+        return;
+    }
+    s.violations.push(format!(
+        "Home Assistant message on {topic} matches no schema of docs/asyncapi.yaml ({}): {text}\n  {}",
+        ha.schemas.join(", "),
+        errors.join("\n  ")
+    ));
 }
 
 /// Fails the calling test with every violation seen on the broker on `port`

@@ -69,7 +69,21 @@ fn every_op_event_type_and_error_code_is_in_the_document() {
     let all =
         [E::Invalid, E::NotFound, E::Duplicate, E::Forbidden, E::Unauthorized, E::Stale, E::Unsupported, E::Internal];
     assert_eq!(codes, all.map(|e| e.as_str()));
-    for ch in ["commands", "fleetCommands", "replies", "events", "status"] {
+    for ch in [
+        "commands",
+        "fleetCommands",
+        "replies",
+        "events",
+        "status",
+        "haLockConfig",
+        "haBinarySensorConfig",
+        "haEventConfig",
+        "haSensorConfig",
+        "haLockState",
+        "haLockCommand",
+        "haContactState",
+        "haAccess",
+    ] {
         assert!(doc["channels"].get(ch).is_some(), "no channel {ch}");
     }
     let will = &doc["servers"]["broker"]["bindings"]["mqtt"]["lastWill"];
@@ -202,6 +216,44 @@ fn the_schemas_refuse_replies_events_and_status_porter_never_sends() {
         assert!(c.check("AccessDeniedEvent", &bad).is_err(), "{bad}");
         assert!(c.check("Event", &bad).is_err(), "{bad}");
     }
+    // The status as porterd builds it (provision/status.rs's pinned bytes),
+    // online and at a clean shutdown; the same without a field it always
+    // has, or with latency figures that cannot be, is refused.
+    let status = json!({"cards":4,"clock":{"synchronized":null,"unsynchronized":"deny"},
+        "decision_latency":{"grants":2,"max_us":900,"p50_us":400,"p99_us":900,"window_s":900},
+        "devices":{"keypad1":"online","lock1":"unknown"},"generation":7,"holders":3,
+        "identity":{"algorithm":"ed25519","key_id":"34750f98bd59fcfc","public_key":"iojj3XQJ8ZX9UtstPLpdcspnCb8dlBIb83SIAbQPb1w=",
+            "public_key_pem":"-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEAiojj3XQJ8ZX9UtstPLpdcspnCb8dlBIb83SIAbQPb1w=\n-----END PUBLIC KEY-----\n"},
+        "outbox":2,"pins":3,"qr":1,"state":"online","storage":{"free_mb":512,"low":false},"store":"ok","uptime_s":61,"version":"0.1.0"});
+    assert_eq!(c.check("StatusDocument", &status), Ok(()));
+    let mut idle = status.clone();
+    idle["decision_latency"] = json!({"grants": 0, "max_us": null, "p50_us": null, "p99_us": null, "window_s": 900});
+    idle["state"] = json!("offline");
+    assert_eq!(c.check("StatusDocument", &idle), Ok(()));
+    let mut bad = Vec::new();
+    for field in ["decision_latency", "storage", "store", "identity", "clock"] {
+        let mut s = status.clone();
+        s.as_object_mut().unwrap().remove(field);
+        bad.push(s);
+    }
+    for (field, v) in [
+        ("decision_latency", json!({"grants": 0, "max_us": 5, "p50_us": null, "p99_us": null, "window_s": 900})),
+        ("decision_latency", json!({"grants": 3, "max_us": null, "p50_us": null, "p99_us": null, "window_s": 900})),
+        ("decision_latency", json!({"grants": 3, "max_us": 9, "p50_us": 4, "window_s": 900})),
+        ("store", json!("broken")),
+        ("devices", json!({"keypad1": "sleeping"})),
+    ] {
+        let mut s = status.clone();
+        s[field] = v;
+        bad.push(s);
+    }
+    for b in &bad {
+        assert!(c.check("StatusDocument", b).is_err(), "{b}");
+    }
+    let mut unlocked = json!({"seq": 9, "ts": "2026-11-25T16:00:00Z", "type": "door.unlocked", "door": "main", "ms": 400, "by": "home_assistant"});
+    assert_eq!(c.check("DoorUnlockedEvent", &unlocked), Ok(()));
+    unlocked["by"] = json!("somebody");
+    assert!(c.check("DoorUnlockedEvent", &unlocked).is_err());
     assert_eq!(c.check("StatusDocument", &json!({"state": "offline"})), Ok(()));
     assert!(c.check("StatusDocument", &json!({"state": "asleep"})).is_err());
     assert!(c.check("StatusDocument", &json!({"state": "online"})).is_err(), "an online status has every field");
@@ -244,5 +296,106 @@ fn the_watcher_checks_every_message_and_fails_on_one_off_the_contract() {
     };
     let text = failed.downcast_ref::<String>().cloned().unwrap_or_default();
     assert!(text.contains("DoorOpenedEvent") && text.contains("door") && text.contains("/events"), "{text}");
+    // A Home Assistant state and a discovery config Porter would never send.
+    for (topic, payload, schema) in [
+        (format!("{P}/ha/main/lock"), "OPENED", "HaLockState"),
+        ("homeassistant/lock/porter_test_room-1/main_lock/config".to_string(), r#"{"name":"main lock"}"#, "HaLockConfig"),
+    ] {
+        broker.publish(&topic, payload);
+        let failed = loop {
+            match std::panic::catch_unwind(|| porter_tests::asyncapi::assert_clean(broker.port)) {
+                Err(p) => break p,
+                Ok(()) => assert!(Instant::now() < deadline, "the watcher never refused {topic} {payload}"),
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        };
+        let text = failed.downcast_ref::<String>().cloned().unwrap_or_default();
+        assert!(text.contains(schema) && text.contains(&topic), "{text}");
+    }
+    // Home Assistant's own command, off the contract, is refused by porterd, not a violation.
+    broker.publish(&format!("{P}/ha/main/set"), "PLEASE");
     drop(d);
+}
+
+/// Home Assistant: the configs porterd's discovery builds (the daemon's own
+/// code, for a door with a contact and one without) each pass their
+/// component's schema; the states, commands and access events as docs/mqtt.md
+/// gives them pass, and what Porter never sends is refused.
+#[test]
+fn the_home_assistant_schemas_take_porters_discovery_and_refuse_the_rest() {
+    use porterd::provision::home_assistant::{Discovery, HaDoor};
+    let c = contract();
+    let cfg = porterd::config::HomeAssistantConfig {
+        enabled: true,
+        discovery_prefix: "homeassistant".into(),
+        unlock_doors: vec!["main".into()],
+    };
+    let doors =
+        vec![HaDoor { id: "main".into(), has_contact: true }, HaDoor { id: "back.door".into(), has_contact: false }];
+    let d = Discovery::new(cfg, "oak-street", "room-1", doors);
+    let configs = d.configs();
+    assert!(configs.len() >= 8, "{configs:?}");
+    for (topic, payload) in &configs {
+        let component = topic.split('/').nth(1).unwrap();
+        let schema = match component {
+            "lock" => "HaLockConfig",
+            "binary_sensor" => "HaBinarySensorConfig",
+            "event" => "HaEventConfig",
+            "sensor" => "HaSensorConfig",
+            other => panic!("{topic}: a component docs/asyncapi.yaml has no channel for: {other}"),
+        };
+        assert_eq!(c.check(schema, payload), Ok(()), "{topic}: {payload}");
+        // What Home Assistant relies on, taken away, is refused.
+        for key in ["state_topic", "device", "unique_id"] {
+            if payload.get(key).is_some() {
+                let mut p = payload.clone();
+                p.as_object_mut().unwrap().remove(key);
+                assert!(c.check(schema, &p).is_err(), "{topic} without {key}");
+            }
+        }
+        let mut p = payload.clone();
+        p["qos"] = json!(0);
+        assert!(c.check(schema, &p).is_err(), "{topic} with QoS 0");
+    }
+    let lock = &configs.iter().find(|(t, _)| t.contains("/lock/")).unwrap().1;
+    let mut p = lock.clone();
+    p["state_jammed"] = json!("STUCK");
+    assert!(c.check("HaLockConfig", &p).is_err());
+    // Every entity's availability is the status (whose Last Will says offline), but "online"'s.
+    for (t, p) in &configs {
+        let online = t.ends_with("/online/config");
+        assert_eq!(p.get("availability").is_none(), online, "{t}");
+    }
+    for (schema, ok, bad) in [
+        ("HaLockState", &["LOCKED", "UNLOCKED", "JAMMED"][..], &["locked", "OPEN", "LOCKED\n"][..]),
+        ("HaContactState", &["ON", "OFF"], &["on", "OPEN", "true"]),
+        ("HaLockCommand", &["UNLOCK", "OPEN", "LOCK"], &["unlock", "{\"op\":\"door.unlock\"}"]),
+        ("HaRemoved", &[""], &[" ", "OFF"]),
+    ] {
+        for p in ok {
+            assert_eq!(c.check(schema, &json!(p)), Ok(()), "{schema}: {p:?}");
+        }
+        for p in bad {
+            assert!(c.check(schema, &json!(p)).is_err(), "{schema} took {p:?}");
+        }
+    }
+    let denied = json!({"type": "access.denied", "door": "main", "device": "keypad1", "key": "pin",
+        "holder": null, "reason": "unknown", "seq": 3});
+    let granted = json!({"type": "access.granted", "door": "main", "device": "keypad1", "key": "pin",
+        "holder": "courier-ups", "seq": 4});
+    for ev in [&denied, &granted] {
+        let (_, p) = d.access(ev).unwrap();
+        assert_eq!(c.check("HaAccessEvent", &p), Ok(()), "{p}");
+        let mut with_key = p.clone();
+        with_key["key"] = json!("pin");
+        assert!(c.check("HaAccessEvent", &with_key).is_err(), "{with_key}");
+    }
+    for bad in [
+        json!({"event_type": "granted", "holder": "h1", "reason": "unknown", "device": "k"}),
+        json!({"event_type": "denied", "holder": null, "reason": null, "device": "k"}),
+        json!({"event_type": "opened", "holder": null, "reason": null, "device": "k"}),
+        json!({"event_type": "denied", "holder": null, "reason": "unknown", "device": "k", "pin": "483920"}),
+    ] {
+        assert!(c.check("HaAccessEvent", &bad).is_err(), "{bad}");
+    }
 }

@@ -8,7 +8,9 @@
 //! with the same kind of credentials. A refused daemon is watched for a few
 //! seconds: it must never say "mqtt connected", the broker must show why it
 //! was refused (more than once: the daemon keeps retrying), and the daemon
-//! must still decide at its door.
+//! must still decide at its door. Each broker's contract watcher connects
+//! with the portal's kind of credentials, so the messages are checked against
+//! docs/asyncapi.yaml as everywhere else.
 
 use porter_tests::tls::Pki;
 use porter_tests::{config_text, open_dir, Broker, Daemon, DEADLINE, P};
@@ -89,10 +91,25 @@ fn round_trip(broker: &Broker, auth: &[String], d: &mut Daemon) {
     assert_eq!(e["key"], "pin");
 }
 
+/// A broker whose one listener takes TLS only, configured by `lines` after
+/// the listener (certificates, who may connect). The contract watcher and
+/// the client tools connect with `identity` (`--cafile`, `--cert`/`--key`,
+/// or `-u`/`-P`), so every message of these tests is checked against
+/// docs/asyncapi.yaml too.
+fn broker_as(lines: &str, tls: bool, identity: Vec<String>) -> Broker {
+    let lines = lines.to_string();
+    Broker::start_conf(open_dir(), move |port| format!("listener {port} 127.0.0.1\n{lines}"), tls, identity)
+}
+
+/// A TLS broker with our CA and server certificate, open to anonymous clients.
+fn tls_broker(pki: &Pki) -> Broker {
+    broker_as(&format!("{}allow_anonymous true\n", pki.listener_tls()), true, pki.client_args(None))
+}
+
 #[test]
 fn mqtts_with_the_ca_file_connects_and_carries_commands_replies_and_events() {
     let pki = Pki::new();
-    let broker = Broker::start_with(&format!("{}allow_anonymous true\n", pki.listener_tls()));
+    let broker = tls_broker(&pki);
     let (_dir, mut d) =
         porterd(&format!("url = \"mqtts://127.0.0.1:{}\"\nca_file = {}\n", broker.port, q(&pki.path("ca.crt"))));
     d.log.wait_for(0, &["mqtt subscribed"]);
@@ -106,7 +123,7 @@ fn mqtts_with_the_ca_file_connects_and_carries_commands_replies_and_events() {
 fn mqtts_with_an_unrelated_ca_file_is_refused_and_the_daemon_keeps_deciding() {
     let pki = Pki::new();
     pki.ca("other-ca", "Somebody Else's CA");
-    let broker = Broker::start_with(&format!("{}allow_anonymous true\n", pki.listener_tls()));
+    let broker = tls_broker(&pki);
     let (_dir, d) =
         porterd(&format!("url = \"mqtts://127.0.0.1:{}\"\nca_file = {}\n", broker.port, q(&pki.path("other-ca.crt"))));
     // rustls rejects the server's chain and says so: alert unknown_ca.
@@ -117,18 +134,24 @@ fn mqtts_with_an_unrelated_ca_file_is_refused_and_the_daemon_keeps_deciding() {
 fn mqtts_without_a_ca_file_does_not_trust_a_private_ca() {
     // No ca_file: the system's roots, which do not hold the test CA.
     let pki = Pki::new();
-    let broker = Broker::start_with(&format!("{}allow_anonymous true\n", pki.listener_tls()));
+    let broker = tls_broker(&pki);
     let (_dir, d) = porterd(&format!("url = \"mqtts://127.0.0.1:{}\"\n", broker.port));
     assert_refused(&broker, 0, d, &["alert unknown ca"]);
 }
 
 /// A broker requiring a client certificate from our CA, whose CN becomes the
 /// MQTT username; anonymous clients are refused.
+/// The contract watcher connects with a certificate of its own.
 fn mtls_broker(pki: &Pki) -> Broker {
-    Broker::start_with(&format!(
-        "{}require_certificate true\nuse_identity_as_username true\nallow_anonymous false\n",
-        pki.listener_tls()
-    ))
+    pki.client("ca", "contract-watcher", "contract-watcher", false);
+    broker_as(
+        &format!(
+            "{}require_certificate true\nuse_identity_as_username true\nallow_anonymous false\n",
+            pki.listener_tls()
+        ),
+        true,
+        pki.client_args(Some("contract-watcher")),
+    )
 }
 
 #[test]
@@ -193,7 +216,8 @@ fn password_broker() -> Broker {
     }
     std::fs::set_permissions(&pw, std::fs::Permissions::from_mode(0o644)).unwrap();
     let lines = format!("allow_anonymous false\npassword_file {}\n", pw.display());
-    Broker::start_in(dir, &lines)
+    // The contract watcher connects as the portal.
+    Broker::start_conf(dir, move |port| format!("listener {port} 127.0.0.1\n{lines}"), false, portal_password())
 }
 
 fn portal_password() -> Vec<String> {
