@@ -157,7 +157,7 @@ pub enum Event {
     /// signed, replayed, expired, or a secret sent on the fleet topic.
     #[serde(rename = "command.refused")]
     CommandRefused {
-        /// The reply's error code (`unauthorized`, `stale`, `forbidden`).
+        /// The reply's error code (`unauthorized`, `stale`, `forbidden`, or `internal` when the store failed).
         code: &'static str,
         reason: &'static str,
         /// The pinned key that signed it; `null` when unsigned or unknown.
