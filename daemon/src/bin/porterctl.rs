@@ -233,7 +233,12 @@ fn doctor(cli: &Cli, args: &Map<String, Value>) -> ExitCode {
     if let Some(cfg) = &cfg {
         let me = user.as_ref().map_or_else(porterd::ownership::euid, |u| u.uid);
         files = doctor::files(cfg, me, user.as_ref());
-        print(&format!("Files and folders (as user {user_name}, uid {me})"), &files);
+        // Without the user, the checks are this process's (not the missing user's).
+        let who = match &user {
+            Some(_) => format!("as user {user_name}, uid {me}"),
+            None => format!("as uid {me}, this porterctl's: there is no user {user_name} yet"),
+        };
+        print(&format!("Files and folders ({who})"), &files);
     }
     let fixes = findings.iter().chain(&checks).chain(&files).filter(|f| matches!(f, Finding::Fix(_))).count();
     if fixes == 0 {
