@@ -117,8 +117,14 @@ fn building_by_hand_installs_what_the_package_installs() {
                 dest.to_string()
             };
             let asset = assets.iter().find(|(_, d, _)| *d == path);
-            let (_, _, package_mode) = asset.unwrap_or_else(|| panic!("{line}: the package installs no {path}"));
+            let (package_src, _, package_mode) =
+                asset.unwrap_or_else(|| panic!("{line}: the package installs no {path}"));
             assert_eq!(mode, package_mode, "{line}: {path} has mode {package_mode} in the package");
+            assert_eq!(
+                package_src.trim_start_matches("../"),
+                *src,
+                "{line}: the package installs {path} from another file"
+            );
             if !src.starts_with("target/") {
                 assert!(workspace_root().join(src).is_file(), "{line}: no {src} in the source tree");
             }
