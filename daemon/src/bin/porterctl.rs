@@ -300,6 +300,18 @@ fn keygen(cli: &Cli, args: &Map<String, Value>) -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// Prints a reply on standard output. A reader that has gone (`porterctl
+/// holder.list | head`) ends the output quietly, as other tools do, instead of
+/// a panic: the op was done all the same, and its exit code says how.
+fn print_reply(text: &str) {
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = writeln!(out, "{text}").and_then(|()| out.flush()) {
+        if e.kind() != std::io::ErrorKind::BrokenPipe {
+            eprintln!("porterctl: cannot print the reply: {e}");
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let fail = |msg: String| {
@@ -319,7 +331,7 @@ fn main() -> ExitCode {
     if cli.mqtt.is_some() {
         return match over_mqtt(&cli, args) {
             Ok(v) => {
-                println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+                print_reply(&serde_json::to_string_pretty(&v).unwrap_or_default());
                 if v["ok"] == Value::Bool(true) {
                     ExitCode::SUCCESS
                 } else {
@@ -369,7 +381,7 @@ fn main() -> ExitCode {
     let Ok(v) = serde_json::from_str::<Value>(&reply) else {
         return fail(format!("porterd sent something that is not JSON: {reply}"));
     };
-    println!("{}", serde_json::to_string_pretty(&v).unwrap_or(reply));
+    print_reply(&serde_json::to_string_pretty(&v).unwrap_or(reply));
     if v["ok"] == Value::Bool(true) {
         ExitCode::SUCCESS
     } else {
