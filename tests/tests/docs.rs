@@ -37,6 +37,10 @@ fn the_mqtt_password_file_has_one_path_and_one_mode_everywhere() {
             "{page}: the password file with another mode than root:porter 0640: {other_mode:?}"
         );
     }
+    // The password is typed, not written on a command line (the shell's history, ps).
+    let steps = read("docs/install.md");
+    let on_the_line = steps.lines().find(|l| l.contains("mqtt.pass") && l.contains("tee") && l.contains("echo"));
+    assert!(on_the_line.is_none(), "install.md: the password on a command line: {on_the_line:?}");
     let mqtt = read("docs/mqtt.md");
     let row = mqtt.lines().find(|l| l.starts_with("| `password_file`")).expect("mqtt.md's password_file row");
     assert!(row.contains("root:porter") && row.contains("0640"), "mqtt.md's row says no owner and mode: {row}");
@@ -218,4 +222,18 @@ fn the_secret_file_hint_is_where_the_service_may_write() {
     assert!(line.contains(&format!("(hint: set {packaged})")), "the hint is not the package's {packaged}: {line}");
     assert!(read("packaging/porterd.service").contains("StateDirectory=porter"));
     assert!(packaged.contains("\"/var/lib/porter/"), "{packaged}");
+}
+
+/// Every page under docs/ is in the README's list, where a newcomer looks.
+#[test]
+fn the_readme_lists_every_page_of_the_docs() {
+    let readme = read("README.md");
+    let at = readme.find("## Documentation").expect("README's documentation list");
+    let list = &readme[at..at + readme[at..].find("\n## Layout").expect("the next section")];
+    for entry in std::fs::read_dir(workspace_root().join("docs")).unwrap() {
+        let name = entry.unwrap().file_name().to_string_lossy().into_owned();
+        if name.ends_with(".md") {
+            assert!(list.contains(&format!("(docs/{name})")), "README's list has no docs/{name}");
+        }
+    }
 }
