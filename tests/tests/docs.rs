@@ -153,6 +153,15 @@ fn building_by_hand_installs_what_the_package_installs() {
     for g in groups {
         assert!(steps.contains(g) && steps.contains("usermod -aG"), "the steps by hand do not add porter to {g}");
     }
+    // What the build needs, said before it: pcsc-sys finds libpcsclite with
+    // pkg-config, libosdp-sys compiles C and runs git (as the test deps install).
+    let install = read("docs/install.md");
+    let needs = &install[install.find("## Building by hand").unwrap()..install.find(&steps).unwrap()];
+    let deps = read("scripts/install-test-deps.sh");
+    for tool in ["gcc", "git", "libpcsclite-dev", "pkg-config"] {
+        assert!(needs.contains(tool), "install.md's building by hand does not say it needs {tool}");
+        assert!(deps.contains(&format!(" {tool}")), "install-test-deps.sh no longer installs {tool}");
+    }
     let build = steps.lines().next().expect("the build");
     assert!(build.starts_with("cargo build --release --locked -p porterd --features pcsc,osdp"), "{build}");
     let readme = read("README.md");
@@ -160,6 +169,10 @@ fn building_by_hand_installs_what_the_package_installs() {
         assert!(l.starts_with(build), "README builds another way than install.md's steps: {l}");
     }
     assert!(readme.contains("(docs/install.md#building-by-hand)"), "README does not send a hand build to install.md");
+    assert!(
+        readme.contains("apt-get install libpcsclite-dev pkg-config"),
+        "README's build does not say it needs pkg-config"
+    );
 }
 
 /// The package file a reader installs is the one scripts/package.sh makes:
