@@ -250,3 +250,44 @@ fn the_readme_lists_every_page_of_the_docs() {
         }
     }
 }
+
+/// install.md's example of a device doctor finds the service's user may not
+/// open is the line doctor prints: a node of group dialout, mode 0660, for a
+/// user outside the group (`nobody` here, `porter` in the example).
+#[test]
+fn install_md_shows_doctors_own_finding_for_a_forbidden_device() {
+    let install = read("docs/install.md");
+    let shown = install.lines().find(|l| l.starts_with("FIX   device `qr-scanner`")).expect("the example").to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let node = dir.path().join("ttyACM0");
+    std::fs::write(&node, "").unwrap();
+    let groups = std::fs::read_to_string("/etc/group").unwrap();
+    let dialout: u32 = groups
+        .lines()
+        .find_map(|l| l.strip_prefix("dialout:x:"))
+        .and_then(|rest| rest.split(':').next()?.parse().ok())
+        .expect("group dialout (Debian's)");
+    std::os::unix::fs::chown(&node, Some(0), Some(dialout))
+        .expect("root, as the tests run in CI: chown to root:dialout");
+    std::fs::set_permissions(&node, std::os::unix::fs::PermissionsExt::from_mode(0o660)).unwrap();
+    let cfg = dir.path().join("porter.toml");
+    let text = format!(
+        "{}\n[[doors]]\nid = \"main\"\nlock = \"lock\"\n\n[[devices]]\nid = \"lock\"\nkind = \"sim_lock\"\n\n\
+         [[devices]]\nid = \"qr-scanner\"\nkind = \"serial_qr\"\ndoor = \"main\"\nport = \"{}\"\n",
+        porter_tests::config_head(dir.path()),
+        node.display()
+    );
+    std::fs::write(&cfg, text).unwrap();
+    let (_, out) = porter_tests::doctor(&cfg, "nobody");
+    let printed = out
+        .lines()
+        .map(str::trim)
+        .find(|l| l.starts_with("FIX   device `qr-scanner`"))
+        .unwrap_or_else(|| panic!("{out}"));
+    let expected = shown
+        .replace("/dev/ttyACM0", &node.display().to_string())
+        .replace("porter may not open", "nobody may not open")
+        .replace("Add porter to", "Add nobody to")
+        .replace("dialout porter,", "dialout nobody,");
+    assert_eq!(printed, expected, "install.md's example is not what doctor prints");
+}
