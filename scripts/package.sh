@@ -6,9 +6,19 @@
 # (cargo-deb clears other versions of the package from its own output folder).
 #
 # Usage: scripts/package.sh [amd64|arm64|all]   (default: all)
+#   amd64  this machine's package only (an amd64 machine): cargo-deb, nothing else
+#   arm64  the Raspberry Pi's: first installs, with apt-get, the cross toolchain
+#          (gcc-aarch64-linux-gnu, the Rust target aarch64-unknown-linux-gnu) and
+#          libpcsclite-dev:arm64 (dpkg --add-architecture arm64)
+#   all    both, and so the cross toolchain too
 set -euo pipefail
 cd "$(dirname "$0")/.."
 WHICH=${1:-all}
+case "$WHICH" in
+  amd64 | arm64 | all) ;;
+  -h | --help) sed -n '/^# Usage/,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+  *) echo "package.sh: unknown package \`$WHICH\`; usage: scripts/package.sh [amd64|arm64|all] (default: all; all and arm64 install a cross toolchain with apt-get)" >&2; exit 2 ;;
+esac
 
 if ! command -v cargo-deb >/dev/null; then
   cargo install cargo-deb --locked

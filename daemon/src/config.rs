@@ -196,7 +196,7 @@ impl TopKeys {
         }
         let data_dir = top.string("data_dir", "set data_dir = \"/var/lib/porter\"", errs).map(PathBuf::from);
         let secret_file =
-            top.string("secret_file", "set secret_file = \"/etc/porter/device.key\"", errs).map(PathBuf::from);
+            top.string("secret_file", "set secret_file = \"/var/lib/porter/device.key\"", errs).map(PathBuf::from);
         // Beside the device secret by default: the folder that already
         // keeps a secret with the daemon's user and mode 0600.
         let identity_file = top

@@ -154,6 +154,33 @@ fn porterctl_provisions_and_a_generated_pin_opens() {
     assert!(d.stop().0.success());
 }
 
+/// `porterctl state.get | head -3`: a reader that stops reading gets the op
+/// done and a quiet porterctl, not a panic and a backtrace on its terminal.
+#[test]
+fn porterctl_piped_into_a_reader_that_stops_does_not_panic() {
+    let (_dir, cfg, sock) = setup(200, false);
+    let _d = Daemon::start(&cfg, &sock);
+    // A pipe whose reader is gone before porterctl starts: its first write fails.
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let out = std::process::Command::new(porter_tests::bin("porterctl"))
+        .arg("--socket")
+        .arg(&sock)
+        .args(["holder.put", "holder=courier-dhl", "name=DHL", "role=courier"])
+        .stdout(writer)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(err.is_empty(), "{err}");
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    // The op was done all the same.
+    let (code, v) = porter_tests::ctl(&sock, "holder.get", &["holder=courier-dhl"]);
+    assert_eq!(code, 0, "{v}");
+    assert_eq!(v["result"]["name"], "DHL");
+}
+
 #[test]
 fn five_wrong_pins_engage_the_lockout_and_a_restart_keeps_it() {
     let (_dir, cfg, sock) = setup(200, true);

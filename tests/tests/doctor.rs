@@ -93,6 +93,11 @@ fn doctor_says_what_to_fix() {
     let (code, out) = doctor(&cfg, "no-such-user-here");
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("there is no user `no-such-user-here`"), "{out}");
+    // The file checks say whose they are: not a uid the missing user does not have.
+    assert!(
+        out.contains("Files and folders (as uid ") && out.contains("there is no user no-such-user-here yet)"),
+        "{out}"
+    );
     // Reinstalling is the fix only where the package is installed; a porterd
     // built by hand is pointed at the steps that make the user.
     if std::path::Path::new("/var/lib/dpkg/info/porter.list").exists() {

@@ -233,7 +233,12 @@ fn doctor(cli: &Cli, args: &Map<String, Value>) -> ExitCode {
     if let Some(cfg) = &cfg {
         let me = user.as_ref().map_or_else(porterd::ownership::euid, |u| u.uid);
         files = doctor::files(cfg, me, user.as_ref());
-        print(&format!("Files and folders (as user {user_name}, uid {me})"), &files);
+        // Without the user, the checks are this process's (not the missing user's).
+        let who = match &user {
+            Some(_) => format!("as user {user_name}, uid {me}"),
+            None => format!("as uid {me}, this porterctl's: there is no user {user_name} yet"),
+        };
+        print(&format!("Files and folders ({who})"), &files);
     }
     let fixes = findings.iter().chain(&checks).chain(&files).filter(|f| matches!(f, Finding::Fix(_))).count();
     if fixes == 0 {
@@ -295,6 +300,18 @@ fn keygen(cli: &Cli, args: &Map<String, Value>) -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// Prints a reply on standard output. A reader that has gone (`porterctl
+/// holder.list | head`) ends the output quietly, as other tools do, instead of
+/// a panic: the op was done all the same, and its exit code says how.
+fn print_reply(text: &str) {
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = writeln!(out, "{text}").and_then(|()| out.flush()) {
+        if e.kind() != std::io::ErrorKind::BrokenPipe {
+            eprintln!("porterctl: cannot print the reply: {e}");
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let fail = |msg: String| {
@@ -314,7 +331,7 @@ fn main() -> ExitCode {
     if cli.mqtt.is_some() {
         return match over_mqtt(&cli, args) {
             Ok(v) => {
-                println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+                print_reply(&serde_json::to_string_pretty(&v).unwrap_or_default());
                 if v["ok"] == Value::Bool(true) {
                     ExitCode::SUCCESS
                 } else {
@@ -364,7 +381,7 @@ fn main() -> ExitCode {
     let Ok(v) = serde_json::from_str::<Value>(&reply) else {
         return fail(format!("porterd sent something that is not JSON: {reply}"));
     };
-    println!("{}", serde_json::to_string_pretty(&v).unwrap_or(reply));
+    print_reply(&serde_json::to_string_pretty(&v).unwrap_or(reply));
     if v["ok"] == Value::Bool(true) {
         ExitCode::SUCCESS
     } else {
