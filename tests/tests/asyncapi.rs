@@ -299,7 +299,11 @@ fn the_watcher_checks_every_message_and_fails_on_one_off_the_contract() {
     // A Home Assistant state and a discovery config Porter would never send.
     for (topic, payload, schema) in [
         (format!("{P}/ha/main/lock"), "OPENED", "HaLockState"),
-        ("homeassistant/lock/porter_test_room-1/main_lock/config".to_string(), r#"{"name":"main lock"}"#, "HaLockConfig"),
+        (
+            "homeassistant/lock/porter_test_room-1/main_lock/config".to_string(),
+            r#"{"name":"main lock"}"#,
+            "HaLockConfig",
+        ),
     ] {
         broker.publish(&topic, payload);
         let failed = loop {
