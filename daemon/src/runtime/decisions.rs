@@ -127,6 +127,17 @@ struct Deferred {
     effects: Vec<Effect>,
 }
 
+impl Deferred {
+    /// Keeps what an answer held back (only one that unlocked a door holds
+    /// anything back), for [`DecisionLoop::carry_deferred`] after the yield;
+    /// an empty one only keeps its buffer when there is none yet.
+    fn hold(&mut self, ts_ms: i64, effects: Vec<Effect>) {
+        if !effects.is_empty() || self.effects.capacity() == 0 {
+            *self = Deferred { ts_ms, effects };
+        }
+    }
+}
+
 pub struct DecisionLoop {
     live: Arc<ArcSwap<Snapshot>>,
     hasher: KeyHasher,
@@ -250,6 +261,7 @@ impl DecisionLoop {
         let at = self.at();
         let mut carry = Carry::new(&self.out, at.ms, None, None, Vec::new());
         self.room.tick(at, &mut carry);
+        self.deferred.hold(at.ms, carry.deferred);
     }
 
     fn control(&mut self, c: ControlMsg) {
@@ -280,6 +292,7 @@ impl DecisionLoop {
                 let _ = self.room.control(at, Control::ClockJumped { by_ms }, &mut carry);
             }
         }
+        self.deferred.hold(at.ms, carry.deferred);
     }
 
     fn report(&mut self, r: DeviceReport) {
@@ -330,7 +343,7 @@ impl DecisionLoop {
         let buffer = std::mem::take(&mut self.deferred.effects);
         let mut carry = Carry::new(&self.out, at.ms, card, Some(r.at), buffer);
         self.room.input(at, r.device, input, &snap, &self.hasher, &mut carry);
-        self.deferred = Deferred { ts_ms: at.ms, effects: std::mem::take(&mut carry.deferred) };
+        self.deferred.hold(at.ms, std::mem::take(&mut carry.deferred));
         // Uses that could not be written are not used.
         for (key, used) in std::mem::take(&mut carry.unspent) {
             self.room.unspend(key, used);
