@@ -9,10 +9,11 @@
 # PyPI's cryptography, packaged); pip, for the OSDP reader the tests pair
 # with (below); gcc and git, which the `osdp` kind's build needs (libosdp-sys
 # compiles libosdp's C core with cc and runs `git rev-parse` for a version
-# string).
+# string); chromium and fonts-dejavu-core, the browser and the font of the
+# kiosk's browser test (tests/tests/kiosk.rs, its screenshots in docs/kiosk).
 set -euo pipefail
 
-PACKAGES=(ca-certificates pkg-config mosquitto mosquitto-clients libpcsclite-dev pcscd vsmartcard-vpcd socat faketime openssl python3 python3-cryptography python3-pip gcc git)
+PACKAGES=(ca-certificates pkg-config mosquitto mosquitto-clients libpcsclite-dev pcscd vsmartcard-vpcd socat faketime openssl python3 python3-cryptography python3-pip gcc git chromium fonts-dejavu-core)
 
 missing=()
 for p in "${PACKAGES[@]}"; do
@@ -89,4 +90,20 @@ if ! cmp -s "$LOCK" "$ASYNCAPI/package-lock.json" || [ ! -x "$ASYNCAPI/node_modu
   # --ignore-scripts: no package runs code at install (a telemetry postinstall,
   # a browser download); the CLI needs none of them.
   (cd "$ASYNCAPI" && SCARF_ANALYTICS=false npm ci --no-audit --no-fund --loglevel=error --ignore-scripts)
+fi
+
+# What the kiosk's browser test drives Debian's Chromium with
+# (tests/tests/kiosk.rs, tests/kiosk/browser.mjs): npm's playwright-core
+# (never a browser of its own: the test launches /usr/bin/chromium; 1.65.1,
+# checked with Chromium 156: launch, goto, screenshot) and pixelmatch and pngjs
+# for the screenshot comparison, pinned in tests/kiosk/package-lock.json,
+# installed with `npm ci` under target/kiosk. playwright-core needs Node 20.
+KIOSK="$(cd "$(dirname "$0")/.." && pwd)/target/kiosk"
+KLOCK="$(cd "$(dirname "$0")/.." && pwd)/tests/kiosk/package-lock.json"
+if ! cmp -s "$KLOCK" "$KIOSK/package-lock.json" || [ ! -d "$KIOSK/node_modules/playwright-core" ]; then
+  echo "installing: playwright-core, pixelmatch, pngjs (npm, tests/kiosk/package-lock.json) into $KIOSK"
+  mkdir -p "$KIOSK"
+  cp "$(dirname "$KLOCK")/package.json" "$KLOCK" "$KIOSK/"
+  # --ignore-scripts: no install script runs (none is needed; none downloads a browser).
+  (cd "$KIOSK" && npm ci --no-audit --no-fund --loglevel=error --ignore-scripts)
 fi

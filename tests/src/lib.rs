@@ -7,6 +7,7 @@
 
 pub mod asyncapi;
 pub mod bench;
+pub mod kiosk;
 pub mod peers;
 pub mod pty;
 pub mod tls;
