@@ -164,6 +164,10 @@ fn building_by_hand_installs_what_the_package_installs() {
     }
     let build = steps.lines().next().expect("the build");
     assert!(build.starts_with("cargo build --release --locked -p porterd --features pcsc,osdp"), "{build}");
+    // The kiosk is its own crate, built beside porterd as scripts/package.sh builds it.
+    let kiosk = steps.lines().nth(1).expect("the kiosk's build");
+    assert_eq!(kiosk, "cargo build --release --locked -p porter-kiosk", "install.md's second line");
+    assert!(read("scripts/package.sh").contains("cargo build --release --locked -p porter-kiosk"));
     let readme = read("README.md");
     for l in readme.lines().filter(|l| l.starts_with("cargo build --release")) {
         assert!(l.starts_with(build), "README builds another way than install.md's steps: {l}");
