@@ -8,7 +8,7 @@ fn read(rel: &str) -> String {
 }
 
 /// Every file a user reads for setting up the MQTT password.
-const PASSWORD_PAGES: [&str; 7] = [
+const PASSWORD_PAGES: [&str; 8] = [
     "docs/mqtt.md",
     "docs/install.md",
     "docs/config.md",
@@ -16,6 +16,7 @@ const PASSWORD_PAGES: [&str; 7] = [
     "configs/raspberry-pi.toml",
     "configs/usb.toml",
     "configs/larger-room.toml",
+    "configs/kiosk.toml",
 ];
 
 /// One path for the MQTT password file, and one owner and mode: the ones
