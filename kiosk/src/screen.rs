@@ -583,8 +583,15 @@ mod tests {
     #[test]
     fn every_hidden_deny_reason_gives_a_byte_identical_view() {
         let hidden = [
-            "unknown", "inactive", "expired", "not_yet_valid", "holder_disabled", "role_not_allowed",
-            "not_recorded", "locked_out", "a_reason_of_tomorrow",
+            "unknown",
+            "inactive",
+            "expired",
+            "not_yet_valid",
+            "holder_disabled",
+            "role_not_allowed",
+            "not_recorded",
+            "locked_out",
+            "a_reason_of_tomorrow",
         ];
         let frames: Vec<String> = hidden
             .iter()
@@ -647,7 +654,10 @@ mod tests {
         r.line(r#"{"feedback":"lockout","door":"main","until":null,"until_ms":null,"device":"kiosk"}"#);
         let v = r.view();
         // 17:00 in Madrid: 7 hours to midnight.
-        assert_eq!((v.screen, v.until.as_deref(), v.remaining_ms), (Screen::Lockout, Some("tomorrow"), Some(7 * 3600 * 1000)));
+        assert_eq!(
+            (v.screen, v.until.as_deref(), v.remaining_ms),
+            (Screen::Lockout, Some("tomorrow"), Some(7 * 3600 * 1000))
+        );
         r.wait(7 * 3600 * 1000);
         assert_eq!(r.screen(), Screen::Idle);
     }
@@ -887,7 +897,8 @@ mod tests {
             for l in &r.out {
                 let v: serde_json::Value = serde_json::from_str(l).unwrap();
                 let key = v["key"].as_str().unwrap();
-                let digits = key.strip_prefix("*0**").or_else(|| key.strip_prefix("*0*")).unwrap().strip_suffix('#').unwrap();
+                let digits =
+                    key.strip_prefix("*0**").or_else(|| key.strip_prefix("*0*")).unwrap().strip_suffix('#').unwrap();
                 assert!((6..=MAX_DIGITS).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit()), "{l}");
                 assert_eq!(v.as_object().unwrap().len(), 1);
             }
