@@ -19,6 +19,7 @@ struct Kiosk {
     child: Child,
     stdin: Option<ChildStdin>,
     stdout: Receiver<String>,
+    _stderr: Receiver<String>,
     port: u16,
 }
 
@@ -50,7 +51,7 @@ impl Kiosk {
             .unwrap_or_else(|| panic!("not the serving line: {first:?}"))
             .parse()
             .unwrap();
-        Self { stdin: child.stdin.take(), child, stdout, port }
+        Self { stdin: child.stdin.take(), child, stdout, _stderr: stderr, port }
     }
 
     fn feed(&mut self, line: &str) {
@@ -315,6 +316,35 @@ fn stdin_eof_says_offline_and_sigterm_exits_zero() {
         assert!(Instant::now() < end, "still running after SIGTERM");
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// Regression: a log line on a closed stderr panicked (`eprintln!`) and took
+/// the screen down with it.
+#[test]
+fn a_closed_stderr_does_not_stop_the_screen() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_porter-kiosk"))
+        .args(["--listen", "127.0.0.1:0", "--device", "kiosk", "--door", "main"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(child.stderr.take().unwrap()).read_line(&mut first).unwrap();
+    let port = first.trim().strip_prefix("porter-kiosk: serving http://127.0.0.1:").unwrap().trim_end_matches('/');
+    let k = Kiosk {
+        port: port.parse().unwrap(),
+        stdin: child.stdin.take(),
+        child,
+        stdout: mpsc::channel().1,
+        _stderr: mpsc::channel().1,
+    };
+    let mut k = k;
+    let mut ws = k.ws_ok();
+    ws.view();
+    k.feed("garbled: logged on stderr, which is closed");
+    k.feed(r#"{"feedback":"grant","door":"main","unlock_ms":3000}"#);
+    ws.until_screen("door_open");
 }
 
 #[test]
