@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Builds Porter's Debian packages and tests them as an installer would use
 # them, on this machine (as root, which CI is): installs the amd64 package,
-# checks its files, the porter user, the unit (systemd-analyze verify, and
-# the hardening score printed), starts porterd from the installed configs as
+# checks its files (porter-kiosk and its browser script among them), the
+# porter user, the unit (systemd-analyze verify, and the hardening score
+# printed), starts porterd from the installed configs and porter-kiosk as
 # the porter user, reinstalls it over its own state (an upgrade keeps
 # /var/lib/porter), purges it; then runs the arm64 package's porterd
 # --version under qemu-user.
@@ -17,7 +18,7 @@ step() { echo "package-test: $*"; }
 if [ "$(id -u)" != 0 ]; then fail "run as root: it installs and purges the package"; fi
 export DEBIAN_FRONTEND=noninteractive
 need=()
-for p in systemd qemu-user libpcsclite1 file openssl; do
+for p in systemd qemu-user libpcsclite1 file openssl python3; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || need+=("$p")
 done
 if [ ${#need[@]} -gt 0 ]; then
@@ -35,11 +36,13 @@ dpkg --purge porter >/dev/null 2>&1 || true
 apt-get install -y -qq "./$AMD64" >/dev/null
 step "installed $(dpkg-query -W -f='${Package} ${Version} ${Architecture}' porter)"
 
-for f in /usr/bin/porterd /usr/bin/porterctl /lib/systemd/system/porterd.service \
+for f in /usr/bin/porterd /usr/bin/porterctl /usr/bin/porter-kiosk /usr/lib/porter/porter-kiosk-browser \
+  /lib/systemd/system/porterd.service \
   /usr/lib/sysusers.d/porter.conf /usr/lib/tmpfiles.d/porter.conf /lib/udev/rules.d/60-porter.rules \
   /usr/share/polkit-1/rules.d/50-porter-pcscd.rules /etc/porter/porter.toml \
   /usr/share/doc/porter/examples/raspberry-pi.toml /usr/share/doc/porter/examples/usb.toml \
-  /usr/share/doc/porter/examples/larger-room.toml \
+  /usr/share/doc/porter/examples/larger-room.toml /usr/share/doc/porter/examples/kiosk.toml \
+  /usr/share/doc/porter/kiosk.md \
   /usr/share/doc/porter/examples/demo.toml /usr/share/doc/porter/install.md; do
   [ -e "$f" ] || fail "$f is not installed"
 done
@@ -47,6 +50,11 @@ dpkg-query -W -f='${Conffiles}\n' porter | grep -q "/etc/porter/porter.toml" || 
 getent passwd porter >/dev/null || fail "no porter user"
 getent group porter >/dev/null || fail "no porter group"
 [ "$(stat -c %U:%a /var/lib/porter)" = "porter:750" ] || fail "/var/lib/porter is $(stat -c %U:%a /var/lib/porter)"
+for f in /usr/bin/porter-kiosk /usr/lib/porter/porter-kiosk-browser; do
+  [ -x "$f" ] || fail "$f is not executable"
+done
+sh -n /usr/lib/porter/porter-kiosk-browser || fail "porter-kiosk-browser is not a valid sh script"
+dpkg-deb -f "$AMD64" Suggests | grep -q chromium || fail "the package does not suggest chromium"
 step "files, conffile, the porter user and its folders: ok"
 
 systemd-analyze verify /lib/systemd/system/porterd.service || fail "systemd-analyze verify"
@@ -100,6 +108,21 @@ run_as_porter /usr/share/doc/porter/examples/demo.toml "$demo" "$log"; pid=$PID
 grep -q "lock locked" "$log" || fail "the demo's lock was not driven locked"
 kill -TERM "$pid"; wait "$pid" || fail "the demo did not stop cleanly"
 step "porterd runs from the installed demo config as porter: ok"
+
+# The kiosk, as porterd starts it (an exec device): it serves its page on
+# loopback and says so on its standard error.
+klog=$(mktemp)
+setpriv --reuid=porter --regid=porter --init-groups /usr/bin/porter-kiosk --device kiosk --door main \
+  --listen 127.0.0.1:0 </dev/null >/dev/null 2>"$klog" &
+kpid=$!
+for _ in $(seq 1 100); do grep -q "porter-kiosk: serving http://127.0.0.1:" "$klog" && break; sleep 0.1; done
+url=$(sed -n 's/^porter-kiosk: serving //p' "$klog" | head -n 1)
+[ -n "$url" ] || { cat "$klog"; fail "porter-kiosk did not say where it serves"; }
+[ "$(python3 -c 'import sys, urllib.request; print(urllib.request.urlopen(sys.argv[1], timeout=5).read().decode())' "${url}healthz")" = ok ] \
+  || fail "porter-kiosk's ${url}healthz does not answer ok"
+kill -TERM "$kpid"; wait "$kpid" || true
+rm -f "$klog"
+step "porter-kiosk serves $url as porter: ok"
 rm -rf "$demo"
 
 # ---- upgrade: the same binaries packaged as the next revision ----
@@ -132,5 +155,7 @@ dpkg-deb -x "$ARM64" "$x"
 file "$x/usr/bin/porterd" | grep -q "ARM aarch64" || fail "the arm64 package's porterd is $(file -b "$x/usr/bin/porterd")"
 v=$(qemu-aarch64 -L / "$x/usr/bin/porterd" --version) || fail "porterd --version under qemu-aarch64"
 step "arm64: $v (under qemu-aarch64)"
+file "$x/usr/bin/porter-kiosk" | grep -q "ARM aarch64" || fail "the arm64 package's porter-kiosk is $(file -b "$x/usr/bin/porter-kiosk")"
+step "arm64: porter-kiosk is an aarch64 binary"
 rm -rf "$x" "$log"
 step "all package checks passed"

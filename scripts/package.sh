@@ -4,6 +4,9 @@
 # libpcsclite-dev:arm64 through multiarch, as scripts/cross-check.sh sets up).
 # Installs cargo-deb when missing. Both packages are copied to target/packages/
 # (cargo-deb clears other versions of the package from its own output folder).
+# The package ships porter-kiosk (docs/kiosk.md) too, a crate of its own that
+# cargo-deb does not build for porterd: it is built first, for the same target
+# and into the same folder.
 #
 # Usage: scripts/package.sh [amd64|arm64|all]   (default: all)
 #   amd64  this machine's package only (an amd64 machine): cargo-deb, nothing else
@@ -25,6 +28,7 @@ if ! command -v cargo-deb >/dev/null; then
 fi
 
 if [ "$WHICH" = amd64 ] || [ "$WHICH" = all ]; then
+  cargo build --release --locked -p porter-kiosk
   cargo deb -p porterd --locked --output target/debian/amd64/
 fi
 
@@ -37,6 +41,7 @@ if [ "$WHICH" = arm64 ] || [ "$WHICH" = all ]; then
   export CARGO_TARGET_DIR=target/cross
   # --no-strip: the host's strip cannot read arm64 binaries (cargo-deb would
   # call it); the release profile strips them already.
+  cargo build --release --locked -p porter-kiosk --target aarch64-unknown-linux-gnu
   cargo deb -p porterd --locked --target aarch64-unknown-linux-gnu --no-strip --output target/debian/arm64/
 fi
 mkdir -p target/packages

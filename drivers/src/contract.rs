@@ -298,7 +298,12 @@ pub trait Output: Send {
 /// buzzer). Its JSON form is one object with a `feedback` tag and the door,
 /// and the details below; a field may be added, none renamed:
 ///
-/// `{"feedback":"deny","door":"main","reason":"unknown"}`
+/// `{"feedback":"deny","door":"main","reason":"unknown","device":"kiosk"}`
+///
+/// `device` (added by the line, [`Feedback::json_line`]) is the id of the
+/// input device whose input caused the signal; absent when none did (a
+/// window opened by `enroll.start`, a window closing, a card's wait for its
+/// PIN running out).
 ///
 /// A deny's `reason` is the word of the `access.denied` (or `enroll.denied`)
 /// event. `unknown`, `inactive`, `expired`, `not_yet_valid` and
@@ -328,21 +333,30 @@ pub enum Feedback {
 }
 
 impl Feedback {
-    /// The JSON line a program receives, newline included. Never longer
-    /// than a few hundred bytes (door ids are short), so a pipe takes it
+    /// The JSON line a program receives, newline included, with the `device`
+    /// whose input caused it (the field left out when none did). Never
+    /// longer than a few hundred bytes (ids are short), so a pipe takes it
     /// whole or not at all.
-    pub fn json_line(&self) -> String {
-        let mut s = serde_json::to_string(self).unwrap_or_default();
+    pub fn json_line(&self, device: Option<&str>) -> String {
+        #[derive(serde::Serialize)]
+        struct Line<'a> {
+            #[serde(flatten)]
+            feedback: &'a Feedback,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            device: Option<&'a str>,
+        }
+        let mut s = serde_json::to_string(&Line { feedback: self, device }).unwrap_or_default();
         s.push('\n');
         s
     }
 }
 
-/// A device that receives a door's [`Feedback`]. `feedback` is called from
-/// the door's feedback task and must never wait: a receiver that cannot take
-/// it now drops it and counts it.
+/// A device that receives a door's [`Feedback`], with the id of the input
+/// device whose input caused it (`None` when none did). `feedback` is called
+/// from the door's feedback task and must never wait: a receiver that cannot
+/// take it now drops it and counts it.
 pub trait FeedbackReceiver: Send {
-    fn feedback(&mut self, fb: &Feedback);
+    fn feedback(&mut self, fb: &Feedback, device: Option<&str>);
 }
 
 #[cfg(test)]

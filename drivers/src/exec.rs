@@ -553,8 +553,8 @@ impl ExecFeedback {
 }
 
 impl FeedbackReceiver for ExecFeedback {
-    fn feedback(&mut self, fb: &Feedback) {
-        if self.try_write(fb.json_line().as_bytes()) {
+    fn feedback(&mut self, fb: &Feedback, device: Option<&str>) {
+        if self.try_write(fb.json_line(device).as_bytes()) {
             return;
         }
         self.dropped += 1;

@@ -258,7 +258,7 @@ async fn feedback_lines_reach_the_program_and_a_stuck_one_loses_them_without_wai
     // The program answers the first feedback line it reads with a key, so
     // the test sees what arrived through the device's own protocol.
     let script = r#"read -r l
-        case "$l" in '{"feedback":"deny","door":"main","reason":"unknown"}') echo '{"key":"1"}' ;; *) echo '{"key":"0"}' ;; esac
+        case "$l" in '{"feedback":"deny","door":"main","reason":"unknown","device":"kiosk"}') echo '{"key":"1"}' ;; *) echo '{"key":"0"}' ;; esac
         exec cat >/dev/null"#;
     let mut exec = Exec::new("exec-feedback", sh(script));
     let mut screen = ExecFeedback::new("exec-feedback");
@@ -269,7 +269,7 @@ async fn feedback_lines_reach_the_program_and_a_stuck_one_loses_them_without_wai
         r = exec.run(&sink) => panic!("the driver ended early: {r:?}"),
         _ = async {
             assert_eq!(recv(&mut rx).await, Report::Health(Health::Online));
-            screen.feedback(&deny);
+            screen.feedback(&deny, Some("kiosk"));
             assert_eq!(recv(&mut rx).await, input(Input::Key('1')), "the program did not read the deny line");
         } => {}
     }
@@ -287,7 +287,7 @@ async fn feedback_lines_reach_the_program_and_a_stuck_one_loses_them_without_wai
             assert_eq!(recv(&mut rx).await, Report::Health(Health::Online));
             let started = std::time::Instant::now();
             for _ in 0..5000 {
-                stuck.feedback(&deny);
+                stuck.feedback(&deny, None);
             }
             let took = started.elapsed();
             // 5,000 lines of 52 bytes are four times a 64 KiB pipe.
@@ -297,6 +297,6 @@ async fn feedback_lines_reach_the_program_and_a_stuck_one_loses_them_without_wai
     }
     // With no program running, a line is dropped too.
     let mut none = ExecFeedback::new("exec-never-started");
-    none.feedback(&deny);
+    none.feedback(&deny, None);
     assert_eq!(none.dropped(), 1);
 }

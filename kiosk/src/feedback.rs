@@ -118,8 +118,17 @@ fn until_ms(obj: &Map<String, Value>) -> Option<Option<i64>> {
     }
 }
 
+/// One line cut from the stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cut<'a> {
+    /// A line, without its `\n` or `\r\n`.
+    Line(&'a [u8]),
+    /// A line longer than [`MAX_LINE`], dropped whole.
+    TooLong,
+}
+
 /// Cuts a byte stream into lines of at most [`MAX_LINE`] bytes. A longer line
-/// is dropped whole (up to its line break) and reported as `Err(())`.
+/// is dropped whole (up to its line break) and reported as [`Cut::TooLong`].
 #[derive(Debug, Default)]
 pub struct LineBuf {
     buf: Vec<u8>,
@@ -132,7 +141,7 @@ impl LineBuf {
     }
 
     /// Feeds `bytes`; `out` gets each complete line (without `\n` or `\r\n`).
-    pub fn push(&mut self, bytes: &[u8], out: &mut dyn FnMut(Result<&[u8], ()>)) {
+    pub fn push(&mut self, bytes: &[u8], out: &mut dyn FnMut(Cut<'_>)) {
         for chunk in bytes.split_inclusive(|b| *b == b'\n') {
             let (body, ends) = match chunk.strip_suffix(b"\n") {
                 Some(body) => (body, true),
@@ -148,10 +157,10 @@ impl LineBuf {
             }
             if ends {
                 if self.overlong {
-                    out(Err(()));
+                    out(Cut::TooLong);
                 } else {
                     let line = self.buf.strip_suffix(b"\r").unwrap_or(&self.buf);
-                    out(Ok(line));
+                    out(Cut::Line(line));
                 }
                 self.buf.clear();
                 self.overlong = false;
@@ -230,7 +239,12 @@ mod tests {
         let mut b = LineBuf::new();
         let mut out = Vec::new();
         for c in chunks {
-            b.push(c, &mut |l| out.push(l.map(<[u8]>::to_vec)));
+            b.push(c, &mut |l| {
+                out.push(match l {
+                    Cut::Line(l) => Ok(l.to_vec()),
+                    Cut::TooLong => Err(()),
+                })
+            });
         }
         out
     }

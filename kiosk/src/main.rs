@@ -16,12 +16,21 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::{mpsc, watch};
 
+/// A line on stderr (porterd logs it at warn). Unlike `eprintln!`, a closed
+/// stderr does not panic: the screen matters more than its log.
+macro_rules! note {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 fn main() -> ExitCode {
     let args = Args::parse_or_exit();
     let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("porter-kiosk: cannot start: {e}");
+            note!("porter-kiosk: cannot start: {e}");
             return ExitCode::FAILURE;
         }
     };
@@ -38,21 +47,21 @@ async fn run(args: Args) -> ExitCode {
     let listener = match tokio::net::TcpListener::bind(args.listen).await {
         Ok(l) => l,
         Err(e) => {
-            eprintln!("porter-kiosk: cannot listen on {}: {e}", args.listen);
+            note!("porter-kiosk: cannot listen on {}: {e}", args.listen);
             return ExitCode::FAILURE;
         }
     };
     let addr = match listener.local_addr() {
         Ok(a) => a,
         Err(e) => {
-            eprintln!("porter-kiosk: cannot listen on {}: {e}", args.listen);
+            note!("porter-kiosk: cannot listen on {}: {e}", args.listen);
             return ExitCode::FAILURE;
         }
     };
     let (mut term, mut int) = match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
         (Ok(t), Ok(i)) => (t, i),
         (Err(e), _) | (_, Err(e)) => {
-            eprintln!("porter-kiosk: cannot handle signals: {e}");
+            note!("porter-kiosk: cannot handle signals: {e}");
             return ExitCode::FAILURE;
         }
     };
@@ -64,10 +73,10 @@ async fn run(args: Args) -> ExitCode {
     let app = web::router(Arc::new(Shared { views: views_rx, touches, allow_remote: args.allow_remote }));
     tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app).await {
-            eprintln!("porter-kiosk: the page's server stopped: {e}");
+            note!("porter-kiosk: the page's server stopped: {e}");
         }
     });
-    eprintln!("porter-kiosk: serving http://{addr}/");
+    note!("porter-kiosk: serving http://{addr}/");
 
     let mut stdin = tokio::io::stdin();
     let mut stdout = tokio::io::stdout();
@@ -82,14 +91,17 @@ async fn run(args: Args) -> ExitCode {
             r = stdin.read(&mut buf), if stdin_open => match r {
                 Ok(0) | Err(_) => {
                     stdin_open = false;
-                    eprintln!("porter-kiosk: porterd closed stdin; the screen says it is out of service");
+                    note!("porter-kiosk: porterd closed stdin; the screen says it is out of service");
                     kiosk.stdin_closed()
                 }
                 Ok(n) => {
                     let mut step = Step::default();
                     let now = Now::system();
                     lines.push(&buf[..n], &mut |line| {
-                        let parsed = line.map_or(feedback::Line::Garbled, feedback::parse);
+                        let parsed = match line {
+                            feedback::Cut::Line(l) => feedback::parse(l),
+                            feedback::Cut::TooLong => feedback::Line::Garbled,
+                        };
                         match parsed {
                             feedback::Line::Feedback(f) => {
                                 let s = kiosk.feedback(&f, now);
@@ -101,7 +113,7 @@ async fn run(args: Args) -> ExitCode {
                                 kiosk.garbled_line();
                                 let n = kiosk.garbled();
                                 if n.is_power_of_two() {
-                                    eprintln!("porter-kiosk: ignored a garbled line from porterd ({n} so far)");
+                                    note!("porter-kiosk: ignored a garbled line from porterd ({n} so far)");
                                 }
                             }
                         }

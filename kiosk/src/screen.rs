@@ -437,3 +437,471 @@ impl Kiosk {
         self.go(Screen::Offline, None)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::feedback::{parse, Line};
+
+    const T0_MS: i64 = 1_795_622_400_000; // 2026-11-25T16:00:00Z
+
+    fn settings() -> Settings {
+        Settings {
+            device: "kiosk".into(),
+            door: "main".into(),
+            door_name: "Package room door".into(),
+            room: "Package room".into(),
+            lang: Lang::En,
+            zone: Zone::Named(chrono_tz::Europe::Madrid),
+            pin_length: 6,
+            entry_timeout: Duration::from_secs(20),
+        }
+    }
+
+    struct Rig {
+        k: Kiosk,
+        now: Now,
+        out: Vec<String>,
+    }
+
+    impl Rig {
+        fn new() -> Self {
+            Self { k: Kiosk::new(settings()), now: Now { at: Instant::now(), unix_ms: T0_MS }, out: Vec::new() }
+        }
+        fn take(&mut self, s: Step) -> bool {
+            self.out.extend(s.lines.iter().map(|l| l.to_string()));
+            s.changed
+        }
+        fn line(&mut self, line: &str) -> bool {
+            let Line::Feedback(f) = parse(line.as_bytes()) else { panic!("{line}") };
+            let s = self.k.feedback(&f, self.now);
+            self.take(s)
+        }
+        fn touch(&mut self, t: Touch) -> bool {
+            let s = self.k.touch(&t, self.now);
+            self.take(s)
+        }
+        fn digits(&mut self, ds: &str) {
+            for d in ds.chars() {
+                self.touch(Touch::Digit { digit: d });
+            }
+        }
+        fn wait(&mut self, ms: u64) -> bool {
+            self.now = self.now.plus(ms);
+            let s = self.k.tick(self.now);
+            self.take(s)
+        }
+        fn screen(&self) -> Screen {
+            self.k.screen()
+        }
+        fn view(&self) -> View {
+            self.k.view(self.now)
+        }
+        /// Signs in with `pin` up to `checking`.
+        fn sign_in(&mut self, pin: &str) {
+            self.digits(pin);
+            self.touch(Touch::Ok);
+            assert_eq!(self.screen(), Screen::Checking);
+        }
+    }
+
+    #[test]
+    fn sign_in_sends_one_key_line_and_a_grant_opens_the_door() {
+        let mut r = Rig::new();
+        assert_eq!(r.screen(), Screen::Idle);
+        r.digits("1");
+        assert_eq!((r.screen(), r.view().entered), (Screen::Pin, 1));
+        r.digits("23456");
+        assert_eq!(r.view().entered, 6);
+        assert!(r.out.is_empty(), "nothing is sent before OK");
+        r.touch(Touch::Ok);
+        assert_eq!(r.out, vec![r##"{"key":"*0*123456#"}"##]);
+        assert_eq!((r.screen(), r.view().entered), (Screen::Checking, 0));
+        assert!(r.line(r#"{"feedback":"grant","door":"main","unlock_ms":3000,"device":"kiosk"}"#));
+        let v = r.view();
+        assert_eq!((v.screen, v.remaining_ms, v.door.as_str()), (Screen::DoorOpen, Some(3000), "Package room door"));
+        r.wait(1000);
+        assert_eq!((r.screen(), r.view().remaining_ms), (Screen::DoorOpen, Some(2000)));
+        assert!(r.wait(2000));
+        assert_eq!(r.screen(), Screen::Idle);
+        assert_eq!(r.out.len(), 1);
+    }
+
+    #[test]
+    fn ok_waits_for_the_pin_length_and_the_entry_stops_at_twelve() {
+        let mut r = Rig::new();
+        r.digits("12345");
+        assert!(!r.touch(Touch::Ok));
+        assert_eq!((r.screen(), r.out.len()), (Screen::Pin, 0));
+        r.digits("6789012345678");
+        assert_eq!(r.view().entered, MAX_DIGITS);
+        assert!(!r.touch(Touch::Digit { digit: '9' }));
+        assert!(!r.touch(Touch::Digit { digit: 'x' }));
+        assert_eq!(r.view().entered, MAX_DIGITS);
+        r.touch(Touch::Ok);
+        assert_eq!(r.out, vec![r##"{"key":"*0*123456789012#"}"##]);
+    }
+
+    #[test]
+    fn back_and_cancel_clear_only_the_entry() {
+        let mut r = Rig::new();
+        r.digits("12");
+        assert!(r.touch(Touch::Back));
+        assert_eq!((r.screen(), r.view().entered), (Screen::Pin, 1));
+        r.touch(Touch::Back);
+        assert_eq!(r.screen(), Screen::Idle, "back past the first digit");
+        r.digits("123");
+        assert!(r.touch(Touch::Cancel));
+        assert_eq!((r.screen(), r.view().entered), (Screen::Idle, 0));
+        // A new entry starts empty: the cancelled digits are gone.
+        r.digits("999999");
+        r.touch(Touch::Ok);
+        assert_eq!(r.out, vec![r##"{"key":"*0*999999#"}"##]);
+    }
+
+    #[test]
+    fn an_idle_entry_is_cleared_after_the_entry_timeout() {
+        let mut r = Rig::new();
+        r.digits("12");
+        r.wait(19_000);
+        r.digits("3");
+        assert!(!r.wait(19_999));
+        assert_eq!(r.view().entered, 3, "each touch restarts the timeout");
+        assert!(r.wait(1));
+        assert_eq!((r.screen(), r.view().entered), (Screen::Idle, 0));
+    }
+
+    #[test]
+    fn checking_gives_up_after_five_seconds() {
+        let mut r = Rig::new();
+        r.sign_in("123456");
+        assert!(!r.wait(4999));
+        assert!(r.wait(1));
+        assert_eq!(r.screen(), Screen::Idle);
+    }
+
+    #[test]
+    fn every_hidden_deny_reason_gives_a_byte_identical_view() {
+        let hidden = [
+            "unknown",
+            "inactive",
+            "expired",
+            "not_yet_valid",
+            "holder_disabled",
+            "role_not_allowed",
+            "not_recorded",
+            "locked_out",
+            "a_reason_of_tomorrow",
+        ];
+        let frames: Vec<String> = hidden
+            .iter()
+            .map(|reason| {
+                let mut r = Rig::new();
+                r.sign_in("123456");
+                r.line(&format!(r#"{{"feedback":"deny","door":"main","reason":"{reason}","device":"kiosk"}}"#));
+                assert_eq!(r.screen(), Screen::NotAccepted);
+                r.view().frame(Duration::ZERO)
+            })
+            .collect();
+        for (f, reason) in frames.iter().zip(hidden) {
+            assert_eq!(f, &frames[0], "{reason}");
+            assert!(!f.contains(reason), "{reason} leaks into {f}");
+        }
+        assert!(frames[0].contains(r#""reason":null"#));
+    }
+
+    #[test]
+    fn the_safe_deny_reasons_are_shown_and_not_accepted_ends_after_five_seconds() {
+        for (word, shown) in [
+            ("outside_schedule", ShownReason::OutsideSchedule),
+            ("wrong_door", ShownReason::WrongDoor),
+            ("card_required", ShownReason::CardRequired),
+            ("pin_required", ShownReason::PinRequired),
+        ] {
+            let mut r = Rig::new();
+            r.sign_in("123456");
+            r.line(&format!(r#"{{"feedback":"deny","door":"main","reason":"{word}","device":"kiosk"}}"#));
+            assert_eq!((r.screen(), r.view().reason), (Screen::NotAccepted, Some(shown)));
+            assert!(r.view().frame(Duration::ZERO).contains(&format!(r#""reason":"{word}""#)));
+            assert!(!r.touch(Touch::Digit { digit: '1' }), "no keypad on a result");
+            r.wait(4999);
+            assert_eq!(r.screen(), Screen::NotAccepted);
+            r.wait(1);
+            assert_eq!((r.screen(), r.view().reason), (Screen::Idle, None));
+        }
+    }
+
+    #[test]
+    fn lockout_says_when_in_the_zone_and_ends_then() {
+        let mut r = Rig::new();
+        r.sign_in("123456");
+        // 16:01 UTC is 17:01 in Madrid in November.
+        r.line(r#"{"feedback":"lockout","door":"main","until":"2026-11-25T16:01:00.000Z","until_ms":1795622460000,"device":"kiosk"}"#);
+        let v = r.view();
+        assert_eq!((v.screen, v.until.as_deref(), v.remaining_ms), (Screen::Lockout, Some("17:01"), Some(60_000)));
+        assert!(!r.touch(Touch::Digit { digit: '1' }));
+        assert!(!r.touch(Touch::Assign));
+        r.wait(59_999);
+        assert_eq!(r.screen(), Screen::Lockout);
+        r.wait(1);
+        assert_eq!((r.screen(), r.view().until), (Screen::Idle, None));
+    }
+
+    #[test]
+    fn the_daily_cap_says_tomorrow_and_ends_at_local_midnight() {
+        let mut r = Rig::new();
+        r.sign_in("123456");
+        r.line(r#"{"feedback":"lockout","door":"main","until":null,"until_ms":null,"device":"kiosk"}"#);
+        let v = r.view();
+        // 17:00 in Madrid: 7 hours to midnight.
+        assert_eq!(
+            (v.screen, v.until.as_deref(), v.remaining_ms),
+            (Screen::Lockout, Some("tomorrow"), Some(7 * 3600 * 1000))
+        );
+        r.wait(7 * 3600 * 1000);
+        assert_eq!(r.screen(), Screen::Idle);
+    }
+
+    #[test]
+    fn a_lockout_of_another_device_is_not_shown() {
+        for setup in [0, 1, 2] {
+            let mut r = Rig::new();
+            match setup {
+                0 => {}
+                1 => r.sign_in("123456"),
+                _ => {
+                    r.touch(Touch::Assign);
+                    r.digits("123456");
+                    r.touch(Touch::Ok);
+                    r.line(r#"{"feedback":"enroll_open","door":"main","until_ms":1795622580000,"device":"kiosk"}"#);
+                }
+            }
+            let before = r.view();
+            assert!(!r.line(r#"{"feedback":"lockout","door":"main","until_ms":1795622460000,"device":"keypad"}"#));
+            assert_eq!(r.view(), before);
+        }
+    }
+
+    #[test]
+    fn another_device_is_shown_only_while_idle_or_presenting_a_card() {
+        // Idle: a card at the reader beside the screen.
+        let mut r = Rig::new();
+        assert!(r.line(r#"{"feedback":"grant","door":"main","unlock_ms":3000,"device":"reader"}"#));
+        assert_eq!(r.screen(), Screen::DoorOpen);
+        // Typing: someone else's result is not shown over it.
+        let mut r = Rig::new();
+        r.digits("12");
+        assert!(!r.line(r#"{"feedback":"deny","door":"main","reason":"unknown","device":"reader"}"#));
+        assert_eq!((r.screen(), r.view().entered), (Screen::Pin, 2));
+        // Checking: only our own answer ends it.
+        r.digits("3456");
+        r.touch(Touch::Ok);
+        assert!(!r.line(r#"{"feedback":"grant","door":"main","unlock_ms":3000,"device":"reader"}"#));
+        assert_eq!(r.screen(), Screen::Checking);
+        // No device field (an older porterd): ours.
+        assert!(r.line(r#"{"feedback":"deny","door":"main","reason":"unknown"}"#));
+        assert_eq!(r.screen(), Screen::NotAccepted);
+        // Another door's feedback is ignored.
+        let mut r = Rig::new();
+        assert!(!r.line(r#"{"feedback":"grant","door":"side","unlock_ms":3000,"device":"kiosk"}"#));
+        assert_eq!(r.screen(), Screen::Idle);
+    }
+
+    #[test]
+    fn assigning_a_card_end_to_end() {
+        let mut r = Rig::new();
+        assert!(r.touch(Touch::Assign));
+        assert_eq!(r.screen(), Screen::AssignPin);
+        r.digits("123456");
+        r.touch(Touch::Ok);
+        assert_eq!(r.out, vec![r##"{"key":"*0**123456#"}"##]);
+        assert_eq!(r.screen(), Screen::Checking);
+        r.line(r#"{"feedback":"enroll_open","door":"main","until":"x","until_ms":1795622580000,"device":"kiosk"}"#);
+        assert_eq!((r.screen(), r.view().remaining_ms), (Screen::PresentCard, Some(180_000)));
+        r.wait(1000);
+        assert_eq!(r.view().remaining_ms, Some(179_000));
+        assert!(r.line(r#"{"feedback":"card_enrolled","door":"main","device":"reader"}"#));
+        assert_eq!(r.screen(), Screen::CardAssigned);
+        r.wait(5000);
+        assert_eq!(r.screen(), Screen::Idle);
+    }
+
+    #[test]
+    fn a_card_of_someone_else_and_a_window_that_closes() {
+        let mut r = Rig::new();
+        r.line(r#"{"feedback":"enroll_open","door":"main","until_ms":1795622580000}"#);
+        assert_eq!(r.screen(), Screen::PresentCard, "enroll.start over MQTT: no device");
+        r.line(r#"{"feedback":"card_refused","door":"main","reason":"duplicate","device":"reader"}"#);
+        assert_eq!(r.screen(), Screen::CardTaken);
+        r.wait(5000);
+        assert_eq!(r.screen(), Screen::Idle);
+
+        r.line(r#"{"feedback":"enroll_open","door":"main","until_ms":1795622580000,"device":"kiosk"}"#);
+        assert!(r.line(r#"{"feedback":"off","door":"main"}"#));
+        assert_eq!(r.screen(), Screen::Timeout);
+        assert!(!r.line(r#"{"feedback":"off","door":"main"}"#), "off elsewhere is nothing");
+        r.wait(5000);
+        assert_eq!(r.screen(), Screen::Idle);
+
+        // porterd's off does not come: the screen's own end, a little later.
+        let until = r.now.unix_ms + 10_000;
+        r.line(&format!(r#"{{"feedback":"enroll_open","door":"main","until_ms":{until},"device":"kiosk"}}"#));
+        r.wait(10_000);
+        assert_eq!(r.screen(), Screen::PresentCard);
+        r.wait(PRESENT_GRACE.as_millis() as u64);
+        assert_eq!(r.screen(), Screen::Timeout);
+
+        // Cancel while presenting: back to idle (porterd's window runs out by itself).
+        let mut r = Rig::new();
+        r.line(r#"{"feedback":"enroll_open","door":"main","until_ms":1795622580000,"device":"kiosk"}"#);
+        assert!(r.touch(Touch::Cancel));
+        assert_eq!(r.screen(), Screen::Idle);
+    }
+
+    #[test]
+    fn pin_after_a_card() {
+        let mut r = Rig::new();
+        r.line(r#"{"feedback":"pin_needed","door":"main","until":"x","until_ms":1795622430000,"device":"reader"}"#);
+        assert_eq!((r.screen(), r.view().entered), (Screen::PinNeeded, 0));
+        r.digits("654321");
+        r.touch(Touch::Ok);
+        assert_eq!(r.out, vec![r##"{"key":"*0*654321#"}"##]);
+
+        // porterd's wait (30 s) ends before the entry timeout would... and a
+        // touch does not stretch it.
+        let mut r = Rig::new();
+        r.line(r#"{"feedback":"pin_needed","door":"main","until_ms":1795622410000,"device":"reader"}"#);
+        r.wait(9000);
+        r.digits("1");
+        r.wait(999);
+        assert_eq!(r.screen(), Screen::PinNeeded);
+        r.wait(1);
+        assert_eq!(r.screen(), Screen::Idle);
+    }
+
+    #[test]
+    fn language_switches_and_goes_back_on_idle() {
+        let mut r = Rig::new();
+        assert!(r.touch(Touch::Lang { lang: Lang::Es }));
+        assert_eq!(r.view().lang, Lang::Es);
+        r.digits("1");
+        assert_eq!((r.screen(), r.view().lang), (Screen::Pin, Lang::Es));
+        r.touch(Touch::Cancel);
+        assert_eq!(r.view().lang, Lang::En, "back to the configured language on idle");
+        // Switched on idle and left: back after the entry timeout.
+        r.touch(Touch::Lang { lang: Lang::Es });
+        assert!(r.wait(20_000));
+        assert_eq!((r.screen(), r.view().lang), (Screen::Idle, Lang::En));
+    }
+
+    #[test]
+    fn offline_for_good_when_stdin_ends() {
+        let mut r = Rig::new();
+        r.digits("123");
+        let s = r.k.stdin_closed();
+        assert!(r.take(s));
+        assert_eq!((r.screen(), r.view().entered), (Screen::Offline, 0));
+        assert!(!r.touch(Touch::Digit { digit: '1' }));
+        assert!(!r.touch(Touch::Assign));
+        assert!(!r.touch(Touch::Lang { lang: Lang::Es }));
+        assert!(!r.line(r#"{"feedback":"grant","door":"main","unlock_ms":3000}"#));
+        assert!(!r.wait(3_600_000));
+        assert_eq!(r.screen(), Screen::Offline);
+        assert!(r.out.is_empty());
+    }
+
+    #[test]
+    fn touches_from_the_page_parse_as_the_spec_writes_them() {
+        let t = |s: &str| serde_json::from_str::<Touch>(s);
+        assert_eq!(t(r#"{"touch":"digit","digit":"7"}"#).unwrap(), Touch::Digit { digit: '7' });
+        assert_eq!(t(r#"{"touch":"back"}"#).unwrap(), Touch::Back);
+        assert_eq!(t(r#"{"touch":"ok"}"#).unwrap(), Touch::Ok);
+        assert_eq!(t(r#"{"touch":"cancel"}"#).unwrap(), Touch::Cancel);
+        assert_eq!(t(r#"{"touch":"assign"}"#).unwrap(), Touch::Assign);
+        assert_eq!(t(r#"{"touch":"lang","lang":"es"}"#).unwrap(), Touch::Lang { lang: Lang::Es });
+        assert!(t(r#"{"touch":"lang","lang":"fr"}"#).is_err());
+        assert!(t(r#"{"touch":"digit","digit":"77"}"#).is_err());
+    }
+
+    #[test]
+    fn the_view_frame_is_the_specs_shape() {
+        let r = Rig::new();
+        let v: serde_json::Value = serde_json::from_str(&r.view().frame(Duration::ZERO)).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"view":{"screen":"idle","lang":"en","room":"Package room","door":"Package room door",
+                "entered":0,"pin_length":6,"reason":null,"until":null,"remaining_ms":null}})
+        );
+    }
+
+    /// A model-based check: random touches, feedback and waits never break
+    /// the invariants (entry bounded, key lines well-formed, hidden reasons
+    /// never shown, offline for good).
+    #[test]
+    fn random_walks_keep_the_invariants() {
+        let lines = [
+            r#"{"feedback":"grant","door":"main","unlock_ms":3000,"device":"kiosk"}"#,
+            r#"{"feedback":"deny","door":"main","reason":"unknown","device":"kiosk"}"#,
+            r#"{"feedback":"deny","door":"main","reason":"wrong_door","device":"reader"}"#,
+            r#"{"feedback":"lockout","door":"main","until_ms":1795622460000,"device":"kiosk"}"#,
+            r#"{"feedback":"lockout","door":"main","until_ms":1795622460000,"device":"reader"}"#,
+            r#"{"feedback":"enroll_open","door":"main","until_ms":1795622580000,"device":"kiosk"}"#,
+            r#"{"feedback":"card_enrolled","door":"main","device":"reader"}"#,
+            r#"{"feedback":"card_refused","door":"main","reason":"duplicate","device":"reader"}"#,
+            r#"{"feedback":"pin_needed","door":"main","until_ms":1795622430000,"device":"reader"}"#,
+            r#"{"feedback":"off","door":"main"}"#,
+        ];
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut next = |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        for _ in 0..200 {
+            let mut r = Rig::new();
+            let mut offline = false;
+            for _ in 0..200 {
+                match next(12) {
+                    0..=3 => {
+                        r.touch(Touch::Digit { digit: char::from(b'0' + next(10) as u8) });
+                    }
+                    4 => {
+                        r.touch([Touch::Back, Touch::Ok, Touch::Cancel, Touch::Assign][next(4) as usize].clone());
+                    }
+                    5 => {
+                        r.touch(Touch::Lang { lang: if next(2) == 0 { Lang::En } else { Lang::Es } });
+                    }
+                    6..=8 => {
+                        r.line(lines[next(lines.len() as u64) as usize]);
+                    }
+                    9 | 10 => {
+                        r.wait(next(30_000));
+                    }
+                    _ if next(20) == 0 => {
+                        r.k.stdin_closed();
+                        offline = true;
+                    }
+                    _ => {}
+                }
+                let v = r.view();
+                assert!(v.entered <= MAX_DIGITS);
+                assert!(v.reason.is_none() || v.screen == Screen::NotAccepted);
+                if offline {
+                    assert_eq!((v.screen, v.entered), (Screen::Offline, 0));
+                }
+                if v.entered > 0 {
+                    assert!(v.screen.takes_digits() && v.screen != Screen::Idle, "{v:?}");
+                }
+            }
+            for l in &r.out {
+                let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                let key = v["key"].as_str().unwrap();
+                let digits =
+                    key.strip_prefix("*0**").or_else(|| key.strip_prefix("*0*")).unwrap().strip_suffix('#').unwrap();
+                assert!((6..=MAX_DIGITS).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit()), "{l}");
+                assert_eq!(v.as_object().unwrap().len(), 1);
+            }
+        }
+    }
+}

@@ -8,7 +8,7 @@ fn read(rel: &str) -> String {
 }
 
 /// Every file a user reads for setting up the MQTT password.
-const PASSWORD_PAGES: [&str; 7] = [
+const PASSWORD_PAGES: [&str; 8] = [
     "docs/mqtt.md",
     "docs/install.md",
     "docs/config.md",
@@ -16,6 +16,7 @@ const PASSWORD_PAGES: [&str; 7] = [
     "configs/raspberry-pi.toml",
     "configs/usb.toml",
     "configs/larger-room.toml",
+    "configs/kiosk.toml",
 ];
 
 /// One path for the MQTT password file, and one owner and mode: the ones
@@ -164,6 +165,10 @@ fn building_by_hand_installs_what_the_package_installs() {
     }
     let build = steps.lines().next().expect("the build");
     assert!(build.starts_with("cargo build --release --locked -p porterd --features pcsc,osdp"), "{build}");
+    // The kiosk is its own crate, built beside porterd as scripts/package.sh builds it.
+    let kiosk = steps.lines().nth(1).expect("the kiosk's build");
+    assert_eq!(kiosk, "cargo build --release --locked -p porter-kiosk", "install.md's second line");
+    assert!(read("scripts/package.sh").contains("cargo build --release --locked -p porter-kiosk"));
     let readme = read("README.md");
     for l in readme.lines().filter(|l| l.starts_with("cargo build --release")) {
         assert!(l.starts_with(build), "README builds another way than install.md's steps: {l}");

@@ -1,11 +1,12 @@
 //! A door's feedback reaching an `exec` program as JSON lines on its
-//! standard input, while the real porterd decides keys and cards typed on
-//! its console: the display program is the shell loop docs/drivers.md shows
+//! standard input, each naming the input device that caused it (none for a
+//! window opened over MQTT), while the real porterd decides keys and cards
+//! typed on its console: the display program is the shell loop docs/drivers.md shows
 //! an installer, and a stuck program that never reads shows that feedback
 //! cannot hold up a grant.
 
-use porter_tests::{config_head, Daemon, DEADLINE};
-use serde_json::Value;
+use porter_tests::{config_head, Broker, Daemon, DEADLINE, P};
+use serde_json::{json, Value};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -85,13 +86,19 @@ impl Recorded<'_> {
 fn a_display_program_receives_each_signal_with_its_details() {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path();
+    let broker = Broker::start();
+    let sub = broker.subscribe(&format!("{P}/reply"), "portal-feedback");
     let log = p.join("feedback.log");
     let script = format!("while read -r line; do printf '%s\\n' \"$line\" >> {}; done", log.display());
-    let mut d = start(p, &config(p, "main", 300, &script, ""));
+    let mqtt = format!("\n[mqtt]\nurl = \"{}\"\n", broker.url());
+    let mut d = start(p, &config(p, "main", 300, &script, &mqtt));
+    d.log.wait_for(0, &["mqtt subscribed"]);
     let fb = Recorded(&log);
 
+    // Each signal caused by a key or card names the device it was typed or
+    // presented at: here the console, `keypad1`.
     d.type_line(&format!("{PIN}#"));
-    assert_eq!(fb.nth(0), serde_json::json!({"feedback": "grant", "door": "main", "unlock_ms": 300}));
+    assert_eq!(fb.nth(0), json!({"feedback": "grant", "door": "main", "unlock_ms": 300, "device": "keypad1"}));
     d.log.wait_for(0, &["lock unlocked", "device=lock1"]);
 
     // Wrong PINs: a deny with the event's reason each, and the third engages
@@ -100,11 +107,11 @@ fn a_display_program_receives_each_signal_with_its_details() {
         d.type_line("000001#");
     }
     for n in 1..=3 {
-        assert_eq!(fb.nth(n), serde_json::json!({"feedback": "deny", "door": "main", "reason": "unknown"}));
+        assert_eq!(fb.nth(n), json!({"feedback": "deny", "door": "main", "reason": "unknown", "device": "keypad1"}));
     }
     let lockout = fb.nth(4);
     let (_, engaged) = d.log.wait_for(0, &["lockout engaged", "device=keypad1"]);
-    assert_eq!(lockout["feedback"], "lockout");
+    assert_eq!((&lockout["feedback"], &lockout["device"]), (&json!("lockout"), &json!("keypad1")), "{lockout}");
     let until = lockout["until"].as_str().expect("a timed lockout has its end");
     assert!(engaged.contains(until), "the feedback's end {until} is not the event's: {engaged}");
     let until_ms = lockout["until_ms"].as_i64().unwrap();
@@ -116,27 +123,43 @@ fn a_display_program_receives_each_signal_with_its_details() {
     let (code, v) = d.ctl("lockout.clear", &["device=keypad1"]);
     assert_eq!(code, 0, "{v}");
 
-    // The enrolment window, with the end the command replied; the card
-    // presented in it is enrolled.
-    let (code, v) = d.ctl("enroll.start", &["holder=courier-ups", "door=main", "timeout_s=60"]);
-    assert_eq!(code, 0, "{v}");
+    // The window opened at the keypad (`**`, the PIN, `#`) is the keypad's;
+    // the card presented in it is enrolled, at the device it was read by.
+    d.type_line(&format!("**{PIN}#"));
     let open = fb.nth(6);
+    assert_eq!((&open["feedback"], &open["device"]), (&json!("enroll_open"), &json!("keypad1")), "{open}");
+    assert!(open["until_ms"].as_i64().unwrap() > now_ms, "{open}");
+    d.type_line("card:04a1b2c3");
+    assert_eq!(fb.nth(7), json!({"feedback": "card_enrolled", "door": "main", "device": "keypad1"}));
+
+    // A window opened by enroll.start over MQTT: no device's input caused
+    // it, so its line has no `device` (not a null); its end is the reply's.
+    let v =
+        broker.call(&sub, "fb-1", "enroll.start", json!({"holder": "courier-ups", "door": "main", "timeout_s": 60}));
+    assert_eq!(v["ok"], true, "{v}");
+    let open = fb.nth(8);
     assert_eq!(open["feedback"], "enroll_open");
+    assert!(open.get("device").is_none(), "{open}");
     assert_eq!(open["until"], v["result"]["until"], "{v}");
     assert!(open["until_ms"].as_i64().unwrap() > now_ms + 50_000, "{open}");
-    d.type_line("card:04a1b2c3");
-    assert_eq!(fb.nth(7), serde_json::json!({"feedback": "card_enrolled", "door": "main"}));
+    d.type_line("card:04d4e5f6");
+    assert_eq!(fb.nth(9), json!({"feedback": "card_enrolled", "door": "main", "device": "keypad1"}));
 
-    // The same card in another holder's window is refused: another's.
+    // The same card in another holder's window (porterctl this time) is
+    // refused: another's.
     d.ctl("holder.put", &["holder=courier-dhl", "name=DHL", "role=courier"]);
     let (code, v) = d.ctl("enroll.start", &["holder=courier-dhl", "door=main", "timeout_s=60"]);
     assert_eq!(code, 0, "{v}");
-    assert_eq!(fb.nth(8)["feedback"], "enroll_open");
+    assert_eq!(fb.nth(10)["feedback"], "enroll_open");
+    assert!(fb.nth(10).get("device").is_none(), "{}", fb.nth(10));
     d.type_line("card:04a1b2c3");
-    assert_eq!(fb.nth(9), serde_json::json!({"feedback": "card_refused", "door": "main", "reason": "duplicate"}));
+    assert_eq!(
+        fb.nth(11),
+        json!({"feedback": "card_refused", "door": "main", "reason": "duplicate", "device": "keypad1"})
+    );
 
     // Nothing else came, and no line shows a PIN.
-    assert_eq!(fb.all().len(), 10, "{:?}", fb.all());
+    assert_eq!(fb.all().len(), 12, "{:?}", fb.all());
     let text = std::fs::read_to_string(&log).unwrap();
     assert!(!text.contains(PIN) && !text.contains("000001"), "{text}");
     assert!(d.stop().0.success());

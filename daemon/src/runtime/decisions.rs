@@ -387,14 +387,14 @@ impl<'a> Carry<'a> {
 impl Carry<'_> {
     /// A limited key's grant: its use is written first, and the door opens
     /// once it is on disk (or stays locked if it cannot be written).
-    fn persist_use_then_unlock(&mut self, door: usize, key: KeyHash, used: Used, event: Event) -> bool {
+    fn persist_use_then_unlock(&mut self, door: usize, device: usize, key: KeyHash, used: Used, event: Event) -> bool {
         let out = self.out;
         log(&event);
         let door_h = out.doors[door].clone();
         let decided = std::time::Instant::now();
         let (latency, arrived) = (out.latency.clone(), self.arrived);
         let open = Box::new(move || {
-            if open_when_durable(&door_h, decided) {
+            if open_when_durable(&door_h, device, decided) {
                 if let Some(arrived) = arrived {
                     latency.record(arrived);
                 }
@@ -405,7 +405,7 @@ impl Carry<'_> {
         if !written {
             // Not persisted, so not used: the door stays locked.
             self.unspent.push((key, used));
-            out.doors[door].signal(Signal::Deny { reason: NOT_RECORDED });
+            out.doors[door].signal(Signal::Deny { reason: NOT_RECORDED }, Some(device));
         }
         written
     }
@@ -431,8 +431,8 @@ impl Sink for Carry<'_> {
                 }
                 opened
             }
-            Effect::Signal { door, signal } => {
-                out.doors[door].signal(signal);
+            Effect::Signal { door, signal, device } => {
+                out.doors[door].signal(signal, device);
                 true
             }
             Effect::Record(event) => {
@@ -440,8 +440,8 @@ impl Sink for Carry<'_> {
                 out.audit.record(Draft { ts_ms: self.ts_ms, event });
                 true
             }
-            Effect::PersistUseThenUnlock { door, key, used, event } => {
-                self.persist_use_then_unlock(door, key, used, event)
+            Effect::PersistUseThenUnlock { door, device, key, used, event } => {
+                self.persist_use_then_unlock(door, device, key, used, event)
             }
             Effect::PersistLockout { device, state, then } => {
                 let id = &out.devices[device];
@@ -450,9 +450,9 @@ impl Sink for Carry<'_> {
                     Then::Deny { door, reason, lockout } => {
                         let door_h = out.doors[door].clone();
                         let feedback = Box::new(move || {
-                            door_h.signal(Signal::Deny { reason });
+                            door_h.signal(Signal::Deny { reason }, Some(device));
                             if let Some(lockout) = lockout {
-                                door_h.signal(lockout);
+                                door_h.signal(lockout, Some(device));
                             }
                         });
                         out.audit.lockout_then(id, state, feedback);
@@ -462,10 +462,10 @@ impl Sink for Carry<'_> {
                 true
             }
             Effect::AwaitPin { door, device, holder, wait } => {
-                let (door, device) = (&out.doors[door], &out.devices[device]);
-                tracing::info!(door = %door.id, device = %device, holder = holder.as_str(), "card accepted; waiting for the holder's PIN");
+                let (door, id) = (&out.doors[door], &out.devices[device]);
+                tracing::info!(door = %door.id, device = %id, holder = holder.as_str(), "card accepted; waiting for the holder's PIN");
                 let until_ms = self.ts_ms.saturating_add(wait.as_millis() as i64);
-                door.signal(Signal::PinNeeded { wait, until_ms });
+                door.signal(Signal::PinNeeded { wait, until_ms }, Some(device));
                 true
             }
             Effect::Enrol { door, device, holder } => {
@@ -536,17 +536,18 @@ pub const NOT_RECORDED: &str = "not_recorded";
 /// person has most likely walked away or tried again.
 pub const DURABLE_GRANT_WAIT: Duration = Duration::from_secs(5);
 
-/// Opens `door` for a limited key's grant whose use is now on disk (run by
-/// the audit writer, on its thread); true when the lock was told to open.
-fn open_when_durable(door: &DoorHandle, decided: std::time::Instant) -> bool {
+/// Opens `door` for a limited key's grant at `device` whose use is now on
+/// disk (run by the audit writer, on its thread); true when the lock was
+/// told to open.
+fn open_when_durable(door: &DoorHandle, device: usize, decided: std::time::Instant) -> bool {
     let waited = decided.elapsed();
     if waited > DURABLE_GRANT_WAIT {
         tracing::error!(door = %door.id, waited_ms = waited.as_millis() as u64, "a limited key's use was written too late: the lock was not opened");
-        door.signal(Signal::Deny { reason: NOT_RECORDED });
+        door.signal(Signal::Deny { reason: NOT_RECORDED }, Some(device));
         return false;
     }
     if door.open(door.unlock) {
-        door.signal(Signal::Grant);
+        door.signal(Signal::Grant, Some(device));
         true
     } else {
         tracing::error!(door = %door.id, "door command queue full: the lock was not opened");

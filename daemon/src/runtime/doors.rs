@@ -16,7 +16,7 @@
 
 use super::audit::{Audit, Draft};
 use super::clock::Clock;
-use super::feedback::Signal;
+use super::feedback::{Cue, Signal};
 use crate::event::Event;
 use crate::provision::home_assistant::{DoorView, LockState};
 use porter_drivers::Output;
@@ -41,7 +41,7 @@ pub struct DoorHandle {
     pub id: String,
     pub unlock: Duration,
     tx: mpsc::Sender<DoorCmd>,
-    indicators: Vec<mpsc::Sender<Signal>>,
+    indicators: Vec<mpsc::Sender<Cue>>,
     /// Every door's lock and contact as driven and seen (Home Assistant).
     pub views: tokio::sync::watch::Receiver<Vec<DoorView>>,
 }
@@ -57,11 +57,13 @@ impl DoorHandle {
         self.tx.try_send(cmd).is_ok()
     }
 
-    /// Plays `signal` on the door's LED and buzzer, if it has them. A full
-    /// indicator queue drops the signal: feedback never holds anything up.
-    pub fn signal(&self, signal: Signal) {
+    /// Plays `signal` on the door's LED and buzzer, if it has them, and
+    /// hands it to its feedback devices with the input device (its index)
+    /// whose input caused it. A full indicator queue drops the signal:
+    /// feedback never holds anything up.
+    pub fn signal(&self, signal: Signal, device: Option<usize>) {
         for i in &self.indicators {
-            let _ = i.try_send(signal);
+            let _ = i.try_send(Cue { signal, device });
         }
     }
 }
@@ -105,7 +107,7 @@ pub async fn start(
     setup: DoorSetup,
     out: Box<dyn Output>,
     locked: bool,
-    indicators: Vec<mpsc::Sender<Signal>>,
+    indicators: Vec<mpsc::Sender<Cue>>,
     events: DoorEvents,
     cancel: CancellationToken,
 ) -> (DoorHandle, tokio::task::JoinHandle<()>) {

@@ -37,13 +37,13 @@ pub enum Outcome {
 }
 
 /// Takes jobs until the channel closes; `done` hears each outcome with the
-/// door's index so the door can signal it.
+/// door's and the card's device's ids so the door can signal it.
 pub async fn run(
     svc: Arc<KeyService>,
     audit: Audit,
     clock: Arc<dyn Clock>,
     mut jobs: mpsc::Receiver<EnrollJob>,
-    done: impl Fn(&str, Outcome) + Send + 'static,
+    done: impl Fn(&str, &str, Outcome) + Send + 'static,
 ) {
     while let Some(job) = jobs.recv().await {
         let s = svc.clone();
@@ -56,12 +56,12 @@ pub async fn run(
         let event = match result {
             Ok(()) => {
                 tracing::info!(door = %door, device = %device, holder = %holder, "card enrolled");
-                done(&door, Outcome::Enrolled);
+                done(&door, &device, Outcome::Enrolled);
                 Event::CardEnrolled { door, device, holder, uid }
             }
             Err(e) => {
                 tracing::warn!(door = %door, device = %device, holder = %holder, code = e.code.as_str(), error = %e.message, "card enrolment refused");
-                done(&door, Outcome::Refused(e.code.as_str()));
+                done(&door, &device, Outcome::Refused(e.code.as_str()));
                 Event::EnrollRefused { door, device, holder, uid, reason: e.code.as_str(), message: e.message }
             }
         };

@@ -26,6 +26,15 @@ use tokio_util::sync::CancellationToken;
 
 pub use crate::access::room::Signal;
 
+/// A signal at a door and the input device whose input caused it (its index
+/// in `[[devices]]`; `None` when none did). LEDs and buzzers play the
+/// signal alone; feedback devices are told the device's id too.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cue {
+    pub signal: Signal,
+    pub device: Option<usize>,
+}
+
 /// Which line a pattern is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Line {
@@ -67,8 +76,8 @@ pub fn start(
     line: Line,
     mut out: Box<dyn Output>,
     cancel: CancellationToken,
-) -> (mpsc::Sender<Signal>, tokio::task::JoinHandle<()>) {
-    let (tx, mut rx) = mpsc::channel::<Signal>(8);
+) -> (mpsc::Sender<Cue>, tokio::task::JoinHandle<()>) {
+    let (tx, mut rx) = mpsc::channel::<Cue>(8);
     let task = tokio::spawn(async move {
         set(&name, out.as_mut(), false).await;
         let mut next: Option<Signal> = None;
@@ -77,7 +86,7 @@ pub fn start(
                 Some(s) => s,
                 None => tokio::select! {
                     _ = cancel.cancelled() => break,
-                    s = rx.recv() => match s { Some(s) => s, None => break },
+                    s = rx.recv() => match s { Some(c) => c.signal, None => break },
                 },
             };
             for (level, hold) in pattern(signal, line) {
@@ -85,7 +94,7 @@ pub fn start(
                 tokio::select! {
                     _ = cancel.cancelled() => break 'outer,
                     s = rx.recv() => match s {
-                        Some(s) => { next = Some(s); break; }
+                        Some(c) => { next = Some(c.signal); break; }
                         None => break 'outer,
                     },
                     _ = tokio::time::sleep(hold) => {}
@@ -118,26 +127,29 @@ pub fn feedback(door: &str, unlock: Duration, signal: Signal) -> Feedback {
 /// (the door handle's `signal` never waits).
 pub const RECEIVER_QUEUE: usize = 32;
 
-/// Starts the task that hands `door`'s signals to its feedback devices.
-/// Each receiver takes a signal without waiting (dropping and counting what
-/// it cannot take), so one stuck device delays neither the others nor the
-/// door.
+/// Starts the task that hands `door`'s signals to its feedback devices,
+/// each with the id (from `devices`, the ids of `[[devices]]` in order) of
+/// the input device that caused it. Each receiver takes a signal without
+/// waiting (dropping and counting what it cannot take), so one stuck device
+/// delays neither the others nor the door.
 pub fn start_receivers(
     door: String,
     unlock: Duration,
+    devices: Vec<String>,
     mut receivers: Vec<Box<dyn FeedbackReceiver>>,
     cancel: CancellationToken,
-) -> (mpsc::Sender<Signal>, tokio::task::JoinHandle<()>) {
-    let (tx, mut rx) = mpsc::channel::<Signal>(RECEIVER_QUEUE);
+) -> (mpsc::Sender<Cue>, tokio::task::JoinHandle<()>) {
+    let (tx, mut rx) = mpsc::channel::<Cue>(RECEIVER_QUEUE);
     let task = tokio::spawn(async move {
         loop {
-            let signal = tokio::select! {
+            let cue = tokio::select! {
                 _ = cancel.cancelled() => break,
-                s = rx.recv() => match s { Some(s) => s, None => break },
+                c = rx.recv() => match c { Some(c) => c, None => break },
             };
-            let fb = feedback(&door, unlock, signal);
+            let fb = feedback(&door, unlock, cue.signal);
+            let device = cue.device.and_then(|i| devices.get(i)).map(String::as_str);
             for r in receivers.iter_mut() {
-                r.feedback(&fb);
+                r.feedback(&fb, device);
             }
         }
     });
@@ -187,12 +199,13 @@ mod tests {
         let fake = FakeOutput::default();
         let cancel = CancellationToken::new();
         let (tx, task) = start("led1".into(), Line::Led, Box::new(fake.clone()), cancel.clone());
-        tx.send(Signal::Deny { reason: "unknown" }).await.unwrap();
+        let cue = |signal| Cue { signal, device: None };
+        tx.send(cue(Signal::Deny { reason: "unknown" })).await.unwrap();
         tokio::time::sleep(Duration::from_secs(1)).await;
         assert_eq!(fake.states(), [false, true, false, true, false, true, false, false]);
-        tx.send(Signal::EnrollOpen { length: Duration::from_secs(30), until_ms: 1 }).await.unwrap();
+        tx.send(cue(Signal::EnrollOpen { length: Duration::from_secs(30), until_ms: 1 })).await.unwrap();
         tokio::time::sleep(Duration::from_millis(1200)).await;
-        tx.send(Signal::Off).await.unwrap();
+        tx.send(cue(Signal::Off)).await.unwrap();
         tokio::time::sleep(Duration::from_millis(10)).await;
         // Off cut the blinking short after two blinks and left the line off.
         assert_eq!(fake.states()[8..], [true, false, true, false, false]);
@@ -204,7 +217,7 @@ mod tests {
     #[test]
     fn each_signal_reaches_a_device_with_its_details() {
         let at = 1_795_626_600_000;
-        let line = |s| feedback("main", Duration::from_millis(3000), s).json_line();
+        let line = |s| feedback("main", Duration::from_millis(3000), s).json_line(None);
         assert_eq!(line(Signal::Grant), "{\"feedback\":\"grant\",\"door\":\"main\",\"unlock_ms\":3000}\n");
         assert_eq!(
             line(Signal::Deny { reason: "expired" }),
@@ -231,5 +244,10 @@ mod tests {
         let pin = Signal::PinNeeded { wait: Duration::from_secs(10), until_ms: at };
         assert!(line(pin).starts_with("{\"feedback\":\"pin_needed\",\"door\":\"main\",\"until\":"));
         assert_eq!(line(Signal::Off), "{\"feedback\":\"off\",\"door\":\"main\"}\n");
+        // The input device whose input caused it, when one did: last.
+        assert_eq!(
+            feedback("main", Duration::from_millis(3000), Signal::Grant).json_line(Some("kiosk")),
+            "{\"feedback\":\"grant\",\"door\":\"main\",\"unlock_ms\":3000,\"device\":\"kiosk\"}\n"
+        );
     }
 }

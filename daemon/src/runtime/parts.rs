@@ -46,7 +46,8 @@ pub async fn doors(
         let receivers: Vec<_> =
             d.feedback.iter().filter_map(|&i| cfg.devices[i].kind.feedback_receiver(&cfg.devices[i].id)).collect();
         if !receivers.is_empty() {
-            let (tx, t) = feedback::start_receivers(d.id.clone(), d.unlock, receivers, part.token());
+            let ids = cfg.devices.iter().map(|d| d.id.clone()).collect();
+            let (tx, t) = feedback::start_receivers(d.id.clone(), d.unlock, ids, receivers, part.token());
             indicators.push(tx);
             part.push(t);
         }
@@ -174,12 +175,14 @@ pub fn decisions(
     let mut part = Component::new("decisions");
     let (enroll_tx, enroll_rx) = mpsc::channel(16);
     let signal_doors = i.doors.clone();
-    let signal = move |door: &str, outcome: super::enroll::Outcome| {
+    let device_ids: Vec<String> = cfg.devices.iter().map(|d| d.id.clone()).collect();
+    let signal = move |door: &str, device: &str, outcome: super::enroll::Outcome| {
         if let Some(d) = signal_doors.iter().find(|d| d.id == door) {
-            d.signal(match outcome {
+            let signal = match outcome {
                 super::enroll::Outcome::Enrolled => feedback::Signal::Enrolled,
                 super::enroll::Outcome::Refused(reason) => feedback::Signal::Refused { reason },
-            });
+            };
+            d.signal(signal, device_ids.iter().position(|id| id == device));
         }
     };
     let enroller = tokio::spawn(super::enroll::run(svc.clone(), audit.clone(), clock.clone(), enroll_rx, signal));

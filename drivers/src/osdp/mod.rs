@@ -663,7 +663,8 @@ pub struct OsdpFeedback {
 }
 
 impl FeedbackReceiver for OsdpFeedback {
-    fn feedback(&mut self, fb: &Feedback) {
+    /// The input device does not change what a reader's LEDs and buzzer show.
+    fn feedback(&mut self, fb: &Feedback, _device: Option<&str>) {
         self.slot.store(Some(Arc::new(Handed { fb: fb.clone(), at: Instant::now() })));
     }
 }

@@ -109,8 +109,10 @@ pub enum Effect {
     /// unlimited uses: the sub-millisecond path). The sink answers whether
     /// the door took the command; the grant's event says `not_driven` if not.
     Unlock { door: usize },
-    /// Play a feedback pattern at `door`.
-    Signal { door: usize, signal: Signal },
+    /// Play a feedback pattern at `door`, caused by `device`'s input (the
+    /// device's index; `None` when no device's input caused it: a window
+    /// opened by a command, a window or a card's wait running out).
+    Signal { door: usize, signal: Signal, device: Option<usize> },
     /// Record an event (the audit log, the outbox, the portal).
     Record(Event),
     /// Write a limited key's use together with its grant's event, and only
@@ -118,8 +120,9 @@ pub enum Effect {
     /// cut can never give a use the store does not know of. When it cannot
     /// be written, the caller gives the use back ([`super::Room::unspend`])
     /// and plays deny; the door stays locked.
-    PersistUseThenUnlock { door: usize, key: KeyHash, used: Used, event: Event },
-    /// Write `device`'s lockout state, then do `then`.
+    PersistUseThenUnlock { door: usize, device: usize, key: KeyHash, used: Used, event: Event },
+    /// Write `device`'s lockout state, then do `then` (a deny's feedback is
+    /// `device`'s).
     PersistLockout { device: usize, state: LockoutState, then: Then },
     /// A right card at `door` waits for `holder`'s PIN for `wait`: play the
     /// PIN-needed pattern (nothing opens yet).

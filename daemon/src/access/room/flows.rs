@@ -129,7 +129,7 @@ impl Room {
     /// waits whose time is up.
     pub fn tick(&mut self, at: At, out: &mut impl Sink) {
         for (door, holder) in self.expire_windows(at.mono) {
-            out.effect(Effect::Signal { door, signal: Signal::Off });
+            out.effect(Effect::Signal { door, signal: Signal::Off, device: None });
             out.effect(Effect::Record(Event::EnrollExpired { door: self.doors[door].clone(), holder }));
         }
         self.end_waits(at, out);
@@ -156,7 +156,11 @@ impl Room {
     /// nothing when none ended.
     fn end_waits(&mut self, at: At, out: &mut impl Sink) {
         for (door, p) in self.expire_pending(at.mono) {
-            out.effect(Effect::Signal { door, signal: Signal::Deny { reason: Reason::PinRequired.as_str() } });
+            out.effect(Effect::Signal {
+                door,
+                signal: Signal::Deny { reason: Reason::PinRequired.as_str() },
+                device: None,
+            });
             let presented = Presented {
                 door: self.doors[door].clone(),
                 device: self.stations[p.device].id.clone(),
@@ -241,11 +245,11 @@ impl Room {
         let opened = reason.is_none() && use_of.is_none() && out.effect(Effect::Unlock { door });
         match reason {
             None if use_of.is_none() => {
-                out.effect(Effect::Signal { door, signal: Signal::Grant });
+                out.effect(Effect::Signal { door, signal: Signal::Grant, device: Some(device) });
             }
             Some(Reason::LockedOut) => {
                 let until_ms = self.lockout_end(device, at.ms);
-                out.effect(Effect::Signal { door, signal: Signal::Lockout { until_ms } });
+                out.effect(Effect::Signal { door, signal: Signal::Lockout { until_ms }, device: Some(device) });
             }
             // A limited grant's feedback comes with its lock; a failure's
             // once its count is on disk.
@@ -272,7 +276,7 @@ impl Room {
             (None, Some(used)) => {
                 let uses_left = limit.and_then(|l| l.uses).map(|u| u.saturating_sub(used.used));
                 let event = Event::AccessGranted { presented, lock: None, uses_left };
-                out.effect(Effect::PersistUseThenUnlock { door, key, used, event });
+                out.effect(Effect::PersistUseThenUnlock { door, device, key, used, event });
             }
             (None, None) => {
                 let lock = (!opened).then_some("not_driven");
@@ -312,7 +316,7 @@ impl Room {
         let dev_id = self.stations[device].id.clone();
         match (pin.refused, holder) {
             (None, Some((id, _))) => {
-                self.open_window_at(at, door, id, self.enroll.window, "keypad", Some(dev_id), out);
+                self.open_window_at(at, door, id, self.enroll.window, "keypad", Some(device), out);
             }
             (reason, holder) => {
                 // A failure's feedback plays once its count is on disk.
@@ -322,7 +326,7 @@ impl Room {
                     Some(_) => None,
                 };
                 if let Some(signal) = signal {
-                    out.effect(Effect::Signal { door, signal });
+                    out.effect(Effect::Signal { door, signal, device: Some(device) });
                 }
                 let event = Event::EnrollDenied {
                     door: self.doors[door].clone(),
@@ -350,7 +354,7 @@ impl Room {
         holder: String,
         length: Duration,
         via: &'static str,
-        device: Option<String>,
+        device: Option<usize>,
         out: &mut impl Sink,
     ) -> i64 {
         let until_ms = at.ms + length.as_millis() as i64;
@@ -359,11 +363,11 @@ impl Room {
             holder: holder.clone(),
             until: rfc3339(until_ms),
             via,
-            device,
+            device: device.map(|d| self.stations[d].id.clone()),
         };
         out.effect(Effect::Record(event));
         self.open_window(door, holder, length, at.mono);
-        out.effect(Effect::Signal { door, signal: Signal::EnrollOpen { length, until_ms } });
+        out.effect(Effect::Signal { door, signal: Signal::EnrollOpen { length, until_ms }, device });
         until_ms
     }
 

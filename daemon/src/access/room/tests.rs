@@ -518,8 +518,9 @@ impl Flow {
         self.show(out)
     }
 
-    /// Each effect on a line: the door and device by name, an event as its
-    /// JSON on the wire (before the audit log adds `seq` and `ts`).
+    /// Each effect on a line: the door and device by name (a signal's
+    /// device, when an input caused it, after `at`), an event as its JSON on
+    /// the wire (before the audit log adds `seq` and `ts`).
     fn show(&self, effects: Vec<Effect>) -> Vec<String> {
         let door = |d: usize| &self.room.doors()[d];
         let dev = |d: usize| &self.room.stations()[d].id;
@@ -528,7 +529,10 @@ impl Flow {
             .iter()
             .map(|e| match e {
                 Effect::Unlock { door: d } => format!("unlock {}", door(*d)),
-                Effect::Signal { door: d, signal } => format!("{}: {}", door(*d), show_signal(signal)),
+                Effect::Signal { door: d, signal, device: None } => format!("{}: {}", door(*d), show_signal(signal)),
+                Effect::Signal { door: d, signal, device: Some(i) } => {
+                    format!("{}: {} at {}", door(*d), show_signal(signal), dev(*i))
+                }
                 Effect::Record(e) => json(e),
                 Effect::PersistUseThenUnlock { door: d, used, event, .. } => {
                     format!("write use {} then unlock {}: {}", used.used, door(*d), json(event))
@@ -593,7 +597,7 @@ fn a_pin_unlocks_first_then_records_without_the_secret() {
     let mut f = flow();
     assert_eq!(f.keys(0, "48392"), Vec::<String>::new(), "nothing until it is submitted");
     let effects = f.keys(0, "0#");
-    assert_eq!(effects, ["unlock main", "main: Grant", &granted("courier-ups")]);
+    assert_eq!(effects, ["unlock main", "main: Grant at keypad1", &granted("courier-ups")]);
     assert!(!effects.concat().contains(UPS_PIN), "the PIN is in no effect");
 }
 
@@ -612,7 +616,10 @@ fn failures_persist_before_their_feedback_lock_out_and_clear() {
         ]
     );
     // Locked out: even the right PIN is refused, not counted, and not hashed.
-    assert_eq!(f.keys(10, &format!("{UPS_PIN}#")), ["main: Lockout until +32s", &denied(None, "locked_out")]);
+    assert_eq!(
+        f.keys(10, &format!("{UPS_PIN}#")),
+        ["main: Lockout until +32s at keypad1", &denied(None, "locked_out")]
+    );
     // Another device of the door is not locked out.
     let card = f.input(10, READER, Input::Card(UPS_CARD.as_bytes()));
     assert_eq!(card[0], "unlock main");
@@ -629,7 +636,7 @@ fn failures_persist_before_their_feedback_lock_out_and_clear() {
     f.keys(12, "000004#");
     assert_eq!(
         f.keys(13, &format!("{UPS_PIN}#")),
-        ["unlock main", "main: Grant", "write keypad1 lockout 0/1", &granted("courier-ups")]
+        ["unlock main", "main: Grant at keypad1", "write keypad1 lockout 0/1", &granted("courier-ups")]
     );
     let (answer, effects) = f.control(14, Control::ClearLockout { device: Some("keypad9".into()) });
     assert_eq!((answer, effects), (Err("no input device `keypad9`".into()), vec![]));
@@ -639,7 +646,7 @@ fn failures_persist_before_their_feedback_lock_out_and_clear() {
 fn an_enrolment_pin_opens_a_window_and_the_next_card_is_enrolled() {
     let mut f = flow();
     let started = r#"{"type":"enroll.started","door":"main","holder":"courier-ups","until":"2026-11-25T12:00:30.000Z","via":"keypad","device":"keypad1"}"#;
-    assert_eq!(f.keys(0, &format!("**{UPS_PIN}#")), [started, "main: EnrollOpen 30s until +30s"]);
+    assert_eq!(f.keys(0, &format!("**{UPS_PIN}#")), [started, "main: EnrollOpen 30s until +30s at keypad1"]);
     // The card is assigned, not decided: no lock, no count.
     let uid = b"04FFFFFF";
     assert_eq!(f.input(5, READER, Input::Card(uid)), ["main: enrol the card at reader1 for courier-ups"]);
@@ -656,11 +663,11 @@ fn an_enrolment_pin_opens_a_window_and_the_next_card_is_enrolled() {
     };
     assert_eq!(
         f.keys(7, &format!("**{RES_PIN}#")),
-        ["main: Deny role_not_allowed", &refused("res-12b", "role_not_allowed")]
+        ["main: Deny role_not_allowed at keypad1", &refused("res-12b", "role_not_allowed")]
     );
     assert_eq!(
         f.keys(8, &format!("**{ONCE_PIN}#")),
-        ["main: Deny limited_key", &refused("courier-once", "limited_key")]
+        ["main: Deny limited_key at keypad1", &refused("courier-once", "limited_key")]
     );
     // Neither counts as a failure, nor resets one: a wrong enrolment PIN does count.
     assert_eq!(
@@ -712,7 +719,7 @@ fn card_plus_pin_waits_for_the_holders_pin_and_runs_out() {
     let card = |f: &mut Flow, s| f.input(s, READER, Input::Card(UPS_CARD.as_bytes()));
     assert_eq!(card(&mut f, 0), ["main: await courier-ups's PIN for 10s after reader1"]);
     let completed = r#"{"type":"access.granted","door":"main","device":"keypad1","key":"card+pin","holder":"courier-ups","card_device":"reader1"}"#;
-    assert_eq!(f.keys(3, &format!("{UPS_PIN}#")), ["unlock main", "main: Grant", completed]);
+    assert_eq!(f.keys(3, &format!("{UPS_PIN}#")), ["unlock main", "main: Grant at keypad1", completed]);
     // Another holder's PIN after the card is refused (and counted).
     card(&mut f, 20);
     assert_eq!(f.keys(21, &format!("{DHL_PIN}#"))[1], denied(Some("courier-dhl"), "pin_mismatch"));
@@ -728,7 +735,10 @@ fn card_plus_pin_waits_for_the_holders_pin_and_runs_out() {
     assert_eq!(effects[..2], ["main: Deny pin_required".to_string(), ran_out.to_string()]);
     assert_eq!(effects[3], denied(Some("courier-ups"), "card_required"));
     // Three refusals in a row locked the keypad out; an operator clears it.
-    assert_eq!(f.keys(76, &format!("{UPS_PIN}#")), ["main: Lockout until +105s", &denied(None, "locked_out")]);
+    assert_eq!(
+        f.keys(76, &format!("{UPS_PIN}#")),
+        ["main: Lockout until +105s at keypad1", &denied(None, "locked_out")]
+    );
     let _ = f.control(77, Control::ClearLockout { device: None });
     // For a role at every door: staff only here.
     f.room.set_card_pin(CardPinPolicy { doors: vec![false], roles: vec![Role::Staff], pin_after_card: WAIT });
@@ -817,5 +827,8 @@ fn the_daily_caps_lockout_ends_with_the_day_and_its_feedback_says_so() {
     let effects = f.keys(30, "000001#");
     assert_eq!(effects[0], "write keypad1 lockout 2/10 then main: Deny unknown, Lockout until the day ends");
     assert!(effects[2].contains(r#""why":"daily_cap""#), "{effects:?}");
-    assert_eq!(f.keys(31, &format!("{UPS_PIN}#")), ["main: Lockout until the day ends", &denied(None, "locked_out")]);
+    assert_eq!(
+        f.keys(31, &format!("{UPS_PIN}#")),
+        ["main: Lockout until the day ends at keypad1", &denied(None, "locked_out")]
+    );
 }
