@@ -100,6 +100,10 @@ fi
 # installed with `npm ci` under target/kiosk. playwright-core needs Node 20.
 KIOSK="$(cd "$(dirname "$0")/.." && pwd)/target/kiosk"
 KLOCK="$(cd "$(dirname "$0")/.." && pwd)/tests/kiosk/package-lock.json"
+if [ "$(node -p 'process.versions.node.split(".")[0]')" -lt 20 ]; then
+  echo "the kiosk's browser test needs Node.js 20 or later (playwright-core 1.65); this machine has $(node --version): install a newer nodejs" >&2
+  exit 1
+fi
 if ! cmp -s "$KLOCK" "$KIOSK/package-lock.json" || [ ! -d "$KIOSK/node_modules/playwright-core" ]; then
   echo "installing: playwright-core, pixelmatch, pngjs (npm, tests/kiosk/package-lock.json) into $KIOSK"
   mkdir -p "$KIOSK"
