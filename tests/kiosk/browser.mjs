@@ -73,15 +73,15 @@ const ops = {
     return requests;
   },
   async shot({ name, dir, update }) {
-    // [data-live] (countdowns, HH:MM) blanked; CSSOM rather than a style
-    // element, which the page's Content-Security-Policy refuses.
-    await page.evaluate(() => document.querySelectorAll('[data-live]').forEach((e) => { e.style.visibility = 'hidden'; }));
-    let buf;
-    try {
-      buf = await page.screenshot({ animations: 'disabled', caret: 'hide' });
-    } finally {
-      await page.evaluate(() => document.querySelectorAll('[data-live]').forEach((e) => { e.style.visibility = ''; }));
-    }
+    // What changes with time ([data-live]: countdowns, HH:MM) is shown in
+    // the docs' pictures as it was when they were made, and left out of the
+    // comparison: its boxes (as laid out now) are painted over in both
+    // pictures before they are compared.
+    const boxes = await page.evaluate(() => Array.from(document.querySelectorAll('[data-live]'))
+      .map((e) => e.getBoundingClientRect())
+      .filter((r) => r.width > 0 && r.height > 0)
+      .map((r) => [r.left, r.top, r.right, r.bottom]));
+    const buf = await page.screenshot({ animations: 'disabled', caret: 'hide' });
     const file = path.join(dir, `${name}.png`);
     if (update) {
       fs.mkdirSync(dir, { recursive: true });
@@ -94,6 +94,7 @@ const ops = {
     if (want.width !== got.width || want.height !== got.height) {
       throw new Error(`${name}: ${got.width}x${got.height}, ${file} is ${want.width}x${want.height}`);
     }
+    for (const img of [want, got]) paintOver(img, boxes);
     const diff = new PNG({ width: got.width, height: got.height });
     const n = pixelmatch(want.data, got.data, diff.data, got.width, got.height, { threshold: 0.1 });
     if (n > MAX_DIFF) {
@@ -110,6 +111,21 @@ const ops = {
     browser = undefined;
   },
 };
+
+// Paints the boxes [left, top, right, bottom] (CSS pixels, the scale is 1)
+// and 2 pixels around them black in `img`.
+function paintOver(img, boxes) {
+  for (const [l, t, r, b] of boxes) {
+    const x0 = Math.max(0, Math.floor(l) - 2), x1 = Math.min(img.width, Math.ceil(r) + 2);
+    const y0 = Math.max(0, Math.floor(t) - 2), y1 = Math.min(img.height, Math.ceil(b) + 2);
+    for (let y = y0; y < y1; y++) {
+      for (let x = x0; x < x1; x++) {
+        const i = (y * img.width + x) * 4;
+        img.data[i] = 0; img.data[i + 1] = 0; img.data[i + 2] = 0; img.data[i + 3] = 255;
+      }
+    }
+  }
+}
 
 const rl = readline.createInterface({ input: process.stdin });
 // One command at a time, in order.

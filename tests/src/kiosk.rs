@@ -150,7 +150,7 @@ impl Browser {
         self.call("wait_text", json!({ "selector": selector, "text": text }));
     }
 
-    /// Compares a screenshot of the page ([data-live] blanked) with
+    /// Compares a screenshot of the page ([data-live] left out of the comparison) with
     /// docs/kiosk/`name`.png, or writes it there under
     /// `PORTER_KIOSK_SHOTS=update`.
     pub fn shot(&mut self, name: &str) {
