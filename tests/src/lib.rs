@@ -216,9 +216,40 @@ pub fn faketime_env(at: &str) -> Vec<(&'static str, String)> {
 
 /// Whether `text` shows the PIN `pin` as a number of its own: a timestamp's
 /// digits or a millisecond count that merely contain the same six digits
-/// do not count.
+/// do not count, nor does a decimal fraction (a log line's timestamp ends in
+/// six digits of microseconds: `17:01:02.583921Z`).
 pub fn shows_pin(text: &str, pin: &str) -> bool {
-    text.split(|c: char| !c.is_ascii_digit()).any(|n| n == pin)
+    let b = text.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        if !b[i].is_ascii_digit() {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        while i < b.len() && b[i].is_ascii_digit() {
+            i += 1;
+        }
+        let fraction = start >= 2 && b[start - 1] == b'.' && b[start - 2].is_ascii_digit();
+        if !fraction && &text[start..i] == pin {
+            return true;
+        }
+    }
+    false
+}
+
+#[cfg(test)]
+mod shows_pin_tests {
+    use super::shows_pin;
+
+    #[test]
+    fn a_timestamps_microseconds_are_not_a_pin() {
+        assert!(!shows_pin("2026-12-03T17:01:02.583921Z  INFO access granted", "583921"));
+        assert!(shows_pin("keys=583921 typed", "583921"));
+        assert!(shows_pin("\"583921\"", "583921"));
+        assert!(shows_pin("583921", "583921"));
+        assert!(!shows_pin("1795622583921", "583921"));
+    }
 }
 
 /// A running porterd.
