@@ -9,7 +9,7 @@
   var FALLBACK = { en: { offline: 'This screen is out of service', offline_detail: '' } };
   var SCREENS_WITH_KEYPAD = { idle: 1, pin: 1, assign_pin: 1, pin_needed: 1 };
   var SCREENS_WITH_ENTRY = { pin: 1, assign_pin: 1, pin_needed: 1 };
-  var SCREENS_WITH_CANCEL = { pin: 1, assign_pin: 1, pin_needed: 1, present_card: 1 };
+  var SCREENS_WITH_CANCEL = { pin: 1, assign_pin: 1, pin_needed: 1 };
   var SCREENS_WITH_LANG = { idle: 1, pin: 1, assign_pin: 1, present_card: 1, pin_needed: 1 };
   var MARKS = {
     door_open: '\u2713', card_assigned: '\u2713', not_accepted: '\u2717', card_taken: '\u2717',

@@ -91,7 +91,7 @@ async fn run(args: Args) -> ExitCode {
             r = stdin.read(&mut buf), if stdin_open => match r {
                 Ok(0) | Err(_) => {
                     stdin_open = false;
-                    note!("porter-kiosk: porterd closed stdin; the screen says it is out of service");
+                    note!("porter-kiosk: porterd closed stdin (stopped or killed): out of service, exiting");
                     kiosk.stdin_closed()
                 }
                 Ok(n) => {
@@ -106,6 +106,7 @@ async fn run(args: Args) -> ExitCode {
                             feedback::Line::Feedback(f) => {
                                 let s = kiosk.feedback(&f, now);
                                 step.lines.extend(s.lines);
+                                step.notes.extend(s.notes);
                                 step.changed |= s.changed;
                             }
                             feedback::Line::Ignored => {}
@@ -128,12 +129,27 @@ async fn run(args: Args) -> ExitCode {
             // porterd gone: stdin's end says so; nothing else to do here.
             let _ = write_line(&mut stdout, line).await;
         }
+        for n in &step.notes {
+            note!("{n}");
+        }
         if step.changed {
             let now = Now::system();
             views.send_replace(Published { view: kiosk.view(now), at: now.at });
         }
+        if !stdin_open {
+            // porterd is gone (even killed: its end of the pipe closed with
+            // it). The open pages are told, then the program ends, so that
+            // the port is free for the program the next porterd starts; the
+            // page says "out of service" by itself while no one serves it,
+            // and reconnects when someone does.
+            tokio::time::sleep(OFFLINE_GRACE).await;
+            return ExitCode::SUCCESS;
+        }
     }
 }
+
+/// How long the out-of-service view is served after porterd went away.
+const OFFLINE_GRACE: std::time::Duration = std::time::Duration::from_millis(500);
 
 async fn sleep_until(deadline: Option<std::time::Instant>) {
     if let Some(d) = deadline {

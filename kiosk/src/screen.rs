@@ -191,6 +191,9 @@ pub struct Step {
     pub lines: Vec<Zeroizing<String>>,
     /// The view changed: send it to the page.
     pub changed: bool,
+    /// Something an installer should read (a door or device that does not
+    /// match the config): one line for standard error, said once.
+    pub notes: Vec<String>,
 }
 
 /// The state machine.
@@ -210,6 +213,9 @@ pub struct Kiosk {
     /// wait for a card's PIN).
     limit: Option<Instant>,
     garbled: u64,
+    /// Mismatches already said ([`Step::notes`]), so each is said once.
+    said_door: bool,
+    said_device: bool,
 }
 
 impl Kiosk {
@@ -226,6 +232,8 @@ impl Kiosk {
             countdown: None,
             limit: None,
             garbled: 0,
+            said_door: false,
+            said_device: false,
         }
     }
 
@@ -265,20 +273,28 @@ impl Kiosk {
     /// Leaves for `screen`, clearing what the last one showed.
     fn go(&mut self, screen: Screen, deadline: Option<Instant>) -> Step {
         self.entry.zeroize();
-        if screen == Screen::Idle {
-            self.lang = self.set.lang;
-        }
         self.screen = screen;
         self.reason = None;
         self.until = None;
         self.deadline = deadline;
         self.countdown = None;
         self.limit = None;
-        Step { lines: Vec::new(), changed: true }
+        Step { changed: true, ..Step::default() }
     }
 
+    /// Back to idle at the end of a visit (a result shown, a time-out): in
+    /// the configured language again.
     fn idle(&mut self) -> Step {
+        self.lang = self.set.lang;
         self.go(Screen::Idle, None)
+    }
+
+    /// Back to idle within a visit (cancel, the last digit deleted): the
+    /// language chosen stays until the entry's time-out.
+    fn idle_within_visit(&mut self, now: Now) -> Step {
+        let step = self.go(Screen::Idle, None);
+        self.deadline = (self.lang != self.set.lang).then(|| now.at + self.set.entry_timeout);
+        step
     }
 
     /// The monotonic instant of a wall-clock `until_ms` (now, if past).
@@ -288,10 +304,31 @@ impl Kiosk {
 
     /// porterd's signal `f`.
     pub fn feedback(&mut self, f: &Feedback, now: Now) -> Step {
-        if self.screen == Screen::Offline || f.door != self.set.door {
+        if self.screen == Screen::Offline {
             return Step::default();
         }
+        if f.door != self.set.door {
+            let mut step = Step::default();
+            if !std::mem::replace(&mut self.said_door, true) {
+                step.notes.push(format!(
+                    "porter-kiosk: feedback for door {:?} ignored: this screen serves door {:?} (--door); \
+                     if it stands at {:?}, fix --door (said once)",
+                    f.door, self.set.door, f.door
+                ));
+            }
+            return step;
+        }
         let ours = f.device.as_deref().is_none_or(|d| d == self.set.device);
+        if !ours && self.screen == Screen::Checking && !std::mem::replace(&mut self.said_device, true) {
+            let mut step = Step::default();
+            step.notes.push(format!(
+                "porter-kiosk: while this screen waited for its answer, feedback came for device {:?}, \
+                 not {:?} (--device); if that is this screen's id in porterd's config, fix --device (said once)",
+                f.device.as_deref().unwrap_or(""),
+                self.set.device
+            ));
+            return step;
+        }
         if !ours && !matches!(self.screen, Screen::Idle | Screen::PresentCard) {
             return Step::default();
         }
@@ -305,7 +342,17 @@ impl Kiosk {
             }
             Kind::Deny { reason } => {
                 let step = self.go(Screen::NotAccepted, result);
-                self.reason = ShownReason::from_word(reason);
+                // A PIN typed here gets no reason at all: porterd gives
+                // outside_schedule, wrong_door and card_required only for a
+                // holder's PIN, so each would tell a guesser that the PIN
+                // exists. A card at the reader beside the screen may get
+                // its reason (its holder knows the card is theirs), and so
+                // may a card's wait for its PIN that ran out (no device).
+                self.reason = match f.device.as_deref() {
+                    Some(d) if d == self.set.device => None,
+                    Some(_) => ShownReason::from_word(reason),
+                    None => ShownReason::from_word(reason).filter(|r| *r == ShownReason::PinRequired),
+                };
                 step
             }
             // Another device's lockout is never shown: it would tell the
@@ -359,11 +406,13 @@ impl Kiosk {
                 } else if self.screen.takes_digits() {
                     self.deadline = Some(self.entry_deadline(now));
                 }
-                Step { lines: Vec::new(), changed }
+                Step { changed, ..Step::default() }
             }
             (Screen::Idle, Touch::Assign) => self.go(Screen::AssignPin, Some(now.at + self.set.entry_timeout)),
             (s, Touch::Digit { digit }) if s.takes_digits() => {
-                if !digit.is_ascii_digit() || self.entry.len() >= MAX_DIGITS {
+                // No more than a PIN's digits: a tap that registered twice
+                // must not turn a right PIN into a try that counts.
+                if !digit.is_ascii_digit() || self.entry.len() >= self.set.pin_length.min(MAX_DIGITS) {
                     return Step::default();
                 }
                 if s == Screen::Idle {
@@ -371,19 +420,22 @@ impl Kiosk {
                 }
                 self.entry.push(*digit);
                 self.deadline = Some(self.entry_deadline(now));
-                Step { lines: Vec::new(), changed: true }
+                Step { changed: true, ..Step::default() }
             }
             (Screen::Pin | Screen::AssignPin | Screen::PinNeeded, Touch::Back) => {
                 if self.entry.pop().is_none() {
                     return Step::default();
                 }
                 if self.screen == Screen::Pin && self.entry.is_empty() {
-                    return self.idle();
+                    return self.idle_within_visit(now);
                 }
                 self.deadline = Some(self.entry_deadline(now));
-                Step { lines: Vec::new(), changed: true }
+                Step { changed: true, ..Step::default() }
             }
-            (Screen::Pin | Screen::AssignPin | Screen::PinNeeded | Screen::PresentCard, Touch::Cancel) => self.idle(),
+            // Not while a card is awaited: porterd's window stays open until
+            // a card or its end whatever the screen shows, so the screen
+            // must not pretend it closed.
+            (Screen::Pin | Screen::AssignPin | Screen::PinNeeded, Touch::Cancel) => self.idle_within_visit(now),
             (s @ (Screen::Pin | Screen::AssignPin | Screen::PinNeeded), Touch::Ok) => {
                 if self.entry.len() < self.set.pin_length {
                     return Step::default();
@@ -421,7 +473,7 @@ impl Kiosk {
                 self.deadline = None;
                 let changed = self.lang != self.set.lang;
                 self.lang = self.set.lang;
-                Step { lines: Vec::new(), changed }
+                Step { changed, ..Step::default() }
             }
             Screen::Offline => Step::default(),
             Screen::PresentCard => self.go(Screen::Timeout, Some(now.at + RESULT_TIME)),
@@ -494,6 +546,11 @@ mod tests {
         fn screen(&self) -> Screen {
             self.k.screen()
         }
+        /// Feeds `line`, returning the whole step (its notes too).
+        fn step(&mut self, line: &str) -> Step {
+            let Line::Feedback(f) = parse(line.as_bytes()) else { panic!("{line}") };
+            self.k.feedback(&f, self.now)
+        }
         fn view(&self) -> View {
             self.k.view(self.now)
         }
@@ -528,18 +585,26 @@ mod tests {
     }
 
     #[test]
-    fn ok_waits_for_the_pin_length_and_the_entry_stops_at_twelve() {
+    fn ok_waits_for_the_pin_length_and_the_entry_stops_there() {
         let mut r = Rig::new();
         r.digits("12345");
         assert!(!r.touch(Touch::Ok));
         assert_eq!((r.screen(), r.out.len()), (Screen::Pin, 0));
+        // A tap that registered twice, or many fast ones: the entry stops at
+        // the PIN's length (found by a review: 30 taps made a 12-digit entry
+        // that OK sent as a wrong try).
         r.digits("6789012345678");
-        assert_eq!(r.view().entered, MAX_DIGITS);
+        assert_eq!(r.view().entered, 6);
         assert!(!r.touch(Touch::Digit { digit: '9' }));
         assert!(!r.touch(Touch::Digit { digit: 'x' }));
-        assert_eq!(r.view().entered, MAX_DIGITS);
+        assert_eq!(r.view().entered, 6);
         r.touch(Touch::Ok);
-        assert_eq!(r.out, vec![r##"{"key":"*0*123456789012#"}"##]);
+        assert_eq!(r.out, vec![r##"{"key":"*0*123456#"}"##]);
+        // Never more than MAX_DIGITS, whatever the PIN length.
+        let mut r = Rig::new();
+        r.k.set.pin_length = 40;
+        r.digits("12345678901234567890");
+        assert_eq!(r.view().entered, MAX_DIGITS);
     }
 
     #[test]
@@ -611,16 +676,16 @@ mod tests {
     }
 
     #[test]
-    fn the_safe_deny_reasons_are_shown_and_not_accepted_ends_after_five_seconds() {
+    fn the_safe_deny_reasons_are_shown_for_a_card_and_not_accepted_ends_after_five_seconds() {
         for (word, shown) in [
             ("outside_schedule", ShownReason::OutsideSchedule),
             ("wrong_door", ShownReason::WrongDoor),
             ("card_required", ShownReason::CardRequired),
             ("pin_required", ShownReason::PinRequired),
         ] {
+            // A card at the reader beside the screen, the screen idle.
             let mut r = Rig::new();
-            r.sign_in("123456");
-            r.line(&format!(r#"{{"feedback":"deny","door":"main","reason":"{word}","device":"kiosk"}}"#));
+            r.line(&format!(r#"{{"feedback":"deny","door":"main","reason":"{word}","device":"reader"}}"#));
             assert_eq!((r.screen(), r.view().reason), (Screen::NotAccepted, Some(shown)));
             assert!(r.view().frame(Duration::ZERO).contains(&format!(r#""reason":"{word}""#)));
             assert!(!r.touch(Touch::Digit { digit: '1' }), "no keypad on a result");
@@ -629,6 +694,53 @@ mod tests {
             r.wait(1);
             assert_eq!((r.screen(), r.view().reason), (Screen::Idle, None));
         }
+    }
+
+    /// Found by a review: outside_schedule, wrong_door and card_required
+    /// come only for a holder's PIN, so shown for a PIN typed here they told
+    /// a guesser which PINs are real.
+    #[test]
+    fn a_pin_typed_here_is_refused_without_any_reason() {
+        for word in ["outside_schedule", "wrong_door", "card_required", "pin_required", "unknown"] {
+            let mut r = Rig::new();
+            r.sign_in("123456");
+            r.line(&format!(r#"{{"feedback":"deny","door":"main","reason":"{word}","device":"kiosk"}}"#));
+            assert_eq!((r.screen(), r.view().reason), (Screen::NotAccepted, None), "{word}");
+        }
+        // No device (a card's wait for its PIN ran out): only pin_required.
+        for (word, shown) in [("pin_required", Some(ShownReason::PinRequired)), ("wrong_door", None)] {
+            let mut r = Rig::new();
+            r.line(&format!(r#"{{"feedback":"deny","door":"main","reason":"{word}"}}"#));
+            assert_eq!((r.screen(), r.view().reason), (Screen::NotAccepted, shown), "{word}");
+        }
+    }
+
+    #[test]
+    fn a_door_or_device_that_does_not_match_is_said_once() {
+        let mut r = Rig::new();
+        let s = r.step(r#"{"feedback":"grant","door":"front","unlock_ms":3000,"device":"kiosk"}"#);
+        assert!(!s.changed);
+        assert!(
+            s.notes.len() == 1 && s.notes[0].contains(r#"door "front""#) && s.notes[0].contains("--door"),
+            "{:?}",
+            s.notes
+        );
+        let s = r.step(r#"{"feedback":"grant","door":"front","unlock_ms":3000}"#);
+        assert!(s.notes.is_empty(), "said once");
+        // Waiting for its answer, the answer comes for another device: the
+        // config's id for this screen is not --device.
+        r.sign_in("123456");
+        let s = r.step(r#"{"feedback":"grant","door":"main","unlock_ms":3000,"device":"screen"}"#);
+        assert!(
+            s.notes.len() == 1 && s.notes[0].contains(r#""screen""#) && s.notes[0].contains("--device"),
+            "{:?}",
+            s.notes
+        );
+        assert_eq!(r.screen(), Screen::Checking);
+        // A card's result at the reader while idle is not a mismatch.
+        let mut r = Rig::new();
+        let s = r.step(r#"{"feedback":"grant","door":"main","unlock_ms":3000,"device":"reader"}"#);
+        assert!(s.notes.is_empty() && r.k.screen() == Screen::DoorOpen);
     }
 
     #[test]
@@ -751,11 +863,13 @@ mod tests {
         r.wait(PRESENT_GRACE.as_millis() as u64);
         assert_eq!(r.screen(), Screen::Timeout);
 
-        // Cancel while presenting: back to idle (porterd's window runs out by itself).
+        // No cancel while presenting (found by a review): porterd's window
+        // stays open until a card or its end, so a screen back on idle would
+        // let the next card be assigned to the courier who walked away.
         let mut r = Rig::new();
         r.line(r#"{"feedback":"enroll_open","door":"main","until_ms":1795622580000,"device":"kiosk"}"#);
-        assert!(r.touch(Touch::Cancel));
-        assert_eq!(r.screen(), Screen::Idle);
+        assert!(!r.touch(Touch::Cancel));
+        assert_eq!(r.screen(), Screen::PresentCard);
     }
 
     #[test]
@@ -780,14 +894,25 @@ mod tests {
     }
 
     #[test]
-    fn language_switches_and_goes_back_on_idle() {
+    fn language_stays_for_the_visit_and_goes_back_after_it() {
         let mut r = Rig::new();
         assert!(r.touch(Touch::Lang { lang: Lang::Es }));
         assert_eq!(r.view().lang, Lang::Es);
         r.digits("1");
         assert_eq!((r.screen(), r.view().lang), (Screen::Pin, Lang::Es));
+        // Deleting the digit or cancelling stays in the visit (found by a
+        // review: both went back to English at once).
+        r.touch(Touch::Back);
+        assert_eq!((r.screen(), r.view().lang), (Screen::Idle, Lang::Es));
+        r.digits("1");
         r.touch(Touch::Cancel);
-        assert_eq!(r.view().lang, Lang::En, "back to the configured language on idle");
+        assert_eq!((r.screen(), r.view().lang), (Screen::Idle, Lang::Es));
+        // A result ends the visit.
+        r.sign_in("123456");
+        assert_eq!(r.view().lang, Lang::Es);
+        r.line(r#"{"feedback":"deny","door":"main","reason":"unknown","device":"kiosk"}"#);
+        assert!(r.wait(5000));
+        assert_eq!((r.screen(), r.view().lang), (Screen::Idle, Lang::En));
         // Switched on idle and left: back after the entry timeout.
         r.touch(Touch::Lang { lang: Lang::Es });
         assert!(r.wait(20_000));

@@ -55,6 +55,9 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/app.css", get(|| async { asset("text/css; charset=utf-8", APP_CSS) }))
         .route("/i18n.json", get(|| async { asset("application/json", I18N_JSON) }))
         .route("/healthz", get(|| async { asset("text/plain; charset=utf-8", "ok") }))
+        // The browser asks for it on every load: nothing, rather than a 404
+        // in its console.
+        .route("/favicon.ico", get(|| async { StatusCode::NO_CONTENT }))
         .route("/ws", get(ws))
         .fallback(|| async { (StatusCode::NOT_FOUND, "not found\n") })
         .layer(middleware::from_fn_with_state(shared.clone(), guard))
@@ -114,17 +117,15 @@ pub fn loopback_host(h: &str) -> bool {
     port_ok && name_ok
 }
 
-/// The WebSocket's Origin: a loopback page's (`http://127.0.0.1:8480`), or
-/// with `--allow-remote` the same host the request was made to.
+/// The WebSocket's Origin: the page's own, the very host and port the
+/// request was made to (another page served on the controller's loopback,
+/// at another port, is another origin and is refused), and without
+/// `--allow-remote` a loopback one.
 fn origin_ok(headers: &HeaderMap, allow_remote: bool) -> bool {
     let Some(origin) = headers.get(header::ORIGIN).and_then(|o| o.to_str().ok()) else { return false };
     let Some(host) = origin.strip_prefix("http://").or_else(|| origin.strip_prefix("https://")) else { return false };
-    if allow_remote {
-        let req_host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("");
-        host.eq_ignore_ascii_case(req_host)
-    } else {
-        loopback_host(host)
-    }
+    let req_host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("");
+    host.eq_ignore_ascii_case(req_host) && (allow_remote || loopback_host(host))
 }
 
 async fn ws(State(shared): State<Arc<Shared>>, headers: HeaderMap, up: WebSocketUpgrade) -> Response {
@@ -218,6 +219,9 @@ mod tests {
         assert!(!origin_ok(&hm("null", "127.0.0.1:8480"), false));
         assert!(!origin_ok(&hm("http://127.0.0.1:8480/x", "127.0.0.1:8480"), false));
         assert!(!origin_ok(&HeaderMap::new(), false));
+        assert!(!origin_ok(&hm("http://localhost:9999", "127.0.0.1:8480"), false), "another loopback page");
+        assert!(!origin_ok(&hm("http://127.0.0.1:9999", "127.0.0.1:8480"), false), "another port");
+        assert!(!origin_ok(&hm("http://kiosk.lan:8480", "kiosk.lan:8480"), false));
         assert!(origin_ok(&hm("http://kiosk.lan:8480", "kiosk.lan:8480"), true));
         assert!(!origin_ok(&hm("http://evil.example", "kiosk.lan:8480"), true));
     }

@@ -195,9 +195,13 @@ fn serves_the_page_with_its_headers_and_refuses_foreign_hosts() {
     let (status, hs, body) = get(k.port, "/healthz", &format!("[::1]:{}", k.port));
     assert_eq!((status, body.as_str()), (200, "ok"));
     assert_guard_headers(&hs, "/healthz");
-    let (status, hs, _) = get(k.port, "/favicon.ico", &host);
+    let (status, hs, _) = get(k.port, "/robots.txt", &host);
     assert_eq!(status, 404);
     assert_guard_headers(&hs, "404");
+    // What every browser asks for: nothing, not a 404 in its console.
+    let (status, hs, _) = get(k.port, "/favicon.ico", &host);
+    assert_eq!(status, 204);
+    assert_guard_headers(&hs, "/favicon.ico");
     // DNS rebinding: a name of someone else's that resolves to 127.0.0.1.
     for foreign in [format!("evil.example:{}", k.port), "127.0.0.1.evil.example".into(), "0.0.0.0".into()] {
         let (status, hs, body) = get(k.port, "/", &foreign);
@@ -210,14 +214,21 @@ fn serves_the_page_with_its_headers_and_refuses_foreign_hosts() {
 #[test]
 fn a_websocket_from_a_foreign_origin_is_refused() {
     let k = Kiosk::start(&[]);
-    for origin in [Some("http://evil.example"), Some("null"), None] {
+    // Another page on the controller's loopback (another port, another
+    // name) is another origin: refused like a foreign one.
+    let other_port = format!("http://127.0.0.1:{}", if k.port == 9999 { 9998 } else { 9999 });
+    let other_name = format!("http://localhost:{}", k.port);
+    for origin in
+        [Some("http://evil.example"), Some("null"), Some(other_port.as_str()), Some(other_name.as_str()), None]
+    {
         match k.ws(origin) {
             Err(tungstenite::Error::Http(resp)) => assert_eq!(resp.status(), 403, "{origin:?}"),
             Err(e) => panic!("{origin:?}: {e}"),
             Ok(_) => panic!("{origin:?}: accepted"),
         }
     }
-    let mut ws = k.ws(Some(&format!("http://localhost:{}", k.port))).unwrap();
+    // The page's own origin.
+    let mut ws = k.ws(Some(&format!("http://127.0.0.1:{}", k.port))).unwrap();
     assert_eq!(ws.view()["screen"], "idle");
 }
 
@@ -254,10 +265,14 @@ fn touches_make_exactly_the_specs_key_lines() {
     ws.view();
     ws.touch(serde_json::json!({"touch":"assign"}));
     ws.until_screen("assign_pin");
+    // A seventh digit is not taken (the PIN has six); back deletes the
+    // sixth, which is typed again.
     for d in "1357924".chars() {
         ws.touch(serde_json::json!({"touch":"digit","digit":d.to_string()}));
     }
     ws.touch(serde_json::json!({"touch":"back"}));
+    ws.touch(serde_json::json!({"touch":"ok"}));
+    ws.touch(serde_json::json!({"touch":"digit","digit":"2"}));
     ws.touch(serde_json::json!({"touch":"ok"}));
     ws.until_screen("checking");
     assert_eq!(k.stdout.recv_timeout(DEADLINE).unwrap(), r##"{"key":"*0**135792#"}"##);
@@ -293,27 +308,37 @@ fn a_grant_on_stdin_opens_the_door_on_the_page() {
 }
 
 #[test]
-fn stdin_eof_says_offline_and_sigterm_exits_zero() {
+fn stdin_eof_says_offline_then_exits_and_frees_the_port() {
     let mut k = Kiosk::start(&[]);
     let mut ws = k.ws_ok();
     assert_eq!(ws.view()["screen"], "idle");
+    // porterd gone (even SIGKILLed: its end of the pipe closes with it).
     drop(k.stdin.take());
     ws.until_screen("offline");
-    // Still serving, so a page that (re)connects is told.
-    let mut again = k.ws_ok();
-    assert_eq!(again.view()["screen"], "offline");
-    assert_eq!(get(k.port, "/healthz", &k.host()).2, "ok");
-    // Touches do nothing now.
-    again.touch(serde_json::json!({"touch":"digit","digit":"1"}));
+    // Then the program ends by itself, so the port is free for the program
+    // the next porterd starts (it was held by a leftover screen before).
+    wait_exit(&mut k.child, 0, "after its stdin closed");
+    std::net::TcpListener::bind(("127.0.0.1", k.port)).expect("the port is free again");
+}
+
+#[test]
+fn sigterm_exits_zero() {
+    let mut k = Kiosk::start(&[]);
+    assert_eq!(k.ws_ok().view()["screen"], "idle");
     let status = Command::new("kill").args(["-TERM", &k.child.id().to_string()]).status().unwrap();
     assert!(status.success());
+    wait_exit(&mut k.child, 0, "after SIGTERM");
+}
+
+/// Waits for `child` to exit with `code`.
+fn wait_exit(child: &mut std::process::Child, code: i32, when: &str) {
     let end = Instant::now() + DEADLINE;
     loop {
-        if let Some(st) = k.child.try_wait().unwrap() {
-            assert_eq!(st.code(), Some(0));
-            break;
+        if let Some(st) = child.try_wait().unwrap() {
+            assert_eq!(st.code(), Some(code), "{when}");
+            return;
         }
-        assert!(Instant::now() < end, "still running after SIGTERM");
+        assert!(Instant::now() < end, "still running {when}");
         std::thread::sleep(Duration::from_millis(20));
     }
 }

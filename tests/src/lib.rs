@@ -238,20 +238,6 @@ pub fn shows_pin(text: &str, pin: &str) -> bool {
     false
 }
 
-#[cfg(test)]
-mod shows_pin_tests {
-    use super::shows_pin;
-
-    #[test]
-    fn a_timestamps_microseconds_are_not_a_pin() {
-        assert!(!shows_pin("2026-12-03T17:01:02.583921Z  INFO access granted", "583921"));
-        assert!(shows_pin("keys=583921 typed", "583921"));
-        assert!(shows_pin("\"583921\"", "583921"));
-        assert!(shows_pin("583921", "583921"));
-        assert!(!shows_pin("1795622583921", "583921"));
-    }
-}
-
 /// A running porterd.
 pub struct Daemon {
     child: Child,
@@ -779,5 +765,19 @@ impl Drop for Subscriber {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+#[cfg(test)]
+mod shows_pin_tests {
+    use super::shows_pin;
+
+    #[test]
+    fn a_timestamps_microseconds_are_not_a_pin() {
+        assert!(!shows_pin("2026-12-03T17:01:02.583921Z  INFO access granted", "583921"));
+        assert!(shows_pin("keys=583921 typed", "583921"));
+        assert!(shows_pin("\"583921\"", "583921"));
+        assert!(shows_pin("583921", "583921"));
+        assert!(!shows_pin("1795622583921", "583921"));
     }
 }

@@ -226,3 +226,102 @@ fn a_courier_signs_in_and_assigns_a_key_card_at_the_screen() {
     b.screen("offline");
     b.shot("offline");
 }
+
+/// `porter-kiosk-browser` (packaging/), with a stand-in for Chromium that
+/// records its arguments: it waits for the page however long porterd takes
+/// (found by a review: it gave up after 120 s and left the bare desktop),
+/// starts the browser on the page in kiosk mode, and starts it again when it
+/// ends (closed or crashed).
+#[test]
+fn the_browser_starter_waits_for_the_page_and_starts_chromium_again() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    use std::time::{Duration, Instant};
+    let dir = tempfile::tempdir().unwrap();
+    let bin = dir.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    let calls = dir.path().join("calls");
+    let fake = bin.join("chromium");
+    std::fs::write(&fake, format!("#!/bin/sh\necho \"$*\" >> {}\nexit 3\n", calls.display())).unwrap();
+    std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let script = porter_tests::workspace_root().join("packaging/porter-kiosk-browser");
+    // A free port for the kiosk that is not up yet.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let url = format!("http://127.0.0.1:{port}/");
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
+    let mut starter = Command::new("sh")
+        .arg(&script)
+        .arg(&url)
+        .env("PATH", &path)
+        .env("XDG_RUNTIME_DIR", dir.path())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = BufReader::new(starter.stderr.take().unwrap());
+    // The page comes up after the starter (porterd later than the desktop).
+    let mut kiosk = Command::new(kiosk_bin())
+        .args(["--listen", &format!("127.0.0.1:{port}"), "--device", "kiosk", "--door", "main"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut serving = String::new();
+    BufReader::new(kiosk.stderr.take().unwrap()).read_line(&mut serving).unwrap();
+    assert!(serving.contains(&url), "{serving}");
+    // Chromium is started on the page, and again after it ended.
+    let mut line = String::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut restarts = 0;
+    while restarts < 2 {
+        assert!(Instant::now() < deadline, "Chromium was not started again");
+        line.clear();
+        assert!(err.read_line(&mut line).unwrap() > 0, "the starter ended");
+        if line.contains("starting it again") {
+            restarts += 1;
+        }
+    }
+    let _ = starter.kill();
+    let _ = starter.wait();
+    let _ = kiosk.kill();
+    let _ = kiosk.wait();
+    let calls = std::fs::read_to_string(&calls).unwrap();
+    let runs: Vec<&str> = calls.lines().collect();
+    assert!(runs.len() >= 2, "{calls}");
+    let profile = dir.path().join("porter-kiosk");
+    for run in runs {
+        assert_eq!(
+            run,
+            format!(
+                "--kiosk --incognito --noerrdialogs --disable-session-crashed-bubble --no-first-run --user-data-dir={} --app={url}",
+                profile.display()
+            )
+        );
+    }
+}
+
+/// docs/kiosk.md's "Trying it at a desk" config, as written (its `$PWD`
+/// the folder the reader runs it in), is one porterd takes, with the kiosk
+/// where the build puts it.
+#[test]
+fn the_desk_config_in_the_docs_is_valid() {
+    let doc = std::fs::read_to_string(porter_tests::workspace_root().join("docs/kiosk.md")).unwrap();
+    let (_, rest) = doc.split_once("cat > desk/porter.toml <<EOF\n").expect("the desk config's heredoc");
+    let (toml, _) = rest.split_once("\nEOF\n").unwrap();
+    assert!(
+        toml.contains("command = \"$PWD/target/debug/porter-kiosk\""),
+        "the kiosk is no longer where cargo builds it"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let cwd = porter_tests::workspace_root();
+    let cfg = dir.path().join("porter.toml");
+    std::fs::write(&cfg, toml.replace("$PWD", cwd.to_str().unwrap())).unwrap();
+    let out = std::process::Command::new(porter_tests::bin("porterd"))
+        .args(["check-config", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("config OK"), "{text}");
+}
